@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Composition root: configuration -> stacks -> cdk-nag rule packs -> synth."""
+
+from aws_cdk import App, Environment
+
+from stacks import config as app_config
+from stacks.compliance import register_rule_packs
+from stacks.serving_stack import ServingStack
+from stacks.storage_stack import StorageStack
+
+
+def build(app: App) -> tuple[StorageStack, ServingStack]:
+    config = app_config.load(app.node.try_get_context)
+    env = Environment(account=config.account, region=config.region) if config.account or config.region else None
+    storage = StorageStack(
+        app,
+        "Storage",
+        stack_name=config.stack_name("storage"),
+        config=config,
+        env=env,
+        termination_protection=config.retain_data,
+        description=f"{config.app_name} model loop ({config.environment}): KMS key and data buckets",
+    )
+    serving = ServingStack(
+        app,
+        "Serving",
+        stack_name=config.stack_name("serving"),
+        config=config,
+        storage=storage,
+        env=env,
+        description=f"{config.app_name} model loop ({config.environment}): model, endpoint and data capture",
+    )
+    register_rule_packs(app)
+    return storage, serving
+
+
+if __name__ == "__main__":
+    app = App()
+    build(app)
+    app.synth()

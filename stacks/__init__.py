@@ -1,0 +1,1 @@
+"""Infrastructure of the serve -> capture -> monitor -> review -> label -> retrain loop."""

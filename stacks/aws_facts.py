@@ -1,0 +1,58 @@
+"""Facts about AWS that the stacks rely on, each verified once and kept here with its source.
+
+Nothing here calls AWS: botocore's service models ship inside the botocore package.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import botocore.session
+
+# SageMaker resource names (EndpointName, VariantName, ModelName, EndpointConfigName):
+# botocore sagemaker service-2.json, shape ``EndpointName``: pattern
+# ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``, max 63.
+SAGEMAKER_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+SAGEMAKER_NAME_MAX = 63
+
+# Task UI, flow definition and human loop names: botocore sagemaker ``HumanTaskUiName`` /
+# ``FlowDefinitionName`` and sagemaker-a2i-runtime ``HumanLoopName``: ``^[a-z0-9](-*[a-z0-9])*$``, max 63.
+A2I_NAME_PATTERN = re.compile(r"[a-z0-9](-*[a-z0-9])*")
+A2I_NAME_MAX = 63
+
+# Data capture stores a payload as plain text only when its media type is listed in
+# ``CaptureContentTypeHeader`` (CsvContentTypes / JsonContentTypes); anything else is base64.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-data-capture-endpoint.html
+CAPTURE_CSV_CONTENT_TYPES = ("text/csv",)
+CAPTURE_JSON_CONTENT_TYPES = ("application/json", "application/jsonlines")
+
+# CreateEndpointConfig ``KmsKeyId``: "You can't request a KmsKeyId when using an instance type
+# with local storage" (the call fails); those volumes are encrypted by a hardware module.
+# EC2 instance naming puts ``d`` in the attribute suffix for instance-store families (c5d, m5d,
+# r5d, g4dn, p3dn, p4d, m6id, ...); these families have NVMe instance storage without that letter
+# (SageMaker ResourceConfig docs name ml.g5 and ml.p4d; EC2 instance-store docs the rest).
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpointConfig.html
+_LOCAL_STORAGE_FAMILIES = frozenset({"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "trn1", "trn1n"})
+_INSTANCE_STORE_SUFFIX = re.compile(r"[a-z]+\d+[a-z]*d[a-z]*")
+
+
+def has_local_instance_storage(instance_type: str) -> bool:
+    """Whether an ``ml.<family>.<size>`` instance has NVMe instance storage (no KmsKeyId allowed)."""
+    family = instance_type.split(".")[1]
+    return family in _LOCAL_STORAGE_FAMILIES or bool(_INSTANCE_STORE_SUFFIX.fullmatch(family))
+
+
+@cache
+def _sagemaker_model():
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def endpoint_instance_types() -> tuple[str, ...]:
+    """Instance types a real-time endpoint accepts: botocore's ``ProductionVariantInstanceType`` enum."""
+    return tuple(_sagemaker_model().shape_for("ProductionVariantInstanceType").enum)
+
+
+def processing_instance_types() -> tuple[str, ...]:
+    """Instance types a processing (monitoring, baseline) job accepts: ``ProcessingInstanceType``."""
+    return tuple(_sagemaker_model().shape_for("ProcessingInstanceType").enum)

@@ -1,0 +1,259 @@
+"""Typed, validated configuration: the only code that reads CDK context.
+
+``cdk.json`` holds one entry per environment under ``environments``; ``-c env=NAME`` picks one
+(default ``dev``). Every key is optional and falls back to the defaults below. A bad value stops
+synth with a ``ConfigError`` that names the key and what is allowed; an unknown key is an error
+too, so a typo cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from stacks import aws_facts, default_model
+
+DEFAULT_ENVIRONMENT = "dev"
+
+_APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
+_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+")
+_IMAGE_URI = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_INFERENCE_CONTENT_TYPES = ("text/csv", "application/json", "application/jsonlines")
+_REMOVAL_POLICIES = ("destroy", "retain")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be deployed; the message names the key."""
+
+
+T = TypeVar("T")
+
+
+class _Section:
+    """Reads one mapping of configuration, remembering which keys were used."""
+
+    def __init__(self, raw: Any, path: str) -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{path}: must be a mapping of keys to values, got {raw!r}")
+        self._raw = raw
+        self._path = path
+        self._known: list[str] = []
+
+    def _take(self, key: str, default: Any) -> tuple[str, Any]:
+        self._known.append(key)
+        return f"{self._path}.{key}", self._raw.get(key, default)
+
+    def string(
+        self,
+        key: str,
+        default: str | None,
+        *,
+        pattern: re.Pattern[str] | None = None,
+        allowed: tuple[str, ...] | None = None,
+        rule: str = "",
+    ) -> str | None:
+        path, value = self._take(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: must be a string, got {value!r}")
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{path}: {value!r} is not allowed; allowed values: {', '.join(allowed)}")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise ConfigError(f"{path}: {value!r} is not valid; must be {rule or pattern.pattern}")
+        return value
+
+    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
+        path, value = self._take(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{path}: must be a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    def names(self, key: str, default: tuple[str, ...], *, pattern: re.Pattern[str], rule: str) -> tuple[str, ...]:
+        path, value = self._take(key, default)
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{path}: must be a non-empty list of names, got {value!r}")
+        for item in value:
+            if not isinstance(item, str) or not pattern.fullmatch(item):
+                raise ConfigError(f"{path}: {item!r} is not valid; each name must be {rule}")
+        if len(set(value)) != len(value):
+            duplicates = sorted({v for v in value if value.count(v) > 1})
+            raise ConfigError(f"{path}: names must be unique; repeated: {', '.join(duplicates)}")
+        return tuple(value)
+
+    def section(self, key: str, parse: Callable[[_Section], T]) -> T:
+        path, value = self._take(key, {})
+        return parse(_Section(value, path))
+
+    def has(self, key: str) -> bool:
+        return key in self._raw
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self._path}.{key}: {message}")
+
+    def done(self) -> None:
+        unknown = sorted(set(self._raw) - set(self._known))
+        if unknown:
+            raise ConfigError(
+                f"{self._path}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(sorted(self._known))}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """What the endpoint serves. No ``artifact_s3_uri`` means the bundled breast-cancer model."""
+
+    artifact_s3_uri: str | None
+    framework: str
+    framework_version: str
+    image_uri: str | None
+    content_type: str
+    feature_names: tuple[str, ...]
+    label_names: tuple[str, ...]
+
+    @property
+    def is_bundled(self) -> bool:
+        return self.artifact_s3_uri is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndpointConfig:
+    name: str
+    instance_type: str
+    instance_count: int
+    variant_name: str
+
+    @property
+    def volume_kms_allowed(self) -> bool:
+        return not aws_facts.has_local_instance_storage(self.instance_type)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureConfig:
+    sampling_percentage: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppConfig:
+    environment: str
+    app_name: str
+    account: str | None
+    region: str | None
+    removal_policy: str
+    model: ModelConfig
+    endpoint: EndpointConfig
+    capture: CaptureConfig
+
+    @property
+    def retain_data(self) -> bool:
+        return self.removal_policy == "retain"
+
+    def stack_name(self, part: str) -> str:
+        return f"{self.app_name}-{self.environment}-{part}"
+
+
+def _parse_model(s: _Section) -> ModelConfig:
+    artifact = s.string("artifact_s3_uri", None, pattern=_S3_URI, rule="an s3://bucket/key URI")
+    image_uri = s.string("image_uri", None, pattern=_IMAGE_URI, rule="an ECR image URI with a tag or digest")
+    if image_uri is not None and (s.has("framework") or s.has("framework_version")):
+        raise s.error("image_uri", "give either image_uri or framework/framework_version, not both")
+    framework = s.string("framework", default_model.FRAMEWORK, allowed=_supported_frameworks())
+    versions = _framework_versions(framework)
+    framework_version = s.string("framework_version", default_model.FRAMEWORK_VERSION, allowed=versions)
+    content_type = s.string("content_type", default_model.CONTENT_TYPE, allowed=_INFERENCE_CONTENT_TYPES)
+    name_rule = "a letter or _ then letters, digits or _ (at most 63), usable in metric names and JMESPath"
+    if artifact is None:
+        features = s.names("feature_names", default_model.FEATURE_NAMES, pattern=_IDENTIFIER, rule=name_rule)
+        if features != default_model.FEATURE_NAMES and len(features) != len(default_model.FEATURE_NAMES):
+            raise s.error(
+                "feature_names",
+                f"the bundled model takes {len(default_model.FEATURE_NAMES)} features, got {len(features)}",
+            )
+    else:
+        if not s.has("feature_names"):
+            raise s.error("feature_names", "required when artifact_s3_uri names your own model")
+        features = s.names("feature_names", (), pattern=_IDENTIFIER, rule=name_rule)
+    labels = s.names("label_names", default_model.LABEL_NAMES, pattern=re.compile(r"\S.{0,62}"), rule="1-63 characters")
+    s.done()
+    return ModelConfig(
+        artifact_s3_uri=artifact,
+        framework=framework,
+        framework_version=framework_version,
+        image_uri=image_uri,
+        content_type=content_type,
+        feature_names=features,
+        label_names=labels,
+    )
+
+
+def _parse_endpoint(s: _Section, default_name: str) -> EndpointConfig:
+    name = s.string(
+        "name",
+        default_name,
+        pattern=aws_facts.SAGEMAKER_NAME_PATTERN,
+        rule="1-63 letters, digits or hyphens, starting and ending with a letter or digit",
+    )
+    instance_types = aws_facts.endpoint_instance_types()
+    instance_type = s.string("instance_type", "ml.m5.xlarge", pattern=re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+"), rule="of the form ml.<family>.<size>")
+    if instance_type not in instance_types:
+        raise s.error("instance_type", f"{instance_type!r} is not a SageMaker endpoint instance type (see ProductionVariantInstanceType)")
+    endpoint = EndpointConfig(
+        name=name,
+        instance_type=instance_type,
+        instance_count=s.integer("instance_count", 1, low=1, high=100),
+        variant_name=s.string("variant_name", "AllTraffic", pattern=aws_facts.SAGEMAKER_NAME_PATTERN, rule="1-63 letters, digits or hyphens"),
+    )
+    s.done()
+    return endpoint
+
+
+def _parse_capture(s: _Section) -> CaptureConfig:
+    capture = CaptureConfig(sampling_percentage=s.integer("sampling_percentage", 100, low=0, high=100))
+    s.done()
+    return capture
+
+
+def parse_environment(environment: str, raw: Any) -> AppConfig:
+    """Build the configuration of one environment from its ``cdk.json`` entry."""
+    s = _Section(raw, f"environments.{environment}")
+    app_name = s.string("app_name", "mlloop", pattern=_APP_NAME, rule="1-20 lower-case letters, digits or hyphens, starting with a letter")
+    config = AppConfig(
+        environment=environment,
+        app_name=app_name,
+        account=s.string("account", None, pattern=_ACCOUNT, rule="a 12-digit AWS account ID"),
+        region=s.string("region", None, pattern=_REGION, rule="an AWS region name such as eu-west-1"),
+        removal_policy=s.string("removal_policy", "retain", allowed=_REMOVAL_POLICIES),
+        model=s.section("model", _parse_model),
+        endpoint=s.section("endpoint", lambda e: _parse_endpoint(e, f"{app_name}-{environment}")),
+        capture=s.section("capture", _parse_capture),
+    )
+    s.done()
+    return config
+
+
+def load(context: Callable[[str], Any]) -> AppConfig:
+    """Read ``environments`` and ``env`` through ``context`` (``app.node.try_get_context``)."""
+    environments = context("environments") or {}
+    environment = context("env") or DEFAULT_ENVIRONMENT
+    if not isinstance(environments, Mapping) or environment not in environments:
+        known = ", ".join(sorted(environments)) if isinstance(environments, Mapping) else "none"
+        raise ConfigError(f"env: {environment!r} is not an environment in cdk.json; allowed values: {known}")
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", environment):
+        raise ConfigError(f"env: {environment!r} is not valid; must be 1-10 lower-case letters or digits")
+    return parse_environment(environment, environments[environment])
+
+
+def _supported_frameworks() -> tuple[str, ...]:
+    # Frameworks whose containers read a model artefact and take CSV / JSON rows.
+    return ("xgboost", "sklearn")
+
+
+def _framework_versions(framework: str) -> tuple[str, ...]:
+    from stacks import images  # imports the SageMaker SDK, which only this check and images need
+
+    return images.framework_versions(framework)

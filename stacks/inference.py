@@ -1,0 +1,168 @@
+"""Serve: the SageMaker model and its real-time endpoint, capturing requests and responses."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks import aws_facts
+from stacks.compliance import acknowledge, acknowledge_wildcards
+from stacks.config import AppConfig
+from stacks.images import ContainerImage
+
+CAPTURE_PREFIX = "capture"
+
+
+class ModelEndpoint(Construct):
+    """A model in network isolation behind a real-time endpoint with KMS-encrypted data capture.
+
+    Model and endpoint-config names are generated: every property of both is create-only, so a
+    change replaces them and CloudFormation moves the endpoint (whose name callers use, and so is
+    fixed) onto the new config in place.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        image: ContainerImage,
+        model_data_bucket: s3.IBucket,
+        model_data_key: str,
+        capture_bucket: s3.IBucket,
+        key: kms.IKey,
+        sampling_percentage: int | float,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        endpoint_cfg = config.endpoint
+        self.endpoint_name = endpoint_cfg.name
+        self.variant_name = endpoint_cfg.variant_name
+        self.capture_s3_uri = f"s3://{capture_bucket.bucket_name}/{CAPTURE_PREFIX}"
+
+        # SageMaker creates /aws/sagemaker/Endpoints/<name> on first start if it does not exist;
+        # creating it first (the endpoint depends on it) gives it a retention period and our key.
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/sagemaker/Endpoints/{endpoint_cfg.name}",
+            retention=logs.RetentionDays.ONE_YEAR if config.retain_data else logs.RetentionDays.ONE_MONTH,
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        )
+
+        self.role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"SageMaker execution role of the {endpoint_cfg.name} model and endpoint",
+        )
+        statements = self._execution_statements(image, model_data_bucket.arn_for_objects(model_data_key), capture_bucket, key)
+        self.policy = iam.ManagedPolicy(self, "ExecutionPolicy", roles=[self.role], statements=statements)
+        acknowledge_wildcards(
+            self.policy,
+            self.policy.document,
+            "Wildcards only where AWS allows nothing narrower: ecr:GetAuthorizationToken and "
+            "cloudwatch:PutMetricData (limited by a namespace condition) take no resource ARN, CloudWatch "
+            "Logs stream ARNs sit under the log group's ARN, and data capture writes objects under the "
+            f"'{CAPTURE_PREFIX}/' prefix with keys SageMaker chooses.",
+        )
+
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            enable_network_isolation=True,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image.uri,
+                model_data_url=f"s3://{model_data_bucket.bucket_name}/{model_data_key}",
+                mode="SingleModel",
+            ),
+        )
+        self.model.node.add_dependency(self.policy)  # the role itself is referenced already
+
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "Config",
+            kms_key_id=key.key_arn if endpoint_cfg.volume_kms_allowed else None,
+            production_variants=[
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=endpoint_cfg.variant_name,
+                    model_name=self.model.attr_model_name,
+                    instance_type=endpoint_cfg.instance_type,
+                    initial_instance_count=endpoint_cfg.instance_count,
+                    initial_variant_weight=1.0,
+                )
+            ],
+            data_capture_config=sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+                enable_capture=True,
+                initial_sampling_percentage=sampling_percentage,
+                destination_s3_uri=self.capture_s3_uri,
+                kms_key_id=key.key_arn,
+                capture_options=[
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+                ],
+                capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
+                    csv_content_types=list(aws_facts.CAPTURE_CSV_CONTENT_TYPES),
+                    json_content_types=list(aws_facts.CAPTURE_JSON_CONTENT_TYPES),
+                ),
+            ),
+        )
+        if not endpoint_cfg.volume_kms_allowed:
+            acknowledge(
+                self.endpoint_config,
+                f"{endpoint_cfg.instance_type} has NVMe instance storage, which a hardware module encrypts; "
+                "CreateEndpointConfig rejects a KmsKeyId for such instance types.",
+                "HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured",
+                "NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured",
+            )
+
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=endpoint_cfg.name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+        )
+        self.endpoint.node.add_dependency(self.log_group)
+        self.endpoint_arn = Stack.of(self).format_arn(
+            service="sagemaker", resource="endpoint", resource_name=endpoint_cfg.name.lower()
+        )
+
+    def _execution_statements(
+        self, image: ContainerImage, model_object_arn: str, capture_bucket: s3.IBucket, key: kms.IKey
+    ) -> list[iam.PolicyStatement]:
+        """What CreateModel's execution role needs, each action on its own resource.
+
+        https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createmodel-perms
+        """
+        return [
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[model_object_arn]),
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[capture_bucket.arn_for_objects(f"{CAPTURE_PREFIX}/*")]),
+            # Decrypt the artefact, encrypt captured data and the endpoint's storage volume.
+            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], resources=[key.key_arn]),
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant"],
+                resources=[key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+            iam.PolicyStatement(
+                actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                resources=[image.repository_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[self.log_group.log_group_arn],
+            ),
+            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints*"}},
+            ),
+        ]

@@ -1,0 +1,85 @@
+"""The stateless half of the loop: one construct per concern, wired to the storage stack."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.bundled_model import BundledModel
+from stacks.config import AppConfig
+from stacks.images import ContainerImage
+from stacks.inference import ModelEndpoint
+from stacks.ops_parameters import OpsParameters
+from stacks.storage_stack import StorageStack
+
+
+class ServingStack(Stack):
+    """Serve and capture: the model, its endpoint and the bundled artefacts it starts from."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, storage: StorageStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.parameters = OpsParameters(self)
+        sampling = self.parameters.add(
+            "CaptureSamplingPercentage",
+            group="Data capture",
+            label="Capture sampling percentage",
+            description="Percentage of endpoint requests whose input and output are captured to S3 (0-100).",
+            type="Number",
+            default=config.capture.sampling_percentage,
+            min_value=0,
+            max_value=100,
+        )
+
+        if config.model.image_uri is not None:
+            image = ContainerImage.from_uri(self, "InferenceImage", config.model.image_uri)
+        else:
+            image = ContainerImage.from_sdk(
+                self,
+                "InferenceImage",
+                framework=config.model.framework,
+                version=config.model.framework_version,
+                image_scope="inference",
+            )
+
+        self.bundled_model: BundledModel | None = None
+        if config.model.is_bundled:
+            self.bundled_model = BundledModel(
+                self,
+                "BundledModel",
+                models_bucket=storage.models,
+                datasets_bucket=storage.datasets,
+                key=storage.key,
+                retain_logs=config.retain_data,
+            )
+            model_bucket, model_key = storage.models, self.bundled_model.model_key
+        else:
+            bucket_name, model_key = config.model.artifact_s3_uri.removeprefix("s3://").split("/", 1)
+            model_bucket = s3.Bucket.from_bucket_name(self, "ModelArtifactBucket", bucket_name)
+
+        self.inference = ModelEndpoint(
+            self,
+            "Inference",
+            config=config,
+            image=image,
+            model_data_bucket=model_bucket,
+            model_data_key=model_key,
+            capture_bucket=storage.capture,
+            key=storage.key,
+            sampling_percentage=sampling.value_as_number,
+        )
+        if self.bundled_model is not None:
+            for deployment in self.bundled_model.deployments:
+                self.inference.model.node.add_dependency(deployment)
+
+        CfnOutput(self, "EndpointName", value=self.inference.endpoint_name, description="SageMaker endpoint to invoke")
+        CfnOutput(
+            self,
+            "CaptureS3Uri",
+            value=f"{self.inference.capture_s3_uri}/{self.inference.endpoint_name}/{self.inference.variant_name}/",
+            description="Where captured requests and responses land, under yyyy/mm/dd/hh/ (UTC)",
+        )
+        CfnOutput(self, "ModelName", value=self.inference.model.attr_model_name, description="SageMaker model now served")
+        if self.bundled_model is not None:
+            CfnOutput(self, "TrainingDataS3Uri", value=self.bundled_model.train_s3_uri, description="Bundled model's training CSV (label first, no header)")
+            CfnOutput(self, "TestDataS3Uri", value=self.bundled_model.test_s3_uri, description="Bundled model's held-out test CSV")

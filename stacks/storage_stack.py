@@ -1,0 +1,119 @@
+"""Keys and buckets that outlive redeploys of everything else."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.compliance import acknowledge, drop_redundant_dependency
+from stacks.config import AppConfig
+
+# Why each bucket exists; the keys are the attribute names other stacks wire to.
+DATA_BUCKETS: dict[str, str] = {
+    "models": "model artefacts: the bundled model and every retrained one",
+    "datasets": "training, validation and baseline datasets",
+    "capture": "the endpoint's captured requests and responses",
+    "monitoring": "monitoring baselines and reports",
+    "review": "human-review (A2I) output",
+    "labels": "labels from reviewers: ground truth and training rows",
+}
+
+_ACK_REPLICATION = (
+    "Single-region by design: cross-region replication is an account-level disaster-recovery "
+    "decision (and a second region's key) that this app leaves to the owner; objects are versioned."
+)
+
+_REPLICATION_RULES = ("HIPAA.Security-S3BucketReplicationEnabled", "NIST.800.53.R5-S3BucketReplicationEnabled")
+
+
+class StorageStack(Stack):
+    """One customer-managed key and the S3 locations of the loop, SSL-only, versioned and logged."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+
+        self.key = kms.Key(
+            self,
+            "DataKey",
+            alias=f"alias/{config.app_name}-{config.environment}",
+            description=f"Encrypts the {config.app_name} {config.environment} model loop's data",
+            enable_key_rotation=True,
+            removal_policy=removal,
+        )
+
+        # S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption.
+        # https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
+            removal_policy=removal,
+            auto_delete_objects=not config.retain_data,
+        )
+        acknowledge(
+            self.access_logs,
+            "This is the access-log bucket: logging it into itself would loop.",
+            "AwsSolutions-S1",
+            "HIPAA.Security-S3BucketLoggingEnabled",
+            "NIST.800.53.R5-S3BucketLoggingEnabled",
+        )
+        acknowledge(
+            self.access_logs,
+            "S3 delivers server access logs only to buckets with SSE-S3 default encryption.",
+            "HIPAA.Security-S3DefaultEncryptionKMS",
+            "NIST.800.53.R5-S3DefaultEncryptionKMS",
+        )
+        acknowledge(self.access_logs, _ACK_REPLICATION, *_REPLICATION_RULES)
+
+        self.buckets: dict[str, s3.Bucket] = {}
+        for name, purpose in DATA_BUCKETS.items():
+            bucket = s3.Bucket(
+                self,
+                name.capitalize(),
+                encryption=s3.BucketEncryption.KMS,
+                encryption_key=self.key,
+                bucket_key_enabled=True,
+                enforce_ssl=True,
+                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+                versioned=True,
+                server_access_logs_bucket=self.access_logs,
+                server_access_logs_prefix=f"{name}/",
+                lifecycle_rules=[
+                    s3.LifecycleRule(
+                        abort_incomplete_multipart_upload_after=Duration.days(7),
+                        noncurrent_version_expiration=Duration.days(90),
+                    )
+                ],
+                removal_policy=removal,
+                auto_delete_objects=not config.retain_data,
+            )
+            acknowledge(bucket, _ACK_REPLICATION, *_REPLICATION_RULES)
+            self.buckets[name] = bucket
+            CfnOutput(self, f"{name.capitalize()}BucketName", value=bucket.bucket_name, description=f"Bucket for {purpose}")
+
+        provider = self.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
+        if provider is not None:
+            drop_redundant_dependency(provider.node.find_child("Handler"), provider.node.find_child("Role"))
+
+        CfnOutput(self, "DataKeyArn", value=self.key.key_arn, description="KMS key that encrypts every data bucket")
+
+    @property
+    def models(self) -> s3.Bucket:
+        return self.buckets["models"]
+
+    @property
+    def datasets(self) -> s3.Bucket:
+        return self.buckets["datasets"]
+
+    @property
+    def capture(self) -> s3.Bucket:
+        return self.buckets["capture"]
