@@ -68,8 +68,8 @@ class ModelEndpoint(Construct):
             self.policy,
             self.policy.document,
             "Wildcards only where AWS allows nothing narrower: ecr:GetAuthorizationToken and "
-            "cloudwatch:PutMetricData (limited by a namespace condition) take no resource ARN, CloudWatch "
-            "Logs stream ARNs sit under the log group's ARN, and data capture writes objects under the "
+            "cloudwatch:PutMetricData (limited by a namespace condition) take no resource ARN, and data "
+            "capture writes objects under the "
             f"'{CAPTURE_PREFIX}/' prefix with keys SageMaker chooses.",
         )
 

@@ -1,0 +1,58 @@
+"""Shared helpers: build the real app (same composition root as ``cdk synth``) from a config."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+import app as composition_root
+from stacks.serving_stack import ServingStack
+from stacks.storage_stack import StorageStack
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+@dataclass
+class SynthesisedApp:
+    app: App
+    storage: StorageStack
+    serving: ServingStack
+
+    def template(self, stack: str) -> Template:
+        return Template.from_stack(getattr(self, stack))
+
+    def template_json(self, stack: str) -> dict[str, Any]:
+        return self.template(stack).to_json()
+
+
+def build_app(tmp_path: Path, env: str = "dev", environment: dict[str, Any] | None = None) -> SynthesisedApp:
+    """The app as ``cdk synth -c env=ENV`` builds it, with ``environment`` replacing that entry."""
+    context = copy.deepcopy(CDK_CONTEXT)
+    if environment is not None:
+        context["environments"][env] = environment
+    context["env"] = env
+    app = App(context=context, outdir=str(tmp_path))
+    storage, serving = composition_root.build(app)
+    return SynthesisedApp(app, storage, serving)
+
+
+@pytest.fixture(scope="session")
+def dev_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesisedApp:
+    built = build_app(tmp_path_factory.mktemp("dev"))
+    built.app.synth()  # runs the cdk-nag packs: raises on any unacknowledged finding
+    return built
+
+
+@pytest.fixture(scope="session")
+def prod_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesisedApp:
+    built = build_app(tmp_path_factory.mktemp("prod"), env="prod")
+    built.app.synth()
+    return built

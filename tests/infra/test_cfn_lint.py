@@ -1,0 +1,32 @@
+"""cfn-lint reports nothing (no error, no warning) on any synthesised template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cfnlint.api import ManualArgs, lint_file
+
+# Regions with different partitions and image registries; the templates are region-agnostic.
+LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2", "cn-north-1", "us-gov-west-1"]
+
+
+def _templates(built) -> list[Path]:
+    outdir = Path(built.app.outdir)
+    return sorted(outdir.glob("*.template.json"))
+
+
+@pytest.mark.parametrize("fixture", ["dev_app", "prod_app"])
+def test_templates_lint_clean(request, fixture: str) -> None:
+    built = request.getfixturevalue(fixture)
+    templates = _templates(built)
+    assert {t.name for t in templates} == {"Storage.template.json", "Serving.template.json"}
+    for template in templates:
+        matches = lint_file(template, config=ManualArgs(regions=LINT_REGIONS))
+        assert [str(m) for m in matches] == [], template.name
+
+
+def test_lint_does_report_a_broken_template(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.template.json"
+    broken.write_text('{"Resources": {"B": {"Type": "AWS::S3::Bucket", "Properties": {"BucketNam": "x"}}}}')
+    assert any(m.rule.id == "E3002" for m in lint_file(broken, config=ManualArgs(regions=["us-east-1"])))

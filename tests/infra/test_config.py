@@ -1,0 +1,81 @@
+"""Every bad configuration value stops synth with a message naming the key and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from stacks import config as app_config
+from stacks.config import ConfigError, parse_environment
+from tests.conftest import CDK_CONTEXT
+
+
+def test_defaults_serve_the_bundled_model() -> None:
+    config = parse_environment("dev", {})
+    assert config.model.is_bundled
+    assert config.model.framework == "xgboost" and config.model.framework_version == "3.2-0"
+    assert len(config.model.feature_names) == 30
+    assert config.model.label_names == ("malignant", "benign")
+    assert config.endpoint.name == "mlloop-dev"
+    assert config.capture.sampling_percentage == 100
+    assert config.retain_data  # data is kept unless an environment says otherwise
+
+
+def test_cdk_json_environments_parse() -> None:
+    dev = app_config.load({"environments": CDK_CONTEXT["environments"], "env": None}.get)
+    prod = app_config.load({"environments": CDK_CONTEXT["environments"], "env": "prod"}.get)
+    assert dev.environment == "dev" and not dev.retain_data
+    assert prod.retain_data and prod.capture.sampling_percentage == 34
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"capture": {"sampling_percentage": 140}}, r"environments\.dev\.capture\.sampling_percentage: must be a whole number from 0 to 100, got 140"),
+        ({"capture": {"sampling_percentage": -1}}, r"capture\.sampling_percentage: must be a whole number from 0 to 100"),
+        ({"capture": {"sampling_percentage": "50"}}, r"capture\.sampling_percentage: must be a whole number"),
+        ({"capture": {"sampling_percentage": True}}, r"capture\.sampling_percentage: must be a whole number"),
+        ({"capture": {"sampling_pct": 50}}, r"environments\.dev\.capture: unknown key\(s\) sampling_pct; allowed keys: sampling_percentage"),
+        ({"captur": {}}, r"environments\.dev: unknown key\(s\) captur; allowed keys: .*capture"),
+        ({"removal_policy": "delete"}, r"removal_policy: 'delete' is not allowed; allowed values: destroy, retain"),
+        ({"app_name": "My_App"}, r"app_name: 'My_App' is not valid; must be 1-20 lower-case letters"),
+        ({"account": "1234"}, r"account: '1234' is not valid; must be a 12-digit AWS account ID"),
+        ({"region": "mars-1"}, r"region: 'mars-1' is not valid; must be an AWS region name"),
+        ({"endpoint": {"name": "-bad-"}}, r"endpoint\.name: '-bad-' is not valid; must be 1-63 letters, digits or hyphens"),
+        ({"endpoint": {"name": "x" * 64}}, r"endpoint\.name: 'x+' is not valid"),
+        ({"endpoint": {"instance_type": "m5.xlarge"}}, r"endpoint\.instance_type: 'm5.xlarge' is not valid; must be of the form ml\.<family>\.<size>"),
+        ({"endpoint": {"instance_type": "ml.m5.huge"}}, r"endpoint\.instance_type: 'ml.m5.huge' is not a SageMaker endpoint instance type"),
+        ({"endpoint": {"instance_count": 0}}, r"endpoint\.instance_count: must be a whole number from 1 to 100, got 0"),
+        ({"endpoint": {"variant_name": "all traffic"}}, r"endpoint\.variant_name: 'all traffic' is not valid"),
+        ({"model": {"framework": "tensorflow"}}, r"model\.framework: 'tensorflow' is not allowed; allowed values: xgboost, sklearn"),
+        ({"model": {"framework_version": "9.9-9"}}, r"model\.framework_version: '9.9-9' is not allowed; allowed values: .*3\.2-0"),
+        ({"model": {"content_type": "text/plain"}}, r"model\.content_type: 'text/plain' is not allowed; allowed values: text/csv, application/json, application/jsonlines"),
+        ({"model": {"artifact_s3_uri": "https://bucket/model.tar.gz", "feature_names": ["a"]}}, r"model\.artifact_s3_uri: 'https://bucket/model.tar.gz' is not valid; must be an s3://bucket/key URI"),
+        ({"model": {"artifact_s3_uri": "s3://bucket/model.tar.gz"}}, r"model\.feature_names: required when artifact_s3_uri names your own model"),
+        ({"model": {"image_uri": "docker.io/me/model:1"}}, r"model\.image_uri: 'docker.io/me/model:1' is not valid; must be an ECR image URI"),
+        (
+            {"model": {"image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/m:1", "framework": "xgboost"}},
+            r"model\.image_uri: give either image_uri or framework/framework_version, not both",
+        ),
+        ({"model": {"feature_names": ["a", "b"]}}, r"model\.feature_names: the bundled model takes 30 features, got 2"),
+        ({"model": {"feature_names": []}}, r"model\.feature_names: must be a non-empty list of names"),
+        ({"model": {"feature_names": ["mean radius"] * 30}}, r"model\.feature_names: 'mean radius' is not valid; each name must be a letter or _"),
+        ({"model": {"label_names": ["yes", "yes"]}}, r"model\.label_names: names must be unique; repeated: yes"),
+        ({"model": "xgboost"}, r"environments\.dev\.model: must be a mapping of keys to values, got 'xgboost'"),
+    ],
+)
+def test_bad_value_names_the_key_and_what_is_allowed(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_environment("dev", raw)
+
+
+def test_unknown_environment_lists_the_known_ones() -> None:
+    context = {"environments": {"dev": {}, "prod": {}}, "env": "staging"}
+    with pytest.raises(ConfigError, match=r"env: 'staging' is not an environment in cdk.json; allowed values: dev, prod"):
+        app_config.load(context.get)
+
+
+def test_nvme_instance_types_are_recognised() -> None:
+    for instance_type in ("ml.m5d.xlarge", "ml.g4dn.xlarge", "ml.g5.2xlarge", "ml.p4d.24xlarge", "ml.c5d.large"):
+        assert not parse_environment("dev", {"endpoint": {"instance_type": instance_type}}).endpoint.volume_kms_allowed
+    for instance_type in ("ml.m5.xlarge", "ml.c5.large", "ml.t2.medium", "ml.inf1.xlarge"):
+        assert parse_environment("dev", {"endpoint": {"instance_type": instance_type}}).endpoint.volume_kms_allowed

@@ -1,0 +1,166 @@
+"""Intent of the serving stack: model, endpoint config with data capture, endpoint, parameters."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from stacks import default_model, images
+from stacks.compliance import flatten_reference, wildcard_findings
+from tests.conftest import build_app
+
+
+@pytest.fixture(scope="module")
+def template(dev_app) -> Template:
+    return dev_app.template("serving")
+
+
+def _key_arn(dev_app) -> dict:
+    """How the serving stack refers to the storage stack's key ARN once the app is prepared."""
+    return dev_app.serving.resolve(dev_app.storage.key.key_arn)
+
+
+def test_model_runs_in_network_isolation_with_the_regional_sdk_image(dev_app, template: Template) -> None:
+    mapping_id = dev_app.serving.get_logical_id(dev_app.serving.node.find_child("InferenceImage").node.find_child("Regions"))
+    template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "EnableNetworkIsolation": True,
+            "PrimaryContainer": {
+                "Image": {"Fn::FindInMap": [mapping_id, {"Ref": "AWS::Region"}, "uri"]},
+                "ModelDataUrl": Match.any_value(),
+                "Mode": "SingleModel",
+            },
+        },
+    )
+
+
+def test_image_mapping_is_the_sdk_table_for_every_region(dev_app, template: Template) -> None:
+    mapping_id = dev_app.serving.get_logical_id(dev_app.serving.node.find_child("InferenceImage").node.find_child("Regions"))
+    mapping = template.to_json()["Mappings"][mapping_id]
+    expected = images.region_table("xgboost", "3.2-0", image_scope="inference")
+    assert {region: row["uri"] for region, row in mapping.items()} == expected
+    assert mapping["us-east-1"]["uri"].endswith("/sagemaker-xgboost:3.2-0")
+    assert len(mapping) >= 30
+
+
+def test_model_data_is_the_bundled_artefact_under_its_content_hash(dev_app, template: Template) -> None:
+    model = next(iter(template.find_resources("AWS::SageMaker::Model").values()))
+    url = flatten_reference(model["Properties"]["PrimaryContainer"]["ModelDataUrl"])
+    digest = default_model.content_hash(default_model.MODEL_ARTIFACT)
+    assert url.startswith("s3://") and url.endswith(f"/bundled/{digest}/model.tar.gz")
+    template.has_resource_properties(
+        "Custom::CDKBucketDeployment", {"DestinationBucketKeyPrefix": f"bundled/{digest}", "Prune": False}
+    )
+
+
+def test_endpoint_config_captures_input_and_output_as_plain_text_with_kms(dev_app, template: Template) -> None:
+    key_arn = _key_arn(dev_app)
+    template.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "KmsKeyId": key_arn,
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "InstanceType": "ml.m5.xlarge",
+                    "InitialInstanceCount": 1,
+                    "InitialVariantWeight": 1,
+                    "ModelName": Match.any_value(),
+                }
+            ],
+            "DataCaptureConfig": {
+                "EnableCapture": True,
+                "InitialSamplingPercentage": {"Ref": "CaptureSamplingPercentage"},
+                "DestinationS3Uri": Match.any_value(),
+                "KmsKeyId": key_arn,
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                "CaptureContentTypeHeader": {
+                    "CsvContentTypes": ["text/csv"],
+                    "JsonContentTypes": ["application/json", "application/jsonlines"],
+                },
+            },
+        },
+    )
+    config = next(iter(template.find_resources("AWS::SageMaker::EndpointConfig").values()))
+    assert flatten_reference(config["Properties"]["DataCaptureConfig"]["DestinationS3Uri"]).endswith("/capture")
+
+
+def test_endpoint_has_a_stable_name_and_waits_for_its_log_group(dev_app, template: Template) -> None:
+    template.has_resource_properties("AWS::SageMaker::Endpoint", {"EndpointName": "mlloop-dev"})
+    log_group_id = dev_app.serving.get_logical_id(dev_app.serving.inference.log_group.node.default_child)
+    endpoint = next(iter(template.find_resources("AWS::SageMaker::Endpoint").values()))
+    assert log_group_id in endpoint["DependsOn"]
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup",
+        {"LogGroupName": "/aws/sagemaker/Endpoints/mlloop-dev", "RetentionInDays": 30, "KmsKeyId": Match.any_value()},
+    )
+
+
+def test_sampling_percentage_is_a_bounded_parameter_in_a_labelled_console_group(template: Template) -> None:
+    template.has_parameter(
+        "CaptureSamplingPercentage", {"Type": "Number", "Default": 100, "MinValue": 0, "MaxValue": 100, "Description": Match.any_value()}
+    )
+    interface = template.to_json()["Metadata"]["AWS::CloudFormation::Interface"]
+    assert interface["ParameterGroups"] == [{"Label": {"default": "Data capture"}, "Parameters": ["CaptureSamplingPercentage"]}]
+    assert interface["ParameterLabels"]["CaptureSamplingPercentage"] == {"default": "Capture sampling percentage"}
+
+
+def test_prod_samples_a_third_of_requests_by_default(prod_app) -> None:
+    prod_app.template("serving").has_parameter("CaptureSamplingPercentage", {"Default": 34})
+
+
+def test_execution_role_wildcards_are_exactly_the_explained_ones(dev_app, template: Template) -> None:
+    policy_id = dev_app.serving.get_logical_id(dev_app.serving.inference.policy.node.default_child)
+    statements = template.to_json()["Resources"][policy_id]["Properties"]["PolicyDocument"]["Statement"]
+    findings = wildcard_findings(statements)
+    assert len(findings) == 2
+    assert "Resource::*" in findings
+    assert any(f.endswith("/capture/*") for f in findings)
+    star = [s for s in statements if s["Resource"] == "*"]
+    assert sorted(a for s in star for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])) == [
+        "cloudwatch:PutMetricData",
+        "ecr:GetAuthorizationToken",
+    ]
+    # The image pull is scoped to the region's SageMaker XGBoost repository.
+    ecr = next(s for s in statements if "ecr:BatchGetImage" in s["Action"])
+    assert "repository/" in flatten_reference(ecr["Resource"])
+
+
+def test_stack_outputs_for_operators(template: Template) -> None:
+    assert {"EndpointName", "CaptureS3Uri", "ModelName", "TrainingDataS3Uri", "TestDataS3Uri"} <= set(template.find_outputs("*"))
+
+
+def test_instance_with_nvme_storage_gets_no_volume_key(tmp_path) -> None:
+    built = build_app(tmp_path, environment={"endpoint": {"instance_type": "ml.g5.xlarge"}})
+    built.app.synth()  # the nag acknowledgment for the missing key must hold
+    config = next(iter(built.template("serving").find_resources("AWS::SageMaker::EndpointConfig").values()))
+    assert "KmsKeyId" not in config["Properties"]
+    assert "KmsKeyId" in config["Properties"]["DataCaptureConfig"]
+
+
+def test_bring_your_own_model_uses_its_artifact_image_and_no_bundled_assets(tmp_path) -> None:
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-model:1.4"
+    built = build_app(
+        tmp_path,
+        environment={
+            "model": {
+                "artifact_s3_uri": "s3://my-models/churn/model.tar.gz",
+                "image_uri": image,
+                "feature_names": ["tenure", "monthly_charges"],
+                "label_names": ["stays", "churns"],
+            }
+        },
+    )
+    built.app.synth()
+    template = built.template("serving")
+    template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {"PrimaryContainer": {"Image": image, "ModelDataUrl": "s3://my-models/churn/model.tar.gz", "Mode": "SingleModel"}},
+    )
+    template.resource_count_is("Custom::CDKBucketDeployment", 0)
+    assert "TrainingDataS3Uri" not in template.find_outputs("*")
+    policy = next(iter(template.find_resources("AWS::IAM::ManagedPolicy").values()))
+    resources = [flatten_reference(s["Resource"]) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    assert "arn:<AWS::Partition>:s3:::my-models/churn/model.tar.gz" in resources
+    assert "arn:<AWS::Partition>:ecr:eu-west-1:123456789012:repository/my-model" in resources
