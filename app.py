@@ -12,23 +12,24 @@ from stacks.storage_stack import StorageStack
 def build(app: App) -> tuple[StorageStack, ServingStack]:
     config = app_config.load(app.node.try_get_context)
     env = Environment(account=config.account, region=config.region) if config.account or config.region else None
+    title = f"{config.app_name} model loop ({config.environment})"
     storage = StorageStack(
         app,
         "Storage",
-        stack_name=config.stack_name("storage"),
         config=config,
         env=env,
+        stack_name=config.stack_name("storage"),
         termination_protection=config.retain_data,
-        description=f"{config.app_name} model loop ({config.environment}): KMS key and data buckets",
+        description=f"{title}: KMS key and data buckets",
     )
     serving = ServingStack(
         app,
         "Serving",
-        stack_name=config.stack_name("serving"),
         config=config,
-        storage=storage,
         env=env,
-        description=f"{config.app_name} model loop ({config.environment}): model, endpoint and data capture",
+        stack_name=config.stack_name("serving"),
+        storage=storage,
+        description=f"{title}: model, endpoint and data capture",
     )
     register_rule_packs(app)
     return storage, serving

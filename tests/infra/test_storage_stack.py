@@ -19,6 +19,43 @@ def test_customer_managed_key_rotates(template: Template) -> None:
     template.has_resource_properties("AWS::KMS::Alias", {"AliasName": "alias/mlloop-dev"})
 
 
+def test_key_lets_cloudwatch_logs_encrypt_this_accounts_log_groups(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Principal": {"Service": {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}},
+                                "Condition": {
+                                    "ArnLike": {
+                                        "kms:EncryptionContext:aws:logs:arn": {
+                                            "Fn::Join": [
+                                                "",
+                                                [
+                                                    "arn:",
+                                                    {"Ref": "AWS::Partition"},
+                                                    ":logs:",
+                                                    {"Ref": "AWS::Region"},
+                                                    ":",
+                                                    {"Ref": "AWS::AccountId"},
+                                                    ":log-group:*",
+                                                ],
+                                            ]
+                                        }
+                                    }
+                                },
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
 @pytest.mark.parametrize("name", DATA_BUCKETS)
 def test_each_data_bucket_is_kms_encrypted_private_versioned_and_logged(dev_app, template: Template, name: str) -> None:
     bucket = dev_app.storage.buckets[name]
