@@ -1,0 +1,1 @@
+"""Reads captured predictions and picks the ones a human should review."""
