@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from stacks import default_model
 from stacks.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
+from stacks.log_groups import encrypted_log_group
 
 
 class BundledModel(Construct):
@@ -40,13 +40,7 @@ class BundledModel(Construct):
         self.train_key = f"{data_prefix}/{default_model.TRAIN_CSV.name}"
         self.test_key = f"{data_prefix}/{default_model.TEST_CSV.name}"
 
-        self.log_group = logs.LogGroup(
-            self,
-            "DeploymentLogs",
-            retention=logs.RetentionDays.ONE_YEAR if retain_logs else logs.RetentionDays.ONE_MONTH,
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY,
-        )
+        self.log_group = encrypted_log_group(self, "DeploymentLogs", key=key, retain=retain_logs)
         self.deployments = [
             s3deploy.BucketDeployment(
                 self,

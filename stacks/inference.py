@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
@@ -14,6 +13,7 @@ from stacks import aws_facts
 from stacks.compliance import acknowledge, acknowledge_wildcards
 from stacks.config import AppConfig
 from stacks.images import ContainerImage
+from stacks.log_groups import encrypted_log_group
 
 CAPTURE_PREFIX = "capture"
 
@@ -47,13 +47,8 @@ class ModelEndpoint(Construct):
 
         # SageMaker creates /aws/sagemaker/Endpoints/<name> on first start if it does not exist;
         # creating it first (the endpoint depends on it) gives it a retention period and our key.
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            log_group_name=f"/aws/sagemaker/Endpoints/{endpoint_cfg.name}",
-            retention=logs.RetentionDays.ONE_YEAR if config.retain_data else logs.RetentionDays.ONE_MONTH,
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        self.log_group = encrypted_log_group(
+            self, "Logs", key=key, retain=config.retain_data, name=f"/aws/sagemaker/Endpoints/{endpoint_cfg.name}"
         )
 
         self.role = iam.Role(

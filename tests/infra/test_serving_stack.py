@@ -110,6 +110,14 @@ def test_prod_samples_a_third_of_requests_by_default(prod_app) -> None:
     prod_app.template("serving").has_parameter("CaptureSamplingPercentage", {"Default": 34})
 
 
+def test_prod_keeps_every_log_group_for_a_year(prod_app) -> None:
+    groups = prod_app.template("serving").find_resources("AWS::Logs::LogGroup")
+    assert len(groups) == 2
+    for group in groups.values():
+        assert group["Properties"]["RetentionInDays"] == 365 and "KmsKeyId" in group["Properties"]
+        assert group["DeletionPolicy"] == "Retain"
+
+
 def test_execution_role_wildcards_are_exactly_the_explained_ones(dev_app, template: Template) -> None:
     policy_id = dev_app.serving.get_logical_id(dev_app.serving.inference.policy.node.default_child)
     statements = template.to_json()["Resources"][policy_id]["Properties"]["PolicyDocument"]["Statement"]
