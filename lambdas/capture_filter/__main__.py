@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from lambdas.capture_filter.records import ParseOptions, iter_lines, parse_line
+from lambdas.capture_filter.records import ParseOptions, parse_line
 from lambdas.capture_filter.selection import RULES, SelectionRule
 
 
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    with args.capture_file.open("rb") as stream:
-        for number, line in iter_lines(stream):
+    with args.capture_file.open("rb") as stream:  # line by line: never the whole file in memory
+        for number, line in enumerate(stream, start=1):
             result = parse_line(line, number, options)
             counts["blank" if result.blank else "records"] += 1
             counts["rows"] += len(result.rows)

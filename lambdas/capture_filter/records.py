@@ -13,7 +13,6 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,9 +63,6 @@ class Rejected:
     event_id: str | None = None
     row_index: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"line": self.line_number, "reason": self.reason, "eventId": self.event_id, "rowIndex": self.row_index}
-
 
 @dataclass(frozen=True)
 class ParseOptions:
@@ -75,14 +71,11 @@ class ParseOptions:
     score_path: str | None = None
     features_path: str | None = "features"
     threshold: float = 0.5
-    _compiled: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def search(self, path: str | None, value: Any) -> Any:
-        if path is None:
-            return value
-        if path not in self._compiled:
-            self._compiled[path] = jmespath.compile(path)
-        return self._compiled[path].search(value)
+    @staticmethod
+    def search(path: str | None, value: Any) -> Any:
+        # jmespath caches parsed expressions itself.
+        return value if path is None else jmespath.search(path, value)
 
 
 @dataclass
@@ -122,9 +115,9 @@ def parse_line(raw: bytes | str, line_number: int, options: ParseOptions) -> Lin
         if "endpointOutput" not in capture:
             raise _Reject("no captureData.endpointOutput (input-only capture)")
         inputs = _input_rows(_payload(capture["endpointInput"], "endpointInput"), options)
-        outputs = _output_values(_payload(capture["endpointOutput"], "endpointOutput"), len(inputs), options)
         if not inputs:
             raise _Reject("request has no rows")
+        outputs = _output_values(_payload(capture["endpointOutput"], "endpointOutput"), len(inputs), options)
         if len(inputs) != len(outputs):
             raise _Reject(f"{len(inputs)} input rows but {len(outputs)} output rows")
     except json.JSONDecodeError as error:
@@ -243,9 +236,3 @@ def _probability(value: Any, options: ParseOptions) -> tuple[float, str | None]:
     if not 0.0 <= probability <= 1.0:
         return math.nan, f"probability {probability} is outside [0, 1]"
     return probability, None
-
-
-def iter_lines(stream) -> Iterator[tuple[int, bytes]]:
-    """Number the lines of a binary stream, one at a time (never the whole object in memory)."""
-    for number, line in enumerate(stream, start=1):
-        yield number, line
