@@ -13,7 +13,7 @@ export AWS_EC2_METADATA_DISABLED := true
 
 CDK := cdk --context env=$(ENV)
 
-.PHONY: setup synth test deploy diff destroy bootstrap model clean
+.PHONY: setup layer synth test deploy diff destroy bootstrap model clean
 
 $(VENV)/.synth-deps: requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +25,25 @@ $(VENV)/.test-deps: $(VENV)/.synth-deps requirements-dev.txt
 	$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# The Lambda functions' dependencies, as wheels for the Lambda platform (see stacks/functions.py).
+LAYER := build/lambda-layer
+build/.lambda-layer.built: lambdas/requirements.txt $(VENV)/.synth-deps
+	rm -rf $(LAYER) && mkdir -p $(LAYER)/python
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-compile --only-binary=:all: \
+		--platform manylinux2014_aarch64 --implementation cp --python-version 3.14 \
+		--target $(LAYER)/python -r lambdas/requirements.txt
+	find $(LAYER) -name '*.dist-info' -prune -exec sh -c 'rm -f "$$1/RECORD" "$$1/INSTALLER" "$$1/REQUESTED" "$$1/direct_url.json"' _ {} \;
+	touch $@
+
+layer: build/.lambda-layer.built
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.test-deps node_modules/.installed
+setup: $(VENV)/.test-deps node_modules/.installed build/.lambda-layer.built
 
-synth: $(VENV)/.synth-deps node_modules/.installed
+synth: $(VENV)/.synth-deps node_modules/.installed build/.lambda-layer.built
 	$(CDK) synth --quiet
 	@echo "Templates written to cdk.out/"
 
@@ -47,7 +59,7 @@ diff: synth
 deploy: synth
 	$(CDK) deploy --all --require-approval broadening
 
-destroy: node_modules/.installed $(VENV)/.synth-deps
+destroy: node_modules/.installed $(VENV)/.synth-deps build/.lambda-layer.built
 	$(CDK) destroy --all
 
 # Retrain the bundled model; the committed artefacts must not change unless the script does.
@@ -55,4 +67,4 @@ model: setup
 	$(VENV)/bin/python -m stacks.default_model.train
 
 clean:
-	rm -rf cdk.out .pytest_cache
+	rm -rf cdk.out .pytest_cache build

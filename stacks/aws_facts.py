@@ -21,6 +21,26 @@ SAGEMAKER_NAME_MAX = 63
 A2I_NAME_PATTERN = re.compile(r"[a-z0-9](-*[a-z0-9])*")
 A2I_NAME_MAX = 63
 
+# CreateFlowDefinition ``HumanLoopConfig.WorkteamArn``: botocore pattern
+# ``arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:workteam/.*``.
+WORKTEAM_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:workteam/[A-Za-z0-9/_-]+")
+
+# Rows per human loop. StartHumanLoop's InputContent may hold 3,145,728 characters, far more than
+# any page a reviewer can work through; 10 rows is the most one task page stays usable with.
+MAX_ROWS_PER_LOOP = 10
+
+# Regions with Amazon A2I (and AWS::SageMaker::HumanTaskUi): https://docs.aws.amazon.com/general/latest/gr/a2i.html
+# The same twelve commercial regions carry the resource type in cfn-lint 1.58's provider schemas.
+A2I_REGIONS = (
+    "us-east-1", "us-east-2", "us-west-2", "ca-central-1", "eu-central-1", "eu-west-1", "eu-west-2",
+    "ap-south-1", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "ap-northeast-2",
+)
+
+# A2I completion events. Source and detail-type from
+# https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-cloudwatch-events.html
+A2I_EVENT_SOURCE = "aws.sagemaker"
+A2I_STATUS_CHANGE = "SageMaker A2I HumanLoop Status Change"
+
 # Data capture stores a payload as plain text only when its media type is listed in
 # ``CaptureContentTypeHeader`` (CsvContentTypes / JsonContentTypes); anything else is base64.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-data-capture-endpoint.html

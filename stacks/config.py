@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from lambdas.capture_filter import selection
 from stacks import aws_facts, default_model
 
 DEFAULT_ENVIRONMENT = "dev"
@@ -72,6 +73,18 @@ class _Section:
         path, value = self._take(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"{path}: must be a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    def number(self, key: str, default: float, *, low: float, high: float) -> float:
+        path, value = self._take(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ConfigError(f"{path}: must be a number from {low} to {high}, got {value!r}")
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        path, value = self._take(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: {value!r} is not allowed; allowed values: true, false")
         return value
 
     def names(self, key: str, default: tuple[str, ...], *, pattern: re.Pattern[str], rule: str) -> tuple[str, ...]:
@@ -139,6 +152,28 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReviewConfig:
+    """Amazon A2I human review of captured predictions (seeds 000 and 002)."""
+
+    enabled: bool
+    workteam_arn: str | None
+    rule: str
+    lower: float
+    upper: float
+    outcome: int
+    score_path: str | None
+    features_path: str
+    rows_per_loop: int
+    max_loops_per_day: int
+    task_title: str
+    task_description: str
+    task_count: int
+    task_availability_seconds: int
+    task_time_limit_seconds: int
+    task_keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppConfig:
     environment: str
     app_name: str
@@ -148,6 +183,7 @@ class AppConfig:
     model: ModelConfig
     endpoint: EndpointConfig
     capture: CaptureConfig
+    review: ReviewConfig
 
     @property
     def retain_data(self) -> bool:
@@ -218,21 +254,70 @@ def _parse_capture(s: _Section) -> CaptureConfig:
     return capture
 
 
+def _parse_review(s: _Section, labels: tuple[str, ...]) -> ReviewConfig:
+    workteam = s.string(
+        "workteam_arn",
+        None,
+        pattern=aws_facts.WORKTEAM_ARN_PATTERN,
+        rule="a private workteam ARN, arn:<partition>:sagemaker:<region>:<account>:workteam/private-crowd/<name>",
+    )
+    rule = s.string("rule", "band", allowed=selection.RULES)
+    lower = s.number("lower", 0.1, low=0.0, high=1.0)
+    upper = s.number("upper", 0.9, low=0.0, high=1.0)
+    if not lower < upper:
+        raise s.error("upper", f"must be greater than lower ({lower}), got {upper}")
+    outcome = s.integer("outcome", 0, low=0, high=len(labels) - 1)
+    review = ReviewConfig(
+        enabled=s.boolean("enabled", True),
+        workteam_arn=workteam,
+        rule=rule,
+        lower=lower,
+        upper=upper,
+        outcome=outcome,
+        score_path=s.string("score_path", None, pattern=re.compile(r"\S{1,200}"), rule="a JMESPath expression"),
+        features_path=s.string("features_path", "features", pattern=re.compile(r"\S{1,200}"), rule="a JMESPath expression"),
+        rows_per_loop=s.integer("rows_per_loop", 3, low=1, high=aws_facts.MAX_ROWS_PER_LOOP),
+        max_loops_per_day=s.integer("max_loops_per_day", 200, low=1, high=100_000),
+        task_title=s.string("task_title", "Review a model prediction", pattern=re.compile(r"[^\x00-\x08]{1,128}"), rule="1-128 characters"),
+        task_description=s.string(
+            "task_description",
+            "The model was unsure about these records. Check each prediction and give the correct label.",
+            pattern=re.compile(r".{1,255}"),
+            rule="1-255 characters",
+        ),
+        task_count=s.integer("task_count", 1, low=1, high=3),
+        task_availability_seconds=s.integer("task_availability_seconds", 86_400, low=60, high=864_000),
+        task_time_limit_seconds=s.integer("task_time_limit_seconds", 3_600, low=30, high=28_800),
+        task_keywords=s.names("task_keywords", ("review", "classification"), pattern=re.compile(r"[A-Za-z0-9 _-]{1,30}"), rule="1-30 letters, digits, spaces, _ or -"),
+    )
+    if len(review.task_keywords) > 5:
+        raise s.error("task_keywords", f"at most 5 keywords, got {len(review.task_keywords)}")
+    s.done()
+    return review
+
+
 def parse_environment(environment: str, raw: Any) -> AppConfig:
     """Build the configuration of one environment from its ``cdk.json`` entry."""
     s = _Section(raw, f"environments.{environment}")
     app_name = s.string("app_name", "mlloop", pattern=_APP_NAME, rule="1-20 lower-case letters, digits or hyphens, starting with a letter")
+    model = s.section("model", _parse_model)
     config = AppConfig(
         environment=environment,
         app_name=app_name,
         account=s.string("account", None, pattern=_ACCOUNT, rule="a 12-digit AWS account ID"),
         region=s.string("region", None, pattern=_REGION, rule="an AWS region name such as eu-west-1"),
         removal_policy=s.string("removal_policy", "retain", allowed=_REMOVAL_POLICIES),
-        model=s.section("model", _parse_model),
+        model=model,
         endpoint=s.section("endpoint", lambda e: _parse_endpoint(e, f"{app_name}-{environment}")),
         capture=s.section("capture", _parse_capture),
+        review=s.section("review", lambda r: _parse_review(r, model.label_names)),
     )
     s.done()
+    if config.review.enabled and config.region is not None and config.region not in aws_facts.A2I_REGIONS:
+        raise ConfigError(
+            f"environments.{environment}.review.enabled: Amazon A2I is not offered in {config.region}; set it to false, "
+            f"or deploy to one of: {', '.join(aws_facts.A2I_REGIONS)}"
+        )
     return config
 
 

@@ -62,6 +62,19 @@ class StorageStack(Stack):
             )
         )
 
+        # EventBridge delivers to the app's KMS-encrypted queues, and CloudWatch alarms publish to its
+        # KMS-encrypted topic, only if the key policy lets those services make data keys with it.
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-troubleshooting.html (encrypted SQS targets)
+        # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html (CloudWatch alarms)
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com"), iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            )
+        )
+
         # S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption.
         # https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html
         self.access_logs = s3.Bucket(
@@ -115,6 +128,13 @@ class StorageStack(Stack):
                 auto_delete_objects=not config.retain_data,
             )
             acknowledge(bucket, _ACK_REPLICATION, *_REPLICATION_RULES)
+            if name == "capture":
+                # Human review reads new capture objects through EventBridge "Object Created" events.
+                # Set on the bucket itself: the L2's event_bridge_enabled deploys a custom-resource
+                # Lambda to do what this one CloudFormation property does.
+                bucket.node.default_child.add_property_override(
+                    "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+                )
             self.buckets[name] = bucket
             CfnOutput(self, f"{name.capitalize()}BucketName", value=bucket.bucket_name, description=f"Bucket for {purpose}")
 

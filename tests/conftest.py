@@ -13,6 +13,7 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 import app as composition_root
+from stacks.review_stack import ReviewStack
 from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
 
@@ -25,6 +26,7 @@ class SynthesisedApp:
     app: App
     storage: StorageStack
     serving: ServingStack
+    review: ReviewStack | None
 
     def template(self, stack: str) -> Template:
         return Template.from_stack(getattr(self, stack))
@@ -40,8 +42,7 @@ def build_app(tmp_path: Path, env: str = "dev", environment: dict[str, Any] | No
         context["environments"][env] = environment
     context["env"] = env
     app = App(context=context, outdir=str(tmp_path))
-    storage, serving = composition_root.build(app)
-    return SynthesisedApp(app, storage, serving)
+    return SynthesisedApp(app, *composition_root.build(app))
 
 
 @pytest.fixture(scope="session")

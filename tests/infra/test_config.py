@@ -20,6 +20,16 @@ def test_defaults_serve_the_bundled_model() -> None:
     assert config.retain_data  # data is kept unless an environment says otherwise
 
 
+def test_review_defaults_follow_seed_000() -> None:
+    review = parse_environment("dev", {}).review
+    assert review.enabled and review.rule == "band" and (review.lower, review.upper) == (0.1, 0.9)
+    assert review.rows_per_loop == 3 and review.task_count == 1 and review.workteam_arn is None
+
+
+def test_review_can_be_turned_off_even_where_a2i_is_not_offered() -> None:
+    assert not parse_environment("dev", {"region": "cn-north-1", "review": {"enabled": False}}).review.enabled
+
+
 def test_cdk_json_environments_parse() -> None:
     dev = app_config.load({"environments": CDK_CONTEXT["environments"], "env": None}.get)
     prod = app_config.load({"environments": CDK_CONTEXT["environments"], "env": "prod"}.get)
@@ -36,6 +46,17 @@ def test_cdk_json_environments_parse() -> None:
         ({"capture": {"sampling_percentage": True}}, r"capture\.sampling_percentage: must be a whole number"),
         ({"capture": {"sampling_pct": 50}}, r"environments\.dev\.capture: unknown key\(s\) sampling_pct; allowed keys: sampling_percentage"),
         ({"captur": {}}, r"environments\.dev: unknown key\(s\) captur; allowed keys: .*capture"),
+        ({"review": {"rule": "random"}}, r"review\.rule: 'random' is not allowed; allowed values: band, outcome"),
+        ({"review": {"lower": 0.9, "upper": 0.1}}, r"review\.upper: must be greater than lower \(0\.9\), got 0\.1"),
+        ({"review": {"upper": 1.5}}, r"review\.upper: must be a number from 0\.0 to 1\.0, got 1\.5"),
+        ({"review": {"enabled": "yes"}}, r"review\.enabled: 'yes' is not allowed; allowed values: true, false"),
+        ({"review": {"task_count": 4}}, r"review\.task_count: must be a whole number from 1 to 3, got 4"),
+        ({"review": {"task_time_limit_seconds": 10}}, r"review\.task_time_limit_seconds: must be a whole number from 30 to 28800"),
+        ({"review": {"rows_per_loop": 0}}, r"review\.rows_per_loop: must be a whole number from 1 to 10"),
+        ({"review": {"outcome": 2}}, r"review\.outcome: must be a whole number from 0 to 1, got 2"),
+        ({"review": {"workteam_arn": "arn:aws:iam::123456789012:role/x"}}, r"review\.workteam_arn: .* is not valid; must be a private workteam ARN"),
+        ({"review": {"task_keywords": ["a", "b", "c", "d", "e", "f"]}}, r"review\.task_keywords: at most 5 keywords, got 6"),
+        ({"region": "cn-north-1"}, r"review\.enabled: Amazon A2I is not offered in cn-north-1; set it to false, or deploy to one of: us-east-1"),
         ({"removal_policy": "delete"}, r"removal_policy: 'delete' is not allowed; allowed values: destroy, retain"),
         ({"app_name": "My_App"}, r"app_name: 'My_App' is not valid; must be 1-20 lower-case letters"),
         ({"account": "1234"}, r"account: '1234' is not valid; must be a 12-digit AWS account ID"),

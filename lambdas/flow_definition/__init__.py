@@ -1,0 +1,1 @@
+"""CloudFormation custom resource for an A2I flow definition (CloudFormation has no resource type)."""

@@ -1,0 +1,93 @@
+"""Lambda: review groups from the review queue -> A2I human loops (and the nightly redrive).
+
+``handler`` takes SQS batches from the review queue; ``redrive_handler`` runs on a schedule after
+midnight UTC and moves deferred groups back to the review queue, as many as the new day's budget
+allows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from lambdas.human_loop_starter.starter import (
+    DailyBudget,
+    Outcome,
+    RetryLater,
+    StarterSettings,
+    backoff_seconds,
+    move_deferred,
+    start_review,
+)
+from lambdas.shared import aws
+from lambdas.shared.review_group import InvalidGroup, ReviewGroup
+
+logger = Logger()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@cache
+def settings() -> StarterSettings:
+    env = os.environ
+    return StarterSettings(
+        flow_definition_arn=env["FLOW_DEFINITION_ARN"],
+        loop_prefix=env["LOOP_PREFIX"],
+        label_names=tuple(json.loads(env["LABEL_NAMES"])),
+        feature_names=tuple(json.loads(env["FEATURE_NAMES"])),
+        dead_letter_queue_url=env["DEAD_LETTER_QUEUE_URL"],
+        deferred_queue_url=env["DEFERRED_QUEUE_URL"],
+    )
+
+
+@cache
+def budget() -> DailyBudget:
+    return DailyBudget(aws.client("dynamodb"), os.environ["BUDGET_TABLE"], int(os.environ["MAX_LOOPS_PER_DAY"]))
+
+
+def record_handler(record: SQSRecord) -> None:
+    sqs = aws.client("sqs")
+    try:
+        group = ReviewGroup.from_body(record.body)
+    except InvalidGroup as error:
+        aws.park(sqs, settings().dead_letter_queue_url, record.body, str(error), "human_loop_starter")
+        metrics.add_metric("ReviewGroupsParked", MetricUnit.Count, 1)
+        return
+    try:
+        outcome = start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget(), group, settings())
+    except RetryLater as error:
+        wait = backoff_seconds(int(record.attributes.approximate_receive_count))
+        logger.warning("A2I asked us to wait", extra={"reason": str(error), "retryInSeconds": wait})
+        sqs.change_message_visibility(QueueUrl=os.environ["REVIEW_QUEUE_URL"], ReceiptHandle=record.receipt_handle, VisibilityTimeout=wait)
+        raise
+    logger.info("review group handled", extra={"outcome": outcome.value, "rows": len(group.rows), "loop": group.loop_name(settings().loop_prefix)})
+    metric = {
+        Outcome.STARTED: "HumanLoopsStarted",
+        Outcome.ALREADY_STARTED: "HumanLoopsAlreadyStarted",
+        Outcome.DEFERRED: "RowsOverDailyCap",
+        Outcome.PARKED: "ReviewGroupsParked",
+    }[outcome]
+    metrics.add_metric(metric, MetricUnit.Count, len(group.rows) if outcome is Outcome.DEFERRED else 1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def redrive_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    limit = budget().remaining()
+    moved = move_deferred(aws.client("sqs"), settings().deferred_queue_url, os.environ["REVIEW_QUEUE_URL"], limit)
+    logger.info("deferred review groups moved back", extra={"moved": moved, "budgetLeft": limit})
+    metrics.add_metric("DeferredGroupsRedriven", MetricUnit.Count, moved)
+    return {"moved": moved}

@@ -1,0 +1,166 @@
+"""Turn a review group into an A2I human loop, exactly once, within a daily budget.
+
+Outcomes per group: started; already started (A2I's ConflictException for the same loop name);
+deferred (the day's budget is spent: the group waits on the deferred queue and is moved back
+after midnight UTC, never dropped); parked (A2I's ValidationException: retrying cannot help).
+Throttling, quota and server errors raise ``RetryLater`` so the message stays on its queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambdas.shared import aws
+from lambdas.shared.review_group import ReviewGroup
+
+BUDGET_TTL_DAYS = 7
+
+
+class Outcome(Enum):
+    STARTED = "started"
+    ALREADY_STARTED = "already-started"
+    DEFERRED = "deferred"
+    PARKED = "parked"
+
+
+class RetryLater(Exception):
+    """A2I refused for now (throttling, quota, server error); SQS redelivers the message."""
+
+
+@dataclass(frozen=True)
+class StarterSettings:
+    flow_definition_arn: str
+    loop_prefix: str
+    label_names: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    dead_letter_queue_url: str
+    deferred_queue_url: str
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+class DailyBudget:
+    """At most ``limit`` loops per UTC day, counted atomically in DynamoDB (item per day, TTL)."""
+
+    def __init__(self, dynamodb: Any, table: str, limit: int, today: Callable[[], dt.date] = utc_today) -> None:
+        self._dynamodb = dynamodb
+        self._table = table
+        self._limit = limit
+        self._today = today
+
+    def _key(self) -> dict[str, Any]:
+        return {"day": {"S": self._today().isoformat()}}
+
+    def take(self) -> bool:
+        expires = int(time.time()) + BUDGET_TTL_DAYS * 86_400
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(),
+                UpdateExpression="ADD loops :one SET expiresAt = :expires",
+                ConditionExpression="attribute_not_exists(loops) OR loops < :limit",
+                ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(self._limit)}, ":expires": {"N": str(expires)}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def give_back(self) -> None:
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key=self._key(),
+            UpdateExpression="ADD loops :minus_one",
+            ExpressionAttributeValues={":minus_one": {"N": "-1"}},
+        )
+
+    def remaining(self) -> int:
+        item = self._dynamodb.get_item(TableName=self._table, Key=self._key(), ConsistentRead=True).get("Item") or {}
+        return max(0, self._limit - int(item.get("loops", {}).get("N", "0")))
+
+
+def task_input(group: ReviewGroup, settings: StarterSettings) -> dict[str, Any]:
+    """What the worker template reads as ``task.input``: rows with named features and labels."""
+    labels = [{"value": index, "name": name} for index, name in enumerate(settings.label_names)]
+    rows = []
+    for position, row in enumerate(group.rows):
+        features = row["features"]
+        names = settings.feature_names if len(settings.feature_names) == len(features) else [f"feature_{i}" for i in range(len(features))]
+        prediction = row["prediction"]
+        rows.append(
+            {
+                "key": f"row-{position}",
+                "recordId": row["recordId"],
+                "eventId": row["eventId"],
+                "inferenceId": row.get("inferenceId"),
+                "rowIndex": row["rowIndex"],
+                "probability": round(float(row["probability"]), 6),
+                "prediction": prediction,
+                "predictionName": settings.label_names[prediction] if 0 <= prediction < len(settings.label_names) else str(prediction),
+                "features": [{"name": name, "value": value} for name, value in zip(names, features)],
+            }
+        )
+    return {"captureObject": group.capture_object, "labels": labels, "rows": rows}
+
+
+_RETRYABLE = {"ThrottlingException", "ServiceQuotaExceededException", "InternalServerException"}
+
+
+def start_review(a2i: Any, sqs: Any, budget: DailyBudget, group: ReviewGroup, settings: StarterSettings) -> Outcome:
+    name = group.loop_name(settings.loop_prefix)
+    if not budget.take():
+        sqs.send_message(QueueUrl=settings.deferred_queue_url, MessageBody=group.to_body())
+        return Outcome.DEFERRED
+    try:
+        a2i.start_human_loop(
+            HumanLoopName=name,
+            FlowDefinitionArn=settings.flow_definition_arn,
+            HumanLoopInput={"InputContent": json.dumps(task_input(group, settings), separators=(",", ":"))},
+        )
+    except ClientError as error:
+        budget.give_back()
+        code = error.response["Error"]["Code"]
+        if code == "ConflictException":  # same name: this group's loop exists already
+            return Outcome.ALREADY_STARTED
+        if code in _RETRYABLE:
+            raise RetryLater(f"{code}: {error.response['Error'].get('Message', '')}") from error
+        reason = f"StartHumanLoop {code}: {error.response['Error'].get('Message', '')}"
+        aws.park(sqs, settings.dead_letter_queue_url, group.to_body(), reason, "human_loop_starter")
+        return Outcome.PARKED
+    return Outcome.STARTED
+
+
+def backoff_seconds(receive_count: int) -> int:
+    """Visibility timeout before the next try: 30 s doubling per receive, at most 15 minutes."""
+    return min(900, 30 * 2 ** max(0, receive_count - 1))
+
+
+def move_deferred(sqs: Any, source_url: str, destination_url: str, limit: int) -> int:
+    """Move up to ``limit`` deferred groups back to the review queue; returns how many moved."""
+    moved = 0
+    while moved < limit:
+        response = sqs.receive_message(QueueUrl=source_url, MaxNumberOfMessages=min(10, limit - moved), WaitTimeSeconds=1)
+        messages = response.get("Messages") or []
+        if not messages:
+            break
+        entries = [{"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(messages)]
+        sent = sqs.send_message_batch(QueueUrl=destination_url, Entries=entries)
+        done = {entry["Id"] for entry in sent.get("Successful") or []}
+        receipts = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if str(i) in done]
+        if receipts:
+            sqs.delete_message_batch(QueueUrl=source_url, Entries=receipts)
+        moved += len(receipts)
+        if len(receipts) < len(messages):  # the rest reappear after their visibility timeout
+            break
+    return moved

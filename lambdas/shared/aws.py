@@ -1,0 +1,45 @@
+"""boto3 clients with the ``standard`` retry mode, created on first use and replaceable in tests.
+
+boto3 defaults to the ``legacy`` retry mode, which does not back off on throttling the way AWS
+recommends: https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
+
+
+@cache
+def client(service: str) -> Any:
+    return boto3.client(service, config=RETRIES)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); ValueError for anything else."""
+    if not isinstance(uri, str) or not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    if not bucket or not key:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    return bucket, key
+
+
+def park(sqs: Any, queue_url: str, body: str, reason: str, source: str) -> None:
+    """Put a message that cannot be processed on a dead-letter queue with its reason.
+
+    The message keeps its original body, so a fixed consumer can take it back with an SQS redrive.
+    """
+    sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=body,
+        MessageAttributes={
+            "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+            "source": {"DataType": "String", "StringValue": source},
+        },
+    )

@@ -1,0 +1,67 @@
+"""The message that carries predictions to human review, and the human loop name it gets.
+
+``capture_filter`` groups the selected rows of one capture object, in file order, into groups of
+at most N rows; ``human_loop_starter`` starts one human loop per group. The loop name is a hash of
+the rows' identities (``eventId`` + row index), so a repeated S3 event, a redelivered message or a
+retry after a timeout asks A2I for the same name again, and A2I's ``ConflictException`` for that
+name means the loop already exists: nothing is reviewed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+VERSION = 1
+# HumanLoopName: ^[a-z0-9](-*[a-z0-9])*$, at most 63 characters (botocore sagemaker-a2i-runtime).
+LOOP_NAME_MAX = 63
+_ROW_FIELDS = ("recordId", "eventId", "rowIndex", "features", "probability", "prediction")
+
+
+class InvalidGroup(ValueError):
+    """A review message that can never be processed (parked with this reason)."""
+
+
+@dataclass(frozen=True)
+class ReviewGroup:
+    capture_object: str
+    rows: tuple[dict[str, Any], ...]
+
+    def identity(self) -> str:
+        return "\n".join(f"{row['eventId']}/{row['rowIndex']}" for row in self.rows)
+
+    def loop_name(self, prefix: str) -> str:
+        """``<prefix>-<hash of the rows>``: the same rows always give the same name."""
+        digest = hashlib.sha256(self.identity().encode()).hexdigest()
+        room = LOOP_NAME_MAX - len(prefix) - 1
+        if room < 20:
+            raise ValueError(f"loop name prefix {prefix!r} leaves fewer than 20 characters for the hash")
+        return f"{prefix}-{digest[:room]}"
+
+    def to_body(self) -> str:
+        return json.dumps({"version": VERSION, "captureObject": self.capture_object, "rows": list(self.rows)}, separators=(",", ":"))
+
+    @classmethod
+    def from_body(cls, body: str) -> ReviewGroup:
+        try:
+            message = json.loads(body)
+        except (TypeError, ValueError) as error:
+            raise InvalidGroup(f"review message is not JSON: {error}") from None
+        if not isinstance(message, dict) or message.get("version") != VERSION:
+            raise InvalidGroup(f"review message is not version {VERSION} of the review group format")
+        rows = message.get("rows")
+        if not isinstance(rows, list) or not rows:
+            raise InvalidGroup("review message has no rows")
+        for index, row in enumerate(rows):
+            missing = [name for name in _ROW_FIELDS if not isinstance(row, dict) or name not in row]
+            if missing:
+                raise InvalidGroup(f"row {index} lacks {', '.join(missing)}")
+            probability = row["probability"]
+            if not isinstance(probability, (int, float)) or not math.isfinite(probability) or not 0 <= probability <= 1:
+                raise InvalidGroup(f"row {index} has probability {probability!r}, not a number in [0, 1]")
+        if not isinstance(message.get("captureObject"), str):
+            raise InvalidGroup("review message has no captureObject")
+        return cls(capture_object=message["captureObject"], rows=tuple(rows))

@@ -1,0 +1,179 @@
+"""The app's Python Lambda functions: one runtime, one dependency layer, one way to log.
+
+The function code is the repository's ``lambdas`` package, copied as it is (no Docker: these
+machines and many CI runners have none). Its third-party dependencies (Powertools for AWS Lambda)
+come from ``build/lambda-layer``, which ``make layer`` builds from PyPI wheels for the Lambda
+platform (``lambdas/requirements.txt``, pinned). boto3 is the runtime's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from stacks.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
+from stacks.log_groups import encrypted_log_group
+
+ROOT = Path(__file__).resolve().parent.parent
+LAMBDAS = ROOT / "lambdas"
+LAYER = ROOT / "build" / "lambda-layer"
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+# Must match the --platform / --python-version that `make layer` passes to pip.
+LAYER_PLATFORM = "manylinux2014_aarch64"
+LAYER_PYTHON = "3.14"
+
+_ACK_VPC = (
+    "The function calls only AWS APIs (S3, SQS, DynamoDB, SageMaker, EventBridge) over TLS with IAM "
+    "auth and reaches no resource inside a VPC; a VPC would add NAT or endpoint cost and no control."
+)
+# One statement of why each function role's policy is inline.
+ACK_INLINE_POLICY = (
+    "The policy belongs to exactly one role and is created, changed and deleted with it; a managed "
+    "policy would add a second resource that could be attached elsewhere and outlive its purpose."
+)
+INLINE_POLICY_RULES = ("HIPAA.Security-IAMNoInlinePolicy", "NIST.800.53.R5-IAMNoInlinePolicy")
+_ACK_DLQ = (
+    "Invoked synchronously by an SQS event source mapping, CloudFormation or an EventBridge target with "
+    "its own retry policy: failed records go to the source queue's dead-letter queue, which is alarmed."
+)
+
+
+class LambdaError(RuntimeError):
+    pass
+
+
+def _source_files() -> list[Path]:
+    return sorted(
+        path for path in LAMBDAS.rglob("*") if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+
+
+def _code_hash() -> str:
+    digest = hashlib.sha256()
+    for path in _source_files():
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@jsii.implements(ILocalBundling)
+class _CopyLambdasPackage:
+    """Copies ``lambdas/`` into the asset as the package ``lambdas`` (handlers: ``lambdas.x.handler.f``)."""
+
+    def try_bundle(self, output_dir: str, options: Any = None) -> bool:
+        for path in _source_files():
+            if path.name == "requirements.txt":
+                continue
+            target = Path(output_dir) / path.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        return True
+
+
+def lambdas_code() -> lambda_.Code:
+    return lambda_.Code.from_asset(
+        str(LAMBDAS),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=_code_hash(),
+        bundling=BundlingOptions(image=DockerImage.from_registry("unused-local-bundling"), local=_CopyLambdasPackage()),
+    )
+
+
+def dependency_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
+    if not (LAYER / "python").is_dir():
+        raise LambdaError(f"{LAYER} is missing: run `make layer` (make synth and make test do) to build the Lambda dependency layer")
+    return lambda_.LayerVersion(
+        scope,
+        construct_id,
+        code=lambda_.Code.from_asset(str(LAYER)),
+        compatible_runtimes=[RUNTIME],
+        compatible_architectures=[ARCHITECTURE],
+        description="Powertools for AWS Lambda (Python), pinned in lambdas/requirements.txt",
+    )
+
+
+def ignore_redundant_role_dependency(function: lambda_.Function) -> None:
+    ignore_lint_check(
+        function.node.default_child,
+        "W3005",
+        "aws-cdk-lib's Function adds a construct dependency on its role next to the GetAtt of the role's ARN.",
+    )
+
+
+class AppFunction(Construct):
+    """A Python function with its own role, KMS-encrypted log group and environment."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        key: kms.IKey,
+        layer: lambda_.ILayerVersion,
+        retain_logs: bool,
+        service: str,
+        environment: dict[str, str],
+        timeout: Duration,
+        memory_size: int = 256,
+        reserved_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = encrypted_log_group(self, "Logs", key=key, retain=retain_logs)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"{description} (Lambda)")
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=handler,
+            code=lambdas_code(),
+            layers=[layer],
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            description=description,
+            environment={"POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE, **environment},
+            environment_encryption=key,
+            timeout=timeout,
+            memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrency,
+        )
+        ignore_redundant_role_dependency(self.function)
+        key.grant_decrypt(self.role)  # the environment is encrypted with the app's key
+        self.log_group.grant_write(self.role)
+        acknowledge(self.function, _ACK_VPC, "HIPAA.Security-LambdaInsideVPC", "NIST.800.53.R5-LambdaInsideVPC")
+        acknowledge(self.function, _ACK_DLQ, "HIPAA.Security-LambdaDLQ", "NIST.800.53.R5-LambdaDLQ")
+        if reserved_concurrency is None:
+            acknowledge(
+                self.function,
+                "Scales with its queue; the account's concurrency limit bounds it, and only the A2I starter "
+                "needs a fixed cap (to respect StartHumanLoop's rate).",
+                "HIPAA.Security-LambdaConcurrency",
+                "NIST.800.53.R5-LambdaConcurrency",
+            )
+
+    def allow(self, actions: list[str], resources: list[str]) -> None:
+        """One statement on exact resources: where an L2 grant would add more actions than needed."""
+        self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
+
+    def acknowledge_wildcards(self, reason: str) -> None:
+        """Call once every grant is made: acknowledges each wildcard of the role's policy by its ID."""
+        policy = self.role.node.find_child("DefaultPolicy")
+        acknowledge_wildcards(policy, policy.document, reason)
+        acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
+
+
+# Custom CloudWatch namespace of the app's own Lambda metrics (Powertools EMF); the dimension
+# ``service`` tells the functions apart.
+METRICS_NAMESPACE = "MlLoop"

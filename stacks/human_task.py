@@ -1,0 +1,181 @@
+"""What a reviewer sees and where the answers go: the A2I task UI, flow definition and A2I role.
+
+CloudFormation has ``AWS::SageMaker::HumanTaskUi`` but no flow-definition resource, so the flow
+definition is a custom resource (CDK Provider framework, with an ``is_complete`` waiter: creation
+and deletion are asynchronous). Neither can be updated in place: the task UI's name carries a hash
+of its template, and the handler names the flow definition after a hash of its request, so a change
+creates a new one and CloudFormation deletes the old.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from aws_cdk import CustomResource, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from stacks import aws_facts
+from stacks.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
+from stacks.config import AppConfig
+from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, ignore_redundant_role_dependency
+from stacks.log_groups import encrypted_log_group
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "a2i_templates"
+A2I_OUTPUT_PREFIX = "a2i-output"
+
+
+def template_text(name: str) -> str:
+    return (TEMPLATES / f"{name}.liquid.html").read_text()
+
+
+class HumanTask(Construct):
+    """Task UI + flow definition + the role A2I writes answers with."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        template: str,
+        workteam_arn: str,
+        review_bucket: s3.IBucket,
+        key: kms.IKey,
+        layer,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        review = config.review
+        prefix = f"{config.app_name}-{config.environment}"
+        content = template_text(template)
+        ui_hash = hashlib.sha256(content.encode()).hexdigest()[:12]
+        self.task_ui = sagemaker.CfnHumanTaskUi(
+            self,
+            "TaskUi",
+            human_task_ui_name=f"{prefix}-{template.replace('_', '-')}-{ui_hash}"[: aws_facts.A2I_NAME_MAX],
+            ui_template=sagemaker.CfnHumanTaskUi.UiTemplateProperty(content=content),
+        )
+
+        self.output_s3_uri = f"s3://{review_bucket.bucket_name}/{A2I_OUTPUT_PREFIX}"
+        self.role = iam.Role(
+            self,
+            "A2iRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="Amazon A2I writes reviewers' answers to the review bucket with the app's key",
+        )
+        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[review_bucket.arn_for_objects(f"{A2I_OUTPUT_PREFIX}/*")]))
+        self.role.add_to_policy(iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn]))
+        policy = self.role.node.find_child("DefaultPolicy")
+        acknowledge_wildcards(policy, policy.document, "A2I writes output.json under per-loop keys it chooses below a2i-output/.")
+        acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
+
+        handlers = {
+            kind: AppFunction(
+                self,
+                f"FlowDefinition{kind}",
+                handler=f"lambdas.flow_definition.handler.{kind}",
+                description=f"Flow definition custom resource: {kind}",
+                key=key,
+                layer=layer,
+                retain_logs=config.retain_data,
+                service=f"{prefix}-flow-definition",
+                environment={},
+                timeout=Duration.minutes(1),
+            )
+            for kind in ("on_event", "is_complete")
+        }
+        flow_arn_pattern = Stack.of(self).format_arn(service="sagemaker", resource="flow-definition", resource_name=f"{prefix}-*")
+        handlers["on_event"].role.add_to_policy(
+            iam.PolicyStatement(actions=["sagemaker:CreateFlowDefinition", "sagemaker:DeleteFlowDefinition"], resources=[flow_arn_pattern])
+        )
+        handlers["on_event"].role.add_to_policy(
+            iam.PolicyStatement(actions=["sagemaker:DescribeHumanTaskUi"], resources=[self.task_ui.attr_human_task_ui_arn])
+        )
+        handlers["on_event"].role.add_to_policy(iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.role.role_arn], conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+        handlers["is_complete"].role.add_to_policy(iam.PolicyStatement(actions=["sagemaker:DescribeFlowDefinition"], resources=[flow_arn_pattern]))
+        for handler in handlers.values():
+            handler.acknowledge_wildcards(
+                f"Flow definitions are named {prefix}-<hash of the request> at deploy time, so the name is known only as a prefix; "
+                "log-stream names are chosen by Lambda."
+            )
+
+        provider = cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=handlers["on_event"].function,
+            is_complete_handler=handlers["is_complete"].function,
+            query_interval=Duration.seconds(10),
+            total_timeout=Duration.minutes(15),
+            log_group=encrypted_log_group(self, "ProviderLogs", key=key, retain=config.retain_data),
+            provider_function_env_encryption=key,
+            waiter_state_machine_log_options=cr.LogOptions(destination=encrypted_log_group(self, "WaiterLogs", key=key, retain=config.retain_data)),
+        )
+        self._acknowledge_provider_framework(provider)
+        stack = Stack.of(self)
+        request = {
+            "NamePrefix": prefix,
+            "RoleArn": self.role.role_arn,
+            "HumanLoopConfig": {
+                "WorkteamArn": workteam_arn,
+                "HumanTaskUiArn": self.task_ui.attr_human_task_ui_arn,
+                "TaskTitle": review.task_title,
+                "TaskDescription": review.task_description,
+                "TaskCount": review.task_count,
+                "TaskAvailabilityLifetimeInSeconds": review.task_availability_seconds,
+                "TaskTimeLimitInSeconds": review.task_time_limit_seconds,
+                "TaskKeywords": list(review.task_keywords),
+            },
+            "OutputConfig": {"S3OutputPath": self.output_s3_uri, "KmsKeyId": key.key_arn},
+        }
+        self.flow_definition = CustomResource(
+            self,
+            "FlowDefinition",
+            service_token=provider.service_token,
+            resource_type="Custom::A2IFlowDefinition",
+            properties={"Request": stack.to_json_string(request)},
+        )
+        self.flow_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        self.flow_definition_arn = self.flow_definition.get_att_string("FlowDefinitionArn")
+        self.loop_prefix = prefix
+        self.handlers = handlers
+        self.provider = provider
+
+    @staticmethod
+    def _acknowledge_provider_framework(provider: cr.Provider) -> None:
+        """The Provider framework's own functions, roles and waiter state machine are aws-cdk-lib's."""
+        reason = (
+            "aws-cdk-lib's custom-resource Provider framework (framework functions, their roles and the waiter "
+            "state machine) runs only while CloudFormation deploys this stack; its runtime, managed policy and "
+            "invoke grants on our two handler functions (ARN plus ':*' for versions) are the library's. Its logs "
+            "go to KMS-encrypted log groups with retention; a failure fails the deployment, so nothing is queued."
+        )
+        acknowledge(
+            provider,
+            reason,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "AwsSolutions-L1",
+            "AwsSolutions-SF1",
+            "AwsSolutions-SF2",
+            "HIPAA.Security-LambdaConcurrency",
+            "HIPAA.Security-LambdaDLQ",
+            "HIPAA.Security-LambdaInsideVPC",
+            "HIPAA.Security-StepFunctionStateMachineXray",
+            "NIST.800.53.R5-LambdaConcurrency",
+            "NIST.800.53.R5-LambdaDLQ",
+            "NIST.800.53.R5-LambdaInsideVPC",
+            *INLINE_POLICY_RULES,
+        )
+        for child in provider.node.find_all():
+            if isinstance(child, lambda_.Function):
+                ignore_redundant_role_dependency(child)
+            if isinstance(child, sfn.CfnStateMachine):
+                ignore_lint_check(child, "W3005", "aws-cdk-lib's waiter state machine depends on its role next to the GetAtt of the role's ARN.")
+            if isinstance(child, iam.Policy):
+                acknowledge_wildcards(child, child.document, reason)

@@ -1,0 +1,116 @@
+"""Human review: low-confidence captured predictions become A2I human loops, answers become labels."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnCondition, CfnOutput, Fn, Stack
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from stacks import aws_facts
+from stacks.config import AppConfig
+from stacks.functions import dependency_layer
+from stacks.human_task import HumanTask
+from stacks.inference import CAPTURE_PREFIX
+from stacks.ops_parameters import OpsParameters
+from stacks.review_pipeline import ReviewPipeline
+from stacks.serving_stack import ServingStack
+from stacks.storage_stack import StorageStack
+
+LOW_CONFIDENCE_TEMPLATE = "low_confidence"
+
+
+class ReviewStack(Stack):
+    """Task UI, flow definition, the capture -> review -> labels pipeline and its alarms."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, storage: StorageStack, serving: ServingStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        review = config.review
+        parameters = OpsParameters(self)
+        workteam_props = {"default": review.workteam_arn} if review.workteam_arn else {}
+        workteam = parameters.add(
+            "WorkteamArn",
+            group="Human review",
+            label="Private workteam ARN",
+            description="ARN of the private workteam whose members review predictions (SageMaker > Labeling workforces > Private).",
+            type="String",
+            allowed_pattern=aws_facts.WORKTEAM_ARN_PATTERN.pattern,
+            constraint_description="must be arn:<partition>:sagemaker:<region>:<account>:workteam/private-crowd/<name>",
+            **workteam_props,
+        )
+        lower = parameters.add(
+            "ReviewLowerThreshold",
+            group="Human review",
+            label="Band: lower probability",
+            description="With the band rule, predictions with lower < probability < upper go to review (seed 000: 0.1). Must be below the upper threshold.",
+            type="Number",
+            default=review.lower,
+            min_value=0,
+            max_value=1,
+        )
+        upper = parameters.add(
+            "ReviewUpperThreshold",
+            group="Human review",
+            label="Band: upper probability",
+            description="With the band rule, predictions with lower < probability < upper go to review (seed 000: 0.9).",
+            type="Number",
+            default=review.upper,
+            min_value=0,
+            max_value=1,
+        )
+        max_loops = parameters.add(
+            "MaxHumanLoopsPerDay",
+            group="Human review",
+            label="Human loops per day (budget)",
+            description="At most this many human loops start per UTC day; further review groups wait on the deferred queue for the next day.",
+            type="Number",
+            default=review.max_loops_per_day,
+            min_value=1,
+        )
+        email = parameters.add(
+            "AlertEmail",
+            group="Alerts",
+            label="Alert e-mail (optional)",
+            description="E-mail address subscribed to the alert topic (dead-letter queues, failures). Leave empty for none.",
+            type="String",
+            default="",
+            allowed_pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        )
+
+        self.alerts = sns.Topic(self, "Alerts", display_name=f"{config.app_name} {config.environment} alerts", master_key=storage.key, enforce_ssl=True)
+        subscription = sns.CfnSubscription(self, "AlertEmailSubscription", topic_arn=self.alerts.topic_arn, protocol="email", endpoint=email.value_as_string)
+        subscription.cfn_options.condition = CfnCondition(self, "HasAlertEmail", expression=Fn.condition_not(Fn.condition_equals(email.value_as_string, "")))
+
+        layer = dependency_layer(self, "Dependencies")
+        self.human_task = HumanTask(
+            self,
+            "LowConfidence",
+            config=config,
+            template=LOW_CONFIDENCE_TEMPLATE,
+            workteam_arn=workteam.value_as_string,
+            review_bucket=storage.buckets["review"],
+            key=storage.key,
+            layer=layer,
+        )
+        endpoint = serving.inference
+        self.pipeline = ReviewPipeline(
+            self,
+            "Pipeline",
+            config=config,
+            storage=storage,
+            capture_prefix=f"{CAPTURE_PREFIX}/{endpoint.endpoint_name}/{endpoint.variant_name}",
+            human_task=self.human_task,
+            layer=layer,
+            alarm_topic=self.alerts,
+            lower=lower.value_as_string,
+            upper=upper.value_as_string,
+            max_loops_per_day=max_loops.value_as_string,
+        )
+
+        CfnOutput(self, "FlowDefinitionArn", value=self.human_task.flow_definition_arn, description="A2I flow definition reviewers' tasks come from")
+        CfnOutput(self, "HumanTaskUiArn", value=self.human_task.task_ui.attr_human_task_ui_arn, description="Worker task template")
+        CfnOutput(self, "ReviewOutputS3Uri", value=self.human_task.output_s3_uri, description="Where A2I writes reviewers' answers")
+        CfnOutput(self, "AlertTopicArn", value=self.alerts.topic_arn, description="SNS topic for the app's alarms")
+        for name, work in (("CaptureEvents", self.pipeline.capture_events), ("ReviewGroups", self.pipeline.review_queue), ("LoopResults", self.pipeline.results_queue)):
+            CfnOutput(self, f"{name}DeadLetterQueueUrl", value=work.dead_letter_queue.queue_url, description=f"Parked {name} messages, each with a reason attribute")
+        CfnOutput(self, "DeferredQueueUrl", value=self.pipeline.deferred.queue_url, description="Review groups over the daily budget, moved back after midnight UTC")
+        CfnOutput(self, "LabelsAvailableEventSource", value=self.pipeline.event_source, description="EventBridge source of the 'Labels Available' events")

@@ -1,0 +1,69 @@
+"""Offline AWS for the Lambda tests: fake credentials, one region, and fresh clients per test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.shared import aws
+
+_real_client = aws.client  # tests may monkeypatch aws.client; the cache belongs to this one
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def mocked_aws(monkeypatch: pytest.MonkeyPatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    _real_client.cache_clear()
+    with mock_aws():
+        yield
+    _real_client.cache_clear()
+
+
+def sqs_event(*bodies: str, receive_count: int = 1) -> dict[str, Any]:
+    """An SQS event as Lambda delivers it."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{i}",
+                "receiptHandle": f"r-{i}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "0", "SenderId": "x", "ApproximateFirstReceiveTimestamp": "0"},
+                "messageAttributes": {},
+                "md5OfBody": "x",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:source",
+                "awsRegion": REGION,
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def drain(queue_url: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name=REGION)
+    messages = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get("Messages", [])
+        if not batch:
+            return messages
+        messages.extend(batch)
+        for m in batch:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+class LambdaContext:
+    function_name = "test"
+    memory_limit_in_mb = 256
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:test"
+    aws_request_id = "req-1"

@@ -1,0 +1,171 @@
+"""human_loop_starter: A2I calls checked by botocore's Stubber against the real API model;
+SQS and DynamoDB on moto."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from lambdas.human_loop_starter import handler
+from lambdas.human_loop_starter.starter import DailyBudget, Outcome, StarterSettings, backoff_seconds, move_deferred, start_review
+from lambdas.shared import aws
+from lambdas.shared.review_group import ReviewGroup
+from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain, mocked_aws, sqs_event  # noqa: F401
+
+FLOW = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/app-dev-abc"
+LABELS = ("malignant", "benign")
+
+
+def group(*event_ids: str) -> ReviewGroup:
+    rows = tuple(
+        {"recordId": e, "eventId": e, "inferenceId": None, "rowIndex": 0, "features": ["1.0", "2.0"], "probability": 0.4, "prediction": 0}
+        for e in event_ids
+    )
+    return ReviewGroup("s3://capture/capture/ep/v/2026/11/22/10/x.jsonl", rows)
+
+
+@pytest.fixture
+def world(mocked_aws, monkeypatch):  # noqa: F811
+    sqs = boto3.client("sqs", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(
+        TableName="budget", KeySchema=[{"AttributeName": "day", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "day", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )
+    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("review", "dlq", "deferred")}
+    env = {
+        "FLOW_DEFINITION_ARN": FLOW, "LOOP_PREFIX": "app-dev", "LABEL_NAMES": json.dumps(LABELS), "FEATURE_NAMES": json.dumps(["radius", "texture"]),
+        "DEAD_LETTER_QUEUE_URL": urls["dlq"], "DEFERRED_QUEUE_URL": urls["deferred"], "REVIEW_QUEUE_URL": urls["review"],
+        "BUDGET_TABLE": "budget", "MAX_LOOPS_PER_DAY": "2",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    handler.settings.cache_clear()
+    handler.budget.cache_clear()
+    a2i = boto3.client("sagemaker-a2i-runtime", region_name=REGION)
+    stubber = Stubber(a2i)
+    monkeypatch.setattr(aws, "client", lambda service: a2i if service == "sagemaker-a2i-runtime" else {"sqs": sqs, "dynamodb": dynamodb}[service])
+    with stubber:
+        yield stubber, sqs, dynamodb, urls
+    handler.settings.cache_clear()
+    handler.budget.cache_clear()
+
+
+def expect_start(stubber: Stubber, name: str, error: str | None = None) -> None:
+    params = {"HumanLoopName": name, "FlowDefinitionArn": FLOW, "HumanLoopInput": {"InputContent": ANY}}
+    if error is None:
+        stubber.add_response("start_human_loop", {"HumanLoopArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:human-loop/{name}"}, params)
+    else:
+        stubber.add_client_error("start_human_loop", service_error_code=error, http_status_code=400, expected_params=params)
+
+
+def run(*bodies: str, receive_count: int = 1) -> dict:
+    return handler.handler(sqs_event(*bodies, receive_count=receive_count), LambdaContext())
+
+
+def test_a_group_starts_one_loop_with_named_features_and_labels(world) -> None:
+    stubber, *_ = world
+    g = group("e1", "e2")
+    name = g.loop_name("app-dev")
+    captured = {}
+    expect_start(stubber, name)
+    a2i = aws.client("sagemaker-a2i-runtime")
+    a2i.meta.events.register("provide-client-params.sagemaker-a2i-runtime.StartHumanLoop", lambda params, **_: captured.update(params))
+    assert run(g.to_body()) == {"batchItemFailures": []}
+    stubber.assert_no_pending_responses()
+    task = json.loads(captured["HumanLoopInput"]["InputContent"])
+    assert [r["key"] for r in task["rows"]] == ["row-0", "row-1"]
+    assert task["rows"][0]["features"] == [{"name": "radius", "value": "1.0"}, {"name": "texture", "value": "2.0"}]
+    assert task["labels"] == [{"value": 0, "name": "malignant"}, {"value": 1, "name": "benign"}]
+    assert task["rows"][0]["predictionName"] == "malignant"
+
+
+def test_conflict_means_the_loop_exists_and_is_success(world) -> None:
+    stubber, sqs, dynamodb, urls = world
+    g = group("e1")
+    expect_start(stubber, g.loop_name("app-dev"), "ConflictException")
+    assert run(g.to_body()) == {"batchItemFailures": []}
+    assert drain(urls["dlq"]) == []
+    assert DailyBudget(dynamodb, "budget", 2).remaining() == 2  # a duplicate does not spend budget
+
+
+def test_throttling_keeps_the_message_with_backoff_then_success(world, monkeypatch) -> None:
+    stubber, sqs, _, urls = world
+    g = group("e1")
+    visibility = []
+    monkeypatch.setattr(sqs, "change_message_visibility", lambda **kwargs: visibility.append(kwargs["VisibilityTimeout"]))
+    expect_start(stubber, g.loop_name("app-dev"), "ThrottlingException")
+    expect_start(stubber, g.loop_name("app-dev"), "ServiceQuotaExceededException")
+    with pytest.raises(Exception, match="All records failed"):
+        run(g.to_body(), receive_count=1)
+    with pytest.raises(Exception, match="All records failed"):
+        run(g.to_body(), receive_count=3)
+    assert visibility == [30, 120]
+    expect_start(stubber, g.loop_name("app-dev"))
+    assert run(g.to_body(), receive_count=4) == {"batchItemFailures": []}
+    stubber.assert_no_pending_responses()
+    assert drain(urls["dlq"]) == []
+
+
+def test_validation_error_parks_the_group_with_the_reason(world) -> None:
+    stubber, _, _, urls = world
+    g = group("e1")
+    expect_start(stubber, g.loop_name("app-dev"), "ValidationException")
+    assert run(g.to_body()) == {"batchItemFailures": []}
+    [parked] = drain(urls["dlq"])
+    assert parked["MessageAttributes"]["reason"]["StringValue"].startswith("StartHumanLoop ValidationException")
+    assert ReviewGroup.from_body(parked["Body"]) == g
+
+
+def test_malformed_message_is_parked_without_calling_a2i(world) -> None:
+    _, _, _, urls = world
+    assert run('{"version": 1, "rows": []}', "nope") == {"batchItemFailures": []}
+    reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in drain(urls["dlq"]))
+    assert reasons == ["review message has no rows", "review message is not JSON: Expecting value: line 1 column 1 (char 0)"]
+
+
+def test_over_the_daily_cap_groups_wait_on_the_deferred_queue_and_come_back_the_next_day(world) -> None:
+    stubber, sqs, dynamodb, urls = world
+    groups = [group(f"e{i}") for i in range(3)]
+    for g in groups[:2]:
+        expect_start(stubber, g.loop_name("app-dev"))
+    assert run(*(g.to_body() for g in groups)) == {"batchItemFailures": []}
+    [deferred] = drain(urls["deferred"])
+    assert ReviewGroup.from_body(deferred["Body"]) == groups[2]
+
+    sqs.send_message(QueueUrl=urls["deferred"], MessageBody=deferred["Body"])
+    tomorrow = DailyBudget(dynamodb, "budget", 2, today=lambda: dt.date(2099, 1, 1))
+    assert move_deferred(sqs, urls["deferred"], urls["review"], tomorrow.remaining()) == 1
+    assert [m["Body"] for m in drain(urls["review"])] == [deferred["Body"]]
+
+
+def test_redrive_moves_no_more_than_the_budget_allows(world) -> None:
+    _, sqs, _, urls = world
+    for i in range(5):
+        sqs.send_message(QueueUrl=urls["deferred"], MessageBody=group(f"e{i}").to_body())
+    assert move_deferred(sqs, urls["deferred"], urls["review"], 3) == 3
+    assert len(drain(urls["review"])) == 3 and len(drain(urls["deferred"])) == 2
+
+
+def test_loop_names_are_valid_a2i_names_and_stable() -> None:
+    from stacks.aws_facts import A2I_NAME_MAX, A2I_NAME_PATTERN
+
+    name = group("e1", "e2").loop_name("mlloop-prod")
+    assert A2I_NAME_PATTERN.fullmatch(name) and len(name) <= A2I_NAME_MAX
+    assert name == group("e1", "e2").loop_name("mlloop-prod") != group("e2", "e1").loop_name("mlloop-prod")
+
+
+def test_backoff_doubles_up_to_fifteen_minutes() -> None:
+    assert [backoff_seconds(n) for n in (1, 2, 3, 6, 20)] == [30, 60, 120, 900, 900]
+
+
+def test_start_review_outcomes_are_reported(world) -> None:
+    stubber, sqs, dynamodb, urls = world
+    settings = StarterSettings(FLOW, "app-dev", LABELS, ("radius", "texture"), urls["dlq"], urls["deferred"])
+    g = group("e9")
+    expect_start(stubber, g.loop_name("app-dev"))
+    assert start_review(aws.client("sagemaker-a2i-runtime"), sqs, DailyBudget(dynamodb, "budget", 5), g, settings) is Outcome.STARTED
