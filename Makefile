@@ -13,7 +13,7 @@ export AWS_EC2_METADATA_DISABLED := true
 
 CDK := cdk --context env=$(ENV)
 
-.PHONY: setup layer synth test deploy diff destroy bootstrap model clean
+.PHONY: setup layer synth test bench deploy diff destroy bootstrap model clean
 
 $(VENV)/.synth-deps: requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -37,11 +37,17 @@ build/.lambda-layer.built: lambdas/requirements.txt $(VENV)/.synth-deps
 
 layer: build/.lambda-layer.built
 
+# The worker-template test opens the rendered page in headless Chromium (Debian's package).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+build/.chromium:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	mkdir -p build && touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.test-deps node_modules/.installed build/.lambda-layer.built
+setup: $(VENV)/.test-deps node_modules/.installed build/.lambda-layer.built build/.chromium
 
 synth: $(VENV)/.synth-deps node_modules/.installed build/.lambda-layer.built
 	$(CDK) synth --quiet
@@ -49,6 +55,10 @@ synth: $(VENV)/.synth-deps node_modules/.installed build/.lambda-layer.built
 
 test: setup
 	$(VENV)/bin/python -m pytest
+
+# Capture-filter throughput and memory against a floor measured in the same run (issue 4 targets).
+bench: setup
+	$(VENV)/bin/python -m tests.bench.capture_filter
 
 bootstrap: synth
 	$(CDK) bootstrap

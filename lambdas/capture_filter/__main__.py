@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         rule = SelectionRule(rule=args.rule, lower=args.lower, upper=args.upper, outcome=args.outcome)
     except ValueError as error:
         parser.error(str(error))
-    options = ParseOptions(score_path=args.score_path, features_path=args.features_path)
+    options = ParseOptions(score_path=args.score_path, features_path=args.features_path, keep=rule.selects_prediction)
 
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -41,15 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         for number, line in enumerate(stream, start=1):
             result = parse_line(line, number, options)
             counts["blank" if result.blank else "records"] += 1
-            counts["rows"] += len(result.rows)
+            counts["rows"] += len(result.rows) + result.skipped
             counts["rejected"] += len(result.rejected)
             for rejected in result.rejected:
                 reasons[rejected.reason.split(":")[0]] += 1
                 print(f"line {number}: rejected: {rejected.reason}", file=sys.stderr)
-            for row in result.rows:
-                if rule.selects(row):
-                    counts["selected"] += 1
-                    print(json.dumps({**row.to_json(), "captureFile": str(args.capture_file), "line": number}))
+            for row in result.rows:  # only the selected rows are materialised
+                counts["selected"] += 1
+                print(json.dumps({**row.to_json(), "captureFile": str(args.capture_file), "line": number}))
     detail = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
     print(
         f"records read: {counts['records']}, rows: {counts['rows']}, selected: {counts['selected']}, "

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from lambdas.capture_filter.events import CaptureObject
@@ -66,35 +66,33 @@ def open_capture_object(s3: Any, obj: CaptureObject) -> Any:
 def filter_capture_object(s3: Any, sqs: Any, obj: CaptureObject, settings: FilterSettings) -> FilterReport:
     report = FilterReport()
     body = open_capture_object(s3, obj)
+    # Rows the rule does not select are counted, never decoded.
+    options = replace(settings.options, keep=settings.rule.selects_prediction)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as rejected:
-        outbox = _Outbox(sqs, settings.review_queue_url)
+
+        def reject(line: int, reason: str, event_id: str | None, row: int | None) -> None:
+            _reject(report, rejected, obj, line, reason, event_id, row)
+
+        outbox = _Outbox(sqs, settings.review_queue_url, obj.uri, reject)
         group: list[dict[str, Any]] = []
-        # A full group must fit one SQS message, whatever the rows' sizes.
-        row_limit = SQS_MESSAGE_MAX // settings.rows_per_loop - 1024
         for number, line in enumerate(body.iter_lines(chunk_size=READ_CHUNK), start=1):
-            result = parse_line(line, number, settings.options)
+            result = parse_line(line, number, options)
             if result.blank:
                 report.blank_lines += 1
                 continue
             report.records += 1
-            report.rows += len(result.rows)
+            report.rows += len(result.rows) + result.skipped
             for item in result.rejected:
-                _reject(report, rejected, obj, item.line_number, item.reason, item.event_id, item.row_index)
+                reject(item.line_number, item.reason, item.event_id, item.row_index)
             for row in result.rows:
-                if not settings.rule.selects(row):
-                    continue
-                message_row = {**row.to_json(), "captureLine": number}
-                if len(json.dumps(message_row)) > row_limit:
-                    _reject(report, rejected, obj, number, "row too large for a review message", row.event_id, row.row_index)
-                    continue
-                report.selected += 1
-                group.append(message_row)
+                group.append({**row.to_json(), "captureLine": number})
                 if len(group) == settings.rows_per_loop:
-                    report.groups += outbox.add(ReviewGroup(obj.uri, tuple(group)))
+                    outbox.add(group)
                     group = []
         if group:
-            report.groups += outbox.add(ReviewGroup(obj.uri, tuple(group)))
+            outbox.add(group)
         outbox.flush()
+        report.selected, report.groups = outbox.rows, outbox.groups
         if report.rejected:
             report.report_key = f"{REJECTED_PREFIX}/{obj.bucket}/{obj.key}.jsonl"
             rejected.seek(0)
@@ -110,22 +108,41 @@ def _reject(report: FilterReport, spool: BinaryIO, obj: CaptureObject, line: int
 
 
 class _Outbox:
-    """Sends review groups ten at a time; a group SQS refuses raises, so the object is retried."""
+    """Sends review groups ten at a time; a group SQS refuses raises, so the object is retried.
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    A group whose message would exceed SQS's size limit is split; a single row that alone exceeds
+    it cannot be reviewed and is reported as rejected.
+    """
+
+    def __init__(self, sqs: Any, queue_url: str, capture_uri: str, reject: Callable[[int, str, str | None, int | None], None]) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
-        self._pending: list[ReviewGroup] = []
+        self._capture_uri = capture_uri
+        self._reject = reject
+        self._pending: list[str] = []
+        self.groups = 0
+        self.rows = 0
 
-    def add(self, group: ReviewGroup) -> int:
-        self._pending.append(group)
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        body = ReviewGroup(self._capture_uri, tuple(rows)).to_body()
+        if len(body.encode()) > SQS_MESSAGE_MAX:
+            if len(rows) == 1:
+                row = rows[0]
+                self._reject(row["captureLine"], "row too large for a review message", row["eventId"], row["rowIndex"])
+                return
+            half = len(rows) // 2
+            self.add(rows[:half])
+            self.add(rows[half:])
+            return
+        self._pending.append(body)
+        self.groups += 1
+        self.rows += len(rows)
         if len(self._pending) == SQS_BATCH:
             self.flush()
-        return 1
 
     def flush(self) -> None:
         for batch in _batches(self._pending):
-            entries = [{"Id": str(i), "MessageBody": group.to_body()} for i, group in enumerate(batch)]
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(batch)]
             response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
             failed = response.get("Failed") or []
             if failed:
@@ -134,12 +151,12 @@ class _Outbox:
         self._pending = []
 
 
-def _batches(groups: list[ReviewGroup]) -> Iterator[list[ReviewGroup]]:
+def _batches(bodies: list[str]) -> Iterator[list[str]]:
     """At most 10 entries and 256 KiB per SendMessageBatch."""
-    batch: list[ReviewGroup] = []
+    batch: list[str] = []
     size = 0
-    for group in groups:
-        length = len(group.to_body().encode())
+    for group in bodies:
+        length = len(group.encode())
         if batch and (len(batch) == SQS_BATCH or size + length > SQS_MESSAGE_MAX):
             yield batch
             batch, size = [], 0

@@ -25,6 +25,10 @@ class SelectionRule:
             raise ValueError(f"lower and upper must satisfy 0 <= lower < upper <= 1, got {self.lower} and {self.upper}")
 
     def selects(self, row: PredictionRow) -> bool:
+        return self.selects_prediction(row.probability, row.prediction)
+
+    def selects_prediction(self, probability: float, prediction: int) -> bool:
+        """The same rule on the numbers alone (``ParseOptions.keep``): rows not selected are never decoded."""
         if self.rule == "band":
-            return self.lower < row.probability < self.upper
-        return row.prediction == self.outcome
+            return self.lower < probability < self.upper
+        return prediction == self.outcome

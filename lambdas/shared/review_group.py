@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 VERSION = 1
 # HumanLoopName: ^[a-z0-9](-*[a-z0-9])*$, at most 63 characters (botocore sagemaker-a2i-runtime).
 LOOP_NAME_MAX = 63
@@ -42,7 +44,7 @@ class ReviewGroup:
         return f"{prefix}-{digest[:room]}"
 
     def to_body(self) -> str:
-        return json.dumps({"version": VERSION, "captureObject": self.capture_object, "rows": list(self.rows)}, separators=(",", ":"))
+        return orjson.dumps({"version": VERSION, "captureObject": self.capture_object, "rows": list(self.rows)}).decode()
 
     @classmethod
     def from_body(cls, body: str) -> ReviewGroup:

@@ -96,11 +96,13 @@ def test_base64_payloads_are_decoded() -> None:
         (b"\xff\xfe\x00garbage", "not UTF-8"),
         (b"[1, 2, 3]", "not a capture record: a JSON list"),
         (capture_line("1,2", None).encode(), "no captureData.endpointOutput (input-only capture)"),
-        (capture_line("!!!not-base64", "0.5", encoding="BASE64").encode(), "endpointInput is not valid base64"),
+        (capture_line("!!!not-base64", "MC41", encoding="BASE64").encode(), "endpointInput is not valid base64"),  # output: "0.5"
+        (capture_line("MSwy", "!!!", encoding="BASE64").encode(), "endpointOutput is not valid base64"),
         (capture_line("1,2\n3,4", "0.5"), "2 input rows but 1 output rows"),
         (json.dumps({"captureData": {}, "eventMetadata": {}}), "no eventMetadata.eventId"),
-        (capture_line("1,2", "0.5", encoding="GZIP"), "endpointInput has unknown encoding 'GZIP'"),
-        (capture_line("", ""), "request has no rows"),
+        (capture_line("1,2", "0.5", encoding="GZIP"), "has unknown encoding 'GZIP'"),
+        (capture_line("", ""), "response has no predictions"),
+        (capture_line("", "0.5"), "0 input rows but 1 output rows"),
     ],
 )
 def test_bad_lines_are_rejected_with_their_reason(line, reason: str) -> None:
@@ -169,3 +171,28 @@ def test_parser_never_raises_and_never_drops_a_line_silently(line) -> None:
     result = parse_line(line, 1, JSONL)
     assert result.blank or result.rows or result.rejected
     assert all(rejected.reason for rejected in result.rejected)
+
+
+def _bench_lines() -> list[str]:
+    import random
+
+    from tests.bench.capture_filter import FORMATS
+    from tests.bench.capture_filter import capture_line as bench_line
+
+    rng = random.Random(3)
+    return [bench_line(kind, rng, i) for kind in FORMATS for i in range(300)]
+
+
+ODD_OUTPUTS = [" 0.5 ", "0.95", "nan", "inf", "1.5", "-0", "1", "0", "0.5,0.6", "abc", ""]
+
+
+@pytest.mark.parametrize("rule", [SelectionRule(), SelectionRule(rule="outcome", outcome=1), SelectionRule(lower=0.3, upper=0.35)])
+def test_skipping_unselected_rows_selects_exactly_what_the_full_parse_selects(rule: SelectionRule) -> None:
+    lines = _bench_lines() + [capture_line("1,2", out) for out in ODD_OUTPUTS]
+    lines += [capture_line(json.dumps({"features": [1, 2]}), json.dumps({"score": s}), content_type="application/jsonlines") for s in (0.5, 0.05, "0.5", True, None, [0.5])]
+    for number, line in enumerate(lines):
+        score = "score" if "jsonlines" in line else None
+        full = parse_line(line, number, ParseOptions(score_path=score))
+        fast = parse_line(line, number, ParseOptions(score_path=score, keep=rule.selects_prediction))
+        assert [r.to_json() for r in fast.rows] == [r.to_json() for r in full.rows if rule.selects(r)], line
+        assert len(fast.rows) + fast.skipped + len(fast.rejected) == len(full.rows) + len(full.rejected), line

@@ -1,4 +1,4 @@
-"""The layer and the tests run the same Powertools: one version, pinned in both places."""
+"""The layer and the tests run the same third-party code: one version, pinned in both places."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def _pins(path) -> dict[str, str]:
     return pins
 
 
-def test_powertools_version_matches_between_layer_and_tests() -> None:
+def test_runtime_dependencies_match_between_layer_and_tests() -> None:
     layer, dev = _pins(ROOT / "lambdas" / "requirements.txt"), _pins(ROOT / "requirements-dev.txt")
-    assert layer["aws-lambda-powertools"] == dev["aws-lambda-powertools"]
+    for name in ("aws-lambda-powertools", "orjson"):
+        assert layer[name] == dev[name], name
