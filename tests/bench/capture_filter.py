@@ -108,23 +108,16 @@ class _SinkSqs:
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
 
-def run_floor(path: Path) -> int:
-    count = 0
-    with path.open("rb") as stream:
-        for line in stream:
-            json.loads(line)
-            count += 1
-    return count
-
-
-def run_orjson_floor(path: Path) -> int:
-    """The same floor with the decoder the filter uses (shown for comparison, not judged)."""
+def run_floor(path: Path, decoder: str = "json") -> int:
+    """Read and decode every line, nothing else. ``orjson``: the decoder the filter uses (shown for
+    comparison, not judged)."""
     import orjson
 
+    loads = orjson.loads if decoder == "orjson" else json.loads
     count = 0
     with path.open("rb") as stream:
         for line in stream:
-            orjson.loads(line)
+            loads(line)
             count += 1
     return count
 
@@ -147,9 +140,9 @@ def measure(mode: str, path: Path, kind: str) -> dict:
     """Run one measurement in a fresh interpreter: seconds and peak RSS (MB)."""
     code = (
         "import json, resource, sys, time; from pathlib import Path; "
-        "from tests.bench.capture_filter import run_floor, run_filter, run_orjson_floor; "
+        "from tests.bench.capture_filter import run_floor, run_filter; "
         f"p = Path({str(path)!r}); start = time.perf_counter(); "
-        f"n = run_floor(p) if {mode!r} == 'floor' else run_orjson_floor(p) if {mode!r} == 'orjson' else run_filter(p, {kind!r}); "
+        f"n = run_filter(p, {kind!r}) if {mode!r} == 'filter' else run_floor(p, 'orjson' if {mode!r} == 'orjson' else 'json'); "
         "print(json.dumps({'records': n, 'seconds': time.perf_counter() - start, "
         "'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
     )
