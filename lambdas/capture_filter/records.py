@@ -248,7 +248,7 @@ def _unselected_single_row(record: Any, options: ParseOptions) -> bool:
             probability = float(value)
         else:
             return False
-    except (KeyError, TypeError, ValueError, binascii.Error, JMESPathError):
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, JMESPathError):
         return False
     if not 0.0 <= probability <= 1.0:  # also False for NaN
         return False

@@ -168,9 +168,10 @@ def test_band_and_outcome_rules() -> None:
     max_leaves=20,
 ))))
 def test_parser_never_raises_and_never_drops_a_line_silently(line) -> None:
-    result = parse_line(line, 1, JSONL)
-    assert result.blank or result.rows or result.rejected
-    assert all(rejected.reason for rejected in result.rejected)
+    for options in (JSONL, ParseOptions(score_path="score", keep=SelectionRule().selects_prediction), ParseOptions(keep=lambda p, c: False)):
+        result = parse_line(line, 1, options)
+        assert result.blank or result.rows or result.rejected or result.skipped
+        assert all(rejected.reason for rejected in result.rejected)
 
 
 def _bench_lines() -> list[str]:
