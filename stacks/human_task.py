@@ -15,18 +15,15 @@ from pathlib import Path
 from aws_cdk import CustomResource, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
-from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks import aws_facts
-from stacks.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
+from stacks.compliance import acknowledge, acknowledge_wildcards
 from stacks.config import AppConfig
-from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, ignore_redundant_role_dependency
-from stacks.log_groups import encrypted_log_group
+from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES
+from stacks.waiting_provider import WaitingProvider
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "a2i_templates"
 A2I_OUTPUT_PREFIX = "a2i-output"
@@ -76,48 +73,31 @@ class HumanTask(Construct):
         acknowledge_wildcards(policy, policy.document, "A2I writes output.json under per-loop keys it chooses below a2i-output/.")
         acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
 
-        handlers = {
-            kind: AppFunction(
-                self,
-                f"FlowDefinition{kind}",
-                handler=f"lambdas.flow_definition.handler.{kind}",
-                description=f"Flow definition custom resource: {kind}",
-                key=key,
-                layer=layer,
-                retain_logs=config.retain_data,
-                service=f"{prefix}-flow-definition",
-                environment={},
-                timeout=Duration.minutes(1),
-            )
-            for kind in ("on_event", "is_complete")
-        }
-        flow_arn_pattern = Stack.of(self).format_arn(service="sagemaker", resource="flow-definition", resource_name=f"{prefix}-*")
-        handlers["on_event"].role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker:CreateFlowDefinition", "sagemaker:DeleteFlowDefinition"], resources=[flow_arn_pattern])
-        )
-        handlers["on_event"].role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker:DescribeHumanTaskUi"], resources=[self.task_ui.attr_human_task_ui_arn])
-        )
-        handlers["on_event"].role.add_to_policy(iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.role.role_arn], conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
-        handlers["is_complete"].role.add_to_policy(iam.PolicyStatement(actions=["sagemaker:DescribeFlowDefinition"], resources=[flow_arn_pattern]))
-        for handler in handlers.values():
-            handler.acknowledge_wildcards(
-                f"Flow definitions are named {prefix}-<hash of the request> at deploy time, so the name is known only as a prefix; "
-                "log-stream names are chosen by Lambda."
-            )
-
-        provider = cr.Provider(
+        self.provider = WaitingProvider(
             self,
-            "Provider",
-            on_event_handler=handlers["on_event"].function,
-            is_complete_handler=handlers["is_complete"].function,
-            query_interval=Duration.seconds(10),
+            "FlowDefinitionProvider",
+            module="flow_definition",
+            description="Flow definition custom resource",
+            service=f"{prefix}-flow-definition",
+            key=key,
+            layer=layer,
+            retain_logs=config.retain_data,
             total_timeout=Duration.minutes(15),
-            log_group=encrypted_log_group(self, "ProviderLogs", key=key, retain=config.retain_data),
-            provider_function_env_encryption=key,
-            waiter_state_machine_log_options=cr.LogOptions(destination=encrypted_log_group(self, "WaiterLogs", key=key, retain=config.retain_data)),
         )
-        self._acknowledge_provider_framework(provider)
+        flow_arn_pattern = Stack.of(self).format_arn(service="sagemaker", resource="flow-definition", resource_name=f"{prefix}-*")
+        on_event, is_complete = self.provider.on_event, self.provider.is_complete
+        on_event.allow(["sagemaker:CreateFlowDefinition", "sagemaker:DeleteFlowDefinition"], [flow_arn_pattern])
+        on_event.allow(["sagemaker:DescribeHumanTaskUi"], [self.task_ui.attr_human_task_ui_arn])
+        on_event.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"], resources=[self.role.role_arn], conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+            )
+        )
+        is_complete.allow(["sagemaker:DescribeFlowDefinition"], [flow_arn_pattern])
+        self.provider.acknowledge_wildcards(
+            f"Flow definitions are named {prefix}-<hash of the request> at deploy time, so the name is known only as a prefix; "
+            "log-stream names are chosen by Lambda."
+        )
         stack = Stack.of(self)
         request = {
             "NamePrefix": prefix,
@@ -137,45 +117,10 @@ class HumanTask(Construct):
         self.flow_definition = CustomResource(
             self,
             "FlowDefinition",
-            service_token=provider.service_token,
+            service_token=self.provider.service_token,
             resource_type="Custom::A2IFlowDefinition",
             properties={"Request": stack.to_json_string(request)},
         )
         self.flow_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
         self.flow_definition_arn = self.flow_definition.get_att_string("FlowDefinitionArn")
         self.loop_prefix = prefix
-        self.handlers = handlers
-        self.provider = provider
-
-    @staticmethod
-    def _acknowledge_provider_framework(provider: cr.Provider) -> None:
-        """The Provider framework's own functions, roles and waiter state machine are aws-cdk-lib's."""
-        reason = (
-            "aws-cdk-lib's custom-resource Provider framework (framework functions, their roles and the waiter "
-            "state machine) runs only while CloudFormation deploys this stack; its runtime, managed policy and "
-            "invoke grants on our two handler functions (ARN plus ':*' for versions) are the library's. Its logs "
-            "go to KMS-encrypted log groups with retention; a failure fails the deployment, so nothing is queued."
-        )
-        acknowledge(
-            provider,
-            reason,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "AwsSolutions-L1",
-            "AwsSolutions-SF1",
-            "AwsSolutions-SF2",
-            "HIPAA.Security-LambdaConcurrency",
-            "HIPAA.Security-LambdaDLQ",
-            "HIPAA.Security-LambdaInsideVPC",
-            "HIPAA.Security-StepFunctionStateMachineXray",
-            "NIST.800.53.R5-LambdaConcurrency",
-            "NIST.800.53.R5-LambdaDLQ",
-            "NIST.800.53.R5-LambdaInsideVPC",
-            *INLINE_POLICY_RULES,
-        )
-        for child in provider.node.find_all():
-            if isinstance(child, lambda_.Function):
-                ignore_redundant_role_dependency(child)
-            if isinstance(child, sfn.CfnStateMachine):
-                ignore_lint_check(child, "W3005", "aws-cdk-lib's waiter state machine depends on its role next to the GetAtt of the role's ARN.")
-            if isinstance(child, iam.Policy):
-                acknowledge_wildcards(child, child.document, reason)
