@@ -76,3 +76,23 @@ def endpoint_instance_types() -> tuple[str, ...]:
 def processing_instance_types() -> tuple[str, ...]:
     """Instance types a processing (monitoring, baseline) job accepts: ``ProcessingInstanceType``."""
     return tuple(_sagemaker_model().shape_for("ProcessingInstanceType").enum)
+
+
+# Model Monitor schedules: hourly, every N hours, or daily, as CreateMonitoringSchedule accepts them,
+# with the period each gives; MaxRuntimeInSeconds must not exceed it (hourly: at most 3600).
+# https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-schedule-expression.html
+MONITORING_CADENCES: dict[str, int] = {
+    "cron(0 * ? * * *)": 3_600,
+    **{f"cron(0 0/{n} ? * * *)": n * 3_600 for n in (2, 3, 4, 6, 8, 12)},
+    "cron(0 0 ? * * *)": 86_400,
+}
+MONITORING_MAX_RUNTIME = 86_400
+
+# Data-quality metrics (emit_metrics Enabled): feature_baseline_drift_<feature>, Sum per run.
+# The docs disagree on the namespace and dimensions (model-monitor-interpreting-cloudwatch says
+# "/aws/sagemaker/Endpoints/data-metric" with EndpointName/ScheduleName; model-monitor-byoc-cloudwatch
+# says "/aws/sagemaker/Endpoint/data-metrics"); the SageMaker "Monitoring with CloudWatch" page and
+# the public alarm code we checked use this one, with Endpoint and MonitoringSchedule. Verify on
+# the first deployed run (CloudWatch > All metrics) and change it only here.
+DATA_QUALITY_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
+DATA_QUALITY_DRIFT_METRIC = "feature_baseline_drift_{feature}"

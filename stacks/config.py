@@ -174,6 +174,31 @@ class ReviewConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DataQualityConfig:
+    """Model Monitor data-quality schedule and its baseline (seeds 000, 001, 004)."""
+
+    enabled: bool
+    schedule: str
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_seconds: int
+    dataset_s3_uri: str | None  # None: the bundled model's training data
+    dataset_has_header: bool
+    baseline_statistics_s3_uri: str | None  # both set: use these files, run no baseline job
+    baseline_constraints_s3_uri: str | None
+
+    @property
+    def computes_baseline(self) -> bool:
+        return self.baseline_statistics_s3_uri is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitoringConfig:
+    data_quality: DataQualityConfig
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppConfig:
     environment: str
     app_name: str
@@ -184,6 +209,7 @@ class AppConfig:
     endpoint: EndpointConfig
     capture: CaptureConfig
     review: ReviewConfig
+    monitoring: MonitoringConfig
 
     @property
     def retain_data(self) -> bool:
@@ -296,6 +322,50 @@ def _parse_review(s: _Section, labels: tuple[str, ...]) -> ReviewConfig:
     return review
 
 
+def _parse_data_quality(s: _Section, bundled: bool) -> DataQualityConfig:
+    enabled = s.boolean("enabled", True)
+    cadences = tuple(aws_facts.MONITORING_CADENCES)
+    schedule = s.string("schedule", cadences[0], allowed=cadences)
+    instance_type = s.string("instance_type", "ml.m5.xlarge", pattern=re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+"), rule="of the form ml.<family>.<size>")
+    if instance_type not in aws_facts.processing_instance_types():
+        raise s.error("instance_type", f"{instance_type!r} is not a SageMaker processing instance type (see ProcessingInstanceType)")
+    period = aws_facts.MONITORING_CADENCES[schedule]
+    max_runtime = s.integer("max_runtime_seconds", min(3_600, period), low=60, high=aws_facts.MONITORING_MAX_RUNTIME)
+    if max_runtime > period:
+        raise s.error("max_runtime_seconds", f"{max_runtime} exceeds the schedule's period of {period} seconds ({schedule}); a run must end before the next starts")
+    dataset = s.string("dataset_s3_uri", None, pattern=_S3_URI, rule="an s3://bucket/key URI")
+    statistics = s.string("baseline_statistics_s3_uri", None, pattern=_S3_URI, rule="an s3://bucket/key URI")
+    constraints = s.string("baseline_constraints_s3_uri", None, pattern=_S3_URI, rule="an s3://bucket/key URI")
+    if (statistics is None) != (constraints is None):
+        raise s.error("baseline_statistics_s3_uri", "give both baseline_statistics_s3_uri and baseline_constraints_s3_uri, or neither")
+    if enabled and dataset is None and statistics is None and not bundled:
+        raise s.error(
+            "dataset_s3_uri",
+            "required with your own model (model.artifact_s3_uri): the baseline is computed from it; "
+            "or give baseline_statistics_s3_uri and baseline_constraints_s3_uri, or set enabled to false",
+        )
+    config = DataQualityConfig(
+        enabled=enabled,
+        schedule=schedule,
+        instance_type=instance_type,
+        instance_count=s.integer("instance_count", 1, low=1, high=100),
+        volume_size_gb=s.integer("volume_size_gb", 20, low=1, high=16_384),
+        max_runtime_seconds=max_runtime,
+        dataset_s3_uri=dataset,
+        dataset_has_header=s.boolean("dataset_has_header", False),
+        baseline_statistics_s3_uri=statistics,
+        baseline_constraints_s3_uri=constraints,
+    )
+    s.done()
+    return config
+
+
+def _parse_monitoring(s: _Section, bundled: bool) -> MonitoringConfig:
+    monitoring = MonitoringConfig(data_quality=s.section("data_quality", lambda d: _parse_data_quality(d, bundled)))
+    s.done()
+    return monitoring
+
+
 def parse_environment(environment: str, raw: Any) -> AppConfig:
     """Build the configuration of one environment from its ``cdk.json`` entry."""
     s = _Section(raw, f"environments.{environment}")
@@ -311,6 +381,7 @@ def parse_environment(environment: str, raw: Any) -> AppConfig:
         endpoint=s.section("endpoint", lambda e: _parse_endpoint(e, f"{app_name}-{environment}")),
         capture=s.section("capture", _parse_capture),
         review=s.section("review", lambda r: _parse_review(r, model.label_names)),
+        monitoring=s.section("monitoring", lambda m: _parse_monitoring(m, model.is_bundled)),
     )
     s.done()
     if config.review.enabled and config.region is not None and config.region not in aws_facts.A2I_REGIONS:

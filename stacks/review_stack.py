@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnCondition, CfnOutput, Fn, Stack
-from aws_cdk import aws_sns as sns
+from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from stacks import aws_facts
@@ -66,20 +65,6 @@ class ReviewStack(Stack):
             default=review.max_loops_per_day,
             min_value=1,
         )
-        email = parameters.add(
-            "AlertEmail",
-            group="Alerts",
-            label="Alert e-mail (optional)",
-            description="E-mail address subscribed to the alert topic (dead-letter queues, failures). Leave empty for none.",
-            type="String",
-            default="",
-            allowed_pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",
-        )
-
-        self.alerts = sns.Topic(self, "Alerts", display_name=f"{config.app_name} {config.environment} alerts", master_key=storage.key, enforce_ssl=True)
-        subscription = sns.CfnSubscription(self, "AlertEmailSubscription", topic_arn=self.alerts.topic_arn, protocol="email", endpoint=email.value_as_string)
-        subscription.cfn_options.condition = CfnCondition(self, "HasAlertEmail", expression=Fn.condition_not(Fn.condition_equals(email.value_as_string, "")))
-
         layer = dependency_layer(self, "Dependencies")
         self.human_task = HumanTask(
             self,
@@ -100,7 +85,7 @@ class ReviewStack(Stack):
             capture_prefix=f"{CAPTURE_PREFIX}/{endpoint.endpoint_name}/{endpoint.variant_name}",
             human_task=self.human_task,
             layer=layer,
-            alarm_topic=self.alerts,
+            alarm_topic=serving.alerts.topic,
             lower=lower.value_as_string,
             upper=upper.value_as_string,
             max_loops_per_day=max_loops.value_as_string,
@@ -109,7 +94,6 @@ class ReviewStack(Stack):
         CfnOutput(self, "FlowDefinitionArn", value=self.human_task.flow_definition_arn, description="A2I flow definition reviewers' tasks come from")
         CfnOutput(self, "HumanTaskUiArn", value=self.human_task.task_ui.attr_human_task_ui_arn, description="Worker task template")
         CfnOutput(self, "ReviewOutputS3Uri", value=self.human_task.output_s3_uri, description="Where A2I writes reviewers' answers")
-        CfnOutput(self, "AlertTopicArn", value=self.alerts.topic_arn, description="SNS topic for the app's alarms")
         for name, work in (("CaptureEvents", self.pipeline.capture_events), ("ReviewGroups", self.pipeline.review_queue), ("LoopResults", self.pipeline.results_queue)):
             CfnOutput(self, f"{name}DeadLetterQueueUrl", value=work.dead_letter_queue.queue_url, description=f"Parked {name} messages, each with a reason attribute")
         CfnOutput(self, "DeferredQueueUrl", value=self.pipeline.deferred.queue_url, description="Review groups over the daily budget, moved back after midnight UTC")

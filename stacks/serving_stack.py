@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.alerts import AlertTopic
 from stacks.bundled_model import BundledModel
 from stacks.config import AppConfig
 from stacks.images import ContainerImage
@@ -30,6 +31,8 @@ class ServingStack(Stack):
             min_value=0,
             max_value=100,
         )
+
+        self.alerts = AlertTopic(self, "Alerts", parameters=self.parameters, key=storage.key, display_name=f"{config.app_name} {config.environment} alerts")
 
         if config.model.image_uri is not None:
             image = ContainerImage.from_uri(self, "InferenceImage", config.model.image_uri)
@@ -79,6 +82,7 @@ class ServingStack(Stack):
             value=f"{self.inference.capture_s3_uri}/{self.inference.endpoint_name}/{self.inference.variant_name}/",
             description="Where captured requests and responses land, under yyyy/mm/dd/hh/ (UTC)",
         )
+        CfnOutput(self, "AlertTopicArn", value=self.alerts.topic.topic_arn, description="SNS topic every alarm of the app notifies")
         CfnOutput(self, "ModelName", value=self.inference.model.attr_model_name, description="SageMaker model now served")
         if self.bundled_model is not None:
             CfnOutput(self, "TrainingDataS3Uri", value=self.bundled_model.train_s3_uri, description="Bundled model's training CSV (label first, no header)")

@@ -44,7 +44,7 @@ def test_workteam_is_a_parameter_with_the_api_pattern_and_no_default(template: T
     assert parameters["WorkteamArn"]["AllowedPattern"].startswith("arn:aws[a-z-]*:sagemaker:")
     assert parameters["ReviewLowerThreshold"]["Default"] == 0.1 and parameters["ReviewUpperThreshold"]["Default"] == 0.9
     groups = template.to_json()["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
-    assert {g["Label"]["default"] for g in groups} == {"Human review", "Alerts"}
+    assert {g["Label"]["default"] for g in groups} == {"Human review"}
 
 
 def test_every_queue_is_kms_encrypted_and_every_work_queue_has_an_alarmed_dlq(template: Template) -> None:
@@ -123,10 +123,12 @@ def test_function_wildcards_are_exactly_the_explained_ones(dev_app, template: Te
         assert finding.endswith(suffix) or finding == suffix
 
 
-def test_alert_topic_is_encrypted_and_email_is_optional(template: Template) -> None:
-    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
-    [subscription] = template.find_resources("AWS::SNS::Subscription").values()
-    assert subscription["Condition"] == "HasAlertEmail"
+def test_alert_topic_is_encrypted_and_email_is_optional(dev_app) -> None:
+    serving = dev_app.template("serving")
+    serving.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    [subscription] = serving.find_resources("AWS::SNS::Subscription").values()
+    assert subscription["Condition"].startswith("AlertsHasEmail")
+    assert dev_app.template("review").find_resources("AWS::SNS::Topic") == {}
 
 
 def test_turning_review_off_removes_exactly_the_review_stack(tmp_path, dev_app) -> None:

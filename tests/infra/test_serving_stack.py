@@ -102,7 +102,10 @@ def test_sampling_percentage_is_a_bounded_parameter_in_a_labelled_console_group(
         "CaptureSamplingPercentage", {"Type": "Number", "Default": 100, "MinValue": 0, "MaxValue": 100, "Description": Match.any_value()}
     )
     interface = template.to_json()["Metadata"]["AWS::CloudFormation::Interface"]
-    assert interface["ParameterGroups"] == [{"Label": {"default": "Data capture"}, "Parameters": ["CaptureSamplingPercentage"]}]
+    assert interface["ParameterGroups"] == [
+        {"Label": {"default": "Data capture"}, "Parameters": ["CaptureSamplingPercentage"]},
+        {"Label": {"default": "Alerts"}, "Parameters": ["AlertEmail"]},
+    ]
     assert interface["ParameterLabels"]["CaptureSamplingPercentage"] == {"default": "Capture sampling percentage"}
 
 
@@ -157,7 +160,8 @@ def test_bring_your_own_model_uses_its_artifact_image_and_no_bundled_assets(tmp_
                 "image_uri": image,
                 "feature_names": ["tenure", "monthly_charges"],
                 "label_names": ["stays", "churns"],
-            }
+            },
+            "monitoring": {"data_quality": {"dataset_s3_uri": "s3://my-datasets/churn/train.csv", "dataset_has_header": True}},
         },
     )
     built.app.synth()

@@ -1,0 +1,1 @@
+"""CloudFormation custom resource that runs a baselining processing job and waits for its result."""

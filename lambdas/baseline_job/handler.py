@@ -1,0 +1,92 @@
+"""Custom-resource handlers (CDK Provider framework) for Model Monitor / Clarify baseline jobs.
+
+``on_event`` starts a processing job built from the ``Request`` property (CreateProcessingJob's
+request without a name, plus ``NamePrefix``); ``is_complete`` polls DescribeProcessingJob. A
+failed or stopped job raises, so the deployment fails with the job's FailureReason in the
+CloudFormation event. The job writes under ``<output S3Uri>/<job name>``, so every baseline keeps
+its own files and a monitor never reads a half-written one.
+
+Job names: ``<prefix>-<hash of the request>-<hash of the CloudFormation request id>``. An
+unchanged request on update keeps the old job (no new baseline); a changed one runs a new job; a
+create retried after a rollback gets a new name (a failed job's name cannot be reused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambdas.shared import aws
+
+NAME_MAX = 63  # ProcessingJobName: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+REQUEST_HASH = 16
+ATTEMPT_HASH = 8
+
+
+def _sagemaker() -> Any:
+    return aws.client("sagemaker")
+
+
+def request_hash(properties: dict[str, Any]) -> str:
+    request = json.loads(properties["Request"])
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:REQUEST_HASH]
+
+
+def processing_job_request(properties: dict[str, Any], request_id: str) -> dict[str, Any]:
+    request = json.loads(properties["Request"])
+    prefix = request.pop("NamePrefix")
+    attempt = hashlib.sha256(request_id.encode()).hexdigest()[:ATTEMPT_HASH]
+    name = f"{prefix[: NAME_MAX - REQUEST_HASH - ATTEMPT_HASH - 2]}-{request_hash(properties)}-{attempt}"
+    for output in request["ProcessingOutputConfig"]["Outputs"]:
+        output["S3Output"]["S3Uri"] = f"{output['S3Output']['S3Uri'].rstrip('/')}/{name}"
+    return {"ProcessingJobName": name, **request}
+
+
+def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None) -> dict[str, Any]:
+    sagemaker = sagemaker or _sagemaker()
+    kind = event["RequestType"]
+    if kind == "Delete":
+        _stop_if_running(sagemaker, event["PhysicalResourceId"])
+        return {"PhysicalResourceId": event["PhysicalResourceId"]}
+    if kind == "Update" and f"-{request_hash(event['ResourceProperties'])}-" in event.get("PhysicalResourceId", ""):
+        return {"PhysicalResourceId": event["PhysicalResourceId"]}  # same request: keep the baseline
+    request = processing_job_request(event["ResourceProperties"], event["RequestId"])
+    try:
+        sagemaker.create_processing_job(**request)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceInUse":  # a retried call: the job runs already
+            raise
+    return {"PhysicalResourceId": request["ProcessingJobName"]}
+
+
+def is_complete(event: dict[str, Any], context: Any = None, sagemaker: Any = None) -> dict[str, Any]:
+    if event["RequestType"] == "Delete":
+        return {"IsComplete": True}
+    sagemaker = sagemaker or _sagemaker()
+    name = event["PhysicalResourceId"]
+    job = sagemaker.describe_processing_job(ProcessingJobName=name)
+    status = job["ProcessingJobStatus"]
+    if status in ("Failed", "Stopped"):
+        raise RuntimeError(f"baseline job {name} {status.lower()}: {job.get('FailureReason') or job.get('ExitMessage') or 'no reason given'}")
+    if status != "Completed":
+        return {"IsComplete": False}
+    output = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/")
+    return {
+        "IsComplete": True,
+        "Data": {"ProcessingJobName": name, "StatisticsS3Uri": f"{output}/statistics.json", "ConstraintsS3Uri": f"{output}/constraints.json"},
+    }
+
+
+def _stop_if_running(sagemaker: Any, name: str) -> None:
+    try:
+        status = sagemaker.describe_processing_job(ProcessingJobName=name)["ProcessingJobStatus"]
+        if status == "InProgress":
+            sagemaker.stop_processing_job(ProcessingJobName=name)
+    except ClientError as error:
+        # No such job (a create that never started): nothing to stop. Processing jobs cannot be
+        # deleted; their outputs stay in the monitoring bucket.
+        if error.response["Error"]["Code"] not in ("ValidationException", "ResourceNotFound"):
+            raise
