@@ -1,51 +1,48 @@
 #!/usr/bin/env python3
 """Composition root: configuration -> stacks -> cdk-nag rule packs -> synth."""
 
+from typing import NamedTuple
+
 from aws_cdk import App, Environment
 
 from stacks import config as app_config
 from stacks.compliance import register_rule_packs
+from stacks.monitoring_stack import MonitoringStack
 from stacks.review_stack import ReviewStack
 from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
 
 
-def build(app: App) -> tuple[StorageStack, ServingStack, ReviewStack | None]:
+class Stacks(NamedTuple):
+    storage: StorageStack
+    serving: ServingStack
+    monitoring: MonitoringStack | None
+    review: ReviewStack | None
+
+
+def build(app: App) -> Stacks:
     config = app_config.load(app.node.try_get_context)
     env = Environment(account=config.account, region=config.region) if config.account or config.region else None
     title = f"{config.app_name} model loop ({config.environment})"
-    storage = StorageStack(
-        app,
-        "Storage",
-        config=config,
-        env=env,
-        stack_name=config.stack_name("storage"),
-        termination_protection=config.retain_data,
-        description=f"{title}: KMS key and data buckets",
+
+    def stack(kind, construct_id: str, what: str, **props):
+        part = construct_id.lower()
+        return kind(app, construct_id, config=config, env=env, stack_name=config.stack_name(part), description=f"{title}: {what}", **props)
+
+    storage = stack(StorageStack, "Storage", "KMS key and data buckets", termination_protection=config.retain_data)
+    serving = stack(ServingStack, "Serving", "model, endpoint, data capture and the alert topic", storage=storage)
+    monitoring = (
+        stack(MonitoringStack, "Monitoring", "Model Monitor data-quality schedule, baseline and drift alarms", storage=storage, serving=serving)
+        if config.monitoring.data_quality.enabled
+        else None
     )
-    serving = ServingStack(
-        app,
-        "Serving",
-        config=config,
-        env=env,
-        stack_name=config.stack_name("serving"),
-        storage=storage,
-        description=f"{title}: model, endpoint and data capture",
+    review = (
+        stack(ReviewStack, "Review", "A2I human review of low-confidence predictions, labels for retraining", storage=storage, serving=serving)
+        if config.review.enabled
+        else None
     )
-    review = None
-    if config.review.enabled:
-        review = ReviewStack(
-            app,
-            "Review",
-            config=config,
-            env=env,
-            stack_name=config.stack_name("review"),
-            storage=storage,
-            serving=serving,
-            description=f"{title}: A2I human review of low-confidence predictions, labels for retraining",
-        )
     register_rule_packs(app)
-    return storage, serving, review
+    return Stacks(storage, serving, monitoring, review)
 
 
 if __name__ == "__main__":

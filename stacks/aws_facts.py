@@ -88,6 +88,10 @@ MONITORING_CADENCES: dict[str, int] = {
 }
 MONITORING_MAX_RUNTIME = 86_400
 
+# CloudFormation has no Model Monitor resource types (DataQualityJobDefinition, MonitoringSchedule)
+# in the China and GovCloud partitions (cfn-lint 1.58's provider schemas).
+MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES = ("cn-", "us-gov-")
+
 # Data-quality metrics (emit_metrics Enabled): feature_baseline_drift_<feature>, Sum per run.
 # The docs disagree on the namespace and dimensions (model-monitor-interpreting-cloudwatch says
 # "/aws/sagemaker/Endpoints/data-metric" with EndpointName/ScheduleName; model-monitor-byoc-cloudwatch

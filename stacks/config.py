@@ -187,6 +187,7 @@ class DataQualityConfig:
     dataset_has_header: bool
     baseline_statistics_s3_uri: str | None  # both set: use these files, run no baseline job
     baseline_constraints_s3_uri: str | None
+    drift_threshold: float  # alarm when a feature's baseline drift distance exceeds it
 
     @property
     def computes_baseline(self) -> bool:
@@ -355,6 +356,7 @@ def _parse_data_quality(s: _Section, bundled: bool) -> DataQualityConfig:
         dataset_has_header=s.boolean("dataset_has_header", False),
         baseline_statistics_s3_uri=statistics,
         baseline_constraints_s3_uri=constraints,
+        drift_threshold=s.number("drift_threshold", 0.1, low=0.0, high=1.0),
     )
     s.done()
     return config
@@ -384,6 +386,15 @@ def parse_environment(environment: str, raw: Any) -> AppConfig:
         monitoring=s.section("monitoring", lambda m: _parse_monitoring(m, model.is_bundled)),
     )
     s.done()
+    if (
+        config.monitoring.data_quality.enabled
+        and config.region is not None
+        and config.region.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES)
+    ):
+        raise ConfigError(
+            f"environments.{environment}.monitoring.data_quality.enabled: CloudFormation has no Model Monitor resources "
+            f"in {config.region}; set it to false"
+        )
     if config.review.enabled and config.region is not None and config.region not in aws_facts.A2I_REGIONS:
         raise ConfigError(
             f"environments.{environment}.review.enabled: Amazon A2I is not offered in {config.region}; set it to false, "

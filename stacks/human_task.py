@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from aws_cdk import CustomResource, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -98,7 +98,6 @@ class HumanTask(Construct):
             f"Flow definitions are named {prefix}-<hash of the request> at deploy time, so the name is known only as a prefix; "
             "log-stream names are chosen by Lambda."
         )
-        stack = Stack.of(self)
         request = {
             "NamePrefix": prefix,
             "RoleArn": self.role.role_arn,
@@ -114,13 +113,6 @@ class HumanTask(Construct):
             },
             "OutputConfig": {"S3OutputPath": self.output_s3_uri, "KmsKeyId": key.key_arn},
         }
-        self.flow_definition = CustomResource(
-            self,
-            "FlowDefinition",
-            service_token=self.provider.service_token,
-            resource_type="Custom::A2IFlowDefinition",
-            properties={"Request": stack.to_json_string(request)},
-        )
-        self.flow_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        self.flow_definition = self.provider.resource(self, "FlowDefinition", resource_type="Custom::A2IFlowDefinition", request=request, role=self.role)
         self.flow_definition_arn = self.flow_definition.get_att_string("FlowDefinitionArn")
         self.loop_prefix = prefix

@@ -7,7 +7,7 @@ reason). Used for A2I flow definitions (no CloudFormation type) and baseline pro
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import CustomResource, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -77,6 +77,16 @@ class WaitingProvider(Construct):
     @property
     def service_token(self) -> str:
         return self.provider.service_token
+
+    def resource(self, scope: Construct, construct_id: str, *, resource_type: str, request: dict, role: iam.IRole) -> CustomResource:
+        """A custom resource whose one property, ``Request``, is the API request as a JSON string
+        (CloudFormation turns custom-resource property values into strings; the API wants numbers).
+        It waits for ``role``'s policy: the job or definition runs with that role."""
+        resource = CustomResource(
+            scope, construct_id, service_token=self.service_token, resource_type=resource_type, properties={"Request": Stack.of(scope).to_json_string(request)}
+        )
+        resource.node.add_dependency(role.node.find_child("DefaultPolicy"))
+        return resource
 
     def acknowledge_wildcards(self, reason: str) -> None:
         """Call once both handlers have their grants."""

@@ -13,6 +13,7 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 import app as composition_root
+from stacks.monitoring_stack import MonitoringStack
 from stacks.review_stack import ReviewStack
 from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
@@ -26,6 +27,7 @@ class SynthesisedApp:
     app: App
     storage: StorageStack
     serving: ServingStack
+    monitoring: MonitoringStack | None
     review: ReviewStack | None
 
     def template(self, stack: str) -> Template:

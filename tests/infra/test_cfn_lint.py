@@ -22,10 +22,14 @@ def _templates(built) -> list[Path]:
 def test_templates_lint_clean(request, fixture: str) -> None:
     built = request.getfixturevalue(fixture)
     templates = _templates(built)
-    assert {t.name for t in templates} == {"Storage.template.json", "Serving.template.json", "Review.template.json"}
+    assert {t.name for t in templates} == {"Storage.template.json", "Serving.template.json", "Review.template.json", "Monitoring.template.json"}
     for template in templates:
-        # A2I (and so the review stack) exists in fewer regions; config refuses the others.
-        regions = [r for r in LINT_REGIONS if r in aws_facts.A2I_REGIONS] if template.name.startswith("Review") else LINT_REGIONS
+        # A2I and Model Monitor exist in fewer regions; config refuses the others.
+        regions = LINT_REGIONS
+        if template.name.startswith("Review"):
+            regions = [r for r in LINT_REGIONS if r in aws_facts.A2I_REGIONS]
+        if template.name.startswith("Monitoring"):
+            regions = [r for r in LINT_REGIONS if not r.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES)]
         matches = lint_file(template, config=ManualArgs(regions=regions))
         assert [str(m) for m in matches] == [], template.name
 

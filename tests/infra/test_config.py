@@ -26,8 +26,14 @@ def test_review_defaults_follow_seed_000() -> None:
     assert review.rows_per_loop == 3 and review.task_count == 1 and review.workteam_arn is None
 
 
-def test_review_can_be_turned_off_even_where_a2i_is_not_offered() -> None:
-    assert not parse_environment("dev", {"region": "cn-north-1", "review": {"enabled": False}}).review.enabled
+def test_review_and_monitoring_can_be_turned_off_where_they_are_not_offered() -> None:
+    config = parse_environment("dev", {"region": "cn-north-1", "review": {"enabled": False}, "monitoring": {"data_quality": {"enabled": False}}})
+    assert not config.review.enabled and not config.monitoring.data_quality.enabled
+
+
+def test_a_daily_schedule_allows_runs_longer_than_an_hour() -> None:
+    dq = parse_environment("dev", {"monitoring": {"data_quality": {"schedule": "cron(0 0 ? * * *)", "max_runtime_seconds": 7200}}}).monitoring.data_quality
+    assert dq.max_runtime_seconds == 7200 and dq.computes_baseline
 
 
 def test_cdk_json_environments_parse() -> None:
@@ -56,7 +62,12 @@ def test_cdk_json_environments_parse() -> None:
         ({"review": {"outcome": 2}}, r"review\.outcome: must be a whole number from 0 to 1, got 2"),
         ({"review": {"workteam_arn": "arn:aws:iam::123456789012:role/x"}}, r"review\.workteam_arn: .* is not valid; must be a private workteam ARN"),
         ({"review": {"task_keywords": ["a", "b", "c", "d", "e", "f"]}}, r"review\.task_keywords: at most 5 keywords, got 6"),
-        ({"region": "cn-north-1"}, r"review\.enabled: Amazon A2I is not offered in cn-north-1; set it to false, or deploy to one of: us-east-1"),
+        ({"region": "cn-north-1", "monitoring": {"data_quality": {"enabled": False}}}, r"review\.enabled: Amazon A2I is not offered in cn-north-1; set it to false, or deploy to one of: us-east-1"),
+        ({"region": "us-gov-west-1"}, r"monitoring\.data_quality\.enabled: CloudFormation has no Model Monitor resources in us-gov-west-1; set it to false"),
+        ({"monitoring": {"data_quality": {"schedule": "rate(1 hour)"}}}, r"data_quality\.schedule: 'rate\(1 hour\)' is not allowed; allowed values: cron\(0 \* \? \* \* \*\)"),
+        ({"monitoring": {"data_quality": {"max_runtime_seconds": 7200}}}, r"data_quality\.max_runtime_seconds: 7200 exceeds the schedule's period of 3600 seconds"),
+        ({"monitoring": {"data_quality": {"instance_type": "ml.m5.huge"}}}, r"data_quality\.instance_type: 'ml\.m5\.huge' is not a SageMaker processing instance type"),
+        ({"monitoring": {"data_quality": {"baseline_statistics_s3_uri": "s3://my-bucket/statistics.json"}}}, r"give both baseline_statistics_s3_uri and baseline_constraints_s3_uri, or neither"),
         ({"removal_policy": "delete"}, r"removal_policy: 'delete' is not allowed; allowed values: destroy, retain"),
         ({"app_name": "My_App"}, r"app_name: 'My_App' is not valid; must be 1-20 lower-case letters"),
         ({"account": "1234"}, r"account: '1234' is not valid; must be a 12-digit AWS account ID"),

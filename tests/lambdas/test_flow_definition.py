@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
 from lambdas.flow_definition.handler import flow_definition_request, is_complete, on_event
 from stacks.aws_facts import A2I_NAME_MAX, A2I_NAME_PATTERN
@@ -27,14 +25,6 @@ REQUEST = {
     },
     "OutputConfig": {"S3OutputPath": "s3://review/a2i-output", "KmsKeyId": "arn:aws:kms:eu-west-1:123456789012:key/k"},
 }
-
-
-@pytest.fixture
-def sagemaker():
-    client = boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def event(kind: str, request: dict | None = None, physical: str | None = None) -> dict:
