@@ -100,3 +100,13 @@ MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES = ("cn-", "us-gov-")
 # the first deployed run (CloudWatch > All metrics) and change it only here.
 DATA_QUALITY_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 DATA_QUALITY_DRIFT_METRIC = "feature_baseline_drift_{feature}"
+
+# Every monitoring run is a processing job, and SageMaker emits "SageMaker Processing Job State
+# Change" events whose detail mirrors DescribeProcessingJob, with MonitoringScheduleArn for
+# monitoring runs. A run with violations ends Completed with an ExitMessage that starts
+# "CompletedWithViolations" (the monitoring execution status). Events can repeat.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html
+# Verify the ExitMessage prefix on the first deployed run with violations.
+SAGEMAKER_EVENT_SOURCE = "aws.sagemaker"
+PROCESSING_JOB_STATE_CHANGE = "SageMaker Processing Job State Change"
+VIOLATIONS_EXIT_MESSAGE_PREFIX = "CompletedWithViolations"

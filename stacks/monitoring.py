@@ -16,6 +16,8 @@ import json
 from aws_cdk import ArnFormat, Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -234,6 +236,34 @@ class DataQualityMonitor(Construct):
                 monitoring_type="DataQuality",
                 schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(schedule_expression=schedule_expression),
             ),
+        )
+
+        self.outcome_rule = events.Rule(
+            self,
+            "RunEndedBadly",
+            description="Data-quality monitoring runs that found violations, failed or were stopped",
+            event_pattern=events.EventPattern(
+                source=[aws_facts.SAGEMAKER_EVENT_SOURCE],
+                detail_type=[aws_facts.PROCESSING_JOB_STATE_CHANGE],
+                detail={
+                    "MonitoringScheduleArn": [self.schedule.attr_monitoring_schedule_arn],
+                    "$or": [
+                        {"ProcessingJobStatus": ["Failed", "Stopped"]},
+                        {"ExitMessage": [{"prefix": aws_facts.VIOLATIONS_EXIT_MESSAGE_PREFIX}]},
+                    ],
+                },
+            ),
+            targets=[
+                targets.SnsTopic(
+                    alarm_topic,
+                    message=events.RuleTargetInput.from_text(
+                        f"Data-quality monitoring run {events.EventField.from_path('$.detail.ProcessingJobName')} of schedule "
+                        f"{self.schedule_name} ended {events.EventField.from_path('$.detail.ProcessingJobStatus')}: "
+                        f"{events.EventField.from_path('$.detail.ExitMessage')} {events.EventField.from_path('$.detail.FailureReason')} "
+                        f"Reports: s3://{monitoring_bucket.bucket_name}/{DATA_QUALITY_PREFIX}/reports/"
+                    ),
+                )
+            ],
         )
 
         period = Duration.seconds(aws_facts.MONITORING_CADENCES[dq.schedule])

@@ -133,3 +133,21 @@ def test_turning_data_quality_off_removes_exactly_the_monitoring_stack(tmp_path,
     built.app.synth()
     assert built.monitoring is None
     assert {c.node.id for c in built.app.node.children} >= {"Storage", "Serving", "Review"}
+
+
+def test_runs_with_violations_or_failures_notify_the_alert_topic(dev_app, template: Template) -> None:
+    template.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {
+            "source": ["aws.sagemaker"],
+            "detail-type": ["SageMaker Processing Job State Change"],
+            "detail": {
+                "MonitoringScheduleArn": [{"Fn::GetAtt": [Match.string_like_regexp("DataQualitySchedule"), "MonitoringScheduleArn"]}],
+                "$or": [{"ProcessingJobStatus": ["Failed", "Stopped"]}, {"ExitMessage": [{"prefix": "CompletedWithViolations"}]}],
+            },
+        },
+        "Targets": [Match.object_like({"InputTransformer": Match.any_value()})],
+    })
+    # EventBridge may publish to the serving stack's topic.
+    policies = dev_app.template("serving").find_resources("AWS::SNS::TopicPolicy")
+    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    assert any(s.get("Principal") == {"Service": "events.amazonaws.com"} and s["Action"] == "sns:Publish" for s in statements)
