@@ -151,3 +151,19 @@ def test_runs_with_violations_or_failures_notify_the_alert_topic(dev_app, templa
     policies = dev_app.template("serving").find_resources("AWS::SNS::TopicPolicy")
     statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
     assert any(s.get("Principal") == {"Service": "events.amazonaws.com"} and s["Action"] == "sns:Publish" for s in statements)
+
+
+def test_job_role_wildcards_are_exactly_the_explained_ones(dev_app, template: Template) -> None:
+    from stacks.compliance import wildcard_findings
+
+    role = dev_app.monitoring.data_quality.role
+    policy = dev_app.monitoring.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
+    statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+    findings = wildcard_findings(statements)
+    assert len(findings) == 4
+    assert findings[0].endswith("/capture/mlloop-dev/*") and findings[1].endswith("/data-quality/*")
+    assert findings[2] == "Resource::*" and findings[3].endswith(":log-group:/aws/sagemaker/ProcessingJobs:*")
+    star = sorted(s["Action"] for s in statements if s["Resource"] == "*")
+    assert star == ["cloudwatch:PutMetricData", "ecr:GetAuthorizationToken"]
+    [metrics] = [s for s in statements if s["Action"] == "cloudwatch:PutMetricData"]
+    assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "*aws/sagemaker/*"}}
