@@ -36,9 +36,12 @@ A2I_REGIONS = (
     "ap-south-1", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "ap-northeast-2",
 )
 
-# A2I completion events. Source and detail-type from
+# SageMaker's EventBridge events (A2I human loops, processing jobs) all come from this source.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html
+SAGEMAKER_EVENT_SOURCE = "aws.sagemaker"
+
+# A2I completion events' detail-type:
 # https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-cloudwatch-events.html
-A2I_EVENT_SOURCE = "aws.sagemaker"
 A2I_STATUS_CHANGE = "SageMaker A2I HumanLoop Status Change"
 
 # Data capture stores a payload as plain text only when its media type is listed in
@@ -107,6 +110,5 @@ DATA_QUALITY_DRIFT_METRIC = "feature_baseline_drift_{feature}"
 # "CompletedWithViolations" (the monitoring execution status). Events can repeat.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html
 # Verify the ExitMessage prefix on the first deployed run with violations.
-SAGEMAKER_EVENT_SOURCE = "aws.sagemaker"
 PROCESSING_JOB_STATE_CHANGE = "SageMaker Processing Job State Change"
 VIOLATIONS_EXIT_MESSAGE_PREFIX = "CompletedWithViolations"

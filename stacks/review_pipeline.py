@@ -266,7 +266,7 @@ class ReviewPipeline(Construct):
             "HumanLoopFinished",
             description="A2I human loops of this app's flow definition that completed, failed or stopped",
             event_pattern=events.EventPattern(
-                source=[aws_facts.A2I_EVENT_SOURCE],
+                source=[aws_facts.SAGEMAKER_EVENT_SOURCE],
                 detail_type=[aws_facts.A2I_STATUS_CHANGE],
                 detail={"flowDefinitionArn": [human_task.flow_definition_arn], "humanLoopStatus": ["Completed", "Failed", "Stopped"]},
             ),

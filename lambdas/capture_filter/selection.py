@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lambdas.capture_filter.records import PredictionRow
-
 RULES = ("band", "outcome")
 
 
@@ -24,11 +22,9 @@ class SelectionRule:
         if not (0.0 <= self.lower < self.upper <= 1.0):
             raise ValueError(f"lower and upper must satisfy 0 <= lower < upper <= 1, got {self.lower} and {self.upper}")
 
-    def selects(self, row: PredictionRow) -> bool:
-        return self.selects_prediction(row.probability, row.prediction)
-
     def selects_prediction(self, probability: float, prediction: int) -> bool:
-        """The same rule on the numbers alone (``ParseOptions.keep``): rows not selected are never decoded."""
+        """Whether a row with this probability and predicted label goes to review. The parser asks
+        it before decoding a row (``ParseOptions.keep``), so rows not selected are never decoded."""
         if self.rule == "band":
             return self.lower < probability < self.upper
         return prediction == self.outcome

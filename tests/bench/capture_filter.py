@@ -18,10 +18,8 @@ import argparse
 import base64
 import json
 import random
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lambdas.capture_filter.events import CaptureObject

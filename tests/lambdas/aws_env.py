@@ -5,29 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-import pytest
-from moto import mock_aws
 
-from lambdas.shared import aws
-
-_real_client = aws.client  # tests may monkeypatch aws.client; the cache belongs to this one
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
-
-
-@pytest.fixture
-def mocked_aws(monkeypatch: pytest.MonkeyPatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    _real_client.cache_clear()
-    with mock_aws():
-        yield
-    _real_client.cache_clear()
 
 
 def sqs_event(*bodies: str, receive_count: int = 1) -> dict[str, Any]:

@@ -1,13 +1,36 @@
-"""Powertools reads these when a handler module is imported, as it does in Lambda."""
+"""Fixtures for the Lambda tests. Powertools reads the two variables below when a handler module
+is imported, as it does in Lambda."""
 
 import os
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+from moto import mock_aws
+
+from lambdas.shared import aws
+from tests.lambdas.aws_env import REGION
 
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MlLoopTest")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
+
+_real_client = aws.client  # tests may monkeypatch aws.client; the cache belongs to this one
+
+
+@pytest.fixture
+def mocked_aws(monkeypatch: pytest.MonkeyPatch):
+    """Fake credentials, one region, moto for every AWS call, fresh clients."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    _real_client.cache_clear()
+    with mock_aws():
+        yield
+    _real_client.cache_clear()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from lambdas.capture_filter import handler
 from lambdas.shared.review_group import ReviewGroup
-from tests.lambdas.aws_env import REGION, LambdaContext, drain, mocked_aws, sqs_event  # noqa: F401
+from tests.lambdas.aws_env import REGION, LambdaContext, drain, sqs_event
 from tests.lambdas.test_capture_records import capture_line
 
 CAPTURE_BUCKET = "capture-bucket"
@@ -19,7 +19,7 @@ KEY = "capture/ep/AllTraffic/2026/11/22/10/00-00-000-abc.jsonl"
 
 
 @pytest.fixture
-def pipeline(mocked_aws, monkeypatch):  # noqa: F811
+def pipeline(mocked_aws, monkeypatch):
     s3 = boto3.client("s3", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
     for bucket in (CAPTURE_BUCKET, REPORT_BUCKET):

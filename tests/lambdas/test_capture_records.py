@@ -148,9 +148,9 @@ def test_blank_line_is_counted_not_rejected() -> None:
 def test_band_and_outcome_rules() -> None:
     rows = parse_line(capture_line("1\n2\n3\n4", "0.05\n0.1\n0.5\n0.95"), 1, CSV).rows
     band = SelectionRule(rule="band", lower=0.1, upper=0.9)
-    assert [r.probability for r in rows if band.selects(r)] == [0.5]  # strict: 0.1 itself is confident
+    assert [r.probability for r in rows if band.selects_prediction(r.probability, r.prediction)] == [0.5]  # strict: 0.1 itself is confident
     negative = SelectionRule(rule="outcome", outcome=0)
-    assert [r.probability for r in rows if negative.selects(r)] == [0.05, 0.1]
+    assert [r.probability for r in rows if negative.selects_prediction(r.probability, r.prediction)] == [0.05, 0.1]
     with pytest.raises(ValueError, match="allowed values: band, outcome"):
         SelectionRule(rule="random")
     with pytest.raises(ValueError, match="0 <= lower < upper <= 1"):
@@ -195,5 +195,5 @@ def test_skipping_unselected_rows_selects_exactly_what_the_full_parse_selects(ru
         score = "score" if "jsonlines" in line else None
         full = parse_line(line, number, ParseOptions(score_path=score))
         fast = parse_line(line, number, ParseOptions(score_path=score, keep=rule.selects_prediction))
-        assert [r.to_json() for r in fast.rows] == [r.to_json() for r in full.rows if rule.selects(r)], line
+        assert [r.to_json() for r in fast.rows] == [r.to_json() for r in full.rows if rule.selects_prediction(r.probability, r.prediction)], line
         assert len(fast.rows) + fast.skipped + len(fast.rejected) == len(full.rows) + len(full.rejected), line

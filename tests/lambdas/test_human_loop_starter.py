@@ -14,7 +14,7 @@ from lambdas.human_loop_starter import handler
 from lambdas.human_loop_starter.starter import DailyBudget, Outcome, StarterSettings, backoff_seconds, move_deferred, start_review
 from lambdas.shared import aws
 from lambdas.shared.review_group import ReviewGroup
-from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain, mocked_aws, sqs_event  # noqa: F401
+from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain, sqs_event
 
 FLOW = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/app-dev-abc"
 LABELS = ("malignant", "benign")
@@ -29,7 +29,7 @@ def group(*event_ids: str) -> ReviewGroup:
 
 
 @pytest.fixture
-def world(mocked_aws, monkeypatch):  # noqa: F811
+def world(mocked_aws, monkeypatch):
     sqs = boto3.client("sqs", region_name=REGION)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     dynamodb.create_table(

@@ -9,7 +9,7 @@ import pytest
 
 from lambdas.review_results import handler
 from lambdas.review_results.results import decide
-from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain, mocked_aws, sqs_event  # noqa: F401
+from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain, sqs_event
 
 REVIEW, LABELS = "review-bucket", "labels-bucket"
 LOOP = "app-dev-0123456789abcdef"
@@ -44,7 +44,7 @@ def status_event(status: str = "Completed", **detail) -> str:
 
 
 @pytest.fixture
-def world(mocked_aws, monkeypatch):  # noqa: F811
+def world(mocked_aws, monkeypatch):
     s3 = boto3.client("s3", region_name=REGION)
     for bucket in (REVIEW, LABELS):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
