@@ -7,6 +7,7 @@ from aws_cdk import App, Environment
 
 from stacks import config as app_config
 from stacks.compliance import register_rule_packs
+from stacks.dashboard_stack import DashboardStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.review_stack import ReviewStack
 from stacks.serving_stack import ServingStack
@@ -18,6 +19,7 @@ class Stacks(NamedTuple):
     serving: ServingStack
     monitoring: MonitoringStack | None
     review: ReviewStack | None
+    dashboard: DashboardStack
 
 
 def build(app: App) -> Stacks:
@@ -32,8 +34,8 @@ def build(app: App) -> Stacks:
     storage = stack(StorageStack, "Storage", "KMS key and data buckets", termination_protection=config.retain_data)
     serving = stack(ServingStack, "Serving", "model, endpoint, data capture and the alert topic", storage=storage)
     monitoring = (
-        stack(MonitoringStack, "Monitoring", "Model Monitor data-quality schedule, baseline and drift alarms", storage=storage, serving=serving)
-        if config.monitoring.data_quality.enabled
+        stack(MonitoringStack, "Monitoring", "Model Monitor data quality and Clarify explainability: baselines, schedules, alarms", storage=storage, serving=serving)
+        if config.monitoring.any_enabled
         else None
     )
     review = (
@@ -41,8 +43,9 @@ def build(app: App) -> Stacks:
         if config.review.enabled
         else None
     )
+    dashboard = stack(DashboardStack, "Operations", "CloudWatch dashboard of the whole loop", serving=serving, monitoring=monitoring, review=review)
     register_rule_packs(app)
-    return Stacks(storage, serving, monitoring, review)
+    return Stacks(storage, serving, monitoring, review, dashboard)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,28 @@ DATA_QUALITY_DRIFT_METRIC = "feature_baseline_drift_{feature}"
 # Verify the ExitMessage prefix on the first deployed run with violations.
 PROCESSING_JOB_STATE_CHANGE = "SageMaker Processing Job State Change"
 VIOLATIONS_EXIT_MESSAGE_PREFIX = "CompletedWithViolations"
+
+# Clarify feature-attribution metrics (publish_cloudwatch_metrics Enabled): ``feature_<name>`` is the
+# global SHAP value of a feature, ``ExpectedValue`` the base value, with dimensions Endpoint,
+# MonitoringSchedule, ExplainabilityMethod (KernelShap), Label (the analysis config's
+# ``label_headers`` entry, else label0) and ValueType (GlobalShapValues | ExpectedValue).
+# https://docs.aws.amazon.com/sagemaker/latest/dg/clarify-feature-attribute-drift-cw.html
+EXPLAINABILITY_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/explainability-metrics"
+EXPLAINABILITY_FEATURE_METRIC = "feature_{feature}"
+EXPLAINABILITY_METHOD = "KernelShap"
+EXPLAINABILITY_VALUE_TYPE = "GlobalShapValues"
+
+# Clarify runs each baseline and monitoring job against a temporary "shadow" endpoint that it
+# creates from the analysis config's model_name and deletes afterwards; its endpoint and endpoint
+# config names start with these prefixes (the SageMaker MLOps Workload Orchestrator solution
+# scopes its Clarify role the same way). The job role needs Create/Describe/Delete/Invoke on them.
+CLARIFY_SHADOW_ENDPOINT_PREFIX = "sm-clarify-"
+CLARIFY_SHADOW_ENDPOINT_CONFIG_PREFIX = "sm-clarify-config"
+
+# SageMaker's built-in endpoint metrics: AWS/SageMaker, dimensions EndpointName and VariantName.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html#cloudwatch-metrics-endpoint-invocation
+ENDPOINT_METRICS_NAMESPACE = "AWS/SageMaker"
+# Endpoint instance metrics (CPUUtilization, MemoryUtilization, DiskUtilization), same dimensions:
+# https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html#cloudwatch-metrics-endpoint-instance
+ENDPOINT_INSTANCE_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
+

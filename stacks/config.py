@@ -26,6 +26,12 @@ _IMAGE_URI = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _INFERENCE_CONTENT_TYPES = ("text/csv", "application/json", "application/jsonlines")
 _REMOVAL_POLICIES = ("destroy", "retain")
+_JMESPATH = re.compile(r"\S{1,200}")
+_SUBNET = re.compile(r"subnet-[0-9a-f]{8,17}")
+_SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
+# Clarify's SHAP aggregation methods (analysis configuration, methods.shap.agg_method).
+_SHAP_AGG_METHODS = ("mean_abs", "median", "mean_sq")
 
 
 class ConfigError(ValueError):
@@ -87,9 +93,9 @@ class _Section:
             raise ConfigError(f"{path}: {value!r} is not allowed; allowed values: true, false")
         return value
 
-    def names(self, key: str, default: tuple[str, ...], *, pattern: re.Pattern[str], rule: str) -> tuple[str, ...]:
+    def names(self, key: str, default: tuple[str, ...], *, pattern: re.Pattern[str], rule: str, allow_empty: bool = False) -> tuple[str, ...]:
         path, value = self._take(key, default)
-        if not isinstance(value, (list, tuple)) or not value:
+        if not isinstance(value, (list, tuple)) or not (value or allow_empty):
             raise ConfigError(f"{path}: must be a non-empty list of names, got {value!r}")
         for item in value:
             if not isinstance(item, str) or not pattern.fullmatch(item):
@@ -98,6 +104,18 @@ class _Section:
             duplicates = sorted({v for v in value if value.count(v) > 1})
             raise ConfigError(f"{path}: names must be unique; repeated: {', '.join(duplicates)}")
         return tuple(value)
+
+    def numbers(self, key: str, *, length: int, what: str) -> tuple[float, ...] | None:
+        path, value = self._take(key, None)
+        if value is None:
+            return None
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != length
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
+            raise ConfigError(f"{path}: must be a list of {length} numbers ({what}), got {value!r}")
+        return tuple(float(v) for v in value)
 
     def section(self, key: str, parse: Callable[[_Section], T]) -> T:
         path, value = self._take(key, {})
@@ -128,6 +146,8 @@ class ModelConfig:
     content_type: str
     feature_names: tuple[str, ...]
     label_names: tuple[str, ...]
+    score_path: str | None  # JSON output: JMESPath to the probability; None: the output is the probability
+    features_path: str  # JSON input: JMESPath to the feature list
 
     @property
     def is_bundled(self) -> bool:
@@ -161,8 +181,6 @@ class ReviewConfig:
     lower: float
     upper: float
     outcome: int
-    score_path: str | None
-    features_path: str
     rows_per_loop: int
     max_loops_per_day: int
     task_title: str
@@ -174,8 +192,8 @@ class ReviewConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DataQualityConfig:
-    """Model Monitor data-quality schedule and its baseline (seeds 000, 001, 004)."""
+class MonitorJobConfig:
+    """What every monitor has: a switch, a cadence and the processing cluster its runs use."""
 
     enabled: bool
     schedule: str
@@ -183,11 +201,19 @@ class DataQualityConfig:
     instance_count: int
     volume_size_gb: int
     max_runtime_seconds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataQualityConfig(MonitorJobConfig):
+    """Model Monitor data-quality schedule and its baseline (seeds 000, 001, 004)."""
+
     dataset_s3_uri: str | None  # None: the bundled model's training data
     dataset_has_header: bool
     baseline_statistics_s3_uri: str | None  # both set: use these files, run no baseline job
     baseline_constraints_s3_uri: str | None
     drift_threshold: float  # alarm when a feature's baseline drift distance exceeds it
+    record_preprocessor_s3_uri: str | None  # seed 001's optional scripts
+    post_analytics_processor_s3_uri: str | None
 
     @property
     def computes_baseline(self) -> bool:
@@ -195,8 +221,40 @@ class DataQualityConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExplainabilityConfig(MonitorJobConfig):
+    """SageMaker Clarify feature-attribution monitor and its SHAP baseline (seeds 002, 003, 004)."""
+
+    dataset_s3_uri: str | None  # None: the bundled model's training data (CSV, label first, no header)
+    label_path: str  # JSON Lines dataset: JMESPath to the label
+    shap_baseline: tuple[float, ...] | None  # None: the mean of the bundled training features
+    num_samples: int
+    agg_method: str
+    use_logit: bool
+    shadow_instance_type: str
+    shadow_instance_count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    """Where monitoring and baseline jobs run: SageMaker's network (no subnets) or your VPC."""
+
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+
+    @property
+    def in_vpc(self) -> bool:
+        return bool(self.subnet_ids)
+
+
+@dataclass(frozen=True, kw_only=True)
 class MonitoringConfig:
     data_quality: DataQualityConfig
+    explainability: ExplainabilityConfig
+    network: NetworkConfig
+
+    @property
+    def any_enabled(self) -> bool:
+        return self.data_quality.enabled or self.explainability.enabled
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,6 +300,8 @@ def _parse_model(s: _Section) -> ModelConfig:
             raise s.error("feature_names", "required when artifact_s3_uri names your own model")
         features = s.names("feature_names", (), pattern=_IDENTIFIER, rule=name_rule)
     labels = s.names("label_names", default_model.LABEL_NAMES, pattern=re.compile(r"\S.{0,62}"), rule="1-63 characters")
+    score_path = s.string("score_path", None, pattern=_JMESPATH, rule="a JMESPath expression")
+    features_path = s.string("features_path", "features", pattern=_JMESPATH, rule="a JMESPath expression")
     s.done()
     return ModelConfig(
         artifact_s3_uri=artifact,
@@ -251,6 +311,8 @@ def _parse_model(s: _Section) -> ModelConfig:
         content_type=content_type,
         feature_names=features,
         label_names=labels,
+        score_path=score_path,
+        features_path=features_path,
     )
 
 
@@ -301,8 +363,6 @@ def _parse_review(s: _Section, labels: tuple[str, ...]) -> ReviewConfig:
         lower=lower,
         upper=upper,
         outcome=outcome,
-        score_path=s.string("score_path", None, pattern=re.compile(r"\S{1,200}"), rule="a JMESPath expression"),
-        features_path=s.string("features_path", "features", pattern=re.compile(r"\S{1,200}"), rule="a JMESPath expression"),
         rows_per_loop=s.integer("rows_per_loop", 3, low=1, high=aws_facts.MAX_ROWS_PER_LOOP),
         max_loops_per_day=s.integer("max_loops_per_day", 200, low=1, high=100_000),
         task_title=s.string("task_title", "Review a model prediction", pattern=re.compile(r"[^\x00-\x08]{1,128}"), rule="1-128 characters"),
@@ -323,47 +383,112 @@ def _parse_review(s: _Section, labels: tuple[str, ...]) -> ReviewConfig:
     return review
 
 
-def _parse_data_quality(s: _Section, bundled: bool) -> DataQualityConfig:
-    enabled = s.boolean("enabled", True)
+def _monitor_job(s: _Section, default_schedule: str) -> dict[str, Any]:
+    """The fields of ``MonitorJobConfig``; ``max_runtime_seconds`` must fit the cadence."""
     cadences = tuple(aws_facts.MONITORING_CADENCES)
-    schedule = s.string("schedule", cadences[0], allowed=cadences)
-    instance_type = s.string("instance_type", "ml.m5.xlarge", pattern=re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+"), rule="of the form ml.<family>.<size>")
+    schedule = s.string("schedule", default_schedule, allowed=cadences)
+    instance_type = s.string("instance_type", "ml.m5.xlarge", pattern=_INSTANCE_TYPE, rule="of the form ml.<family>.<size>")
     if instance_type not in aws_facts.processing_instance_types():
         raise s.error("instance_type", f"{instance_type!r} is not a SageMaker processing instance type (see ProcessingInstanceType)")
     period = aws_facts.MONITORING_CADENCES[schedule]
     max_runtime = s.integer("max_runtime_seconds", min(3_600, period), low=60, high=aws_facts.MONITORING_MAX_RUNTIME)
     if max_runtime > period:
         raise s.error("max_runtime_seconds", f"{max_runtime} exceeds the schedule's period of {period} seconds ({schedule}); a run must end before the next starts")
-    dataset = s.string("dataset_s3_uri", None, pattern=_S3_URI, rule="an s3://bucket/key URI")
-    statistics = s.string("baseline_statistics_s3_uri", None, pattern=_S3_URI, rule="an s3://bucket/key URI")
-    constraints = s.string("baseline_constraints_s3_uri", None, pattern=_S3_URI, rule="an s3://bucket/key URI")
+    return {
+        "enabled": s.boolean("enabled", True),
+        "schedule": schedule,
+        "instance_type": instance_type,
+        "instance_count": s.integer("instance_count", 1, low=1, high=100),
+        "volume_size_gb": s.integer("volume_size_gb", 20, low=1, high=16_384),
+        "max_runtime_seconds": max_runtime,
+    }
+
+
+def _s3_uri(s: _Section, key: str) -> str | None:
+    return s.string(key, None, pattern=_S3_URI, rule="an s3://bucket/key URI")
+
+
+def _parse_data_quality(s: _Section, bundled: bool) -> DataQualityConfig:
+    job = _monitor_job(s, "cron(0 * ? * * *)")
+    dataset = _s3_uri(s, "dataset_s3_uri")
+    statistics = _s3_uri(s, "baseline_statistics_s3_uri")
+    constraints = _s3_uri(s, "baseline_constraints_s3_uri")
     if (statistics is None) != (constraints is None):
         raise s.error("baseline_statistics_s3_uri", "give both baseline_statistics_s3_uri and baseline_constraints_s3_uri, or neither")
-    if enabled and dataset is None and statistics is None and not bundled:
+    if job["enabled"] and dataset is None and statistics is None and not bundled:
         raise s.error(
             "dataset_s3_uri",
             "required with your own model (model.artifact_s3_uri): the baseline is computed from it; "
             "or give baseline_statistics_s3_uri and baseline_constraints_s3_uri, or set enabled to false",
         )
     config = DataQualityConfig(
-        enabled=enabled,
-        schedule=schedule,
-        instance_type=instance_type,
-        instance_count=s.integer("instance_count", 1, low=1, high=100),
-        volume_size_gb=s.integer("volume_size_gb", 20, low=1, high=16_384),
-        max_runtime_seconds=max_runtime,
+        **job,
         dataset_s3_uri=dataset,
         dataset_has_header=s.boolean("dataset_has_header", False),
         baseline_statistics_s3_uri=statistics,
         baseline_constraints_s3_uri=constraints,
         drift_threshold=s.number("drift_threshold", 0.1, low=0.0, high=1.0),
+        record_preprocessor_s3_uri=_s3_uri(s, "record_preprocessor_s3_uri"),
+        post_analytics_processor_s3_uri=_s3_uri(s, "post_analytics_processor_s3_uri"),
     )
     s.done()
     return config
 
 
-def _parse_monitoring(s: _Section, bundled: bool) -> MonitoringConfig:
-    monitoring = MonitoringConfig(data_quality=s.section("data_quality", lambda d: _parse_data_quality(d, bundled)))
+def _parse_explainability(s: _Section, model: ModelConfig) -> ExplainabilityConfig:
+    job = _monitor_job(s, "cron(0 0 ? * * *)")
+    dataset = _s3_uri(s, "dataset_s3_uri")
+    baseline = s.numbers("shap_baseline", length=len(model.feature_names), what="one per model.feature_names")
+    if job["enabled"] and not model.is_bundled:
+        for key, value in (("dataset_s3_uri", dataset), ("shap_baseline", baseline)):
+            if value is None:
+                raise s.error(
+                    key,
+                    "required with your own model (model.artifact_s3_uri): Clarify's baseline job reads the dataset, and SHAP "
+                    "needs a background record (e.g. the mean of your training features); or set enabled to false",
+                )
+    if job["enabled"] and model.content_type not in ("text/csv", "application/jsonlines"):
+        raise s.error("enabled", f"Clarify explains text/csv or application/jsonlines models, model.content_type is {model.content_type!r}; set it to false")
+    if job["enabled"] and model.content_type == "application/jsonlines":
+        if model.score_path is None:
+            raise s.error("enabled", "model.score_path is required for a JSON Lines model: it locates the score Clarify explains")
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", model.features_path):
+            raise s.error("enabled", f"model.features_path {model.features_path!r} must be a dotted path of names (a.b.c) for Clarify to build requests")
+    shadow_type = s.string("shadow_instance_type", "ml.m5.xlarge", pattern=_INSTANCE_TYPE, rule="of the form ml.<family>.<size>")
+    if shadow_type not in aws_facts.endpoint_instance_types():
+        raise s.error("shadow_instance_type", f"{shadow_type!r} is not a SageMaker endpoint instance type (see ProductionVariantInstanceType)")
+    config = ExplainabilityConfig(
+        **job,
+        dataset_s3_uri=dataset,
+        label_path=s.string("label_path", "label", pattern=_JMESPATH, rule="a JMESPath expression"),
+        shap_baseline=baseline,
+        num_samples=s.integer("num_samples", 100, low=1, high=100_000),
+        agg_method=s.string("agg_method", "mean_abs", allowed=_SHAP_AGG_METHODS),
+        use_logit=s.boolean("use_logit", False),
+        shadow_instance_type=shadow_type,
+        shadow_instance_count=s.integer("shadow_instance_count", 1, low=1, high=10),
+    )
+    s.done()
+    return config
+
+
+def _parse_network(s: _Section) -> NetworkConfig:
+    subnets = s.names("subnet_ids", (), pattern=_SUBNET, rule="a subnet ID, subnet-<hex>", allow_empty=True)
+    groups = s.names("security_group_ids", (), pattern=_SECURITY_GROUP, rule="a security group ID, sg-<hex>", allow_empty=True)
+    if bool(subnets) != bool(groups):
+        raise s.error("subnet_ids", "give both subnet_ids and security_group_ids (a VPC for monitoring jobs), or neither")
+    if len(subnets) > 16 or len(groups) > 5:
+        raise s.error("subnet_ids", f"at most 16 subnets and 5 security groups (VpcConfig), got {len(subnets)} and {len(groups)}")
+    s.done()
+    return NetworkConfig(subnet_ids=subnets, security_group_ids=groups)
+
+
+def _parse_monitoring(s: _Section, model: ModelConfig) -> MonitoringConfig:
+    monitoring = MonitoringConfig(
+        data_quality=s.section("data_quality", lambda d: _parse_data_quality(d, model.is_bundled)),
+        explainability=s.section("explainability", lambda e: _parse_explainability(e, model)),
+        network=s.section("network", _parse_network),
+    )
     s.done()
     return monitoring
 
@@ -383,18 +508,16 @@ def parse_environment(environment: str, raw: Any) -> AppConfig:
         endpoint=s.section("endpoint", lambda e: _parse_endpoint(e, f"{app_name}-{environment}")),
         capture=s.section("capture", _parse_capture),
         review=s.section("review", lambda r: _parse_review(r, model.label_names)),
-        monitoring=s.section("monitoring", lambda m: _parse_monitoring(m, model.is_bundled)),
+        monitoring=s.section("monitoring", lambda m: _parse_monitoring(m, model)),
     )
     s.done()
-    if (
-        config.monitoring.data_quality.enabled
-        and config.region is not None
-        and config.region.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES)
-    ):
-        raise ConfigError(
-            f"environments.{environment}.monitoring.data_quality.enabled: CloudFormation has no Model Monitor resources "
-            f"in {config.region}; set it to false"
-        )
+    if config.region is not None and config.region.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES):
+        for monitor in ("data_quality", "explainability"):
+            if getattr(config.monitoring, monitor).enabled:
+                raise ConfigError(
+                    f"environments.{environment}.monitoring.{monitor}.enabled: CloudFormation has no Model Monitor resources "
+                    f"in {config.region}; set it to false"
+                )
     if config.review.enabled and config.region is not None and config.region not in aws_facts.A2I_REGIONS:
         raise ConfigError(
             f"environments.{environment}.review.enabled: Amazon A2I is not offered in {config.region}; set it to false, "

@@ -15,6 +15,7 @@ from typing import Any
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -129,6 +130,7 @@ class AppFunction(Construct):
         reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.service = service
         self.log_group = encrypted_log_group(self, "Logs", key=key, retain=retain_logs)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"{description} (Lambda)")
         self.function = lambda_.Function(
@@ -162,6 +164,13 @@ class AppFunction(Construct):
                 "HIPAA.Security-LambdaConcurrency",
                 "NIST.800.53.R5-LambdaConcurrency",
             )
+
+    def metric(self, name: str, *, statistic: str = "Sum", period: Duration = Duration.hours(1), label: str | None = None, **dimensions: str) -> cloudwatch.Metric:
+        """A metric this function emits with Powertools (namespace MlLoop; Powertools adds ``service``).
+        Leave ``label`` unset for an alarm's metric (a label turns it into a metric-math alarm)."""
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE, metric_name=name, dimensions_map={**dimensions, "service": self.service}, statistic=statistic, period=period, label=label
+        )
 
     def allow(self, actions: list[str], resources: list[str]) -> None:
         """One statement on exact resources: where an L2 grant would add more actions than needed."""

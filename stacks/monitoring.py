@@ -1,23 +1,21 @@
-"""Model Monitor data quality: a baseline computed from the training data, an hourly schedule,
-one drift alarm per feature and EventBridge rules for runs that end badly.
+"""Model Monitor data quality and SageMaker Clarify explainability: baselines, job definitions and
+schedules, plus the drift alarms of each.
 
-The baseline is a processing job run by the Model Monitor analyzer image with the request the
-SageMaker SDK's ``DefaultModelMonitor.suggest_baseline`` sends (tests derive the expectation from
-the SDK); the deployment waits for it (custom resource with a waiter) and fails with the job's
-reason if it fails. Job definitions are create-only in every property, so their names are left to
-CloudFormation: any change replaces the definition cleanly and the schedule (fixed name) is
-pointed at the new one.
+Each baseline is a processing job with the request the SageMaker SDK sends (``DefaultModelMonitor.
+suggest_baseline`` for data quality, ``ModelExplainabilityMonitor.suggest_baseline`` for Clarify;
+tests derive the expectation from the SDK). The deployment waits for it (custom resource with a
+waiter) and fails with the job's reason if it fails. Job definitions are create-only in every
+property, so their names are left to CloudFormation: any change replaces the definition cleanly and
+the schedule (fixed name) is pointed at the new one.
 """
 
 from __future__ import annotations
 
 import json
 
-from aws_cdk import ArnFormat, Duration, Fn, Stack
+from aws_cdk import ArnFormat, Aws, Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -26,52 +24,87 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks import aws_facts
+from stacks import aws_facts, clarify
 from stacks.compliance import acknowledge, acknowledge_wildcards
-from stacks.config import AppConfig
+from stacks.config import AppConfig, MonitorJobConfig, NetworkConfig
 from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES
 from stacks.images import ContainerImage
 from stacks.waiting_provider import WaitingProvider
 
-# Container paths the Model Monitor analyzer reads and writes (sagemaker.core.model_monitor).
+# Container paths the Model Monitor analyzer and the Clarify container read and write
+# (sagemaker.core.model_monitor, sagemaker.core.clarify.SageMakerClarifyProcessor).
 PROCESSING = "/opt/ml/processing"
+OUTPUT_PATH = f"{PROCESSING}/output"
+ENDPOINT_INPUT_PATH = f"{PROCESSING}/input/endpoint"
 BASELINE_INPUT_NAME = "baseline_dataset_input"
 OUTPUT_NAME = "monitoring_output"
+CLARIFY_DATASET_INPUT = ("dataset", f"{PROCESSING}/input/data")
+CLARIFY_CONFIG_INPUT = ("analysis_config", f"{PROCESSING}/input/config")
+CLARIFY_OUTPUT_NAME = "analysis_result"
 DATA_QUALITY_PREFIX = "data-quality"
+EXPLAINABILITY_PREFIX = "explainability"
+METRICS_ENVIRONMENT = {"publish_cloudwatch_metrics": "Enabled"}
 
 
 def baseline_environment(has_header: bool) -> dict[str, str]:
     """The analyzer's environment for a CSV dataset, label first (what suggest_baseline sends)."""
     return {
-        "output_path": f"{PROCESSING}/output",
+        "output_path": OUTPUT_PATH,
         "publish_cloudwatch_metrics": "Disabled",
         "dataset_format": json.dumps({"csv": {"header": has_header, "output_columns_position": "START"}}),
         "dataset_source": f"{PROCESSING}/input/{BASELINE_INPUT_NAME}",
     }
 
 
+def s3_object_arn(uri: str) -> str:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return f"arn:{Aws.PARTITION}:s3:::{bucket}/{key}"
+
+
+def s3_bucket_arn(uri: str) -> str:
+    return f"arn:{Aws.PARTITION}:s3:::{uri.removeprefix('s3://').split('/', 1)[0]}"
+
+
+def network_request(network: NetworkConfig) -> dict:
+    """CreateProcessingJob's NetworkConfig: traffic between instances encrypted, in a VPC if configured."""
+    request: dict = {"EnableInterContainerTrafficEncryption": True}
+    if network.in_vpc:
+        request["VpcConfig"] = {"SecurityGroupIds": list(network.security_group_ids), "Subnets": list(network.subnet_ids)}
+    return request
+
+
+def network_property(definition_type: type, network: NetworkConfig):
+    """The same as a job definition's NetworkConfigProperty (each definition type has its own class)."""
+    vpc = definition_type.VpcConfigProperty(security_group_ids=list(network.security_group_ids), subnets=list(network.subnet_ids)) if network.in_vpc else None
+    return definition_type.NetworkConfigProperty(enable_inter_container_traffic_encryption=True, vpc_config=vpc)
+
+
 class MonitoringRole(Construct):
-    """The role SageMaker runs baseline and monitoring jobs with, scoped to this app's data."""
+    """The role SageMaker runs one monitor's baseline and monitoring jobs with, scoped to its data."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
+        description: str,
         image: ContainerImage,
         key: kms.IKey,
         monitoring_bucket: s3.IBucket,
+        output_prefix: str,
         readable_objects: list[str],
         readable_buckets: list[str],
+        network: NetworkConfig,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description="Model Monitor baseline and monitoring jobs")
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description)
         # https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createprocessingjob-perms
-        for statement in (
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=readable_objects),
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=readable_buckets),
-            iam.PolicyStatement(actions=["s3:PutObject"], resources=[monitoring_bucket.arn_for_objects(f"{DATA_QUALITY_PREFIX}/*")]),
+        own_objects = monitoring_bucket.arn_for_objects(f"{output_prefix}/*")
+        statements = [
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[*readable_objects, own_objects]),
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[*readable_buckets, monitoring_bucket.bucket_arn]),
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[own_objects]),
             iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], resources=[key.key_arn]),
             iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
             iam.PolicyStatement(actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], resources=[image.repository_arn]),
@@ -80,82 +113,176 @@ class MonitoringRole(Construct):
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                 resources=[stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/ProcessingJobs:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)],
             ),
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {"cloudwatch:namespace": "*aws/sagemaker/*"}}
-            ),
-        ):
-            self.role.add_to_policy(statement)
-        policy = self.role.node.find_child("DefaultPolicy")
-        acknowledge_wildcards(
-            policy,
-            policy.document,
+            iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {"cloudwatch:namespace": "*aws/sagemaker/*"}}),
+        ]
+        reasons = [
             "SageMaker names the captured objects, baseline outputs and processing-job log streams; "
             "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level permissions "
-            "(PutMetricData is limited to SageMaker's namespaces by condition).",
-        )
+            "(PutMetricData is limited to SageMaker's namespaces by condition)."
+        ]
+        if network.in_vpc:
+            # https://docs.aws.amazon.com/sagemaker/latest/dg/process-vpc.html (CreateNetworkInterface and friends)
+            statements.append(
+                iam.PolicyStatement(
+                    actions=[
+                        "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+                        "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+                        "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+                    ],
+                    resources=["*"],
+                )
+            )  # fmt: skip
+            reasons.append("The EC2 network-interface actions SageMaker needs to place jobs in your VPC do not support resource-level permissions.")
+        self._reasons = reasons
+        for statement in statements:
+            self.role.add_to_policy(statement)
+
+    def allow(self, statement: iam.PolicyStatement, reason: str | None = None) -> None:
+        self.role.add_to_policy(statement)
+        if reason:
+            self._reasons.append(reason)
+
+    def acknowledge(self) -> None:
+        """Call once every statement is added."""
+        policy = self.role.node.find_child("DefaultPolicy")
+        acknowledge_wildcards(policy, policy.document, " ".join(self._reasons))
         acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
 
 
-class DataQualityMonitor(Construct):
+class BaselineJobs(Construct):
+    """The custom resource that runs baseline processing jobs and waits for them (both monitors)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, key: kms.IKey, layer: lambda_.ILayerVersion, monitoring_bucket: s3.IBucket) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.prefix = config.stack_name("").rstrip("-")
+        self.provider = WaitingProvider(
+            self,
+            "Provider",
+            module="baseline_job",
+            description="Baseline processing job custom resource",
+            service=f"{self.prefix}-baseline-job",
+            key=key,
+            layer=layer,
+            retain_logs=config.retain_data,
+            total_timeout=Duration.hours(2),
+            query_interval=Duration.seconds(30),
+        )
+        job_arns = [stack.format_arn(service="sagemaker", resource="processing-job", resource_name=f"{self.prefix}-*")]
+        self.provider.on_event.allow(["sagemaker:CreateProcessingJob", "sagemaker:AddTags", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"], job_arns)
+        self.provider.is_complete.allow(["sagemaker:DescribeProcessingJob"], job_arns)
+        # Clarify's analysis configs are written next to the job's output before it starts.
+        self.provider.on_event.allow(["s3:PutObject"], [monitoring_bucket.arn_for_objects(f"{EXPLAINABILITY_PREFIX}/baselines/*")])
+        self.provider.on_event.allow(["kms:GenerateDataKey"], [key.key_arn])
+        self.provider.acknowledge_wildcards(
+            f"Baseline jobs are named {self.prefix}-<monitor>-baseline-<hash> at deploy time, so the name is known only "
+            "as a prefix; the analysis configs go under the job's own output prefix; log-stream names are chosen by Lambda."
+        )
+
+    def run(self, scope: Construct, construct_id: str, *, resource_type: str, request: dict, role: iam.IRole):
+        self.provider.on_event.role.add_to_policy(
+            iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn], conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
+        )
+        return self.provider.resource(scope, construct_id, resource_type=resource_type, request=request, role=role)
+
+
+def monitoring_schedule(scope: Construct, *, name: str, endpoint_name: str, definition_arn: str, monitoring_type: str, expression: str) -> sagemaker.CfnMonitoringSchedule:
+    return sagemaker.CfnMonitoringSchedule(
+        scope,
+        "Schedule",
+        monitoring_schedule_name=name,
+        endpoint_name=endpoint_name,
+        monitoring_schedule_config=sagemaker.CfnMonitoringSchedule.MonitoringScheduleConfigProperty(
+            # The generated name is the last part of the definition's ARN (…:<type>-job-definition/<name>).
+            monitoring_job_definition_name=Fn.select(1, Fn.split("/", definition_arn)),
+            monitoring_type=monitoring_type,
+            schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(schedule_expression=expression),
+        ),
+    )
+
+
+class _Monitor(Construct):
+    """What the stack, the run events and the dashboard need from any monitor."""
+
+    kind: str  # "data-quality" | "explainability": the ``monitor`` field of Monitoring Run Ended
+    schedule_name: str
+    schedule: sagemaker.CfnMonitoringSchedule
+
+    @staticmethod
+    def cluster(job: MonitorJobConfig, key: kms.IKey) -> dict:
+        return {"InstanceType": job.instance_type, "InstanceCount": job.instance_count, "VolumeSizeInGB": job.volume_size_gb, "VolumeKmsKeyId": key.key_arn}
+
+    @staticmethod
+    def resources(definition_type: type, job: MonitorJobConfig, key: kms.IKey):
+        return definition_type.MonitoringResourcesProperty(
+            cluster_config=definition_type.ClusterConfigProperty(
+                instance_count=job.instance_count, instance_type=job.instance_type, volume_size_in_gb=job.volume_size_gb, volume_kms_key_id=key.key_arn
+            )
+        )
+
+    @staticmethod
+    def output(definition_type: type, uri: str, key: kms.IKey):
+        return definition_type.MonitoringOutputConfigProperty(
+            kms_key_id=key.key_arn,
+            monitoring_outputs=[
+                definition_type.MonitoringOutputProperty(
+                    s3_output=definition_type.S3OutputProperty(s3_uri=uri, local_path=OUTPUT_PATH, s3_upload_mode="Continuous")
+                )
+            ],
+        )
+
+
+class DataQualityMonitor(_Monitor):
+    kind = "data-quality"
+
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
         config: AppConfig,
+        baselines: BaselineJobs | None,  # None only when the configured baseline files are used
         endpoint_name: str,
-        dataset_s3_uri: str,
-        dataset_object_arn: str,
+        dataset_s3_uri: str | None,
+        dataset_object_arn: str | None,
         capture_bucket: s3.IBucket,
         capture_prefix: str,
         monitoring_bucket: s3.IBucket,
         key: kms.IKey,
-        layer: lambda_.ILayerVersion,
         alarm_topic: sns.ITopic,
         schedule_expression: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
-        dq = config.monitoring.data_quality
-        prefix = f"{config.app_name}-{config.environment}"
+        dq, network = config.monitoring.data_quality, config.monitoring.network
+        prefix = config.stack_name("").rstrip("-")
         self.image = ContainerImage.from_sdk(self, "AnalyzerImage", framework="model-monitor")
-        self.role = MonitoringRole(
+        readable = [capture_bucket.arn_for_objects(f"{capture_prefix}/*")]
+        if dq.computes_baseline:
+            readable.append(dataset_object_arn)
+        readable_buckets = [capture_bucket.bucket_arn]
+        for uri in (dq.baseline_statistics_s3_uri, dq.baseline_constraints_s3_uri, dq.record_preprocessor_s3_uri, dq.post_analytics_processor_s3_uri):
+            if uri is not None:
+                readable.append(s3_object_arn(uri))
+        self.job_role = MonitoringRole(
             self,
             "JobRole",
+            description="Model Monitor data-quality baseline and monitoring jobs",
             image=self.image,
             key=key,
             monitoring_bucket=monitoring_bucket,
-            readable_objects=[dataset_object_arn, capture_bucket.arn_for_objects(f"{capture_prefix}/*")],
-            readable_buckets=[capture_bucket.bucket_arn],
-        ).role
-        cluster = {"InstanceType": dq.instance_type, "InstanceCount": dq.instance_count, "VolumeSizeInGB": dq.volume_size_gb, "VolumeKmsKeyId": key.key_arn}
+            output_prefix=DATA_QUALITY_PREFIX,
+            readable_objects=readable,
+            readable_buckets=readable_buckets,
+            network=network,
+        )
+        self.job_role.acknowledge()
+        self.role = self.job_role.role
+        self.reports_s3_uri = f"s3://{monitoring_bucket.bucket_name}/{DATA_QUALITY_PREFIX}/reports"
 
         if dq.computes_baseline:
-            self.baseline_provider = WaitingProvider(
-                self,
-                "BaselineProvider",
-                module="baseline_job",
-                description="Data-quality baseline job custom resource",
-                service=f"{prefix}-baseline-job",
-                key=key,
-                layer=layer,
-                retain_logs=config.retain_data,
-                total_timeout=Duration.hours(2),
-                query_interval=Duration.seconds(30),
-            )
-            job_arns = [stack.format_arn(service="sagemaker", resource="processing-job", resource_name=f"{prefix}-*")]
-            self.baseline_provider.on_event.allow(["sagemaker:CreateProcessingJob", "sagemaker:AddTags", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"], job_arns)
-            self.baseline_provider.on_event.role.add_to_policy(
-                iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.role.role_arn], conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
-            )
-            self.baseline_provider.is_complete.allow(["sagemaker:DescribeProcessingJob"], job_arns)
-            self.baseline_provider.acknowledge_wildcards(
-                f"Baseline jobs are named {prefix}-dq-baseline-<hash> at deploy time, so the name is known only as a prefix; "
-                "log-stream names are chosen by Lambda."
-            )
             request = {
                 "NamePrefix": f"{prefix}-dq-baseline",
-                "ProcessingResources": {"ClusterConfig": cluster},
+                "ProcessingResources": {"ClusterConfig": self.cluster(dq, key)},
                 "AppSpecification": {"ImageUri": self.image.uri},
                 "RoleArn": self.role.role_arn,
                 "ProcessingInputs": [
@@ -175,115 +302,232 @@ class DataQualityMonitor(Construct):
                     "Outputs": [
                         {
                             "OutputName": OUTPUT_NAME,
-                            "S3Output": {"S3Uri": f"s3://{monitoring_bucket.bucket_name}/{DATA_QUALITY_PREFIX}/baselines", "LocalPath": f"{PROCESSING}/output", "S3UploadMode": "EndOfJob"},
+                            "S3Output": {"S3Uri": f"s3://{monitoring_bucket.bucket_name}/{DATA_QUALITY_PREFIX}/baselines", "LocalPath": OUTPUT_PATH, "S3UploadMode": "EndOfJob"},
                         }
                     ],
                     "KmsKeyId": key.key_arn,
                 },
                 "Environment": baseline_environment(dq.dataset_has_header),
                 "StoppingCondition": {"MaxRuntimeInSeconds": dq.max_runtime_seconds},
-                "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
+                "NetworkConfig": network_request(network),
             }
-            self.baseline = self.baseline_provider.resource(self, "Baseline", resource_type="Custom::DataQualityBaseline", request=request, role=self.role)
-            statistics, constraints = self.baseline.get_att_string("StatisticsS3Uri"), self.baseline.get_att_string("ConstraintsS3Uri")
+            self.baseline = baselines.run(self, "Baseline", resource_type="Custom::DataQualityBaseline", request=request, role=self.role)
+            output = self.baseline.get_att_string("OutputS3Uri")
+            statistics, constraints = f"{output}/statistics.json", f"{output}/constraints.json"
         else:
             statistics, constraints = dq.baseline_statistics_s3_uri, dq.baseline_constraints_s3_uri
+        self.statistics_s3_uri, self.constraints_s3_uri = statistics, constraints
 
-        self.job_definition = sagemaker.CfnDataQualityJobDefinition(
+        definition = sagemaker.CfnDataQualityJobDefinition
+        self.job_definition = definition(
             self,
             "JobDefinition",
-            data_quality_app_specification=sagemaker.CfnDataQualityJobDefinition.DataQualityAppSpecificationProperty(
-                image_uri=self.image.uri, environment={"publish_cloudwatch_metrics": "Enabled"}
+            data_quality_app_specification=definition.DataQualityAppSpecificationProperty(
+                image_uri=self.image.uri,
+                environment=METRICS_ENVIRONMENT,
+                record_preprocessor_source_uri=dq.record_preprocessor_s3_uri,
+                post_analytics_processor_source_uri=dq.post_analytics_processor_s3_uri,
             ),
-            data_quality_baseline_config=sagemaker.CfnDataQualityJobDefinition.DataQualityBaselineConfigProperty(
-                constraints_resource=sagemaker.CfnDataQualityJobDefinition.ConstraintsResourceProperty(s3_uri=constraints),
-                statistics_resource=sagemaker.CfnDataQualityJobDefinition.StatisticsResourceProperty(s3_uri=statistics),
+            data_quality_baseline_config=definition.DataQualityBaselineConfigProperty(
+                constraints_resource=definition.ConstraintsResourceProperty(s3_uri=constraints),
+                statistics_resource=definition.StatisticsResourceProperty(s3_uri=statistics),
             ),
-            data_quality_job_input=sagemaker.CfnDataQualityJobDefinition.DataQualityJobInputProperty(
-                endpoint_input=sagemaker.CfnDataQualityJobDefinition.EndpointInputProperty(
-                    endpoint_name=endpoint_name, local_path=f"{PROCESSING}/input/endpoint", s3_input_mode="File", s3_data_distribution_type="FullyReplicated"
+            data_quality_job_input=definition.DataQualityJobInputProperty(
+                endpoint_input=definition.EndpointInputProperty(
+                    endpoint_name=endpoint_name, local_path=ENDPOINT_INPUT_PATH, s3_input_mode="File", s3_data_distribution_type="FullyReplicated"
                 )
             ),
-            data_quality_job_output_config=sagemaker.CfnDataQualityJobDefinition.MonitoringOutputConfigProperty(
-                kms_key_id=key.key_arn,
-                monitoring_outputs=[
-                    sagemaker.CfnDataQualityJobDefinition.MonitoringOutputProperty(
-                        s3_output=sagemaker.CfnDataQualityJobDefinition.S3OutputProperty(
-                            s3_uri=f"s3://{monitoring_bucket.bucket_name}/{DATA_QUALITY_PREFIX}/reports", local_path=f"{PROCESSING}/output", s3_upload_mode="Continuous"
-                        )
-                    )
-                ],
-            ),
-            job_resources=sagemaker.CfnDataQualityJobDefinition.MonitoringResourcesProperty(
-                cluster_config=sagemaker.CfnDataQualityJobDefinition.ClusterConfigProperty(
-                    instance_count=dq.instance_count, instance_type=dq.instance_type, volume_size_in_gb=dq.volume_size_gb, volume_kms_key_id=key.key_arn
-                )
-            ),
-            network_config=sagemaker.CfnDataQualityJobDefinition.NetworkConfigProperty(enable_inter_container_traffic_encryption=True),
+            data_quality_job_output_config=self.output(definition, self.reports_s3_uri, key),
+            job_resources=self.resources(definition, dq, key),
+            network_config=network_property(definition, network),
             role_arn=self.role.role_arn,
-            stopping_condition=sagemaker.CfnDataQualityJobDefinition.StoppingConditionProperty(max_runtime_in_seconds=dq.max_runtime_seconds),
+            stopping_condition=definition.StoppingConditionProperty(max_runtime_in_seconds=dq.max_runtime_seconds),
         )
         self.job_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
         self.schedule_name = f"{prefix}-data-quality"
-        self.schedule = sagemaker.CfnMonitoringSchedule(
+        self.schedule = monitoring_schedule(
             self,
-            "Schedule",
-            monitoring_schedule_name=self.schedule_name,
+            name=self.schedule_name,
             endpoint_name=endpoint_name,
-            monitoring_schedule_config=sagemaker.CfnMonitoringSchedule.MonitoringScheduleConfigProperty(
-                # The generated name is the last part of the definition's ARN (…:data-quality-job-definition/<name>).
-                monitoring_job_definition_name=Fn.select(1, Fn.split("/", self.job_definition.attr_job_definition_arn)),
-                monitoring_type="DataQuality",
-                schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(schedule_expression=schedule_expression),
-            ),
-        )
-
-        self.outcome_rule = events.Rule(
-            self,
-            "RunEndedBadly",
-            description="Data-quality monitoring runs that found violations, failed or were stopped",
-            event_pattern=events.EventPattern(
-                source=[aws_facts.SAGEMAKER_EVENT_SOURCE],
-                detail_type=[aws_facts.PROCESSING_JOB_STATE_CHANGE],
-                detail={
-                    "MonitoringScheduleArn": [self.schedule.attr_monitoring_schedule_arn],
-                    "$or": [
-                        {"ProcessingJobStatus": ["Failed", "Stopped"]},
-                        {"ExitMessage": [{"prefix": aws_facts.VIOLATIONS_EXIT_MESSAGE_PREFIX}]},
-                    ],
-                },
-            ),
-            targets=[
-                targets.SnsTopic(
-                    alarm_topic,
-                    message=events.RuleTargetInput.from_text(
-                        f"Data-quality monitoring run {events.EventField.from_path('$.detail.ProcessingJobName')} of schedule "
-                        f"{self.schedule_name} ended {events.EventField.from_path('$.detail.ProcessingJobStatus')}: "
-                        f"{events.EventField.from_path('$.detail.ExitMessage')} {events.EventField.from_path('$.detail.FailureReason')} "
-                        f"Reports: s3://{monitoring_bucket.bucket_name}/{DATA_QUALITY_PREFIX}/reports/"
-                    ),
-                )
-            ],
+            definition_arn=self.job_definition.attr_job_definition_arn,
+            monitoring_type="DataQuality",
+            expression=schedule_expression,
         )
 
         period = Duration.seconds(aws_facts.MONITORING_CADENCES[dq.schedule])
+        self.drift_threshold = dq.drift_threshold
+        self.drift_metrics: dict[str, cloudwatch.Metric] = {}
         self.drift_alarms = []
         for feature in config.model.feature_names:
+            metric = cloudwatch.Metric(
+                namespace=aws_facts.DATA_QUALITY_METRICS_NAMESPACE,
+                metric_name=aws_facts.DATA_QUALITY_DRIFT_METRIC.format(feature=feature),
+                dimensions_map={"Endpoint": endpoint_name, "MonitoringSchedule": self.schedule_name},
+                statistic="Maximum",
+                period=period,
+            )
             alarm = cloudwatch.Alarm(
                 self,
                 f"Drift{feature}",
                 alarm_description=f"Data drift on feature {feature}: the data-quality run's baseline drift distance passed the threshold.",
-                metric=cloudwatch.Metric(
-                    namespace=aws_facts.DATA_QUALITY_METRICS_NAMESPACE,
-                    metric_name=aws_facts.DATA_QUALITY_DRIFT_METRIC.format(feature=feature),
-                    dimensions_map={"Endpoint": endpoint_name, "MonitoringSchedule": self.schedule_name},
-                    statistic="Maximum",
-                    period=period,
-                ),
+                metric=metric,
                 threshold=dq.drift_threshold,
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
             alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+            self.drift_metrics[feature] = metric.with_(label=feature)
             self.drift_alarms.append(alarm)
+
+
+class ExplainabilityMonitor(_Monitor):
+    """Clarify's feature-attribution drift monitor. Clarify explains by calling a temporary shadow
+    endpoint of the served model, so the job role may create, call and delete exactly those."""
+
+    kind = "explainability"
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        baselines: BaselineJobs,
+        endpoint_name: str,
+        model_name: str,
+        shap_baseline: list[float],
+        dataset_s3_uri: str,
+        dataset_object_arn: str,
+        capture_bucket: s3.IBucket,
+        capture_prefix: str,
+        monitoring_bucket: s3.IBucket,
+        key: kms.IKey,
+        schedule_expression: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        ex, network, model = config.monitoring.explainability, config.monitoring.network, config.model
+        prefix = config.stack_name("").rstrip("-")
+        self.image = ContainerImage.from_sdk(self, "ClarifyImage", framework="clarify", image_scope="processing")
+        self.job_role = MonitoringRole(
+            self,
+            "JobRole",
+            description="SageMaker Clarify explainability baseline and monitoring jobs",
+            image=self.image,
+            key=key,
+            monitoring_bucket=monitoring_bucket,
+            output_prefix=EXPLAINABILITY_PREFIX,
+            readable_objects=[dataset_object_arn, capture_bucket.arn_for_objects(f"{capture_prefix}/*")],
+            readable_buckets=[capture_bucket.bucket_arn],
+            network=network,
+        )
+        shadow = [
+            stack.format_arn(service="sagemaker", resource="endpoint", resource_name=f"{aws_facts.CLARIFY_SHADOW_ENDPOINT_PREFIX}*"),
+            stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name=f"{aws_facts.CLARIFY_SHADOW_ENDPOINT_CONFIG_PREFIX}*"),
+        ]
+        self.job_role.allow(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:DeleteEndpointConfig",
+                    "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint",
+                ],
+                resources=shadow,
+            ),  # fmt: skip
+            "Clarify names its temporary shadow endpoints itself, under the sm-clarify- prefix.",
+        )
+        self.job_role.allow(iam.PolicyStatement(actions=["sagemaker:DescribeModel"], resources=[stack.format_arn(service="sagemaker", resource="model", resource_name=model_name)]))
+        self.job_role.acknowledge()
+        self.role = self.job_role.role
+        self.reports_s3_uri = f"s3://{monitoring_bucket.bucket_name}/{EXPLAINABILITY_PREFIX}/reports"
+        self.label = model.label_names[-1]
+
+        config_name, config_path = CLARIFY_CONFIG_INPUT
+        dataset_name, dataset_path = CLARIFY_DATASET_INPUT
+        s3_input = {"S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated", "S3CompressionType": "None"}
+        request = {
+            "NamePrefix": f"{prefix}-shap-baseline",
+            "ProcessingResources": {"ClusterConfig": self.cluster(ex, key)},
+            "AppSpecification": {"ImageUri": self.image.uri},
+            "RoleArn": self.role.role_arn,
+            "ProcessingInputs": [
+                {"InputName": dataset_name, "S3Input": {"S3Uri": dataset_s3_uri, "LocalPath": dataset_path, **s3_input}},
+                {"InputName": config_name, "S3Input": {"LocalPath": config_path, **s3_input}},  # S3Uri: the document below
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": CLARIFY_OUTPUT_NAME,
+                        "S3Output": {"S3Uri": f"s3://{monitoring_bucket.bucket_name}/{EXPLAINABILITY_PREFIX}/baselines", "LocalPath": OUTPUT_PATH, "S3UploadMode": "EndOfJob"},
+                    }
+                ],
+                "KmsKeyId": key.key_arn,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": ex.max_runtime_seconds},
+            "NetworkConfig": network_request(network),
+            "Documents": {
+                "AnalysisConfig": {"File": "analysis_config.json", "Input": config_name, "Body": clarify.baselining_config(config, model_name=model_name, baseline=shap_baseline)},
+                "MonitoringConfig": {"File": "monitoring_analysis_config.json", "Body": clarify.monitoring_config(config, model_name=model_name, baseline=shap_baseline)},
+            },
+        }
+        self.baseline = baselines.run(self, "Baseline", resource_type="Custom::ExplainabilityBaseline", request=request, role=self.role)
+        # The baselining job's analysis.json is the constraints file the monitor compares against.
+        self.constraints_s3_uri = f"{self.baseline.get_att_string('OutputS3Uri')}/analysis.json"
+        self.analysis_config_s3_uri = self.baseline.get_att_string("MonitoringConfigS3Uri")
+
+        definition = sagemaker.CfnModelExplainabilityJobDefinition
+        json_lines = model.content_type == clarify.JSON_LINES
+        self.job_definition = definition(
+            self,
+            "JobDefinition",
+            model_explainability_app_specification=definition.ModelExplainabilityAppSpecificationProperty(
+                config_uri=self.analysis_config_s3_uri, image_uri=self.image.uri, environment=METRICS_ENVIRONMENT
+            ),
+            model_explainability_baseline_config=definition.ModelExplainabilityBaselineConfigProperty(
+                constraints_resource=definition.ConstraintsResourceProperty(s3_uri=self.constraints_s3_uri)
+            ),
+            model_explainability_job_input=definition.ModelExplainabilityJobInputProperty(
+                endpoint_input=definition.EndpointInputProperty(
+                    endpoint_name=endpoint_name,
+                    local_path=ENDPOINT_INPUT_PATH,
+                    s3_input_mode="File",
+                    s3_data_distribution_type="FullyReplicated",
+                    # JSON Lines: where the features are in a captured request and the score in the response.
+                    features_attribute=model.features_path if json_lines else None,
+                    inference_attribute=model.score_path if json_lines else None,
+                )
+            ),
+            model_explainability_job_output_config=self.output(definition, self.reports_s3_uri, key),
+            job_resources=self.resources(definition, ex, key),
+            network_config=network_property(definition, network),
+            role_arn=self.role.role_arn,
+            stopping_condition=definition.StoppingConditionProperty(max_runtime_in_seconds=ex.max_runtime_seconds),
+        )
+        self.job_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        self.schedule_name = f"{prefix}-explainability"
+        self.schedule = monitoring_schedule(
+            self,
+            name=self.schedule_name,
+            endpoint_name=endpoint_name,
+            definition_arn=self.job_definition.attr_job_definition_arn,
+            monitoring_type="ModelExplainability",
+            expression=schedule_expression,
+        )
+        period = Duration.seconds(aws_facts.MONITORING_CADENCES[ex.schedule])
+        self.shap_metrics = {
+            feature: cloudwatch.Metric(
+                namespace=aws_facts.EXPLAINABILITY_METRICS_NAMESPACE,
+                metric_name=aws_facts.EXPLAINABILITY_FEATURE_METRIC.format(feature=feature),
+                dimensions_map={
+                    "Endpoint": endpoint_name,
+                    "MonitoringSchedule": self.schedule_name,
+                    "ExplainabilityMethod": aws_facts.EXPLAINABILITY_METHOD,
+                    "Label": self.label,
+                    "ValueType": aws_facts.EXPLAINABILITY_VALUE_TYPE,
+                },
+                statistic="Average",
+                period=period,
+                label=feature,
+            )
+            for feature in model.feature_names
+        }

@@ -1,59 +1,103 @@
-"""Monitor: Model Monitor data-quality schedule with its baseline and drift alarms (switchable)."""
+"""Monitor: Model Monitor data quality and Clarify explainability, each switchable, with their
+baselines, schedules, drift alarms, run events and watchdog."""
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Stack
+from aws_cdk import CfnOutput, CfnParameter, Stack
 from constructs import Construct
 
-from stacks import aws_facts
-from stacks.config import AppConfig
+from stacks import aws_facts, clarify, default_model
+from stacks.config import AppConfig, MonitorJobConfig
 from stacks.functions import dependency_layer
 from stacks.inference import CAPTURE_PREFIX
-from stacks.monitoring import DataQualityMonitor
+from stacks.monitoring import BaselineJobs, DataQualityMonitor, ExplainabilityMonitor, s3_object_arn
+from stacks.monitoring_events import MonitoringEvents
 from stacks.ops_parameters import OpsParameters
 from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
 
 
+def _schedule_parameter(parameters: OpsParameters, name: str, group: str, job: MonitorJobConfig) -> CfnParameter:
+    # Only cadences whose period leaves room for a run of max_runtime_seconds.
+    cadences = [expression for expression, period in aws_facts.MONITORING_CADENCES.items() if period >= job.max_runtime_seconds]
+    return parameters.add(
+        name,
+        group=group,
+        label="Schedule",
+        description=f"How often the job runs (hourly: cron(0 * ? * * *), daily: cron(0 0 ? * * *)); each run may take up to {job.max_runtime_seconds} s.",
+        type="String",
+        default=job.schedule,
+        allowed_values=cadences,
+    )
+
+
 class MonitoringStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, storage: StorageStack, serving: ServingStack, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        dq = config.monitoring.data_quality
+        monitoring = config.monitoring
         parameters = OpsParameters(self)
-        # Only cadences whose period leaves room for a run of max_runtime_seconds.
-        cadences = [expression for expression, period in aws_facts.MONITORING_CADENCES.items() if period >= dq.max_runtime_seconds]
-        schedule = parameters.add(
-            "DataQualitySchedule",
-            group="Data quality monitoring",
-            label="Schedule",
-            description=f"How often the data-quality job checks captured data (hourly: cron(0 * ? * * *)); each run may take up to {dq.max_runtime_seconds} s.",
-            type="String",
-            default=dq.schedule,
-            allowed_values=cadences,
-        )
         endpoint = serving.inference
-        if dq.dataset_s3_uri is not None:
-            bucket, key = dq.dataset_s3_uri.removeprefix("s3://").split("/", 1)
-            dataset_uri, dataset_arn = dq.dataset_s3_uri, f"arn:{Aws.PARTITION}:s3:::{bucket}/{key}"
-        else:
-            bundled = serving.bundled_model
-            dataset_uri, dataset_arn = bundled.train_s3_uri, storage.datasets.arn_for_objects(bundled.train_key)
-        self.data_quality = DataQualityMonitor(
+        monitoring_bucket, key = storage.buckets["monitoring"], storage.key
+        layer = dependency_layer(self, "Dependencies")
+        computes_baselines = (monitoring.data_quality.enabled and monitoring.data_quality.computes_baseline) or monitoring.explainability.enabled
+        baselines = BaselineJobs(self, "BaselineJobs", config=config, key=key, layer=layer, monitoring_bucket=monitoring_bucket) if computes_baselines else None
+        common = {
+            "config": config,
+            "baselines": baselines,
+            "endpoint_name": endpoint.endpoint_name,
+            "capture_bucket": storage.capture,
+            "capture_prefix": f"{CAPTURE_PREFIX}/{endpoint.endpoint_name}",
+            "monitoring_bucket": monitoring_bucket,
+            "key": key,
+        }
+        bundled = serving.bundled_model
+
+        def dataset(uri: str | None) -> dict[str, str | None]:
+            if uri is not None:
+                return {"dataset_s3_uri": uri, "dataset_object_arn": s3_object_arn(uri)}
+            if bundled is not None:
+                return {"dataset_s3_uri": bundled.train_s3_uri, "dataset_object_arn": storage.datasets.arn_for_objects(bundled.train_key)}
+            return {"dataset_s3_uri": None, "dataset_object_arn": None}  # configured baseline files instead (config checks)
+
+        self.data_quality: DataQualityMonitor | None = None
+        self.explainability: ExplainabilityMonitor | None = None
+        if monitoring.data_quality.enabled:
+            dq = monitoring.data_quality
+            self.data_quality = DataQualityMonitor(
+                self,
+                "DataQuality",
+                **common,
+                **dataset(dq.dataset_s3_uri),
+                alarm_topic=serving.alerts.topic,
+                schedule_expression=_schedule_parameter(parameters, "DataQualitySchedule", "Data quality monitoring", dq).value_as_string,
+            )
+            CfnOutput(self, "DataQualityScheduleName", value=self.data_quality.schedule_name, description="Model Monitor data-quality schedule")
+            CfnOutput(self, "DataQualityStatisticsS3Uri", value=self.data_quality.statistics_s3_uri, description="Baseline statistics.json")
+            CfnOutput(self, "DataQualityConstraintsS3Uri", value=self.data_quality.constraints_s3_uri, description="Baseline constraints.json")
+        if monitoring.explainability.enabled:
+            ex = monitoring.explainability
+            self.explainability = ExplainabilityMonitor(
+                self,
+                "Explainability",
+                **common,
+                **dataset(ex.dataset_s3_uri),
+                model_name=endpoint.model.attr_model_name,
+                shap_baseline=clarify.shap_baseline(config, default_model.TRAIN_CSV),
+                schedule_expression=_schedule_parameter(parameters, "ExplainabilitySchedule", "Explainability monitoring", ex).value_as_string,
+            )
+            CfnOutput(self, "ExplainabilityScheduleName", value=self.explainability.schedule_name, description="Clarify explainability schedule")
+            CfnOutput(self, "ExplainabilityBaselineS3Uri", value=self.explainability.constraints_s3_uri, description="Baseline analysis.json (global SHAP values)")
+            CfnOutput(self, "ExplainabilityAnalysisConfigS3Uri", value=self.explainability.analysis_config_s3_uri, description="analysis_config.json each run reads")
+
+        self.monitors = [monitor for monitor in (self.data_quality, self.explainability) if monitor is not None]
+        self.events = MonitoringEvents(
             self,
-            "DataQuality",
+            "RunEvents",
             config=config,
+            monitors=self.monitors,
             endpoint_name=endpoint.endpoint_name,
-            dataset_s3_uri=dataset_uri,
-            dataset_object_arn=dataset_arn,
-            capture_bucket=storage.capture,
-            capture_prefix=f"{CAPTURE_PREFIX}/{endpoint.endpoint_name}",
-            monitoring_bucket=storage.buckets["monitoring"],
-            key=storage.key,
-            layer=dependency_layer(self, "Dependencies"),
+            monitoring_bucket=monitoring_bucket,
+            key=key,
+            layer=layer,
             alarm_topic=serving.alerts.topic,
-            schedule_expression=schedule.value_as_string,
         )
-        CfnOutput(self, "DataQualityScheduleName", value=self.data_quality.schedule_name, description="Model Monitor data-quality schedule")
-        if dq.computes_baseline:
-            CfnOutput(self, "DataQualityStatisticsS3Uri", value=self.data_quality.baseline.get_att_string("StatisticsS3Uri"), description="Baseline statistics.json")
-            CfnOutput(self, "DataQualityConstraintsS3Uri", value=self.data_quality.baseline.get_att_string("ConstraintsS3Uri"), description="Baseline constraints.json")

@@ -14,17 +14,12 @@ from __future__ import annotations
 import json
 
 from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from lambdas.capture_filter.filtering import REJECTED_PREFIX
@@ -35,46 +30,7 @@ from stacks.config import AppConfig
 from stacks.functions import AppFunction
 from stacks.human_task import A2I_OUTPUT_PREFIX, HumanTask
 from stacks.storage_stack import StorageStack
-
-# SQS: set the source queue's visibility timeout to at least six times the function's timeout.
-# https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
-VISIBILITY_PER_TIMEOUT = 6
-MAX_RECEIVES = 5
-
-
-def encrypted_queue(scope: Construct, construct_id: str, *, key: kms.IKey, retention: Duration, **props) -> sqs.Queue:
-    """KMS-encrypted with the app's key, SSL-only."""
-    return sqs.Queue(
-        scope, construct_id, encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True, retention_period=retention, **props
-    )
-
-
-class WorkQueue(Construct):
-    """A KMS-encrypted, SSL-only queue with its dead-letter queue and an alarm at one message."""
-
-    def __init__(self, scope: Construct, construct_id: str, *, key: kms.IKey, consumer_timeout: Duration, alarm_topic: sns.ITopic, purpose: str) -> None:
-        super().__init__(scope, construct_id)
-        self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue", key=key, retention=Duration.days(14))
-        self.queue = encrypted_queue(
-            self,
-            "Queue",
-            key=key,
-            retention=Duration.days(4),
-            visibility_timeout=Duration.seconds(consumer_timeout.to_seconds() * VISIBILITY_PER_TIMEOUT),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),
-        )
-        self.alarm = cloudwatch.Alarm(
-            self,
-            "DeadLetterAlarm",
-            alarm_description=f"{purpose}: messages parked on the dead-letter queue. Each carries a 'reason' attribute; fix the cause, then redrive.",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5), statistic="Maximum"),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        self.alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
-
+from stacks.work_queue import WorkQueue, encrypted_queue
 
 class ReviewPipeline(Construct):
     def __init__(
@@ -128,8 +84,8 @@ class ReviewPipeline(Construct):
                 "LOWER_THRESHOLD": lower,
                 "UPPER_THRESHOLD": upper,
                 "SELECTED_OUTCOME": str(review.outcome),
-                "SCORE_PATH": review.score_path or "",
-                "FEATURES_PATH": review.features_path,
+                "SCORE_PATH": config.model.score_path or "",
+                "FEATURES_PATH": config.model.features_path,
                 "ROWS_PER_LOOP": str(review.rows_per_loop),
                 "REVIEW_QUEUE_URL": self.review_queue.queue.queue_url,
                 "DEAD_LETTER_QUEUE_URL": self.capture_events.dead_letter_queue.queue_url,
@@ -142,7 +98,7 @@ class ReviewPipeline(Construct):
         self.capture_filter.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
         self.review_queue.queue.grant_send_messages(self.capture_filter.role)
         self.capture_events.dead_letter_queue.grant_send_messages(self.capture_filter.role)
-        self._consume(self.capture_filter, self.capture_events.queue)
+        self.capture_events.consume(self.capture_filter)
         events.Rule(
             self,
             "CaptureObjectCreated",
@@ -205,7 +161,7 @@ class ReviewPipeline(Construct):
         self.budget_table.grant(self.starter.role, "dynamodb:UpdateItem", "dynamodb:GetItem")
         self.deferred.grant_send_messages(self.starter.role)
         self.review_queue.dead_letter_queue.grant_send_messages(self.starter.role)
-        self._consume(self.starter, self.review_queue.queue)
+        self.review_queue.consume(self.starter)
 
         self.redrive = AppFunction(
             self,
@@ -260,7 +216,7 @@ class ReviewPipeline(Construct):
         self.results_queue.dead_letter_queue.grant_send_messages(self.results.role)
         default_bus = events.EventBus.from_event_bus_name(self, "DefaultBus", "default")
         default_bus.grant_put_events_to(self.results.role)
-        self._consume(self.results, self.results_queue.queue)
+        self.results_queue.consume(self.results)
         events.Rule(
             self,
             "HumanLoopFinished",
@@ -280,8 +236,3 @@ class ReviewPipeline(Construct):
                 "(GenerateDataKey*, ReEncrypt*) are on the app's key only; log streams are named by Lambda."
             )
 
-    @staticmethod
-    def _consume(function: AppFunction, queue: sqs.IQueue) -> None:
-        function.function.add_event_source(
-            sources.SqsEventSource(queue, batch_size=10, max_batching_window=Duration.seconds(5), report_batch_item_failures=True)
-        )

@@ -14,6 +14,7 @@ from aws_cdk.assertions import Template
 
 import app as composition_root
 from stacks.monitoring_stack import MonitoringStack
+from stacks.dashboard_stack import DashboardStack
 from stacks.review_stack import ReviewStack
 from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
@@ -29,6 +30,7 @@ class SynthesisedApp:
     serving: ServingStack
     monitoring: MonitoringStack | None
     review: ReviewStack | None
+    operations: DashboardStack
 
     def template(self, stack: str) -> Template:
         return Template.from_stack(getattr(self, stack))

@@ -1,10 +1,15 @@
 """Custom-resource handlers (CDK Provider framework) for Model Monitor / Clarify baseline jobs.
 
 ``on_event`` starts a processing job built from the ``Request`` property (CreateProcessingJob's
-request without a name, plus ``NamePrefix``); ``is_complete`` polls DescribeProcessingJob. A
-failed or stopped job raises, so the deployment fails with the job's FailureReason in the
-CloudFormation event. The job writes under ``<output S3Uri>/<job name>``, so every baseline keeps
-its own files and a monitor never reads a half-written one.
+request without a name, plus ``NamePrefix`` and optional ``Documents``); ``is_complete`` polls
+DescribeProcessingJob. A failed or stopped job raises, so the deployment fails with the job's
+FailureReason in the CloudFormation event. The job writes under ``<output S3Uri>/<job name>``, so
+every baseline keeps its own files and a monitor never reads a half-written one.
+
+``Documents`` are JSON files the job or its monitor needs (Clarify's analysis configs):
+``{"<Name>": {"File": "x.json", "Body": {...}, "Input": "<InputName>"?}}``. Each is written to
+``<output>/<job name>/<File>`` before the job starts; ``Input`` points that processing input at it;
+its URI comes back as the attribute ``<Name>S3Uri`` next to ``OutputS3Uri`` and ``ProcessingJobName``.
 
 Job names: ``<prefix>-<hash of the request>-<hash of the CloudFormation request id>``. An
 unchanged request on update keeps the old job (no new baseline); a changed one runs a new job; a
@@ -35,17 +40,39 @@ def request_hash(properties: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:REQUEST_HASH]
 
 
-def processing_job_request(properties: dict[str, Any], request_id: str) -> dict[str, Any]:
+def processing_job_request(properties: dict[str, Any], request_id: str) -> tuple[dict[str, Any], dict[str, tuple[str, Any]]]:
+    """The CreateProcessingJob request and the documents to write first ({name: (uri, body)})."""
     request = json.loads(properties["Request"])
     prefix = request.pop("NamePrefix")
     attempt = hashlib.sha256(request_id.encode()).hexdigest()[:ATTEMPT_HASH]
     name = f"{prefix[: NAME_MAX - REQUEST_HASH - ATTEMPT_HASH - 2]}-{request_hash(properties)}-{attempt}"
     for output in request["ProcessingOutputConfig"]["Outputs"]:
         output["S3Output"]["S3Uri"] = f"{output['S3Output']['S3Uri'].rstrip('/')}/{name}"
-    return {"ProcessingJobName": name, **request}
+    documents = {}
+    inputs = {item["InputName"]: item for item in request.get("ProcessingInputs", [])}
+    for document, spec in document_specs(request.pop("Documents", {}), _output_uri(request)).items():
+        uri, body, input_name = spec
+        documents[document] = (uri, body)
+        if input_name is not None:
+            inputs[input_name]["S3Input"]["S3Uri"] = uri
+    return {"ProcessingJobName": name, **request}, documents
 
 
-def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None) -> dict[str, Any]:
+def _output_uri(job: dict[str, Any]) -> str:
+    return job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/")
+
+
+def document_specs(documents: dict[str, Any], output_uri: str) -> dict[str, tuple[str, Any, str | None]]:
+    return {name: (f"{output_uri}/{spec['File']}", spec["Body"], spec.get("Input")) for name, spec in documents.items()}
+
+
+def _write_documents(s3: Any, documents: dict[str, tuple[str, Any]]) -> None:
+    for uri, body in documents.values():
+        bucket, key = aws.split_s3_uri(uri)
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body, indent=1).encode(), ContentType="application/json")
+
+
+def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None, s3: Any = None) -> dict[str, Any]:
     sagemaker = sagemaker or _sagemaker()
     kind = event["RequestType"]
     if kind == "Delete":
@@ -53,7 +80,8 @@ def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None) 
         return {"PhysicalResourceId": event["PhysicalResourceId"]}
     if kind == "Update" and f"-{request_hash(event['ResourceProperties'])}-" in event.get("PhysicalResourceId", ""):
         return {"PhysicalResourceId": event["PhysicalResourceId"]}  # same request: keep the baseline
-    request = processing_job_request(event["ResourceProperties"], event["RequestId"])
+    request, documents = processing_job_request(event["ResourceProperties"], event["RequestId"])
+    _write_documents(s3 or aws.client("s3"), documents)
     try:
         sagemaker.create_processing_job(**request)
     except ClientError as error:
@@ -73,10 +101,15 @@ def is_complete(event: dict[str, Any], context: Any = None, sagemaker: Any = Non
         raise RuntimeError(f"baseline job {name} {status.lower()}: {job.get('FailureReason') or job.get('ExitMessage') or 'no reason given'}")
     if status != "Completed":
         return {"IsComplete": False}
-    output = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/")
+    output = _output_uri(job)
+    documents = json.loads(event["ResourceProperties"]["Request"]).get("Documents", {})
     return {
         "IsComplete": True,
-        "Data": {"ProcessingJobName": name, "StatisticsS3Uri": f"{output}/statistics.json", "ConstraintsS3Uri": f"{output}/constraints.json"},
+        "Data": {
+            "ProcessingJobName": name,
+            "OutputS3Uri": output,
+            **{f"{document}S3Uri": uri for document, (uri, _, _) in document_specs(documents, output).items()},
+        },
     }
 
 

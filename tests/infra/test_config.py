@@ -27,8 +27,22 @@ def test_review_defaults_follow_seed_000() -> None:
 
 
 def test_review_and_monitoring_can_be_turned_off_where_they_are_not_offered() -> None:
-    config = parse_environment("dev", {"region": "cn-north-1", "review": {"enabled": False}, "monitoring": {"data_quality": {"enabled": False}}})
-    assert not config.review.enabled and not config.monitoring.data_quality.enabled
+    off = {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}
+    config = parse_environment("dev", {"region": "cn-north-1", "review": {"enabled": False}, "monitoring": off})
+    assert not config.review.enabled and not config.monitoring.any_enabled
+
+
+def test_explainability_defaults_follow_seeds_003_and_004() -> None:
+    ex = parse_environment("dev", {}).monitoring.explainability
+    assert ex.enabled and ex.schedule == "cron(0 0 ? * * *)"  # daily (seed 004)
+    assert (ex.num_samples, ex.agg_method, ex.use_logit) == (100, "mean_abs", False)
+    assert ex.shap_baseline is None and ex.dataset_s3_uri is None  # the bundled data's mean, computed at synth
+
+
+def test_monitoring_jobs_can_run_in_a_vpc() -> None:
+    network = parse_environment("dev", {"monitoring": {"network": {"subnet_ids": ["subnet-0123abcd"], "security_group_ids": ["sg-0123abcd"]}}}).monitoring.network
+    assert network.in_vpc and network.subnet_ids == ("subnet-0123abcd",)
+    assert not parse_environment("dev", {}).monitoring.network.in_vpc
 
 
 def test_a_daily_schedule_allows_runs_longer_than_an_hour() -> None:
@@ -41,6 +55,9 @@ def test_cdk_json_environments_parse() -> None:
     prod = app_config.load({"environments": CDK_CONTEXT["environments"], "env": "prod"}.get)
     assert dev.environment == "dev" and not dev.retain_data
     assert prod.retain_data and prod.capture.sampling_percentage == 34
+
+
+BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"]}
 
 
 @pytest.mark.parametrize(
@@ -62,8 +79,30 @@ def test_cdk_json_environments_parse() -> None:
         ({"review": {"outcome": 2}}, r"review\.outcome: must be a whole number from 0 to 1, got 2"),
         ({"review": {"workteam_arn": "arn:aws:iam::123456789012:role/x"}}, r"review\.workteam_arn: .* is not valid; must be a private workteam ARN"),
         ({"review": {"task_keywords": ["a", "b", "c", "d", "e", "f"]}}, r"review\.task_keywords: at most 5 keywords, got 6"),
-        ({"region": "cn-north-1", "monitoring": {"data_quality": {"enabled": False}}}, r"review\.enabled: Amazon A2I is not offered in cn-north-1; set it to false, or deploy to one of: us-east-1"),
+        ({"region": "cn-north-1", "monitoring": {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}}, r"review\.enabled: Amazon A2I is not offered in cn-north-1; set it to false, or deploy to one of: us-east-1"),
         ({"region": "us-gov-west-1"}, r"monitoring\.data_quality\.enabled: CloudFormation has no Model Monitor resources in us-gov-west-1; set it to false"),
+        (
+            {"region": "us-gov-west-1", "review": {"enabled": False}, "monitoring": {"data_quality": {"enabled": False}}},
+            r"monitoring\.explainability\.enabled: CloudFormation has no Model Monitor resources in us-gov-west-1",
+        ),
+        ({"monitoring": {"explainability": {"agg_method": "max"}}}, r"explainability\.agg_method: 'max' is not allowed; allowed values: mean_abs, median, mean_sq"),
+        ({"monitoring": {"explainability": {"shap_baseline": [1, 2]}}}, r"explainability\.shap_baseline: must be a list of 30 numbers \(one per model\.feature_names\), got \[1, 2\]"),
+        ({"monitoring": {"explainability": {"shadow_instance_type": "ml.t3.nano"}}}, r"explainability\.shadow_instance_type: 'ml\.t3\.nano' is not a SageMaker endpoint instance type"),
+        ({"monitoring": {"explainability": {"schedule": "cron(0 * ? * * *)", "max_runtime_seconds": 7200}}}, r"explainability\.max_runtime_seconds: 7200 exceeds the schedule's period of 3600"),
+        ({"model": {"content_type": "application/json"}}, r"explainability\.enabled: Clarify explains text/csv or application/jsonlines models, model\.content_type is 'application/json'; set it to false"),
+        ({"model": {"content_type": "application/jsonlines"}}, r"explainability\.enabled: model\.score_path is required for a JSON Lines model"),
+        ({"model": {"content_type": "application/jsonlines", "score_path": "score", "features_path": "data[0]"}}, r"explainability\.enabled: model\.features_path 'data\[0\]' must be a dotted path"),
+        (
+            {"model": BYO, "monitoring": {"data_quality": {"enabled": False}}},
+            r"explainability\.dataset_s3_uri: required with your own model \(model\.artifact_s3_uri\): Clarify's baseline job reads the dataset",
+        ),
+        (
+            {"model": BYO, "monitoring": {"data_quality": {"enabled": False}, "explainability": {"dataset_s3_uri": "s3://datasets/train.csv"}}},
+            r"explainability\.shap_baseline: required with your own model",
+        ),
+        ({"monitoring": {"network": {"subnet_ids": ["subnet-0123abcd"]}}}, r"monitoring\.network\.subnet_ids: give both subnet_ids and security_group_ids"),
+        ({"monitoring": {"network": {"subnet_ids": ["vpc-0123abcd"], "security_group_ids": ["sg-0123abcd"]}}}, r"network\.subnet_ids: 'vpc-0123abcd' is not valid; each name must be a subnet ID"),
+        ({"monitoring": {"data_quality": {"record_preprocessor_s3_uri": "preprocessor.py"}}}, r"data_quality\.record_preprocessor_s3_uri: 'preprocessor\.py' is not valid; must be an s3://bucket/key URI"),
         ({"monitoring": {"data_quality": {"schedule": "rate(1 hour)"}}}, r"data_quality\.schedule: 'rate\(1 hour\)' is not allowed; allowed values: cron\(0 \* \? \* \* \*\)"),
         ({"monitoring": {"data_quality": {"max_runtime_seconds": 7200}}}, r"data_quality\.max_runtime_seconds: 7200 exceeds the schedule's period of 3600 seconds"),
         ({"monitoring": {"data_quality": {"instance_type": "ml.m5.huge"}}}, r"data_quality\.instance_type: 'ml\.m5\.huge' is not a SageMaker processing instance type"),

@@ -27,19 +27,26 @@ def _baseline_request(template: Template) -> dict:
     return json.loads("".join(part if isinstance(part, str) else MARK for part in parts))
 
 
-def _sdk_request(has_header: bool) -> dict:
-    """What the SageMaker SDK's DefaultModelMonitor.suggest_baseline sends for the same dataset."""
+def _sdk_monitor(kind: type) -> tuple[mock.MagicMock, object]:
+    """An SDK monitor of ``kind`` with our cluster settings, whose SageMaker client records calls."""
     from sagemaker.core.helper.session_helper import Session
-    from sagemaker.core.model_monitor import DatasetFormat, DefaultModelMonitor
 
     client = mock.MagicMock()
     session = Session(
         boto_session=boto3.Session(region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"), sagemaker_client=client, default_bucket="unused"
     )
-    monitor = DefaultModelMonitor(
+    monitor = kind(
         role="arn:aws:iam::123456789012:role/r", instance_count=1, instance_type="ml.m5.xlarge", volume_size_in_gb=20,
         volume_kms_key=MARK, output_kms_key=MARK, max_runtime_in_seconds=3600, sagemaker_session=session,
-    )
+    )  # fmt: skip
+    return client, monitor
+
+
+def _sdk_request(has_header: bool) -> dict:
+    """What the SageMaker SDK's DefaultModelMonitor.suggest_baseline sends for the same dataset."""
+    from sagemaker.core.model_monitor import DatasetFormat, DefaultModelMonitor
+
+    client, monitor = _sdk_monitor(DefaultModelMonitor)
     monitor.suggest_baseline(
         baseline_dataset="s3://datasets/train.csv", dataset_format=DatasetFormat.csv(header=has_header),
         output_s3_uri="s3://monitoring/baseline", wait=False, logs=False, job_name="job",
@@ -80,8 +87,9 @@ def test_job_definition_encrypts_and_emits_metrics_under_a_generated_name(templa
     assert "KmsKeyId" in props["DataQualityJobOutputConfig"] and "VolumeKmsKeyId" in props["JobResources"]["ClusterConfig"]
     assert props["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
     baseline = props["DataQualityBaselineConfig"]
-    assert baseline["StatisticsResource"]["S3Uri"]["Fn::GetAtt"][1] == "StatisticsS3Uri"
-    assert baseline["ConstraintsResource"]["S3Uri"]["Fn::GetAtt"][1] == "ConstraintsS3Uri"
+    for resource, file in (("StatisticsResource", "/statistics.json"), ("ConstraintsResource", "/constraints.json")):
+        attribute, suffix = baseline[resource]["S3Uri"]["Fn::Join"][1]
+        assert attribute["Fn::GetAtt"][1] == "OutputS3Uri" and suffix == file
     assert props["DataQualityJobInput"]["EndpointInput"]["LocalPath"] == "/opt/ml/processing/input/endpoint"
 
 
@@ -106,7 +114,7 @@ def test_a_long_runtime_removes_the_cadences_it_cannot_fit(tmp_path) -> None:
 
 
 def test_one_drift_alarm_per_feature_on_the_documented_metric(template: Template) -> None:
-    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    alarms = {k: a for k, a in template.find_resources("AWS::CloudWatch::Alarm").items() if a["Properties"].get("Namespace") == aws_facts.DATA_QUALITY_METRICS_NAMESPACE}
     assert len(alarms) == len(default_model.FEATURE_NAMES)
     names = sorted(a["Properties"]["MetricName"] for a in alarms.values())
     assert names == sorted(f"feature_baseline_drift_{f}" for f in default_model.FEATURE_NAMES)
@@ -128,22 +136,67 @@ def test_existing_baseline_files_replace_the_baseline_job(tmp_path) -> None:
     })
 
 
-def test_turning_data_quality_off_removes_exactly_the_monitoring_stack(tmp_path, dev_app) -> None:
-    built = build_app(tmp_path, environment={"removal_policy": "destroy", "monitoring": {"data_quality": {"enabled": False}}})
+DATA_QUALITY_TYPES = {"Custom::DataQualityBaseline", "AWS::SageMaker::DataQualityJobDefinition"}
+EXPLAINABILITY_TYPES = {"Custom::ExplainabilityBaseline", "AWS::SageMaker::ModelExplainabilityJobDefinition"}
+
+
+@pytest.mark.parametrize(
+    ("off", "gone", "kept"),
+    [("data_quality", DATA_QUALITY_TYPES, EXPLAINABILITY_TYPES), ("explainability", EXPLAINABILITY_TYPES, DATA_QUALITY_TYPES)],
+)
+def test_turning_one_monitor_off_removes_exactly_its_resources(tmp_path, template: Template, off: str, gone: set, kept: set) -> None:
+    built = build_app(tmp_path, environment={"monitoring": {off: {"enabled": False}}})
+    one = built.template("monitoring").to_json()["Resources"]
+    types = {r["Type"] for r in one.values()}
+    assert not types & gone and kept <= types
+    both = template.to_json()["Resources"]
+    assert len([r for r in one.values() if r["Type"] == "AWS::SageMaker::MonitoringSchedule"]) == 1
+    # Exactly the switched-off monitor's constructs left (the shared run events, watchdog and baseline
+    # provider stay while one monitor remains); the drift alarms go with data quality.
+    prefix = {"data_quality": "DataQuality", "explainability": "Explainability"}[off]
+    assert {k for k in both if not k.startswith(prefix)} >= set(one) - {k for k in one if k.startswith("RunEvents")}
+    assert not any(k.startswith(prefix) for k in one)
+
+
+def test_turning_both_monitors_off_removes_the_monitoring_stack(tmp_path) -> None:
+    off = {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}
+    built = build_app(tmp_path, environment={"removal_policy": "destroy", "monitoring": off})
     built.app.synth()
     assert built.monitoring is None
-    assert {c.node.id for c in built.app.node.children} >= {"Storage", "Serving", "Review"}
+    assert {c.node.id for c in built.app.node.children} >= {"Storage", "Serving", "Review", "Operations"}
 
 
-def test_runs_with_violations_or_failures_notify_the_alert_topic(dev_app, template: Template) -> None:
+def test_finished_runs_of_both_schedules_reach_the_run_events_queue(template: Template) -> None:
     template.has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {
             "source": ["aws.sagemaker"],
             "detail-type": ["SageMaker Processing Job State Change"],
             "detail": {
-                "MonitoringScheduleArn": [{"Fn::GetAtt": [Match.string_like_regexp("DataQualitySchedule"), "MonitoringScheduleArn"]}],
-                "$or": [{"ProcessingJobStatus": ["Failed", "Stopped"]}, {"ExitMessage": [{"prefix": "CompletedWithViolations"}]}],
+                "MonitoringScheduleArn": [
+                    {"Fn::GetAtt": [Match.string_like_regexp("DataQualitySchedule"), "MonitoringScheduleArn"]},
+                    {"Fn::GetAtt": [Match.string_like_regexp("ExplainabilitySchedule"), "MonitoringScheduleArn"]},
+                ],
+                "ProcessingJobStatus": ["Completed", "Failed", "Stopped"],
             },
+        },
+        "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [Match.string_like_regexp("RunEventsQueue"), "Arn"]},
+                                       "DeadLetterConfig": Match.any_value(), "RetryPolicy": Match.any_value()})],
+    })  # fmt: skip
+    functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": "lambdas.monitoring_runs.handler.handler"}})
+    [function] = functions.values()
+    schedules = json.loads(function["Properties"]["Environment"]["Variables"]["SCHEDULES"])
+    assert schedules == {
+        "mlloop-dev-data-quality": {"monitor": "data-quality", "endpoint": "mlloop-dev"},
+        "mlloop-dev-explainability": {"monitor": "explainability", "endpoint": "mlloop-dev"},
+    }
+
+
+def test_runs_with_violations_or_failures_notify_the_alert_topic(dev_app, template: Template) -> None:
+    template.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {
+            "source": ["mlloop.monitoring"],
+            "detail-type": ["Monitoring Run Ended"],
+            "detail": {"outcome": ["CompletedWithViolations", "Failed", "Stopped"]},
         },
         "Targets": [Match.object_like({"InputTransformer": Match.any_value()})],
     })
@@ -151,6 +204,23 @@ def test_runs_with_violations_or_failures_notify_the_alert_topic(dev_app, templa
     policies = dev_app.template("serving").find_resources("AWS::SNS::TopicPolicy")
     statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
     assert any(s.get("Principal") == {"Service": "events.amazonaws.com"} and s["Action"] == "sns:Publish" for s in statements)
+
+
+def test_a_schedule_that_stops_running_raises_an_alarm(template: Template) -> None:
+    template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(1 hour)", "Targets": [Match.object_like({"Arn": Match.any_value()})]})
+    alarms = {k: a for k, a in template.find_resources("AWS::CloudWatch::Alarm").items() if a["Properties"].get("MetricName") == "MonitoringScheduleOverdue"}
+    dimensions = sorted(tuple(sorted((d["Name"], d["Value"]) for d in a["Properties"]["Dimensions"])) for a in alarms.values())
+    assert dimensions == [
+        (("Schedule", "mlloop-dev-data-quality"), ("service", "mlloop-dev-monitoring-runs")),
+        (("Schedule", "mlloop-dev-explainability"), ("service", "mlloop-dev-monitoring-runs")),
+    ]
+    for alarm in alarms.values():
+        props = alarm["Properties"]
+        assert (props["Namespace"], props["Period"], props["Statistic"]) == ("MlLoop", 3600, "Maximum")
+        assert props["TreatMissingData"] == "breaching" and props["EvaluationPeriods"] == 2 and len(props["AlarmActions"]) == 1
+    # The watchdog's function is the one whose service the alarm names (Powertools adds it as a dimension).
+    [watchdog] = template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": "lambdas.monitoring_runs.handler.watchdog"}}).values()
+    assert watchdog["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "mlloop-dev-monitoring-runs"
 
 
 def test_job_role_wildcards_are_exactly_the_explained_ones(dev_app, template: Template) -> None:
@@ -167,3 +237,131 @@ def test_job_role_wildcards_are_exactly_the_explained_ones(dev_app, template: Te
     assert star == ["cloudwatch:PutMetricData", "ecr:GetAuthorizationToken"]
     [metrics] = [s for s in statements if s["Action"] == "cloudwatch:PutMetricData"]
     assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "*aws/sagemaker/*"}}
+
+
+# --- explainability (Clarify) ------------------------------------------------------------------
+
+def _explainability_request(template: Template) -> dict:
+    [baseline] = template.find_resources("Custom::ExplainabilityBaseline").values()
+    parts = baseline["Properties"]["Request"]["Fn::Join"][1]
+    return json.loads("".join(part if isinstance(part, str) else MARK for part in parts))
+
+
+def _sdk_clarify(features: list[str], baseline: list, *, json_lines: bool = False) -> tuple[dict, dict, dict]:
+    """What the SDK's ModelExplainabilityMonitor sends for the same model and settings: the
+    baselining job request, its analysis config and the monitoring analysis config."""
+    from sagemaker.core import clarify as sdk
+    from sagemaker.core.model_monitor import ExplainabilityAnalysisConfig, ModelExplainabilityMonitor
+
+    client, monitor = _sdk_monitor(ModelExplainabilityMonitor)
+    if json_lines:
+        data = sdk.DataConfig(s3_data_input_path="s3://d/train.jsonl", s3_output_path="s3://m/out", features="features", label="label",
+                              headers=[*features, "label"], dataset_type="application/jsonlines")  # fmt: skip
+        model = sdk.ModelConfig(model_name=MARK, instance_type="ml.m5.xlarge", instance_count=1, content_type="application/jsonlines",
+                                accept_type="application/jsonlines", content_template='{"features":$features}')  # fmt: skip
+        scores = sdk.ModelPredictedLabelConfig(label="score", label_headers=["benign"])
+    else:
+        data = sdk.DataConfig(s3_data_input_path="s3://d/train.csv", s3_output_path="s3://m/out", label="label", headers=["label", *features], dataset_type="text/csv")
+        model = sdk.ModelConfig(model_name=MARK, instance_type="ml.m5.xlarge", instance_count=1, content_type="text/csv", accept_type="text/csv")
+        scores = sdk.ModelPredictedLabelConfig(label_headers=["benign"])
+    shap = sdk.SHAPConfig(baseline=baseline, num_samples=100, agg_method="mean_abs", use_logit=False, save_local_shap_values=False)
+    uploaded = {}
+    with mock.patch("sagemaker.core.clarify._upload_analysis_config", side_effect=lambda path, prefix, *_: uploaded.setdefault("config", json.load(open(path))) and f"{prefix}/analysis_config.json"):
+        monitor._create_baselining_processor().run_explainability(data_config=data, model_config=model, explainability_config=shap, model_scores=scores, wait=False, logs=False, job_name="job", kms_key=None)
+    monitoring = ExplainabilityAnalysisConfig(explainability_config=shap, model_config=model, headers=list(features), label_headers=["benign"])._to_dict()
+    return client.create_processing_job.call_args.kwargs, uploaded["config"], monitoring
+
+
+def test_shap_baseline_is_the_mean_of_the_training_features(template: Template) -> None:
+    import csv
+    import statistics
+
+    [baseline] = _explainability_request(template)["Documents"]["AnalysisConfig"]["Body"]["methods"]["shap"]["baseline"]
+    with default_model.TRAIN_CSV.open() as handle:
+        columns = list(zip(*([float(v) for v in row[1:]] for row in csv.reader(handle)), strict=True))
+    assert len(baseline) == len(default_model.FEATURE_NAMES) == len(columns)
+    assert baseline == pytest.approx([statistics.fmean(c) for c in columns], rel=1e-5)
+
+
+def test_explainability_baseline_job_and_configs_are_what_the_sdk_builds(template: Template) -> None:
+    from sagemaker.core.clarify import ANALYSIS_CONFIG_SCHEMA_V1_0
+
+    ours = _explainability_request(template)
+    documents = ours.pop("Documents")
+    baselining, monitoring = documents["AnalysisConfig"]["Body"], documents["MonitoringConfig"]["Body"]
+    sdk_request, sdk_baselining, sdk_monitoring = _sdk_clarify(list(default_model.FEATURE_NAMES), baselining["methods"]["shap"]["baseline"])
+    assert baselining == sdk_baselining
+    assert monitoring == sdk_monitoring
+    ANALYSIS_CONFIG_SCHEMA_V1_0.validate(baselining)
+    assert len(monitoring["headers"]) == len(default_model.FEATURE_NAMES) and "label" not in monitoring["headers"]
+    assert documents["AnalysisConfig"]["Input"] == "analysis_config" and "Input" not in documents["MonitoringConfig"]
+    without_uri = lambda items, field: [{**i, field: {k: v for k, v in i[field].items() if k != "S3Uri"}} for i in items]  # noqa: E731
+    assert without_uri(ours["ProcessingInputs"], "S3Input") == without_uri(sdk_request["ProcessingInputs"], "S3Input")
+    assert without_uri(ours["ProcessingOutputConfig"]["Outputs"], "S3Output") == without_uri(sdk_request["ProcessingOutputConfig"]["Outputs"], "S3Output")
+    assert ours["ProcessingResources"] == sdk_request["ProcessingResources"]
+    assert ours["StoppingCondition"] == sdk_request["StoppingCondition"]
+    assert "Environment" not in ours and "Environment" not in sdk_request  # Clarify takes no environment
+    assert ours["NetworkConfig"] == {"EnableInterContainerTrafficEncryption": True}
+
+
+def test_json_lines_models_get_a_content_template_and_endpoint_attributes(tmp_path) -> None:
+    model = {"content_type": "application/jsonlines", "score_path": "score", "features_path": "features"}
+    built = build_app(tmp_path, environment={"model": model, "review": {"enabled": False}})
+    template = built.template("monitoring")
+    documents = _explainability_request(template)["Documents"]
+    baselining = documents["AnalysisConfig"]["Body"]
+    _, sdk_baselining, sdk_monitoring = _sdk_clarify(list(default_model.FEATURE_NAMES), baselining["methods"]["shap"]["baseline"], json_lines=True)
+    assert baselining == sdk_baselining and documents["MonitoringConfig"]["Body"] == sdk_monitoring
+    assert baselining["predictor"]["content_template"].count("$features") == 1
+    assert baselining["methods"]["shap"]["baseline"][0].keys() == {"features"}  # a record in the dataset's format
+    template.has_resource_properties("AWS::SageMaker::ModelExplainabilityJobDefinition", {
+        "ModelExplainabilityJobInput": {"EndpointInput": Match.object_like({"FeaturesAttribute": "features", "InferenceAttribute": "score"})},
+    })
+
+
+def test_clarify_image_is_the_sdks_for_each_region(template: Template) -> None:
+    from sagemaker.core import image_uris
+
+    mappings = template.to_json()["Mappings"]
+    [regions] = [m for name, m in mappings.items() if name.startswith("ExplainabilityClarifyImage")]
+    for region in ("eu-west-1", "us-east-1", "ap-southeast-2"):
+        assert regions[region]["uri"] == image_uris.retrieve("clarify", region, image_scope="processing")
+
+
+def test_explainability_job_definition_reads_the_baselines_config_and_constraints(template: Template) -> None:
+    [definition] = template.find_resources("AWS::SageMaker::ModelExplainabilityJobDefinition").values()
+    props = definition["Properties"]
+    assert "JobDefinitionName" not in props
+    app = props["ModelExplainabilityAppSpecification"]
+    resource, attribute = app["ConfigUri"]["Fn::GetAtt"]
+    assert resource.startswith("ExplainabilityBaseline") and attribute == "MonitoringConfigS3Uri"
+    assert app["Environment"] == {"publish_cloudwatch_metrics": "Enabled"}
+    attribute, suffix = props["ModelExplainabilityBaselineConfig"]["ConstraintsResource"]["S3Uri"]["Fn::Join"][1]
+    assert attribute["Fn::GetAtt"][1] == "OutputS3Uri" and suffix == "/analysis.json"
+    assert props["NetworkConfig"] == {"EnableInterContainerTrafficEncryption": True}
+    assert "KmsKeyId" in props["ModelExplainabilityJobOutputConfig"] and "VolumeKmsKeyId" in props["JobResources"]["ClusterConfig"]
+    endpoint_input = props["ModelExplainabilityJobInput"]["EndpointInput"]
+    assert "FeaturesAttribute" not in endpoint_input and "InferenceAttribute" not in endpoint_input  # CSV: one score per line
+    parameter = template.to_json()["Parameters"]["ExplainabilitySchedule"]
+    assert parameter["Default"] == "cron(0 0 ? * * *)"
+    template.has_resource_properties("AWS::SageMaker::MonitoringSchedule", {
+        "MonitoringScheduleName": "mlloop-dev-explainability",
+        "MonitoringScheduleConfig": {"MonitoringType": "ModelExplainability", "ScheduleConfig": {"ScheduleExpression": {"Ref": "ExplainabilitySchedule"}},
+                                     "MonitoringJobDefinitionName": Match.any_value()},
+    })  # fmt: skip
+
+
+def test_clarify_role_may_run_only_its_shadow_endpoints_of_the_served_model(dev_app, template: Template) -> None:
+    from stacks.compliance import wildcard_findings
+
+    role = dev_app.monitoring.explainability.role
+    policy = dev_app.monitoring.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
+    statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+    [shadow] = [s for s in statements if "sagemaker:CreateEndpoint" in s["Action"]]
+    resources = json.dumps(shadow["Resource"])
+    assert ":endpoint/sm-clarify-*" in resources and ":endpoint-config/sm-clarify-config*" in resources
+    assert "sagemaker:InvokeEndpoint" in shadow["Action"] and "sagemaker:CreateModel" not in shadow["Action"]
+    [describe] = [s for s in statements if s["Action"] == "sagemaker:DescribeModel"]
+    assert "*" not in json.dumps(describe["Resource"])  # the served model only
+    findings = wildcard_findings(statements)
+    assert sum("sm-clarify" in f for f in findings) == 2 and not any(f.endswith(":endpoint/*") for f in findings)

@@ -1,0 +1,1 @@
+"""Monitoring runs -> "Monitoring Run Ended" events and metrics; a watchdog for schedules that stop running."""
