@@ -274,8 +274,13 @@ class AppConfig:
     def retain_data(self) -> bool:
         return self.removal_policy == "retain"
 
+    @property
+    def prefix(self) -> str:
+        """``<app_name>-<env>``: the start of every stack, schedule, job and function name."""
+        return f"{self.app_name}-{self.environment}"
+
     def stack_name(self, part: str) -> str:
-        return f"{self.app_name}-{self.environment}-{part}"
+        return f"{self.prefix}-{part}"
 
 
 def _parse_model(s: _Section) -> ModelConfig:

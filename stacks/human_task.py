@@ -50,7 +50,7 @@ class HumanTask(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         review = config.review
-        prefix = f"{config.app_name}-{config.environment}"
+        prefix = config.prefix
         content = template_text(template)
         ui_hash = hashlib.sha256(content.encode()).hexdigest()[:12]
         self.task_ui = sagemaker.CfnHumanTaskUi(

@@ -155,7 +155,7 @@ class BaselineJobs(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, key: kms.IKey, layer: lambda_.ILayerVersion, monitoring_bucket: s3.IBucket) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.prefix = config.stack_name("").rstrip("-")
+        self.prefix = config.prefix
         self.provider = WaitingProvider(
             self,
             "Provider",
@@ -254,7 +254,7 @@ class DataQualityMonitor(_Monitor):
     ) -> None:
         super().__init__(scope, construct_id)
         dq, network = config.monitoring.data_quality, config.monitoring.network
-        prefix = config.stack_name("").rstrip("-")
+        prefix = config.prefix
         self.image = ContainerImage.from_sdk(self, "AnalyzerImage", framework="model-monitor")
         readable = [capture_bucket.arn_for_objects(f"{capture_prefix}/*")]
         if dq.computes_baseline:
@@ -408,7 +408,7 @@ class ExplainabilityMonitor(_Monitor):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         ex, network, model = config.monitoring.explainability, config.monitoring.network, config.model
-        prefix = config.stack_name("").rstrip("-")
+        prefix = config.prefix
         self.image = ContainerImage.from_sdk(self, "ClarifyImage", framework="clarify", image_scope="processing")
         self.job_role = MonitoringRole(
             self,

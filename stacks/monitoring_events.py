@@ -51,7 +51,7 @@ class MonitoringEvents(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        prefix = f"{config.app_name}-{config.environment}"
+        prefix = config.prefix
         self.event_source = f"{config.app_name}.monitoring"
         self.monitor_kinds = [monitor.kind for monitor in monitors]
         schedules = {monitor.schedule_name: {"monitor": monitor.kind, "endpoint": endpoint_name} for monitor in monitors}

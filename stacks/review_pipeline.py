@@ -51,7 +51,7 @@ class ReviewPipeline(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         review, key = config.review, storage.key
-        prefix = f"{config.app_name}-{config.environment}"
+        prefix = config.prefix
         review_bucket, labels_bucket = storage.buckets["review"], storage.buckets["labels"]
         common = {"key": key, "layer": layer, "retain_logs": config.retain_data}
         timeout = Duration.minutes(5)
