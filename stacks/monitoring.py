@@ -24,6 +24,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from lambdas.shared.aws import split_s3_uri
 from stacks import aws_facts, clarify
 from stacks.compliance import acknowledge, acknowledge_wildcards
 from stacks.config import AppConfig, MonitorJobConfig, NetworkConfig
@@ -57,12 +58,8 @@ def baseline_environment(has_header: bool) -> dict[str, str]:
 
 
 def s3_object_arn(uri: str) -> str:
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(uri)
     return f"arn:{Aws.PARTITION}:s3:::{bucket}/{key}"
-
-
-def s3_bucket_arn(uri: str) -> str:
-    return f"arn:{Aws.PARTITION}:s3:::{uri.removeprefix('s3://').split('/', 1)[0]}"
 
 
 def network_request(network: NetworkConfig) -> dict:

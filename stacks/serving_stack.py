@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from lambdas.shared.aws import split_s3_uri
 from stacks.alerts import AlertTopic
 from stacks.bundled_model import BundledModel
 from stacks.config import AppConfig
@@ -57,7 +58,7 @@ class ServingStack(Stack):
             )
             model_bucket, model_key = storage.models, self.bundled_model.model_key
         else:
-            bucket_name, model_key = config.model.artifact_s3_uri.removeprefix("s3://").split("/", 1)
+            bucket_name, model_key = split_s3_uri(config.model.artifact_s3_uri)
             model_bucket = s3.Bucket.from_bucket_name(self, "ModelArtifactBucket", bucket_name)
 
         self.inference = ModelEndpoint(
