@@ -9,6 +9,7 @@ from stacks import config as app_config
 from stacks.compliance import register_rule_packs
 from stacks.dashboard_stack import DashboardStack
 from stacks.monitoring_stack import MonitoringStack
+from stacks.retraining_stack import RetrainingStack
 from stacks.review_stack import ReviewStack
 from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
@@ -19,6 +20,7 @@ class Stacks(NamedTuple):
     serving: ServingStack
     monitoring: MonitoringStack | None
     review: ReviewStack | None
+    retraining: RetrainingStack | None
     dashboard: DashboardStack
 
 
@@ -43,9 +45,22 @@ def build(app: App) -> Stacks:
         if config.review.enabled
         else None
     )
+    retraining = (
+        stack(
+            RetrainingStack,
+            "Retraining",
+            "EventBridge triggers and the Step Functions retraining that redeploys the model",
+            storage=storage,
+            serving=serving,
+            monitoring=monitoring,
+            review=review,
+        )
+        if config.retraining.enabled
+        else None
+    )
     dashboard = stack(DashboardStack, "Operations", "CloudWatch dashboard of the whole loop", serving=serving, monitoring=monitoring, review=review)
     register_rule_packs(app)
-    return Stacks(storage, serving, monitoring, review, dashboard)
+    return Stacks(storage, serving, monitoring, review, retraining, dashboard)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,25 @@ from stacks.ops_parameters import OpsParameters
 class AlertTopic(Construct):
     """KMS-encrypted, SSL-only SNS topic with an optional e-mail subscription (``AlertEmail``)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, parameters: OpsParameters, key: kms.IKey, display_name: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        parameters: OpsParameters,
+        key: kms.IKey,
+        display_name: str,
+        parameter: str = "AlertEmail",
+        group: str = "Alerts",
+        label: str = "Alert e-mail (optional)",
+        what: str = "the alert topic (dead-letter queues, drift, failed runs)",
+    ) -> None:
         super().__init__(scope, construct_id)
         email = parameters.add(
-            "AlertEmail",
-            group="Alerts",
-            label="Alert e-mail (optional)",
-            description="E-mail address subscribed to the alert topic (dead-letter queues, drift, failed runs). Leave empty for none.",
+            parameter,
+            group=group,
+            label=label,
+            description=f"E-mail address subscribed to {what}. Leave empty for none.",
             type="String",
             default="",
             allowed_pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",

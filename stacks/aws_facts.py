@@ -137,3 +137,54 @@ ENDPOINT_METRICS_NAMESPACE = "AWS/SageMaker"
 # https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html#cloudwatch-metrics-endpoint-instance
 ENDPOINT_INSTANCE_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
 
+
+
+def training_instance_types() -> tuple[str, ...]:
+    """Instance types a training job accepts: botocore's ``TrainingInstanceType`` enum."""
+    return tuple(_sagemaker_model().shape_for("TrainingInstanceType").enum)
+
+
+# CreateTrainingJob StoppingCondition.MaxRuntimeInSeconds: the default quota is 5 days
+# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html).
+TRAINING_MAX_RUNTIME = 432_000
+
+# EventBridge schedule expressions: rate(value unit) or a six-field cron.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-scheduled-rule-pattern.html
+EVENTBRIDGE_SCHEDULE_PATTERN = re.compile(r"rate\([1-9]\d* (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\)")
+
+# constraint_violations.json ``check_type`` values: Model Monitor's data-quality checks
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-interpreting-violations.html)
+# and Clarify's feature-attribution drift check (clarify-model-monitor-feature-attribution-drift-violations).
+VIOLATION_CHECK_TYPES = (
+    "data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
+    "extra_column_check", "categorical_values_check", "feature_attribution_drift_check",
+)  # fmt: skip
+
+# CloudWatch alarm transitions reach EventBridge once per change of state (not per evaluation):
+# source aws.cloudwatch, detail-type "CloudWatch Alarm State Change", detail.alarmName, detail.state.value.
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html
+CLOUDWATCH_EVENT_SOURCE = "aws.cloudwatch"
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+
+# Step Functions execution events: source aws.states, detail-type "Step Functions Execution Status
+# Change", detail.stateMachineArn, detail.executionArn, detail.status (RUNNING, SUCCEEDED, FAILED,
+# TIMED_OUT, ABORTED, PENDING_REDRIVE). https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html
+STATES_EVENT_SOURCE = "aws.states"
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+EXECUTION_ENDED_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+# EventBridge scheduled rules: source aws.events, detail-type "Scheduled Event".
+SCHEDULED_EVENT_SOURCE = "aws.events"
+SCHEDULED_EVENT = "Scheduled Event"
+
+# The managed rules Step Functions creates to learn that a SageMaker job ended (``.sync``); its role
+# needs events:PutTargets/PutRule/DescribeRule on them.
+# https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html
+SFN_SAGEMAKER_SYNC_RULES = {
+    "training": "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+    "processing": "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
+}
+
+# Step Functions task tokens and execution names: StartExecution ``name`` is 1-80 characters of
+# letters, digits, - and _ (botocore stepfunctions ``Name``).
+EXECUTION_NAME_MAX = 80

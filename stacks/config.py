@@ -93,12 +93,23 @@ class _Section:
             raise ConfigError(f"{path}: {value!r} is not allowed; allowed values: true, false")
         return value
 
-    def names(self, key: str, default: tuple[str, ...], *, pattern: re.Pattern[str], rule: str, allow_empty: bool = False) -> tuple[str, ...]:
+    def names(
+        self,
+        key: str,
+        default: tuple[str, ...],
+        *,
+        pattern: re.Pattern[str] | None = None,
+        rule: str = "",
+        allowed_from: tuple[str, ...] | None = None,
+        allow_empty: bool = False,
+    ) -> tuple[str, ...]:
         path, value = self._take(key, default)
         if not isinstance(value, (list, tuple)) or not (value or allow_empty):
             raise ConfigError(f"{path}: must be a non-empty list of names, got {value!r}")
         for item in value:
-            if not isinstance(item, str) or not pattern.fullmatch(item):
+            if allowed_from is not None and item not in allowed_from:
+                raise ConfigError(f"{path}: {item!r} is not allowed; allowed values: {', '.join(allowed_from)}")
+            if pattern is not None and (not isinstance(item, str) or not pattern.fullmatch(item)):
                 raise ConfigError(f"{path}: {item!r} is not valid; each name must be {rule}")
         if len(set(value)) != len(value):
             duplicates = sorted({v for v in value if value.count(v) > 1})
@@ -258,6 +269,35 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RetrainingConfig:
+    """EventBridge -> Step Functions retraining on the original data plus the reviewers' labels (seed 004)."""
+
+    enabled: bool
+    training_data_s3_uri: str | None  # None: the bundled model's training CSV (label first, no header)
+    training_image_uri: str | None  # None: the SDK's training image for model.framework/framework_version
+    hyperparameters: Mapping[str, str]
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_seconds: int
+    validation_percentage: int  # of records, chosen by a hash of each record, so stable across runs
+    objective_metric: str  # a FinalMetricDataList name, e.g. validation:logloss
+    objective_goal: str  # minimize | maximize
+    tolerance: float  # promote if the new metric is worse by at most this much
+    label_threshold: int  # new labels since the last training that start a run
+    drift_alarms: bool  # a drift alarm entering ALARM starts a run
+    violation_check_types: tuple[str, ...]  # Monitoring Run Ended violations that start a run
+    schedule: str | None  # an EventBridge rate()/cron() that starts a run, or None
+    cooldown_hours: int  # drift triggers within this long of the last run's start are recorded, not run
+    manual_approval: bool
+    approval_timeout_hours: int
+    deployment: str  # all_at_once | canary
+    canary_percentage: int
+    bake_minutes: int  # blue/green: watch the rollback alarms this long before the old fleet goes
+    timeout_hours: int  # the whole execution
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppConfig:
     environment: str
     app_name: str
@@ -269,6 +309,7 @@ class AppConfig:
     capture: CaptureConfig
     review: ReviewConfig
     monitoring: MonitoringConfig
+    retraining: RetrainingConfig
 
     @property
     def retain_data(self) -> bool:
@@ -498,6 +539,57 @@ def _parse_monitoring(s: _Section, model: ModelConfig) -> MonitoringConfig:
     return monitoring
 
 
+def _parse_retraining(s: _Section, model: ModelConfig) -> RetrainingConfig:
+    data = _s3_uri(s, "training_data_s3_uri")
+    image = s.string("training_image_uri", None, pattern=_IMAGE_URI, rule="an ECR image URI with a tag or digest")
+    enabled = s.boolean("enabled", True)
+    if enabled and not model.is_bundled and data is None:
+        raise s.error("training_data_s3_uri", "required with your own model (model.artifact_s3_uri): retraining adds the labels to it; or set enabled to false")
+    if enabled and model.image_uri is not None and image is None:
+        raise s.error("training_image_uri", "required when model.image_uri names your own serving image; or set enabled to false")
+    path, raw_parameters = s._take("hyperparameters", dict(default_model.HYPERPARAMETERS))
+    if not isinstance(raw_parameters, Mapping) or not raw_parameters or len(raw_parameters) > 100:
+        raise ConfigError(f"{path}: must be a mapping of 1-100 hyperparameter names to values, got {raw_parameters!r}")
+    hyperparameters = {}
+    for name, value in raw_parameters.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not re.fullmatch(r"[^\s]{1,256}", str(value)):
+            raise ConfigError(f"{path}.{name}: must be a string or number of 1-256 characters, got {value!r}")
+        hyperparameters[str(name)] = str(value)
+    instance_type = s.string("instance_type", "ml.m5.xlarge", pattern=_INSTANCE_TYPE, rule="of the form ml.<family>.<size>")
+    if instance_type not in aws_facts.training_instance_types():
+        raise s.error("instance_type", f"{instance_type!r} is not a SageMaker training instance type (see TrainingInstanceType)")
+    schedule = s.string("schedule", None, pattern=aws_facts.EVENTBRIDGE_SCHEDULE_PATTERN, rule="an EventBridge rate(...) or cron(...) expression")
+    check_types = s.names("violation_check_types", ("baseline_drift_check",), allowed_from=aws_facts.VIOLATION_CHECK_TYPES, allow_empty=True)
+    deployment = s.string("deployment", "all_at_once", allowed=("all_at_once", "canary"))
+    config = RetrainingConfig(
+        enabled=enabled,
+        training_data_s3_uri=data,
+        training_image_uri=image,
+        hyperparameters=hyperparameters,
+        instance_type=instance_type,
+        instance_count=s.integer("instance_count", 1, low=1, high=100),
+        volume_size_gb=s.integer("volume_size_gb", 30, low=1, high=16_384),
+        max_runtime_seconds=s.integer("max_runtime_seconds", 3_600, low=60, high=aws_facts.TRAINING_MAX_RUNTIME),
+        validation_percentage=s.integer("validation_percentage", 20, low=1, high=50),
+        objective_metric=s.string("objective_metric", "validation:logloss", pattern=re.compile(r".+"), rule="a metric name the training job reports"),
+        objective_goal=s.string("objective_goal", "minimize", allowed=("minimize", "maximize")),
+        tolerance=s.number("tolerance", 0.01, low=0.0, high=1e9),
+        label_threshold=s.integer("label_threshold", 50, low=1, high=10_000_000),
+        drift_alarms=s.boolean("drift_alarms", True),
+        violation_check_types=check_types,
+        schedule=schedule,
+        cooldown_hours=s.integer("cooldown_hours", 24, low=0, high=24 * 30),
+        manual_approval=s.boolean("manual_approval", False),
+        approval_timeout_hours=s.integer("approval_timeout_hours", 24, low=1, high=24 * 7),
+        deployment=deployment,
+        canary_percentage=s.integer("canary_percentage", 10, low=1, high=99),
+        bake_minutes=s.integer("bake_minutes", 10, low=0, high=60),
+        timeout_hours=s.integer("timeout_hours", 12, low=1, high=24 * 7),
+    )
+    s.done()
+    return config
+
+
 def parse_environment(environment: str, raw: Any) -> AppConfig:
     """Build the configuration of one environment from its ``cdk.json`` entry."""
     s = _Section(raw, f"environments.{environment}")
@@ -514,6 +606,7 @@ def parse_environment(environment: str, raw: Any) -> AppConfig:
         capture=s.section("capture", _parse_capture),
         review=s.section("review", lambda r: _parse_review(r, model.label_names)),
         monitoring=s.section("monitoring", lambda m: _parse_monitoring(m, model)),
+        retraining=s.section("retraining", lambda r: _parse_retraining(r, model)),
     )
     s.done()
     if config.region is not None and config.region.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, Size
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -128,6 +128,7 @@ class AppFunction(Construct):
         timeout: Duration,
         memory_size: int = 256,
         reserved_concurrency: int | None = None,
+        ephemeral_storage_mib: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.service = service
@@ -150,6 +151,7 @@ class AppFunction(Construct):
             timeout=timeout,
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrency,
+            ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mib) if ephemeral_storage_mib else None,
         )
         ignore_redundant_role_dependency(self.function)
         key.grant_decrypt(self.role)  # the environment is encrypted with the app's key

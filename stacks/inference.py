@@ -42,6 +42,7 @@ class ModelEndpoint(Construct):
         super().__init__(scope, construct_id)
         endpoint_cfg = config.endpoint
         self.endpoint_name = endpoint_cfg.name
+        self.image_uri = image.uri
         self.variant_name = endpoint_cfg.variant_name
         self.capture_s3_uri = f"s3://{capture_bucket.bucket_name}/{CAPTURE_PREFIX}"
 

@@ -45,6 +45,9 @@ CLARIFY_OUTPUT_NAME = "analysis_result"
 DATA_QUALITY_PREFIX = "data-quality"
 EXPLAINABILITY_PREFIX = "explainability"
 METRICS_ENVIRONMENT = {"publish_cloudwatch_metrics": "Enabled"}
+# Job definitions read their baselines from fixed files under <monitor prefix>/current/, which the
+# baseline custom resource and each promoting retraining replace (job definitions are create-only).
+CURRENT = "current"
 
 
 def baseline_environment(has_header: bool) -> dict[str, str]:
@@ -171,9 +174,15 @@ class BaselineJobs(Construct):
         # Clarify's analysis configs are written next to the job's output before it starts.
         self.provider.on_event.allow(["s3:PutObject"], [monitoring_bucket.arn_for_objects(f"{EXPLAINABILITY_PREFIX}/baselines/*")])
         self.provider.on_event.allow(["kms:GenerateDataKey"], [key.key_arn])
+        # Completed baselines are copied into each monitor's current/ files (the CR's Publish).
+        monitors = (DATA_QUALITY_PREFIX, EXPLAINABILITY_PREFIX)
+        self.provider.is_complete.allow(["s3:GetObject"], [monitoring_bucket.arn_for_objects(f"{m}/baselines/*") for m in monitors])
+        self.provider.is_complete.allow(["s3:PutObject"], [monitoring_bucket.arn_for_objects(f"{m}/{CURRENT}/*") for m in monitors])
+        self.provider.is_complete.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
         self.provider.acknowledge_wildcards(
             f"Baseline jobs are named {self.prefix}-<monitor>-baseline-<hash> at deploy time, so the name is known only "
-            "as a prefix; the analysis configs go under the job's own output prefix; log-stream names are chosen by Lambda."
+            "as a prefix; the analysis configs go under the job's own output prefix and baselines are copied from there to "
+            "the monitors' current/ files; log-stream names are chosen by Lambda."
         )
 
     def run(self, scope: Construct, construct_id: str, *, resource_type: str, request: dict, role: iam.IRole):
@@ -248,6 +257,7 @@ class DataQualityMonitor(_Monitor):
         key: kms.IKey,
         alarm_topic: sns.ITopic,
         schedule_expression: str,
+        retraining_data_arn: str | None,
     ) -> None:
         super().__init__(scope, construct_id)
         dq, network = config.monitoring.data_quality, config.monitoring.network
@@ -255,7 +265,7 @@ class DataQualityMonitor(_Monitor):
         self.image = ContainerImage.from_sdk(self, "AnalyzerImage", framework="model-monitor")
         readable = [capture_bucket.arn_for_objects(f"{capture_prefix}/*")]
         if dq.computes_baseline:
-            readable.append(dataset_object_arn)
+            readable.extend(arn for arn in (dataset_object_arn, retraining_data_arn) if arn)
         readable_buckets = [capture_bucket.bucket_arn]
         for uri in (dq.baseline_statistics_s3_uri, dq.baseline_constraints_s3_uri, dq.record_preprocessor_s3_uri, dq.post_analytics_processor_s3_uri):
             if uri is not None:
@@ -308,10 +318,13 @@ class DataQualityMonitor(_Monitor):
                 "StoppingCondition": {"MaxRuntimeInSeconds": dq.max_runtime_seconds},
                 "NetworkConfig": network_request(network),
             }
-            self.baseline = baselines.run(self, "Baseline", resource_type="Custom::DataQualityBaseline", request=request, role=self.role)
-            output = self.baseline.get_att_string("OutputS3Uri")
-            statistics, constraints = f"{output}/statistics.json", f"{output}/constraints.json"
+            current = f"s3://{monitoring_bucket.bucket_name}/{DATA_QUALITY_PREFIX}/{CURRENT}"
+            publish = {"statistics.json": f"{current}/statistics.json", "constraints.json": f"{current}/constraints.json"}
+            self.baseline_template = {"request": request, "datasetInput": BASELINE_INPUT_NAME, "publish": publish}
+            self.baseline = baselines.run(self, "Baseline", resource_type="Custom::DataQualityBaseline", request={**request, "Publish": publish}, role=self.role)
+            statistics, constraints = publish["statistics.json"], publish["constraints.json"]
         else:
+            self.baseline_template = None  # your fixed baseline files: retraining leaves them alone
             statistics, constraints = dq.baseline_statistics_s3_uri, dq.baseline_constraints_s3_uri
         self.statistics_s3_uri, self.constraints_s3_uri = statistics, constraints
 
@@ -341,6 +354,8 @@ class DataQualityMonitor(_Monitor):
             stopping_condition=definition.StoppingConditionProperty(max_runtime_in_seconds=dq.max_runtime_seconds),
         )
         self.job_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        if dq.computes_baseline:
+            self.job_definition.node.add_dependency(self.baseline)  # current/ holds its files from now on
         self.schedule_name = f"{prefix}-data-quality"
         self.schedule = monitoring_schedule(
             self,
@@ -353,6 +368,7 @@ class DataQualityMonitor(_Monitor):
 
         period = Duration.seconds(aws_facts.MONITORING_CADENCES[dq.schedule])
         self.drift_threshold = dq.drift_threshold
+        self.drift_alarm_prefix = f"{prefix}-drift-"  # retraining's rule matches alarm names on it
         self.drift_metrics: dict[str, cloudwatch.Metric] = {}
         self.drift_alarms = []
         for feature in config.model.feature_names:
@@ -366,6 +382,7 @@ class DataQualityMonitor(_Monitor):
             alarm = cloudwatch.Alarm(
                 self,
                 f"Drift{feature}",
+                alarm_name=f"{self.drift_alarm_prefix}{feature}",
                 alarm_description=f"Data drift on feature {feature}: the data-quality run's baseline drift distance passed the threshold.",
                 metric=metric,
                 threshold=dq.drift_threshold,
@@ -401,6 +418,7 @@ class ExplainabilityMonitor(_Monitor):
         monitoring_bucket: s3.IBucket,
         key: kms.IKey,
         schedule_expression: str,
+        retraining_data_arn: str | None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -415,7 +433,7 @@ class ExplainabilityMonitor(_Monitor):
             key=key,
             monitoring_bucket=monitoring_bucket,
             output_prefix=EXPLAINABILITY_PREFIX,
-            readable_objects=[dataset_object_arn, capture_bucket.arn_for_objects(f"{capture_prefix}/*")],
+            readable_objects=[arn for arn in (dataset_object_arn, retraining_data_arn) if arn] + [capture_bucket.arn_for_objects(f"{capture_prefix}/*")],
             readable_buckets=[capture_bucket.bucket_arn],
             network=network,
         )
@@ -433,7 +451,10 @@ class ExplainabilityMonitor(_Monitor):
             ),  # fmt: skip
             "Clarify names its temporary shadow endpoints itself, under the sm-clarify- prefix.",
         )
-        self.job_role.allow(iam.PolicyStatement(actions=["sagemaker:DescribeModel"], resources=[stack.format_arn(service="sagemaker", resource="model", resource_name=model_name)]))
+        models = [stack.format_arn(service="sagemaker", resource="model", resource_name=model_name)]
+        if retraining_data_arn:  # retrained models are named <app>-<env>-<execution>
+            models.append(stack.format_arn(service="sagemaker", resource="model", resource_name=f"{prefix}-*"))
+        self.job_role.allow(iam.PolicyStatement(actions=["sagemaker:DescribeModel"], resources=models), "Retrained models are named <app>-<env>-<execution>.")
         self.job_role.acknowledge()
         self.role = self.job_role.role
         self.reports_s3_uri = f"s3://{monitoring_bucket.bucket_name}/{EXPLAINABILITY_PREFIX}/reports"
@@ -467,10 +488,13 @@ class ExplainabilityMonitor(_Monitor):
                 "MonitoringConfig": {"File": "monitoring_analysis_config.json", "Body": clarify.monitoring_config(config, model_name=model_name, baseline=shap_baseline)},
             },
         }
-        self.baseline = baselines.run(self, "Baseline", resource_type="Custom::ExplainabilityBaseline", request=request, role=self.role)
         # The baselining job's analysis.json is the constraints file the monitor compares against.
-        self.constraints_s3_uri = f"{self.baseline.get_att_string('OutputS3Uri')}/analysis.json"
-        self.analysis_config_s3_uri = self.baseline.get_att_string("MonitoringConfigS3Uri")
+        current = f"s3://{monitoring_bucket.bucket_name}/{EXPLAINABILITY_PREFIX}/{CURRENT}"
+        publish = {"analysis.json": f"{current}/analysis.json", request["Documents"]["MonitoringConfig"]["File"]: f"{current}/analysis_config.json"}
+        self.baseline_template = {"request": request, "datasetInput": dataset_name, "publish": publish}
+        self.baseline = baselines.run(self, "Baseline", resource_type="Custom::ExplainabilityBaseline", request={**request, "Publish": publish}, role=self.role)
+        self.constraints_s3_uri = publish["analysis.json"]
+        self.analysis_config_s3_uri = f"{current}/analysis_config.json"
 
         definition = sagemaker.CfnModelExplainabilityJobDefinition
         json_lines = model.content_type == clarify.JSON_LINES
@@ -500,7 +524,7 @@ class ExplainabilityMonitor(_Monitor):
             role_arn=self.role.role_arn,
             stopping_condition=definition.StoppingConditionProperty(max_runtime_in_seconds=ex.max_runtime_seconds),
         )
-        self.job_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        self.job_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"), self.baseline)
         self.schedule_name = f"{prefix}-explainability"
         self.schedule = monitoring_schedule(
             self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, CfnParameter, Stack
 from constructs import Construct
 
+from lambdas.retraining.steps import RETRAINING_PREFIX
 from stacks import aws_facts, clarify, default_model
 from stacks.config import AppConfig, MonitorJobConfig
 from stacks.functions import dependency_layer
@@ -49,6 +50,8 @@ class MonitoringStack(Stack):
             "capture_prefix": f"{CAPTURE_PREFIX}/{endpoint.endpoint_name}",
             "monitoring_bucket": monitoring_bucket,
             "key": key,
+            # Retraining baselines the monitors on its assembled sets (monitoring jobs read them).
+            "retraining_data_arn": storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*") if config.retraining.enabled else None,
         }
         bundled = serving.bundled_model
 
@@ -72,8 +75,8 @@ class MonitoringStack(Stack):
                 schedule_expression=_schedule_parameter(parameters, "DataQualitySchedule", "Data quality monitoring", dq).value_as_string,
             )
             CfnOutput(self, "DataQualityScheduleName", value=self.data_quality.schedule_name, description="Model Monitor data-quality schedule")
-            CfnOutput(self, "DataQualityStatisticsS3Uri", value=self.data_quality.statistics_s3_uri, description="Baseline statistics.json")
-            CfnOutput(self, "DataQualityConstraintsS3Uri", value=self.data_quality.constraints_s3_uri, description="Baseline constraints.json")
+            CfnOutput(self, "DataQualityStatisticsS3Uri", value=self.data_quality.statistics_s3_uri, description="Baseline statistics.json each run reads (retraining replaces it)")
+            CfnOutput(self, "DataQualityConstraintsS3Uri", value=self.data_quality.constraints_s3_uri, description="Baseline constraints.json each run reads (retraining replaces it)")
         if monitoring.explainability.enabled:
             ex = monitoring.explainability
             self.explainability = ExplainabilityMonitor(
@@ -86,8 +89,8 @@ class MonitoringStack(Stack):
                 schedule_expression=_schedule_parameter(parameters, "ExplainabilitySchedule", "Explainability monitoring", ex).value_as_string,
             )
             CfnOutput(self, "ExplainabilityScheduleName", value=self.explainability.schedule_name, description="Clarify explainability schedule")
-            CfnOutput(self, "ExplainabilityBaselineS3Uri", value=self.explainability.constraints_s3_uri, description="Baseline analysis.json (global SHAP values)")
-            CfnOutput(self, "ExplainabilityAnalysisConfigS3Uri", value=self.explainability.analysis_config_s3_uri, description="analysis_config.json each run reads")
+            CfnOutput(self, "ExplainabilityBaselineS3Uri", value=self.explainability.constraints_s3_uri, description="Baseline analysis.json (global SHAP values) each run reads (retraining replaces it)")
+            CfnOutput(self, "ExplainabilityAnalysisConfigS3Uri", value=self.explainability.analysis_config_s3_uri, description="analysis_config.json each run reads (retraining replaces it)")
 
         self.monitors = [monitor for monitor in (self.data_quality, self.explainability) if monitor is not None]
         self.events = MonitoringEvents(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from lambdas.retraining.steps import RETRAINING_PREFIX
 from lambdas.shared.aws import split_s3_uri
 from stacks.alerts import AlertTopic
 from stacks.bundled_model import BundledModel
@@ -72,6 +74,9 @@ class ServingStack(Stack):
             key=storage.key,
             sampling_percentage=sampling.value_as_number,
         )
+        if config.retraining.enabled:
+            # Models the retraining state machine creates read their artefacts from here.
+            self.inference.policy.add_statements(iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*")]))
         if self.bundled_model is not None:
             for deployment in self.bundled_model.deployments:
                 self.inference.model.node.add_dependency(deployment)

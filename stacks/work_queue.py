@@ -5,18 +5,21 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.compliance import acknowledge
 from stacks.functions import AppFunction
 
 # SQS: set the source queue's visibility timeout to at least six times the function's timeout.
 # https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
 VISIBILITY_PER_TIMEOUT = 6
 MAX_RECEIVES = 5
+FIFO_GROUP = "all"  # one group: a FIFO queue's messages are consumed strictly one batch at a time
 
 
 def encrypted_queue(scope: Construct, construct_id: str, *, key: kms.IKey, retention: Duration, **props) -> sqs.Queue:
@@ -29,14 +32,21 @@ def encrypted_queue(scope: Construct, construct_id: str, *, key: kms.IKey, reten
 class WorkQueue(Construct):
     """A KMS-encrypted, SSL-only queue with its dead-letter queue and an alarm at one message."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, key: kms.IKey, consumer_timeout: Duration, alarm_topic: sns.ITopic, purpose: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, key: kms.IKey, consumer_timeout: Duration, alarm_topic: sns.ITopic, purpose: str, fifo: bool = False
+    ) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue", key=key, retention=Duration.days(14))
+        # FIFO (one message group): messages are handled one after another, in order; redelivered
+        # copies within five minutes are dropped (content-based deduplication).
+        ordering = {"fifo": True, "content_based_deduplication": True} if fifo else {}
+        self.fifo = fifo
+        self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue", key=key, retention=Duration.days(14), **ordering)
         self.queue = encrypted_queue(
             self,
             "Queue",
             key=key,
             retention=Duration.days(4),
+            **ordering,
             visibility_timeout=Duration.seconds(consumer_timeout.to_seconds() * VISIBILITY_PER_TIMEOUT),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),
         )
@@ -51,9 +61,32 @@ class WorkQueue(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+        self.undelivered: sqs.Queue | None = None
+        if fifo:
+            # EventBridge's dead-letter queue for a target must be a standard queue.
+            self.undelivered = encrypted_queue(self, "UndeliveredEvents", key=key, retention=Duration.days(14))
+            acknowledge(self.undelivered, "This is a dead-letter queue: EventBridge's, for events it could not deliver to the FIFO queue.", "AwsSolutions-SQS3")
+            undelivered_alarm = cloudwatch.Alarm(
+                self,
+                "UndeliveredAlarm",
+                alarm_description=f"{purpose}: events EventBridge could not deliver to the queue (see the ERROR_CODE attribute); redrive them by hand.",
+                metric=self.undelivered.metric_approximate_number_of_messages_visible(period=Duration.minutes(5), statistic="Maximum"),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            undelivered_alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+
+    def rule_target(self) -> targets.SqsQueue:
+        """An EventBridge target for this queue; undeliverable events are kept, retried for 24 hours first."""
+        if self.fifo:
+            return targets.SqsQueue(self.queue, message_group_id=FIFO_GROUP, dead_letter_queue=self.undelivered, retry_attempts=185)
+        return targets.SqsQueue(self.queue, dead_letter_queue=self.dead_letter_queue, retry_attempts=185)
 
     def consume(self, function: AppFunction, batch_size: int = 10) -> None:
         """``function`` reads this queue in batches and reports partial failures."""
+        window = None if self.fifo else Duration.seconds(5)  # FIFO event sources take no batching window
         function.function.add_event_source(
-            sources.SqsEventSource(self.queue, batch_size=batch_size, max_batching_window=Duration.seconds(5), report_batch_item_failures=True)
+            sources.SqsEventSource(self.queue, batch_size=batch_size, max_batching_window=window, report_batch_item_failures=True)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,16 @@ from aws_cdk.assertions import Template
 
 import app as composition_root
 from stacks.monitoring_stack import MonitoringStack
+from stacks.retraining_stack import RetrainingStack
 from stacks.dashboard_stack import DashboardStack
 from stacks.review_stack import ReviewStack
 from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
+
+# Powertools reads these when a handler module is imported, as it does in Lambda; infra tests
+# import handlers too (the retraining execution test runs them), so they are set before any test.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MlLoopTest")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
 
 ROOT = Path(__file__).resolve().parent.parent
 CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
@@ -30,6 +37,7 @@ class SynthesisedApp:
     serving: ServingStack
     monitoring: MonitoringStack | None
     review: ReviewStack | None
+    retraining: RetrainingStack | None
     operations: DashboardStack
 
     def template(self, stack: str) -> Template:

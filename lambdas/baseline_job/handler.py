@@ -11,6 +11,10 @@ every baseline keeps its own files and a monitor never reads a half-written one.
 ``<output>/<job name>/<File>`` before the job starts; ``Input`` points that processing input at it;
 its URI comes back as the attribute ``<Name>S3Uri`` next to ``OutputS3Uri`` and ``ProcessingJobName``.
 
+``Publish`` (``{"<file under the job's output>": "s3://…"}``) copies files of a completed job to
+fixed URIs: the monitors read their baselines from ``current/`` files that retraining replaces, and
+a job definition (create-only) never has to change when a baseline does.
+
 Job names: ``<prefix>-<hash of the request>-<hash of the CloudFormation request id>``. An
 unchanged request on update keeps the old job (no new baseline); a changed one runs a new job; a
 create retried after a rollback gets a new name (a failed job's name cannot be reused).
@@ -44,6 +48,7 @@ def processing_job_request(properties: dict[str, Any], request_id: str) -> tuple
     """The CreateProcessingJob request and the documents to write first ({name: (uri, body)})."""
     request = json.loads(properties["Request"])
     prefix = request.pop("NamePrefix")
+    request.pop("Publish", None)
     attempt = hashlib.sha256(request_id.encode()).hexdigest()[:ATTEMPT_HASH]
     name = f"{prefix[: NAME_MAX - REQUEST_HASH - ATTEMPT_HASH - 2]}-{request_hash(properties)}-{attempt}"
     for output in request["ProcessingOutputConfig"]["Outputs"]:
@@ -66,10 +71,18 @@ def document_specs(documents: dict[str, Any], output_uri: str) -> dict[str, tupl
     return {name: (f"{output_uri}/{spec['File']}", spec["Body"], spec.get("Input")) for name, spec in documents.items()}
 
 
-def _write_documents(s3: Any, documents: dict[str, tuple[str, Any]]) -> None:
+def write_documents(s3: Any, documents: dict[str, tuple[str, Any]]) -> None:
     for uri, body in documents.values():
         bucket, key = aws.split_s3_uri(uri)
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body, indent=1).encode(), ContentType="application/json")
+
+
+def publish_outputs(s3: Any, output_uri: str, publish: dict[str, str]) -> None:
+    """Copy ``<output_uri>/<file>`` to each destination (server-side, KMS-encrypted as the bucket)."""
+    source_bucket, source_prefix = aws.split_s3_uri(output_uri.rstrip("/") + "/")
+    for file, destination in publish.items():
+        bucket, key = aws.split_s3_uri(destination)
+        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": f"{source_prefix}{file}"})
 
 
 def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None, s3: Any = None) -> dict[str, Any]:
@@ -81,7 +94,7 @@ def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None, 
     if kind == "Update" and f"-{request_hash(event['ResourceProperties'])}-" in event.get("PhysicalResourceId", ""):
         return {"PhysicalResourceId": event["PhysicalResourceId"]}  # same request: keep the baseline
     request, documents = processing_job_request(event["ResourceProperties"], event["RequestId"])
-    _write_documents(s3 or aws.client("s3"), documents)
+    write_documents(s3 or aws.client("s3"), documents)
     try:
         sagemaker.create_processing_job(**request)
     except ClientError as error:
@@ -90,7 +103,7 @@ def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None, 
     return {"PhysicalResourceId": request["ProcessingJobName"]}
 
 
-def is_complete(event: dict[str, Any], context: Any = None, sagemaker: Any = None) -> dict[str, Any]:
+def is_complete(event: dict[str, Any], context: Any = None, sagemaker: Any = None, s3: Any = None) -> dict[str, Any]:
     if event["RequestType"] == "Delete":
         return {"IsComplete": True}
     sagemaker = sagemaker or _sagemaker()
@@ -102,7 +115,10 @@ def is_complete(event: dict[str, Any], context: Any = None, sagemaker: Any = Non
     if status != "Completed":
         return {"IsComplete": False}
     output = _output_uri(job)
-    documents = json.loads(event["ResourceProperties"]["Request"]).get("Documents", {})
+    request = json.loads(event["ResourceProperties"]["Request"])
+    documents = request.get("Documents", {})
+    if request.get("Publish"):
+        publish_outputs(s3 or aws.client("s3"), output, request["Publish"])
     return {
         "IsComplete": True,
         "Data": {

@@ -30,11 +30,13 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def park(sqs: Any, queue_url: str, body: str, reason: str, source: str) -> None:
+def park(sqs: Any, queue_url: str, body: str, reason: str, source: str, group_id: str | None = None) -> None:
     """Put a message that cannot be processed on a dead-letter queue with its reason.
 
     The message keeps its original body, so a fixed consumer can take it back with an SQS redrive.
+    A FIFO dead-letter queue (content-based deduplication) needs ``group_id``.
     """
+    fifo = {"MessageGroupId": group_id} if group_id is not None else {}
     sqs.send_message(
         QueueUrl=queue_url,
         MessageBody=body,
@@ -42,4 +44,5 @@ def park(sqs: Any, queue_url: str, body: str, reason: str, source: str) -> None:
             "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
             "source": {"DataType": "String", "StringValue": source},
         },
+        **fifo,
     )

@@ -22,7 +22,7 @@ def _templates(built) -> list[Path]:
 def test_templates_lint_clean(request, fixture: str) -> None:
     built = request.getfixturevalue(fixture)
     templates = _templates(built)
-    assert {t.name for t in templates} == {"Storage.template.json", "Serving.template.json", "Review.template.json", "Monitoring.template.json", "Operations.template.json"}
+    assert {t.name for t in templates} == {"Storage.template.json", "Serving.template.json", "Review.template.json", "Monitoring.template.json", "Retraining.template.json", "Operations.template.json"}
     for template in templates:
         # A2I and Model Monitor exist in fewer regions; config refuses the others.
         regions = LINT_REGIONS

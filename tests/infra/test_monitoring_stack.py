@@ -86,11 +86,21 @@ def test_job_definition_encrypts_and_emits_metrics_under_a_generated_name(templa
     assert props["NetworkConfig"] == {"EnableInterContainerTrafficEncryption": True}
     assert "KmsKeyId" in props["DataQualityJobOutputConfig"] and "VolumeKmsKeyId" in props["JobResources"]["ClusterConfig"]
     assert props["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+    # Fixed current/ files, which the baseline custom resource (and each promoting retraining) fills.
     baseline = props["DataQualityBaselineConfig"]
-    for resource, file in (("StatisticsResource", "/statistics.json"), ("ConstraintsResource", "/constraints.json")):
-        attribute, suffix = baseline[resource]["S3Uri"]["Fn::Join"][1]
-        assert attribute["Fn::GetAtt"][1] == "OutputS3Uri" and suffix == file
+    for resource, file in (("StatisticsResource", "/data-quality/current/statistics.json"), ("ConstraintsResource", "/data-quality/current/constraints.json")):
+        assert json.dumps(baseline[resource]["S3Uri"]).endswith(f'{file}"]]}}')
+    [custom] = [k for k in template.find_resources("Custom::DataQualityBaseline")]
+    assert custom in definition["DependsOn"]
+    publish = _data_quality_publish(template)
+    assert publish == {f: f"s3://<bucket>/data-quality/current/{f}" for f in ("statistics.json", "constraints.json")}
     assert props["DataQualityJobInput"]["EndpointInput"]["LocalPath"] == "/opt/ml/processing/input/endpoint"
+
+
+def _data_quality_publish(template: Template) -> dict:
+    [baseline] = template.find_resources("Custom::DataQualityBaseline").values()
+    parts = baseline["Properties"]["Request"]["Fn::Join"][1]
+    return json.loads("".join(part if isinstance(part, str) else "<bucket>" for part in parts))["Publish"]
 
 
 def test_schedule_is_hourly_by_default_and_a_parameter_limited_to_cadences_that_fit_the_runtime(template: Template) -> None:
@@ -230,9 +240,9 @@ def test_job_role_wildcards_are_exactly_the_explained_ones(dev_app, template: Te
     policy = dev_app.monitoring.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
     statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
     findings = wildcard_findings(statements)
-    assert len(findings) == 4
-    assert findings[0].endswith("/capture/mlloop-dev/*") and findings[1].endswith("/data-quality/*")
-    assert findings[2] == "Resource::*" and findings[3].endswith(":log-group:/aws/sagemaker/ProcessingJobs:*")
+    assert len(findings) == 5
+    assert findings[0].endswith("/capture/mlloop-dev/*") and findings[1].endswith("/retraining/*") and findings[2].endswith("/data-quality/*")
+    assert findings[3] == "Resource::*" and findings[4].endswith(":log-group:/aws/sagemaker/ProcessingJobs:*")
     star = sorted(s["Action"] for s in statements if s["Resource"] == "*")
     assert star == ["cloudwatch:PutMetricData", "ecr:GetAuthorizationToken"]
     [metrics] = [s for s in statements if s["Action"] == "cloudwatch:PutMetricData"]
@@ -333,11 +343,16 @@ def test_explainability_job_definition_reads_the_baselines_config_and_constraint
     props = definition["Properties"]
     assert "JobDefinitionName" not in props
     app = props["ModelExplainabilityAppSpecification"]
-    resource, attribute = app["ConfigUri"]["Fn::GetAtt"]
-    assert resource.startswith("ExplainabilityBaseline") and attribute == "MonitoringConfigS3Uri"
+    assert json.dumps(app["ConfigUri"]).endswith('/explainability/current/analysis_config.json"]]}')
     assert app["Environment"] == {"publish_cloudwatch_metrics": "Enabled"}
-    attribute, suffix = props["ModelExplainabilityBaselineConfig"]["ConstraintsResource"]["S3Uri"]["Fn::Join"][1]
-    assert attribute["Fn::GetAtt"][1] == "OutputS3Uri" and suffix == "/analysis.json"
+    assert json.dumps(props["ModelExplainabilityBaselineConfig"]["ConstraintsResource"]["S3Uri"]).endswith('/explainability/current/analysis.json"]]}')
+    [custom] = [k for k in template.find_resources("Custom::ExplainabilityBaseline")]
+    assert custom in definition["DependsOn"]  # the custom resource fills current/ first
+    publish = _explainability_request(template)["Publish"]
+    assert publish == {
+        "analysis.json": f"s3://{MARK}/explainability/current/analysis.json",
+        "monitoring_analysis_config.json": f"s3://{MARK}/explainability/current/analysis_config.json",
+    }
     assert props["NetworkConfig"] == {"EnableInterContainerTrafficEncryption": True}
     assert "KmsKeyId" in props["ModelExplainabilityJobOutputConfig"] and "VolumeKmsKeyId" in props["JobResources"]["ClusterConfig"]
     endpoint_input = props["ModelExplainabilityJobInput"]["EndpointInput"]
@@ -362,6 +377,7 @@ def test_clarify_role_may_run_only_its_shadow_endpoints_of_the_served_model(dev_
     assert ":endpoint/sm-clarify-*" in resources and ":endpoint-config/sm-clarify-config*" in resources
     assert "sagemaker:InvokeEndpoint" in shadow["Action"] and "sagemaker:CreateModel" not in shadow["Action"]
     [describe] = [s for s in statements if s["Action"] == "sagemaker:DescribeModel"]
-    assert "*" not in json.dumps(describe["Resource"])  # the served model only
+    served, retrained = describe["Resource"]  # the served model, and the models retraining creates
+    assert "*" not in json.dumps(served) and json.dumps(retrained).endswith(':model/mlloop-dev-*"]]}')
     findings = wildcard_findings(statements)
     assert sum("sm-clarify" in f for f in findings) == 2 and not any(f.endswith(":endpoint/*") for f in findings)

@@ -137,5 +137,5 @@ def test_turning_review_off_removes_exactly_the_review_stack(tmp_path, dev_app) 
     built = build_app(tmp_path, environment=environment)
     built.app.synth()
     assert built.review is None
-    assert {s.node.id for s in built.app.node.children if hasattr(s, "template_options")} == {"Storage", "Serving", "Monitoring", "Operations"}
+    assert {s.node.id for s in built.app.node.children if hasattr(s, "template_options")} == {"Storage", "Serving", "Monitoring", "Retraining", "Operations"}
     assert built.template_json("serving")["Resources"].keys() == dev_app.template_json("serving")["Resources"].keys()

@@ -125,9 +125,10 @@ def test_execution_role_wildcards_are_exactly_the_explained_ones(dev_app, templa
     policy_id = dev_app.serving.get_logical_id(dev_app.serving.inference.policy.node.default_child)
     statements = template.to_json()["Resources"][policy_id]["Properties"]["PolicyDocument"]["Statement"]
     findings = wildcard_findings(statements)
-    assert len(findings) == 2
+    assert len(findings) == 3
     assert "Resource::*" in findings
     assert any(f.endswith("/capture/*") for f in findings)
+    assert any(f.endswith("/retraining/*") for f in findings)  # models the retraining state machine creates
     star = [s for s in statements if s["Resource"] == "*"]
     assert sorted(a for s in star for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])) == [
         "cloudwatch:PutMetricData",
@@ -165,6 +166,7 @@ def test_bring_your_own_model_uses_its_artifact_image_and_no_bundled_assets(tmp_
                 "data_quality": {"dataset_s3_uri": "s3://my-datasets/churn/train.csv", "dataset_has_header": True},
                 "explainability": {"dataset_s3_uri": "s3://my-datasets/churn/train-no-header.csv", "shap_baseline": [32.4, 64.8]},
             },
+            "retraining": {"training_data_s3_uri": "s3://my-datasets/churn/train-no-header.csv", "training_image_uri": image},
         },
     )
     built.app.synth()
@@ -176,6 +178,6 @@ def test_bring_your_own_model_uses_its_artifact_image_and_no_bundled_assets(tmp_
     template.resource_count_is("Custom::CDKBucketDeployment", 0)
     assert "TrainingDataS3Uri" not in template.find_outputs("*")
     policy = next(iter(template.find_resources("AWS::IAM::ManagedPolicy").values()))
-    resources = [flatten_reference(s["Resource"]) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    resources = [flatten_reference(r) for s in policy["Properties"]["PolicyDocument"]["Statement"] for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
     assert "arn:<AWS::Partition>:s3:::my-models/churn/model.tar.gz" in resources
     assert "arn:<AWS::Partition>:ecr:eu-west-1:123456789012:repository/my-model" in resources

@@ -15,7 +15,7 @@ def normalised(template: dict) -> dict:
     return json.loads(ASSET_HASH.sub("<asset-hash>", json.dumps(template, sort_keys=True)))
 
 
-@pytest.mark.parametrize("stack", ["storage", "serving", "review", "monitoring", "operations"])
+@pytest.mark.parametrize("stack", ["storage", "serving", "review", "monitoring", "retraining", "operations"])
 def test_stack_snapshot(dev_app, snapshot, stack: str) -> None:
     assert normalised(dev_app.template_json(stack)) == snapshot
 
@@ -24,5 +24,5 @@ def test_synthesising_twice_gives_the_same_templates(dev_app, tmp_path) -> None:
     from tests.conftest import build_app
 
     again = build_app(tmp_path)
-    for stack in ("storage", "serving", "review", "monitoring", "operations"):
+    for stack in ("storage", "serving", "review", "monitoring", "retraining", "operations"):
         assert again.template_json(stack) == dev_app.template_json(stack)

@@ -1,7 +1,4 @@
-"""Fixtures for the Lambda tests. Powertools reads the two variables below when a handler module
-is imported, as it does in Lambda."""
-
-import os
+"""Fixtures for the Lambda tests (Powertools' variables are set in tests/conftest.py)."""
 
 import boto3
 import pytest
@@ -10,9 +7,6 @@ from moto import mock_aws
 
 from lambdas.shared import aws
 from tests.lambdas.aws_env import REGION
-
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MlLoopTest")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
 
 _real_client = aws.client  # tests may monkeypatch aws.client; the cache belongs to this one
 

@@ -141,3 +141,20 @@ def test_documents_are_written_before_the_job_starts_and_feed_its_input(mocked_a
         "AnalysisConfigS3Uri": f"{output}/analysis_config.json",
         "MonitoringConfigS3Uri": f"{output}/monitoring_analysis_config.json",
     }
+
+
+def test_completion_publishes_the_baseline_into_the_monitors_current_files(mocked_aws, sagemaker) -> None:
+    client, stubber = sagemaker
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="app-monitoring", CreateBucketConfiguration={"LocationConstraint": REGION})
+    current = "s3://app-monitoring/explainability/current"
+    properties = {"Request": json.dumps({**CLARIFY_REQUEST, "Publish": {"analysis.json": f"{current}/analysis.json", "monitoring_analysis_config.json": f"{current}/analysis_config.json"}})}
+    request, _ = processing_job_request(properties, "req-1")
+    assert "Publish" not in request  # not a CreateProcessingJob field
+    name = request["ProcessingJobName"]
+    s3.put_object(Bucket="app-monitoring", Key=f"explainability/baselines/{name}/analysis.json", Body=b'{"version": "1.0"}')
+    s3.put_object(Bucket="app-monitoring", Key=f"explainability/baselines/{name}/monitoring_analysis_config.json", Body=b'{"predictor": {}}')
+    stubber.add_response("describe_processing_job", described(name, "Completed", properties), {"ProcessingJobName": name})
+    is_complete({"RequestType": "Create", "PhysicalResourceId": name, "ResourceProperties": properties}, sagemaker=client, s3=s3)
+    assert s3.get_object(Bucket="app-monitoring", Key="explainability/current/analysis.json")["Body"].read() == b'{"version": "1.0"}'
+    assert s3.get_object(Bucket="app-monitoring", Key="explainability/current/analysis_config.json")["Body"].read() == b'{"predictor": {}}'

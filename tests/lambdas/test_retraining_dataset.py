@@ -1,0 +1,125 @@
+"""The assembling step on moto S3: human labels win, duplicates and conflicts, malformed rows parked."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+import boto3
+import pytest
+
+from lambdas.retraining import dataset
+from tests.lambdas.aws_env import REGION
+
+FEATURES = 3
+
+
+def settings(labels: str | None = "labels", percentage: int = 30) -> dataset.DatasetSettings:
+    return dataset.DatasetSettings(
+        training_data_s3_uri="s3://datasets/original/train.csv",
+        labels_bucket=labels,
+        output_s3_uri="s3://datasets/retraining/run-1/",
+        feature_count=FEATURES,
+        label_count=2,
+        validation_percentage=percentage,
+    )
+
+
+def rows(text: str) -> list[list[str]]:
+    return [r for r in csv.reader(io.StringIO(text)) if r]
+
+
+@pytest.fixture
+def s3(mocked_aws):
+    client = boto3.client("s3", region_name=REGION)
+    for bucket in ("datasets", "labels"):
+        client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    original = "\n".join(f"{i % 2},{i},{i * 2}.5,{i * 3}" for i in range(200)) + "\n"
+    client.put_object(Bucket="datasets", Key="original/train.csv", Body=original.encode())
+    return client
+
+
+def read(s3, key: str) -> str:
+    return s3.get_object(Bucket="datasets", Key=key)["Body"].read().decode()
+
+
+def output(s3) -> tuple[list[list[str]], list[list[str]], list[dict], dict]:
+    train = rows(read(s3, "retraining/run-1/train/train.csv"))
+    validation = rows(read(s3, "retraining/run-1/validation/validation.csv"))
+    rejected = [json.loads(line) for line in read(s3, "retraining/run-1/rejected.jsonl").splitlines()]
+    manifest = json.loads(read(s3, "retraining/run-1/manifest.json"))
+    return train, validation, rejected, manifest
+
+
+def test_original_data_only_is_split_by_record_identity(s3) -> None:
+    result = dataset.assemble(s3, settings(labels=None))
+    train, validation, rejected, manifest = output(s3)
+    assert len(train) + len(validation) == 200 and not rejected
+    assert 40 <= len(validation) <= 80  # about 30 % of 200, chosen by hash
+    for row in validation:
+        _, _, identity = dataset.parse_row(row, settings())
+        assert dataset.in_validation(identity, 30)
+    assert result["counts"] == manifest["counts"] and result["labelsThrough"] is None
+    assert result["trainS3Uri"] == "s3://datasets/retraining/run-1/train/"
+
+
+def test_the_human_label_replaces_the_original_row_and_the_newest_label_wins(s3) -> None:
+    # Record 4 is "0,4,8.5,12" in the original data; reviewers relabel it (written as 4.0, the same record).
+    s3.put_object(Bucket="labels", Key="training-rows/loop-a.csv", Body=b"0,4.0,8.5,12\n1,900,1,1\n")
+    s3.put_object(Bucket="labels", Key="training-rows/loop-b.csv", Body=b"1,4,8.50,12.0\n1,900,1,1\n")  # later: conflict on 4, repeat of 900
+    result = dataset.assemble(s3, settings())
+    train, validation, rejected, manifest = output(s3)
+    everything = train + validation
+    assert len(everything) == 201  # 200 originals (one relabelled) + one new record
+    relabelled = [r for r in everything if r[1:] in (["4", "8.50", "12.0"], ["4", "8.5", "12"])]
+    assert relabelled == [["1", "4", "8.50", "12.0"]]
+    assert [r for r in everything if r[1] == "900"] == [["1", "900", "1", "1"]]
+    counts = manifest["counts"]
+    assert counts["originalRowsReplacedByLabels"] == 1 and counts["labelRows"] == 4 and counts["labelledRecords"] == 2
+    assert counts["duplicateLabels"] == 2 and counts["conflictingLabels"] == 1 and not rejected
+    [conflict] = manifest["conflicts"]
+    assert conflict["kept"]["label"] == "1" and conflict["replaced"]["label"] == "0" and conflict["kept"]["source"].endswith("loop-b.csv:1")
+    assert result["labelsThrough"] == manifest["labelObjects"][-1]["lastModified"]
+
+
+def test_malformed_rows_are_reported_with_their_reason_and_the_good_rows_kept(s3) -> None:
+    s3.put_object(Bucket="labels", Key="training-rows/loop-c.csv", Body=b"1,901,1,1\n2,902,1,1\n1,903,1\nx,904,1,1\n0,905,abc,1\n1,906,nan,1\n0.5,907,1,1\n1,908,1,1\n")
+    dataset.assemble(s3, settings())
+    train, validation, rejected, manifest = output(s3)
+    kept = sorted(r[1] for r in train + validation if r[1] in {str(n) for n in range(901, 909)})
+    assert kept == ["901", "908"]
+    reasons = {r["row"][1]: r["reason"] for r in rejected}
+    assert set(reasons) == {"902", "903", "904", "905", "906", "907"}
+    assert "not one of 0-1" in reasons["902"] and "3 fields, expected 4" in reasons["903"]
+    assert "not a number" in reasons["904"] and "feature not a number" in reasons["905"] and "finite" in reasons["906"]
+    assert all(r["source"] == "s3://labels/training-rows/loop-c.csv" and r["line"] >= 2 for r in rejected)
+    assert manifest["counts"]["rejectedRows"] == 6
+
+
+def test_a_record_stays_on_the_same_side_of_the_split_in_every_run(s3) -> None:
+    dataset.assemble(s3, settings(labels=None))
+    first = output(s3)[1]
+    s3.put_object(Bucket="labels", Key="training-rows/loop-d.csv", Body=b"1,950,2,2\n")
+    dataset.assemble(s3, settings())
+    assert all(row in output(s3)[1] for row in first)
+
+
+def test_a_set_with_no_validation_rows_fails_clearly(s3) -> None:
+    s3.put_object(Bucket="datasets", Key="original/train.csv", Body=b"1,1,1,1\n")
+    with pytest.raises(dataset.DatasetError, match="both must have rows"):
+        dataset.assemble(s3, settings(labels=None))
+
+
+def test_missing_training_data_fails_clearly(s3) -> None:
+    s3.delete_object(Bucket="datasets", Key="original/train.csv")
+    with pytest.raises(dataset.DatasetError, match="no training data"):
+        dataset.assemble(s3, settings(labels=None))
+
+
+def test_labels_through_is_the_newest_label_object(s3) -> None:
+    s3.put_object(Bucket="labels", Key="training-rows/z.csv", Body=b"1,960,1,1\n")
+    result = dataset.assemble(s3, settings())
+    newest = s3.head_object(Bucket="labels", Key="training-rows/z.csv")["LastModified"]
+    assert dt.datetime.fromisoformat(result["labelsThrough"]) == newest

@@ -1,0 +1,194 @@
+"""Trigger decisions on moto (DynamoDB, Step Functions, S3): one run at a time, nothing lost,
+a stuck alarm or repeated violations do not start a run each time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import boto3
+import pytest
+
+from lambdas.retraining import handler, triggers
+from tests.lambdas.aws_env import ACCOUNT, REGION, drain, sqs_event
+
+NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
+SOURCES = {"retraining": "mlloop.retraining", "monitoring": "mlloop.monitoring", "review": "mlloop.review"}
+
+
+@pytest.fixture
+def loop(mocked_aws):
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(
+        TableName="state",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    arn = sfn.create_state_machine(
+        name="mlloop-dev-retraining", definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}), roleArn=f"arn:aws:iam::{ACCOUNT}:role/x"
+    )["stateMachineArn"]
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="labels", CreateBucketConfiguration={"LocationConstraint": REGION})
+    settings = triggers.TriggerSettings(
+        table="state", state_machine_arn=arn, labels_bucket="labels", label_threshold=5, check_types=("baseline_drift_check",), cooldown=dt.timedelta(hours=24), sources=SOURCES
+    )
+    clients = {"dynamodb": dynamodb, "stepfunctions": sfn, "s3": s3}
+    return clients, settings
+
+
+def event(source: str, detail_type: str, detail: dict, *, id: str = "e-1", time: str = "2026-11-22T10:00:00Z", **extra) -> dict:
+    return {"id": id, "time": time, "source": source, "detail-type": detail_type, "detail": detail, "resources": [], **extra}
+
+
+def alarm(id: str = "a-1", time: str = "2026-11-22T10:00:00Z") -> dict:
+    return event("aws.cloudwatch", "CloudWatch Alarm State Change", {"alarmName": "mlloop-dev-drift-mean_radius", "state": {"value": "ALARM", "reason": "x"}}, id=id, time=time)
+
+
+def labels(id: str) -> dict:
+    return event("mlloop.review", "Labels Available", {"humanLoopName": f"loop-{id}", "labelCount": 2}, id=id)
+
+
+def ended(settings, execution_arn: str, status: str, output: dict | None = None) -> dict:
+    detail = {"executionArn": execution_arn, "stateMachineArn": settings.state_machine_arn, "name": execution_arn.rsplit(":", 1)[1], "status": status}
+    if output is not None:
+        detail["output"] = json.dumps(output)
+    return event("aws.states", "Step Functions Execution Status Change", detail, id=f"end-{status}")
+
+
+def receive(clients, settings, raw: dict, now: dt.datetime = NOW) -> dict:
+    """What the handler does with one message (without the SQS wrapper)."""
+    item = triggers.classify(raw, settings)
+    if isinstance(item, triggers.Trigger):
+        triggers.TriggerState(clients["dynamodb"], settings.table).record(item, now)
+        return triggers.decide(clients, settings, now)
+    return triggers.execution_ended(clients, settings, item, now)
+
+
+def statuses(clients) -> dict[str, str]:
+    items = clients["dynamodb"].query(TableName="state", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "trigger"}})["Items"]
+    return {i["sk"]["S"].split("#", 1)[1]: i["status"]["S"] for i in items}
+
+
+def running(clients, settings) -> list[str]:
+    return [e["executionArn"] for e in clients["stepfunctions"].list_executions(stateMachineArn=settings.state_machine_arn, statusFilter="RUNNING")["executions"]]
+
+
+def test_a_drift_alarm_starts_one_run_with_the_trigger_as_input(loop) -> None:
+    clients, settings = loop
+    outcome = receive(clients, settings, alarm())
+    assert outcome["decision"] == "started" and outcome["reasons"] == ["drift-alarm"]
+    [arn] = running(clients, settings)
+    execution = clients["stepfunctions"].describe_execution(executionArn=arn)
+    body = json.loads(execution["input"])
+    assert body["triggers"][0]["kind"] == "drift-alarm" and body["triggers"][0]["alarmName"] == "mlloop-dev-drift-mean_radius"
+    assert len(execution["name"]) == 22 and execution["name"].startswith("20261122-100000-")
+    assert statuses(clients) == {"a-1": "started"}
+
+
+def test_triggers_during_a_run_wait_and_are_considered_when_it_ends(loop) -> None:
+    clients, settings = loop
+    first = receive(clients, settings, event("mlloop.retraining", "Retraining Requested", {"reason": "test"}, id="m-1"))
+    later = receive(clients, settings, event("mlloop.retraining", "Retraining Requested", {"reason": "again"}, id="m-2", time="2026-11-22T10:05:00Z"))
+    assert later == {"decision": "wait", "running": first["executionArn"], "pending": 1}
+    assert len(running(clients, settings)) == 1  # never two at once
+    clients["stepfunctions"].stop_execution(executionArn=first["executionArn"])
+    # The first run succeeded without promoting: the waiting manual request starts the next run.
+    after = receive(clients, settings, ended(settings, first["executionArn"], "SUCCEEDED", {"promoted": False, "labelsThrough": None}))
+    assert after["decision"] == "started" and after["executionArn"] != first["executionArn"]
+    assert statuses(clients) == {"m-1": "started", "m-2": "started"}
+
+
+def test_drift_that_arrived_during_a_promoting_run_is_superseded(loop) -> None:
+    clients, settings = loop
+    first = receive(clients, settings, alarm())
+    receive(clients, settings, event("mlloop.monitoring", "Monitoring Run Ended", {"outcome": "CompletedWithViolations", "checkTypes": ["baseline_drift_check"], "monitor": "data-quality"}, id="v-1"))
+    clients["stepfunctions"].stop_execution(executionArn=first["executionArn"])
+    outcome = receive(clients, settings, ended(settings, first["executionArn"], "SUCCEEDED", {"promoted": True, "labelsThrough": "2026-11-22T09:00:00+00:00"}))
+    assert outcome["decision"] == "none" and statuses(clients)["v-1"] == "superseded"
+    assert triggers.TriggerState(clients["dynamodb"], "state").loop_state()["labelsThrough"] == "2026-11-22T09:00:00+00:00"
+
+
+def test_repeated_drift_within_the_cooldown_starts_nothing_and_is_recorded(loop) -> None:
+    clients, settings = loop
+    first = receive(clients, settings, alarm())
+    clients["stepfunctions"].stop_execution(executionArn=first["executionArn"])
+    receive(clients, settings, ended(settings, first["executionArn"], "SUCCEEDED", {"promoted": False}), NOW + dt.timedelta(hours=2))
+    again = receive(clients, settings, alarm(id="a-2", time="2026-11-22T13:00:00Z"), NOW + dt.timedelta(hours=3))
+    assert again["decision"] == "none" and statuses(clients)["a-2"] == "cooled-down"
+    later = receive(clients, settings, alarm(id="a-3", time="2026-11-23T11:00:00Z"), NOW + dt.timedelta(hours=25))
+    assert later["decision"] == "started"
+
+
+def test_a_failed_run_does_not_restart_itself_and_its_waiting_triggers_stay_pending(loop) -> None:
+    clients, settings = loop
+    first = receive(clients, settings, alarm())
+    receive(clients, settings, event("mlloop.retraining", "Retraining Requested", {}, id="m-1"))
+    clients["stepfunctions"].stop_execution(executionArn=first["executionArn"])
+    outcome = receive(clients, settings, ended(settings, first["executionArn"], "FAILED"))
+    assert outcome == {"decision": "held", "status": "FAILED", "pending": 1}
+    assert running(clients, settings) == [] and statuses(clients)["m-1"] == "pending"
+
+
+def test_labels_start_a_run_once_enough_new_rows_exist_since_the_last_training(loop) -> None:
+    clients, settings = loop
+    s3 = clients["s3"]
+    s3.put_object(Bucket="labels", Key="training-rows/loop-1.csv", Body=b"1,1\n0,2\n")
+    assert receive(clients, settings, labels("l-1"))["decision"] == "none"
+    s3.put_object(Bucket="labels", Key="training-rows/loop-2.csv", Body=b"1,3\n0,4\n1,5\n")
+    outcome = receive(clients, settings, labels("l-2"))
+    assert outcome["decision"] == "started" and outcome["reasons"] == ["labels"] and outcome["triggers"] == 2
+    # The run trained on them: after it, the same objects do not count again.
+    clients["stepfunctions"].stop_execution(executionArn=outcome["executionArn"])
+    newest = max(o["LastModified"] for o in s3.list_objects_v2(Bucket="labels")["Contents"]).isoformat()
+    receive(clients, settings, ended(settings, outcome["executionArn"], "SUCCEEDED", {"promoted": True, "labelsThrough": newest}))
+    assert receive(clients, settings, labels("l-3"))["decision"] == "none"
+
+
+def test_a_redelivered_event_is_stored_once_and_starts_nothing_new(loop) -> None:
+    clients, settings = loop
+    first = receive(clients, settings, alarm())
+    again = receive(clients, settings, alarm())
+    assert again["decision"] == "wait" and len(running(clients, settings)) == 1 and statuses(clients) == {"a-1": "started"}
+    assert first["decision"] == "started"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"detail": {}}, "not an EventBridge event"),
+        (event("aws.cloudwatch", "CloudWatch Alarm State Change", {"alarmName": "x", "state": {"value": "OK"}}), "did not enter ALARM"),
+        (event("mlloop.monitoring", "Monitoring Run Ended", {"outcome": "CompletedWithViolations", "checkTypes": ["data_type_check"]}), "without violations of baseline_drift_check"),
+        (event("aws.states", "Step Functions Execution Status Change", {"stateMachineArn": "arn:other", "status": "FAILED"}), "another state machine"),
+        (event("someone.else", "Thing", {}), "not a retraining trigger"),
+    ],
+)
+def test_events_we_cannot_act_on_are_invalid(loop, raw, reason) -> None:
+    _, settings = loop
+    with pytest.raises(triggers.InvalidTriggerEvent, match=reason):
+        triggers.classify(raw, settings)
+
+
+def test_handler_parks_bad_messages_beside_a_good_one(loop, monkeypatch) -> None:
+    clients, settings = loop
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq = sqs.create_queue(QueueName="dlq.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    for name, value in {
+        "STATE_TABLE": "state", "STATE_MACHINE_ARN": settings.state_machine_arn, "LABELS_BUCKET": "labels", "LABEL_THRESHOLD": "5",
+        "CHECK_TYPES": '["baseline_drift_check"]', "COOLDOWN_HOURS": "24", "EVENT_SOURCES": json.dumps(SOURCES), "DEAD_LETTER_QUEUE_URL": dlq,
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    handler.trigger_settings.cache_clear()
+    result = handler.handler(sqs_event("not json", json.dumps(alarm())), LambdaContext())
+    assert result == {"batchItemFailures": []}
+    [parked] = drain(dlq)
+    assert parked["Body"] == "not json" and "JSONDecodeError" in parked["MessageAttributes"]["reason"]["StringValue"]
+    assert len(running(clients, settings)) == 1
+
+
+class LambdaContext:
+    function_name = "retraining-triggers"
+    memory_limit_in_mb = 256
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:retraining-triggers"
+    aws_request_id = "req-1"
