@@ -160,22 +160,9 @@ VIOLATION_CHECK_TYPES = (
     "extra_column_check", "categorical_values_check", "feature_attribution_drift_check",
 )  # fmt: skip
 
-# CloudWatch alarm transitions reach EventBridge once per change of state (not per evaluation):
-# source aws.cloudwatch, detail-type "CloudWatch Alarm State Change", detail.alarmName, detail.state.value.
-# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html
-CLOUDWATCH_EVENT_SOURCE = "aws.cloudwatch"
-ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
-
-# Step Functions execution events: source aws.states, detail-type "Step Functions Execution Status
-# Change", detail.stateMachineArn, detail.executionArn, detail.status (RUNNING, SUCCEEDED, FAILED,
-# TIMED_OUT, ABORTED, PENDING_REDRIVE). https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html
-STATES_EVENT_SOURCE = "aws.states"
-EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
-EXECUTION_ENDED_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-
-# EventBridge scheduled rules: source aws.events, detail-type "Scheduled Event".
-SCHEDULED_EVENT_SOURCE = "aws.events"
-SCHEDULED_EVENT = "Scheduled Event"
+# The AWS events retraining consumes (CloudWatch alarm state changes, Step Functions execution
+# status changes, scheduled events) are defined, with their sources, where the trigger Lambda reads
+# them: lambdas/retraining/triggers.py.
 
 # The managed rules Step Functions creates to learn that a SageMaker job ended (``.sync``); its role
 # needs events:PutTargets/PutRule/DescribeRule on them.

@@ -314,15 +314,15 @@ class RetrainingStack(Stack):
         patterns: dict[str, dict] = {
             "Requested": {"source": [self.event_source], "detail-type": [triggers.RETRAINING_REQUESTED]},
             "ExecutionEnded": {
-                "source": [aws_facts.STATES_EVENT_SOURCE],
-                "detail-type": [aws_facts.EXECUTION_STATUS_CHANGE],
-                "detail": {"stateMachineArn": [self.state_machine.state_machine_arn], "status": list(aws_facts.EXECUTION_ENDED_STATUSES)},
+                "source": [triggers.STATES_SOURCE],
+                "detail-type": [triggers.EXECUTION_STATUS_CHANGE],
+                "detail": {"stateMachineArn": [self.state_machine.state_machine_arn], "status": list(triggers.ENDED)},
             },
         }
         if monitoring is not None and monitoring.data_quality is not None and retraining.drift_alarms:
             patterns["DriftAlarm"] = {
-                "source": [aws_facts.CLOUDWATCH_EVENT_SOURCE],
-                "detail-type": [aws_facts.ALARM_STATE_CHANGE],
+                "source": [triggers.CLOUDWATCH_SOURCE],
+                "detail-type": [triggers.ALARM_STATE_CHANGE],
                 "detail": {"alarmName": [{"prefix": monitoring.data_quality.drift_alarm_prefix}], "state": {"value": ["ALARM"]}},
             }
         if monitoring is not None and retraining.violation_check_types:

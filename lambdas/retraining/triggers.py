@@ -39,11 +39,16 @@ DRIFT_KINDS = ("drift-alarm", "violations")
 ALWAYS_KINDS = ("schedule", "manual")
 RETENTION_DAYS = 90
 RETRAINING_REQUESTED = "Retraining Requested"
-# AWS's own detail-types (stacks/aws_facts.py has their sources; the Lambda package cannot import it).
-ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
-SCHEDULED_EVENT = "Scheduled Event"
-EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+# AWS's events (the stacks' rules use these too). CloudWatch alarm transitions reach EventBridge once
+# per change of state, not per evaluation period, with detail.alarmName and detail.state.value:
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html
+CLOUDWATCH_SOURCE, ALARM_STATE_CHANGE = "aws.cloudwatch", "CloudWatch Alarm State Change"
+# Step Functions: detail.stateMachineArn, executionArn, name, status, output (on success):
+# https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html
+STATES_SOURCE, EXECUTION_STATUS_CHANGE = "aws.states", "Step Functions Execution Status Change"
 ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+# Scheduled rules: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-run-lambda-schedule.html
+SCHEDULE_SOURCE, SCHEDULED_EVENT = "aws.events", "Scheduled Event"
 
 
 class InvalidTriggerEvent(ValueError):
@@ -82,13 +87,13 @@ def classify(event: Any, settings: TriggerSettings) -> Trigger | dict[str, Any]:
     def trigger(name: str, **summary: Any) -> Trigger:
         return Trigger(name, str(event["id"]), str(event["time"]), summary)
 
-    if source == "aws.states" and kind == EXECUTION_STATUS_CHANGE:
+    if source == STATES_SOURCE and kind == EXECUTION_STATUS_CHANGE:
         if detail.get("stateMachineArn") != settings.state_machine_arn:
             raise InvalidTriggerEvent(f"execution of another state machine: {detail.get('stateMachineArn')}")
         if detail.get("status") not in ENDED:
             raise InvalidTriggerEvent(f"execution status {detail.get('status')!r} is not an end ({', '.join(ENDED)})")
         return detail
-    if source == "aws.cloudwatch" and kind == ALARM_STATE_CHANGE:
+    if source == CLOUDWATCH_SOURCE and kind == ALARM_STATE_CHANGE:
         if (detail.get("state") or {}).get("value") != "ALARM":
             raise InvalidTriggerEvent(f"alarm {detail.get('alarmName')!r} did not enter ALARM")
         return trigger("drift-alarm", alarmName=detail.get("alarmName"), reason=(detail.get("state") or {}).get("reason"))
@@ -101,7 +106,7 @@ def classify(event: Any, settings: TriggerSettings) -> Trigger | dict[str, Any]:
         if settings.labels_bucket is None:
             raise InvalidTriggerEvent("labels event but review is off")
         return trigger("labels", humanLoopName=detail.get("humanLoopName"), labelCount=detail.get("labelCount"))
-    if source == "aws.events" and kind == SCHEDULED_EVENT:
+    if source == SCHEDULE_SOURCE and kind == SCHEDULED_EVENT:
         return trigger("schedule", rule=(event.get("resources") or ["?"])[0])
     if source == settings.sources.get("retraining") and kind == RETRAINING_REQUESTED:
         return trigger("manual", reason=str(detail.get("reason") or "manual request")[:500], by=str(detail.get("requestedBy") or "")[:200])
