@@ -296,7 +296,11 @@ class RetrainingStack(Stack):
             if kinds:
                 steps.allow(["s3:GetObject"], [bucket.arn_for_objects(f"{kind}/baselines/*") for kind in kinds])
                 steps.allow(["s3:PutObject"], [bucket.arn_for_objects(f"{kind}/{folder}/*") for kind in kinds for folder in ("baselines", "current")])
-        steps.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
+        steps.allow(["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key.key_arn])
+        # CreateEndpointConfig/UpdateEndpoint with KMS keys: SageMaker creates grants as the caller.
+        steps.role.add_to_policy(
+            iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
+        )
         sagemaker = lambda kind, name: stack.format_arn(service="sagemaker", resource=kind, resource_name=name)  # noqa: E731
         endpoint_arn = sagemaker("endpoint", endpoint.endpoint_name.lower())
         steps.allow(["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"], [endpoint_arn])
