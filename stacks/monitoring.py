@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import ArnFormat, Aws, Duration, Fn, Stack
+from aws_cdk import Aws, Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -30,6 +30,7 @@ from stacks.compliance import acknowledge, acknowledge_wildcards
 from stacks.config import AppConfig, MonitorJobConfig, NetworkConfig
 from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES
 from stacks.images import ContainerImage
+from stacks.job_roles import job_runtime_statements
 from stacks.waiting_provider import WaitingProvider
 
 # Container paths the Model Monitor analyzer and the Clarify container read and write
@@ -97,7 +98,6 @@ class MonitoringRole(Construct):
         network: NetworkConfig,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description)
         # https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createprocessingjob-perms
         own_objects = monitoring_bucket.arn_for_objects(f"{output_prefix}/*")
@@ -105,15 +105,7 @@ class MonitoringRole(Construct):
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[*readable_objects, own_objects]),
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[*readable_buckets, monitoring_bucket.bucket_arn]),
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[own_objects]),
-            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], resources=[key.key_arn]),
-            iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
-            iam.PolicyStatement(actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], resources=[image.repository_arn]),
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/ProcessingJobs:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)],
-            ),
-            iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {"cloudwatch:namespace": "*aws/sagemaker/*"}}),
+            *job_runtime_statements(self, image=image, key=key, log_group="ProcessingJobs", metrics_namespace="*aws/sagemaker/*"),
         ]
         reasons = [
             "SageMaker names the captured objects, baseline outputs and processing-job log streams; "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -34,6 +34,7 @@ from stacks.compliance import acknowledge, acknowledge_wildcards
 from stacks.config import AppConfig
 from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, dependency_layer
 from stacks.images import ContainerImage
+from stacks.job_roles import job_runtime_statements
 from stacks.monitoring_stack import MonitoringStack
 from stacks.ops_parameters import OpsParameters
 from stacks.retraining_workflow import RetrainingWorkflow, deployment_config
@@ -254,20 +255,11 @@ class RetrainingStack(Stack):
     def _training_role(self, image: ContainerImage, storage: StorageStack, key) -> iam.Role:
         """What CreateTrainingJob's role needs: https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createtrainingjob-perms"""
         role = iam.Role(self, "TrainingRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description="SageMaker training jobs of the retraining state machine")
-        stack = Stack.of(self)
         statements = [
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*")]),
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.datasets.bucket_arn]),
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*")]),
-            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], resources=[key.key_arn]),
-            iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
-            iam.PolicyStatement(actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], resources=[image.repository_arn]),
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/TrainingJobs:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)],
-            ),
-            iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}),
+            *job_runtime_statements(self, image=image, key=key, log_group="TrainingJobs", metrics_namespace="/aws/sagemaker/TrainingJobs"),
         ]
         for statement in statements:
             role.add_to_policy(statement)

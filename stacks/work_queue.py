@@ -29,6 +29,21 @@ def encrypted_queue(scope: Construct, construct_id: str, *, key: kms.IKey, reten
     )
 
 
+def _alarm_at_one_message(scope: Construct, construct_id: str, queue: sqs.IQueue, description: str, topic: sns.ITopic) -> cloudwatch.Alarm:
+    alarm = cloudwatch.Alarm(
+        scope,
+        construct_id,
+        alarm_description=description,
+        metric=queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5), statistic="Maximum"),
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    alarm.add_alarm_action(cw_actions.SnsAction(topic))
+    return alarm
+
+
 class WorkQueue(Construct):
     """A KMS-encrypted, SSL-only queue with its dead-letter queue and an alarm at one message."""
 
@@ -50,33 +65,25 @@ class WorkQueue(Construct):
             visibility_timeout=Duration.seconds(consumer_timeout.to_seconds() * VISIBILITY_PER_TIMEOUT),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),
         )
-        self.alarm = cloudwatch.Alarm(
+        self.alarm = _alarm_at_one_message(
             self,
             "DeadLetterAlarm",
-            alarm_description=f"{purpose}: messages parked on the dead-letter queue. Each carries a 'reason' attribute; fix the cause, then redrive.",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5), statistic="Maximum"),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            self.dead_letter_queue,
+            f"{purpose}: messages parked on the dead-letter queue. Each carries a 'reason' attribute; fix the cause, then redrive.",
+            alarm_topic,
         )
-        self.alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
         self.undelivered: sqs.Queue | None = None
         if fifo:
             # EventBridge's dead-letter queue for a target must be a standard queue.
             self.undelivered = encrypted_queue(self, "UndeliveredEvents", key=key, retention=Duration.days(14))
             acknowledge(self.undelivered, "This is a dead-letter queue: EventBridge's, for events it could not deliver to the FIFO queue.", "AwsSolutions-SQS3")
-            undelivered_alarm = cloudwatch.Alarm(
+            _alarm_at_one_message(
                 self,
                 "UndeliveredAlarm",
-                alarm_description=f"{purpose}: events EventBridge could not deliver to the queue (see the ERROR_CODE attribute); redrive them by hand.",
-                metric=self.undelivered.metric_approximate_number_of_messages_visible(period=Duration.minutes(5), statistic="Maximum"),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                self.undelivered,
+                f"{purpose}: events EventBridge could not deliver to the queue (see the ERROR_CODE attribute); redrive them by hand.",
+                alarm_topic,
             )
-            undelivered_alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
 
     def rule_target(self) -> targets.SqsQueue:
         """An EventBridge target for this queue; undeliverable events are kept, retried for 24 hours first."""

@@ -175,6 +175,16 @@ class Harness:
         sqs = boto3.client("sqs", region_name=REGION)
         return [m["Body"] for m in sqs.receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10, WaitTimeSeconds=int(wait)).get("Messages", [])]
 
+    def approval_request(self) -> tuple[str, str]:
+        """The approval notification and the task token it carries."""
+        deadline = time.monotonic() + 60
+        messages: list[str] = []
+        while not messages and time.monotonic() < deadline:
+            messages = self.messages(wait=1)
+        [request] = messages
+        assert "--task-token " in request, request
+        return request, request.split("--task-token ")[1].split(" ")[0]
+
     def endpoint_config(self) -> str:
         return self.sagemaker.describe_endpoint(EndpointName="mlloop-dev")["EndpointConfigName"]
 
@@ -250,12 +260,7 @@ def test_a_rolled_back_deployment_fails_visibly_and_leaves_the_old_model(dev_app
 def test_manual_approval_waits_for_the_token_and_a_rejection_keeps_the_model(approval_app, moto_sfn, monkeypatch) -> None:
     harness = Harness(approval_app, monkeypatch, candidate_metric=0.20)
     arn = harness.start()
-    deadline = time.monotonic() + 60
-    messages: list[str] = []
-    while not messages and time.monotonic() < deadline:
-        messages = harness.messages(wait=1)
-    [request] = messages
-    token = request.split("--task-token ")[1].split(" ")[0]
+    request, token = harness.approval_request()
     assert "send-task-success" in request and "no answer within 2 h rejects" in request
     harness.sfn.send_task_failure(taskToken=token, error="Rejected", cause="not this one")
     execution = harness.wait(arn)
@@ -268,12 +273,7 @@ def test_manual_approval_waits_for_the_token_and_a_rejection_keeps_the_model(app
 def test_manual_approval_then_deploys_when_approved(approval_app, moto_sfn, monkeypatch) -> None:
     harness = Harness(approval_app, monkeypatch, candidate_metric=0.20)
     arn = harness.start()
-    deadline = time.monotonic() + 60
-    messages: list[str] = []
-    while not messages and time.monotonic() < deadline:
-        messages = harness.messages(wait=1)
-    assert "--task-token " in messages[0], messages
-    token = messages[0].split("--task-token ")[1].split(" ")[0]
+    _, token = harness.approval_request()
     harness.sfn.send_task_success(taskToken=token, output="true")  # what the documented command sends
     execution = harness.wait(arn)
     assert execution["status"] == "SUCCEEDED" and json.loads(execution["output"])["promoted"] is True
