@@ -171,7 +171,3 @@ SFN_SAGEMAKER_SYNC_RULES = {
     "training": "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
     "processing": "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
 }
-
-# Step Functions task tokens and execution names: StartExecution ``name`` is 1-80 characters of
-# letters, digits, - and _ (botocore stepfunctions ``Name``).
-EXECUTION_NAME_MAX = 80

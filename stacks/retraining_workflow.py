@@ -79,7 +79,6 @@ class RetrainingWorkflow(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         retraining, prefix = config.retraining, config.prefix
-        self.topic = topic
 
         def lambda_step(name: str, step: str, result_path: str, **payload: str) -> tasks.LambdaInvoke:
             task = tasks.LambdaInvoke(
@@ -116,7 +115,7 @@ class RetrainingWorkflow(Construct):
                 name,
                 topic=topic,
                 subject=f"{prefix} retraining: {subject}",
-                message=sfn.TaskInput.from_json_path_at(f"States.Format('{template}', {', '.join(fields)})") if fields else sfn.TaskInput.from_text(template),
+                message=sfn.TaskInput.from_json_path_at(f"States.Format('{template}', {', '.join(fields)})"),
                 result_path=sfn.JsonPath.DISCARD,
                 task_timeout=sfn.Timeout.duration(Duration.minutes(1)),
             )

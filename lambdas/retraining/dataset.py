@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,12 +97,6 @@ def in_validation(identity: str, percentage: int) -> bool:
     return int(identity[:8], 16) % 100 < percentage
 
 
-def _rows(s3: Any, bucket: str, key: str) -> Iterator[tuple[int, list[str]]]:
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    lines = (line.decode("utf-8", errors="replace") for line in body.iter_lines())
-    for number, fields in enumerate(csv.reader(lines), start=1):
-        if fields:
-            yield number, fields
 
 
 def _objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
@@ -163,9 +157,20 @@ def _channel(name: str) -> str:
     return {TRAIN_FILE: "train/", VALIDATION_FILE: "validation/"}.get(name, "")
 
 
-def _reject(outputs: _Outputs, result: Assembly, source: str, line: int, fields: Iterable[str], reason: str) -> None:
-    result.rejected += 1
-    outputs.files[REJECTED_FILE].write(json.dumps({"source": source, "line": line, "row": list(fields), "reason": reason}) + "\n")
+def _parsed_rows(s3: Any, bucket: str, key: str, settings: DatasetSettings, result: Assembly, outputs: _Outputs) -> Iterator[tuple[int, str, list[str], str]]:
+    """(line, label, features, identity) of each good row of one object, streamed; each malformed
+    row goes to rejected.jsonl with its source, line and reason instead."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    lines = (line.decode("utf-8", errors="replace") for line in body.iter_lines())
+    for line, fields in enumerate(csv.reader(lines), start=1):
+        if not fields:
+            continue
+        try:
+            yield line, *parse_row(fields, settings)
+        except ValueError as error:
+            result.rejected += 1
+            record = {"source": f"s3://{bucket}/{key}", "line": line, "row": fields, "reason": str(error)}
+            outputs.files[REJECTED_FILE].write(json.dumps(record) + "\n")
 
 
 def _read_labels(s3: Any, settings: DatasetSettings, result: Assembly, outputs: _Outputs) -> dict[str, tuple[str, list[str], str]]:
@@ -178,12 +183,7 @@ def _read_labels(s3: Any, settings: DatasetSettings, result: Assembly, outputs: 
         source = f"s3://{settings.labels_bucket}/{item['Key']}"
         result.label_objects.append({"key": item["Key"], "etag": item.get("ETag", "").strip('"'), "lastModified": item["LastModified"].isoformat()})
         result.labels_through = item["LastModified"].isoformat()
-        for line, fields in _rows(s3, settings.labels_bucket, item["Key"]):
-            try:
-                label, features, identity = parse_row(fields, settings)
-            except ValueError as error:
-                _reject(outputs, result, source, line, fields, str(error))
-                continue
+        for line, label, features, identity in _parsed_rows(s3, settings.labels_bucket, item["Key"], settings, result, outputs):
             result.label_rows += 1
             earlier = labels.get(identity)
             if earlier is not None:
@@ -202,13 +202,7 @@ def _copy_original(s3: Any, settings: DatasetSettings, labels: dict[str, Any], r
     if not objects:
         raise DatasetError(f"no training data at {settings.training_data_s3_uri}")
     for item in sorted(objects, key=lambda o: o["Key"]):
-        source = f"s3://{bucket}/{item['Key']}"
-        for line, fields in _rows(s3, bucket, item["Key"]):
-            try:
-                label, features, identity = parse_row(fields, settings)
-            except ValueError as error:
-                _reject(outputs, result, source, line, fields, str(error))
-                continue
+        for _, label, features, identity in _parsed_rows(s3, bucket, item["Key"], settings, result, outputs):
             result.original_rows += 1
             if identity in labels:
                 result.replaced_rows += 1  # written with the human label afterwards
