@@ -35,7 +35,21 @@ build/.lambda-layer.built: lambdas/requirements.txt $(VENV)/.synth-deps
 	find $(LAYER) -name '*.dist-info' -prune -exec sh -c 'rm -f "$$1/RECORD" "$$1/INSTALLER" "$$1/REQUESTED" "$$1/direct_url.json"' _ {} \;
 	touch $@
 
-layer: build/.lambda-layer.built
+# The human-loop starter's second layer: XGBoost for per-record SHAP values (issue 6). Same
+# platform as above, but manylinux_2_28 (numpy, scipy and xgboost-cpu publish no manylinux2014
+# aarch64 wheels for CPython 3.14), hash-checked. Test suites are not shipped.
+EXPLAIN_LAYER := build/explain-layer
+build/.explain-layer.built: lambdas/human_loop_starter/requirements.txt Makefile $(VENV)/.synth-deps
+	rm -rf $(EXPLAIN_LAYER) && mkdir -p $(EXPLAIN_LAYER)/python
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-compile --only-binary=:all: --require-hashes \
+		--platform manylinux_2_28_aarch64 --implementation cp --python-version 3.14 \
+		--target $(EXPLAIN_LAYER)/python -r lambdas/human_loop_starter/requirements.txt
+	find $(EXPLAIN_LAYER) -name '*.dist-info' -prune -exec sh -c 'rm -f "$$1/RECORD" "$$1/INSTALLER" "$$1/REQUESTED" "$$1/direct_url.json"' _ {} \;
+	find $(EXPLAIN_LAYER)/python -type d -name tests -prune -exec rm -rf {} +
+	rm -rf $(EXPLAIN_LAYER)/python/bin
+	touch $@
+
+layer: build/.lambda-layer.built build/.explain-layer.built
 
 # The worker-template test opens the rendered page in headless Chromium (Debian's package).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -47,18 +61,20 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.test-deps node_modules/.installed build/.lambda-layer.built build/.chromium
+setup: $(VENV)/.test-deps node_modules/.installed layer build/.chromium
 
-synth: $(VENV)/.synth-deps node_modules/.installed build/.lambda-layer.built
+synth: $(VENV)/.synth-deps node_modules/.installed layer
 	$(CDK) synth --quiet
 	@echo "Templates written to cdk.out/"
 
 test: setup
 	$(VENV)/bin/python -m pytest
 
-# Capture-filter throughput and memory against a floor measured in the same run (issue 4 targets).
+# Each against a floor measured in the same run: capture-filter throughput and memory (issue 4),
+# what per-record attributions add to review and XGBoost's cold start (issue 6).
 bench: setup
 	$(VENV)/bin/python -m tests.bench.capture_filter
+	$(VENV)/bin/python -m tests.bench.attributions
 
 bootstrap: synth
 	$(CDK) bootstrap
@@ -69,7 +85,7 @@ diff: synth
 deploy: synth
 	$(CDK) deploy --all --require-approval broadening
 
-destroy: node_modules/.installed $(VENV)/.synth-deps build/.lambda-layer.built
+destroy: node_modules/.installed $(VENV)/.synth-deps layer
 	$(CDK) destroy --all
 
 # Retrain the bundled model; the committed artefacts must not change unless the script does.

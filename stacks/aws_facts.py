@@ -25,6 +25,11 @@ A2I_NAME_MAX = 63
 # ``arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:workteam/.*``.
 WORKTEAM_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:workteam/[A-Za-z0-9/_-]+")
 
+# Lambda quotas, https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html: a function's
+# code and all its layers, extracted, at most 250 MB (262,144,000 bytes); at most 5 layers.
+LAMBDA_UNZIPPED_MAX_BYTES = 262_144_000
+LAMBDA_MAX_LAYERS = 5
+
 # Rows per human loop. StartHumanLoop's InputContent may hold 3,145,728 characters, far more than
 # any page a reviewer can work through; 10 rows is the most one task page stays usable with.
 MAX_ROWS_PER_LOOP = 10

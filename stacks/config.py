@@ -182,12 +182,32 @@ class CaptureConfig:
     sampling_percentage: int
 
 
+# Worker templates in a2i_templates/: seed 000's review of unsure predictions, and seed 002's review
+# of predicted outcomes with the attributions that drove them.
+REVIEW_TEMPLATES = ("low_confidence", "outcome_review")
+_TASK_DESCRIPTIONS = {
+    "low_confidence": "The model was unsure about these records. Check each prediction and give the correct label.",
+    "outcome_review": "Check each predicted outcome against the features that drove it, and give the correct label.",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributionsConfig:
+    """Per-record SHAP values in review tasks, from the model the endpoint serves (seed 002)."""
+
+    enabled: bool
+    top_k: int  # features drawn per record, largest |SHAP value| first
+    refresh_seconds: int  # how often the starter asks the endpoint which model it serves
+
+
 @dataclass(frozen=True, kw_only=True)
 class ReviewConfig:
     """Amazon A2I human review of captured predictions (seeds 000 and 002)."""
 
     enabled: bool
     workteam_arn: str | None
+    template: str
+    attributions: AttributionsConfig
     rule: str
     lower: float
     upper: float
@@ -389,13 +409,30 @@ def _parse_capture(s: _Section) -> CaptureConfig:
     return capture
 
 
-def _parse_review(s: _Section, labels: tuple[str, ...]) -> ReviewConfig:
+def _parse_attributions(s: _Section, model: ModelConfig) -> AttributionsConfig:
+    features = len(model.feature_names)
+    # Exact attributions need an XGBoost model; with your own container, turn them on if it serves one.
+    enabled = s.boolean("enabled", model.framework == "xgboost" and model.image_uri is None)
+    if enabled and model.image_uri is None and model.framework != "xgboost":
+        raise s.error("enabled", f"attributions explain XGBoost models (TreeSHAP); model.framework is {model.framework}: set it to false")
+    attributions = AttributionsConfig(
+        enabled=enabled,
+        top_k=s.integer("top_k", min(10, features), low=1, high=features),
+        refresh_seconds=s.integer("refresh_seconds", 60, low=10, high=3_600),
+    )
+    s.done()
+    return attributions
+
+
+def _parse_review(s: _Section, model: ModelConfig) -> ReviewConfig:
+    labels = model.label_names
     workteam = s.string(
         "workteam_arn",
         None,
         pattern=aws_facts.WORKTEAM_ARN_PATTERN,
         rule="a private workteam ARN, arn:<partition>:sagemaker:<region>:<account>:workteam/private-crowd/<name>",
     )
+    template = s.string("template", "low_confidence", allowed=REVIEW_TEMPLATES)
     rule = s.string("rule", "band", allowed=selection.RULES)
     lower = s.number("lower", 0.1, low=0.0, high=1.0)
     upper = s.number("upper", 0.9, low=0.0, high=1.0)
@@ -405,6 +442,8 @@ def _parse_review(s: _Section, labels: tuple[str, ...]) -> ReviewConfig:
     review = ReviewConfig(
         enabled=s.boolean("enabled", True),
         workteam_arn=workteam,
+        template=template,
+        attributions=s.section("attributions", lambda a: _parse_attributions(a, model)),
         rule=rule,
         lower=lower,
         upper=upper,
@@ -414,7 +453,7 @@ def _parse_review(s: _Section, labels: tuple[str, ...]) -> ReviewConfig:
         task_title=s.string("task_title", "Review a model prediction", pattern=re.compile(r"[^\x00-\x08]{1,128}"), rule="1-128 characters"),
         task_description=s.string(
             "task_description",
-            "The model was unsure about these records. Check each prediction and give the correct label.",
+            _TASK_DESCRIPTIONS[template],
             pattern=re.compile(r".{1,255}"),
             rule="1-255 characters",
         ),
@@ -604,7 +643,7 @@ def parse_environment(environment: str, raw: Any) -> AppConfig:
         model=model,
         endpoint=s.section("endpoint", lambda e: _parse_endpoint(e, f"{app_name}-{environment}")),
         capture=s.section("capture", _parse_capture),
-        review=s.section("review", lambda r: _parse_review(r, model.label_names)),
+        review=s.section("review", lambda r: _parse_review(r, model)),
         monitoring=s.section("monitoring", lambda m: _parse_monitoring(m, model)),
         retraining=s.section("retraining", lambda r: _parse_retraining(r, model)),
     )

@@ -168,6 +168,7 @@ class DashboardStack(Stack):
                         (pipeline.capture_filter, "RowsSelectedForReview"),
                         (pipeline.starter, "HumanLoopsStarted"),
                         (pipeline.starter, "RowsOverDailyCap"),
+                        (pipeline.starter, "RecordsNotExplained"),
                         (pipeline.results, "HumanLoopsCompleted"),
                         (pipeline.results, "LabelsWritten"),
                     )

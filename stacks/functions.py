@@ -27,10 +27,14 @@ from stacks.log_groups import encrypted_log_group
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS = ROOT / "lambdas"
 LAYER = ROOT / "build" / "lambda-layer"
+EXPLAIN_LAYER = ROOT / "build" / "explain-layer"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
-# Must match the --platform / --python-version that `make layer` passes to pip.
+# Must match the --platform / --python-version that `make layer` passes to pip. The python3.14
+# runtime is Amazon Linux 2023 (glibc 2.34), so manylinux_2_28 wheels (the explain layer's) run on it:
+# https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html
 LAYER_PLATFORM = "manylinux2014_aarch64"
+EXPLAIN_LAYER_PLATFORM = "manylinux_2_28_aarch64"
 LAYER_PYTHON = "3.14"
 
 _ACK_VPC = (
@@ -89,17 +93,27 @@ def lambdas_code() -> lambda_.Code:
     )
 
 
-def dependency_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
-    if not (LAYER / "python").is_dir():
-        raise LambdaError(f"{LAYER} is missing: run `make layer` (make synth and make test do) to build the Lambda dependency layer")
+def _layer(scope: Construct, construct_id: str, folder: Path, description: str) -> lambda_.LayerVersion:
+    if not (folder / "python").is_dir():
+        raise LambdaError(f"{folder} is missing: run `make layer` (make synth and make test do) to build the Lambda layers")
     return lambda_.LayerVersion(
         scope,
         construct_id,
-        code=lambda_.Code.from_asset(str(LAYER)),
+        code=lambda_.Code.from_asset(str(folder)),
         compatible_runtimes=[RUNTIME],
         compatible_architectures=[ARCHITECTURE],
-        description="Powertools for AWS Lambda (Python), pinned in lambdas/requirements.txt",
+        description=description,
     )
+
+
+def dependency_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
+    """What every function uses: Powertools and orjson (lambdas/requirements.txt)."""
+    return _layer(scope, construct_id, LAYER, "Powertools for AWS Lambda (Python), pinned in lambdas/requirements.txt")
+
+
+def explain_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
+    """The human-loop starter's XGBoost, numpy and scipy (lambdas/human_loop_starter/requirements.txt)."""
+    return _layer(scope, construct_id, EXPLAIN_LAYER, "XGBoost for per-record SHAP values, pinned in lambdas/human_loop_starter/requirements.txt")
 
 
 def ignore_redundant_role_dependency(function: lambda_.Function) -> None:
@@ -129,6 +143,7 @@ class AppFunction(Construct):
         memory_size: int = 256,
         reserved_concurrency: int | None = None,
         ephemeral_storage_mib: int | None = None,
+        extra_layers: tuple[lambda_.ILayerVersion, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.service = service
@@ -141,7 +156,7 @@ class AppFunction(Construct):
             architecture=ARCHITECTURE,
             handler=handler,
             code=lambdas_code(),
-            layers=[layer],
+            layers=[layer, *extra_layers],
             role=self.role,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,

@@ -10,6 +10,7 @@ creates a new one and CloudFormation deletes the old.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from aws_cdk import Duration, Stack
@@ -27,10 +28,14 @@ from stacks.waiting_provider import WaitingProvider
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "a2i_templates"
 A2I_OUTPUT_PREFIX = "a2i-output"
+# A task UI is one HTML document: parts the templates share (a2i_templates/partials/) are written
+# into it where a line says [[include partials/<file>]].
+_INCLUDE = re.compile(r"^[ \t]*\[\[include (partials/[\w.-]+)\]\]\n", re.MULTILINE)
 
 
 def template_text(name: str) -> str:
-    return (TEMPLATES / f"{name}.liquid.html").read_text()
+    """The worker template ``a2i_templates/<name>.liquid.html`` with its partials written in."""
+    return _INCLUDE.sub(lambda match: (TEMPLATES / match.group(1)).read_text(), (TEMPLATES / f"{name}.liquid.html").read_text())
 
 
 class HumanTask(Construct):

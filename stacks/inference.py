@@ -45,6 +45,7 @@ class ModelEndpoint(Construct):
         self.image_uri = image.uri
         self.variant_name = endpoint_cfg.variant_name
         self.capture_s3_uri = f"s3://{capture_bucket.bucket_name}/{CAPTURE_PREFIX}"
+        self.model_data_arn = model_data_bucket.arn_for_objects(model_data_key)
 
         # SageMaker creates /aws/sagemaker/Endpoints/<name> on first start if it does not exist;
         # creating it first (the endpoint depends on it) gives it a retention period and our key.
@@ -58,7 +59,7 @@ class ModelEndpoint(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker execution role of the {endpoint_cfg.name} model and endpoint",
         )
-        statements = self._execution_statements(image, model_data_bucket.arn_for_objects(model_data_key), capture_bucket, key)
+        statements = self._execution_statements(image, self.model_data_arn, capture_bucket, key)
         self.policy = iam.ManagedPolicy(self, "ExecutionPolicy", roles=[self.role], statements=statements)
         acknowledge_wildcards(
             self.policy,

@@ -27,8 +27,10 @@ from lambdas.review_results.results import GROUND_TRUTH_PREFIX, LABELS_AVAILABLE
 from stacks import aws_facts
 from stacks.compliance import acknowledge
 from stacks.config import AppConfig
-from stacks.functions import AppFunction
+from lambdas.retraining.steps import RETRAINING_PREFIX
+from stacks.functions import AppFunction, explain_layer
 from stacks.human_task import A2I_OUTPUT_PREFIX, HumanTask
+from stacks.inference import ModelEndpoint
 from stacks.storage_stack import StorageStack
 from stacks.work_queue import WorkQueue, encrypted_queue
 
@@ -40,6 +42,7 @@ class ReviewPipeline(Construct):
         *,
         config: AppConfig,
         storage: StorageStack,
+        endpoint: ModelEndpoint,
         capture_prefix: str,
         human_task: HumanTask,
         layer: lambda_.ILayerVersion,
@@ -141,6 +144,18 @@ class ReviewPipeline(Construct):
             "BUDGET_TABLE": self.budget_table.table_name,
             "MAX_LOOPS_PER_DAY": max_loops_per_day,
         }
+        attributions = review.attributions
+        explaining = {}
+        if attributions.enabled:
+            starter_environment.update(
+                ATTRIBUTIONS="on",
+                TOP_K=str(attributions.top_k),
+                MODEL_REFRESH_SECONDS=str(attributions.refresh_seconds),
+                ENDPOINT_NAME=endpoint.endpoint_name,
+                VARIANT_NAME=endpoint.variant_name,
+            )
+            # XGBoost, numpy and scipy load in about a second on a full vCPU (1,769 MB; make bench).
+            explaining = {"extra_layers": (explain_layer(self, "ExplainDependencies"),), "memory_size": 1769}
         self.starter = AppFunction(
             self,
             "HumanLoopStarter",
@@ -151,8 +166,11 @@ class ReviewPipeline(Construct):
             environment=starter_environment,
             # StartHumanLoop is rate-limited per account: two concurrent starters keep well below it.
             reserved_concurrency=2,
+            **explaining,
             **common,
         )
+        if attributions.enabled:
+            self._allow_reading_deployed_models(endpoint, storage, retraining=config.retraining.enabled)
         loop_arns = [
             human_task.flow_definition_arn,
             stack.format_arn(service="sagemaker", resource="human-loop", resource_name=f"{human_task.loop_prefix}-*"),
@@ -163,6 +181,7 @@ class ReviewPipeline(Construct):
         self.review_queue.dead_letter_queue.grant_send_messages(self.starter.role)
         self.review_queue.consume(self.starter)
 
+        redrive_environment = {k: v for k, v in starter_environment.items() if k != "ATTRIBUTIONS"}
         self.redrive = AppFunction(
             self,
             "DeferredRedrive",
@@ -170,7 +189,7 @@ class ReviewPipeline(Construct):
             description="After midnight UTC, moves deferred review groups back to the review queue within the new budget",
             service=f"{prefix}-human-loop-starter",
             timeout=timeout,
-            environment=starter_environment,
+            environment=redrive_environment,
             **common,
         )
         self.budget_table.grant(self.redrive.role, "dynamodb:GetItem")
@@ -230,9 +249,30 @@ class ReviewPipeline(Construct):
         )
         self.labels_available_pattern = {"source": [self.event_source], "detail-type": [LABELS_AVAILABLE]}
 
+        scoped = (
+            "Object-level S3 access is limited to this function's own key prefix; KMS data-key actions "
+            "(GenerateDataKey*, ReEncrypt*) are on the app's key only; log streams are named by Lambda."
+        )
         for function in (self.capture_filter, self.starter, self.redrive, self.results):
-            function.acknowledge_wildcards(
-                "Object-level S3 access is limited to this function's own key prefix; KMS data-key actions "
-                "(GenerateDataKey*, ReEncrypt*) are on the app's key only; log streams are named by Lambda."
-            )
+            reason = scoped
+            if function is self.starter and review.attributions.enabled:
+                reason += (
+                    " DescribeEndpointConfig and DescribeModel (read-only metadata) are on endpoint-config/* and model/*: "
+                    "the endpoint's config and model have CloudFormation-generated or retraining-run names, which "
+                    "SageMaker's ARNs spell in lower case, so no exact ARN can be written at synth time."
+                )
+            function.acknowledge_wildcards(reason)
 
+    def _allow_reading_deployed_models(self, endpoint: ModelEndpoint, storage: StorageStack, *, retraining: bool) -> None:
+        """Which model the endpoint serves (DescribeEndpoint -> config -> model) and its artefact."""
+        stack = Stack.of(self)
+        self.starter.allow(["sagemaker:DescribeEndpoint"], [endpoint.endpoint_arn])
+        self.starter.allow(
+            ["sagemaker:DescribeEndpointConfig"], [stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name="*")]
+        )
+        self.starter.allow(["sagemaker:DescribeModel"], [stack.format_arn(service="sagemaker", resource="model", resource_name="*")])
+        artefacts = [endpoint.model_data_arn]
+        if retraining:
+            artefacts.append(storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*"))
+        self.starter.allow(["s3:GetObject"], artefacts)
+        self.starter.allow(["kms:Decrypt"], [storage.key.key_arn])

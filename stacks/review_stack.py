@@ -15,8 +15,6 @@ from stacks.review_pipeline import ReviewPipeline
 from stacks.serving_stack import ServingStack
 from stacks.storage_stack import StorageStack
 
-LOW_CONFIDENCE_TEMPLATE = "low_confidence"
-
 
 class ReviewStack(Stack):
     """Task UI, flow definition, the capture -> review -> labels pipeline and its alarms."""
@@ -68,9 +66,9 @@ class ReviewStack(Stack):
         layer = dependency_layer(self, "Dependencies")
         self.human_task = HumanTask(
             self,
-            "LowConfidence",
+            review.template.title().replace("_", ""),  # LowConfidence | OutcomeReview
             config=config,
-            template=LOW_CONFIDENCE_TEMPLATE,
+            template=review.template,
             workteam_arn=workteam.value_as_string,
             review_bucket=storage.buckets["review"],
             key=storage.key,
@@ -82,6 +80,7 @@ class ReviewStack(Stack):
             "Pipeline",
             config=config,
             storage=storage,
+            endpoint=endpoint,
             capture_prefix=f"{CAPTURE_PREFIX}/{endpoint.endpoint_name}/{endpoint.variant_name}",
             human_task=self.human_task,
             layer=layer,

@@ -1,8 +1,9 @@
 """Lambda: review groups from the review queue -> A2I human loops (and the nightly redrive).
 
-``handler`` takes SQS batches from the review queue; ``redrive_handler`` runs on a schedule after
-midnight UTC and moves deferred groups back to the review queue, as many as the new day's budget
-allows.
+``handler`` takes SQS batches from the review queue and, with ``ATTRIBUTIONS=on``, attaches each
+record's SHAP attributions from the model the endpoint serves now; ``redrive_handler`` runs on a
+schedule after midnight UTC and moves deferred groups back to the review queue, as many as the new
+day's budget allows.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from lambdas.human_loop_starter.attributions import explain_rows, unavailable
+from lambdas.human_loop_starter.deployed_model import DeployedModel
 from lambdas.human_loop_starter.starter import (
     DailyBudget,
     Outcome,
     RetryLater,
     StarterSettings,
     backoff_seconds,
+    feature_names,
     move_deferred,
     start_review,
 )
@@ -44,12 +48,49 @@ def settings() -> StarterSettings:
         feature_names=tuple(json.loads(env["FEATURE_NAMES"])),
         dead_letter_queue_url=env["DEAD_LETTER_QUEUE_URL"],
         deferred_queue_url=env["DEFERRED_QUEUE_URL"],
+        top_k=int(env.get("TOP_K", "10")),
     )
 
 
 @cache
 def budget() -> DailyBudget:
     return DailyBudget(aws.client("dynamodb"), os.environ["BUDGET_TABLE"], int(os.environ["MAX_LOOPS_PER_DAY"]))
+
+
+@cache
+def deployed_model() -> DeployedModel | None:
+    """The endpoint's current model, when attributions are on (XGBoost is imported only then)."""
+    env = os.environ
+    if env.get("ATTRIBUTIONS") != "on":
+        return None
+    from lambdas.human_loop_starter import explain  # the starter's own layer: numpy, scipy, xgboost
+
+    return DeployedModel(
+        aws.client("sagemaker"),
+        aws.client("s3"),
+        endpoint_name=env["ENDPOINT_NAME"],
+        variant_name=env["VARIANT_NAME"],
+        refresh_seconds=float(env["MODEL_REFRESH_SECONDS"]),
+        load=explain.TreeExplainer.from_artifact,
+    )
+
+
+def explanations(group: ReviewGroup) -> list[dict[str, Any]]:
+    config = settings()
+    try:
+        model = deployed_model()
+        result = explain_rows(model.explainer if model else None, group.rows, lambda count: feature_names(config, count), config.top_k)
+    except Exception:  # a fault in explaining (even a broken layer) must not hold up the review itself
+        logger.exception("attributions failed; the task says so and review goes on")
+        result = [unavailable("the app failed to compute attributions for this record (see the starter's logs)") for _ in group.rows]
+    explained = sum(1 for e in result if e["status"] == "explained")
+    for explanation in result:
+        if explanation["status"] == "unavailable":
+            logger.warning("record not explained", extra={"reason": explanation["reason"]})
+    if os.environ.get("ATTRIBUTIONS") == "on":
+        metrics.add_metric("RecordsExplained", MetricUnit.Count, explained)
+        metrics.add_metric("RecordsNotExplained", MetricUnit.Count, len(result) - explained)
+    return result
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -61,7 +102,7 @@ def record_handler(record: SQSRecord) -> None:
         metrics.add_metric("ReviewGroupsParked", MetricUnit.Count, 1)
         return
     try:
-        outcome = start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget(), group, settings())
+        outcome = start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget(), group, settings(), explanations)
     except RetryLater as error:
         wait = backoff_seconds(int(record.attributes.approximate_receive_count))
         logger.warning("A2I asked us to wait", extra={"reason": str(error), "retryInSeconds": wait})

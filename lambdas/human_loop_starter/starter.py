@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from lambdas.human_loop_starter.attributions import OFF
 from lambdas.shared import aws
 from lambdas.shared.review_group import ReviewGroup
 
@@ -43,6 +44,7 @@ class StarterSettings:
     feature_names: tuple[str, ...]
     dead_letter_queue_url: str
     deferred_queue_url: str
+    top_k: int = 10  # attributions shown per record
 
 
 def utc_today() -> dt.date:
@@ -90,13 +92,18 @@ class DailyBudget:
         return max(0, self._limit - int(item.get("loops", {}).get("N", "0")))
 
 
-def task_input(group: ReviewGroup, settings: StarterSettings) -> dict[str, Any]:
-    """What the worker template reads as ``task.input``: rows with named features and labels."""
+def feature_names(settings: StarterSettings, count: int) -> tuple[str, ...]:
+    """The configured names, or ``feature_<i>`` when a record does not have that many features."""
+    return settings.feature_names if len(settings.feature_names) == count else tuple(f"feature_{i}" for i in range(count))
+
+
+def task_input(group: ReviewGroup, settings: StarterSettings, explanations: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What the worker template reads as ``task.input``: rows with named features, labels and, per
+    row, the explanation of its prediction (``attributions.py``)."""
     labels = [{"value": index, "name": name} for index, name in enumerate(settings.label_names)]
     rows = []
     for position, row in enumerate(group.rows):
         features = row["features"]
-        names = settings.feature_names if len(settings.feature_names) == len(features) else [f"feature_{i}" for i in range(len(features))]
         prediction = row["prediction"]
         rows.append(
             {
@@ -108,7 +115,8 @@ def task_input(group: ReviewGroup, settings: StarterSettings) -> dict[str, Any]:
                 "probability": round(float(row["probability"]), 6),
                 "prediction": prediction,
                 "predictionName": settings.label_names[prediction] if 0 <= prediction < len(settings.label_names) else str(prediction),
-                "features": [{"name": name, "value": value} for name, value in zip(names, features)],
+                "features": [{"name": name, "value": value} for name, value in zip(feature_names(settings, len(features)), features)],
+                "explanation": explanations[position] if explanations is not None else OFF,
             }
         )
     return {"captureObject": group.capture_object, "labels": labels, "rows": rows}
@@ -117,16 +125,26 @@ def task_input(group: ReviewGroup, settings: StarterSettings) -> dict[str, Any]:
 _RETRYABLE = {"ThrottlingException", "ServiceQuotaExceededException", "InternalServerException"}
 
 
-def start_review(a2i: Any, sqs: Any, budget: DailyBudget, group: ReviewGroup, settings: StarterSettings) -> Outcome:
+def start_review(
+    a2i: Any,
+    sqs: Any,
+    budget: DailyBudget,
+    group: ReviewGroup,
+    settings: StarterSettings,
+    explain: Callable[[ReviewGroup], Sequence[dict[str, Any]]] | None = None,
+) -> Outcome:
+    """``explain`` gives each row's explanation, computed now, just before the loop starts (and
+    only for groups within the budget: a deferred group is explained when it is started)."""
     name = group.loop_name(settings.loop_prefix)
     if not budget.take():
         sqs.send_message(QueueUrl=settings.deferred_queue_url, MessageBody=group.to_body())
         return Outcome.DEFERRED
+    explanations = explain(group) if explain is not None else None
     try:
         a2i.start_human_loop(
             HumanLoopName=name,
             FlowDefinitionArn=settings.flow_definition_arn,
-            HumanLoopInput={"InputContent": json.dumps(task_input(group, settings), separators=(",", ":"))},
+            HumanLoopInput={"InputContent": json.dumps(task_input(group, settings, explanations), separators=(",", ":"))},
         )
     except ClientError as error:
         budget.give_back()

@@ -26,6 +26,7 @@ from lambdas.capture_filter.events import CaptureObject
 from lambdas.capture_filter.filtering import FilterSettings, filter_capture_object
 from lambdas.capture_filter.records import ParseOptions
 from lambdas.capture_filter.selection import SelectionRule
+from tests.bench import verdict
 
 FORMATS = ("csv", "jsonl", "base64")
 THROUGHPUT_TARGET = 0.5
@@ -190,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if growth >= MEMORY_TARGET_MB:
         failures.append(f"peak memory grew {growth:.1f} MB for a 10x larger file")
-    for failure in failures:
-        print(f"FAIL {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":

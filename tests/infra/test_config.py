@@ -26,6 +26,23 @@ def test_review_defaults_follow_seed_000() -> None:
     assert review.rows_per_loop == 3 and review.task_count == 1 and review.workteam_arn is None
 
 
+def test_review_shows_attributions_of_xgboost_models_with_either_template() -> None:
+    review = parse_environment("dev", {}).review
+    assert review.template == "low_confidence" and review.task_description.startswith("The model was unsure")
+    assert (review.attributions.enabled, review.attributions.top_k, review.attributions.refresh_seconds) == (True, 10, 60)
+    seed_002 = parse_environment("dev", {"review": {"template": "outcome_review", "rule": "outcome"}}).review
+    assert seed_002.task_description.startswith("Check each predicted outcome against the features that drove it")
+    loop_off = {"monitoring": {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}, "retraining": {"enabled": False}}
+    small = parse_environment("dev", {"model": BYO, **loop_off}).review.attributions
+    assert small.enabled and small.top_k == 2  # never more than the model's features
+    sklearn = {"model": {**BYO, "framework": "sklearn", "framework_version": "1.2-1"}, **loop_off}
+    assert not parse_environment("dev", sklearn).review.attributions.enabled
+    own_image = {"model": {**BYO, "image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mine:1"}, **loop_off}
+    assert not parse_environment("dev", own_image).review.attributions.enabled  # on only if you say it serves XGBoost
+    own_image["review"] = {"attributions": {"enabled": True}}
+    assert parse_environment("dev", own_image).review.attributions.enabled
+
+
 def test_review_and_monitoring_can_be_turned_off_where_they_are_not_offered() -> None:
     off = {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}
     config = parse_environment("dev", {"region": "cn-north-1", "review": {"enabled": False}, "monitoring": off})
@@ -70,6 +87,14 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"capture": {"sampling_pct": 50}}, r"environments\.dev\.capture: unknown key\(s\) sampling_pct; allowed keys: sampling_percentage"),
         ({"captur": {}}, r"environments\.dev: unknown key\(s\) captur; allowed keys: .*capture"),
         ({"review": {"rule": "random"}}, r"review\.rule: 'random' is not allowed; allowed values: band, outcome"),
+        ({"review": {"template": "shap"}}, r"review\.template: 'shap' is not allowed; allowed values: low_confidence, outcome_review"),
+        ({"review": {"attributions": {"top_k": 31}}}, r"review\.attributions\.top_k: must be a whole number from 1 to 30, got 31"),
+        ({"review": {"attributions": {"refresh_seconds": 1}}}, r"review\.attributions\.refresh_seconds: must be a whole number from 10 to 3600, got 1"),
+        ({"review": {"attributions": {"images": True}}}, r"review\.attributions: unknown key\(s\) images; allowed keys: enabled, refresh_seconds, top_k"),
+        (
+            {"model": {**BYO, "framework": "sklearn", "framework_version": "1.2-1"}, "review": {"attributions": {"enabled": True}}},
+            r"review\.attributions\.enabled: attributions explain XGBoost models \(TreeSHAP\); model\.framework is sklearn: set it to false",
+        ),
         ({"review": {"lower": 0.9, "upper": 0.1}}, r"review\.upper: must be greater than lower \(0\.9\), got 0\.1"),
         ({"review": {"upper": 1.5}}, r"review\.upper: must be a number from 0\.0 to 1\.0, got 1\.5"),
         ({"review": {"enabled": "yes"}}, r"review\.enabled: 'yes' is not allowed; allowed values: true, false"),

@@ -32,6 +32,7 @@ def test_dashboard_shows_endpoint_drift_shap_runs_and_review(dev_app) -> None:
         assert (aws_facts.DATA_QUALITY_METRICS_NAMESPACE, f"feature_baseline_drift_{feature}") in names
         assert (aws_facts.EXPLAINABILITY_METRICS_NAMESPACE, f"feature_{feature}") in names
     assert ("MlLoop", "MonitoringRuns") in names and ("MlLoop", "LabelsWritten") in names and ("MlLoop", "HumanLoopsStarted") in names
+    assert ("MlLoop", "RecordsNotExplained") in names
     titles = _titles(widgets)
     assert any(t.startswith("Global SHAP per feature") for t in titles) and "Human review backlog (messages waiting)" in titles
     shap = next(w for w in widgets if w["properties"].get("title", "").startswith("Global SHAP"))

@@ -109,7 +109,7 @@ def test_starter_may_start_loops_only_on_our_flow_definition(dev_app, template: 
     ("function", "expected"),
     [
         ("capture_filter", ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*", "/capture/mlloop-dev/AllTraffic/*", "/rejected-captures/*"]),
-        ("starter", ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*", ":human-loop/mlloop-dev-*"]),
+        ("starter", ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*", ":endpoint-config/*", ":model/*", "/retraining/*", ":human-loop/mlloop-dev-*"]),
         ("redrive", ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"]),
         ("results", ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*", "/a2i-output/*", "/ground-truth/*", "/training-rows/*", "/loop-reports/*"]),
     ],
@@ -139,3 +139,55 @@ def test_turning_review_off_removes_exactly_the_review_stack(tmp_path, dev_app) 
     assert built.review is None
     assert {s.node.id for s in built.app.node.children if hasattr(s, "template_options")} == {"Storage", "Serving", "Monitoring", "Retraining", "Operations"}
     assert built.template_json("serving")["Resources"].keys() == dev_app.template_json("serving")["Resources"].keys()
+
+
+def _starter(built) -> dict:
+    review = built.template_json("review")["Resources"]
+    return review[built.review.get_logical_id(built.review.pipeline.starter.function.node.default_child)]["Properties"]
+
+
+def _starter_statements(built) -> list[dict]:
+    policy = built.review.pipeline.starter.role.node.find_child("DefaultPolicy").node.default_child
+    return built.template_json("review")["Resources"][built.review.get_logical_id(policy)]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def test_only_the_starter_carries_xgboost_and_may_read_the_served_model(dev_app, template: Template) -> None:
+    starter = _starter(dev_app)
+    layers = _resources(template, "AWS::Lambda::LayerVersion")
+    assert len(layers) == 2 and len(starter["Layers"]) == 2 and starter["MemorySize"] == 1769
+    explain = dev_app.review.get_logical_id(dev_app.review.pipeline.node.find_child("ExplainDependencies").node.default_child)
+    assert {"Ref": explain} in starter["Layers"]
+    others = [f["Properties"] for f in _resources(template, "AWS::Lambda::Function").values() if f["Properties"].get("Handler") != starter["Handler"]]
+    assert len(others) >= 5 and all({"Ref": explain} not in props.get("Layers", []) for props in others)
+    variables = starter["Environment"]["Variables"]
+    assert (variables["ATTRIBUTIONS"], variables["TOP_K"], variables["MODEL_REFRESH_SECONDS"]) == ("on", "10", "60")
+    assert (variables["ENDPOINT_NAME"], variables["VARIANT_NAME"]) == ("mlloop-dev", "AllTraffic")
+    by_action = {}
+    for statement in _starter_statements(dev_app):
+        for action in [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]:
+            by_action.setdefault(action, []).extend(flatten_reference(r) for r in ([statement["Resource"]] if not isinstance(statement["Resource"], list) else statement["Resource"]))
+    assert by_action["sagemaker:DescribeEndpoint"] == ["arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint/mlloop-dev"]
+    assert by_action["sagemaker:DescribeEndpointConfig"][0].endswith(":endpoint-config/*")
+    assert by_action["sagemaker:DescribeModel"][0].endswith(":model/*")
+    artefacts = by_action["s3:GetObject"]
+    assert len(artefacts) == 2 and artefacts[0].endswith("/model.tar.gz") and "/bundled/" in artefacts[0] and artefacts[1].endswith("/retraining/*")
+
+
+def test_seed_002_template_and_attributions_off_are_configuration(tmp_path, dev_app) -> None:
+    environment = json.loads(json.dumps(dev_app.app.node.try_get_context("environments")["dev"]))
+    environment["review"] = {"template": "outcome_review", "rule": "outcome", "attributions": {"top_k": 4}}
+    seed_002 = build_app(tmp_path / "outcome", environment=environment)
+    seed_002.app.synth()
+    [ui] = seed_002.template("review").find_resources("AWS::SageMaker::HumanTaskUi").values()
+    assert ui["Properties"]["UiTemplate"]["Content"] == template_text("outcome_review")
+    assert ui["Properties"]["HumanTaskUiName"].startswith("mlloop-dev-outcome-review-")
+    assert _starter(seed_002)["Environment"]["Variables"]["TOP_K"] == "4"
+
+    environment["review"]["attributions"] = {"enabled": False}
+    off = build_app(tmp_path / "off", environment=environment)
+    off.app.synth()
+    starter = _starter(off)
+    assert len(starter["Layers"]) == 1 and starter["MemorySize"] == 256 and "ATTRIBUTIONS" not in starter["Environment"]["Variables"]
+    actions = {a for s in _starter_statements(off) for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert not any(a.startswith("sagemaker:Describe") or a == "s3:GetObject" for a in actions)
+    assert len(off.template("review").find_resources("AWS::Lambda::LayerVersion")) == 1

@@ -3,6 +3,7 @@ SQS and DynamoDB on moto."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 
@@ -11,9 +12,12 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from lambdas.human_loop_starter import handler
+from lambdas.human_loop_starter.deployed_model import DeployedModel
+from lambdas.human_loop_starter.explain import TreeExplainer
 from lambdas.human_loop_starter.starter import DailyBudget, Outcome, StarterSettings, backoff_seconds, move_deferred, start_review
 from lambdas.shared import aws
 from lambdas.shared.review_group import ReviewGroup
+from stacks import default_model
 from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain, sqs_event
 
 FLOW = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/app-dev-abc"
@@ -169,3 +173,90 @@ def test_start_review_outcomes_are_reported(world) -> None:
     g = group("e9")
     expect_start(stubber, g.loop_name("app-dev"))
     assert start_review(aws.client("sagemaker-a2i-runtime"), sqs, DailyBudget(dynamodb, "budget", 5), g, settings) is Outcome.STARTED
+
+
+def started_task(stubber, g: ReviewGroup) -> dict:
+    """Runs the handler on one group and returns the task input it sent to StartHumanLoop."""
+    captured = {}
+    expect_start(stubber, g.loop_name("app-dev"))
+    aws.client("sagemaker-a2i-runtime").meta.events.register(
+        "provide-client-params.sagemaker-a2i-runtime.StartHumanLoop", lambda params, **_: captured.update(params)
+    )
+    assert run(g.to_body()) == {"batchItemFailures": []}
+    stubber.assert_no_pending_responses()
+    return json.loads(captured["HumanLoopInput"]["InputContent"])
+
+
+@pytest.fixture
+def explaining(world, monkeypatch):
+    """Attributions on, with the bundled model standing in for what the endpoint serves."""
+    monkeypatch.setenv("ATTRIBUTIONS", "on")
+    monkeypatch.setenv("TOP_K", "3")
+    monkeypatch.setenv("FEATURE_NAMES", json.dumps(default_model.FEATURE_NAMES))
+    handler.settings.cache_clear()
+    bundled = TreeExplainer.from_artifact(default_model.MODEL_ARTIFACT.open("rb"), "mlloop-dev-run-7")
+    monkeypatch.setattr(handler, "deployed_model", lambda: type("Served", (), {"explainer": staticmethod(lambda: bundled)})())
+    return world, bundled
+
+
+def bundled_group(explainer: TreeExplainer, count: int = 3) -> ReviewGroup:
+    with default_model.TEST_CSV.open() as stream:
+        records = [r[1:] for r in list(csv.reader(stream))[:count]]
+    return ReviewGroup("s3://capture/x.jsonl", tuple(
+        {"recordId": f"r{i}", "eventId": f"e{i}", "inferenceId": None, "rowIndex": 0, "features": features,
+         "probability": result.probability, "prediction": int(result.probability >= 0.5)}
+        for i, (features, result) in enumerate(zip(records, explainer.explain(records)))
+    ))
+
+
+def test_with_attributions_on_every_row_carries_its_top_k_from_the_served_model(explaining) -> None:
+    (stubber, *_), bundled = explaining
+    task = started_task(stubber, bundled_group(bundled))
+    for row in task["rows"]:
+        explanation = row["explanation"]
+        assert explanation["status"] == "explained" and explanation["model"] == "mlloop-dev-run-7"
+        assert len(explanation["top"]) == 3 and explanation["othersCount"] == 27 and explanation["note"] is None
+        names = [f["name"] for f in row["features"]]
+        for item in explanation["top"]:
+            assert row["features"][names.index(item["feature"])]["value"] == item["value"]
+
+
+def emitted(capsys) -> dict[str, float]:
+    """Metric values of the EMF documents the handler printed."""
+    values = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("{") and "_aws" in line:
+            document = json.loads(line)
+            for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                value = document[metric["Name"]]
+                values[metric["Name"]] = sum(value) if isinstance(value, list) else value
+    return values
+
+
+def test_records_the_model_cannot_take_and_faults_in_explaining_still_reach_review(explaining, monkeypatch, capsys) -> None:
+    (stubber, *_), bundled = explaining
+    capsys.readouterr()
+    task = started_task(stubber, group("e1"))  # two features; the model takes 30
+    assert task["rows"][0]["explanation"] == {"status": "unavailable", "reason": "the record has 2 features and model mlloop-dev-run-7 takes 30"}
+    metrics = emitted(capsys)
+    assert (metrics["RecordsExplained"], metrics["RecordsNotExplained"], metrics["HumanLoopsStarted"]) == (0, 1, 1)
+
+    def broken():
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(handler, "deployed_model", lambda: type("Served", (), {"explainer": staticmethod(broken)})())
+    task = started_task(stubber, bundled_group(bundled, 1))
+    assert task["rows"][0]["explanation"] == {"status": "unavailable", "reason": "the app failed to compute attributions for this record (see the starter's logs)"}
+
+
+def test_attributions_are_off_unless_configured_and_then_follow_the_endpoint(world, monkeypatch) -> None:
+    stubber, *_ = world
+    handler.deployed_model.cache_clear()
+    assert handler.deployed_model() is None
+    assert started_task(stubber, group("e1"))["rows"][0]["explanation"] == {"status": "off"}
+    for name, value in {"ATTRIBUTIONS": "on", "ENDPOINT_NAME": "mlloop-dev", "VARIANT_NAME": "AllTraffic", "MODEL_REFRESH_SECONDS": "60"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(aws, "client", lambda service: object())
+    handler.deployed_model.cache_clear()
+    assert isinstance(handler.deployed_model(), DeployedModel)
+    handler.deployed_model.cache_clear()
