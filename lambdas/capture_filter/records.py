@@ -227,10 +227,9 @@ def _unselected_single_row(record: Any, options: ParseOptions) -> bool:
         capture = record["captureData"]
         if not isinstance(record["eventMetadata"]["eventId"], str):
             return False
-        # One input row: CSV or JSON Lines text without a line break (a JSON document may hold many).
+        # One input row: CSV or JSON Lines (a JSON document may hold many); its text is checked
+        # last, once the output says the row is not selected (selected rows take the general path).
         if _media_type_of(capture["endpointInput"]["observedContentType"]) not in _ROW_PER_LINE_TYPES:
-            return False
-        if _single_line(capture["endpointInput"]) is None:
             return False
         output = capture["endpointOutput"]
         data = _single_line(output)
@@ -252,7 +251,12 @@ def _unselected_single_row(record: Any, options: ParseOptions) -> bool:
         return False
     if not 0.0 <= probability <= 1.0:  # also False for NaN
         return False
-    return not options.keep(probability, int(probability >= options.threshold))
+    if options.keep(probability, int(probability >= options.threshold)):
+        return False
+    try:
+        return _single_line(capture["endpointInput"]) is not None  # one row, readable text
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return False
 
 
 def _media_type(content_type: Any) -> str:
