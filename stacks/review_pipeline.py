@@ -145,15 +145,15 @@ class ReviewPipeline(Construct):
             "MAX_LOOPS_PER_DAY": max_loops_per_day,
         }
         attributions = review.attributions
-        explaining = {}
+        explaining, explain_environment = {}, {}
         if attributions.enabled:
-            starter_environment.update(
-                ATTRIBUTIONS="on",
-                TOP_K=str(attributions.top_k),
-                MODEL_REFRESH_SECONDS=str(attributions.refresh_seconds),
-                ENDPOINT_NAME=endpoint.endpoint_name,
-                VARIANT_NAME=endpoint.variant_name,
-            )
+            explain_environment = {
+                "ATTRIBUTIONS": "on",
+                "TOP_K": str(attributions.top_k),
+                "MODEL_REFRESH_SECONDS": str(attributions.refresh_seconds),
+                "ENDPOINT_NAME": endpoint.endpoint_name,
+                "VARIANT_NAME": endpoint.variant_name,
+            }
             # XGBoost, numpy and scipy load in about a second on a full vCPU (1,769 MB; make bench).
             explaining = {"extra_layers": (explain_layer(self, "ExplainDependencies"),), "memory_size": 1769}
         self.starter = AppFunction(
@@ -163,7 +163,7 @@ class ReviewPipeline(Construct):
             description="Starts one A2I human loop per review group, within the daily loop budget",
             service=f"{prefix}-human-loop-starter",
             timeout=timeout,
-            environment=starter_environment,
+            environment={**starter_environment, **explain_environment},
             # StartHumanLoop is rate-limited per account: two concurrent starters keep well below it.
             reserved_concurrency=2,
             **explaining,
@@ -181,7 +181,6 @@ class ReviewPipeline(Construct):
         self.review_queue.dead_letter_queue.grant_send_messages(self.starter.role)
         self.review_queue.consume(self.starter)
 
-        redrive_environment = {k: v for k, v in starter_environment.items() if k != "ATTRIBUTIONS"}
         self.redrive = AppFunction(
             self,
             "DeferredRedrive",
@@ -189,7 +188,7 @@ class ReviewPipeline(Construct):
             description="After midnight UTC, moves deferred review groups back to the review queue within the new budget",
             service=f"{prefix}-human-loop-starter",
             timeout=timeout,
-            environment=redrive_environment,
+            environment=starter_environment,
             **common,
         )
         self.budget_table.grant(self.redrive.role, "dynamodb:GetItem")

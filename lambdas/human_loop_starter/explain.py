@@ -98,31 +98,26 @@ class TreeExplainer:
 
     def explain(self, rows: Sequence[Sequence[Any]]) -> list[RecordAttributions | Unexplainable]:
         """One result per row, in order; a row that cannot be explained gets its reason instead."""
-        results: list[RecordAttributions | Unexplainable] = []
-        matrix, positions = [], []
-        for position, row in enumerate(rows):
-            try:
-                matrix.append(self._numbers(row))
-                positions.append(position)
-                results.append(None)  # type: ignore[arg-type]  # filled in below
-            except Unexplainable as reason:
-                results.append(reason)
-        if matrix:
-            data = xgb.DMatrix(np.asarray(matrix, dtype=np.float32), missing=np.nan)
-            contributions = self.booster.predict(data, pred_contribs=True, validate_features=False)
-            margins = self.booster.predict(data, output_margin=True, validate_features=False)
-            if contributions.ndim != 2:
-                reason = Unexplainable(f"model {self.model_name} has several outputs; the app explains one probability per record")
-                return [reason if r is None else r for r in results]
-            for position, values, margin in zip(positions, contributions, margins):
-                results[position] = RecordAttributions(
-                    base_value=float(values[-1]), contributions=tuple(float(v) for v in values[:-1]), margin=float(margin)
-                )
-        return results
+        numbers = [self._numbers(row) for row in rows]
+        readable = [n for n in numbers if not isinstance(n, Unexplainable)]
+        if not readable:
+            return numbers
+        data = xgb.DMatrix(np.asarray(readable, dtype=np.float32), missing=np.nan)
+        contributions = self.booster.predict(data, pred_contribs=True, validate_features=False)
+        margins = self.booster.predict(data, output_margin=True, validate_features=False)
+        if contributions.ndim != 2:
+            several = Unexplainable(f"model {self.model_name} has several outputs; the app explains one probability per record")
+            return [n if isinstance(n, Unexplainable) else several for n in numbers]
+        explained = (
+            RecordAttributions(base_value=float(values[-1]), contributions=tuple(float(v) for v in values[:-1]), margin=float(margin))
+            for values, margin in zip(contributions, margins)
+        )
+        return [n if isinstance(n, Unexplainable) else next(explained) for n in numbers]
 
-    def _numbers(self, row: Sequence[Any]) -> list[float]:
+    def _numbers(self, row: Sequence[Any]) -> list[float] | Unexplainable:
+        """The row as the booster reads it, or why it cannot be read."""
         if len(row) != self.feature_count:
-            raise Unexplainable(f"the record has {len(row)} features and model {self.model_name} takes {self.feature_count}")
+            return Unexplainable(f"the record has {len(row)} features and model {self.model_name} takes {self.feature_count}")
         numbers = []
         for index, value in enumerate(row):
             if value is None or (isinstance(value, str) and not value.strip()):
@@ -131,7 +126,7 @@ class TreeExplainer:
             try:
                 numbers.append(float(value))
             except (TypeError, ValueError):
-                raise Unexplainable(f"feature {index + 1} is {str(value)[:40]!r}, not a number") from None
+                return Unexplainable(f"feature {index + 1} is {str(value)[:40]!r}, not a number")
         return numbers
 
 

@@ -194,3 +194,16 @@ def test_the_artefact_reader_refuses_archives_that_unpack_beyond_the_limit(monke
     monkeypatch.setattr(explain, "MAX_ARTIFACT_BYTES", 1000)
     with pytest.raises(Unexplainable, match="unpacks to more than"):
         TreeExplainer.from_artifact(tarball({"xgboost-model": b"\0" * 2000}), "m")
+
+
+def test_a_model_with_several_outputs_says_so_for_every_readable_record() -> None:
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(200, 3))
+    labels = np.column_stack([data[:, 0] > 0, data[:, 1] > 0]).astype(float)  # two targets
+    booster = xgb.train({"objective": "binary:logistic", "tree_method": "hist", "seed": 0}, xgb.DMatrix(data, label=labels), num_boost_round=2)
+    results = TreeExplainer(booster, "multi").explain([[0.1, 0.2, 0.3], [1.0], [0.5, 0.5, 0.5]])
+    assert [str(r) for r in results] == [
+        "model multi has several outputs; the app explains one probability per record",
+        "the record has 1 features and model multi takes 3",
+        "model multi has several outputs; the app explains one probability per record",
+    ]
