@@ -5,15 +5,22 @@ Each baseline is a processing job with the request the SageMaker SDK sends (``De
 suggest_baseline`` for data quality, ``ModelExplainabilityMonitor.suggest_baseline`` for Clarify;
 tests derive the expectation from the SDK). The deployment waits for it (custom resource with a
 waiter) and fails with the job's reason if it fails. Job definitions are create-only in every
-property, so their names are left to CloudFormation: any change replaces the definition cleanly and
-the schedule (fixed name) is pointed at the new one.
+property, so each is named after a hash of its content: any change replaces the definition cleanly
+and the schedule (fixed name) is pointed at the new one by that name.
+
+Each job role's data grants are derived (``stacks.job_roles``) from the requests its jobs make: the
+baseline request the custom resource sends, the same request on retraining's data, and the
+processing job SageMaker starts for each scheduled run (:func:`scheduled_run_request`).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
+from typing import Any
 
-from aws_cdk import Aws, Duration, Fn, Stack
+from aws_cdk import CfnResource, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -24,14 +31,14 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from lambdas.shared.aws import split_s3_uri
+from lambdas.shared import baseline as baseline_dataset
 from stacks import aws_facts, clarify
 from stacks.compliance import acknowledge, acknowledge_wildcards
 from stacks.config import AppConfig, MonitorJobConfig, NetworkConfig
 from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES
 from stacks.images import ContainerImage
-from stacks.job_roles import job_runtime_statements
-from stacks.waiting_provider import WaitingProvider
+from stacks.job_roles import job_data_statements, job_runtime_statements
+from stacks.waiting_provider import MAX_WAIT, WaitingProvider
 
 # Container paths the Model Monitor analyzer and the Clarify container read and write
 # (sagemaker.core.model_monitor, sagemaker.core.clarify.SageMakerClarifyProcessor).
@@ -52,7 +59,8 @@ CURRENT = "current"
 
 
 def baseline_environment(has_header: bool) -> dict[str, str]:
-    """The analyzer's environment for a CSV dataset, label first (what suggest_baseline sends)."""
+    """The analyzer's environment for a CSV dataset, output column first (what suggest_baseline
+    sends). The app's baselines always have a header (``lambdas.shared.baseline``)."""
     return {
         "output_path": OUTPUT_PATH,
         "publish_cloudwatch_metrics": "Disabled",
@@ -61,9 +69,34 @@ def baseline_environment(has_header: bool) -> dict[str, str]:
     }
 
 
-def s3_object_arn(uri: str) -> str:
-    bucket, key = split_s3_uri(uri)
-    return f"arn:{Aws.PARTITION}:s3:::{bucket}/{key}"
+def s3_prefix_input(name: str, uri: str, local_path: str) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "S3Input": {"S3Uri": uri, "LocalPath": local_path, "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated", "S3CompressionType": "None"},
+    }
+
+
+def scheduled_run_request(*, captures_s3_uri: str, baseline_s3_uris: list[str], reports_s3_uri: str, key: kms.IKey) -> dict[str, Any]:
+    """The data side of the processing job SageMaker starts for each scheduled run: it lists and reads
+    the endpoint's captures, reads the job definition's baseline files (and scripts) as S3Prefix
+    inputs, and writes its report with the definition's output and volume keys."""
+    inputs = [s3_prefix_input("endpoint", captures_s3_uri, ENDPOINT_INPUT_PATH)]
+    inputs += [s3_prefix_input(f"baseline{i}", uri, f"{PROCESSING}/baseline/{i}") for i, uri in enumerate(baseline_s3_uris)]
+    return {
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "report", "S3Output": {"S3Uri": reports_s3_uri, "LocalPath": OUTPUT_PATH, "S3UploadMode": "Continuous"}}], "KmsKeyId": key.key_arn},
+        "ProcessingResources": {"ClusterConfig": {"VolumeKmsKeyId": key.key_arn}},
+    }
+
+
+def with_dataset(request: dict[str, Any], input_name: str, s3_uri: str) -> dict[str, Any]:
+    """``request`` reading its dataset input from ``s3_uri``: what retraining sends (its runs' data
+    lies under one prefix, which stands for all of them here)."""
+    variant = copy.deepcopy(request)
+    for item in variant["ProcessingInputs"]:
+        if item["InputName"] == input_name:
+            item["S3Input"]["S3Uri"] = s3_uri
+    return variant
 
 
 def network_request(network: NetworkConfig) -> dict:
@@ -81,36 +114,20 @@ def network_property(definition_type: type, network: NetworkConfig):
 
 
 class MonitoringRole(Construct):
-    """The role SageMaker runs one monitor's baseline and monitoring jobs with, scoped to its data."""
+    """The role SageMaker runs one monitor's baseline and monitoring jobs with, scoped to its data:
+    the grants come from the job requests (:meth:`allow_requests`)."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        description: str,
-        image: ContainerImage,
-        key: kms.IKey,
-        monitoring_bucket: s3.IBucket,
-        output_prefix: str,
-        readable_objects: list[str],
-        readable_buckets: list[str],
-        network: NetworkConfig,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, description: str, image: ContainerImage, key: kms.IKey, network: NetworkConfig) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description)
         # https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createprocessingjob-perms
-        own_objects = monitoring_bucket.arn_for_objects(f"{output_prefix}/*")
-        statements = [
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[*readable_objects, own_objects]),
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[*readable_buckets, monitoring_bucket.bucket_arn]),
-            iam.PolicyStatement(actions=["s3:PutObject"], resources=[own_objects]),
-            *job_runtime_statements(self, image=image, key=key, log_group="ProcessingJobs", metrics_namespace="*aws/sagemaker/*"),
-        ]
+        statements = job_runtime_statements(self, image=image, key=key, log_group="ProcessingJobs", metrics_namespace="*aws/sagemaker/*")
         reasons = [
-            "SageMaker names the captured objects, baseline outputs and processing-job log streams; "
-            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level permissions "
-            "(PutMetricData is limited to SageMaker's namespaces by condition)."
+            "Its S3 grants are derived from its jobs' requests: an S3Prefix input is every object under its key prefix "
+            "(the endpoint's captures, the baseline dataset, the current/ baseline files), and SageMaker names the objects "
+            "it writes under each output prefix (a job-named folder of baselines/, hourly reports); SageMaker names "
+            "the processing-job log streams; ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no "
+            "resource-level permissions (PutMetricData is limited to SageMaker's namespaces by condition)."
         ]
         if network.in_vpc:
             # https://docs.aws.amazon.com/sagemaker/latest/dg/process-vpc.html (CreateNetworkInterface and friends)
@@ -127,6 +144,11 @@ class MonitoringRole(Construct):
             reasons.append("The EC2 network-interface actions SageMaker needs to place jobs in your VPC do not support resource-level permissions.")
         self._reasons = reasons
         for statement in statements:
+            self.role.add_to_policy(statement)
+
+    def allow_requests(self, *requests: dict[str, Any]) -> None:
+        """What the jobs of ``requests`` (CreateProcessingJob-shaped) read, list, write and encrypt with."""
+        for statement in job_data_statements(requests):
             self.role.add_to_policy(statement)
 
     def allow(self, statement: iam.PolicyStatement, reason: str | None = None) -> None:
@@ -157,7 +179,7 @@ class BaselineJobs(Construct):
             key=key,
             layer=layer,
             retain_logs=config.retain_data,
-            total_timeout=Duration.hours(2),
+            total_timeout=MAX_WAIT,
             query_interval=Duration.seconds(30),
         )
         job_arns = [stack.format_arn(service="sagemaker", resource="processing-job", resource_name=f"{self.prefix}-*")]
@@ -171,10 +193,20 @@ class BaselineJobs(Construct):
         self.provider.is_complete.allow(["s3:GetObject"], [monitoring_bucket.arn_for_objects(f"{m}/baselines/*") for m in monitors])
         self.provider.is_complete.allow(["s3:PutObject"], [monitoring_bucket.arn_for_objects(f"{m}/{CURRENT}/*") for m in monitors])
         self.provider.is_complete.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
+        # Whether a retraining promoted current/ (on_event, on update), and the marker cleared when
+        # a new deploy-time baseline replaces it (is_complete). Listed, so a missing marker is not a 403.
+        markers = [f"{m}/{CURRENT}/{baseline_dataset.PROMOTED_MARKER}" for m in monitors]
+        self.provider.on_event.role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[monitoring_bucket.bucket_arn], conditions={"StringEquals": {"s3:prefix": markers}})
+        )
+        self.provider.is_complete.allow(["s3:DeleteObject"], [monitoring_bucket.arn_for_objects(marker) for marker in markers])
         self.provider.acknowledge_wildcards(
-            f"Baseline jobs are named {self.prefix}-<monitor>-baseline-<hash> at deploy time, so the name is known only "
-            "as a prefix; the analysis configs go under the job's own output prefix and baselines are copied from there to "
-            "the monitors' current/ files; log-stream names are chosen by Lambda."
+            f"Baseline jobs are named {self.prefix}-<monitor>-baseline-<hash>-<attempt> at deploy time (the part before the "
+            "hash cut to fit 63 characters), so the "
+            f"name is known only as the prefix processing-job/{self.prefix}-*, which also matches retraining's "
+            f"{self.prefix}-<execution> jobs (a longer app name can cut the '-baseline' part, so no narrower pattern holds); "
+            "the handler only describes or stops the job named in its own physical resource ID. The analysis configs go "
+            "under the job's own output prefix and baselines are copied from there to the monitors' current/ files."
         )
 
     def run(self, scope: Construct, construct_id: str, *, resource_type: str, request: dict, role: iam.IRole):
@@ -184,19 +216,38 @@ class BaselineJobs(Construct):
         return self.provider.resource(scope, construct_id, resource_type=resource_type, request=request, role=role)
 
 
-def monitoring_schedule(scope: Construct, *, name: str, endpoint_name: str, definition_arn: str, monitoring_type: str, expression: str) -> sagemaker.CfnMonitoringSchedule:
-    return sagemaker.CfnMonitoringSchedule(
+def job_definition_name(scope: Construct, *, prefix: str, kind: str, properties: dict[str, Any]) -> str:
+    """``<prefix>-<kind>-<hash of the definition's properties>``, lower case.
+
+    Every property of a job definition is create-only and CloudFormation cannot replace a resource
+    whose name stays the same, so the name changes exactly when the content does. CloudFormation's
+    own names (``CFN-<logical id>-<random>``, aws-cloudformation-resource-providers-sagemaker's
+    CreateHandler) are mixed case, and the definition has no name attribute: cutting the name out of
+    its ARN would depend on how SageMaker spells ARNs (lower case, as for other resources). This name
+    is known at synth time in its one spelling. The hash is over the resolved template properties,
+    whose references (role, key, buckets, endpoint) do not change value without a template change.
+    """
+    resolved = Stack.of(scope).resolve(properties)
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{prefix.lower()[: 62 - len(kind) - 18]}-{kind}-{digest}"
+
+
+def monitoring_schedule(
+    scope: Construct, *, name: str, endpoint_name: str, definition: CfnResource, definition_name: str, monitoring_type: str, expression: str
+) -> sagemaker.CfnMonitoringSchedule:
+    schedule = sagemaker.CfnMonitoringSchedule(
         scope,
         "Schedule",
         monitoring_schedule_name=name,
         endpoint_name=endpoint_name,
         monitoring_schedule_config=sagemaker.CfnMonitoringSchedule.MonitoringScheduleConfigProperty(
-            # The generated name is the last part of the definition's ARN (…:<type>-job-definition/<name>).
-            monitoring_job_definition_name=Fn.select(1, Fn.split("/", definition_arn)),
+            monitoring_job_definition_name=definition_name,
             monitoring_type=monitoring_type,
             schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(schedule_expression=expression),
         ),
     )
+    schedule.node.add_dependency(definition)  # named, not referenced: the definition must exist first
+    return schedule
 
 
 class _Monitor(Construct):
@@ -242,61 +293,31 @@ class DataQualityMonitor(_Monitor):
         baselines: BaselineJobs | None,  # None only when the configured baseline files are used
         endpoint_name: str,
         dataset_s3_uri: str | None,
-        dataset_object_arn: str | None,
         capture_bucket: s3.IBucket,
         capture_prefix: str,
         monitoring_bucket: s3.IBucket,
         key: kms.IKey,
         alarm_topic: sns.ITopic,
         schedule_expression: str,
-        retraining_data_arn: str | None,
+        retraining_data_s3_uri: str | None,
     ) -> None:
         super().__init__(scope, construct_id)
         dq, network = config.monitoring.data_quality, config.monitoring.network
         prefix = config.prefix
         self.image = ContainerImage.from_sdk(self, "AnalyzerImage", framework="model-monitor")
-        readable = [capture_bucket.arn_for_objects(f"{capture_prefix}/*")]
-        if dq.computes_baseline:
-            readable.extend(arn for arn in (dataset_object_arn, retraining_data_arn) if arn)
-        readable_buckets = [capture_bucket.bucket_arn]
-        for uri in (dq.baseline_statistics_s3_uri, dq.baseline_constraints_s3_uri, dq.record_preprocessor_s3_uri, dq.post_analytics_processor_s3_uri):
-            if uri is not None:
-                readable.append(s3_object_arn(uri))
-        self.job_role = MonitoringRole(
-            self,
-            "JobRole",
-            description="Model Monitor data-quality baseline and monitoring jobs",
-            image=self.image,
-            key=key,
-            monitoring_bucket=monitoring_bucket,
-            output_prefix=DATA_QUALITY_PREFIX,
-            readable_objects=readable,
-            readable_buckets=readable_buckets,
-            network=network,
-        )
-        self.job_role.acknowledge()
+        self.job_role = MonitoringRole(self, "JobRole", description="Model Monitor data-quality baseline and monitoring jobs", image=self.image, key=key, network=network)
         self.role = self.job_role.role
         self.reports_s3_uri = f"s3://{monitoring_bucket.bucket_name}/{DATA_QUALITY_PREFIX}/reports"
 
+        requests = []
         if dq.computes_baseline:
+            assert baselines is not None and dataset_s3_uri is not None
             request = {
                 "NamePrefix": f"{prefix}-dq-baseline",
                 "ProcessingResources": {"ClusterConfig": self.cluster(dq, key)},
                 "AppSpecification": {"ImageUri": self.image.uri},
                 "RoleArn": self.role.role_arn,
-                "ProcessingInputs": [
-                    {
-                        "InputName": BASELINE_INPUT_NAME,
-                        "S3Input": {
-                            "S3Uri": dataset_s3_uri,
-                            "LocalPath": f"{PROCESSING}/input/{BASELINE_INPUT_NAME}",
-                            "S3DataType": "S3Prefix",
-                            "S3InputMode": "File",
-                            "S3DataDistributionType": "FullyReplicated",
-                            "S3CompressionType": "None",
-                        },
-                    }
-                ],
+                "ProcessingInputs": [s3_prefix_input(BASELINE_INPUT_NAME, dataset_s3_uri, f"{PROCESSING}/input/{BASELINE_INPUT_NAME}")],
                 "ProcessingOutputConfig": {
                     "Outputs": [
                         {
@@ -306,24 +327,37 @@ class DataQualityMonitor(_Monitor):
                     ],
                     "KmsKeyId": key.key_arn,
                 },
-                "Environment": baseline_environment(dq.dataset_has_header),
-                "StoppingCondition": {"MaxRuntimeInSeconds": dq.max_runtime_seconds},
+                # The header names the analyzer's columns, and so its per-feature metrics (lambdas/shared/baseline.py).
+                "Environment": baseline_environment(True),
+                "StoppingCondition": {"MaxRuntimeInSeconds": dq.baseline_max_runtime_seconds},
                 "NetworkConfig": network_request(network),
             }
             current = f"s3://{monitoring_bucket.bucket_name}/{DATA_QUALITY_PREFIX}/{CURRENT}"
             publish = {"statistics.json": f"{current}/statistics.json", "constraints.json": f"{current}/constraints.json"}
             self.baseline_template = {"request": request, "datasetInput": BASELINE_INPUT_NAME, "publish": publish}
+            requests.append(request)
+            if retraining_data_s3_uri is not None:
+                requests.append(with_dataset(request, BASELINE_INPUT_NAME, retraining_data_s3_uri))
             self.baseline = baselines.run(self, "Baseline", resource_type="Custom::DataQualityBaseline", request={**request, "Publish": publish}, role=self.role)
             statistics, constraints = publish["statistics.json"], publish["constraints.json"]
         else:
             self.baseline_template = None  # your fixed baseline files: retraining leaves them alone
             statistics, constraints = dq.baseline_statistics_s3_uri, dq.baseline_constraints_s3_uri
         self.statistics_s3_uri, self.constraints_s3_uri = statistics, constraints
+        scripts = [uri for uri in (dq.record_preprocessor_s3_uri, dq.post_analytics_processor_s3_uri) if uri is not None]
+        requests.append(
+            scheduled_run_request(
+                captures_s3_uri=f"s3://{capture_bucket.bucket_name}/{capture_prefix}/",
+                baseline_s3_uris=[statistics, constraints, *scripts],
+                reports_s3_uri=self.reports_s3_uri,
+                key=key,
+            )
+        )
+        self.job_role.allow_requests(*requests)
+        self.job_role.acknowledge()
 
         definition = sagemaker.CfnDataQualityJobDefinition
-        self.job_definition = definition(
-            self,
-            "JobDefinition",
+        properties = dict(
             data_quality_app_specification=definition.DataQualityAppSpecificationProperty(
                 image_uri=self.image.uri,
                 environment=METRICS_ENVIRONMENT,
@@ -345,6 +379,8 @@ class DataQualityMonitor(_Monitor):
             role_arn=self.role.role_arn,
             stopping_condition=definition.StoppingConditionProperty(max_runtime_in_seconds=dq.max_runtime_seconds),
         )
+        self.job_definition_name = job_definition_name(self, prefix=prefix, kind="data-quality", properties=properties)
+        self.job_definition = definition(self, "JobDefinition", job_definition_name=self.job_definition_name, **properties)
         self.job_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
         if dq.computes_baseline:
             self.job_definition.node.add_dependency(self.baseline)  # current/ holds its files from now on
@@ -353,7 +389,8 @@ class DataQualityMonitor(_Monitor):
             self,
             name=self.schedule_name,
             endpoint_name=endpoint_name,
-            definition_arn=self.job_definition.attr_job_definition_arn,
+            definition=self.job_definition,
+            definition_name=self.job_definition_name,
             monitoring_type="DataQuality",
             expression=schedule_expression,
         )
@@ -363,7 +400,9 @@ class DataQualityMonitor(_Monitor):
         self.drift_alarm_prefix = f"{prefix}-drift-"  # retraining's rule matches alarm names on it
         self.drift_metrics: dict[str, cloudwatch.Metric] = {}
         self.drift_alarms = []
-        for feature in config.model.feature_names:
+        # The analyzer names each column after the baseline's header row, the output column then
+        # the features (lambdas/shared/baseline.py): one alarm per feature.
+        for feature in baseline_dataset.header(config.model.feature_names)[1:]:
             metric = cloudwatch.Metric(
                 namespace=aws_facts.DATA_QUALITY_METRICS_NAMESPACE,
                 metric_name=aws_facts.DATA_QUALITY_DRIFT_METRIC.format(feature=feature),
@@ -389,7 +428,7 @@ class DataQualityMonitor(_Monitor):
 
 class ExplainabilityMonitor(_Monitor):
     """Clarify's feature-attribution drift monitor. Clarify explains by calling a temporary shadow
-    endpoint of the served model, so the job role may create, call and delete exactly those."""
+    endpoint of the served model, so the job role may create, tag, call and delete exactly those."""
 
     kind = "explainability"
 
@@ -404,31 +443,19 @@ class ExplainabilityMonitor(_Monitor):
         model_name: str,
         shap_baseline: list[float],
         dataset_s3_uri: str,
-        dataset_object_arn: str,
         capture_bucket: s3.IBucket,
         capture_prefix: str,
         monitoring_bucket: s3.IBucket,
         key: kms.IKey,
         schedule_expression: str,
-        retraining_data_arn: str | None,
+        retraining_data_s3_uri: str | None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         ex, network, model = config.monitoring.explainability, config.monitoring.network, config.model
         prefix = config.prefix
         self.image = ContainerImage.from_sdk(self, "ClarifyImage", framework="clarify", image_scope="processing")
-        self.job_role = MonitoringRole(
-            self,
-            "JobRole",
-            description="SageMaker Clarify explainability baseline and monitoring jobs",
-            image=self.image,
-            key=key,
-            monitoring_bucket=monitoring_bucket,
-            output_prefix=EXPLAINABILITY_PREFIX,
-            readable_objects=[arn for arn in (dataset_object_arn, retraining_data_arn) if arn] + [capture_bucket.arn_for_objects(f"{capture_prefix}/*")],
-            readable_buckets=[capture_bucket.bucket_arn],
-            network=network,
-        )
+        self.job_role = MonitoringRole(self, "JobRole", description="SageMaker Clarify explainability baseline and monitoring jobs", image=self.image, key=key, network=network)
         shadow = [
             stack.format_arn(service="sagemaker", resource="endpoint", resource_name=f"{aws_facts.CLARIFY_SHADOW_ENDPOINT_PREFIX}*"),
             stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name=f"{aws_facts.CLARIFY_SHADOW_ENDPOINT_CONFIG_PREFIX}*"),
@@ -438,32 +465,36 @@ class ExplainabilityMonitor(_Monitor):
                 actions=[
                     "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:DeleteEndpointConfig",
                     "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint",
+                    # A dependent action of CreateEndpointConfig and CreateEndpoint (Service Authorization
+                    # Reference); Clarify jobs fail "not authorized to perform: sagemaker:AddTags" without it.
+                    "sagemaker:AddTags",
                 ],
                 resources=shadow,
             ),  # fmt: skip
-            "Clarify names its temporary shadow endpoints itself, under the sm-clarify- prefix.",
+            "Clarify names its temporary shadow endpoints and their configs itself, under the sm-clarify- prefix.",
         )
-        models = [stack.format_arn(service="sagemaker", resource="model", resource_name=model_name)]
-        if retraining_data_arn:  # retrained models are named <app>-<env>-<execution>
-            models.append(stack.format_arn(service="sagemaker", resource="model", resource_name=f"{prefix}-*"))
-        self.job_role.allow(iam.PolicyStatement(actions=["sagemaker:DescribeModel"], resources=models), "Retrained models are named <app>-<env>-<execution>.")
-        self.job_role.acknowledge()
+        # Clarify describes the model it explains: the served one (a CloudFormation-generated name, which
+        # SageMaker's ARNs spell in lower case, so no exact ARN can be written at synth time) or a
+        # retrained one (named by its retraining run).
+        self.job_role.allow(
+            iam.PolicyStatement(actions=["sagemaker:DescribeModel"], resources=[stack.format_arn(service="sagemaker", resource="model", resource_name="*")]),
+            "DescribeModel (read-only metadata) is on model/*: the model Clarify explains has a CloudFormation-generated "
+            "or retraining-run name, which SageMaker's ARNs spell in lower case, so no exact ARN can be written at synth time.",
+        )
         self.role = self.job_role.role
         self.reports_s3_uri = f"s3://{monitoring_bucket.bucket_name}/{EXPLAINABILITY_PREFIX}/reports"
         self.label = model.label_names[-1]
 
         config_name, config_path = CLARIFY_CONFIG_INPUT
         dataset_name, dataset_path = CLARIFY_DATASET_INPUT
-        s3_input = {"S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated", "S3CompressionType": "None"}
+        config_input = s3_prefix_input(config_name, "", config_path)
+        del config_input["S3Input"]["S3Uri"]  # the analysis config document below, written by the custom resource
         request = {
             "NamePrefix": f"{prefix}-shap-baseline",
             "ProcessingResources": {"ClusterConfig": self.cluster(ex, key)},
             "AppSpecification": {"ImageUri": self.image.uri},
             "RoleArn": self.role.role_arn,
-            "ProcessingInputs": [
-                {"InputName": dataset_name, "S3Input": {"S3Uri": dataset_s3_uri, "LocalPath": dataset_path, **s3_input}},
-                {"InputName": config_name, "S3Input": {"LocalPath": config_path, **s3_input}},  # S3Uri: the document below
-            ],
+            "ProcessingInputs": [s3_prefix_input(dataset_name, dataset_s3_uri, dataset_path), config_input],
             "ProcessingOutputConfig": {
                 "Outputs": [
                     {
@@ -473,7 +504,7 @@ class ExplainabilityMonitor(_Monitor):
                 ],
                 "KmsKeyId": key.key_arn,
             },
-            "StoppingCondition": {"MaxRuntimeInSeconds": ex.max_runtime_seconds},
+            "StoppingCondition": {"MaxRuntimeInSeconds": ex.baseline_max_runtime_seconds},
             "NetworkConfig": network_request(network),
             "Documents": {
                 "AnalysisConfig": {"File": "analysis_config.json", "Input": config_name, "Body": clarify.baselining_config(config, model_name=model_name, baseline=shap_baseline)},
@@ -484,15 +515,26 @@ class ExplainabilityMonitor(_Monitor):
         current = f"s3://{monitoring_bucket.bucket_name}/{EXPLAINABILITY_PREFIX}/{CURRENT}"
         publish = {"analysis.json": f"{current}/analysis.json", request["Documents"]["MonitoringConfig"]["File"]: f"{current}/analysis_config.json"}
         self.baseline_template = {"request": request, "datasetInput": dataset_name, "publish": publish}
-        self.baseline = baselines.run(self, "Baseline", resource_type="Custom::ExplainabilityBaseline", request={**request, "Publish": publish}, role=self.role)
         self.constraints_s3_uri = publish["analysis.json"]
         self.analysis_config_s3_uri = f"{current}/analysis_config.json"
+        requests = [request]
+        if retraining_data_s3_uri is not None:
+            requests.append(with_dataset(request, dataset_name, retraining_data_s3_uri))
+        requests.append(
+            scheduled_run_request(
+                captures_s3_uri=f"s3://{capture_bucket.bucket_name}/{capture_prefix}/",
+                baseline_s3_uris=[self.analysis_config_s3_uri, self.constraints_s3_uri],
+                reports_s3_uri=self.reports_s3_uri,
+                key=key,
+            )
+        )
+        self.job_role.allow_requests(*requests)
+        self.job_role.acknowledge()
+        self.baseline = baselines.run(self, "Baseline", resource_type="Custom::ExplainabilityBaseline", request={**request, "Publish": publish}, role=self.role)
 
         definition = sagemaker.CfnModelExplainabilityJobDefinition
         json_lines = model.content_type == clarify.JSON_LINES
-        self.job_definition = definition(
-            self,
-            "JobDefinition",
+        properties = dict(
             model_explainability_app_specification=definition.ModelExplainabilityAppSpecificationProperty(
                 config_uri=self.analysis_config_s3_uri, image_uri=self.image.uri, environment=METRICS_ENVIRONMENT
             ),
@@ -516,13 +558,16 @@ class ExplainabilityMonitor(_Monitor):
             role_arn=self.role.role_arn,
             stopping_condition=definition.StoppingConditionProperty(max_runtime_in_seconds=ex.max_runtime_seconds),
         )
+        self.job_definition_name = job_definition_name(self, prefix=prefix, kind="explainability", properties=properties)
+        self.job_definition = definition(self, "JobDefinition", job_definition_name=self.job_definition_name, **properties)
         self.job_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"), self.baseline)
         self.schedule_name = f"{prefix}-explainability"
         self.schedule = monitoring_schedule(
             self,
             name=self.schedule_name,
             endpoint_name=endpoint_name,
-            definition_arn=self.job_definition.attr_job_definition_arn,
+            definition=self.job_definition,
+            definition_name=self.job_definition_name,
             monitoring_type="ModelExplainability",
             expression=schedule_expression,
         )

@@ -11,7 +11,7 @@ from stacks import aws_facts, clarify, default_model
 from stacks.config import AppConfig, MonitorJobConfig
 from stacks.functions import dependency_layer
 from stacks.inference import CAPTURE_PREFIX
-from stacks.monitoring import BaselineJobs, DataQualityMonitor, ExplainabilityMonitor, s3_object_arn
+from stacks.monitoring import BaselineJobs, DataQualityMonitor, ExplainabilityMonitor
 from stacks.monitoring_events import MonitoringEvents
 from stacks.ops_parameters import OpsParameters
 from stacks.serving_stack import ServingStack
@@ -50,17 +50,10 @@ class MonitoringStack(Stack):
             "capture_prefix": f"{CAPTURE_PREFIX}/{endpoint.endpoint_name}",
             "monitoring_bucket": monitoring_bucket,
             "key": key,
-            # Retraining baselines the monitors on its assembled sets (monitoring jobs read them).
-            "retraining_data_arn": storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*") if config.retraining.enabled else None,
+            # Retraining baselines the monitors on its assembled sets, all under this prefix.
+            "retraining_data_s3_uri": f"s3://{storage.datasets.bucket_name}/{RETRAINING_PREFIX}/" if config.retraining.enabled else None,
         }
         bundled = serving.bundled_model
-
-        def dataset(uri: str | None) -> dict[str, str | None]:
-            if uri is not None:
-                return {"dataset_s3_uri": uri, "dataset_object_arn": s3_object_arn(uri)}
-            if bundled is not None:
-                return {"dataset_s3_uri": bundled.train_s3_uri, "dataset_object_arn": storage.datasets.arn_for_objects(bundled.train_key)}
-            return {"dataset_s3_uri": None, "dataset_object_arn": None}  # configured baseline files instead (config checks)
 
         self.data_quality: DataQualityMonitor | None = None
         self.explainability: ExplainabilityMonitor | None = None
@@ -70,7 +63,9 @@ class MonitoringStack(Stack):
                 self,
                 "DataQuality",
                 **common,
-                **dataset(dq.dataset_s3_uri),
+                # Yours, or the bundled model's scores and features with a header (lambdas/shared/baseline.py);
+                # None: the configured baseline files instead (config checks).
+                dataset_s3_uri=dq.dataset_s3_uri or (bundled.baseline_s3_uri if bundled is not None else None),
                 alarm_topic=serving.alerts.topic,
                 schedule_expression=_schedule_parameter(parameters, "DataQualitySchedule", "Data quality monitoring", dq).value_as_string,
             )
@@ -83,7 +78,8 @@ class MonitoringStack(Stack):
                 self,
                 "Explainability",
                 **common,
-                **dataset(ex.dataset_s3_uri),
+                # Clarify reads labelled training rows (label first, no header: clarify.baselining_config).
+                dataset_s3_uri=ex.dataset_s3_uri or bundled.train_s3_uri,
                 model_name=endpoint.model.attr_model_name,
                 shap_baseline=clarify.shap_baseline(config, default_model.TRAIN_CSV),
                 schedule_expression=_schedule_parameter(parameters, "ExplainabilitySchedule", "Explainability monitoring", ex).value_as_string,

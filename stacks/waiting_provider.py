@@ -3,6 +3,12 @@
 CDK's Provider framework runs ``on_event`` (start the work) and then polls ``is_complete`` from a
 waiter state machine until it says done or raises (the message becomes the CloudFormation event's
 reason). Used for A2I flow definitions (no CloudFormation type) and baseline processing jobs.
+
+CloudFormation waits at most an hour for a custom resource's answer (``ServiceTimeout``, 1-3600
+seconds), and the Provider's ``total_timeout`` may be at most an hour too. The waiter gives up
+first (:data:`MAX_WAIT`), so a deployment fails with the provider's "Operation timed out" rather
+than CloudFormation's silence; each resource's ``ServiceTimeout`` is its waiter's time plus
+:data:`ANSWER_MARGIN` for the framework's own calls.
 """
 
 from __future__ import annotations
@@ -15,15 +21,23 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from stacks import aws_facts
 from stacks.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
-from stacks.functions import INLINE_POLICY_RULES, AppFunction, ignore_redundant_role_dependency
+from stacks.functions import INLINE_POLICY_RULES, AppFunction, Invocation, ignore_redundant_role_dependency
 from stacks.log_groups import encrypted_log_group
+
+# Time between the waiter giving up and CloudFormation doing so.
+ANSWER_MARGIN = Duration.minutes(5)
+# The longest a waiting custom resource may wait for its work.
+MAX_WAIT = Duration.seconds(aws_facts.CUSTOM_RESOURCE_MAX_TIMEOUT_SECONDS - ANSWER_MARGIN.to_seconds())
 
 _ACK_FRAMEWORK = (
     "aws-cdk-lib's custom-resource Provider framework (framework functions, their roles and the waiter "
     "state machine) runs only while CloudFormation deploys this stack; its runtime, managed policy and "
     "invoke grants on our two handler functions (ARN plus ':*' for versions) are the library's. Its logs "
-    "go to KMS-encrypted log groups with retention; a failure fails the deployment, so nothing is queued."
+    "go to KMS-encrypted log groups with retention; CloudFormation invokes its onEvent function asynchronously "
+    "with a callback URL, to which any failure is reported, failing the deployment, so nothing is queued. It "
+    "calls only AWS APIs (Lambda, Step Functions) and that URL, so it needs no VPC."
 )
 
 
@@ -46,6 +60,9 @@ class WaitingProvider(Construct):
         environment: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        if total_timeout.to_seconds() > MAX_WAIT.to_seconds():
+            raise ValueError(f"{construct_id}: total_timeout {total_timeout.to_seconds()} s exceeds the {MAX_WAIT.to_seconds()} s a custom resource can wait")
+        self.service_timeout = Duration.seconds(total_timeout.to_seconds() + ANSWER_MARGIN.to_seconds())
         self.on_event, self.is_complete = (
             AppFunction(
                 self,
@@ -56,6 +73,7 @@ class WaitingProvider(Construct):
                 layer=layer,
                 retain_logs=retain_logs,
                 service=service,
+                invocation=Invocation.custom_resource(),
                 environment=environment or {},
                 timeout=Duration.minutes(1),
             )
@@ -83,7 +101,12 @@ class WaitingProvider(Construct):
         (CloudFormation turns custom-resource property values into strings; the API wants numbers).
         It waits for ``role``'s policy: the job or definition runs with that role."""
         resource = CustomResource(
-            scope, construct_id, service_token=self.service_token, resource_type=resource_type, properties={"Request": Stack.of(scope).to_json_string(request)}
+            scope,
+            construct_id,
+            service_token=self.service_token,
+            resource_type=resource_type,
+            properties={"Request": Stack.of(scope).to_json_string(request)},
+            service_timeout=self.service_timeout,
         )
         resource.node.add_dependency(role.node.find_child("DefaultPolicy"))
         return resource
@@ -98,7 +121,6 @@ class WaitingProvider(Construct):
             self.provider,
             _ACK_FRAMEWORK,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "AwsSolutions-L1",
             "AwsSolutions-SF1",
             "AwsSolutions-SF2",
             "HIPAA.Security-LambdaConcurrency",

@@ -18,6 +18,11 @@ a job definition (create-only) never has to change when a baseline does.
 Job names: ``<prefix>-<hash of the request>-<hash of the CloudFormation request id>``. An
 unchanged request on update keeps the old job (no new baseline); a changed one runs a new job; a
 create retried after a rollback gets a new name (a failed job's name cannot be reused).
+
+Only a job this event started is published (``Data.NewBaseline``). On update, a changed request
+whose dataset is unchanged runs no job when a retraining has promoted the monitor's ``current/``
+baseline (its marker, ``lambdas.shared.baseline``): that baseline belongs to the model the
+endpoint serves now. A new dataset is the user's choice and replaces it (and clears the marker).
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambdas.shared import aws
+from lambdas.shared import aws, baseline
 
 NAME_MAX = 63  # ProcessingJobName: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 REQUEST_HASH = 16
 ATTEMPT_HASH = 8
+# on_event's answer, which the Provider framework passes on to is_complete in the event's Data:
+# "true" when this event started the job (only then is it published).
+NEW_BASELINE = "NewBaseline"
 
 
 def _sagemaker() -> Any:
@@ -91,16 +99,28 @@ def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None, 
     if kind == "Delete":
         _stop_if_running(sagemaker, event["PhysicalResourceId"])
         return {"PhysicalResourceId": event["PhysicalResourceId"]}
-    if kind == "Update" and f"-{request_hash(event['ResourceProperties'])}-" in event.get("PhysicalResourceId", ""):
-        return {"PhysicalResourceId": event["PhysicalResourceId"]}  # same request: keep the baseline
+    if kind == "Update" and not _runs_on_update(event, s3):
+        return {"PhysicalResourceId": event["PhysicalResourceId"], "Data": {NEW_BASELINE: "false"}}
     request, documents = processing_job_request(event["ResourceProperties"], event["RequestId"])
-    write_documents(s3 or aws.client("s3"), documents)
+    if documents:
+        write_documents(s3 or aws.client("s3"), documents)
     try:
         sagemaker.create_processing_job(**request)
     except ClientError as error:
         if error.response["Error"]["Code"] != "ResourceInUse":  # a retried call: the job runs already
             raise
-    return {"PhysicalResourceId": request["ProcessingJobName"]}
+    return {"PhysicalResourceId": request["ProcessingJobName"], "Data": {NEW_BASELINE: "true"}}
+
+
+def _runs_on_update(event: dict[str, Any], s3: Any = None) -> bool:
+    if f"-{request_hash(event['ResourceProperties'])}-" in event.get("PhysicalResourceId", ""):
+        return False  # same request: keep the baseline
+    new = json.loads(event["ResourceProperties"]["Request"])
+    old = json.loads(event.get("OldResourceProperties", {}).get("Request", "{}"))
+    publish = new.get("Publish")
+    if not publish:
+        return True
+    return baseline.publishes_on_update(old, new, promoted=baseline.is_promoted(s3 or aws.client("s3"), publish))
 
 
 def is_complete(event: dict[str, Any], context: Any = None, sagemaker: Any = None, s3: Any = None) -> dict[str, Any]:
@@ -117,11 +137,15 @@ def is_complete(event: dict[str, Any], context: Any = None, sagemaker: Any = Non
     output = _output_uri(job)
     request = json.loads(event["ResourceProperties"]["Request"])
     documents = request.get("Documents", {})
-    if request.get("Publish"):
-        publish_outputs(s3 or aws.client("s3"), output, request["Publish"])
+    new_baseline = (event.get("Data") or {}).get(NEW_BASELINE) == "true"  # what on_event returned
+    if request.get("Publish") and new_baseline:
+        s3 = s3 or aws.client("s3")
+        publish_outputs(s3, output, request["Publish"])
+        baseline.clear_promoted_marker(s3, request["Publish"])
     return {
         "IsComplete": True,
         "Data": {
+            NEW_BASELINE: "true" if new_baseline else "false",
             "ProcessingJobName": name,
             "OutputS3Uri": output,
             **{f"{document}S3Uri": uri for document, (uri, _, _) in document_specs(documents, output).items()},

@@ -1,6 +1,6 @@
 """The model the app serves when configuration names none: seed 000's breast-cancer XGBoost.
 
-The artefacts in ``artifacts/`` are produced by ``python -m stacks.default_model.train`` and
+The artefacts in ``artifacts/`` are produced by ``python -m stacks.default_model.train`` (``make model``) and
 committed, so synthesising needs neither XGBoost nor scikit-learn; a test retrains and checks the
 committed files are exactly what the script produces.
 """
@@ -14,6 +14,10 @@ ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 MODEL_ARTIFACT = ARTIFACTS_DIR / "model.tar.gz"
 TRAIN_CSV = ARTIFACTS_DIR / "train.csv"
 TEST_CSV = ARTIFACTS_DIR / "test.csv"
+# The data-quality baseline: a header row, then the model's score and the features of each training
+# row (lambdas/shared/baseline.py).
+BASELINE_CSV = ARTIFACTS_DIR / "baseline.csv"
+DATASETS = (TRAIN_CSV, TEST_CSV, BASELINE_CSV)
 
 # The SageMaker XGBoost container this artefact is trained for (xgboost 3.2 on PyPI).
 FRAMEWORK = "xgboost"

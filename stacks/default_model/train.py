@@ -3,8 +3,10 @@
     python -m stacks.default_model.train [--out DIR]
 
 Writes ``model.tar.gz`` (an ``xgboost-model`` file, as the SageMaker XGBoost container loads it),
-``train.csv`` and ``test.csv`` (label first, no header: the container's CSV training format) into
-``DIR`` (default: the ``artifacts`` folder beside this file, which the stacks deploy as assets).
+``train.csv`` and ``test.csv`` (label first, no header: the container's CSV training format) and
+``baseline.csv`` (the data-quality baseline: a header row, then for each training row the model's
+score and the features, as captures hold them; ``lambdas/shared/baseline.py``) into ``DIR``
+(default: the ``artifacts`` folder beside this file, which the stacks deploy as assets).
 
 Everything is fixed so that two runs give the same bytes: scikit-learn's bundled dataset (no
 download), ``random_state=42`` for the split, ``seed=0`` and one thread for XGBoost, and a tarball
@@ -24,7 +26,8 @@ import xgboost as xgb
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-from stacks.default_model import ARTIFACTS_DIR, HYPERPARAMETERS
+from lambdas.shared.baseline import header
+from stacks.default_model import ARTIFACTS_DIR, BASELINE_CSV, FEATURE_NAMES, HYPERPARAMETERS
 
 # The SageMaker XGBoost container loads ``xgboost-model`` from the artifact; training with the
 # same major.minor as the container image (``framework_version`` 3.2-0) keeps the format readable.
@@ -62,6 +65,15 @@ def write_csv(rows: np.ndarray, path: Path) -> None:
             out.write(",".join([str(int(row[0]))] + [repr(float(v)) for v in row[1:]]) + "\n")
 
 
+def write_baseline_csv(booster: xgb.Booster, train: np.ndarray, path: Path) -> None:
+    """The header, then each training row's predicted probability followed by its features."""
+    scores = booster.predict(xgb.DMatrix(train[:, 1:]))
+    with path.open("w", newline="\n") as out:
+        out.write(",".join(header(FEATURE_NAMES)) + "\n")
+        for score, row in zip(scores, train, strict=True):
+            out.write(",".join([repr(float(score))] + [repr(float(v)) for v in row[1:]]) + "\n")
+
+
 def write_model_tarball(booster: xgb.Booster, path: Path) -> None:
     model_bytes = booster.save_raw(raw_format="ubj")
     info = tarfile.TarInfo(MODEL_FILE_NAME)
@@ -82,6 +94,7 @@ def build(out_dir: Path) -> xgb.Booster:
     write_csv(train, out_dir / "train.csv")
     write_csv(test, out_dir / "test.csv")
     write_model_tarball(booster, out_dir / "model.tar.gz")
+    write_baseline_csv(booster, train, out_dir / BASELINE_CSV.name)
     return booster
 
 
@@ -90,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ARTIFACTS_DIR, help="output folder")
     args = parser.parse_args(argv)
     build(args.out)
-    print(f"wrote model.tar.gz, train.csv, test.csv to {args.out}")
+    print(f"wrote model.tar.gz, train.csv, test.csv, {BASELINE_CSV.name} to {args.out}")
 
 
 if __name__ == "__main__":

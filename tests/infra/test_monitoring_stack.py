@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from unittest import mock
 
@@ -9,8 +10,12 @@ import boto3
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from lambdas.shared import baseline as baseline_dataset
 from stacks import aws_facts, default_model
+from stacks.compliance import flatten_reference
+from stacks.config import BASELINE_MAX_RUNTIME
 from stacks.monitoring import baseline_environment
+from stacks.waiting_provider import MAX_WAIT
 from tests.conftest import build_app
 
 MARK = "<ref>"
@@ -27,7 +32,7 @@ def _baseline_request(template: Template) -> dict:
     return json.loads("".join(part if isinstance(part, str) else MARK for part in parts))
 
 
-def _sdk_monitor(kind: type) -> tuple[mock.MagicMock, object]:
+def _sdk_monitor(kind: type, max_runtime: int = BASELINE_MAX_RUNTIME) -> tuple[mock.MagicMock, object]:
     """An SDK monitor of ``kind`` with our cluster settings, whose SageMaker client records calls."""
     from sagemaker.core.helper.session_helper import Session
 
@@ -37,7 +42,7 @@ def _sdk_monitor(kind: type) -> tuple[mock.MagicMock, object]:
     )
     monitor = kind(
         role="arn:aws:iam::123456789012:role/r", instance_count=1, instance_type="ml.m5.xlarge", volume_size_in_gb=20,
-        volume_kms_key=MARK, output_kms_key=MARK, max_runtime_in_seconds=3600, sagemaker_session=session,
+        volume_kms_key=MARK, output_kms_key=MARK, max_runtime_in_seconds=max_runtime, sagemaker_session=session,
     )  # fmt: skip
     return client, monitor
 
@@ -59,7 +64,7 @@ def test_baseline_job_sends_what_the_sdk_suggest_baseline_sends(template: Templa
     ours = _baseline_request(template)
     sdk = _sdk_request(has_header)
     assert baseline_environment(has_header) == sdk["Environment"]
-    assert ours["Environment"] == baseline_environment(False)  # the bundled dataset has no header row
+    assert ours["Environment"] == baseline_environment(True)  # the bundled baseline dataset has a header row
     without_uri = lambda items, field: [{**i, field: {k: v for k, v in i[field].items() if k != "S3Uri"}} for i in items]  # noqa: E731
     assert without_uri(ours["ProcessingInputs"], "S3Input") == without_uri(sdk["ProcessingInputs"], "S3Input")
     assert without_uri(ours["ProcessingOutputConfig"]["Outputs"], "S3Output") == without_uri(sdk["ProcessingOutputConfig"]["Outputs"], "S3Output")
@@ -78,10 +83,12 @@ def test_analyzer_image_is_the_sdks_for_each_region(dev_app, template: Template)
         assert regions[region]["uri"] == image_uris.retrieve("model-monitor", region)
 
 
-def test_job_definition_encrypts_and_emits_metrics_under_a_generated_name(template: Template) -> None:
+def test_job_definition_encrypts_and_emits_metrics_under_a_content_hashed_name(template: Template) -> None:
     [definition] = template.find_resources("AWS::SageMaker::DataQualityJobDefinition").values()
     props = definition["Properties"]
-    assert "JobDefinitionName" not in props  # create-only everywhere: CloudFormation names and replaces it
+    # Create-only everywhere: the name changes with the content (see the long-runtime test), so
+    # CloudFormation can replace it; lower case, so the ARN spells it the same way.
+    assert props["JobDefinitionName"].startswith("mlloop-dev-data-quality-") and props["JobDefinitionName"] == props["JobDefinitionName"].lower()
     assert props["DataQualityAppSpecification"]["Environment"] == {"publish_cloudwatch_metrics": "Enabled"}
     assert props["NetworkConfig"] == {"EnableInterContainerTrafficEncryption": True}
     assert "KmsKeyId" in props["DataQualityJobOutputConfig"] and "VolumeKmsKeyId" in props["JobResources"]["ClusterConfig"]
@@ -103,6 +110,11 @@ def _data_quality_publish(template: Template) -> dict:
     return json.loads("".join(part if isinstance(part, str) else "<bucket>" for part in parts))["Publish"]
 
 
+def _definition_name(template: Template, kind: str) -> str:
+    [definition] = template.find_resources(kind).values()
+    return definition["Properties"]["JobDefinitionName"]
+
+
 def test_schedule_is_hourly_by_default_and_a_parameter_limited_to_cadences_that_fit_the_runtime(template: Template) -> None:
     parameter = template.to_json()["Parameters"]["DataQualitySchedule"]
     assert parameter["Default"] == "cron(0 * ? * * *)"
@@ -112,22 +124,37 @@ def test_schedule_is_hourly_by_default_and_a_parameter_limited_to_cadences_that_
         "MonitoringScheduleConfig": {
             "MonitoringType": "DataQuality",
             "ScheduleConfig": {"ScheduleExpression": {"Ref": "DataQualitySchedule"}},
-            "MonitoringJobDefinitionName": {"Fn::Select": [1, {"Fn::Split": ["/", Match.any_value()]}]},
+            # The definition's own name, not a piece of its ARN (whose case SageMaker decides).
+            "MonitoringJobDefinitionName": _definition_name(template, "AWS::SageMaker::DataQualityJobDefinition"),
         },
     })
+    [definition] = template.find_resources("AWS::SageMaker::DataQualityJobDefinition")
+    [schedule] = [r for r in template.find_resources("AWS::SageMaker::MonitoringSchedule").values() if r["Properties"]["MonitoringScheduleName"] == "mlloop-dev-data-quality"]
+    assert definition in schedule["DependsOn"]
 
 
-def test_a_long_runtime_removes_the_cadences_it_cannot_fit(tmp_path) -> None:
+def test_a_long_runtime_removes_the_cadences_it_cannot_fit_and_renames_the_definition(tmp_path, template: Template) -> None:
     built = build_app(tmp_path, environment={"monitoring": {"data_quality": {"schedule": "cron(0 0/6 ? * * *)", "max_runtime_seconds": 14_400}}})
-    parameter = built.template("monitoring").to_json()["Parameters"]["DataQualitySchedule"]
+    long = built.template("monitoring")
+    parameter = long.to_json()["Parameters"]["DataQualitySchedule"]
     assert parameter["AllowedValues"] == ["cron(0 0/4 ? * * *)", "cron(0 0/6 ? * * *)", "cron(0 0/8 ? * * *)", "cron(0 0/12 ? * * *)", "cron(0 0 ? * * *)"]
+    # A changed (create-only) property gives the definition a new name, so CloudFormation can replace it.
+    kind = "AWS::SageMaker::DataQualityJobDefinition"
+    assert _definition_name(long, kind) != _definition_name(template, kind)
+    # The deploy-time baseline still fits the custom resource's wait.
+    assert _baseline_request(long)["StoppingCondition"] == {"MaxRuntimeInSeconds": BASELINE_MAX_RUNTIME}
 
 
-def test_one_drift_alarm_per_feature_on_the_documented_metric(template: Template) -> None:
+def test_one_drift_alarm_per_feature_on_the_metric_the_baseline_header_names(template: Template) -> None:
+    """The analyzer names its columns (and metrics) after the baseline dataset's header row, the
+    output column first: the alarms watch exactly the feature columns of the file the job reads."""
+    with default_model.BASELINE_CSV.open(newline="") as handle:
+        columns = next(csv.reader(handle))
+    assert columns[0] == baseline_dataset.OUTPUT_COLUMN and json.loads(_baseline_request(template)["Environment"]["dataset_format"])["csv"]["header"] is True
+    assert _baseline_request(template)["ProcessingInputs"][0]["S3Input"]["S3Uri"].endswith(f"/{default_model.BASELINE_CSV.name}")
     alarms = {k: a for k, a in template.find_resources("AWS::CloudWatch::Alarm").items() if a["Properties"].get("Namespace") == aws_facts.DATA_QUALITY_METRICS_NAMESPACE}
-    assert len(alarms) == len(default_model.FEATURE_NAMES)
     names = sorted(a["Properties"]["MetricName"] for a in alarms.values())
-    assert names == sorted(f"feature_baseline_drift_{f}" for f in default_model.FEATURE_NAMES)
+    assert names == sorted(f"feature_baseline_drift_{column}" for column in columns[1:])
     for alarm in alarms.values():
         props = alarm["Properties"]
         assert props["Namespace"] == aws_facts.DATA_QUALITY_METRICS_NAMESPACE
@@ -182,9 +209,12 @@ def test_finished_runs_of_both_schedules_reach_the_run_events_queue(template: Te
             "source": ["aws.sagemaker"],
             "detail-type": ["SageMaker Processing Job State Change"],
             "detail": {
-                "MonitoringScheduleArn": [
-                    {"Fn::GetAtt": [Match.string_like_regexp("DataQualitySchedule"), "MonitoringScheduleArn"]},
-                    {"Fn::GetAtt": [Match.string_like_regexp("ExplainabilitySchedule"), "MonitoringScheduleArn"]},
+                "$or": [
+                    {"MonitoringScheduleArn": [
+                        {"Fn::GetAtt": [Match.string_like_regexp("DataQualitySchedule"), "MonitoringScheduleArn"]},
+                        {"Fn::GetAtt": [Match.string_like_regexp("ExplainabilitySchedule"), "MonitoringScheduleArn"]},
+                    ]},
+                    Match.any_value(),  # or the run's report under the monitors' prefixes (tests/infra/test_alerts.py)
                 ],
                 "ProcessingJobStatus": ["Completed", "Failed", "Stopped"],
             },
@@ -208,12 +238,13 @@ def test_runs_with_violations_or_failures_notify_the_alert_topic(dev_app, templa
             "detail-type": ["Monitoring Run Ended"],
             "detail": {"outcome": ["CompletedWithViolations", "Failed", "Stopped"]},
         },
-        "Targets": [Match.object_like({"InputTransformer": Match.any_value()})],
+        "Targets": [Match.object_like({"InputTransformer": Match.any_value(), "RoleArn": Match.any_value()})],
     })
-    # EventBridge may publish to the serving stack's topic.
-    policies = dev_app.template("serving").find_resources("AWS::SNS::TopicPolicy")
-    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
-    assert any(s.get("Principal") == {"Service": "events.amazonaws.com"} and s["Action"] == "sns:Publish" for s in statements)
+    # The rule publishes with its own role (no confused deputy: the topic trusts no service principal).
+    [rule] = template.find_resources("AWS::Events::Rule", {"Properties": {"EventPattern": {"source": ["mlloop.monitoring"]}}}).values()
+    [role_id, _] = rule["Properties"]["Targets"][0]["RoleArn"]["Fn::GetAtt"]
+    policies = [p for p in template.find_resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]]
+    assert any(s["Action"] == "sns:Publish" for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"])
 
 
 def test_a_schedule_that_stops_running_raises_an_alarm(template: Template) -> None:
@@ -240,9 +271,17 @@ def test_job_role_wildcards_are_exactly_the_explained_ones(dev_app, template: Te
     policy = dev_app.monitoring.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
     statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
     findings = wildcard_findings(statements)
-    assert len(findings) == 5
-    assert findings[0].endswith("/capture/mlloop-dev/*") and findings[1].endswith("/retraining/*") and findings[2].endswith("/data-quality/*")
-    assert findings[3] == "Resource::*" and findings[4].endswith(":log-group:/aws/sagemaker/ProcessingJobs:*")
+    objects = sorted(f.split("}}", 1)[1] for f in findings if ":s3:::" in f)  # after the bucket's reference
+    assert objects == sorted([
+        f"/bundled/{dev_app.serving.bundled_model.baseline_key.split('/')[1]}/{default_model.BASELINE_CSV.name}*",  # the baseline dataset (S3Prefix input)
+        "/retraining/*",  # retraining's assembled datasets
+        "/capture/mlloop-dev/*",  # the endpoint's captures, read by each run
+        "/data-quality/current/statistics.json*", "/data-quality/current/constraints.json*",  # the baseline files each run reads
+        "/data-quality/baselines/*",  # each baseline job's output folder
+        "/data-quality/reports/*",  # each run's report
+    ])  # fmt: skip
+    others = [f for f in findings if ":s3:::" not in f]
+    assert len(others) == 2 and others[0] == "Resource::*" and others[1].endswith(":log-group:/aws/sagemaker/ProcessingJobs:*")
     star = sorted(s["Action"] for s in statements if s["Resource"] == "*")
     assert star == ["cloudwatch:PutMetricData", "ecr:GetAuthorizationToken"]
     [metrics] = [s for s in statements if s["Action"] == "cloudwatch:PutMetricData"]
@@ -316,7 +355,7 @@ def test_explainability_baseline_job_and_configs_are_what_the_sdk_builds(templat
 
 def test_json_lines_models_get_a_content_template_and_endpoint_attributes(tmp_path) -> None:
     model = {"content_type": "application/jsonlines", "score_path": "score", "features_path": "features"}
-    built = build_app(tmp_path, environment={"model": model, "review": {"enabled": False}})
+    built = build_app(tmp_path, environment={"model": model, "review": {"enabled": False}, "retraining": {"enabled": False}})
     template = built.template("monitoring")
     documents = _explainability_request(template)["Documents"]
     baselining = documents["AnalysisConfig"]["Body"]
@@ -341,7 +380,7 @@ def test_clarify_image_is_the_sdks_for_each_region(template: Template) -> None:
 def test_explainability_job_definition_reads_the_baselines_config_and_constraints(template: Template) -> None:
     [definition] = template.find_resources("AWS::SageMaker::ModelExplainabilityJobDefinition").values()
     props = definition["Properties"]
-    assert "JobDefinitionName" not in props
+    assert props["JobDefinitionName"].startswith("mlloop-dev-explainability-")
     app = props["ModelExplainabilityAppSpecification"]
     assert json.dumps(app["ConfigUri"]).endswith('/explainability/current/analysis_config.json"]]}')
     assert app["Environment"] == {"publish_cloudwatch_metrics": "Enabled"}
@@ -362,7 +401,7 @@ def test_explainability_job_definition_reads_the_baselines_config_and_constraint
     template.has_resource_properties("AWS::SageMaker::MonitoringSchedule", {
         "MonitoringScheduleName": "mlloop-dev-explainability",
         "MonitoringScheduleConfig": {"MonitoringType": "ModelExplainability", "ScheduleConfig": {"ScheduleExpression": {"Ref": "ExplainabilitySchedule"}},
-                                     "MonitoringJobDefinitionName": Match.any_value()},
+                                     "MonitoringJobDefinitionName": props["JobDefinitionName"]},
     })  # fmt: skip
 
 
@@ -376,8 +415,83 @@ def test_clarify_role_may_run_only_its_shadow_endpoints_of_the_served_model(dev_
     resources = json.dumps(shadow["Resource"])
     assert ":endpoint/sm-clarify-*" in resources and ":endpoint-config/sm-clarify-config*" in resources
     assert "sagemaker:InvokeEndpoint" in shadow["Action"] and "sagemaker:CreateModel" not in shadow["Action"]
+    # Creating an endpoint config or endpoint also authorises AddTags on it (a dependent action).
+    assert "sagemaker:AddTags" in shadow["Action"]
+    # The explained model's name is CloudFormation's or a retraining run's; SageMaker spells ARNs in
+    # lower case, so an exact mixed-case ARN would not match: any model, described only.
     [describe] = [s for s in statements if s["Action"] == "sagemaker:DescribeModel"]
-    served, retrained = describe["Resource"]  # the served model, and the models retraining creates
-    assert "*" not in json.dumps(served) and json.dumps(retrained).endswith(':model/mlloop-dev-*"]]}')
+    assert flatten_reference(describe["Resource"]).endswith(":model/*")
     findings = wildcard_findings(statements)
     assert sum("sm-clarify" in f for f in findings) == 2 and not any(f.endswith(":endpoint/*") for f in findings)
+
+
+# --- job-role grants derived from the requests -----------------------------------------------
+
+def _flat(node: object) -> str:
+    """A reference flattened as cdk-nag flattens ARNs, usable inside a JSON string."""
+    return flatten_reference(node).replace('"', "'")
+
+
+def _flat_request(resource: dict) -> dict:
+    """A custom resource's Request with every reference flattened."""
+    parts = resource["Properties"]["Request"]["Fn::Join"][1]
+    return json.loads("".join(part if isinstance(part, str) else _flat(part) for part in parts))
+
+
+def _role_grants(template: Template, role_arn: dict) -> dict[str, set[str]]:
+    """Action -> flattened resources, over every policy attached to the role ``role_arn`` names."""
+    [role_id, _] = role_arn["Fn::GetAtt"]
+    grants: dict[str, set[str]] = {}
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for action in statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]:
+                grants.setdefault(action, set()).update(_flat(r) for r in resources)
+    return grants
+
+
+@pytest.mark.parametrize("resource_type", ["Custom::DataQualityBaseline", "Custom::ExplainabilityBaseline"])
+def test_each_baseline_job_role_may_list_read_write_and_encrypt_what_its_request_names(template: Template, resource_type: str) -> None:
+    """Re-derived from the synthesised request (not from the code that wrote the grants): an S3Prefix
+    input needs ListBucket on its bucket and GetObject on the objects under its prefix; the output
+    PutObject under its folder, and the output key kms:Encrypt (sagemaker-roles page)."""
+    [resource] = template.find_resources(resource_type).values()
+    request = _flat_request(resource)
+    role_arn = next(p for p in resource["Properties"]["Request"]["Fn::Join"][1] if isinstance(p, dict) and p.get("Fn::GetAtt", [""])[0].startswith(request["RoleArn"][1:].split(".")[0]))
+    grants = _role_grants(template, role_arn)
+    s3 = "arn:<AWS::Partition>:s3:::"
+    inputs = [i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"] if "S3Uri" in i["S3Input"]]
+    assert inputs  # the dataset at least
+    for uri in inputs:
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        assert f"{s3}{bucket}" in grants["s3:ListBucket"], uri
+        assert f"{s3}{bucket}/{key}*" in grants["s3:GetObject"], uri
+    [output] = request["ProcessingOutputConfig"]["Outputs"]
+    bucket, key = output["S3Output"]["S3Uri"].removeprefix("s3://").split("/", 1)
+    assert f"{s3}{bucket}/{key}/*" in grants["s3:PutObject"]
+    # An input fed by a document (Clarify's analysis config) is read where the handler writes it.
+    if "Documents" in request:
+        assert f"{s3}{bucket}/{key}/*" in grants["s3:GetObject"] and f"{s3}{bucket}" in grants["s3:ListBucket"]
+    assert request["ProcessingOutputConfig"]["KmsKeyId"] in grants["kms:Encrypt"]
+    assert request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] in grants["kms:CreateGrant"]
+    # Retraining sends the same request on its assembled data, and each scheduled run reads the captures.
+    assert any(r.endswith("/retraining/*") for r in grants["s3:GetObject"])
+    assert any(r.endswith("/capture/mlloop-dev/*") for r in grants["s3:GetObject"])
+
+
+def test_baseline_jobs_end_before_the_deployment_stops_waiting(template: Template) -> None:
+    """CloudFormation waits an hour for a custom resource: the waiter gives up a little earlier, and
+    each deploy-time baseline job is stopped before the waiter gives up."""
+    for resource_type in ("Custom::DataQualityBaseline", "Custom::ExplainabilityBaseline"):
+        [resource] = template.find_resources(resource_type).values()
+        timeout = int(resource["Properties"]["ServiceTimeout"])
+        assert MAX_WAIT.to_seconds() < timeout <= aws_facts.CUSTOM_RESOURCE_MAX_TIMEOUT_SECONDS
+        runtime = _flat_request(resource)["StoppingCondition"]["MaxRuntimeInSeconds"]
+        assert runtime == BASELINE_MAX_RUNTIME < MAX_WAIT.to_seconds()
+    # The waiter's own limit: retries of the is_complete poll within MAX_WAIT.
+    [machine] = [m for k, m in template.find_resources("AWS::StepFunctions::StateMachine").items() if k.startswith("BaselineJobsProvider")]
+    definition = json.loads("".join(p if isinstance(p, str) else "x" for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1]))
+    [retry] = [r for state in definition["States"].values() for r in state.get("Retry", []) if r.get("ErrorEquals") == ["States.ALL"]]
+    assert retry["IntervalSeconds"] * retry["MaxAttempts"] <= MAX_WAIT.to_seconds()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import tarfile
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from lambdas.shared import baseline
 from stacks import default_model
 from stacks.default_model import train
 
@@ -20,9 +22,11 @@ def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", ["model.tar.gz", "train.csv", "test.csv"])
-def test_committed_artefacts_are_exactly_what_the_script_produces(rebuilt: Path, name: str) -> None:
-    assert (rebuilt / name).read_bytes() == (default_model.ARTIFACTS_DIR / name).read_bytes()
+def test_committed_artefacts_are_exactly_what_the_script_produces(rebuilt: Path) -> None:
+    names = sorted(path.name for path in default_model.ARTIFACTS_DIR.iterdir())
+    assert names == sorted(path.name for path in rebuilt.iterdir()) == sorted(["model.tar.gz", *(path.name for path in default_model.DATASETS)])
+    for name in names:
+        assert (rebuilt / name).read_bytes() == (default_model.ARTIFACTS_DIR / name).read_bytes(), name
 
 
 def _load_like_the_container(tmp_path: Path) -> xgb.Booster:
@@ -61,3 +65,20 @@ def test_label_names_follow_the_dataset_target_coding() -> None:
     from sklearn.datasets import load_breast_cancer
 
     assert tuple(load_breast_cancer().target_names) == default_model.LABEL_NAMES
+
+
+@pytest.mark.filterwarnings("ignore:.*Unknown file format.*:UserWarning")
+def test_baseline_dataset_is_the_models_scores_and_the_training_features_under_a_header(tmp_path: Path) -> None:
+    """What captures hold at run time, column for column: the probability the endpoint returns for
+    each training row, then that row's features (seed 000's run found a data_type_check violation
+    when the label stood there)."""
+    with default_model.BASELINE_CSV.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == baseline.header(default_model.FEATURE_NAMES)
+    values = np.array(rows[1:], dtype=float)
+    train_rows = _rows(default_model.TRAIN_CSV)
+    assert values.shape == (train_rows.shape[0], train_rows.shape[1])
+    np.testing.assert_array_equal(values[:, 1:], train_rows[:, 1:])
+    scores = _load_like_the_container(tmp_path).predict(xgb.DMatrix(train_rows[:, 1:]))
+    np.testing.assert_allclose(values[:, 0], scores, rtol=1e-6)
+    assert not set(np.unique(values[:, 0])) <= {0.0, 1.0}  # fractional, not the integral label
