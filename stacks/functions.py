@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,66 @@ ACK_INLINE_POLICY = (
     "policy would add a second resource that could be attached elsewhere and outlive its purpose."
 )
 INLINE_POLICY_RULES = ("HIPAA.Security-IAMNoInlinePolicy", "NIST.800.53.R5-IAMNoInlinePolicy")
-_ACK_DLQ = (
-    "Invoked synchronously by an SQS event source mapping, CloudFormation or an EventBridge target with "
-    "its own retry policy: failed records go to the source queue's dead-letter queue, which is alarmed."
-)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How a function is invoked, which decides where a failed invocation ends up and what bounds
+    its concurrency. These two sentences are the reasons its cdk-nag LambdaDLQ and
+    LambdaConcurrency findings are acknowledged with, so each constructor states only what is
+    true for that kind of invocation; pass the function-specific part where it differs.
+    """
+
+    failures: str
+    scaling: str
+
+    @classmethod
+    def queue(cls, *, max_concurrency: int | None = None) -> Invocation:
+        """A consumer of an SQS queue through an event source mapping (synchronous invokes)."""
+        bound = (
+            f"its event source mapping's MaximumConcurrency ({max_concurrency}) caps the concurrent batches"
+            if max_concurrency is not None
+            else "its event source mapping scales pollers with the queue's backlog, bounded by the account's concurrency limit; "
+            "a reservation would only throttle batches back onto the queue, where each throttle counts towards the dead-letter limit"
+        )
+        return cls(
+            failures=(
+                "Invoked synchronously by an SQS event source mapping, which never uses a function-level dead-letter queue: "
+                "a record that keeps failing moves to the source queue's own dead-letter queue, which is alarmed."
+            ),
+            scaling=f"Reads one SQS queue: {bound}.",
+        )
+
+    @classmethod
+    def schedule(cls, *, failures: str, rate: str) -> Invocation:
+        """Invoked asynchronously by an EventBridge schedule; ``failures`` says what catches a failed run."""
+        return cls(
+            failures=f"Invoked asynchronously by an EventBridge schedule ({rate}); {failures}",
+            scaling=f"Runs once per EventBridge schedule tick ({rate}), then only Lambda's retries of a failed run; it needs no reservation.",
+        )
+
+    @classmethod
+    def custom_resource(cls) -> Invocation:
+        """A handler behind aws-cdk-lib's custom-resource Provider framework (on_event / is_complete)."""
+        return cls(
+            failures=(
+                "Invoked synchronously by aws-cdk-lib's custom-resource Provider framework (its onEvent function or its "
+                "waiter state machine) while CloudFormation deploys the stack: an error fails the custom resource and so "
+                "the deployment, with the error as the reason; there is no asynchronous invocation to dead-letter."
+            ),
+            scaling="Runs only while CloudFormation deploys the stack, once per custom-resource event and poll; it needs no reservation.",
+        )
+
+    @classmethod
+    def state_machine_task(cls, *, state_machine: str) -> Invocation:
+        """A Lambda task of a Step Functions state machine (synchronous invokes, retried by the state)."""
+        return cls(
+            failures=(
+                f"Invoked synchronously by the {state_machine} state machine's Lambda tasks: an error returns to the "
+                "state, whose Retry and Catch handle it (the execution fails with a notification); nothing is asynchronous."
+            ),
+            scaling=f"Runs only as a task of the {state_machine} state machine, whose Lambda states run one after another in each execution; it needs no reservation.",
+        )
 
 
 class LambdaError(RuntimeError):
@@ -125,7 +182,8 @@ def ignore_redundant_role_dependency(function: lambda_.Function) -> None:
 
 
 class AppFunction(Construct):
-    """A Python function with its own role, KMS-encrypted log group and environment."""
+    """A Python function with its own role, KMS-encrypted log group and environment; ``invocation``
+    says how it is invoked (the reasons of its dead-letter and concurrency acknowledgments)."""
 
     def __init__(
         self,
@@ -138,6 +196,7 @@ class AppFunction(Construct):
         layer: lambda_.ILayerVersion,
         retain_logs: bool,
         service: str,
+        invocation: Invocation,
         environment: dict[str, str],
         timeout: Duration,
         memory_size: int = 256,
@@ -171,16 +230,11 @@ class AppFunction(Construct):
         ignore_redundant_role_dependency(self.function)
         key.grant_decrypt(self.role)  # the environment is encrypted with the app's key
         self.log_group.grant_write(self.role)
+        acknowledge(self.role.node.find_child("DefaultPolicy"), ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
         acknowledge(self.function, _ACK_VPC, "HIPAA.Security-LambdaInsideVPC", "NIST.800.53.R5-LambdaInsideVPC")
-        acknowledge(self.function, _ACK_DLQ, "HIPAA.Security-LambdaDLQ", "NIST.800.53.R5-LambdaDLQ")
+        acknowledge(self.function, invocation.failures, "HIPAA.Security-LambdaDLQ", "NIST.800.53.R5-LambdaDLQ")
         if reserved_concurrency is None:
-            acknowledge(
-                self.function,
-                "Scales with its queue; the account's concurrency limit bounds it, and only the A2I starter "
-                "needs a fixed cap (to respect StartHumanLoop's rate).",
-                "HIPAA.Security-LambdaConcurrency",
-                "NIST.800.53.R5-LambdaConcurrency",
-            )
+            acknowledge(self.function, invocation.scaling, "HIPAA.Security-LambdaConcurrency", "NIST.800.53.R5-LambdaConcurrency")
 
     def metric(self, name: str, *, statistic: str = "Sum", period: Duration = Duration.hours(1), label: str | None = None, **dimensions: str) -> cloudwatch.Metric:
         """A metric this function emits with Powertools (namespace MlLoop; Powertools adds ``service``).
@@ -194,10 +248,10 @@ class AppFunction(Construct):
         self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
 
     def acknowledge_wildcards(self, reason: str) -> None:
-        """Call once every grant is made: acknowledges each wildcard of the role's policy by its ID."""
+        """Acknowledges each wildcard of the role's policy by its ID, once every grant is made (the
+        IDs are computed when the app is prepared); ``reason`` must explain every one of them."""
         policy = self.role.node.find_child("DefaultPolicy")
         acknowledge_wildcards(policy, policy.document, reason)
-        acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
 
 
 # Custom CloudWatch namespace of the app's own Lambda metrics (Powertools EMF); the dimension

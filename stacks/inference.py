@@ -33,8 +33,9 @@ class ModelEndpoint(Construct):
         *,
         config: AppConfig,
         image: ContainerImage,
-        model_data_bucket: s3.IBucket,
-        model_data_key: str,
+        model_data_url: str,
+        model_data_arn: str,
+        retrained_models_arn: str | None,
         capture_bucket: s3.IBucket,
         key: kms.IKey,
         sampling_percentage: int | float,
@@ -45,7 +46,8 @@ class ModelEndpoint(Construct):
         self.image_uri = image.uri
         self.variant_name = endpoint_cfg.variant_name
         self.capture_s3_uri = f"s3://{capture_bucket.bucket_name}/{CAPTURE_PREFIX}"
-        self.model_data_arn = model_data_bucket.arn_for_objects(model_data_key)
+        self.model_data_url = model_data_url
+        self.model_data_arn = model_data_arn
 
         # SageMaker creates /aws/sagemaker/Endpoints/<name> on first start if it does not exist;
         # creating it first (the endpoint depends on it) gives it a retention period and our key.
@@ -59,15 +61,22 @@ class ModelEndpoint(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker execution role of the {endpoint_cfg.name} model and endpoint",
         )
-        statements = self._execution_statements(image, self.model_data_arn, capture_bucket, key)
+        model_objects = [model_data_arn] if retrained_models_arn is None else [model_data_arn, retrained_models_arn]
+        statements = self._execution_statements(image, model_objects, capture_bucket, key)
         self.policy = iam.ManagedPolicy(self, "ExecutionPolicy", roles=[self.role], statements=statements)
         acknowledge_wildcards(
             self.policy,
             self.policy.document,
             "Wildcards only where AWS allows nothing narrower: ecr:GetAuthorizationToken and "
-            "cloudwatch:PutMetricData (limited by a namespace condition) take no resource ARN, and data "
-            "capture writes objects under the "
-            f"'{CAPTURE_PREFIX}/' prefix with keys SageMaker chooses.",
+            "cloudwatch:PutMetricData (limited by a namespace condition) take no resource ARN; data "
+            f"capture writes objects under the '{CAPTURE_PREFIX}/' prefix with keys SageMaker chooses"
+            + (
+                "; the model may serve any artefact retraining wrote under its prefix of the models bucket (keys named "
+                "by each execution), because Promote names it in the served-model parameter the model reads"
+                if retrained_models_arn is not None
+                else ""
+            )
+            + ".",
         )
 
         self.model = sagemaker.CfnModel(
@@ -77,7 +86,7 @@ class ModelEndpoint(Construct):
             enable_network_isolation=True,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image.uri,
-                model_data_url=f"s3://{model_data_bucket.bucket_name}/{model_data_key}",
+                model_data_url=model_data_url,
                 mode="SingleModel",
             ),
         )
@@ -132,14 +141,14 @@ class ModelEndpoint(Construct):
         )
 
     def _execution_statements(
-        self, image: ContainerImage, model_object_arn: str, capture_bucket: s3.IBucket, key: kms.IKey
+        self, image: ContainerImage, model_object_arns: list[str], capture_bucket: s3.IBucket, key: kms.IKey
     ) -> list[iam.PolicyStatement]:
         """What CreateModel's execution role needs, each action on its own resource.
 
         https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createmodel-perms
         """
         return [
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[model_object_arn]),
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=model_object_arns),
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[capture_bucket.arn_for_objects(f"{CAPTURE_PREFIX}/*")]),
             # Decrypt the artefact, encrypt captured data and the endpoint's storage volume.
             iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], resources=[key.key_arn]),

@@ -2,7 +2,8 @@
 
     SageMaker "Processing Job State Change" (our schedules, finished) --> run-events queue
         --> monitoring_runs --> "Monitoring Run Ended" (source <app>.monitoring) + MonitoringRuns metric
-    "Monitoring Run Ended" with violations, failed or stopped --> alert topic (readable message)
+    "Monitoring Run Ended" with violations, failed or stopped --> alert topic (a JSON summary, published
+        through the rule's own role; what cannot be delivered goes to an alarmed queue)
     hourly --> monitoring watchdog --> MonitoringScheduleOverdue metric per schedule --> alarm
 
 Retraining consumes "Monitoring Run Ended"; its shape is in the README.
@@ -17,6 +18,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
@@ -25,12 +27,17 @@ from constructs import Construct
 
 from lambdas.monitoring_runs.runs import MISSED_CADENCES, OVERDUE_METRIC, RUN_ENDED, RUNS_METRIC
 from stacks import aws_facts
+from stacks.compliance import acknowledge, acknowledge_wildcards
 from stacks.config import AppConfig
-from stacks.functions import AppFunction
+from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation
 from stacks.monitoring import DATA_QUALITY_PREFIX, EXPLAINABILITY_PREFIX
-from stacks.work_queue import WorkQueue
+from stacks.work_queue import WorkQueue, alarm_at_one_message, encrypted_queue
 
 BAD_OUTCOMES = ("CompletedWithViolations", "Failed", "Stopped")
+# "Monitoring Run Ended" detail fields an alert carries (lambdas/monitoring_runs/runs.py writes them all).
+ALERT_FIELDS = (
+    "monitor", "endpointName", "processingJobName", "outcome", "violationCount", "checkTypes", "features", "failureReason", "reportS3Uri",
+)  # fmt: skip
 OUTCOMES = ("Completed", *BAD_OUTCOMES)
 WATCHDOG_INTERVAL = Duration.hours(1)
 
@@ -66,6 +73,7 @@ class MonitoringEvents(Construct):
             "MonitoringRuns",
             handler="lambdas.monitoring_runs.handler.handler",
             description="Reads each finished monitoring run's violations and publishes Monitoring Run Ended",
+            invocation=Invocation.queue(),
             timeout=timeout,
             environment={
                 "SCHEDULES": json.dumps(schedules),
@@ -75,13 +83,30 @@ class MonitoringEvents(Construct):
             },
             **common,
         )
-        self.runs.allow(["s3:GetObject"], [monitoring_bucket.arn_for_objects(f"{p}/reports/*") for p in (DATA_QUALITY_PREFIX, EXPLAINABILITY_PREFIX)])
+        reports = [f"{p}/reports/" for p in (DATA_QUALITY_PREFIX, EXPLAINABILITY_PREFIX)]
+        self.runs.allow(["s3:GetObject"], [monitoring_bucket.arn_for_objects(f"{r}*") for r in reports])
+        # A clean data-quality run writes no constraint_violations.json. S3 answers a read of a missing
+        # key with 404 NoSuchKey only to a caller who may list the bucket, otherwise with 403
+        # AccessDenied (GetObject, "Permissions"); listing is evaluated with s3:prefix set to the key,
+        # so a listing grant on the report prefixes is enough (ceph/ceph#68577 mirrors AWS there).
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
+        self.runs.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[monitoring_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{r}*" for r in reports]}},
+            )
+        )
         self.runs.allow(["kms:Decrypt"], [key.key_arn])
         self.queue.dead_letter_queue.grant_send_messages(self.runs.role)
         default_bus = events.EventBus.from_event_bus_name(self, "DefaultBus", "default")
         default_bus.grant_put_events_to(self.runs.role)
         self.queue.consume(self.runs)
-        self.runs.acknowledge_wildcards("Reads only the monitors' report prefixes; log streams are named by Lambda.")
+        self.runs.acknowledge_wildcards(
+            "Reads and lists only the monitors' report prefixes (<monitor>/reports/*: Model Monitor names each run's "
+            "folder by endpoint, schedule and hour); kms:GenerateDataKey* and kms:ReEncrypt* are what "
+            "aws-cdk-lib's grant_send_messages gives for the KMS-encrypted dead-letter queue it parks bad events on."
+        )
 
         self.run_finished = events.Rule(
             self,
@@ -90,32 +115,71 @@ class MonitoringEvents(Construct):
             event_pattern=events.EventPattern(
                 source=[aws_facts.SAGEMAKER_EVENT_SOURCE],
                 detail_type=[aws_facts.PROCESSING_JOB_STATE_CHANGE],
+                # A run of one of our schedules, known by its MonitoringScheduleArn or, should the
+                # event not carry it (unverified: stacks/aws_facts.py), by its report under our prefixes.
                 detail={
-                    "MonitoringScheduleArn": [monitor.schedule.attr_monitoring_schedule_arn for monitor in monitors],
                     "ProcessingJobStatus": ["Completed", "Failed", "Stopped"],
+                    "$or": [
+                        {"MonitoringScheduleArn": [monitor.schedule.attr_monitoring_schedule_arn for monitor in monitors]},
+                        {"ProcessingOutputConfig": {"Outputs": {"S3Output": {"S3Uri": [{"prefix": f"s3://{monitoring_bucket.bucket_name}/{r}"} for r in reports]}}}},
+                    ],
                 },
             ),
             targets=[targets.SqsQueue(self.queue.queue, dead_letter_queue=self.queue.dead_letter_queue, retry_attempts=185)],
         )
         self.run_ended_pattern = {"source": [self.event_source], "detail-type": [RUN_ENDED]}
-        field = events.EventField.from_path
+        # The alert is a JSON object whose every value is one event field, placed unquoted: EventBridge
+        # then inserts each as its JSON value (arrays stay arrays, quotes in a failure reason are
+        # escaped), where a field inside a quoted string template is inserted unescaped ("EventBridge
+        # doesn't escape values extracted by Input Path", Common issues).
+        # https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_InputTransformer.html
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html
+        self.alert_message = {
+            "alert": "A monitoring run found violations, failed or was stopped",
+            **{name: events.EventField.from_path(f"$.detail.{name}") for name in ALERT_FIELDS},
+        }
+        # What EventBridge cannot deliver to the topic (after retrying for 24 hours) is kept here.
+        self.undelivered_alerts = encrypted_queue(self, "UndeliveredAlerts", key=key, retention=Duration.days(14))
+        acknowledge(
+            self.undelivered_alerts,
+            "This is a dead-letter queue: EventBridge's, for monitoring-run alerts it could not publish to the alert topic.",
+            "AwsSolutions-SQS3",
+        )
+        alarm_at_one_message(
+            self,
+            "UndeliveredAlertsAlarm",
+            self.undelivered_alerts,
+            "Monitoring-run alerts EventBridge could not publish to the alert topic (see each message's ERROR_CODE and "
+            "ERROR_MESSAGE attributes); the alarm may not reach the topic either: check the topic and its key policy.",
+            alarm_topic,
+        )
         self.alert_rule = events.Rule(
             self,
             "RunEndedBadly",
             description="Monitoring runs that found violations, failed or were stopped: notify the alert topic",
             event_pattern=events.EventPattern(source=[self.event_source], detail_type=[RUN_ENDED], detail={"outcome": list(BAD_OUTCOMES)}),
             targets=[
+                # Published with the rule's own role: the topic and key policies then grant EventBridge
+                # nothing, so no other account's rule can publish through them (confused deputy); a
+                # KMS key policy cannot scope EventBridge-to-SNS by aws:SourceAccount or aws:SourceArn.
+                # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
                 targets.SnsTopic(
                     alarm_topic,
-                    message=events.RuleTargetInput.from_text(
-                        f"{field('$.detail.monitor')} monitoring run {field('$.detail.processingJobName')} of {field('$.detail.endpointName')} "
-                        f"ended {field('$.detail.outcome')}. Violations: {field('$.detail.violationCount')} "
-                        f"(checks {field('$.detail.checkTypes')}, features {field('$.detail.features')}). "
-                        f"Failure: {field('$.detail.failureReason')}. Report: {field('$.detail.reportS3Uri')}"
-                    ),
+                    authorize_using_role=True,
+                    message=events.RuleTargetInput.from_object(self.alert_message),
+                    dead_letter_queue=self.undelivered_alerts,
+                    retry_attempts=185,
                 )
             ],
         )
+        policy = self.alert_rule.node.find_child("EventsRole").node.find_child("DefaultPolicy")
+        acknowledge_wildcards(
+            policy,
+            policy.document,
+            "aws-cdk-lib's grant_publish on the KMS-encrypted alert topic: kms:GenerateDataKey* is its key action for "
+            "encrypting the message, on the app's key only.",
+        )
+        acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
 
         # --- watchdog: a schedule whose runs stopped happening ----------------------------------
         self.watchdog = AppFunction(
@@ -123,6 +187,11 @@ class MonitoringEvents(Construct):
             "Watchdog",
             handler="lambdas.monitoring_runs.handler.watchdog",
             description="Hourly: reports monitoring schedules that are not running or whose runs stopped happening",
+            invocation=Invocation.schedule(
+                rate="hourly",
+                failures="a run that fails publishes no MonitoringScheduleOverdue data point, and the overdue alarms treat "
+                "missing data as breaching, so a failing watchdog alarms; the next hour's run replaces a lost one.",
+            ),
             timeout=timeout,
             environment={"SCHEDULES": json.dumps(schedules), "EVENT_SOURCE": self.event_source, "CADENCES": json.dumps(aws_facts.MONITORING_CADENCES)},
             **common,
@@ -131,7 +200,6 @@ class MonitoringEvents(Construct):
             ["sagemaker:DescribeMonitoringSchedule"],
             [stack.format_arn(service="sagemaker", resource="monitoring-schedule", resource_name=name) for name in schedules],
         )
-        self.watchdog.acknowledge_wildcards("Log streams are named by Lambda.")
         events.Rule(
             self,
             "WatchdogSchedule",

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_iam as iam
+from aws_cdk import CfnOutput, CfnParameter, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -58,25 +57,36 @@ class ServingStack(Stack):
                 key=storage.key,
                 retain_logs=config.retain_data,
             )
-            model_bucket, model_key = storage.models, self.bundled_model.model_key
+            model_data_arn = storage.models.arn_for_objects(self.bundled_model.model_key)
         else:
             bucket_name, model_key = split_s3_uri(config.model.artifact_s3_uri)
-            model_bucket = s3.Bucket.from_bucket_name(self, "ModelArtifactBucket", bucket_name)
+            model_data_arn = s3.Bucket.from_bucket_name(self, "ModelArtifactBucket", bucket_name).arn_for_objects(model_key)
 
+        # The model serves what the storage stack's served-model parameter names now. "CloudFormation
+        # always fetches the latest values from Parameter Store when it updates stacks", also when the
+        # console's "Use existing value" is chosen (that keeps the key, not its value), so an update (a
+        # changed sampling percentage, say) deploys the promoted model, never the one this template knew.
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/systems-manager-parameter-types.html
+        served = CfnParameter(
+            self,
+            "ServedModelDataUrl",
+            type="AWS::SSM::Parameter::Value<String>",
+            default=config.served_model_parameter,
+            description="Name of the SSM parameter holding the served model's ModelDataUrl (kept by the storage stack and retraining).",
+        )
         self.inference = ModelEndpoint(
             self,
             "Inference",
             config=config,
             image=image,
-            model_data_bucket=model_bucket,
-            model_data_key=model_key,
+            model_data_url=served.value_as_string,
+            model_data_arn=model_data_arn,
+            # Models the retraining state machine trains and Promote names in the parameter.
+            retrained_models_arn=storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*") if config.retraining.enabled else None,
             capture_bucket=storage.capture,
             key=storage.key,
             sampling_percentage=sampling.value_as_number,
         )
-        if config.retraining.enabled:
-            # Models the retraining state machine creates read their artefacts from here.
-            self.inference.policy.add_statements(iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*")]))
         if self.bundled_model is not None:
             for deployment in self.bundled_model.deployments:
                 self.inference.model.node.add_dependency(deployment)
@@ -89,7 +99,8 @@ class ServingStack(Stack):
             description="Where captured requests and responses land, under yyyy/mm/dd/hh/ (UTC)",
         )
         CfnOutput(self, "AlertTopicArn", value=self.alerts.topic.topic_arn, description="SNS topic every alarm of the app notifies")
-        CfnOutput(self, "ModelName", value=self.inference.model.attr_model_name, description="SageMaker model now served")
+        CfnOutput(self, "ModelName", value=self.inference.model.attr_model_name, description="SageMaker model this stack deployed")
+        CfnOutput(self, "ServedModelParameter", value=config.served_model_parameter, description="SSM parameter naming the ModelDataUrl this stack deploys")
         if self.bundled_model is not None:
             CfnOutput(self, "TrainingDataS3Uri", value=self.bundled_model.train_s3_uri, description="Bundled model's training CSV (label first, no header)")
             CfnOutput(self, "TestDataS3Uri", value=self.bundled_model.test_s3_uri, description="Bundled model's held-out test CSV")

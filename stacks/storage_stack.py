@@ -6,8 +6,10 @@ from aws_cdk import ArnFormat, Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from stacks import default_model
 from stacks.compliance import acknowledge, drop_redundant_dependency
 from stacks.config import AppConfig
 
@@ -27,6 +29,18 @@ _ACK_REPLICATION = (
 )
 
 _REPLICATION_RULES = ("HIPAA.Security-S3BucketReplicationEnabled", "NIST.800.53.R5-S3BucketReplicationEnabled")
+
+# The bundled model's artefacts go under bundled/<content hash>/ in the models and datasets buckets.
+BUNDLED_PREFIX = "bundled"
+
+
+def bundled_model_prefix() -> str:
+    """Where the serving stack copies the bundled model.tar.gz: named by its content hash."""
+    return f"{BUNDLED_PREFIX}/{default_model.content_hash(default_model.MODEL_ARTIFACT)}"
+
+
+def bundled_model_key() -> str:
+    return f"{bundled_model_prefix()}/{default_model.MODEL_ARTIFACT.name}"
 
 
 class StorageStack(Stack):
@@ -62,8 +76,11 @@ class StorageStack(Stack):
             )
         )
 
-        # EventBridge delivers to the app's KMS-encrypted queues, and CloudWatch alarms publish to its
-        # KMS-encrypted topic, only if the key policy lets those services make data keys with it.
+        # EventBridge delivers to the app's KMS-encrypted queues (targets and dead-letter queues), and
+        # CloudWatch alarms publish to its KMS-encrypted topic, only if the key policy lets those services
+        # make data keys with it; only for this account's resources (no confused deputy). EventBridge
+        # publishes to the topic with a rule role instead (stacks/monitoring_events.py): a key policy
+        # cannot scope that by source.
         # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-troubleshooting.html (encrypted SQS targets)
         # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html (CloudWatch alarms)
         self.key.add_to_resource_policy(
@@ -88,13 +105,6 @@ class StorageStack(Stack):
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
             removal_policy=removal,
             auto_delete_objects=not config.retain_data,
-        )
-        acknowledge(
-            self.access_logs,
-            "This is the access-log bucket: logging it into itself would loop.",
-            "AwsSolutions-S1",
-            "HIPAA.Security-S3BucketLoggingEnabled",
-            "NIST.800.53.R5-S3BucketLoggingEnabled",
         )
         acknowledge(
             self.access_logs,
@@ -137,6 +147,19 @@ class StorageStack(Stack):
                 )
             self.buckets[name] = bucket
             CfnOutput(self, f"{name.capitalize()}BucketName", value=bucket.bucket_name, description=f"Bucket for {purpose}")
+
+        # The ModelDataUrl the serving stack deploys, read by it on every create and update. It starts
+        # as the configured (or bundled) artefact; retraining's Promote overwrites it, and CloudFormation
+        # writes it again only when this template value changes, that is when another model is
+        # configured or the bundled one changes. Keep its other properties fixed: changing any of them
+        # makes CloudFormation write the whole resource, value included.
+        self.served_model = ssm.StringParameter(
+            self,
+            "ServedModel",
+            parameter_name=config.served_model_parameter,
+            string_value=config.model.artifact_s3_uri or f"s3://{self.models.bucket_name}/{bundled_model_key()}",
+            description="ModelDataUrl (s3://...model.tar.gz) of the model the serving stack deploys; retraining's Promote writes it",
+        )
 
         provider = self.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
         if provider is not None:

@@ -58,11 +58,23 @@ class RunEnded:
         return self.detail["outcome"]
 
 
-def _schedule_name(detail: dict[str, Any]) -> str:
+def _schedule_name(detail: dict[str, Any], schedules: dict[str, Any]) -> str:
+    """The run's schedule: from MonitoringScheduleArn, else from its report folder.
+
+    AWS documents no example of the processing-job event, so whether it carries
+    MonitoringScheduleArn (DescribeProcessingJob does) is unverified (stacks/aws_facts.py). Model
+    Monitor writes each run's report under <output>/<endpoint>/<schedule>/yyyy/mm/dd/hh, and the
+    output is ours, so the folder names the schedule as surely.
+    """
     arn = detail.get("MonitoringScheduleArn")
-    if not isinstance(arn, str) or "/" not in arn:
-        raise InvalidRunEvent("not a monitoring run: the processing job has no MonitoringScheduleArn")
-    return arn.rsplit("/", 1)[1]
+    if isinstance(arn, str) and "/" in arn:
+        return arn.rsplit("/", 1)[1]
+    report = _output_uri(detail)
+    folders = report.removeprefix("s3://").split("/")[1:] if report else []
+    named = [folder for folder in folders if folder.lower() in schedules]
+    if not named:
+        raise InvalidRunEvent("not a monitoring run of this app: no MonitoringScheduleArn, and no report folder names one of its schedules")
+    return named[-1]
 
 
 def _output_uri(detail: dict[str, Any]) -> str | None:
@@ -74,14 +86,29 @@ def _output_uri(detail: dict[str, Any]) -> str | None:
     return None
 
 
+class ReportDenied(ValueError):
+    """S3 refused the violations read: parked with this reason, never taken for a clean run."""
+
+
 def read_violations(s3: Any, report_uri: str) -> list[dict[str, Any]]:
-    """The run's violations; none when the file is absent (a clean data-quality run writes none)."""
+    """The run's violations; none when the file is absent (a clean data-quality run writes none).
+
+    S3 says a key is absent (404 NoSuchKey) only to a caller who may list the bucket; to anyone
+    else it answers 403 AccessDenied, absent or not. So 403 is never read as "no violations": the
+    function's role lists the report prefixes, and a refusal means a permission is missing.
+    """
     bucket, key = aws.split_s3_uri(f"{report_uri}/{VIOLATIONS_FILE}")
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as error:
-        if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+        code = error.response["Error"]["Code"]
+        if code == "NoSuchKey":
             return []
+        if code == "AccessDenied":
+            raise ReportDenied(
+                f"S3 denied reading {VIOLATIONS_FILE} under {report_uri} (403 AccessDenied): the outcome is unknown; the function "
+                "needs s3:GetObject on the report and s3:ListBucket on its prefix (without it a missing file is a 403 too)"
+            ) from None
         raise
     try:
         violations = json.loads(body).get("violations", [])
@@ -110,7 +137,7 @@ def run_ended(s3: Any, event: Any, settings: RunSettings) -> RunEnded | None:
     status = detail.get("ProcessingJobStatus")
     if status not in TERMINAL:
         return None
-    name = _schedule_name(detail)
+    name = _schedule_name(detail, settings.schedules)
     schedule = settings.schedules.get(name.lower()) or settings.schedules.get(name)
     if schedule is None:
         raise InvalidRunEvent(f"monitoring schedule {name!r} is not one of this app's: {', '.join(sorted(settings.schedules))}")

@@ -44,14 +44,52 @@ def test_image_mapping_is_the_sdk_table_for_every_region(dev_app, template: Temp
     assert len(mapping) >= 30
 
 
-def test_model_data_is_the_bundled_artefact_under_its_content_hash(dev_app, template: Template) -> None:
+def test_model_serves_what_the_served_model_parameter_names_now(dev_app, template: Template) -> None:
+    """CloudFormation resolves the SSM parameter on every create and update, so no update (a changed
+    CaptureSamplingPercentage, say) can bring back a model other than the promoted one."""
     model = next(iter(template.find_resources("AWS::SageMaker::Model").values()))
-    url = flatten_reference(model["Properties"]["PrimaryContainer"]["ModelDataUrl"])
-    digest = default_model.content_hash(default_model.MODEL_ARTIFACT)
-    assert url.startswith("s3://") and url.endswith(f"/bundled/{digest}/model.tar.gz")
-    template.has_resource_properties(
-        "Custom::CDKBucketDeployment", {"DestinationBucketKeyPrefix": f"bundled/{digest}", "Prune": False}
+    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == {"Ref": "ServedModelDataUrl"}
+    template.has_parameter(
+        "ServedModelDataUrl", {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/mlloop/dev/serving/model-data-url"}
     )
+    # The model still waits for the bundled artefact to be copied.
+    deployments = [dev_app.serving.get_logical_id(d.node.find_child("CustomResource").node.default_child) for d in dev_app.serving.bundled_model.deployments]
+    assert set(deployments) <= set(model["DependsOn"])
+
+
+def test_served_model_parameter_starts_as_the_bundled_artefact_the_deployment_copies(dev_app, template: Template) -> None:
+    [parameter] = dev_app.template("storage").find_resources("AWS::SSM::Parameter").values()
+    assert parameter["Properties"]["Name"] == "/mlloop/dev/serving/model-data-url"
+    models_id = dev_app.storage.get_logical_id(dev_app.storage.models.node.default_child)
+    url = parameter["Properties"]["Value"]["Fn::Join"][1]
+    assert url[:2] == ["s3://", {"Ref": models_id}]
+    digest = default_model.content_hash(default_model.MODEL_ARTIFACT)
+    assert url[2] == f"/bundled/{digest}/model.tar.gz"
+    # ...which is exactly where the BucketDeployment copies model.tar.gz.
+    copy = next(r for r in template.find_resources("Custom::CDKBucketDeployment").values() if r["Properties"]["DestinationBucketKeyPrefix"] == f"bundled/{digest}")
+    assert copy["Properties"]["Prune"] is False and copy["Properties"]["RetainOnDelete"] is True
+    assert "/" + copy["Properties"]["DestinationBucketKeyPrefix"] + "/" + default_model.MODEL_ARTIFACT.name == url[2]
+
+
+def test_bundled_copy_can_write_only_its_own_prefixes_and_delete_nothing(dev_app, template: Template) -> None:
+    """aws-cdk-lib's BucketDeployment grants read/write/delete on the whole destination bucket; the
+    handler here runs with a role CDK cannot extend, so retrained models and datasets are safe."""
+    bundled = dev_app.serving.bundled_model
+    role_id = dev_app.serving.get_logical_id(bundled.role.node.default_child)
+    handlers = [r for r in template.find_resources("AWS::Lambda::Function").values() if r["Properties"]["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}]
+    assert len(handlers) == 1  # the BucketDeployment singleton
+    policies = [r["Properties"] for r in template.find_resources("AWS::IAM::Policy").values() if {"Ref": role_id} in r["Properties"]["Roles"]]
+    assert len(policies) == 1
+    statements = policies[0]["PolicyDocument"]["Statement"]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert not [a for a in actions if a.startswith("s3:Delete") or a in ("s3:*", "s3:Abort*", "s3:PutObject*")]
+    [put] = [s for s in statements if s["Action"] == "s3:PutObject"]
+    prefixes = sorted(flatten_reference(r).split("/", 1)[1] for r in put["Resource"])
+    model_prefix, data_prefix = (key.rsplit("/", 1)[0] for key in (bundled.model_key, bundled.train_key))
+    assert model_prefix == f"bundled/{default_model.content_hash(default_model.MODEL_ARTIFACT)}" and data_prefix.startswith("bundled/")
+    assert prefixes == sorted([f"{model_prefix}/*", f"{data_prefix}/*"])
+    for listing in (s for s in statements if s["Action"] == "s3:ListBucket"):
+        assert all(p.startswith("bundled/") for p in listing["Condition"]["StringLike"]["s3:prefix"])
 
 
 def test_endpoint_config_captures_input_and_output_as_plain_text_with_kms(dev_app, template: Template) -> None:
@@ -140,7 +178,7 @@ def test_execution_role_wildcards_are_exactly_the_explained_ones(dev_app, templa
 
 
 def test_stack_outputs_for_operators(template: Template) -> None:
-    assert {"EndpointName", "CaptureS3Uri", "ModelName", "TrainingDataS3Uri", "TestDataS3Uri"} <= set(template.find_outputs("*"))
+    assert {"EndpointName", "CaptureS3Uri", "ModelName", "ServedModelParameter", "TrainingDataS3Uri", "TestDataS3Uri"} <= set(template.find_outputs("*"))
 
 
 def test_instance_with_nvme_storage_gets_no_volume_key(tmp_path) -> None:
@@ -172,8 +210,10 @@ def test_bring_your_own_model_uses_its_artifact_image_and_no_bundled_assets(tmp_
     built.app.synth()
     template = built.template("serving")
     template.has_resource_properties(
-        "AWS::SageMaker::Model",
-        {"PrimaryContainer": {"Image": image, "ModelDataUrl": "s3://my-models/churn/model.tar.gz", "Mode": "SingleModel"}},
+        "AWS::SageMaker::Model", {"PrimaryContainer": {"Image": image, "ModelDataUrl": {"Ref": "ServedModelDataUrl"}, "Mode": "SingleModel"}}
+    )
+    built.template("storage").has_resource_properties(
+        "AWS::SSM::Parameter", {"Name": "/mlloop/dev/serving/model-data-url", "Value": "s3://my-models/churn/model.tar.gz"}
     )
     template.resource_count_is("Custom::CDKBucketDeployment", 0)
     assert "TrainingDataS3Uri" not in template.find_outputs("*")

@@ -8,9 +8,10 @@ import json
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from lambdas.monitoring_runs import handler
-from lambdas.monitoring_runs.runs import MAX_VIOLATIONS, schedule_health
+from lambdas.monitoring_runs.runs import MAX_VIOLATIONS, RunSettings, run_ended, schedule_health
 from stacks import aws_facts
 from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain, sqs_event
 
@@ -126,7 +127,7 @@ def test_events_we_cannot_act_on_are_parked_with_their_reason_beside_a_good_one(
     s3, dlq, sink = world
     bad_report = "data-quality/reports/broken"
     s3.put_object(Bucket=BUCKET, Key=f"{bad_report}/constraint_violations.json", Body=b"{not json")
-    not_monitoring = json.loads(run_event())
+    not_monitoring = json.loads(run_event(report="data-quality/reports/mlloop-dev/someone-elses-schedule/2026/11/22/10"))
     del not_monitoring["detail"]["MonitoringScheduleArn"]
     bodies = ["not json", json.dumps(not_monitoring), run_event(schedule="someone-elses-schedule"), run_event(report=bad_report), run_event()]
     assert handler.handler(sqs_event(*bodies), LambdaContext()) == {"batchItemFailures": []}
@@ -134,9 +135,56 @@ def test_events_we_cannot_act_on_are_parked_with_their_reason_beside_a_good_one(
     assert len(reasons) == 4
     assert reasons[0].startswith("InvalidRunEvent: constraint_violations.json under s3://") and "is not a violations report" in reasons[0]
     assert reasons[1].startswith("InvalidRunEvent: monitoring schedule 'someone-elses-schedule' is not one of this app's")
-    assert reasons[2] == "InvalidRunEvent: not a monitoring run: the processing job has no MonitoringScheduleArn"
+    assert reasons[2] == "InvalidRunEvent: not a monitoring run of this app: no MonitoringScheduleArn, and no report folder names one of its schedules"
     assert reasons[3].startswith("JSONDecodeError")
     assert len(published(sink)) == 1  # the good record beside them
+
+
+def test_a_run_event_without_monitoring_schedule_arn_is_placed_by_its_report_folder(world) -> None:
+    # Whether SageMaker's processing-job event carries MonitoringScheduleArn is not documented;
+    # Model Monitor's report folder <output>/<endpoint>/<schedule>/yyyy/mm/dd/hh names the schedule.
+    _, dlq, sink = world
+    event = json.loads(run_event(schedule=EX, report="explainability/reports/mlloop-dev/mlloop-dev-explainability/2026/11/22/00"))
+    del event["detail"]["MonitoringScheduleArn"]
+    handler.handler(sqs_event(json.dumps(event)), LambdaContext())
+    [run] = published(sink)
+    assert run["monitor"] == "explainability" and run["scheduleName"] == EX and drain(dlq) == []
+
+
+def _stubbed_get(code: str, status: int):
+    """An S3 client whose GetObject of the violations file answers ``code`` / HTTP ``status`` as S3 does."""
+    client = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(client)
+    stubber.add_client_error(
+        "get_object", service_error_code=code, service_message=code, http_status_code=status,
+        expected_params={"Bucket": BUCKET, "Key": f"{REPORT}/constraint_violations.json"},
+    )  # fmt: skip
+    stubber.activate()
+    return client, stubber
+
+
+def test_a_missing_violations_file_is_a_clean_run_when_s3_says_no_such_key() -> None:
+    # With s3:ListBucket on the prefix S3 answers a missing key with 404 NoSuchKey.
+    client, stubber = _stubbed_get("NoSuchKey", 404)
+    run = run_ended(client, json.loads(run_event()), RunSettings(schedules=SCHEDULES, event_source="mlloop.monitoring"))
+    stubber.assert_no_pending_responses()
+    assert run is not None and run.outcome == "Completed" and run.detail["violationCount"] == 0
+
+
+def test_a_denied_violations_read_is_parked_with_its_reason_never_published_as_clean(world, monkeypatch) -> None:
+    # Without s3:ListBucket, S3 answers GetObject of a missing key (or any denied read) with 403
+    # AccessDenied: the run's outcome is unknown, so nothing is published and the event waits on
+    # the dead-letter queue with the reason.
+    _, dlq, sink = world
+    client, stubber = _stubbed_get("AccessDenied", 403)
+    real = handler.aws.client
+    monkeypatch.setattr(handler.aws, "client", lambda service: client if service == "s3" else real(service))
+    assert handler.handler(sqs_event(run_event()), LambdaContext()) == {"batchItemFailures": []}
+    stubber.assert_no_pending_responses()
+    [parked] = drain(dlq)
+    reason = parked["MessageAttributes"]["reason"]["StringValue"]
+    assert reason.startswith("ReportDenied: S3 denied reading constraint_violations.json under s3://") and "s3:ListBucket" in reason
+    assert published(sink) == []
 
 
 # --- watchdog ---------------------------------------------------------------------------------
