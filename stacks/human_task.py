@@ -5,6 +5,11 @@ definition is a custom resource (CDK Provider framework, with an ``is_complete``
 and deletion are asynchronous). Neither can be updated in place: the task UI's name carries a hash
 of its template, and the handler names the flow definition after a hash of its request, so a change
 creates a new one and CloudFormation deletes the old.
+
+The templates escape every value they write (``| escape``; numbers in style attributes
+``| plus: 0``). A2I escapes inputs by default and documents the explicit filter as the way to make
+that visible in the source (Ground Truth "Adding automation with Liquid"); the explicit filters also
+keep the templates safe under a renderer that does not autoescape (tests/lambdas/test_worker_template.py).
 """
 
 from __future__ import annotations
@@ -89,7 +94,10 @@ class HumanTask(Construct):
             retain_logs=config.retain_data,
             total_timeout=Duration.minutes(15),
         )
-        flow_arn_pattern = Stack.of(self).format_arn(service="sagemaker", resource="flow-definition", resource_name=f"{prefix}-*")
+        # Flow definitions are named <prefix>-<hash of the request>: this prefix covers every one the
+        # app has made, the current one and those a changed request replaced.
+        self.flow_definition_arn_prefix = Stack.of(self).format_arn(service="sagemaker", resource="flow-definition", resource_name=f"{prefix}-")
+        flow_arn_pattern = f"{self.flow_definition_arn_prefix}*"
         on_event, is_complete = self.provider.on_event, self.provider.is_complete
         on_event.allow(["sagemaker:CreateFlowDefinition", "sagemaker:DeleteFlowDefinition"], [flow_arn_pattern])
         on_event.allow(["sagemaker:DescribeHumanTaskUi"], [self.task_ui.attr_human_task_ui_arn])

@@ -18,7 +18,10 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -28,11 +31,16 @@ from stacks import aws_facts
 from stacks.compliance import acknowledge
 from stacks.config import AppConfig
 from lambdas.retraining.steps import RETRAINING_PREFIX
-from stacks.functions import AppFunction, explain_layer
+from stacks.functions import AppFunction, Invocation, explain_layer
 from stacks.human_task import A2I_OUTPUT_PREFIX, HumanTask
 from stacks.inference import ModelEndpoint
 from stacks.storage_stack import StorageStack
-from stacks.work_queue import WorkQueue, encrypted_queue
+from stacks.work_queue import MIN_MAX_CONCURRENCY, WorkQueue, alarm_at_one_message, encrypted_queue
+
+# SQS deletes a message this long after it was sent, whether or not anyone received it.
+DEFERRED_RETENTION = Duration.days(14)
+# Alarm while four days are left to raise the budget or review the backlog by hand.
+DEFERRED_AGE_ALARM = Duration.days(10)
 
 class ReviewPipeline(Construct):
     def __init__(
@@ -65,7 +73,7 @@ class ReviewPipeline(Construct):
         self.capture_events = queue("CaptureEvents", "New capture objects waiting for capture_filter")
         self.review_queue = queue("ReviewGroups", "Review groups waiting for a human loop")
         self.results_queue = queue("LoopResults", "Finished human loops waiting for review_results")
-        self.deferred = encrypted_queue(self, "DeferredGroups", key=key, retention=Duration.days(14))
+        self.deferred = encrypted_queue(self, "DeferredGroups", key=key, retention=DEFERRED_RETENTION)
         acknowledge(
             self.deferred,
             "Holds review groups over the day's loop budget until the nightly redrive moves them back; it is not a "
@@ -80,8 +88,12 @@ class ReviewPipeline(Construct):
             handler="lambdas.capture_filter.handler.handler",
             description="Reads new capture objects and queues low-confidence predictions for human review",
             service=f"{prefix}-capture-filter",
+            invocation=Invocation.queue(),
             timeout=timeout,
-            memory_size=512,
+            # The longest capture line it reads (filtering.MAX_LINE, 24 MiB) holding 1.5 million
+            # tiny rows, all selected, peaks at about 550 MB of Python objects; longer lines are
+            # skipped unread.
+            memory_size=1024,
             environment={
                 "SELECTION_RULE": review.rule,
                 "LOWER_THRESHOLD": lower,
@@ -97,11 +109,20 @@ class ReviewPipeline(Construct):
             **common,
         )
         self.capture_filter.allow(["s3:GetObject"], [storage.capture.arn_for_objects(f"{capture_prefix}/*")])
+        # Without s3:ListBucket a missing object is a 403 AccessDenied, not a 404; listing the
+        # capture prefix lets capture_filter tell a deleted object (parked) from a denied read (retried).
+        self.capture_filter.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[storage.capture.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{capture_prefix}/*"]}}
+            )
+        )
         self.capture_filter.allow(["s3:PutObject"], [review_bucket.arn_for_objects(f"{REJECTED_PREFIX}/*")])
         self.capture_filter.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
         self.review_queue.queue.grant_send_messages(self.capture_filter.role)
         self.capture_events.dead_letter_queue.grant_send_messages(self.capture_filter.role)
-        self.capture_events.consume(self.capture_filter)
+        # One capture object per invocation: a huge or bad object times out or fails alone, and never
+        # re-runs or parks the objects that would have shared its batch.
+        self.capture_events.consume(self.capture_filter, batch_size=1)
         events.Rule(
             self,
             "CaptureObjectCreated",
@@ -162,10 +183,9 @@ class ReviewPipeline(Construct):
             handler="lambdas.human_loop_starter.handler.handler",
             description="Starts one A2I human loop per review group, within the daily loop budget",
             service=f"{prefix}-human-loop-starter",
+            invocation=Invocation.queue(max_concurrency=MIN_MAX_CONCURRENCY),
             timeout=timeout,
             environment={**starter_environment, **explain_environment},
-            # StartHumanLoop is rate-limited per account: two concurrent starters keep well below it.
-            reserved_concurrency=2,
             **explaining,
             **common,
         )
@@ -176,10 +196,13 @@ class ReviewPipeline(Construct):
             stack.format_arn(service="sagemaker", resource="human-loop", resource_name=f"{human_task.loop_prefix}-*"),
         ]
         self.starter.role.add_to_policy(iam.PolicyStatement(actions=["sagemaker:StartHumanLoop"], resources=loop_arns))
-        self.budget_table.grant(self.starter.role, "dynamodb:UpdateItem", "dynamodb:GetItem")
+        # The budget's TransactWriteItems is authorised as the Put/Update/Delete items it holds:
+        # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
+        self.budget_table.grant(self.starter.role, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem")
         self.deferred.grant_send_messages(self.starter.role)
         self.review_queue.dead_letter_queue.grant_send_messages(self.starter.role)
-        self.review_queue.consume(self.starter)
+        # StartHumanLoop is rate-limited per account: two concurrent batches keep well below it.
+        self.review_queue.consume(self.starter, max_concurrency=MIN_MAX_CONCURRENCY)
 
         self.redrive = AppFunction(
             self,
@@ -187,6 +210,11 @@ class ReviewPipeline(Construct):
             handler="lambdas.human_loop_starter.handler.redrive_handler",
             description="After midnight UTC, moves deferred review groups back to the review queue within the new budget",
             service=f"{prefix}-human-loop-starter",
+            invocation=Invocation.schedule(
+                rate="daily at 00:05 UTC",
+                failures="an invocation that still fails after Lambda's two retries, and an event EventBridge cannot deliver, "
+                "goes to the RedriveFailures queue, which is alarmed; the deferred groups stay on their queue.",
+            ),
             timeout=timeout,
             environment=starter_environment,
             **common,
@@ -194,13 +222,57 @@ class ReviewPipeline(Construct):
         self.budget_table.grant(self.redrive.role, "dynamodb:GetItem")
         self.deferred.grant_consume_messages(self.redrive.role)
         self.review_queue.queue.grant_send_messages(self.redrive.role)
+        # A failed redrive loses no group (they stay on the deferred queue), but a night without one
+        # lets the backlog age: failed invocations are kept and alarmed, and so is the backlog's age.
+        self.redrive_failures = encrypted_queue(self, "RedriveFailures", key=key, retention=Duration.days(14))
+        acknowledge(
+            self.redrive_failures,
+            "This is a dead-letter queue: the nightly redrive's, for schedule events EventBridge could not deliver "
+            "and invocations that failed after Lambda's retries.",
+            "AwsSolutions-SQS3",
+        )
+        self.redrive.function.configure_async_invoke(on_failure=destinations.SqsDestination(self.redrive_failures), retry_attempts=2)
         events.Rule(
             self,
             "NightlyRedrive",
             description="Moves review groups deferred by yesterday's loop budget back to the review queue",
             schedule=events.Schedule.cron(minute="5", hour="0"),
-            targets=[targets.LambdaFunction(self.redrive.function, retry_attempts=2)],
+            targets=[targets.LambdaFunction(self.redrive.function, retry_attempts=2, dead_letter_queue=self.redrive_failures)],
         )
+        alarm_at_one_message(
+            self,
+            "RedriveFailuresAlarm",
+            self.redrive_failures,
+            "The nightly redrive of deferred review groups failed (the message says why); the groups are still on the "
+            "deferred queue: fix the cause, then invoke the DeferredRedrive function by hand.",
+            alarm_topic,
+        )
+        redrive_errors = cloudwatch.Alarm(
+            self,
+            "RedriveErrors",
+            alarm_description="The nightly redrive of deferred review groups raised an error; see its logs. Lambda retries twice.",
+            metric=self.redrive.function.metric_errors(period=Duration.hours(1), statistic="Sum"),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        redrive_errors.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+        deferred_age = cloudwatch.Alarm(
+            self,
+            "DeferredGroupsAgeing",
+            alarm_description=(
+                f"A review group has waited on the deferred queue for {DEFERRED_AGE_ALARM.to_days():.0f} days; SQS deletes it after "
+                f"{DEFERRED_RETENTION.to_days():.0f}. More groups arrive than MaxHumanLoopsPerDay starts: raise the budget, or "
+                "move the oldest groups to review by hand."
+            ),
+            metric=self.deferred.metric_approximate_age_of_oldest_message(period=Duration.hours(1), statistic="Maximum"),
+            threshold=DEFERRED_AGE_ALARM.to_seconds(),
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        deferred_age.add_alarm_action(cw_actions.SnsAction(alarm_topic))
 
         # --- review_results -------------------------------------------------------------------
         self.event_source = f"{config.app_name}.review"
@@ -210,6 +282,7 @@ class ReviewPipeline(Construct):
             handler="lambdas.review_results.handler.handler",
             description="Turns finished A2I human loops into ground truth and training rows",
             service=f"{prefix}-review-results",
+            invocation=Invocation.queue(),
             timeout=timeout,
             environment={
                 "LABELS_BUCKET": labels_bucket.bucket_name,
@@ -238,11 +311,13 @@ class ReviewPipeline(Construct):
         events.Rule(
             self,
             "HumanLoopFinished",
-            description="A2I human loops of this app's flow definition that completed, failed or stopped",
+            description="A2I human loops of this app's flow definitions (current and replaced) that completed, failed or stopped",
             event_pattern=events.EventPattern(
                 source=[aws_facts.SAGEMAKER_EVENT_SOURCE],
                 detail_type=[aws_facts.A2I_STATUS_CHANGE],
-                detail={"flowDefinitionArn": [human_task.flow_definition_arn], "humanLoopStatus": ["Completed", "Failed", "Stopped"]},
+                # Every flow definition this app ever made: a loop opened under a replaced one still
+                # finishes, and its answers still become labels.
+                detail={"flowDefinitionArn": [{"prefix": human_task.flow_definition_arn_prefix}], "humanLoopStatus": ["Completed", "Failed", "Stopped"]},
             ),
             targets=[targets.SqsQueue(self.results_queue.queue, dead_letter_queue=self.results_queue.dead_letter_queue, retry_attempts=185)],
         )
@@ -250,7 +325,7 @@ class ReviewPipeline(Construct):
 
         scoped = (
             "Object-level S3 access is limited to this function's own key prefix; KMS data-key actions "
-            "(GenerateDataKey*, ReEncrypt*) are on the app's key only; log streams are named by Lambda."
+            "(GenerateDataKey*, ReEncrypt*) are on the app's key only."
         )
         for function in (self.capture_filter, self.starter, self.redrive, self.results):
             reason = scoped

@@ -19,6 +19,8 @@ from stacks.functions import AppFunction
 # https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
 VISIBILITY_PER_TIMEOUT = 6
 MAX_RECEIVES = 5
+# ScalingConfig.MaximumConcurrency of an SQS event source mapping: 2 to 1,000 (botocore lambda model).
+MIN_MAX_CONCURRENCY = 2
 FIFO_GROUP = "all"  # one group: a FIFO queue's messages are consumed strictly one batch at a time
 
 
@@ -29,7 +31,7 @@ def encrypted_queue(scope: Construct, construct_id: str, *, key: kms.IKey, reten
     )
 
 
-def _alarm_at_one_message(scope: Construct, construct_id: str, queue: sqs.IQueue, description: str, topic: sns.ITopic) -> cloudwatch.Alarm:
+def alarm_at_one_message(scope: Construct, construct_id: str, queue: sqs.IQueue, description: str, topic: sns.ITopic) -> cloudwatch.Alarm:
     alarm = cloudwatch.Alarm(
         scope,
         construct_id,
@@ -65,7 +67,7 @@ class WorkQueue(Construct):
             visibility_timeout=Duration.seconds(consumer_timeout.to_seconds() * VISIBILITY_PER_TIMEOUT),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),
         )
-        self.alarm = _alarm_at_one_message(
+        self.alarm = alarm_at_one_message(
             self,
             "DeadLetterAlarm",
             self.dead_letter_queue,
@@ -77,7 +79,7 @@ class WorkQueue(Construct):
             # EventBridge's dead-letter queue for a target must be a standard queue.
             self.undelivered = encrypted_queue(self, "UndeliveredEvents", key=key, retention=Duration.days(14))
             acknowledge(self.undelivered, "This is a dead-letter queue: EventBridge's, for events it could not deliver to the FIFO queue.", "AwsSolutions-SQS3")
-            _alarm_at_one_message(
+            alarm_at_one_message(
                 self,
                 "UndeliveredAlarm",
                 self.undelivered,
@@ -91,9 +93,19 @@ class WorkQueue(Construct):
             return targets.SqsQueue(self.queue, message_group_id=FIFO_GROUP, dead_letter_queue=self.undelivered, retry_attempts=185)
         return targets.SqsQueue(self.queue, dead_letter_queue=self.dead_letter_queue, retry_attempts=185)
 
-    def consume(self, function: AppFunction, batch_size: int = 10) -> None:
-        """``function`` reads this queue in batches and reports partial failures."""
+    def consume(self, function: AppFunction, batch_size: int = 10, max_concurrency: int | None = None) -> None:
+        """``function`` reads this queue in batches and reports partial failures.
+
+        ``max_concurrency`` caps the batches the event source runs at once. Reserved concurrency
+        would not: the poller ignores it, and each batch Lambda throttles returns to the queue after
+        its visibility timeout counting as a receive, so throttling alone could park healthy
+        messages on the dead-letter queue. https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html
+        """
+        if max_concurrency is not None and max_concurrency < MIN_MAX_CONCURRENCY:
+            raise ValueError(f"an SQS event source's maximum concurrency is at least {MIN_MAX_CONCURRENCY}, got {max_concurrency}")
         window = None if self.fifo else Duration.seconds(5)  # FIFO event sources take no batching window
         function.function.add_event_source(
-            sources.SqsEventSource(self.queue, batch_size=batch_size, max_batching_window=window, report_batch_item_failures=True)
+            sources.SqsEventSource(
+                self.queue, batch_size=batch_size, max_batching_window=window, report_batch_item_failures=True, max_concurrency=max_concurrency
+            )
         )

@@ -1,9 +1,9 @@
 """Lambda: capture-object events from the capture queue -> review groups on the review queue.
 
 Thin: reads settings from the environment once, then hands each SQS record to ``filtering``.
-A record that can never succeed (not an S3 event, object gone) is parked on the dead-letter queue
-with its reason; a transient failure (S3 or SQS errors) is reported as a partial batch failure so
-SQS retries just that record.
+A record that can never succeed (not an S3 event, object gone, an object too big to read within
+the function's timeout) is parked on the dead-letter queue with its reason; a transient failure
+(S3 or SQS errors) is reported as a partial batch failure so SQS retries just that record.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from lambdas.capture_filter.events import capture_objects
-from lambdas.capture_filter.filtering import FilterSettings, ObjectGone, filter_capture_object
+from lambdas.capture_filter.filtering import FilterSettings, ObjectGone, OutOfTime, filter_capture_object
 from lambdas.capture_filter.records import ParseOptions
 from lambdas.capture_filter.selection import SelectionRule
 from lambdas.shared import aws
@@ -50,7 +50,8 @@ def settings() -> FilterSettings:
     )
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
+    time_left = (lambda: lambda_context.get_remaining_time_in_millis() / 1000) if lambda_context is not None else None
     try:
         objects = capture_objects(json.loads(record.body))
     except ValueError as error:  # includes JSONDecodeError
@@ -58,9 +59,9 @@ def record_handler(record: SQSRecord) -> None:
         return
     for obj in objects:
         try:
-            report = filter_capture_object(aws.client("s3"), aws.client("sqs"), obj, settings())
-        except ObjectGone as gone:
-            _park(record, str(gone))
+            report = filter_capture_object(aws.client("s3"), aws.client("sqs"), obj, settings(), time_left)
+        except (ObjectGone, OutOfTime) as error:  # reading it again cannot help: parked with the reason
+            _park(record, str(error))
             continue
         logger.info(
             "capture object filtered",

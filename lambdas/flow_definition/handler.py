@@ -5,6 +5,11 @@ request is a new physical resource (CloudFormation then deletes the old one) and
 is left alone. Creation and deletion are asynchronous, so ``is_complete`` polls
 ``DescribeFlowDefinition`` until the definition is Active, or gone.
 
+A definition with human loops still open cannot be deleted (``ResourceInUse``). It is then kept,
+with a warning in the log, and the deletion reported done: its loops finish under it, and the
+results rule matches every flow definition of the app, so their answers still become labels. Delete
+it by hand once ``ListHumanLoops`` shows none open.
+
 The request arrives as one JSON string property, ``Request`` (with ``NamePrefix`` in place of the name), because CloudFormation turns every
 custom-resource property value into a string and CreateFlowDefinition wants numbers.
 """
@@ -13,13 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from lambdas.shared import aws
 
+logger = logging.getLogger(__name__)
+
 NAME_MAX = 63  # FlowDefinitionName: [a-z0-9](-*[a-z0-9]){0,62}
+# Set by on_event when a definition in use is kept; the Provider framework passes on_event's
+# result to is_complete, which then has nothing to wait for.
+KEPT = "KeptInUse"
 
 
 def _sagemaker() -> Any:
@@ -42,12 +53,17 @@ def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None) 
     sagemaker = sagemaker or _sagemaker()
     kind = event["RequestType"]
     if kind == "Delete":
+        name = event["PhysicalResourceId"]
         try:
-            sagemaker.delete_flow_definition(FlowDefinitionName=event["PhysicalResourceId"])
+            sagemaker.delete_flow_definition(FlowDefinitionName=name)
         except ClientError as error:
-            if error.response["Error"]["Code"] not in ("ResourceNotFound", "ValidationException"):
+            code = error.response["Error"]["Code"]
+            if code == "ResourceInUse":
+                logger.warning("flow definition %s has open human loops; kept, delete it by hand once they finish", name)
+                return {"PhysicalResourceId": name, "Data": {KEPT: error.response["Error"].get("Message") or code}}
+            if code not in ("ResourceNotFound", "ValidationException"):
                 raise
-        return {"PhysicalResourceId": event["PhysicalResourceId"]}
+        return {"PhysicalResourceId": name}
     request = flow_definition_request(event["ResourceProperties"])
     name = request["FlowDefinitionName"]
     if kind == "Update" and event.get("PhysicalResourceId") == name:
@@ -65,6 +81,8 @@ def on_event(event: dict[str, Any], context: Any = None, sagemaker: Any = None) 
 def is_complete(event: dict[str, Any], context: Any = None, sagemaker: Any = None) -> dict[str, Any]:
     sagemaker = sagemaker or _sagemaker()
     name = event["PhysicalResourceId"]
+    if event["RequestType"] == "Delete" and KEPT in (event.get("Data") or {}):
+        return {"IsComplete": True}
     try:
         description = sagemaker.describe_flow_definition(FlowDefinitionName=name)
     except ClientError as error:

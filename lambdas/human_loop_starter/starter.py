@@ -51,8 +51,27 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One loop's place in one UTC day's budget."""
+
+    day: str
+    loop: str
+    fresh: bool  # taken by this call; False: an earlier attempt at this group took it that day
+
+
+_CONFLICT_TRIES = 3  # TransactionConflict: another starter's transaction on the day's counter
+
+
 class DailyBudget:
-    """At most ``limit`` loops per UTC day, counted atomically in DynamoDB (item per day, TTL)."""
+    """At most ``limit`` loops per UTC day, counted atomically in DynamoDB (items expire by TTL).
+
+    Per day, one counter item (``day`` = ``2026-11-28``) and one marker per loop name that holds a
+    place (``2026-11-28#<loop>``), written together in one transaction. A retry of the same group
+    (after a crash or a timeout between taking and starting) finds its marker and takes nothing
+    more, so nothing leaks; giving back removes the marker and the count of the claim's own day,
+    even after midnight.
+    """
 
     def __init__(self, dynamodb: Any, table: str, limit: int, today: Callable[[], dt.date] = utc_today) -> None:
         self._dynamodb = dynamodb
@@ -60,35 +79,72 @@ class DailyBudget:
         self._limit = limit
         self._today = today
 
-    def _key(self) -> dict[str, Any]:
-        return {"day": {"S": self._today().isoformat()}}
+    def _transact(self, items: list[dict[str, Any]]) -> str | None:
+        """Runs the transaction; the first item's cancellation code (None when it went through)."""
+        for attempt in range(_CONFLICT_TRIES):
+            try:
+                self._dynamodb.transact_write_items(TransactItems=items)
+                return None
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                codes = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
+                if "TransactionConflict" in codes and attempt + 1 < _CONFLICT_TRIES:
+                    continue
+                if "TransactionConflict" in codes:
+                    raise RetryLater("the loop budget is busy (DynamoDB TransactionConflict)") from error
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    return "marker"
+                if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                    return "counter"
+                raise
+        raise AssertionError("unreachable")
 
-    def take(self) -> bool:
-        expires = int(time.time()) + BUDGET_TTL_DAYS * 86_400
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key=self._key(),
-                UpdateExpression="ADD loops :one SET expiresAt = :expires",
-                ConditionExpression="attribute_not_exists(loops) OR loops < :limit",
-                ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(self._limit)}, ":expires": {"N": str(expires)}},
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+    def take(self, loop: str) -> Claim | None:
+        """A place for ``loop`` in today's budget; None when the day's budget is spent."""
+        day = self._today().isoformat()
+        expires = {"N": str(int(time.time()) + BUDGET_TTL_DAYS * 86_400)}
+        failed = self._transact([
+            {"Put": {
+                "TableName": self._table,
+                "Item": {"day": {"S": f"{day}#{loop}"}, "expiresAt": expires},
+                "ConditionExpression": "attribute_not_exists(#day)",
+                "ExpressionAttributeNames": {"#day": "day"},
+            }},
+            {"Update": {
+                "TableName": self._table,
+                "Key": {"day": {"S": day}},
+                "UpdateExpression": "ADD loops :one SET expiresAt = :expires",
+                "ConditionExpression": "attribute_not_exists(loops) OR loops < :limit",
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":limit": {"N": str(self._limit)}, ":expires": expires},
+            }},
+        ])
+        if failed == "marker":  # this loop holds a place today already (whatever the counter says)
+            return Claim(day, loop, fresh=False)
+        if failed == "counter":
+            return None
+        return Claim(day, loop, fresh=True)
 
-    def give_back(self) -> None:
-        self._dynamodb.update_item(
-            TableName=self._table,
-            Key=self._key(),
-            UpdateExpression="ADD loops :minus_one",
-            ExpressionAttributeValues={":minus_one": {"N": "-1"}},
-        )
+    def give_back(self, claim: Claim) -> None:
+        """Frees the claim's place on its own day; a second call for the same claim does nothing."""
+        self._transact([
+            {"Delete": {
+                "TableName": self._table,
+                "Key": {"day": {"S": f"{claim.day}#{claim.loop}"}},
+                "ConditionExpression": "attribute_exists(#day)",
+                "ExpressionAttributeNames": {"#day": "day"},
+            }},
+            {"Update": {
+                "TableName": self._table,
+                "Key": {"day": {"S": claim.day}},
+                "UpdateExpression": "ADD loops :minus_one",
+                "ExpressionAttributeValues": {":minus_one": {"N": "-1"}},
+            }},
+        ])
 
     def remaining(self) -> int:
-        item = self._dynamodb.get_item(TableName=self._table, Key=self._key(), ConsistentRead=True).get("Item") or {}
+        key = {"day": {"S": self._today().isoformat()}}
+        item = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item") or {}
         return max(0, self._limit - int(item.get("loops", {}).get("N", "0")))
 
 
@@ -134,28 +190,37 @@ def start_review(
     explain: Callable[[ReviewGroup], Sequence[dict[str, Any]]] | None = None,
 ) -> Outcome:
     """``explain`` gives each row's explanation, computed now, just before the loop starts (and
-    only for groups within the budget: a deferred group is explained when it is started)."""
+    only for groups within the budget: a deferred group is explained when it is started).
+
+    The group's place in the budget is given back when the loop does not start; a crash that
+    prevents even that is made good by the retry, which finds the place already taken."""
     name = group.loop_name(settings.loop_prefix)
-    if not budget.take():
+    claim = budget.take(name)
+    if claim is None:
         sqs.send_message(QueueUrl=settings.deferred_queue_url, MessageBody=group.to_body())
         return Outcome.DEFERRED
-    explanations = explain(group) if explain is not None else None
     try:
+        explanations = explain(group) if explain is not None else None
         a2i.start_human_loop(
             HumanLoopName=name,
             FlowDefinitionArn=settings.flow_definition_arn,
             HumanLoopInput={"InputContent": json.dumps(task_input(group, settings, explanations), separators=(",", ":"))},
         )
     except ClientError as error:
-        budget.give_back()
         code = error.response["Error"]["Code"]
         if code == "ConflictException":  # same name: this group's loop exists already
+            if claim.fresh:  # it holds its place on the day it started, not this one
+                budget.give_back(claim)
             return Outcome.ALREADY_STARTED
+        budget.give_back(claim)
         if code in _RETRYABLE:
             raise RetryLater(f"{code}: {error.response['Error'].get('Message', '')}") from error
         reason = f"StartHumanLoop {code}: {error.response['Error'].get('Message', '')}"
         aws.park(sqs, settings.dead_letter_queue_url, group.to_body(), reason, "human_loop_starter")
         return Outcome.PARKED
+    except Exception:
+        budget.give_back(claim)
+        raise
     return Outcome.STARTED
 
 

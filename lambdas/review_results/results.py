@@ -111,16 +111,61 @@ def _answer_label(answer: dict[str, Any], row: dict[str, Any], label_count: int)
     return label, None
 
 
+def _kind(value: Any) -> str:
+    return f"a JSON {type(value).__name__}".replace("dict", "object").replace("NoneType", "null")
+
+
+def _answers(output: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each reviewer's answer form; a missing one counts as empty (no usable answer)."""
+    answers = output.get("humanAnswers") or []
+    if not isinstance(answers, list):
+        raise InvalidLoopEvent(f"output.json humanAnswers is {_kind(answers)}, not a list")
+    forms = []
+    for index, answer in enumerate(answers):
+        content = answer.get("answerContent") if isinstance(answer, dict) else answer
+        if content is None:
+            content = {}
+        if not isinstance(content, dict):
+            raise InvalidLoopEvent(f"output.json humanAnswers[{index}].answerContent is {_kind(content)}, not an object")
+        forms.append(content)
+    return forms
+
+
+def _verdict(index: int, row: Any) -> Verdict:
+    """A row of the loop's input as the starter wrote it, types checked (else the event is parked)."""
+    where = f"output.json inputContent.rows[{index}]"
+    if not isinstance(row, dict):
+        raise InvalidLoopEvent(f"{where} is {_kind(row)}, not an object")
+    missing = [name for name in ("key", "recordId", "features", "prediction") if name not in row]
+    if missing:
+        raise InvalidLoopEvent(f"{where} lacks {', '.join(missing)}")
+    for name in ("key", "recordId"):
+        if not isinstance(row[name], str):
+            raise InvalidLoopEvent(f"{where}.{name} is {_kind(row[name])}, not a string")
+    prediction = row["prediction"]
+    if isinstance(prediction, bool) or not isinstance(prediction, int):
+        raise InvalidLoopEvent(f"{where}.prediction is {prediction!r}, not a label number")
+    features = row["features"]
+    if not isinstance(features, list) or not all(isinstance(f, dict) and "value" in f for f in features):
+        raise InvalidLoopEvent(f"{where}.features is not a list of {{name, value}} objects")
+    return Verdict(key=row["key"], record_id=row["recordId"], features=[f["value"] for f in features], prediction=prediction, label=None)
+
+
 def decide(output: dict[str, Any], label_count: int) -> list[Verdict]:
-    """One verdict per row of the loop's input, from all of its reviewers' answers."""
-    rows = ((output.get("inputContent") or {}).get("rows")) or []
-    answers = [a.get("answerContent") or {} for a in output.get("humanAnswers") or [] if isinstance(a, dict)]
+    """One verdict per row of the loop's input, from all of its reviewers' answers.
+
+    Raises ``InvalidLoopEvent`` for an output of the wrong shape or types: it is parked with that
+    reason, since reading it again cannot help."""
+    content = output.get("inputContent")
+    if not isinstance(content, dict):
+        raise InvalidLoopEvent(f"output.json inputContent is {_kind(content)}, not an object")
+    rows = content.get("rows") or []
+    if not isinstance(rows, list):
+        raise InvalidLoopEvent(f"output.json inputContent.rows is {_kind(rows)}, not a list")
+    answers = _answers(output)
     verdicts = []
-    for row in rows:
-        try:
-            verdict = Verdict(key=row["key"], record_id=row["recordId"], features=[f["value"] for f in row["features"]], prediction=row["prediction"], label=None)
-        except (KeyError, TypeError) as error:
-            raise InvalidLoopEvent(f"output.json inputContent row lacks {error}") from None
+    for index, row in enumerate(rows):
+        verdict = _verdict(index, row)
         votes: Counter[int] = Counter()
         for number, answer in enumerate(answers, start=1):
             label, problem = _answer_label(answer, row, label_count)

@@ -61,9 +61,30 @@ class ReviewGroup:
             missing = [name for name in _ROW_FIELDS if not isinstance(row, dict) or name not in row]
             if missing:
                 raise InvalidGroup(f"row {index} lacks {', '.join(missing)}")
-            probability = row["probability"]
-            if not isinstance(probability, (int, float)) or not math.isfinite(probability) or not 0 <= probability <= 1:
-                raise InvalidGroup(f"row {index} has probability {probability!r}, not a number in [0, 1]")
+            _check_row(index, row)
         if not isinstance(message.get("captureObject"), str):
             raise InvalidGroup("review message has no captureObject")
         return cls(capture_object=message["captureObject"], rows=tuple(rows))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_row(index: int, row: dict[str, Any]) -> None:
+    """The types the starter relies on, checked here so a wrong one is parked with its reason."""
+    probability = row["probability"]
+    if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not math.isfinite(probability) or not 0 <= probability <= 1:
+        raise InvalidGroup(f"row {index} has probability {probability!r}, not a number in [0, 1]")
+    if not _is_int(row["prediction"]) or row["prediction"] < 0:
+        raise InvalidGroup(f"row {index} has prediction {row['prediction']!r}, not a label number")
+    if not _is_int(row["rowIndex"]) or row["rowIndex"] < 0:
+        raise InvalidGroup(f"row {index} has rowIndex {row['rowIndex']!r}, not a whole number")
+    for name in ("recordId", "eventId"):
+        if not isinstance(row[name], str) or not row[name]:
+            raise InvalidGroup(f"row {index} has {name} {row[name]!r}, not a string")
+    if row.get("inferenceId") is not None and not isinstance(row["inferenceId"], str):
+        raise InvalidGroup(f"row {index} has inferenceId {row['inferenceId']!r}, not a string")
+    features = row["features"]
+    if not isinstance(features, list) or not all(v is None or isinstance(v, (str, int, float)) for v in features):
+        raise InvalidGroup(f"row {index} has features of type {type(features).__name__}, not a list of values (strings or numbers)")

@@ -75,25 +75,12 @@ def write_file(path: Path, kind: str, records: int) -> Path:
 
 # ---- what a measured process runs ------------------------------------------------------------------
 
-class _LocalBody:
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    def iter_lines(self, chunk_size: int = 1024):
-        with self._path.open("rb") as stream:
-            for line in stream:
-                yield line.rstrip(b"\n")
-
-
 class _LocalS3:
-    class exceptions:  # noqa: N801 - mirrors boto3's client.exceptions
-        NoSuchKey = FileNotFoundError
-
     def __init__(self, path: Path) -> None:
         self._path = path
 
     def get_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803
-        return {"Body": _LocalBody(self._path)}
+        return {"Body": self._path.open("rb")}  # read in chunks, as botocore's StreamingBody is
 
     def upload_fileobj(self, fileobj, bucket: str, key: str) -> None:
         fileobj.read()

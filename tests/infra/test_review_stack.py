@@ -47,19 +47,54 @@ def test_workteam_is_a_parameter_with_the_api_pattern_and_no_default(template: T
     assert {g["Label"]["default"] for g in groups} == {"Human review"}
 
 
-def test_every_queue_is_kms_encrypted_and_every_work_queue_has_an_alarmed_dlq(template: Template) -> None:
+def test_every_queue_is_kms_encrypted_and_every_work_queue_has_an_alarmed_dlq(dev_app, template: Template) -> None:
     queues = _resources(template, "AWS::SQS::Queue")
-    assert len(queues) == 7  # three work queues, their three DLQs, the deferred queue
+    assert len(queues) == 8  # three work queues, their three DLQs, the deferred queue, the redrive's DLQ
     assert all("KmsMasterKeyId" in q["Properties"] for q in queues.values())
     redriven = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
     assert len(redriven) == 3 and all(q["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5 for q in redriven)
-    alarms = _resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 3
-    for alarm in alarms.values():
-        props = alarm["Properties"]
-        assert (props["MetricName"], props["Threshold"], props["ComparisonOperator"]) == (
-            "ApproximateNumberOfMessagesVisible", 1, "GreaterThanOrEqualToThreshold")
+    pipeline = dev_app.review.pipeline
+    dead_letter_queues = [w.dead_letter_queue for w in (pipeline.capture_events, pipeline.review_queue, pipeline.results_queue)] + [pipeline.redrive_failures]
+    at_one_message = [a["Properties"] for a in _resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    assert sorted(a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in at_one_message) == sorted(dev_app.review.get_logical_id(q.node.default_child) for q in dead_letter_queues)
+    for props in at_one_message:
+        assert (props["Threshold"], props["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
         assert len(props["AlarmActions"]) == 1
+
+
+def _alarm_on(template: Template, metric: str) -> dict:
+    [alarm] = [a["Properties"] for a in _resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"]["MetricName"] == metric]
+    return alarm
+
+
+def _alert_topic_ref(dev_app) -> str:
+    return dev_app.serving.get_logical_id(dev_app.serving.alerts.topic.node.default_child)
+
+
+def test_deferred_groups_alarm_days_before_sqs_would_delete_them(dev_app, template: Template) -> None:
+    deferred = template.to_json()["Resources"][dev_app.review.get_logical_id(dev_app.review.pipeline.deferred.node.default_child)]["Properties"]
+    alarm = _alarm_on(template, "ApproximateAgeOfOldestMessage")
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dev_app.review.get_logical_id(dev_app.review.pipeline.deferred.node.default_child), "QueueName"]}}]
+    assert alarm["Threshold"] == 10 * 86_400 < deferred["MessageRetentionPeriod"] == 14 * 86_400
+    assert (alarm["Statistic"], alarm["ComparisonOperator"], alarm["Period"]) == ("Maximum", "GreaterThanOrEqualToThreshold", 3600)
+    assert _alert_topic_ref(dev_app) in json.dumps(alarm["AlarmActions"])
+
+
+def test_nightly_redrive_failures_are_kept_on_a_dead_letter_queue_and_alarmed(dev_app, template: Template) -> None:
+    review = dev_app.review
+    failures = review.get_logical_id(review.pipeline.redrive_failures.node.default_child)
+    redrive = review.get_logical_id(review.pipeline.redrive.function.node.default_child)
+    template.has_resource_properties("AWS::Events::Rule", {
+        "ScheduleExpression": "cron(5 0 * * ? *)",
+        "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [redrive, "Arn"]}, "DeadLetterConfig": {"Arn": {"Fn::GetAtt": [failures, "Arn"]}}})],
+    })
+    template.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
+        "FunctionName": {"Ref": redrive},
+        "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [failures, "Arn"]}}},
+    })
+    errors = _alarm_on(template, "Errors")
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": redrive}}]
+    assert (errors["Threshold"], errors["Statistic"]) == (1, "Sum") and _alert_topic_ref(dev_app) in json.dumps(errors["AlarmActions"])
 
 
 def test_capture_objects_reach_the_capture_queue_through_eventbridge(dev_app, template: Template) -> None:
@@ -75,26 +110,75 @@ def test_capture_objects_reach_the_capture_queue_through_eventbridge(dev_app, te
     assert capture["Properties"]["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
 
 
-def test_a2i_status_changes_of_our_flow_reach_the_results_queue(template: Template) -> None:
-    template.has_resource_properties("AWS::Events::Rule", {
-        "EventPattern": {
-            "source": ["aws.sagemaker"],
-            "detail-type": ["SageMaker A2I HumanLoop Status Change"],
-            "detail": {"flowDefinitionArn": [{"Fn::GetAtt": [Match.string_like_regexp("FlowDefinition"), "FlowDefinitionArn"]}],
-                       "humanLoopStatus": ["Completed", "Failed", "Stopped"]},
-        },
-    })
-    template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "cron(5 0 * * ? *)"})
+def _human_loop_rule(template: Template) -> dict:
+    [rule] = [r["Properties"] for r in _resources(template, "AWS::Events::Rule").values()
+              if r["Properties"].get("EventPattern", {}).get("detail-type") == ["SageMaker A2I HumanLoop Status Change"]]
+    return rule
+
+
+def test_a2i_status_changes_of_every_flow_definition_of_ours_reach_the_results_queue(template: Template) -> None:
+    pattern = _human_loop_rule(template)["EventPattern"]
+    assert pattern["source"] == ["aws.sagemaker"]
+    assert pattern["detail"]["humanLoopStatus"] == ["Completed", "Failed", "Stopped"]
+    [match] = pattern["detail"]["flowDefinitionArn"]
+    # A prefix, not the current ARN: loops opened under a replaced flow definition still finish here.
+    assert flatten_reference(match["prefix"]) == "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:flow-definition/mlloop-dev-"
+
+
+def test_the_rule_matches_a_loop_of_a_replaced_flow_definition_and_no_other_app(template: Template) -> None:
+    """EventBridge's own matcher (moto's implementation of the pattern language) on real-shaped events."""
+    from moto.events.models import EventPattern
+
+    region, account = "eu-west-1", "123456789012"
+    text = json.dumps(_human_loop_rule(template)["EventPattern"])
+    text = text.replace(json.dumps(_human_loop_rule(template)["EventPattern"]["detail"]["flowDefinitionArn"][0]["prefix"]),
+                        json.dumps(f"arn:aws:sagemaker:{region}:{account}:flow-definition/mlloop-dev-"))
+    pattern = EventPattern.load(text)
+
+    def event(flow: str, status: str = "Completed") -> dict:
+        return {"source": "aws.sagemaker", "detail-type": "SageMaker A2I HumanLoop Status Change",
+                "detail": {"humanLoopStatus": status, "humanLoopName": "mlloop-dev-0a1b", "flowDefinitionArn": f"arn:aws:sagemaker:{region}:{account}:flow-definition/{flow}"}}
+
+    assert pattern.matches_event(event("mlloop-dev-" + "a" * 52))  # today's definition
+    assert pattern.matches_event(event("mlloop-dev-" + "b" * 52))  # the one a changed workteam replaced
+    assert not pattern.matches_event(event("mlloop-prod-" + "a" * 51))
+    assert not pattern.matches_event(event("other-app-" + "a" * 53))
+    assert not pattern.matches_event(event("mlloop-dev-" + "a" * 52, status="InProgress"))
+
+
+def _mapping_of(dev_app, template: Template, function) -> dict:
+    logical_id = dev_app.review.get_logical_id(function.function.node.default_child)
+    [mapping] = [m["Properties"] for m in _resources(template, "AWS::Lambda::EventSourceMapping").values() if m["Properties"]["FunctionName"] == {"Ref": logical_id}]
+    return mapping
 
 
 def test_functions_use_the_latest_python_with_batch_failures_and_a_capped_starter(dev_app, template: Template) -> None:
     functions = {k: v for k, v in _resources(template, "AWS::Lambda::Function").items() if v["Properties"].get("Runtime", "").startswith("python")}
     assert len(functions) == 6
     assert {f["Properties"]["Runtime"] for f in functions.values()} == {"python3.14"}
-    starter = dev_app.review.get_logical_id(dev_app.review.pipeline.starter.function.node.default_child)
-    assert functions[starter]["Properties"]["ReservedConcurrentExecutions"] == 2
     mappings = _resources(template, "AWS::Lambda::EventSourceMapping")
     assert len(mappings) == 3 and all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings.values())
+    # The starter is capped where the queue is polled, not by reserved concurrency (which the poller
+    # ignores: throttled batches would count as receives towards the dead-letter queue).
+    pipeline = dev_app.review.pipeline
+    assert _mapping_of(dev_app, template, pipeline.starter)["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert not any("ReservedConcurrentExecutions" in f["Properties"] for f in functions.values())
+    assert "ScalingConfig" not in _mapping_of(dev_app, template, pipeline.results)
+
+
+def test_capture_filter_reads_one_capture_object_per_invocation(dev_app, template: Template) -> None:
+    """A huge or bad object fails or times out alone: no batch neighbour is re-run or parked with it."""
+    assert _mapping_of(dev_app, template, dev_app.review.pipeline.capture_filter)["BatchSize"] == 1
+
+
+def test_capture_filter_may_list_only_the_capture_prefix_so_a_missing_object_is_told_apart(dev_app, template: Template) -> None:
+    role = dev_app.review.pipeline.capture_filter.role
+    policy = dev_app.review.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
+    statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+    [listing] = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    capture = dev_app.storage.get_logical_id(dev_app.storage.capture.node.default_child)
+    assert f"GetAtt{capture}Arn" in json.dumps(listing["Resource"])  # the bucket itself, by its stack output
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["capture/mlloop-dev/AllTraffic/*"]}}
 
 
 def test_starter_may_start_loops_only_on_our_flow_definition(dev_app, template: Template) -> None:

@@ -47,3 +47,6 @@ class LambdaContext:
     memory_limit_in_mb = 256
     invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:test"
     aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000

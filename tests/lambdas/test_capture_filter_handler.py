@@ -128,10 +128,10 @@ def test_a_transient_failure_fails_only_its_record_and_the_good_one_beside_it_go
     s3.put_object(Bucket=CAPTURE_BUCKET, Key=KEY, Body=LINES[0].encode())
     real = handler.filter_capture_object
 
-    def flaky(s3_client, sqs_client, obj, settings):
+    def flaky(s3_client, sqs_client, obj, settings, time_left):
         if obj.key.endswith("boom.jsonl"):
             raise ConnectionError("S3 read timed out")
-        return real(s3_client, sqs_client, obj, settings)
+        return real(s3_client, sqs_client, obj, settings, time_left)
 
     monkeypatch.setattr(handler, "filter_capture_object", flaky)
     result = run(eventbridge("capture/boom.jsonl"), eventbridge())

@@ -108,3 +108,26 @@ def test_deleting_what_is_already_gone_succeeds(sagemaker) -> None:
     client, stubber = sagemaker
     stubber.add_client_error("delete_flow_definition", service_error_code="ResourceNotFound", expected_params={"FlowDefinitionName": "x"})
     assert on_event(event("Delete", physical="x"), sagemaker=client) == {"PhysicalResourceId": "x"}
+
+
+def test_a_definition_with_open_loops_is_kept_and_its_deletion_succeeds(sagemaker) -> None:
+    """DeleteFlowDefinition's ResourceInUse (botocore models it) must not leave the stack DELETE_FAILED
+    (or an update's cleanup failed); the loops finish under the kept definition."""
+    client, stubber = sagemaker
+    name = name_of(REQUEST)
+    stubber.add_client_error(
+        "delete_flow_definition", service_error_code="ResourceInUse", service_message="Flow definition has active human loops",
+        http_status_code=400, expected_params={"FlowDefinitionName": name},
+    )
+    response = on_event(event("Delete", physical=name), sagemaker=client)
+    assert response["PhysicalResourceId"] == name
+    # The framework hands is_complete the event merged with on_event's result: no DescribeFlowDefinition
+    # (the Stubber would fail on an unexpected call), nothing to wait for.
+    assert is_complete({**event("Delete", physical=name), **response}, sagemaker=client) == {"IsComplete": True}
+
+
+def test_other_delete_errors_still_fail(sagemaker) -> None:
+    client, stubber = sagemaker
+    stubber.add_client_error("delete_flow_definition", service_error_code="ThrottlingException", http_status_code=400, expected_params={"FlowDefinitionName": "x"})
+    with pytest.raises(Exception, match="ThrottlingException"):
+        on_event(event("Delete", physical="x"), sagemaker=client)

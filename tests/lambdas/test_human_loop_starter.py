@@ -260,3 +260,102 @@ def test_attributions_are_off_unless_configured_and_then_follow_the_endpoint(wor
     handler.deployed_model.cache_clear()
     assert isinstance(handler.deployed_model(), DeployedModel)
     handler.deployed_model.cache_clear()
+
+
+# --- the daily budget does not leak (moto DynamoDB) -------------------------------------------------
+
+def loops_counted(dynamodb, day: str) -> int:
+    item = dynamodb.get_item(TableName="budget", Key={"day": {"S": day}}, ConsistentRead=True).get("Item") or {}
+    return int(item.get("loops", {}).get("N", "0"))
+
+
+def test_a_crash_between_taking_and_starting_does_not_leak_when_the_group_is_retried(world) -> None:
+    stubber, sqs, dynamodb, urls = world
+    day = dt.date(2026, 11, 28)
+    budget = DailyBudget(dynamodb, "budget", 2, today=lambda: day)
+    settings = StarterSettings(FLOW, "app-dev", LABELS, ("radius", "texture"), urls["dlq"], urls["deferred"])
+    g = group("e1")
+    # As a Lambda timeout would: the place is taken, then the invocation dies before StartHumanLoop.
+    assert budget.take(g.loop_name("app-dev")).fresh
+    for _ in range(3):  # SQS redelivers the same group, again and again
+        expect_start(stubber, g.loop_name("app-dev"), "ThrottlingException")
+        with pytest.raises(Exception, match="ThrottlingException"):
+            start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget, g, settings)
+        assert loops_counted(dynamodb, "2026-11-28") == 0  # a failed start gives its place back
+    expect_start(stubber, g.loop_name("app-dev"))
+    assert start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget, g, settings) is Outcome.STARTED
+    assert loops_counted(dynamodb, "2026-11-28") == 1 and budget.remaining() == 1
+
+
+def test_a_retry_after_a_crash_takes_no_second_place(world) -> None:
+    _, _, dynamodb, _ = world
+    budget = DailyBudget(dynamodb, "budget", 2, today=lambda: dt.date(2026, 11, 28))
+    first = budget.take("app-dev-aaa")
+    again = budget.take("app-dev-aaa")  # the retry of the same group after a crash
+    assert (first.fresh, again.fresh) == (True, False) and budget.remaining() == 1
+    assert budget.take("app-dev-bbb").fresh and budget.take("app-dev-ccc") is None  # the budget still binds
+    assert budget.take("app-dev-aaa") is not None  # a group holding a place is never deferred
+
+
+def test_giving_back_after_midnight_frees_the_day_it_was_taken_on(world) -> None:
+    _, _, dynamodb, _ = world
+    today = [dt.date(2026, 11, 28)]
+    budget = DailyBudget(dynamodb, "budget", 5, today=lambda: today[0])
+    claim = budget.take("app-dev-aaa")
+    budget.take("app-dev-bbb")
+    today[0] = dt.date(2026, 11, 29)
+    budget.take("app-dev-ccc")
+    budget.give_back(claim)
+    budget.give_back(claim)  # a repeated give-back changes nothing
+    assert (loops_counted(dynamodb, "2026-11-28"), loops_counted(dynamodb, "2026-11-29")) == (1, 1)
+
+
+def test_a_crash_while_explaining_gives_the_place_back(world) -> None:
+    _, sqs, dynamodb, urls = world
+    budget = DailyBudget(dynamodb, "budget", 2)
+    settings = StarterSettings(FLOW, "app-dev", LABELS, ("radius", "texture"), urls["dlq"], urls["deferred"])
+
+    def broken(_group):
+        raise MemoryError("explainer ran out of memory")
+
+    with pytest.raises(MemoryError):
+        start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget, group("e1"), settings, broken)
+    assert budget.remaining() == 2
+
+
+def test_a_replay_on_a_later_day_of_a_loop_that_exists_spends_nothing_that_day(world) -> None:
+    stubber, sqs, dynamodb, urls = world
+    budget = DailyBudget(dynamodb, "budget", 2, today=lambda: dt.date(2026, 12, 1))
+    settings = StarterSettings(FLOW, "app-dev", LABELS, ("radius", "texture"), urls["dlq"], urls["deferred"])
+    g = group("e1")
+    expect_start(stubber, g.loop_name("app-dev"), "ConflictException")
+    assert start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget, g, settings) is Outcome.ALREADY_STARTED
+    assert budget.remaining() == 2
+
+
+# --- review groups of the wrong types are parked with a reason --------------------------------------
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"prediction": "1"}, "row 0 has prediction '1', not a label number"),
+        ({"prediction": True}, "row 0 has prediction True, not a label number"),
+        ({"prediction": -1}, "row 0 has prediction -1, not a label number"),
+        ({"features": "123"}, "row 0 has features of type str, not a list of values (strings or numbers)"),
+        ({"features": [[1, 2]]}, "row 0 has features of type list, not a list of values (strings or numbers)"),
+        ({"probability": "0.4"}, "row 0 has probability '0.4', not a number in [0, 1]"),
+        ({"probability": True}, "row 0 has probability True, not a number in [0, 1]"),
+        ({"rowIndex": "0"}, "row 0 has rowIndex '0', not a whole number"),
+        ({"eventId": 7}, "row 0 has eventId 7, not a string"),
+        ({"recordId": None}, "row 0 has recordId None, not a string"),
+        ({"inferenceId": ["x"]}, "row 0 has inferenceId ['x'], not a string"),
+    ],
+)
+def test_groups_of_the_wrong_types_are_parked_with_a_reason_without_calling_a2i(world, change: dict, reason: str) -> None:
+    _, _, dynamodb, urls = world
+    body = json.loads(group("e1").to_body())
+    body["rows"][0].update(change)
+    assert run(json.dumps(body)) == {"batchItemFailures": []}  # parked at once, not retried five times
+    [parked] = drain(urls["dlq"])
+    assert parked["MessageAttributes"]["reason"]["StringValue"] == reason
+    assert DailyBudget(dynamodb, "budget", 2).remaining() == 2

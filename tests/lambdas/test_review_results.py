@@ -149,3 +149,39 @@ def test_contradictory_answers_are_not_used() -> None:
     rows = [row("row-0", "e1", 0)]
     [verdict] = decide(output(rows, [answer({"row-0-verdict": radio("agree"), "row-0-label": radio("1")})]), label_count=2)
     assert verdict.label is None and "agreed with prediction 0 but chose label 1" in verdict.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        (output([{**row("row-0", "e1"), "prediction": "1"}], [answer({"row-0-verdict": radio("disagree")})]), "inputContent.rows[0].prediction is '1', not a label number"),
+        (output([{**row("row-0", "e1"), "prediction": True}], []), "inputContent.rows[0].prediction is True, not a label number"),
+        (output([row("row-0", "e1")], [{"answerContent": [{"row-0-verdict": "agree"}]}]), "humanAnswers[0].answerContent is a JSON list, not an object"),
+        (output([row("row-0", "e1")], [{"answerContent": "agree"}]), "humanAnswers[0].answerContent is a JSON str, not an object"),
+        (output([{**row("row-0", "e1"), "features": "1.5,2"}], []), "inputContent.rows[0].features is not a list of {name, value} objects"),
+        (output([{**row("row-0", "e1"), "features": [1.5, 2]}], []), "inputContent.rows[0].features is not a list of {name, value} objects"),
+        (output([{**row("row-0", "e1"), "key": 0}], []), "inputContent.rows[0].key is a JSON int, not a string"),
+        (output([{**row("row-0", "e1"), "recordId": None}], []), "inputContent.rows[0].recordId is a JSON null, not a string"),
+        (output(["row-0"], []), "inputContent.rows[0] is a JSON str, not an object"),
+        (output([{"key": "row-0"}], []), "inputContent.rows[0] lacks recordId, features, prediction"),
+        ({**output([], []), "inputContent": [1]}, "inputContent is a JSON list, not an object"),
+        ({**output([], []), "inputContent": {"rows": {"row-0": {}}}}, "inputContent.rows is a JSON object, not a list"),
+        ({**output([row("row-0", "e1")], []), "humanAnswers": {"a": 1}}, "humanAnswers is a JSON object, not a list"),
+    ],
+)
+def test_outputs_of_the_wrong_types_are_parked_with_a_reason_not_retried(world, document: dict, reason: str) -> None:
+    s3, dlq, sink = world
+    put_output(s3, document)
+    assert run(status_event()) == {"batchItemFailures": []}  # parked at once, never retried into the DLQ
+    [parked] = drain(dlq)
+    assert parked["MessageAttributes"]["reason"]["StringValue"] == f"InvalidLoopEvent: output.json {reason}"
+    assert "Contents" not in s3.list_objects_v2(Bucket=LABELS) and drain(sink) == []
+
+
+def test_a_loop_of_a_replaced_flow_definition_still_becomes_labels(world) -> None:
+    """The flow definition is replaced when its request changes; loops opened under the old one finish later."""
+    s3, dlq, sink = world
+    put_output(s3, output([row("row-0", "e1")], [answer({"row-0-verdict": radio("agree"), "row-0-label": radio("0")})]))
+    old = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/app-dev-{'0' * 52}"
+    assert run(status_event(flowDefinitionArn=old)) == {"batchItemFailures": []}
+    assert drain(dlq) == [] and json.loads(drain(sink)[0]["Body"])["detail"]["labelCount"] == 1

@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+from html import unescape
 
 import liquid
 import pytest
@@ -59,9 +60,12 @@ window.addEventListener("load", () => {
     }),
   }));
   const inputs = [...document.querySelectorAll("input")].map(i => ({name: i.name, type: i.type, value: i.value, visible: i.checkVisibility() && box(i).width > 0}));
+  const recordIds = [...document.querySelectorAll("section.record h3 small")].map(s => s.textContent.trim());
+  const reasons = [...document.querySelectorAll("p.no-attributions")].map(p => p.textContent.trim());
+  const injected = {ran: window.hostileRan || [], title: document.title, elements: document.querySelectorAll("section.record img, section.record svg, section.record script").length};
   const out = document.createElement("pre");
   out.id = "probe";
-  out.textContent = JSON.stringify({barsVisibleAtFirst, sections, inputs});
+  out.textContent = JSON.stringify({barsVisibleAtFirst, sections, inputs, recordIds, reasons, injected});
   document.body.appendChild(out);
 });
 </script>
@@ -83,6 +87,24 @@ def realistic_task(template: str) -> dict:
     return task_input(ReviewGroup("s3://capture/x.jsonl", rows), SETTINGS, explanations)
 
 
+# Values a caller controls (the inference ID, captured feature text) and text that quotes them: each
+# would run script if the template rendered it as HTML. A2I escapes by default; the templates also
+# escape every output explicitly, and python-liquid (which does not autoescape) shows that they do.
+HOSTILE_RECORD_ID = "<script>window.hostileRan = (window.hostileRan || []).concat('recordId'); document.title = 'pwned';</script>"
+HOSTILE_FEATURE = "<img src=x onerror=\"window.hostileRan = (window.hostileRan || []).concat('feature')\">"
+HOSTILE_REASON = "feature 1 is '<svg onload=\"window.hostileRan = (window.hostileRan || []).concat('reason')\">', not a number"
+
+
+def with_hostile_values(task: dict) -> dict:
+    """Row 0 carries a hostile inference ID and feature value (in its table and its top bar)."""
+    first = task["rows"][0]
+    first["recordId"] = HOSTILE_RECORD_ID
+    top = first["explanation"]["top"][0]
+    top["value"] = HOSTILE_FEATURE
+    next(f for f in first["features"] if f["name"] == top["feature"])["value"] = HOSTILE_FEATURE
+    return task
+
+
 def render(template: str, task: dict) -> str:
     html = liquid.Template(template_text(template)).render(task={"input": task})
     return re.sub(r'<script src="https://assets\.crowd\.aws/[^"]+"></script>', "", html)
@@ -93,7 +115,7 @@ def page(request, tmp_path_factory) -> tuple[str, dict, dict]:
     if CHROMIUM is None:
         pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
     template = request.param
-    task = realistic_task(template)
+    task = with_hostile_values(realistic_task(template))
     folder = tmp_path_factory.mktemp(template)
     path = folder / "task.html"
     path.write_text(render(template, task) + PROBE)
@@ -105,7 +127,7 @@ def page(request, tmp_path_factory) -> tuple[str, dict, dict]:
     shot = ARTIFACTS / f"{template}_task.png"
     subprocess.run([*flags, "--virtual-time-budget=2000", f"--screenshot={shot}", path.as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
-    probe = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    probe = json.loads(unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
     return template, task, probe
 
 
@@ -176,3 +198,27 @@ def test_templates_are_whole_documents_within_the_task_ui_limit() -> None:
     for template in REVIEW_TEMPLATES:
         text = template_text(template)
         assert "[[include" not in text and len(text) <= 128_000
+
+
+def test_hostile_values_are_shown_as_text_and_never_run(page) -> None:
+    """Chromium ran the page: no injected script or handler ran, no element was injected, and the
+    reviewer sees the caller's text literally (the other tests compare every feature value too)."""
+    _, task, probe = page
+    assert probe["injected"] == {"ran": [], "title": "", "elements": 0}
+    assert probe["recordIds"][0] == f"({HOSTILE_RECORD_ID})"
+    assert HOSTILE_FEATURE in [value for _, value in probe["sections"][0]["features"]]
+    assert probe["sections"][0]["bars"][0]["value"] == HOSTILE_FEATURE
+
+
+@pytest.mark.parametrize("template", REVIEW_TEMPLATES)
+def test_every_output_is_escaped_or_forced_to_a_number(template: str) -> None:
+    """A2I escapes by default; explicit filters keep the templates safe under any renderer, and keep
+    numbers written into style attributes numbers."""
+    outputs = re.findall(r"\{\{(.*?)\}\}", template_text(template))
+    assert outputs and all(o.strip().endswith(("| escape", "| plus: 0")) for o in outputs)
+    task = realistic_task(template)
+    task["rows"][1]["explanation"] = unavailable(HOSTILE_REASON)
+    task["rows"][0]["explanation"]["top"][0]["widthPercent"] = "50%; background: url(https://attacker.example/x)"
+    html = render(template, task)
+    assert "<svg" not in html and "&lt;svg onload=&quot;window.hostileRan" in html
+    assert "attacker.example" not in html and 'style="width: 0%"' in html
