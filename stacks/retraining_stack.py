@@ -4,8 +4,8 @@
     Monitoring Run Ended with violations ─┤
     Labels Available ─────────────────────┤  EventBridge rules
     schedule (optional) ──────────────────┼──► Triggers (FIFO queue, one group) ──► retraining_triggers
-    Retraining Requested (manual) ────────┤        │ state table: every trigger, the label watermark
-    retraining execution ended ───────────┘        └──► StartExecution (none running) ──► state machine
+    Retraining Requested (manual) ────────┤        │ state table: every trigger, the run's lock, the labels used
+    retraining execution ended ───────────┘        └──► StartExecution (lock taken) ──► state machine
 
 The state machine (``stacks/retraining_workflow.py``) trains, evaluates, optionally waits for
 approval, baselines and deploys the new model with blue/green guardrails, and notifies.
@@ -14,8 +14,9 @@ approval, baselines and deploys the new model with blue/green guardrails, and no
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -25,16 +26,17 @@ from constructs import Construct
 
 from lambdas.monitoring_runs.runs import RUN_ENDED
 from lambdas.retraining import triggers
-from lambdas.retraining.steps import RETRAINING_PREFIX
+from lambdas.retraining.dataset import MANIFEST_FILE
+from lambdas.retraining.steps import RETRAINING_PREFIX, SCORED_DATASET, TRAINING_DATASET, run_locations
 from lambdas.shared.aws import split_s3_uri
 from lambdas.review_results.results import TRAINING_PREFIX
 from stacks import aws_facts
 from stacks.alerts import AlertTopic
 from stacks.compliance import acknowledge, acknowledge_wildcards
 from stacks.config import AppConfig
-from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, dependency_layer
+from stacks.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation, dependency_layer
 from stacks.images import ContainerImage
-from stacks.job_roles import job_runtime_statements
+from stacks.job_roles import job_data_statements, job_runtime_statements
 from stacks.monitoring_stack import MonitoringStack
 from stacks.ops_parameters import OpsParameters
 from stacks.retraining_workflow import RetrainingWorkflow, deployment_config
@@ -97,6 +99,9 @@ class RetrainingStack(Stack):
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": retraining.max_runtime_seconds},
             "EnableInterContainerTrafficEncryption": True,
+            # SageMaker Debugger and Profiler are closed to new customers (stacks/aws_facts.py): the
+            # profiler is switched off explicitly, and no DebugHookConfig or rules are sent.
+            "ProfilerConfig": {"DisableProfiler": True},
         }
         model = {
             "ExecutionRoleArn": endpoint.role.role_arn,
@@ -126,17 +131,21 @@ class RetrainingStack(Stack):
         self.rollback_alarm.add_alarm_action(cw_actions.SnsAction(serving.alerts.topic))
 
         # --- the steps Lambda and the state machine --------------------------------------------
+        # Data quality re-baselines on the new model's scores joined to the training rows (what
+        # captures hold: the score, then the features); Clarify on the training rows, label first.
         templates = {}
         if monitoring is not None:
-            for name, monitor in (("dataQuality", monitoring.data_quality), ("explainability", monitoring.explainability)):
+            for name, monitor, data in (("dataQuality", monitoring.data_quality, SCORED_DATASET), ("explainability", monitoring.explainability, TRAINING_DATASET)):
                 if monitor is not None and monitor.baseline_template is not None:
-                    templates[name] = monitor.baseline_template
+                    templates[name] = {**monitor.baseline_template, "dataset": data}
+        scoring = any(t["dataset"] == SCORED_DATASET for t in templates.values())
         self.steps = AppFunction(
             self,
             "Steps",
             handler="lambdas.retraining.handler.step",
             description="Retraining steps: assemble data, evaluate, baseline requests, deploy, promote",
             service=f"{prefix}-retraining-steps",
+            invocation=Invocation.state_machine_task(state_machine="retraining"),
             key=key,
             layer=layer,
             retain_logs=config.retain_data,
@@ -150,16 +159,17 @@ class RetrainingStack(Stack):
                 "MODELS_BUCKET": models.bucket_name,
                 "TRAINING_DATA_S3_URI": training_data,
                 "LABELS_BUCKET": labels_bucket.bucket_name if labels_bucket else "",
-                "FEATURE_COUNT": str(len(config.model.feature_names)),
+                "FEATURE_NAMES": json.dumps(list(config.model.feature_names)),
                 "LABEL_COUNT": str(len(config.model.label_names)),
                 "VALIDATION_PERCENTAGE": str(retraining.validation_percentage),
                 "OBJECTIVE_METRIC": retraining.objective_metric,
                 "OBJECTIVE_GOAL": retraining.objective_goal,
                 "TOLERANCE": str(retraining.tolerance),
                 "DEPLOYMENT_CONFIG": json.dumps(deployment_config(config, [rollback_alarm])),
+                "SERVED_MODEL_PARAMETER": config.served_model_parameter,
             },
         )
-        self._grant_steps(prefix, storage, training_data, labels_bucket, monitoring, endpoint, key)
+        self._grant_steps(prefix, storage, training_data, labels_bucket, monitoring, endpoint, key, config.served_model_parameter)
         pass_roles = [self.training_role, endpoint.role] + [m.role for m in (monitoring.monitors if monitoring else []) if m.baseline_template is not None]
         self.workflow = RetrainingWorkflow(
             self,
@@ -170,10 +180,18 @@ class RetrainingStack(Stack):
             key=key,
             training=training,
             model=model,
+            transform_resources={"InstanceType": retraining.transform_instance_type, "InstanceCount": 1, "VolumeKmsKeyId": key.key_arn} if scoring else None,
             pass_roles=pass_roles,
             baseline_templates=templates,
         )
         self.state_machine = self.workflow.state_machine
+        # The jobs' data grants, derived from the requests the machine sends (run-time paths read as
+        # the locations of every run), so a location added to a request cannot miss its grant.
+        every_run = {f"$.dataset.{name}": uri for name, uri in run_locations(datasets.bucket_name, models.bucket_name, "*").items()}
+        self.job_requests = {name: at_synth(request, every_run) for name, request in self.workflow.job_requests.items()}
+        for statement in job_data_statements([self.job_requests["Train"]]):
+            self.training_role.add_to_policy(statement)
+        self._grant_model_role(endpoint, key, scoring=self.job_requests.get("ScoreTrainingSet"))
 
         # --- triggers ---------------------------------------------------------------------------
         self.table = dynamodb.Table(
@@ -190,8 +208,9 @@ class RetrainingStack(Stack):
         )
         acknowledge(
             self.table,
-            f"Holds the retraining triggers of the last {triggers.RETENTION_DAYS} days and the label watermark; point-in-time "
-            "recovery is on, and the lineage records in the models bucket are the durable history.",
+            f"Holds the retraining triggers of the last {triggers.RETENTION_DAYS} days, the running retraining's lock and the "
+            "manifest of the labels last trained on; point-in-time recovery is on, and the lineage records in the models "
+            "bucket are the durable history.",
             "NIST.800.53.R5-DynamoDBInBackupPlan",
             "HIPAA.Security-DynamoDBInBackupPlan",
         )
@@ -208,6 +227,7 @@ class RetrainingStack(Stack):
             handler="lambdas.retraining.handler.handler",
             description="Records retraining triggers and starts one retraining at a time",
             service=f"{prefix}-retraining-triggers",
+            invocation=Invocation.queue(),
             key=key,
             layer=layer,
             retain_logs=config.retain_data,
@@ -226,15 +246,20 @@ class RetrainingStack(Stack):
         self.table.grant_read_write_data(self.triggers.role)
         self.triggers.allow(["states:ListExecutions"], [self.state_machine.state_machine_arn])
         self.state_machine.grant_start_execution(self.triggers.role)
+        self.state_machine.grant_execution(self.triggers.role, "states:DescribeExecution")  # is a lock's run still running?
         if labels_bucket is not None:
             self.triggers.allow(["s3:ListBucket"], [labels_bucket.bucket_arn])
             self.triggers.allow(["s3:GetObject"], [labels_bucket.arn_for_objects(f"{TRAINING_PREFIX}/*")])
+            # The dataset manifest of the last training names the label objects it used.
+            self.triggers.allow(["s3:GetObject"], [datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*/{MANIFEST_FILE}")])
             self.triggers.allow(["kms:Decrypt"], [key.key_arn])
         self.queue.dead_letter_queue.grant_send_messages(self.triggers.role)
         self.queue.consume(self.triggers, batch_size=1)
         self.triggers.acknowledge_wildcards(
             "DynamoDB's grant covers the table's index ARNs (<table>/index/*); labels are read under training-rows/ whose "
-            "object names come from the loops; KMS data-key actions are on the app's key only; log streams are named by Lambda."
+            "object names come from the loops, and each run's manifest under retraining/<execution>/; DescribeExecution is on "
+            "this state machine's executions, named at run time; kms:GenerateDataKey* and kms:ReEncrypt* (aws-cdk-lib's grants "
+            "for the KMS-encrypted queues) are on the app's key only."
         )
         self.patterns = self._rules(config, monitoring, review)
 
@@ -255,13 +280,8 @@ class RetrainingStack(Stack):
     def _training_role(self, image: ContainerImage, storage: StorageStack, key) -> iam.Role:
         """What CreateTrainingJob's role needs: https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createtrainingjob-perms"""
         role = iam.Role(self, "TrainingRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description="SageMaker training jobs of the retraining state machine")
-        statements = [
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*")]),
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.datasets.bucket_arn]),
-            iam.PolicyStatement(actions=["s3:PutObject"], resources=[storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*")]),
-            *job_runtime_statements(self, image=image, key=key, log_group="TrainingJobs", metrics_namespace="/aws/sagemaker/TrainingJobs"),
-        ]
-        for statement in statements:
+        # Its data (the run's set, the model output, their keys) is derived from the Train request below.
+        for statement in job_runtime_statements(self, image=image, key=key, log_group="TrainingJobs", metrics_namespace="/aws/sagemaker/TrainingJobs"):
             role.add_to_policy(statement)
         policy = role.node.find_child("DefaultPolicy")
         acknowledge_wildcards(
@@ -273,11 +293,18 @@ class RetrainingStack(Stack):
         acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
         return role
 
-    def _grant_steps(self, prefix: str, storage: StorageStack, training_data: str, labels_bucket, monitoring: MonitoringStack | None, endpoint, key) -> None:
+    def _grant_steps(self, prefix: str, storage: StorageStack, training_data: str, labels_bucket, monitoring: MonitoringStack | None, endpoint, key, parameter: str) -> None:
         steps, stack = self.steps, Stack.of(self)
         data_bucket, data_key = split_s3_uri(training_data)
-        steps.allow(["s3:ListBucket"], [f"arn:{stack.partition}:s3:::{data_bucket}", storage.models.bucket_arn])
-        steps.allow(["s3:GetObject"], [f"arn:{stack.partition}:s3:::{data_bucket}/{data_key}*", storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*")])
+        steps.allow(["s3:ListBucket"], [f"arn:{stack.partition}:s3:::{data_bucket}", storage.models.bucket_arn, storage.datasets.bucket_arn])
+        steps.allow(
+            ["s3:GetObject"],
+            [
+                f"arn:{stack.partition}:s3:::{data_bucket}/{data_key}*",
+                storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*"),
+                storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*"),  # the batch transform's scores
+            ],
+        )
         steps.allow(["s3:PutObject"], [storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*"), storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*")])
         if labels_bucket is not None:
             steps.allow(["s3:ListBucket"], [labels_bucket.bucket_arn])
@@ -294,6 +321,15 @@ class RetrainingStack(Stack):
             iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
         )
         sagemaker = lambda kind, name: stack.format_arn(service="sagemaker", resource=kind, resource_name=name)  # noqa: E731
+        steps.allow(["sagemaker:DescribeTrainingJob"], [sagemaker("training-job", f"{prefix}-*")])  # Evaluate reads the metrics
+        # UpdateEndpoint's auto-rollback watches this alarm; AWS asks "your IAM execution role" to be
+        # able to describe it: the caller here, the model's role in _grant_model_role.
+        steps.allow(["cloudwatch:DescribeAlarms"], [self.rollback_alarm.alarm_arn])
+        # Promote records the served model where the serving stack reads it (a plain String parameter).
+        steps.allow(
+            ["ssm:PutParameter"],
+            [stack.format_arn(service="ssm", resource="parameter", resource_name=parameter.lstrip("/"))],
+        )
         endpoint_arn = sagemaker("endpoint", endpoint.endpoint_name.lower())
         steps.allow(["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"], [endpoint_arn])
         steps.allow(["sagemaker:DescribeEndpointConfig"], [sagemaker("endpoint-config", "*")])
@@ -301,7 +337,45 @@ class RetrainingStack(Stack):
         steps.acknowledge_wildcards(
             "Retraining objects live under retraining/<execution>/ and baselines under <monitor>/baselines|current/; the "
             "endpoint's current config has a CloudFormation-generated name (or a previous run's), so DescribeEndpointConfig "
-            "is on any config, while new configs are only <app>-<env>-*; KMS data-key actions are on the app's key only."
+            f"is on any config, while new configs and training jobs are only {prefix}-*; KMS data-key actions are on the app's key only."
+        )
+
+    def _grant_model_role(self, endpoint, key, *, scoring: dict | None) -> None:
+        """What retraining needs of the model's execution role, in a policy of this stack (turning
+        retraining off removes it; the serving stack's own policy is unchanged):
+        - the blue/green auto-rollback alarm: "Ensure that your IAM execution role has permission to
+          perform the cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify"
+          (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html;
+          the steps function, which calls UpdateEndpoint, has it too);
+        - with a data-quality re-baseline, the batch transform that scores the training set runs as
+          this role: what its request (``scoring``) reads, lists, writes and encrypts with, and its
+          logs and metrics."""
+        stack = Stack.of(self)
+        statements = [iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=[self.rollback_alarm.alarm_arn])]
+        if scoring is not None:
+            statements += [
+                *job_data_statements([scoring]),
+                iam.PolicyStatement(actions=["kms:Decrypt", "kms:DescribeKey"], resources=[key.key_arn]),  # the SSE-KMS input
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    resources=[stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/TransformJobs:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+                ),
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/TransformJobs*"}}
+                ),
+            ]
+        policy = iam.ManagedPolicy(
+            self,
+            "ModelRolePolicy",
+            description="Retraining's needs of the model's execution role: the rollback alarm, the batch transform that scores the training set",
+            roles=[endpoint.role],
+            statements=statements,
+        )
+        acknowledge_wildcards(
+            policy,
+            policy.document,
+            "The transform reads retraining/<execution>/train/ and writes retraining/<execution>/scores/ with names chosen at run "
+            "time; SageMaker names the log streams; cloudwatch:PutMetricData takes no resource and is limited by a namespace condition.",
         )
 
     def _rules(self, config: AppConfig, monitoring: MonitoringStack | None, review: ReviewStack | None) -> dict[str, dict]:
@@ -334,6 +408,24 @@ class RetrainingStack(Stack):
         if retraining.schedule is not None:
             events.Rule(self, "ScheduleRule", description="Retraining trigger: schedule", schedule=events.Schedule.expression(retraining.schedule), targets=[self.queue.rule_target()])
         return patterns
+
+
+def at_synth(request: dict[str, Any], uris: dict[str, str]) -> dict[str, Any]:
+    """A state's request with each run-time path (``"S3Uri.$": "$.dataset.trainS3Uri"``) replaced by
+    the location it takes in every run; other run-time fields (names) are left out."""
+    def value(item: Any) -> Any:
+        if isinstance(item, dict):
+            return at_synth(item, uris)
+        return [value(i) for i in item] if isinstance(item, list) else item
+
+    resolved = {}
+    for key, item in request.items():
+        if key.endswith(".$"):
+            if item in uris:
+                resolved[key[:-2]] = uris[item]
+        else:
+            resolved[key] = value(item)
+    return resolved
 
 
 def _pattern(pattern: dict) -> events.EventPattern:

@@ -7,15 +7,19 @@
     -> [not better] NotifyNotPromoted -> NotPromoted (succeeds, promoted: false)
     -> [manual approval] Approve (sns:publish.waitForTaskToken; timeout or reject -> NotifyNotPromoted)
     -> CreateModel (sagemaker:createModel)
+    -> [data-quality baseline] ScoreTrainingSet (sagemaker:createTransformJob.sync: the new model's score
+       joined to each training row) -> BaselineDataset (Lambda: header + score, features per row)
     -> Baselines (Lambda: requests) -> BaselineJobs (Parallel: sagemaker:createProcessingJob.sync per monitor)
     -> Deploy (Lambda: endpoint config copy + UpdateEndpoint, blue/green with auto-rollback)
     -> WaitForEndpoint / CheckEndpoint loop (UpdateEndpoint is request-only)
     -> [rolled back or failed] NotifyRollback -> Fail (the old model keeps serving)
-    -> Promote (Lambda: baselines into current/, lineage) -> NotifySuccess -> Promoted
+    -> Promote (Lambda: baselines into current/, the served model's parameter, lineage) -> NotifySuccess -> Promoted
 
 Every task has a timeout and retries throttling; any error is caught, notified with its cause, and
-fails the execution. The output (``promoted``, ``labelsThrough``) is what the trigger Lambda reads
-when the execution ends.
+fails the execution (no state reads a field a service may leave out: such a path would be a
+``States.Runtime`` error, which no catch handles). The output (``promoted``, ``labelsManifest``: the
+dataset manifest naming the label objects this training used) is what the trigger Lambda reads when
+the execution ends.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "
 SAGEMAKER_RETRY_ERRORS = ["SageMaker.ThrottlingException", "ThrottlingException", "SageMaker.AmazonSageMakerException"]
 ENDPOINT_POLL = Duration.minutes(1)
 STEP_TIMEOUT = Duration.minutes(15)
+TRANSFORM_TIMEOUT = Duration.hours(2)
+# The data-quality baseline's batch transform: the model reads each training row without its label
+# ("$[1:]"), and each output line is the input row followed by the prediction (JoinSource "Input";
+# for CSV "the joined data has the original input data followed by the transformed data"):
+# https://docs.aws.amazon.com/sagemaker/latest/dg/batch-transform-data-processing.html
+SCORING_DATA_PROCESSING = {"InputFilter": "$[1:]", "JoinSource": "Input"}
 # The fields of CreateProcessingJob the Baselines step returns (each present, so every path resolves);
 # RoleArn is the monitor's own role, fixed in the definition.
 PROCESSING_FIELDS = (
@@ -73,6 +83,7 @@ class RetrainingWorkflow(Construct):
         key: kms.IKey,
         training: dict[str, Any],  # CreateTrainingJob fields fixed at deploy time
         model: dict[str, Any],  # CreateModel fields fixed at deploy time (image, execution role)
+        transform_resources: dict[str, Any] | None,  # CreateTransformJob's; None: no data-quality re-baseline
         pass_roles: list[iam.IRole],
         baseline_templates: dict[str, Any],
     ) -> None:
@@ -150,18 +161,24 @@ class RetrainingWorkflow(Construct):
             "ContentType": "text/csv",
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": path, "S3DataDistributionType": "FullyReplicated"}},
         }
+        # The SageMaker job requests as the machine sends them (JSONPath fields resolved at run time):
+        # the stack derives the job roles' grants from them.
+        self.job_requests: dict[str, dict[str, Any]] = {}
+        self.job_requests["Train"] = {
+            "TrainingJobName.$": "$.dataset.names.trainingJob",
+            **training,
+            "InputDataConfig": [channel("train", "$.dataset.trainS3Uri"), channel("validation", "$.dataset.validationS3Uri")],
+            "OutputDataConfig": {"S3OutputPath.$": "$.dataset.modelOutputS3Uri", "KmsKeyId": key.key_arn},
+        }
         train = caught(
             sagemaker_task(
                 "Train",
                 "createTrainingJob.sync",
-                {
-                    "TrainingJobName.$": "$.dataset.names.trainingJob",
-                    **training,
-                    "InputDataConfig": [channel("train", "$.dataset.trainS3Uri"), channel("validation", "$.dataset.validationS3Uri")],
-                    "OutputDataConfig": {"S3OutputPath.$": "$.dataset.modelOutputS3Uri", "KmsKeyId": key.key_arn},
-                },
+                self.job_requests["Train"],
                 Duration.seconds(retraining.max_runtime_seconds + 3_600),
-                ResultSelector={"TrainingJobName.$": "$.TrainingJobName", "ModelArtifacts.$": "$.ModelArtifacts", "FinalMetricDataList.$": "$.FinalMetricDataList"},
+                # Fields every completed job has; the metrics (absent when a job reports none) are
+                # read by Evaluate, where their absence is an error the catch notifies.
+                ResultSelector={"TrainingJobName.$": "$.TrainingJobName", "ModelArtifacts.$": "$.ModelArtifacts"},
                 ResultPath="$.training",
             )
         )
@@ -170,7 +187,10 @@ class RetrainingWorkflow(Construct):
         not_promoted = sfn.Pass(
             self,
             "NotPromoted",
-            parameters={"promoted": False, "execution.$": "$.execution", "labelsThrough.$": "$.dataset.labelsThrough", "evaluation.$": "$.evaluation"},
+            parameters={
+                "promoted": False, "execution.$": "$.execution", "labelsThrough.$": "$.dataset.labelsThrough",
+                "labelsManifest.$": "$.dataset.manifestS3Uri", "evaluation.$": "$.evaluation",
+            },  # fmt: skip
         )
         notify_not_promoted = notify(
             "NotifyNotPromoted",
@@ -190,11 +210,37 @@ class RetrainingWorkflow(Construct):
                 ResultPath=sfn.JsonPath.DISCARD,
             )
         )
-        baselines = caught(
-            lambda_step(
-                "Baselines", "baselines", "$.baselines", **{"templates.$": "$.templates", "dataset.$": "$.dataset", "names.$": "$.dataset.names"}
+        baseline_inputs = {"templates.$": "$.templates", "dataset.$": "$.dataset", "names.$": "$.dataset.names"}
+        scoring: sfn.IChainable | None = None
+        if transform_resources is not None:
+            self.job_requests["ScoreTrainingSet"] = {
+                "TransformJobName.$": "$.dataset.names.transformJob",
+                "ModelName.$": "$.dataset.names.model",
+                "TransformInput": {
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": "$.dataset.trainS3Uri"}},
+                    "ContentType": "text/csv",
+                    "SplitType": "Line",
+                    "CompressionType": "None",
+                },
+                "TransformOutput": {"S3OutputPath.$": "$.dataset.scoresS3Uri", "Accept": "text/csv", "AssembleWith": "Line", "KmsKeyId": key.key_arn},
+                "TransformResources": transform_resources,
+                "DataProcessing": SCORING_DATA_PROCESSING,
+            }
+            score = caught(
+                sagemaker_task(
+                    "ScoreTrainingSet",
+                    "createTransformJob.sync",
+                    self.job_requests["ScoreTrainingSet"],
+                    TRANSFORM_TIMEOUT,
+                    ResultPath=sfn.JsonPath.DISCARD,
+                )
             )
-        )
+            baseline_dataset = caught(
+                lambda_step("BaselineDataset", "baselineDataset", "$.baselineDataset", **{"dataset.$": "$.dataset", "names.$": "$.dataset.names"})
+            )
+            scoring = score.next(baseline_dataset)
+            baseline_inputs["baselineDataset.$"] = "$.baselineDataset"
+        baselines = caught(lambda_step("Baselines", "baselines", "$.baselines", **baseline_inputs))
         # One branch per monitor: the role (and so PassRole) is fixed per monitor; the rest of
         # the request is this run's, from the Baselines step.
         branches = []
@@ -245,7 +291,10 @@ class RetrainingWorkflow(Construct):
         promoted = sfn.Pass(
             self,
             "Promoted",
-            parameters={"promoted": True, "execution.$": "$.execution", "labelsThrough.$": "$.dataset.labelsThrough", "evaluation.$": "$.evaluation", "promotion.$": "$.promotion"},
+            parameters={
+                "promoted": True, "execution.$": "$.execution", "labelsThrough.$": "$.dataset.labelsThrough",
+                "labelsManifest.$": "$.dataset.manifestS3Uri", "evaluation.$": "$.evaluation", "promotion.$": "$.promotion",
+            },  # fmt: skip
         )
         notify_success = notify(
             "NotifySuccess",
@@ -258,7 +307,7 @@ class RetrainingWorkflow(Construct):
         ).next(promoted)
 
         deployment = (
-            create_model.next(baselines)
+            (create_model.next(scoring).next(baselines) if scoring is not None else create_model.next(baselines))
             .next(baseline_jobs)
             .next(deploy)
             .next(wait)
@@ -290,7 +339,7 @@ class RetrainingWorkflow(Construct):
             comment="Retrains the model on the original data plus reviewers' labels and redeploys it safely",
         )
         ignore_lint_check(self.state_machine.node.default_child, "W3005", "aws-cdk-lib's StateMachine adds a construct dependency on its role next to the GetAtt.")
-        self._grant(stack, prefix, key, pass_roles)
+        self._grant(stack, prefix, key, pass_roles, transform=transform_resources is not None)
 
     def _approval(self, hours: int, topic: sns.ITopic, prefix: str, approved: sfn.IChainable, rejected: sfn.IChainable, caught) -> sfn.IChainable:
         """Publish approve/reject commands with the task token; no answer within ``hours`` rejects."""
@@ -309,28 +358,44 @@ class RetrainingWorkflow(Construct):
             result_path="$.approval",
             task_timeout=sfn.Timeout.duration(Duration.hours(hours)),
         )
-        rejection = sfn.Pass(self, "ApprovalWithheld", parameters={"promote": False, "reason.$": "States.Format('not approved ({}: {})', $.approval.Error, $.approval.Cause)"}, result_path="$.evaluation")
-        approve.add_catch(rejection.next(rejected), errors=["Rejected", "States.Timeout"], result_path="$.approval")
+        # The documented reject command sends no --cause: the caught error's Cause may be missing,
+        # null or empty, and formatting a missing path would be an uncatchable States.Runtime error.
+        # Choice rules are tried in order, so the later ones only see a Cause that is there.
+        with_cause = sfn.Pass(
+            self, "ApprovalWithheld", parameters={"promote": False, "reason.$": "States.Format('not approved ({}: {})', $.approval.Error, $.approval.Cause)"}, result_path="$.evaluation"
+        )
+        without_cause = sfn.Pass(self, "ApprovalWithheldWithoutCause", parameters={"promote": False, "reason.$": "States.Format('not approved ({})', $.approval.Error)"}, result_path="$.evaluation")
+        without_cause.next(rejected)
+        answer = (
+            sfn.Choice(self, "ApprovalAnswer")
+            .when(sfn.Condition.not_(sfn.Condition.is_present("$.approval.Cause")), without_cause)
+            .when(sfn.Condition.is_null("$.approval.Cause"), without_cause)
+            .when(sfn.Condition.string_equals("$.approval.Cause", ""), without_cause)
+            .otherwise(with_cause.next(rejected))
+        )
+        approve.add_catch(answer, errors=["Rejected", "States.Timeout"], result_path="$.approval")
         caught(approve)
         return approve.next(approved)
 
-    def _grant(self, stack: Stack, prefix: str, key: kms.IKey, pass_roles: list[iam.IRole]) -> None:
-        """The SageMaker integrations' permissions, on this app's names only.
+    def _grant(self, stack: Stack, prefix: str, key: kms.IKey, pass_roles: list[iam.IRole], *, transform: bool) -> None:
+        """The SageMaker integrations' permissions, on this app's names only, except ListTags,
+        which AWS's policy for the ``.sync`` integrations grants on "*".
         https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html"""
         sagemaker = lambda kind: stack.format_arn(service="sagemaker", resource=kind, resource_name=f"{prefix}-*")  # noqa: E731
+        jobs = {"training": "TrainingJob", "processing": "ProcessingJob", **({"transform": "TransformJob"} if transform else {})}
         statements = [
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:AddTags", "sagemaker:ListTags"],
-                resources=[sagemaker("training-job")],
+            *(
+                iam.PolicyStatement(
+                    actions=[f"sagemaker:Create{api}", f"sagemaker:Describe{api}", f"sagemaker:Stop{api}", "sagemaker:AddTags"],
+                    resources=[sagemaker(f"{kind}-job")],
+                )
+                for kind, api in jobs.items()
             ),
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob", "sagemaker:AddTags", "sagemaker:ListTags"],
-                resources=[sagemaker("processing-job")],
-            ),
+            iam.PolicyStatement(actions=["sagemaker:ListTags"], resources=["*"]),
             iam.PolicyStatement(actions=["sagemaker:CreateModel", "sagemaker:AddTags"], resources=[sagemaker("model")]),
             iam.PolicyStatement(
                 actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-                resources=[stack.format_arn(service="events", resource="rule", resource_name=rule) for rule in aws_facts.SFN_SAGEMAKER_SYNC_RULES.values()],
+                resources=[stack.format_arn(service="events", resource="rule", resource_name=aws_facts.SFN_SAGEMAKER_SYNC_RULES[kind]) for kind in jobs],
             ),
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
@@ -346,6 +411,7 @@ class RetrainingWorkflow(Construct):
             policy,
             policy.document,
             f"SageMaker jobs and models are named {prefix}-<execution> at run time, so they are granted by that prefix; "
+            "sagemaker:ListTags is on * as in AWS's policy for the .sync integrations (sagemaker-iam.html); "
             "X-Ray's trace and log-delivery actions take no resource ARN (aws-cdk-lib grants them); Lambda versions of the step function.",
         )
         acknowledge(policy, "The policy belongs to the state machine's role only and changes with its definition.", "HIPAA.Security-IAMNoInlinePolicy", "NIST.800.53.R5-IAMNoInlinePolicy")

@@ -35,6 +35,8 @@ TRAIN_FILE = "train.csv"
 VALIDATION_FILE = "validation.csv"
 REJECTED_FILE = "rejected.jsonl"
 MANIFEST_FILE = "manifest.json"
+# Each channel reads a prefix of its own (the container reads every object under it).
+TRAIN_CHANNEL, VALIDATION_CHANNEL = "train/", "validation/"
 MAX_REPORTED_CONFLICTS = 100
 
 
@@ -67,7 +69,7 @@ class Assembly:
     labels_through: str | None = None  # newest LastModified of the label objects used
 
 
-def _number(text: str) -> str:
+def normalised_number(text: str) -> str:
     value = float(text)  # ValueError for anything that is not a number
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"{text!r} is not a finite number")
@@ -86,7 +88,7 @@ def parse_row(fields: list[str], settings: DatasetSettings) -> tuple[str, list[s
         raise ValueError(f"label {fields[0]!r} is not one of 0-{settings.label_count - 1}")
     features = [field.strip() for field in fields[1:]]
     try:
-        normalised = [_number(value) for value in features]
+        normalised = [normalised_number(value) for value in features]
     except ValueError as error:
         raise ValueError(f"feature not a number: {error}") from None
     identity = hashlib.sha256(",".join(normalised).encode()).hexdigest()
@@ -99,7 +101,7 @@ def in_validation(identity: str, percentage: int) -> bool:
 
 
 
-def _objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+def objects_under(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
     objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         objects.extend(item for item in page.get("Contents", []) if not item["Key"].endswith("/"))
@@ -142,9 +144,9 @@ def assemble(s3: Any, settings: DatasetSettings, directory: str | None = None) -
     manifest = _manifest(settings, result)
     s3.put_object(Bucket=bucket, Key=f"{prefix}{MANIFEST_FILE}", Body=json.dumps(manifest, indent=1).encode(), ContentType="application/json")
     return {
-        "trainS3Uri": f"s3://{bucket}/{prefix}train/",
-        "validationS3Uri": f"s3://{bucket}/{prefix}validation/",
-        "trainFileS3Uri": f"s3://{bucket}/{prefix}train/{TRAIN_FILE}",
+        "trainS3Uri": f"s3://{bucket}/{prefix}{TRAIN_CHANNEL}",
+        "validationS3Uri": f"s3://{bucket}/{prefix}{VALIDATION_CHANNEL}",
+        "trainFileS3Uri": f"s3://{bucket}/{prefix}{TRAIN_CHANNEL}{TRAIN_FILE}",
         "manifestS3Uri": f"s3://{bucket}/{prefix}{MANIFEST_FILE}",
         "rejectedS3Uri": f"s3://{bucket}/{prefix}{REJECTED_FILE}",
         "counts": manifest["counts"],
@@ -153,8 +155,7 @@ def assemble(s3: Any, settings: DatasetSettings, directory: str | None = None) -
 
 
 def _channel(name: str) -> str:
-    # Each channel reads a prefix of its own (the container reads every object under it).
-    return {TRAIN_FILE: "train/", VALIDATION_FILE: "validation/"}.get(name, "")
+    return {TRAIN_FILE: TRAIN_CHANNEL, VALIDATION_FILE: VALIDATION_CHANNEL}.get(name, "")
 
 
 def _parsed_rows(s3: Any, bucket: str, key: str, settings: DatasetSettings, result: Assembly, outputs: _Outputs) -> Iterator[tuple[int, str, list[str], str]]:
@@ -178,7 +179,7 @@ def _read_labels(s3: Any, settings: DatasetSettings, result: Assembly, outputs: 
     labels: dict[str, tuple[str, list[str], str]] = {}
     if settings.labels_bucket is None:
         return labels
-    objects = sorted(_objects(s3, settings.labels_bucket, LABELS_PREFIX), key=lambda o: (o["LastModified"], o["Key"]))
+    objects = sorted(objects_under(s3, settings.labels_bucket, LABELS_PREFIX), key=lambda o: (o["LastModified"], o["Key"]))
     for item in objects:
         source = f"s3://{settings.labels_bucket}/{item['Key']}"
         result.label_objects.append({"key": item["Key"], "etag": item.get("ETag", "").strip('"'), "lastModified": item["LastModified"].isoformat()})
@@ -198,7 +199,7 @@ def _read_labels(s3: Any, settings: DatasetSettings, result: Assembly, outputs: 
 
 def _copy_original(s3: Any, settings: DatasetSettings, labels: dict[str, Any], result: Assembly, outputs: _Outputs) -> None:
     bucket, prefix = aws.split_s3_uri(settings.training_data_s3_uri)
-    objects = _objects(s3, bucket, prefix)
+    objects = objects_under(s3, bucket, prefix)
     if not objects:
         raise DatasetError(f"no training data at {settings.training_data_s3_uri}")
     for item in sorted(objects, key=lambda o: o["Key"]):

@@ -84,13 +84,14 @@ def step_settings() -> steps.StepSettings:
         models_bucket=env["MODELS_BUCKET"],
         training_data_s3_uri=env["TRAINING_DATA_S3_URI"],
         labels_bucket=env.get("LABELS_BUCKET") or None,
-        feature_count=int(env["FEATURE_COUNT"]),
+        feature_names=tuple(json.loads(env["FEATURE_NAMES"])),
         label_count=int(env["LABEL_COUNT"]),
         validation_percentage=int(env["VALIDATION_PERCENTAGE"]),
         objective_metric=env["OBJECTIVE_METRIC"],
         objective_goal=env["OBJECTIVE_GOAL"],
         tolerance=float(env["TOLERANCE"]),
         deployment=json.loads(env["DEPLOYMENT_CONFIG"]),
+        served_model_parameter=env["SERVED_MODEL_PARAMETER"],
     )
 
 
@@ -101,7 +102,9 @@ def step(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if name == "assemble":
         result = steps.assemble(event, settings, aws.client("s3"))
     elif name == "evaluate":
-        result = steps.evaluate(event, settings, aws.client("s3"))
+        result = steps.evaluate(event, settings, aws.client("s3"), aws.client("sagemaker"))
+    elif name == "baselineDataset":
+        result = steps.baseline_dataset(event, settings, aws.client("s3"))
     elif name == "baselines":
         result = steps.baselines(event, aws.client("s3"))
     elif name == "deploy":
@@ -109,7 +112,7 @@ def step(event: dict[str, Any], context: Any) -> dict[str, Any]:
     elif name == "endpoint":
         result = steps.endpoint(event, settings, aws.client("sagemaker"))
     elif name == "promote":
-        result = steps.promote(event, settings, aws.client("s3"))
+        result = steps.promote(event, settings, aws.client("s3"), aws.client("ssm"))
     else:
         raise steps.StepError(f"unknown step {name!r}")
     logger.info("step done", extra={"step": name, "execution": (event.get("names") or {}).get("execution") or event.get("execution")})

@@ -2,22 +2,31 @@
 JSON result; SageMaker jobs themselves run as Step Functions ``.sync`` tasks between them.
 
 - ``assemble``: the training set (``dataset.assemble``) and the names of everything this run creates;
-- ``evaluate``: the new model's objective metric against the serving model's, with the tolerance;
+- ``evaluate``: the new model's objective metric (DescribeTrainingJob's ``FinalMetricDataList``)
+  against the serving model's, with the tolerance;
+- ``baselineDataset``: the data-quality baseline dataset of the new model: the batch transform's
+  joined output (each training row followed by the new model's score) rewritten as the header of
+  ``lambdas.shared.baseline`` and one row per record, score first, then the features;
 - ``baselines``: the monitors' baseline job requests for the new model and data (the same requests
   the monitoring stack's baseline custom resources send, from templates it provides);
 - ``deploy``: a copy of the live endpoint config (same variant, instances, KMS and data capture,
   including the capture percentage operators set) naming the new model, then UpdateEndpoint with
   blue/green deployment guardrails and automatic rollback on the configured alarms;
 - ``endpoint``: where the update stands (UpdateEndpoint is request-only: the machine polls this);
-- ``promote``: the new baselines into the monitors' fixed ``current/`` files, and the lineage record
-  (data, labels, metrics, triggers) next to the model artefact and as ``current.json``.
+- ``promote``: the new baselines into the monitors' fixed ``current/`` files with the promoted
+  marker (so a monitoring-stack update keeps them), the model artefact into the serving stack's
+  parameter (so a serving-stack update keeps serving it), and the lineage record (data, labels,
+  metrics, triggers) next to the model artefact and as ``current.json``.
 """
 
 from __future__ import annotations
 
 import copy
+import csv
 import datetime as dt
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +34,18 @@ from botocore.exceptions import ClientError
 
 from lambdas.baseline_job.handler import processing_job_request, publish_outputs, write_documents
 from lambdas.retraining import dataset
+from lambdas.shared import aws
+from lambdas.shared.baseline import header, write_promoted_marker
 
 RETRAINING_PREFIX = "retraining"  # in the datasets and models buckets
 CURRENT_LINEAGE = "current.json"
 LINEAGE_FILE = "lineage.json"
+SCORES_FOLDER = "scores"  # the batch transform's output: each training row, then the new model's score
+BASELINE_FOLDER = "baseline"  # the data-quality baseline dataset built from it
+BASELINE_FILE = "baseline.csv"
+BASELINE_REJECTED_FILE = "baseline-rejected.jsonl"
+# A template's "dataset": which data its baseline job reads (see baselines()).
+SCORED_DATASET, TRAINING_DATASET = "scored", "training"
 
 
 class StepError(RuntimeError):
@@ -43,13 +60,18 @@ class StepSettings:
     models_bucket: str
     training_data_s3_uri: str
     labels_bucket: str | None
-    feature_count: int
+    feature_names: tuple[str, ...]
     label_count: int
     validation_percentage: int
     objective_metric: str
     objective_goal: str  # minimize | maximize
     tolerance: float
     deployment: dict[str, Any]  # UpdateEndpoint DeploymentConfig
+    served_model_parameter: str  # SSM parameter the serving stack reads the model artefact from
+
+    @property
+    def feature_count(self) -> int:
+        return len(self.feature_names)
 
 
 def names(settings: StepSettings, execution: str) -> dict[str, str]:
@@ -57,12 +79,27 @@ def names(settings: StepSettings, execution: str) -> dict[str, str]:
     base = f"{settings.prefix}-{execution}"
     if len(base) > 63:
         raise StepError(f"execution name {execution!r} makes {base!r} longer than SageMaker's 63 characters; start runs with put-events")
-    return {"execution": execution, "trainingJob": base, "model": base, "endpointConfig": base}
+    return {"execution": execution, "trainingJob": base, "model": base, "transformJob": base, "endpointConfig": base}
+
+
+def run_locations(datasets_bucket: str, models_bucket: str, execution: str) -> dict[str, str]:
+    """Where a run's data, model and scores go. The stack derives the jobs' grants from these with
+    ``execution`` "*" (every run), so a location is defined here only."""
+    output = f"s3://{datasets_bucket}/{RETRAINING_PREFIX}/{execution}/"
+    return {
+        "outputS3Uri": output,
+        "trainS3Uri": f"{output}{dataset.TRAIN_CHANNEL}",
+        "validationS3Uri": f"{output}{dataset.VALIDATION_CHANNEL}",
+        "modelOutputS3Uri": f"s3://{models_bucket}/{RETRAINING_PREFIX}/{execution}/",
+        "scoresS3Uri": f"{output}{SCORES_FOLDER}/",
+        "baselineS3Uri": f"{output}{BASELINE_FOLDER}/",
+    }
 
 
 def assemble(event: dict[str, Any], settings: StepSettings, s3: Any) -> dict[str, Any]:
     run = names(settings, event["execution"])
-    output = f"s3://{settings.datasets_bucket}/{RETRAINING_PREFIX}/{run['execution']}/"
+    locations = run_locations(settings.datasets_bucket, settings.models_bucket, run["execution"])
+    output = locations.pop("outputS3Uri")
     result = dataset.assemble(
         s3,
         dataset.DatasetSettings(
@@ -74,11 +111,7 @@ def assemble(event: dict[str, Any], settings: StepSettings, s3: Any) -> dict[str
             validation_percentage=settings.validation_percentage,
         ),
     )
-    return {
-        **result,
-        "names": run,
-        "modelOutputS3Uri": f"s3://{settings.models_bucket}/{RETRAINING_PREFIX}/{run['execution']}/",
-    }
+    return {**result, **locations, "names": run}
 
 
 def _metric(metrics: list[dict[str, Any]] | None, name: str) -> float | None:
@@ -94,16 +127,25 @@ def current_lineage(s3: Any, settings: StepSettings) -> dict[str, Any] | None:
     return json.loads(body)
 
 
-def evaluate(event: dict[str, Any], settings: StepSettings, s3: Any) -> dict[str, Any]:
-    """Promote when the candidate is not worse than the serving model by more than the tolerance."""
-    metric = settings.objective_metric
-    candidate = _metric(event["training"].get("FinalMetricDataList"), metric)
+def evaluate(event: dict[str, Any], settings: StepSettings, s3: Any, sagemaker: Any) -> dict[str, Any]:
+    """Promote when the candidate is not worse than the serving model by more than the tolerance.
+
+    The metrics are read here, not selected in the Train state: a job that reports none has no
+    ``FinalMetricDataList``, and a state's ResultSelector on a missing field is a ``States.Runtime``
+    error no catch handles; here it is a StepError, which the execution notifies.
+    """
+    metric, job = settings.objective_metric, event["training"]["TrainingJobName"]
+    reported = sagemaker.describe_training_job(TrainingJobName=job).get("FinalMetricDataList") or []
+    candidate = _metric(reported, metric)
     if candidate is None:
-        reported = sorted({m.get("MetricName") for m in event["training"].get("FinalMetricDataList") or []})
-        raise StepError(f"training job {event['training'].get('TrainingJobName')} reported no {metric}; it reported: {', '.join(reported) or 'nothing'}")
+        names = sorted({m.get("MetricName") for m in reported})
+        raise StepError(f"training job {job} reported no {metric}; it reported: {', '.join(names) or 'nothing'}")
     lineage = current_lineage(s3, settings)
     current = (lineage or {}).get("metrics", {}).get(metric)
-    result = {"metric": metric, "goal": settings.objective_goal, "tolerance": settings.tolerance, "candidate": candidate, "current": current}
+    result = {
+        "metric": metric, "goal": settings.objective_goal, "tolerance": settings.tolerance, "candidate": candidate, "current": current,
+        "metrics": {m["MetricName"]: m["Value"] for m in reported},
+    }  # fmt: skip
     if current is None:
         return {**result, "promote": True, "reason": f"no {metric} is recorded for the serving model; the candidate's {candidate:.6g} becomes the reference"}
     worse_by = (candidate - current) if settings.objective_goal == "minimize" else (current - candidate)
@@ -113,9 +155,68 @@ def evaluate(event: dict[str, Any], settings: StepSettings, s3: Any) -> dict[str
     return {**result, "promote": promote, "reason": reason}
 
 
+def baseline_dataset(event: dict[str, Any], settings: StepSettings, s3: Any) -> dict[str, Any]:
+    """The data-quality baseline dataset of the new model, from the batch transform's output.
+
+    The transform read ``train/`` with the label filtered out of the model's input (``$[1:]``) and
+    joined each output line to its input line, so each line is ``label, features..., score`` (CSV
+    join: the input row, then the prediction). What captures hold at run time, and so what the
+    baseline describes, is the score then the features: the label is dropped. A line that is not
+    of that shape is written to ``baseline-rejected.jsonl`` with its reason.
+    """
+    run = event["names"]
+    scores_bucket, scores_prefix = aws.split_s3_uri(event["dataset"]["scoresS3Uri"])
+    out_bucket, out_prefix = aws.split_s3_uri(event["dataset"]["baselineS3Uri"])
+    rejected_key = f"{RETRAINING_PREFIX}/{run['execution']}/{BASELINE_REJECTED_FILE}"
+    expected = settings.feature_count + 2
+    rows = rejected = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        path, rejected_path = os.path.join(scratch, BASELINE_FILE), os.path.join(scratch, BASELINE_REJECTED_FILE)
+        with open(path, "w", newline="", encoding="utf-8") as output, open(rejected_path, "w", encoding="utf-8") as parked:
+            writer = csv.writer(output, lineterminator="\n")
+            writer.writerow(header(settings.feature_names))
+            for item in sorted(dataset.objects_under(s3, scores_bucket, scores_prefix), key=lambda o: o["Key"]):
+                body = s3.get_object(Bucket=scores_bucket, Key=item["Key"])["Body"]
+                lines = (line.decode("utf-8", errors="replace") for line in body.iter_lines())
+                for number, fields in enumerate(csv.reader(lines), start=1):
+                    if not fields:
+                        continue
+                    reason = _scored_row_problem(fields, expected)
+                    if reason is not None:
+                        rejected += 1
+                        parked.write(json.dumps({"source": f"s3://{scores_bucket}/{item['Key']}", "line": number, "row": fields[:expected + 5], "reason": reason}) + "\n")
+                        continue
+                    writer.writerow([fields[-1].strip(), *(value.strip() for value in fields[1:-1])])
+                    rows += 1
+        if rows == 0:
+            raise StepError(f"the batch transform of {run['transformJob']} wrote no usable rows under {event['dataset']['scoresS3Uri']} ({rejected} rejected)")
+        s3.upload_file(path, out_bucket, f"{out_prefix}{BASELINE_FILE}")
+        if rejected:
+            s3.upload_file(rejected_path, settings.datasets_bucket, rejected_key)
+    return {
+        "s3Uri": f"s3://{out_bucket}/{out_prefix}",
+        "rows": rows,
+        "rejectedRows": rejected,
+        "rejectedS3Uri": f"s3://{settings.datasets_bucket}/{rejected_key}" if rejected else None,
+    }
+
+
+def _scored_row_problem(fields: list[str], expected: int) -> str | None:
+    if len(fields) != expected:
+        return f"{len(fields)} fields, expected {expected} (label, {expected - 2} features, then one score)"
+    try:
+        dataset.normalised_number(fields[-1])
+    except ValueError as error:
+        return f"score is not a finite number: {error}"
+    return None
+
+
 def baselines(event: dict[str, Any], s3: Any) -> dict[str, Any]:
     """Each monitor's baseline request for this run: its template with the new data and model.
 
+    A template's ``dataset`` says what its job reads: ``scored`` (data quality) the new model's
+    baseline dataset from ``baselineDataset`` (with a header), ``training`` (Clarify) the assembled
+    ``train/`` set, label first and headerless, as its analysis config expects.
     ``jobs`` (by monitor) feeds the machine's ``createProcessingJob.sync`` task of each monitor, which
     reads every field of ``PROCESSING_FIELDS`` by path, so each is present; ``monitors`` is what
     ``promote`` publishes.
@@ -123,9 +224,19 @@ def baselines(event: dict[str, Any], s3: Any) -> dict[str, Any]:
     monitors, jobs = {}, {}
     for monitor, template in (event.get("templates") or {}).items():
         request = copy.deepcopy(template["request"])
+        if template["dataset"] == SCORED_DATASET:
+            if not event.get("baselineDataset"):
+                raise StepError(f"the {monitor} baseline reads the new model's scored dataset, and this run built none")
+            uri = event["baselineDataset"]["s3Uri"]
+            environment = request.setdefault("Environment", {})
+            dataset_format = json.loads(environment.get("dataset_format") or "{}")
+            dataset_format.setdefault("csv", {})["header"] = True
+            environment["dataset_format"] = json.dumps(dataset_format)
+        else:
+            uri = event["dataset"]["trainS3Uri"]
         for item in request["ProcessingInputs"]:
             if item["InputName"] == template["datasetInput"]:
-                item["S3Input"]["S3Uri"] = event["dataset"]["trainS3Uri"]
+                item["S3Input"]["S3Uri"] = uri
         for document in (request.get("Documents") or {}).values():
             if isinstance(document["Body"].get("predictor"), dict):  # Clarify: explain the new model
                 document["Body"]["predictor"]["model_name"] = event["names"]["model"]
@@ -184,21 +295,27 @@ def endpoint(event: dict[str, Any], settings: StepSettings, sagemaker: Any) -> d
     return {"state": state, "status": status, "endpointConfigName": described["EndpointConfigName"], "failureReason": described.get("FailureReason", "")}
 
 
-def promote(event: dict[str, Any], settings: StepSettings, s3: Any) -> dict[str, Any]:
-    """Record and publish the deployed model: baselines into current/, the lineage records."""
-    for monitor in (event.get("baselines") or {}).values():
-        publish_outputs(s3, monitor["outputS3Uri"], monitor["publish"])
+def promote(event: dict[str, Any], settings: StepSettings, s3: Any, ssm: Any) -> dict[str, Any]:
+    """Record and publish the deployed model so that no stack update brings the old one back:
+    baselines into current/ with the promoted marker (the baseline custom resource leaves marked
+    files alone), the artefact into the serving stack's parameter, and the lineage records."""
     run, training, evaluation = event["names"], event["training"], event["evaluation"]
     artefact = training["ModelArtifacts"]["S3ModelArtifacts"]
     now = dt.datetime.now(dt.UTC).isoformat()
+    # The endpoint serves the new model already: record that first.
+    ssm.put_parameter(Name=settings.served_model_parameter, Value=artefact, Type="String", Overwrite=True)
+    for monitor in (event.get("baselines") or {}).values():
+        publish_outputs(s3, monitor["outputS3Uri"], monitor["publish"])
+        write_promoted_marker(s3, monitor["publish"], execution=run["execution"], promoted_at=now)
     lineage = {
         "promotedAt": now,
         "execution": run["execution"],
         "model": {"name": run["model"], "artifactS3Uri": artefact, "endpointConfig": event["deployment"]["endpointConfigName"]},
+        "servedModelParameter": settings.served_model_parameter,
         "previousEndpointConfig": event["deployment"]["previousEndpointConfigName"],
         "trainingJob": training["TrainingJobName"],
         "data": {k: event["dataset"][k] for k in ("trainS3Uri", "validationS3Uri", "manifestS3Uri", "rejectedS3Uri", "counts", "labelsThrough")},
-        "metrics": {m["MetricName"]: m["Value"] for m in training.get("FinalMetricDataList") or []},
+        "metrics": evaluation.get("metrics") or {},
         "evaluation": evaluation,
         "baselines": {name: b["publish"] for name, b in (event.get("baselines") or {}).items()},
         "triggers": event.get("triggers", []),

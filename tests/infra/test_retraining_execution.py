@@ -3,18 +3,25 @@
 What runs for real: the definition exactly as synthesised (tokens resolved to this test's
 resources), moto's interpretation of every state (Pass, Choice, Wait, Map, catches), the Lambda
 steps (our handler, called in-process with moto S3 and SageMaker), SNS notifications (moto, read
-back through an SQS subscription), the task-token approval, and SageMaker CreateModel /
-CreateTrainingJob / CreateProcessingJob / CreateEndpointConfig / DescribeEndpoint on moto.
+back through an SQS subscription), the task-token approval, SageMaker CreateModel /
+CreateTrainingJob / DescribeTrainingJob / CreateTransformJob / CreateProcessingJob /
+CreateEndpointConfig / DescribeEndpoint on moto, and the served model's SSM parameter on moto.
 
 What this harness supplies because moto 5.2 lacks it (and why the real service is not needed to
 trust the rest):
 - ``.sync`` for SageMaker: moto runs only waitForTaskToken for SageMaker, so ``_build_sync_resolver``
   returns DescribeTrainingJob / DescribeProcessingJob once the job ended, as Step Functions does;
-  the training job reports the validation metric the test chose (the XGBoost container would), and
-  a baseline job writes the files its analyzer writes (statistics.json, constraints.json / analysis.json);
+  the training job reports the validation metric the test chose (the XGBoost container would), or
+  none at all (then DescribeTrainingJob has no FinalMetricDataList, as for an image without metric
+  definitions); the batch transform writes what a CSV join writes (each input row followed by the
+  model's output, in ``<input file>.out``); a baseline job writes the files its analyzer writes
+  (statistics.json, constraints.json / analysis.json);
 - ``UpdateEndpoint``: not implemented by moto; the shim sets the endpoint's config (or keeps the old
   one, for the rollback test) as SageMaker does when the update finishes;
-- Lambda: moto's Docker-less backend echoes the payload, so ``invoke`` is routed to our handler.
+- Lambda: moto's Docker-less backend echoes the payload, so ``invoke`` is routed to our handler;
+- a caught error without a cause: moto passes ``send-task-failure`` on without its cause and writes
+  ``"Cause": null``; Step Functions writes ``""`` (moto's interpreter, from LocalStack, says so) and
+  the review feared no field at all; ``without_cause`` makes moto leave the field out.
 Not covered here: the real timing of Wait states (moto waits the real minute once per poll), X-Ray,
 and IAM (checked in test_retraining_stack.py against the exact actions).
 """
@@ -31,18 +38,23 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.sagemaker import models as sagemaker_models
 from moto.sagemaker.responses import SageMakerResponse
+from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_unsupported as unsupported
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
 from lambdas.retraining import handler
 from lambdas.shared import aws
+from lambdas.shared.baseline import header
+from stacks import default_model
 from tests.conftest import build_app
 from tests.lambdas.aws_env import ACCOUNT, REGION
 
 FEATURES = 30
 ORIGINAL = "\n".join(f"{i % 2}," + ",".join(str(i + f) for f in range(FEATURES)) for i in range(60)) + "\n"
 PLACEHOLDER_BUCKET = "app-monitoring"  # every other token of the definition (buckets, roles, images)
+PARAMETER = "/mlloop/dev/serving/model-data-url"  # the serving stack's (AppConfig.served_model_parameter)
+SCORE = "0.625"  # what the new model answers for every training row in the batch transform
 
 
 class FakeContext:
@@ -75,8 +87,9 @@ def resolved_definition(app, topic_arn: str, function_arn: str) -> str:
 class Harness:
     """moto with the shims above; ``run`` executes one retraining and returns the execution."""
 
-    def __init__(self, app, monkeypatch: pytest.MonkeyPatch, candidate_metric: float, rollback: bool = False) -> None:
-        self.candidate_metric, self.rollback = candidate_metric, rollback
+    def __init__(self, app, monkeypatch: pytest.MonkeyPatch, candidate_metric: float | None, rollback: bool = False) -> None:
+        self.candidate_metric, self.rollback = candidate_metric, rollback  # candidate_metric None: the job reports no metrics
+        self.requests: dict[str, list[dict]] = {}  # the .sync requests, by API action
         self.s3 = boto3.client("s3", region_name=REGION)
         for bucket in ("datasets", "models", "labels", PLACEHOLDER_BUCKET):
             self.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -91,6 +104,8 @@ class Harness:
             DataCaptureConfig={"EnableCapture": True, "InitialSamplingPercentage": 34, "DestinationS3Uri": "s3://capture/capture", "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]},
         )
         self.sagemaker.create_endpoint(EndpointName="mlloop-dev", EndpointConfigName="Config-old")
+        self.ssm = boto3.client("ssm", region_name=REGION)
+        self.ssm.put_parameter(Name=PARAMETER, Value="s3://models/bundled/model.tar.gz", Type="String")  # the storage stack's
         sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
         self.topic = sns.create_topic(Name="retraining")["TopicArn"]
         self.inbox = sqs.create_queue(QueueName="inbox")["QueueUrl"]
@@ -128,11 +143,24 @@ class Harness:
 
         def build_sync_resolver(task, env, resource_runtime_part, normalised_parameters, state_credentials):
             action = task.resource.api_action
+            harness.requests.setdefault(action, []).append(normalised_parameters)  # as Step Functions sent it
             backend = sagemaker_models.sagemaker_backends[ACCOUNT][REGION]
             if action == "createTrainingJob":
                 job = backend.training_jobs[normalised_parameters["TrainingJobName"]]
-                job.final_metric_data_list = [{"MetricName": "validation:logloss", "Value": harness.candidate_metric, "Timestamp": job.training_end_time}]
+                job.final_metric_data_list = None
+                if harness.candidate_metric is not None:
+                    job.final_metric_data_list = [{"MetricName": "validation:logloss", "Value": harness.candidate_metric, "Timestamp": job.training_end_time}]
                 return lambda: harness.sagemaker.describe_training_job(TrainingJobName=job.training_job_name)
+            if action == "createTransformJob":
+                name = normalised_parameters["TransformJobName"]
+                source = normalised_parameters["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+                bucket, prefix = aws.split_s3_uri(source)
+                output_bucket, output_prefix = aws.split_s3_uri(normalised_parameters["TransformOutput"]["S3OutputPath"])
+                for item in harness.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+                    rows = harness.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
+                    joined = "".join(f"{row},{SCORE}\n" for row in rows if row)
+                    harness.s3.put_object(Bucket=output_bucket, Key=f"{output_prefix}{item['Key'].rsplit('/', 1)[1]}.out", Body=joined.encode())
+                return lambda: harness.sagemaker.describe_transform_job(TransformJobName=name)
             if action == "createProcessingJob":
                 name = normalised_parameters["ProcessingJobName"]
                 output = normalised_parameters["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
@@ -155,6 +183,15 @@ class Harness:
         monkeypatch.setattr(unsupported.StateTaskServiceUnsupported, "_build_sync_resolver", build_sync_resolver)
         monkeypatch.setattr(unsupported, "_SUPPORTED_INTEGRATION_PATTERNS", {ResourceCondition.WaitForTaskToken, ResourceCondition.Sync})
         monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
+
+    def without_cause(self, monkeypatch) -> None:
+        construct = ExecutionState._construct_error_output_value
+
+        def output(state, failure_event):
+            value = construct(failure_event)
+            return {name: item for name, item in value.items() if not (name == "Cause" and item is None)}
+
+        monkeypatch.setattr(ExecutionState, "_construct_error_output_value", output)
 
     def serving_metric(self, value: float) -> None:
         self.s3.put_object(Bucket="models", Key="retraining/current.json", Body=json.dumps({"metrics": {"validation:logloss": value}}).encode())
@@ -215,7 +252,7 @@ def test_promote_path_trains_baselines_deploys_and_records_the_new_model(dev_app
     assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
     output = json.loads(execution["output"])
     assert output["promoted"] is True and output["evaluation"]["candidate"] == 0.2 and output["evaluation"]["current"] == 0.25
-    assert output["labelsThrough"]  # the trigger Lambda's label watermark
+    assert output["labelsManifest"] == "s3://datasets/retraining/20261122-100000-abc123/manifest.json"  # the labels it used, for the trigger Lambda
     name = "mlloop-dev-20261122-100000-abc123"
     assert harness.endpoint_config() == name
     config = harness.sagemaker.describe_endpoint_config(EndpointConfigName=name)
@@ -227,7 +264,18 @@ def test_promote_path_trains_baselines_deploys_and_records_the_new_model(dev_app
     lineage = json.loads(harness.s3.get_object(Bucket="models", Key="retraining/current.json")["Body"].read())
     assert lineage["model"]["name"] == name and lineage["metrics"]["validation:logloss"] == 0.2 and lineage["data"]["counts"]["labelRows"] == 1
     current = harness.s3.list_objects_v2(Bucket=PLACEHOLDER_BUCKET, Prefix="data-quality/current/")["Contents"]
-    assert sorted(o["Key"] for o in current) == ["data-quality/current/constraints.json", "data-quality/current/statistics.json"]
+    assert sorted(o["Key"] for o in current) == ["data-quality/current/constraints.json", "data-quality/current/promoted.json", "data-quality/current/statistics.json"]
+    # The serving stack now deploys the new artefact, and a monitoring-stack update keeps these baselines.
+    assert harness.ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == model["PrimaryContainer"]["ModelDataUrl"]
+    # The data-quality baseline read the new model's scores (with the features) under a header, not the training labels.
+    transform = harness.sagemaker.describe_transform_job(TransformJobName=name)
+    assert transform["ModelName"] == name and transform["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input"}
+    [quality] = [r for r in harness.requests["createProcessingJob"] if "dq-baseline" in r["ProcessingJobName"]]
+    assert quality["ProcessingInputs"][0]["S3Input"]["S3Uri"] == "s3://datasets/retraining/20261122-100000-abc123/baseline/"
+    assert json.loads(quality["Environment"]["dataset_format"])["csv"]["header"] is True
+    baseline = harness.s3.get_object(Bucket="datasets", Key="retraining/20261122-100000-abc123/baseline/baseline.csv")["Body"].read().decode().splitlines()
+    assert baseline[0].split(",") == header(default_model.FEATURE_NAMES)
+    assert len(baseline) > 1 and all(line.startswith(f"{SCORE},") and len(line.split(",")) == FEATURES + 1 for line in baseline[1:])
     analysis = json.loads(harness.s3.get_object(Bucket=PLACEHOLDER_BUCKET, Key="explainability/current/analysis_config.json")["Body"].read())
     assert analysis["predictor"]["model_name"] == name  # Clarify now explains the new model
     [message] = harness.messages(wait=1)
@@ -245,6 +293,15 @@ def test_reject_path_keeps_the_serving_model_and_notifies_both_figures(dev_app, 
     assert [m["ModelName"] for m in harness.sagemaker.list_models()["Models"]] == ["Model-old"]  # no model created
     [message] = harness.messages(wait=1)
     assert "did not promote" in message and "0.4" in message and "0.25" in message and "worse than" in message
+
+
+def test_a_training_job_that_reports_no_metrics_ends_with_a_notification(dev_app, moto_sfn, monkeypatch) -> None:
+    harness = Harness(dev_app, monkeypatch, candidate_metric=None)
+    execution = harness.wait(harness.start())
+    assert execution["status"] == "FAILED" and execution["error"] == "RetrainingFailed"  # not an uncatchable States.Runtime
+    [message] = harness.messages(wait=1)
+    assert "failed; the endpoint keeps its model" in message and "reported no validation:logloss; it reported: nothing" in message
+    assert harness.endpoint_config() == "Config-old"
 
 
 def test_a_rolled_back_deployment_fails_visibly_and_leaves_the_old_model(dev_app, moto_sfn, monkeypatch) -> None:
@@ -267,7 +324,22 @@ def test_manual_approval_waits_for_the_token_and_a_rejection_keeps_the_model(app
     assert execution["status"] == "SUCCEEDED" and json.loads(execution["output"])["promoted"] is False
     assert harness.endpoint_config() == "Config-old"
     [message] = harness.messages(wait=1)
-    assert "not approved (Rejected" in message  # moto drops the cause of send_task_failure
+    assert "did not promote its model: not approved (Rejected)." in message  # moto drops the cause of send_task_failure: null
+
+
+def test_a_rejection_without_a_cause_still_keeps_the_model_and_notifies(approval_app, moto_sfn, monkeypatch) -> None:
+    harness = Harness(approval_app, monkeypatch, candidate_metric=0.20)
+    harness.without_cause(monkeypatch)
+    arn = harness.start()
+    _, token = harness.approval_request()
+    harness.sfn.send_task_failure(taskToken=token, error="Rejected")  # the documented command: no --cause
+    execution = harness.wait(arn)
+    assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
+    output = json.loads(execution["output"])
+    assert output["promoted"] is False and output["evaluation"]["reason"] == "not approved (Rejected)"
+    assert harness.endpoint_config() == "Config-old"
+    [message] = harness.messages(wait=1)
+    assert "did not promote its model: not approved (Rejected)" in message
 
 
 def test_manual_approval_then_deploys_when_approved(approval_app, moto_sfn, monkeypatch) -> None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
 from aws_cdk.assertions import Match, Template
+from botocore.validate import validate_parameters
 from moto.events.models import EventPattern
 
+from lambdas.retraining import steps
 from stacks.compliance import flatten_reference, wildcard_findings
 from tests.conftest import build_app
+
+PLACEHOLDER_ARN = "arn:aws:iam::123456789012:role/placeholder"  # every token of the definition (roles, keys, images)
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +23,38 @@ def template(dev_app) -> Template:
     return dev_app.template("retraining")
 
 
-def definition(built) -> dict:
+def definition(built, token: str = "TOKEN") -> dict:
     template = built.template_json("retraining")
     [machine] = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
-    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1]))
+    return json.loads("".join(p if isinstance(p, str) else token for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1]))
+
+
+def render(parameters: dict, state: dict) -> dict:
+    """A task's Parameters as Step Functions sends them: each ``"x.$": "$.a.b"`` replaced by its value."""
+
+    def at(path: str):
+        value = state
+        for part in path.removeprefix("$.").split("."):
+            value = value[part]
+        return value
+
+    def value(item):
+        return render(item, state) if isinstance(item, dict) else [value(i) for i in item] if isinstance(item, list) else item
+
+    return {key.removesuffix(".$"): at(item) if key.endswith(".$") else value(item) for key, item in parameters.items()}
+
+
+def statements_of(built, role) -> list[dict]:
+    policy = built.retraining.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
+    return built.template_json("retraining")["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def actions(statement: dict) -> list[str]:
+    return [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+
+
+def resources(statement: dict) -> list[str]:
+    return [flatten_reference(r) for r in (statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]])]
 
 
 def all_states(states: dict) -> dict:
@@ -98,7 +131,7 @@ def test_every_trigger_goes_to_one_fifo_queue_group(template: Template) -> None:
 def test_every_task_times_out_retries_and_is_caught(dev_app) -> None:
     states = all_states(definition(dev_app)["States"])
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
-    assert {"Assemble", "Train", "Evaluate", "CreateModel", "Baselines", "DataQualityBaseline", "ExplainabilityBaseline", "Deploy", "CheckEndpoint", "Promote"} <= set(tasks)
+    assert {"Assemble", "Train", "Evaluate", "CreateModel", "ScoreTrainingSet", "BaselineDataset", "Baselines", "DataQualityBaseline", "ExplainabilityBaseline", "Deploy", "CheckEndpoint", "Promote"} <= set(tasks)
     for name, task in tasks.items():
         assert task.get("TimeoutSeconds"), name
         if name.startswith("Notify"):
@@ -109,6 +142,7 @@ def test_every_task_times_out_retries_and_is_caught(dev_app) -> None:
     assert states["BaselineJobs"]["Catch"][0]["Next"] == "NotifyFailure"
     assert tasks["Train"]["Resource"].endswith(":states:::sagemaker:createTrainingJob.sync")
     assert tasks["DataQualityBaseline"]["Resource"].endswith(":states:::sagemaker:createProcessingJob.sync")
+    assert tasks["ScoreTrainingSet"]["Resource"].endswith(":states:::sagemaker:createTransformJob.sync")
     throttling = tasks["Train"]["Retry"][0]["ErrorEquals"]
     assert "SageMaker.ThrottlingException" in throttling
     assert "Lambda.TooManyRequestsException" in tasks["Assemble"]["Retry"][0]["ErrorEquals"]
@@ -132,16 +166,128 @@ def test_state_machine_may_pass_only_the_sagemaker_roles_and_touch_only_app_name
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     assert len(passing["Resource"]) == 4  # training role, the model's execution role, the two monitors' roles
     assert "*" not in json.dumps(passing["Resource"])
-    sagemaker = [s for s in statements if any(a.startswith("sagemaker:") for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))]
+    # ListTags is on "*" (aws-cdk-lib merges it into one statement with the other "*" actions).
+    sagemaker = [s for s in statements if any(a.startswith("sagemaker:") for a in actions(s)) and s["Resource"] != "*"]
     for statement in sagemaker:
-        for resource in statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]:
-            assert flatten_reference(resource).endswith("/mlloop-dev-*"), resource
+        for resource in resources(statement):
+            assert resource.endswith("/mlloop-dev-*"), resource
     # The only wildcards: the app-prefixed SageMaker names, the steps function's versions (aws-cdk-lib's
-    # LambdaInvoke grant) and what aws-cdk-lib grants for X-Ray and log delivery.
+    # LambdaInvoke grant), ListTags as AWS documents it, and what aws-cdk-lib grants for X-Ray and log delivery.
     findings = wildcard_findings(statements)
     assert all(f.endswith("/mlloop-dev-*") or f in ("Resource::*", "Resource::<StepsFunction23E0B919.Arn>:*") for f in findings), findings
-    star = sorted(a for s in statements if s["Resource"] == "*" for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
-    assert all(a.startswith(("xray:", "logs:")) for a in star), star
+    star = sorted(a for s in statements if s["Resource"] == "*" for a in actions(s))
+    assert all(a.startswith(("xray:", "logs:")) or a == "sagemaker:ListTags" for a in star), star
+
+
+def test_sync_integrations_have_what_aws_documents_for_them(dev_app) -> None:
+    """https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html ("Run a Job (.sync)"):
+    Create/Describe/Stop on the job's name, ListTags on "*", and the managed rule of each job kind."""
+    statements = statements_of(dev_app, dev_app.retraining.state_machine.role)
+    [listing] = [s for s in statements if "sagemaker:ListTags" in actions(s)]
+    assert listing["Resource"] == "*" and [a for a in actions(listing) if a.startswith("sagemaker:")] == ["sagemaker:ListTags"]
+    for kind, api in (("training-job", "TrainingJob"), ("processing-job", "ProcessingJob"), ("transform-job", "TransformJob")):
+        [jobs] = [s for s in statements if f"sagemaker:Create{api}" in actions(s)]
+        assert sorted(actions(jobs)) == sorted([f"sagemaker:Create{api}", f"sagemaker:Describe{api}", f"sagemaker:Stop{api}", "sagemaker:AddTags"])
+        assert resources(jobs) == [f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:{kind}/mlloop-dev-*"]
+    [rules] = [s for s in statements if "events:PutRule" in actions(s)]
+    assert sorted(r.rsplit("/", 1)[1] for r in resources(rules)) == [
+        "StepFunctionsGetEventsForSageMakerProcessingJobsRule", "StepFunctionsGetEventsForSageMakerTrainingJobsRule", "StepFunctionsGetEventsForSageMakerTransformJobsRule",
+    ]  # fmt: skip
+
+
+def run_state() -> dict:
+    """The state the SageMaker tasks read: what Assemble returns (names from steps.names)."""
+    settings = steps.StepSettings(
+        prefix="mlloop-dev", endpoint_name="mlloop-dev", datasets_bucket="datasets", models_bucket="models", training_data_s3_uri="s3://datasets/b/train.csv",
+        labels_bucket=None, feature_names=("a",), label_count=2, validation_percentage=20, objective_metric="m", objective_goal="minimize", tolerance=0.0,
+        deployment={}, served_model_parameter="/mlloop/dev/serving/model-data-url",
+    )  # fmt: skip
+    run = "s3://datasets/retraining/20261122-100000-abc123/"
+    return {"dataset": {
+        "names": steps.names(settings, "20261122-100000-abc123"), "trainS3Uri": f"{run}train/", "validationS3Uri": f"{run}validation/",
+        "modelOutputS3Uri": "s3://models/retraining/20261122-100000-abc123/", "scoresS3Uri": f"{run}scores/", "baselineS3Uri": f"{run}baseline/",
+    }}  # fmt: skip
+
+
+def test_the_training_request_is_valid_and_turns_the_profiler_off(dev_app) -> None:
+    states = all_states(definition(dev_app, token=PLACEHOLDER_ARN)["States"])
+    request = render(states["Train"]["Parameters"], run_state())
+    validate_parameters(request, _input_shape("CreateTrainingJob"))
+    # Debugger and Profiler are closed to new customers: the profiler is off, and no debugger hook or rule is sent.
+    assert request["ProfilerConfig"] == {"DisableProfiler": True}
+    assert not {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations", "TensorBoardOutputConfig"} & set(request)
+    # The metrics are not selected from the result (a job without them would be a States.Runtime error): Evaluate reads them.
+    assert "FinalMetricDataList" not in json.dumps(states["Train"]["ResultSelector"])
+
+
+def test_the_scoring_transform_joins_each_training_row_to_the_new_models_score(dev_app) -> None:
+    states = all_states(definition(dev_app, token=PLACEHOLDER_ARN)["States"])
+    state = run_state()
+    request = render(states["ScoreTrainingSet"]["Parameters"], state)
+    validate_parameters(request, _input_shape("CreateTransformJob"))
+    assert request["ModelName"] == state["dataset"]["names"]["model"] and request["TransformJobName"] == state["dataset"]["names"]["transformJob"]
+    assert request["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "S3Prefix", "S3Uri": state["dataset"]["trainS3Uri"]}
+    assert request["TransformInput"]["ContentType"] == "text/csv" and request["TransformInput"]["SplitType"] == "Line"
+    assert request["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input"}  # the label is not sent to the model
+    assert request["TransformOutput"]["S3OutputPath"] == state["dataset"]["scoresS3Uri"] and request["TransformOutput"]["AssembleWith"] == "Line"
+    assert request["TransformOutput"]["KmsKeyId"] and request["TransformResources"]["VolumeKmsKeyId"]
+    # CreateModel -> ScoreTrainingSet -> BaselineDataset -> Baselines, which hands the dataset to the data-quality job.
+    assert states["CreateModel"]["Next"] == "ScoreTrainingSet" and states["ScoreTrainingSet"]["Next"] == "BaselineDataset"
+    assert states["BaselineDataset"]["Next"] == "Baselines"
+    assert states["Baselines"]["Parameters"]["baselineDataset.$"] == "$.baselineDataset"
+    templates = states["Run"]["Parameters"]["templates"]
+    assert templates["dataQuality"]["dataset"] == steps.SCORED_DATASET and templates["explainability"]["dataset"] == steps.TRAINING_DATASET
+
+
+def _input_shape(operation: str):
+    return boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x").meta.service_model.operation_model(operation).input_shape
+
+
+def test_the_models_role_may_describe_the_rollback_alarm_and_run_the_transform_by_a_policy_of_this_stack(dev_app, template: Template) -> None:
+    [policy] = template.find_resources("AWS::IAM::ManagedPolicy").values()
+    [role] = policy["Properties"]["Roles"]
+    # The serving stack's model role, by reference: the policy belongs to this stack.
+    assert '"mlloop-dev-serving"' in json.dumps(role) and "InferenceExecutionRole" in json.dumps(role)
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    alarm_id = dev_app.retraining.get_logical_id(dev_app.retraining.rollback_alarm.node.default_child)
+    [alarms] = [s for s in statements if "cloudwatch:DescribeAlarms" in actions(s)]
+    assert actions(alarms) == ["cloudwatch:DescribeAlarms"] and alarms["Resource"] == {"Fn::GetAtt": [alarm_id, "Arn"]}
+    # Derived from the transform request (stacks/job_roles.py): its input prefix of every run, its output, its keys.
+    by_action = {a: resources(s) for s in statements for a in actions(s)}
+    assert [r.split("}}", 1)[1] for r in by_action["s3:GetObject"]] == ["/retraining/*/train/*"]
+    assert [r.split("}}", 1)[1] for r in by_action["s3:PutObject"]] == ["/retraining/*/scores/*"]
+    assert len(by_action["s3:ListBucket"]) == 1 and "Datasets" in by_action["s3:ListBucket"][0]
+    assert {"kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt", "kms:CreateGrant"} <= set(by_action)
+
+
+def test_the_training_roles_data_grants_are_derived_from_the_train_request(dev_app) -> None:
+    statements = statements_of(dev_app, dev_app.retraining.training_role)
+    by_action = {a: resources(s) for s in statements for a in actions(s)}
+    assert sorted(r.split("}}", 1)[1] for r in by_action["s3:GetObject"]) == ["/retraining/*/train/*", "/retraining/*/validation/*"]
+    assert [r.split("}}", 1)[1] for r in by_action["s3:PutObject"]] == ["/retraining/*/*"]  # the model output of every run
+    assert "Models" in by_action["s3:PutObject"][0] and "Datasets" in by_action["s3:ListBucket"][0]
+    [grant] = [s for s in statements if "kms:CreateGrant" in actions(s)]  # VolumeKmsKeyId
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert {"kms:Encrypt", "kms:GenerateDataKey"} <= set(by_action)  # OutputDataConfig.KmsKeyId
+
+
+def test_steps_may_describe_the_rollback_alarm_and_write_the_served_model_parameter_only(dev_app) -> None:
+    statements = statements_of(dev_app, dev_app.retraining.steps.role)
+    [alarms] = [s for s in statements if "cloudwatch:DescribeAlarms" in actions(s)]
+    alarm_id = dev_app.retraining.get_logical_id(dev_app.retraining.rollback_alarm.node.default_child)
+    assert actions(alarms) == ["cloudwatch:DescribeAlarms"] and alarms["Resource"] == {"Fn::GetAtt": [alarm_id, "Arn"]}
+    [parameter] = [s for s in statements if "ssm:PutParameter" in actions(s)]
+    assert actions(parameter) == ["ssm:PutParameter"]
+    # The serving stack's parameter (AppConfig.served_model_parameter), and nothing else.
+    assert resources(parameter) == ["arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/mlloop/dev/serving/model-data-url"]
+
+
+def test_triggers_may_describe_only_this_machines_executions(dev_app) -> None:
+    statements = statements_of(dev_app, dev_app.retraining.triggers.role)
+    [describe] = [s for s in statements if "states:DescribeExecution" in actions(s)]
+    assert actions(describe) == ["states:DescribeExecution"]
+    [resource] = resources(describe)
+    assert resource.startswith("arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:") and resource.endswith(":*")
 
 
 def test_steps_may_update_only_this_endpoint(dev_app, template: Template) -> None:
@@ -167,7 +313,13 @@ def test_manual_approval_and_schedule_switches(tmp_path, dev_app) -> None:
     states = all_states(definition(built)["States"])
     approve = states["Approve"]
     assert approve["Resource"].endswith(":states:::sns:publish.waitForTaskToken") and approve["TimeoutSeconds"] == 6 * 3600
-    assert {c["Next"] for c in approve["Catch"]} == {"ApprovalWithheld", "NotifyFailure"}
+    assert {c["Next"] for c in approve["Catch"]} == {"ApprovalAnswer", "NotifyFailure"}
+    # A rejection without a cause (the documented command sends none) is formatted without one.
+    # Rules are tried in order: the first one tests that Cause is there before any other reads it.
+    rules = states["ApprovalAnswer"]["Choices"]
+    assert rules[0] == {"Not": {"Variable": "$.approval.Cause", "IsPresent": True}, "Next": "ApprovalWithheldWithoutCause"}
+    assert {r["Next"] for r in rules} == {"ApprovalWithheldWithoutCause"} and states["ApprovalAnswer"]["Default"] == "ApprovalWithheld"
+    assert "Cause" not in states["ApprovalWithheldWithoutCause"]["Parameters"]["reason.$"]
     assert "Approve" not in all_states(definition(dev_app)["States"])
     scheduled = [r for r in built.template("retraining").find_resources("AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
     assert [r["Properties"]["ScheduleExpression"] for r in scheduled] == ["rate(7 days)"]

@@ -1,5 +1,6 @@
-"""Trigger decisions on moto (DynamoDB, Step Functions, S3): one run at a time, nothing lost,
-a stuck alarm or repeated violations do not start a run each time."""
+"""Trigger decisions on moto (DynamoDB, Step Functions, S3): one run at a time (a lock item, not
+ListExecutions), nothing lost, labels counted once per review loop, a stuck alarm or repeated
+violations do not start a run each time."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def loop(mocked_aws):
         name="mlloop-dev-retraining", definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}), roleArn=f"arn:aws:iam::{ACCOUNT}:role/x"
     )["stateMachineArn"]
     s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket="labels", CreateBucketConfiguration={"LocationConstraint": REGION})
+    for bucket in ("labels", "datasets"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     settings = triggers.TriggerSettings(
         table="state", state_machine_arn=arn, labels_bucket="labels", label_threshold=5, check_types=("baseline_drift_check",), cooldown=dt.timedelta(hours=24), sources=SOURCES
     )
@@ -75,6 +77,31 @@ def running(clients, settings) -> list[str]:
     return [e["executionArn"] for e in clients["stepfunctions"].list_executions(stateMachineArn=settings.state_machine_arn, statusFilter="RUNNING")["executions"]]
 
 
+class Lagging:
+    """Step Functions whose ListExecutions answers as AWS documents it may ("eventually consistent"):
+    not yet listing the run started a moment ago. Every other call is moto's."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def list_executions(self, **kwargs) -> dict:
+        return {"executions": []}
+
+
+def trained_on(clients, name: str, *keys: str) -> str:
+    """A finished training's dataset manifest naming the label objects it used; returns its URI."""
+    manifest = {"labelObjects": [{"key": key, "etag": "x", "lastModified": "2026-11-22T09:00:00+00:00"} for key in keys]}
+    clients["s3"].put_object(Bucket="datasets", Key=f"retraining/{name}/manifest.json", Body=json.dumps(manifest).encode())
+    return f"s3://datasets/retraining/{name}/manifest.json"
+
+
+def lock(clients) -> dict | None:
+    return triggers.TriggerState(clients["dynamodb"], "state").lock()
+
+
 def test_a_drift_alarm_starts_one_run_with_the_trigger_as_input(loop) -> None:
     clients, settings = loop
     outcome = receive(clients, settings, alarm())
@@ -105,9 +132,10 @@ def test_drift_that_arrived_during_a_promoting_run_is_superseded(loop) -> None:
     first = receive(clients, settings, alarm())
     receive(clients, settings, event("mlloop.monitoring", "Monitoring Run Ended", {"outcome": "CompletedWithViolations", "checkTypes": ["baseline_drift_check"], "monitor": "data-quality"}, id="v-1"))
     clients["stepfunctions"].stop_execution(executionArn=first["executionArn"])
-    outcome = receive(clients, settings, ended(settings, first["executionArn"], "SUCCEEDED", {"promoted": True, "labelsThrough": "2026-11-22T09:00:00+00:00"}))
+    manifest = trained_on(clients, "run-1")
+    outcome = receive(clients, settings, ended(settings, first["executionArn"], "SUCCEEDED", {"promoted": True, "labelsManifest": manifest}))
     assert outcome["decision"] == "none" and statuses(clients)["v-1"] == "superseded"
-    assert triggers.TriggerState(clients["dynamodb"], "state").loop_state()["labelsThrough"] == "2026-11-22T09:00:00+00:00"
+    assert triggers.TriggerState(clients["dynamodb"], "state").loop_state()["labelsManifest"] == manifest
 
 
 def test_repeated_drift_within_the_cooldown_starts_nothing_and_is_recorded(loop) -> None:
@@ -141,9 +169,95 @@ def test_labels_start_a_run_once_enough_new_rows_exist_since_the_last_training(l
     assert outcome["decision"] == "started" and outcome["reasons"] == ["labels"] and outcome["triggers"] == 2
     # The run trained on them: after it, the same objects do not count again.
     clients["stepfunctions"].stop_execution(executionArn=outcome["executionArn"])
-    newest = max(o["LastModified"] for o in s3.list_objects_v2(Bucket="labels")["Contents"]).isoformat()
-    receive(clients, settings, ended(settings, outcome["executionArn"], "SUCCEEDED", {"promoted": True, "labelsThrough": newest}))
+    manifest = trained_on(clients, "run-1", "training-rows/loop-1.csv", "training-rows/loop-2.csv")
+    receive(clients, settings, ended(settings, outcome["executionArn"], "SUCCEEDED", {"promoted": True, "labelsManifest": manifest}))
     assert receive(clients, settings, labels("l-3"))["decision"] == "none"
+
+
+def test_a_replayed_review_loop_does_not_count_its_labels_again(loop) -> None:
+    clients, settings = loop
+    s3 = clients["s3"]
+    s3.put_object(Bucket="labels", Key="training-rows/loop-1.csv", Body=b"1,1\n0,2\n1,3\n0,4\n1,5\n")
+    first = receive(clients, settings, labels("l-1"))
+    assert first["decision"] == "started"
+    clients["stepfunctions"].stop_execution(executionArn=first["executionArn"])
+    manifest = trained_on(clients, "run-1", "training-rows/loop-1.csv")
+    receive(clients, settings, ended(settings, first["executionArn"], "SUCCEEDED", {"promoted": True, "labelsManifest": manifest}))
+    # A replayed A2I event rewrites the loop's rows: same key, LastModified after the training.
+    s3.put_object(Bucket="labels", Key="training-rows/loop-1.csv", Body=b"1,1\n0,2\n1,3\n0,4\n1,5\n")
+    assert triggers.new_label_rows(s3, "labels", triggers.consumed_label_objects(s3, manifest), 5) == 0
+    assert receive(clients, settings, labels("l-2"))["decision"] == "none"
+    # A new loop's rows count.
+    s3.put_object(Bucket="labels", Key="training-rows/loop-2.csv", Body=b"1,6\n0,7\n1,8\n0,9\n1,10\n")
+    assert receive(clients, settings, labels("l-3"))["decision"] == "started"
+
+
+def test_two_labels_triggers_back_to_back_start_exactly_one_run(loop) -> None:
+    clients, settings = loop
+    clients = {**clients, "stepfunctions": Lagging(clients["stepfunctions"])}
+    clients["s3"].put_object(Bucket="labels", Key="training-rows/loop-1.csv", Body=b"1,1\n0,2\n1,3\n0,4\n1,5\n")
+    first = receive(clients, settings, labels("l-1"))
+    clients["s3"].put_object(Bucket="labels", Key="training-rows/loop-2.csv", Body=b"1,6\n0,7\n1,8\n0,9\n1,10\n")
+    second = receive(clients, settings, labels("l-2"))
+    assert first["decision"] == "started" and second == {"decision": "wait", "running": first["executionArn"], "pending": 1}
+    assert running(loop[0], settings) == [first["executionArn"]]  # moto's own answer: one run
+    assert lock(clients)["executionArn"] == first["executionArn"]
+
+
+def test_the_end_of_the_run_releases_the_lock_and_the_waiting_trigger_starts_the_next(loop) -> None:
+    clients, settings = loop
+    clients = {**clients, "stepfunctions": Lagging(clients["stepfunctions"])}
+    first = receive(clients, settings, event("mlloop.retraining", "Retraining Requested", {}, id="m-1"))
+    assert receive(clients, settings, event("mlloop.retraining", "Retraining Requested", {}, id="m-2", time="2026-11-22T10:05:00Z"))["decision"] == "wait"
+    clients["stepfunctions"].stop_execution(executionArn=first["executionArn"])
+    after = receive(clients, settings, ended(settings, first["executionArn"], "ABORTED"))
+    assert after["decision"] == "held" and lock(clients) is None  # released, and a stopped run restarts nothing by itself
+    again = receive(clients, settings, event("mlloop.retraining", "Retraining Requested", {}, id="m-3", time="2026-11-22T10:10:00Z"))
+    assert again["decision"] == "started" and lock(clients)["executionArn"] == again["executionArn"]
+    # An end event of another execution (started by hand) leaves the lock alone.
+    receive(clients, settings, ended(settings, first["executionArn"].replace(first["executionArn"].rsplit(":", 1)[1], "by-hand"), "SUCCEEDED", {}))
+    assert lock(clients)["executionArn"] == again["executionArn"]
+
+
+@pytest.mark.parametrize(
+    ("age_minutes", "execution", "decision"),
+    [
+        (5, "never-started", "wait"),  # StartExecution may still be on its way
+        (30, "never-started", "started"),  # the start crashed after taking the lock
+        (30, "running", "wait"),  # a long run
+        (30, "stopped", "started"),  # its end event was lost
+    ],
+)
+def test_a_lock_left_behind_is_recovered_once_its_run_is_not_running(loop, age_minutes, execution, decision) -> None:
+    clients, settings = loop
+    sfn = clients["stepfunctions"]
+    arn = triggers.execution_arn(settings, "20261122-093000-old000")
+    if execution != "never-started":
+        arn = sfn.start_execution(stateMachineArn=settings.state_machine_arn, name="20261122-093000-old000", input="{}")["executionArn"]
+    if execution == "stopped":
+        sfn.stop_execution(executionArn=arn)
+    state = triggers.TriggerState(clients["dynamodb"], "state")
+    assert state.acquire(arn, NOW - dt.timedelta(minutes=age_minutes))
+    lagging = {**clients, "stepfunctions": Lagging(sfn)}  # the guard is the lock, not ListExecutions
+    outcome = receive(lagging, settings, event("mlloop.retraining", "Retraining Requested", {}, id="m-1"))
+    assert outcome["decision"] == decision
+    if decision == "started":
+        assert outcome["recoveredLock"] == arn and lock(clients)["executionArn"] == outcome["executionArn"] != arn
+    else:
+        assert outcome["running"] == arn and lock(clients)["executionArn"] == arn and statuses(clients) == {"m-1": "pending"}
+
+
+def test_a_decision_replayed_after_taking_the_lock_starts_its_run(loop) -> None:
+    clients, settings = loop
+    state = triggers.TriggerState(clients["dynamodb"], "state")
+    trigger = triggers.classify(event("mlloop.retraining", "Retraining Requested", {}, id="m-1"), settings)
+    state.record(trigger, NOW)
+    # The first try took the lock for exactly these triggers, then crashed before StartExecution.
+    arn = triggers.execution_arn(settings, triggers.execution_name(state.pending()))
+    assert state.acquire(arn, NOW)
+    outcome = triggers.decide(clients, settings, NOW)
+    assert outcome["decision"] == "started" and outcome["executionArn"] == arn and running(clients, settings) == [arn]
+    assert statuses(clients) == {"m-1": "started"}
 
 
 def test_a_redelivered_event_is_stored_once_and_starts_nothing_new(loop) -> None:
