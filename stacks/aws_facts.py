@@ -25,6 +25,16 @@ A2I_NAME_MAX = 63
 # ``arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:workteam/.*``.
 WORKTEAM_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:workteam/[A-Za-z0-9/_-]+")
 
+# CreateFlowDefinition ``HumanLoopConfig`` text fields, botocore sagemaker model (patterns are Java
+# regexes, checked by the service, not by botocore): ``FlowDefinitionTaskKeyword`` 1-30 chars
+# ``[A-Za-z0-9]+( [A-Za-z0-9]+)*``, 1-5 of them; ``FlowDefinitionTaskTitle`` 1-128 chars
+# ``[\t\n\r -\uD7FF\uE000-\uFFFD]*``; ``FlowDefinitionTaskDescription`` 1-255 chars ``.+`` (Java's
+# ``.`` matches no line terminator: \n, \r, \u0085, \u2028, \u2029).
+TASK_KEYWORD_PATTERN = re.compile(r"(?=.{1,30}\Z)[A-Za-z0-9]+( [A-Za-z0-9]+)*", re.DOTALL)
+TASK_KEYWORDS_MAX = 5
+TASK_TITLE_PATTERN = re.compile(r"[\t\n\r\x20-\ud7ff\ue000-\ufffd]{1,128}")
+TASK_DESCRIPTION_PATTERN = re.compile(r"[^\n\r\x85\u2028\u2029]{1,255}")
+
 # Lambda quotas, https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html: a function's
 # code and all its layers, extracted, at most 250 MB (262,144,000 bytes); at most 5 layers.
 LAMBDA_UNZIPPED_MAX_BYTES = 262_144_000
@@ -110,11 +120,16 @@ DATA_QUALITY_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 DATA_QUALITY_DRIFT_METRIC = "feature_baseline_drift_{feature}"
 
 # Every monitoring run is a processing job, and SageMaker emits "SageMaker Processing Job State
-# Change" events whose detail mirrors DescribeProcessingJob, with MonitoringScheduleArn for
-# monitoring runs. A run with violations ends Completed with an ExitMessage that starts
-# "CompletedWithViolations" (the monitoring execution status). Events can repeat.
-# https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html
-# Verify the ExitMessage prefix on the first deployed run with violations.
+# Change" events whose detail mirrors DescribeProcessingJob. A run with violations ends Completed
+# with an ExitMessage that starts "CompletedWithViolations" (the monitoring execution status).
+# Events can repeat. https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html
+# UNVERIFIED (Nov 2026): that the event carries MonitoringScheduleArn. DescribeProcessingJob has the
+# field (botocore sagemaker model), but AWS's event page shows no processing-job example (it was
+# asked for in awsdocs/amazon-sagemaker-developer-guide#262, closed unanswered) and no public
+# code or issue shows the field in a real event. So RunFinished also matches a run by its report
+# under our monitors' output prefixes, and monitoring_runs takes the schedule from the report folder
+# (<output>/<endpoint>/<schedule>/yyyy/mm/dd/hh) when the ARN is absent. Check both on the first
+# deployed run, together with the ExitMessage prefix.
 PROCESSING_JOB_STATE_CHANGE = "SageMaker Processing Job State Change"
 VIOLATIONS_EXIT_MESSAGE_PREFIX = "CompletedWithViolations"
 
@@ -153,6 +168,12 @@ def training_instance_types() -> tuple[str, ...]:
 # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html).
 TRAINING_MAX_RUNTIME = 432_000
 
+# How long CloudFormation waits for a custom resource's answer: ServiceTimeout "from 1 to 3600"
+# seconds, default 3600 (AWS::CloudFormation::CustomResource); aws-cdk-lib's Provider totalTimeout
+# likewise "The maximum timeout is 1 hour". A longer wait fails the deployment.
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-cloudformation-customresource.html
+CUSTOM_RESOURCE_MAX_TIMEOUT_SECONDS = 3_600
+
 # EventBridge schedule expressions: rate(value unit) or a six-field cron.
 # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-scheduled-rule-pattern.html
 EVENTBRIDGE_SCHEDULE_PATTERN = re.compile(r"rate\([1-9]\d* (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\)")
@@ -175,4 +196,10 @@ VIOLATION_CHECK_TYPES = (
 SFN_SAGEMAKER_SYNC_RULES = {
     "training": "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
     "processing": "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
+    "transform": "StepFunctionsGetEventsForSageMakerTransformJobsRule",
 }
+
+
+def transform_instance_types() -> tuple[str, ...]:
+    """Instance types a batch transform job accepts: botocore's ``TransformInstanceType`` enum."""
+    return tuple(_sagemaker_model().shape_for("TransformInstanceType").enum)

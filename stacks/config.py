@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lambdas.capture_filter import selection
+from lambdas.shared import baseline as baseline_dataset
 from stacks import aws_facts, default_model
 
 DEFAULT_ENVIRONMENT = "dev"
@@ -32,6 +33,10 @@ _SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
 # Clarify's SHAP aggregation methods (analysis configuration, methods.shap.agg_method).
 _SHAP_AGG_METHODS = ("mean_abs", "median", "mean_sq")
+# The longest a deploy-time baseline job may run: CloudFormation waits an hour for the custom
+# resource, less the waiting provider's 5-minute answer margin (stacks/waiting_provider.py) and 10
+# minutes to start the job's instances, download its data and upload and publish its files.
+BASELINE_MAX_RUNTIME = aws_facts.CUSTOM_RESOURCE_MAX_TIMEOUT_SECONDS - 15 * 60
 
 
 class ConfigError(ValueError):
@@ -232,14 +237,15 @@ class MonitorJobConfig:
     instance_count: int
     volume_size_gb: int
     max_runtime_seconds: int
+    baseline_max_runtime_seconds: int  # the deploy-time baseline job: it must end within BASELINE_MAX_RUNTIME
 
 
 @dataclass(frozen=True, kw_only=True)
 class DataQualityConfig(MonitorJobConfig):
     """Model Monitor data-quality schedule and its baseline (seeds 000, 001, 004)."""
 
-    dataset_s3_uri: str | None  # None: the bundled model's training data
-    dataset_has_header: bool
+    dataset_s3_uri: str | None  # None: the bundled model's baseline dataset (lambdas/shared/baseline.py)
+    dataset_has_header: bool  # always true: the header names the analyzer's columns and metrics
     baseline_statistics_s3_uri: str | None  # both set: use these files, run no baseline job
     baseline_constraints_s3_uri: str | None
     drift_threshold: float  # alarm when a feature's baseline drift distance exceeds it
@@ -300,6 +306,7 @@ class RetrainingConfig:
     instance_count: int
     volume_size_gb: int
     max_runtime_seconds: int
+    transform_instance_type: str  # the batch transform that scores the training set for the new baseline
     validation_percentage: int  # of records, chosen by a hash of each record, so stable across runs
     objective_metric: str  # a FinalMetricDataList name, e.g. validation:logloss
     objective_goal: str  # minimize | maximize
@@ -343,6 +350,11 @@ class AppConfig:
     def stack_name(self, part: str) -> str:
         return f"{self.prefix}-{part}"
 
+    @property
+    def served_model_parameter(self) -> str:
+        """SSM parameter holding the ModelDataUrl the serving stack deploys (retraining's Promote writes it)."""
+        return f"/{self.app_name}/{self.environment}/serving/model-data-url"
+
 
 def _parse_model(s: _Section) -> ModelConfig:
     artifact = s.string("artifact_s3_uri", None, pattern=_S3_URI, rule="an s3://bucket/key URI")
@@ -365,6 +377,8 @@ def _parse_model(s: _Section) -> ModelConfig:
         if not s.has("feature_names"):
             raise s.error("feature_names", "required when artifact_s3_uri names your own model")
         features = s.names("feature_names", (), pattern=_IDENTIFIER, rule=name_rule)
+    if baseline_dataset.OUTPUT_COLUMN in features:
+        raise s.error("feature_names", f"{baseline_dataset.OUTPUT_COLUMN!r} names the model's output column in the data-quality baseline; rename that feature")
     labels = s.names("label_names", default_model.LABEL_NAMES, pattern=re.compile(r"\S.{0,62}"), rule="1-63 characters")
     score_path = s.string("score_path", None, pattern=_JMESPATH, rule="a JMESPath expression")
     features_path = s.string("features_path", "features", pattern=_JMESPATH, rule="a JMESPath expression")
@@ -450,20 +464,30 @@ def _parse_review(s: _Section, model: ModelConfig) -> ReviewConfig:
         outcome=outcome,
         rows_per_loop=s.integer("rows_per_loop", 3, low=1, high=aws_facts.MAX_ROWS_PER_LOOP),
         max_loops_per_day=s.integer("max_loops_per_day", 200, low=1, high=100_000),
-        task_title=s.string("task_title", "Review a model prediction", pattern=re.compile(r"[^\x00-\x08]{1,128}"), rule="1-128 characters"),
+        task_title=s.string(
+            "task_title",
+            "Review a model prediction",
+            pattern=aws_facts.TASK_TITLE_PATTERN,
+            rule="1-128 characters: no control characters but tab and line breaks, nothing beyond U+FFFD (such as emoji)",
+        ),
         task_description=s.string(
             "task_description",
             _TASK_DESCRIPTIONS[template],
-            pattern=re.compile(r".{1,255}"),
-            rule="1-255 characters",
+            pattern=aws_facts.TASK_DESCRIPTION_PATTERN,
+            rule="1-255 characters on one line (no line breaks)",
         ),
         task_count=s.integer("task_count", 1, low=1, high=3),
         task_availability_seconds=s.integer("task_availability_seconds", 86_400, low=60, high=864_000),
         task_time_limit_seconds=s.integer("task_time_limit_seconds", 3_600, low=30, high=28_800),
-        task_keywords=s.names("task_keywords", ("review", "classification"), pattern=re.compile(r"[A-Za-z0-9 _-]{1,30}"), rule="1-30 letters, digits, spaces, _ or -"),
+        task_keywords=s.names(
+            "task_keywords",
+            ("review", "classification"),
+            pattern=aws_facts.TASK_KEYWORD_PATTERN,
+            rule="1-30 letters or digits, words separated by single spaces (no _, - or leading/trailing spaces)",
+        ),
     )
-    if len(review.task_keywords) > 5:
-        raise s.error("task_keywords", f"at most 5 keywords, got {len(review.task_keywords)}")
+    if len(review.task_keywords) > aws_facts.TASK_KEYWORDS_MAX:
+        raise s.error("task_keywords", f"at most {aws_facts.TASK_KEYWORDS_MAX} keywords, got {len(review.task_keywords)}")
     s.done()
     return review
 
@@ -479,6 +503,13 @@ def _monitor_job(s: _Section, default_schedule: str) -> dict[str, Any]:
     max_runtime = s.integer("max_runtime_seconds", min(3_600, period), low=60, high=aws_facts.MONITORING_MAX_RUNTIME)
     if max_runtime > period:
         raise s.error("max_runtime_seconds", f"{max_runtime} exceeds the schedule's period of {period} seconds ({schedule}); a run must end before the next starts")
+    baseline_runtime = s.integer("baseline_max_runtime_seconds", min(max_runtime, BASELINE_MAX_RUNTIME), low=60, high=aws_facts.MONITORING_MAX_RUNTIME)
+    if baseline_runtime > BASELINE_MAX_RUNTIME:
+        raise s.error(
+            "baseline_max_runtime_seconds",
+            f"{baseline_runtime} is longer than a deployment can wait for the baseline job (at most {BASELINE_MAX_RUNTIME} seconds: "
+            "CloudFormation waits an hour for a custom resource); for a longer baseline, compute it yourself and give its files",
+        )
     return {
         "enabled": s.boolean("enabled", True),
         "schedule": schedule,
@@ -486,11 +517,22 @@ def _monitor_job(s: _Section, default_schedule: str) -> dict[str, Any]:
         "instance_count": s.integer("instance_count", 1, low=1, high=100),
         "volume_size_gb": s.integer("volume_size_gb", 20, low=1, high=16_384),
         "max_runtime_seconds": max_runtime,
+        "baseline_max_runtime_seconds": baseline_runtime,
     }
 
 
 def _s3_uri(s: _Section, key: str) -> str | None:
     return s.string(key, None, pattern=_S3_URI, rule="an s3://bucket/key URI")
+
+
+def _header_required(s: _Section) -> bool:
+    if not s.boolean("dataset_has_header", True):
+        raise s.error(
+            "dataset_has_header",
+            "the analyzer names a headerless dataset's columns _c0, _c1, ..., so no drift alarm "
+            f"(feature_baseline_drift_<feature>) could fire; add a header row: {baseline_dataset.OUTPUT_COLUMN},<model.feature_names>",
+        )
+    return True
 
 
 def _parse_data_quality(s: _Section, bundled: bool) -> DataQualityConfig:
@@ -509,7 +551,7 @@ def _parse_data_quality(s: _Section, bundled: bool) -> DataQualityConfig:
     config = DataQualityConfig(
         **job,
         dataset_s3_uri=dataset,
-        dataset_has_header=s.boolean("dataset_has_header", False),
+        dataset_has_header=_header_required(s),
         baseline_statistics_s3_uri=statistics,
         baseline_constraints_s3_uri=constraints,
         drift_threshold=s.number("drift_threshold", 0.1, low=0.0, high=1.0),
@@ -586,6 +628,12 @@ def _parse_retraining(s: _Section, model: ModelConfig) -> RetrainingConfig:
         raise s.error("training_data_s3_uri", "required with your own model (model.artifact_s3_uri): retraining adds the labels to it; or set enabled to false")
     if enabled and model.image_uri is not None and image is None:
         raise s.error("training_image_uri", "required when model.image_uri names your own serving image; or set enabled to false")
+    if enabled and model.content_type != "text/csv":
+        raise s.error(
+            "enabled",
+            f"retraining reads and scores CSV training data (label first), and model.content_type is {model.content_type!r}: "
+            "set retraining.enabled to false, or serve a text/csv model",
+        )
     path, raw_parameters = s._take("hyperparameters", dict(default_model.HYPERPARAMETERS))
     if not isinstance(raw_parameters, Mapping) or not raw_parameters or len(raw_parameters) > 100:
         raise ConfigError(f"{path}: must be a mapping of 1-100 hyperparameter names to values, got {raw_parameters!r}")
@@ -597,6 +645,9 @@ def _parse_retraining(s: _Section, model: ModelConfig) -> RetrainingConfig:
     instance_type = s.string("instance_type", "ml.m5.xlarge", pattern=_INSTANCE_TYPE, rule="of the form ml.<family>.<size>")
     if instance_type not in aws_facts.training_instance_types():
         raise s.error("instance_type", f"{instance_type!r} is not a SageMaker training instance type (see TrainingInstanceType)")
+    transform_type = s.string("transform_instance_type", "ml.m5.xlarge", pattern=_INSTANCE_TYPE, rule="of the form ml.<family>.<size>")
+    if transform_type not in aws_facts.transform_instance_types():
+        raise s.error("transform_instance_type", f"{transform_type!r} is not a SageMaker batch transform instance type (see TransformInstanceType)")
     schedule = s.string("schedule", None, pattern=aws_facts.EVENTBRIDGE_SCHEDULE_PATTERN, rule="an EventBridge rate(...) or cron(...) expression")
     check_types = s.names("violation_check_types", ("baseline_drift_check",), allowed_from=aws_facts.VIOLATION_CHECK_TYPES, allow_empty=True)
     deployment = s.string("deployment", "all_at_once", allowed=("all_at_once", "canary"))
@@ -609,6 +660,7 @@ def _parse_retraining(s: _Section, model: ModelConfig) -> RetrainingConfig:
         instance_count=s.integer("instance_count", 1, low=1, high=100),
         volume_size_gb=s.integer("volume_size_gb", 30, low=1, high=16_384),
         max_runtime_seconds=s.integer("max_runtime_seconds", 3_600, low=60, high=aws_facts.TRAINING_MAX_RUNTIME),
+        transform_instance_type=transform_type,
         validation_percentage=s.integer("validation_percentage", 20, low=1, high=50),
         objective_metric=s.string("objective_metric", "validation:logloss", pattern=re.compile(r".+"), rule="a metric name the training job reports"),
         objective_goal=s.string("objective_goal", "minimize", allowed=("minimize", "maximize")),

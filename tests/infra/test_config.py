@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from stacks import aws_facts
 from stacks import config as app_config
-from stacks.config import ConfigError, parse_environment
+from stacks.config import BASELINE_MAX_RUNTIME, ConfigError, parse_environment
 from tests.conftest import CDK_CONTEXT
 
 
@@ -65,6 +66,8 @@ def test_monitoring_jobs_can_run_in_a_vpc() -> None:
 def test_a_daily_schedule_allows_runs_longer_than_an_hour() -> None:
     dq = parse_environment("dev", {"monitoring": {"data_quality": {"schedule": "cron(0 0 ? * * *)", "max_runtime_seconds": 7200}}}).monitoring.data_quality
     assert dq.max_runtime_seconds == 7200 and dq.computes_baseline
+    # The deploy-time baseline job still ends while the deployment waits for it.
+    assert dq.baseline_max_runtime_seconds == BASELINE_MAX_RUNTIME < aws_facts.CUSTOM_RESOURCE_MAX_TIMEOUT_SECONDS
 
 
 def test_cdk_json_environments_parse() -> None:
@@ -104,6 +107,20 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"review": {"outcome": 2}}, r"review\.outcome: must be a whole number from 0 to 1, got 2"),
         ({"review": {"workteam_arn": "arn:aws:iam::123456789012:role/x"}}, r"review\.workteam_arn: .* is not valid; must be a private workteam ARN"),
         ({"review": {"task_keywords": ["a", "b", "c", "d", "e", "f"]}}, r"review\.task_keywords: at most 5 keywords, got 6"),
+        # CreateFlowDefinition's patterns (botocore): keywords [A-Za-z0-9]+( [A-Za-z0-9]+)*, 1-30 chars;
+        # titles without control characters; descriptions on one line.
+        ({"review": {"task_keywords": ["needs_review"]}}, r"review\.task_keywords: 'needs_review' is not valid; each name must be 1-30 letters or digits, words separated by single spaces"),
+        ({"review": {"task_keywords": ["x-ray"]}}, r"review\.task_keywords: 'x-ray' is not valid"),
+        ({"review": {"task_keywords": ["two  spaces"]}}, r"review\.task_keywords: 'two  spaces' is not valid"),
+        ({"review": {"task_keywords": [" lead"]}}, r"review\.task_keywords: ' lead' is not valid"),
+        ({"review": {"task_keywords": ["trail "]}}, r"review\.task_keywords: 'trail ' is not valid"),
+        ({"review": {"task_keywords": ["a" * 31]}}, r"review\.task_keywords: 'a{31}' is not valid"),
+        ({"review": {"task_title": "bell\x07"}}, r"review\.task_title: 'bell\\x07' is not valid; must be 1-128 characters: no control characters but tab and line breaks"),
+        ({"review": {"task_title": "escape\x1b[31m"}}, r"review\.task_title: .* is not valid"),
+        ({"review": {"task_title": "emoji \U0001f600"}}, r"review\.task_title: .* is not valid; .*nothing beyond U\+FFFD"),
+        ({"review": {"task_title": "x" * 129}}, r"review\.task_title: .* is not valid; must be 1-128 characters"),
+        ({"review": {"task_description": "two\nlines"}}, r"review\.task_description: .* is not valid; must be 1-255 characters on one line"),
+        ({"review": {"task_description": "carriage\rreturn"}}, r"review\.task_description: .* is not valid"),
         ({"region": "cn-north-1", "monitoring": {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}}, r"review\.enabled: Amazon A2I is not offered in cn-north-1; set it to false, or deploy to one of: us-east-1"),
         ({"region": "us-gov-west-1"}, r"monitoring\.data_quality\.enabled: CloudFormation has no Model Monitor resources in us-gov-west-1; set it to false"),
         (
@@ -130,6 +147,12 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"monitoring": {"data_quality": {"record_preprocessor_s3_uri": "preprocessor.py"}}}, r"data_quality\.record_preprocessor_s3_uri: 'preprocessor\.py' is not valid; must be an s3://bucket/key URI"),
         ({"monitoring": {"data_quality": {"schedule": "rate(1 hour)"}}}, r"data_quality\.schedule: 'rate\(1 hour\)' is not allowed; allowed values: cron\(0 \* \? \* \* \*\)"),
         ({"monitoring": {"data_quality": {"max_runtime_seconds": 7200}}}, r"data_quality\.max_runtime_seconds: 7200 exceeds the schedule's period of 3600 seconds"),
+        (
+            {"monitoring": {"explainability": {"baseline_max_runtime_seconds": 3600}}},
+            r"explainability\.baseline_max_runtime_seconds: 3600 is longer than a deployment can wait for the baseline job \(at most 2700 seconds",
+        ),
+        ({"monitoring": {"data_quality": {"dataset_has_header": False}}}, r"data_quality\.dataset_has_header: the analyzer names a headerless dataset's columns _c0, _c1"),
+        ({"model": {"feature_names": ["probability", *[f"f{i}" for i in range(29)]]}}, r"model\.feature_names: 'probability' names the model's output column"),
         ({"monitoring": {"data_quality": {"instance_type": "ml.m5.huge"}}}, r"data_quality\.instance_type: 'ml\.m5\.huge' is not a SageMaker processing instance type"),
         ({"monitoring": {"data_quality": {"baseline_statistics_s3_uri": "s3://my-bucket/statistics.json"}}}, r"give both baseline_statistics_s3_uri and baseline_constraints_s3_uri, or neither"),
         (
@@ -145,6 +168,11 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"retraining": {"deployment": "linear"}}, r"retraining\.deployment: 'linear' is not allowed; allowed values: all_at_once, canary"),
         ({"retraining": {"objective_goal": "max"}}, r"retraining\.objective_goal: 'max' is not allowed; allowed values: minimize, maximize"),
         ({"retraining": {"instance_type": "ml.m5.huge"}}, r"retraining\.instance_type: 'ml\.m5\.huge' is not a SageMaker training instance type"),
+        ({"retraining": {"transform_instance_type": "ml.t3.nano"}}, r"retraining\.transform_instance_type: 'ml\.t3\.nano' is not a SageMaker batch transform instance type"),
+        (
+            {"model": {"content_type": "application/jsonlines", "score_path": "score", "features_path": "features"}},
+            r"retraining\.enabled: retraining reads and scores CSV training data \(label first\), and model\.content_type is 'application/jsonlines': set retraining\.enabled to false",
+        ),
         ({"retraining": {"hyperparameters": {"eta": ["0.2"]}}}, r"retraining\.hyperparameters\.eta: must be a string or number of 1-256 characters"),
         ({"retraining": {"hyperparameters": {}}}, r"retraining\.hyperparameters: must be a mapping of 1-100 hyperparameter names to values"),
         ({"retraining": {"label_threshold": 0}}, r"retraining\.label_threshold: must be a whole number from 1 to 10000000, got 0"),
@@ -180,6 +208,15 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
 def test_bad_value_names_the_key_and_what_is_allowed(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_environment("dev", raw)
+
+
+def test_flow_definition_text_the_api_accepts_is_kept() -> None:
+    review = parse_environment("dev", {"review": {
+        "task_keywords": ["breast cancer", "x" * 30, "Review 2"], "task_title": "Tab\there, line\nbreak, \u00e9t\u00e9",
+        "task_description": "One line, \u00fcnicode and punctuation: (ok)!",
+    }}).review
+    assert review.task_keywords == ("breast cancer", "x" * 30, "Review 2")
+    assert review.task_title.startswith("Tab\there") and review.task_description.endswith("(ok)!")
 
 
 def test_unknown_environment_lists_the_known_ones() -> None:
