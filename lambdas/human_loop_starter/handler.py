@@ -8,14 +8,10 @@ day's budget allows.
 
 from __future__ import annotations
 
-import json
 import os
-from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from lambdas.human_loop_starter.attributions import explain_rows, unavailable
@@ -31,36 +27,36 @@ from lambdas.human_loop_starter.starter import (
     start_review,
 )
 from lambdas.shared import aws
-from lambdas.shared.review_group import InvalidGroup, ReviewGroup
-
-logger = Logger()
-metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+from lambdas.shared.consumer import Environment, SqsConsumer, from_environment, logger, metrics
+from lambdas.shared.review_group import ReviewGroup
 
 
-@cache
-def settings() -> StarterSettings:
-    env = os.environ
+@from_environment
+def settings(env: Environment) -> StarterSettings:
     return StarterSettings(
         flow_definition_arn=env["FLOW_DEFINITION_ARN"],
         loop_prefix=env["LOOP_PREFIX"],
-        label_names=tuple(json.loads(env["LABEL_NAMES"])),
-        feature_names=tuple(json.loads(env["FEATURE_NAMES"])),
+        label_names=env.names("LABEL_NAMES"),
+        feature_names=env.names("FEATURE_NAMES"),
         dead_letter_queue_url=env["DEAD_LETTER_QUEUE_URL"],
         deferred_queue_url=env["DEFERRED_QUEUE_URL"],
-        top_k=int(env.get("TOP_K", "10")),
+        top_k=env.integer("TOP_K", 10),
     )
 
 
-@cache
-def budget() -> DailyBudget:
-    return DailyBudget(aws.client("dynamodb"), os.environ["BUDGET_TABLE"], int(os.environ["MAX_LOOPS_PER_DAY"]))
+@from_environment
+def review_queue_url(env: Environment) -> str:
+    return env["REVIEW_QUEUE_URL"]
 
 
-@cache
-def deployed_model() -> DeployedModel | None:
+@from_environment
+def budget(env: Environment) -> DailyBudget:
+    return DailyBudget(aws.client("dynamodb"), env["BUDGET_TABLE"], env.integer("MAX_LOOPS_PER_DAY"))
+
+
+@from_environment
+def deployed_model(env: Environment) -> DeployedModel | None:
     """The endpoint's current model, when attributions are on (XGBoost is imported only then)."""
-    env = os.environ
     if env.get("ATTRIBUTIONS") != "on":
         return None
     from lambdas.human_loop_starter import explain  # the starter's own layer: numpy, scipy, xgboost
@@ -70,7 +66,7 @@ def deployed_model() -> DeployedModel | None:
         aws.client("s3"),
         endpoint_name=env["ENDPOINT_NAME"],
         variant_name=env["VARIANT_NAME"],
-        refresh_seconds=float(env["MODEL_REFRESH_SECONDS"]),
+        refresh_seconds=env.number("MODEL_REFRESH_SECONDS"),
         load=explain.TreeExplainer.from_artifact,
     )
 
@@ -93,22 +89,17 @@ def explanations(group: ReviewGroup) -> list[dict[str, Any]]:
     return result
 
 
-def record_handler(record: SQSRecord) -> None:
+def start_group(record: SQSRecord, config: StarterSettings, context: Any) -> None:
+    group = ReviewGroup.from_body(record.body)  # InvalidGroup: parked with its reason
     sqs = aws.client("sqs")
     try:
-        group = ReviewGroup.from_body(record.body)
-    except InvalidGroup as error:
-        aws.park(sqs, settings().dead_letter_queue_url, record.body, str(error), "human_loop_starter")
-        metrics.add_metric("ReviewGroupsParked", MetricUnit.Count, 1)
-        return
-    try:
-        outcome = start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget(), group, settings(), explanations)
+        outcome = start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget(), group, config, explanations)
     except RetryLater as error:
         wait = backoff_seconds(int(record.attributes.approximate_receive_count))
         logger.warning("A2I asked us to wait", extra={"reason": str(error), "retryInSeconds": wait})
-        sqs.change_message_visibility(QueueUrl=os.environ["REVIEW_QUEUE_URL"], ReceiptHandle=record.receipt_handle, VisibilityTimeout=wait)
+        sqs.change_message_visibility(QueueUrl=review_queue_url(), ReceiptHandle=record.receipt_handle, VisibilityTimeout=wait)
         raise
-    logger.info("review group handled", extra={"outcome": outcome.value, "rows": len(group.rows), "loop": group.loop_name(settings().loop_prefix)})
+    logger.info("review group handled", extra={"outcome": outcome.value, "rows": len(group.rows), "loop": group.loop_name(config.loop_prefix)})
     metric = {
         Outcome.STARTED: "HumanLoopsStarted",
         Outcome.ALREADY_STARTED: "HumanLoopsAlreadyStarted",
@@ -118,17 +109,14 @@ def record_handler(record: SQSRecord) -> None:
     metrics.add_metric(metric, MetricUnit.Count, len(group.rows) if outcome is Outcome.DEFERRED else 1)
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+handler = SqsConsumer(source="human_loop_starter", settings=settings, record=start_group, parked_metric="ReviewGroupsParked").handler
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def redrive_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     limit = budget().remaining()
-    moved = move_deferred(aws.client("sqs"), settings().deferred_queue_url, os.environ["REVIEW_QUEUE_URL"], limit)
+    moved = move_deferred(aws.client("sqs"), settings().deferred_queue_url, review_queue_url(), limit)
     logger.info("deferred review groups moved back", extra={"moved": moved, "budgetLeft": limit})
     metrics.add_metric("DeferredGroupsRedriven", MetricUnit.Count, moved)
     return {"moved": moved}

@@ -2,7 +2,7 @@
 
 ``triggers``: the FIFO queue of triggers and execution ends -> ``triggers.classify`` / ``decide``.
 An event we cannot act on is parked on the dead-letter queue with its reason; an AWS error fails the
-record, so SQS retries it (FIFO: the group waits, keeping decisions in order).
+record, so SQS retries it (FIFO: the group waits, keeping decisions in order; ``lambdas.shared.consumer``).
 
 ``step``: one state of the retraining state machine, named by ``event["step"]``; an exception fails
 the state, whose catch notifies and fails the execution.
@@ -12,34 +12,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from lambdas.retraining import steps, triggers
 from lambdas.shared import aws
-
-logger = Logger()
-metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+from lambdas.shared.consumer import Environment, SqsConsumer, from_environment, logger, metrics
 
 
-@cache
-def trigger_settings() -> triggers.TriggerSettings:
-    env = os.environ
+@from_environment
+def trigger_settings(env: Environment) -> triggers.TriggerSettings:
     return triggers.TriggerSettings(
         table=env["STATE_TABLE"],
         state_machine_arn=env["STATE_MACHINE_ARN"],
         labels_bucket=env.get("LABELS_BUCKET") or None,
-        label_threshold=int(env["LABEL_THRESHOLD"]),
-        check_types=tuple(json.loads(env["CHECK_TYPES"])),
-        cooldown=dt.timedelta(hours=int(env["COOLDOWN_HOURS"])),
-        sources=json.loads(env["EVENT_SOURCES"]),
+        label_threshold=env.integer("LABEL_THRESHOLD"),
+        check_types=env.names("CHECK_TYPES"),
+        cooldown=dt.timedelta(hours=env.integer("COOLDOWN_HOURS")),
+        sources=env.json_value("EVENT_SOURCES"),
     )
 
 
@@ -47,36 +39,29 @@ def _clients() -> dict[str, Any]:
     return {name: aws.client(name) for name in ("dynamodb", "stepfunctions", "s3")}
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_trigger(record: SQSRecord, config: triggers.TriggerSettings, context: Any) -> None:
     now = dt.datetime.now(dt.UTC)
-    try:
-        event = triggers.classify(json.loads(record.body), trigger_settings())
-    except ValueError as error:  # InvalidTriggerEvent, JSONDecodeError: never retried
-        aws.park(aws.client("sqs"), os.environ["DEAD_LETTER_QUEUE_URL"], record.body, f"{type(error).__name__}: {error}", "retraining_triggers", group_id="parked")
-        metrics.add_metric("TriggersParked", MetricUnit.Count, 1)
-        return
+    event = triggers.classify(json.loads(record.body), config)  # InvalidTriggerEvent, JSONDecodeError: parked with the reason
     if isinstance(event, triggers.Trigger):
-        stored = triggers.TriggerState(aws.client("dynamodb"), trigger_settings().table).record(event, now)
+        stored = triggers.TriggerState(aws.client("dynamodb"), config.table).record(event, now)
         metrics.add_metric("TriggersReceived", MetricUnit.Count, 1)
         logger.info("trigger", extra={"kind": event.kind, "new": stored, **event.summary})
-        outcome = triggers.decide(_clients(), trigger_settings(), now)
+        outcome = triggers.decide(_clients(), config, now)
     else:
-        outcome = triggers.execution_ended(_clients(), trigger_settings(), event, now)
+        outcome = triggers.execution_ended(_clients(), config, event, now)
         logger.info("retraining ended", extra={"execution": event.get("executionArn"), "status": event.get("status")})
     if outcome["decision"] == "started":
         metrics.add_metric("RetrainingsStarted", MetricUnit.Count, 1)
     logger.info("decision", extra=outcome)
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+# A FIFO queue: decisions in the order the triggers and execution ends arrived (batch size 1 today;
+# the FIFO processor keeps that order should the stack ever hand over more at once).
+handler = SqsConsumer(source="retraining_triggers", settings=trigger_settings, record=record_trigger, parked_metric="TriggersParked", fifo=True).handler
 
 
-@cache
-def step_settings() -> steps.StepSettings:
-    env = os.environ
+@from_environment
+def step_settings(env: Environment) -> steps.StepSettings:
     return steps.StepSettings(
         prefix=env["PREFIX"],
         endpoint_name=env["ENDPOINT_NAME"],
@@ -84,13 +69,13 @@ def step_settings() -> steps.StepSettings:
         models_bucket=env["MODELS_BUCKET"],
         training_data_s3_uri=env["TRAINING_DATA_S3_URI"],
         labels_bucket=env.get("LABELS_BUCKET") or None,
-        feature_names=tuple(json.loads(env["FEATURE_NAMES"])),
-        label_count=int(env["LABEL_COUNT"]),
-        validation_percentage=int(env["VALIDATION_PERCENTAGE"]),
+        feature_names=env.names("FEATURE_NAMES"),
+        label_count=env.integer("LABEL_COUNT"),
+        validation_percentage=env.integer("VALIDATION_PERCENTAGE"),
         objective_metric=env["OBJECTIVE_METRIC"],
         objective_goal=env["OBJECTIVE_GOAL"],
-        tolerance=float(env["TOLERANCE"]),
-        deployment=json.loads(env["DEPLOYMENT_CONFIG"]),
+        tolerance=env.number("TOLERANCE"),
+        deployment=env.json_value("DEPLOYMENT_CONFIG"),
         served_model_parameter=env["SERVED_MODEL_PARAMETER"],
     )
 

@@ -1,1 +1,1 @@
-"""Code the review Lambdas share: AWS clients and parking a message with its reason."""
+"""Code the Lambdas share: the SQS consumer, AWS clients and parking a message with its reason, the review-group message, the baseline dataset."""

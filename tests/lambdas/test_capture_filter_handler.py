@@ -123,6 +123,17 @@ def test_deleted_object_and_non_s3_messages_are_parked_with_their_reason(pipelin
     assert drain(review) == []
 
 
+def test_a_notification_naming_a_deleted_object_still_filters_the_others_and_is_parked_once(pipeline) -> None:
+    s3, review, dlq = pipeline
+    s3.put_object(Bucket=CAPTURE_BUCKET, Key=KEY, Body=LINES[0].encode())
+    both = json.loads(notification("capture/gone.jsonl"))
+    both["Records"] += json.loads(notification(KEY))["Records"]
+    assert run(json.dumps(both)) == {"batchItemFailures": []}
+    assert len(drain(review)) == 1  # the object that exists was filtered
+    [parked] = drain(dlq)
+    assert parked["MessageAttributes"]["reason"]["StringValue"] == f"s3://{CAPTURE_BUCKET}/capture/gone.jsonl no longer exists"
+
+
 def test_a_transient_failure_fails_only_its_record_and_the_good_one_beside_it_goes_through(pipeline, monkeypatch) -> None:
     s3, review, dlq = pipeline
     s3.put_object(Bucket=CAPTURE_BUCKET, Key=KEY, Body=LINES[0].encode())

@@ -129,7 +129,7 @@ def test_malformed_message_is_parked_without_calling_a2i(world) -> None:
     _, _, _, urls = world
     assert run('{"version": 1, "rows": []}', "nope") == {"batchItemFailures": []}
     reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in drain(urls["dlq"]))
-    assert reasons == ["review message has no rows", "review message is not JSON: Expecting value: line 1 column 1 (char 0)"]
+    assert reasons == ["InvalidGroup: review message has no rows", "InvalidGroup: review message is not JSON: Expecting value: line 1 column 1 (char 0)"]
 
 
 def test_over_the_daily_cap_groups_wait_on_the_deferred_queue_and_come_back_the_next_day(world) -> None:
@@ -357,5 +357,5 @@ def test_groups_of_the_wrong_types_are_parked_with_a_reason_without_calling_a2i(
     body["rows"][0].update(change)
     assert run(json.dumps(body)) == {"batchItemFailures": []}  # parked at once, not retried five times
     [parked] = drain(urls["dlq"])
-    assert parked["MessageAttributes"]["reason"]["StringValue"] == reason
+    assert parked["MessageAttributes"]["reason"]["StringValue"] == f"InvalidGroup: {reason}"
     assert DailyBudget(dynamodb, "budget", 2).remaining() == 2

@@ -239,6 +239,7 @@ def test_watchdog_handler_emits_one_data_point_per_schedule(sagemaker, monkeypat
     monkeypatch.setenv("CADENCES", json.dumps(aws_facts.MONITORING_CADENCES))
     monkeypatch.setattr(handler.aws, "client", lambda service: client)
     handler.settings.cache_clear()
+    handler.cadences.cache_clear()
     recent = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
     stubber.add_response("describe_monitoring_schedule", described(last=recent), {"MonitoringScheduleName": DQ})
     stubber.add_response("describe_monitoring_schedule", described(status="Stopped", last=recent), {"MonitoringScheduleName": EX})
