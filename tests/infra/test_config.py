@@ -106,7 +106,7 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"review": {"rows_per_loop": 0}}, r"review\.rows_per_loop: must be a whole number from 1 to 10"),
         ({"review": {"outcome": 2}}, r"review\.outcome: must be a whole number from 0 to 1, got 2"),
         ({"review": {"workteam_arn": "arn:aws:iam::123456789012:role/x"}}, r"review\.workteam_arn: .* is not valid; must be a private workteam ARN"),
-        ({"review": {"task_keywords": ["a", "b", "c", "d", "e", "f"]}}, r"review\.task_keywords: at most 5 keywords, got 6"),
+        ({"review": {"task_keywords": ["a", "b", "c", "d", "e", "f"]}}, r"review\.task_keywords: at most 5 names, got 6"),
         # CreateFlowDefinition's patterns (botocore): keywords [A-Za-z0-9]+( [A-Za-z0-9]+)*, 1-30 chars;
         # titles without control characters; descriptions on one line.
         ({"review": {"task_keywords": ["needs_review"]}}, r"review\.task_keywords: 'needs_review' is not valid; each name must be 1-30 letters or digits, words separated by single spaces"),
@@ -174,7 +174,7 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
             r"retraining\.enabled: retraining reads and scores CSV training data \(label first\), and model\.content_type is 'application/jsonlines': set retraining\.enabled to false",
         ),
         ({"retraining": {"hyperparameters": {"eta": ["0.2"]}}}, r"retraining\.hyperparameters\.eta: must be a string or number of 1-256 characters"),
-        ({"retraining": {"hyperparameters": {}}}, r"retraining\.hyperparameters: must be a mapping of 1-100 hyperparameter names to values"),
+        ({"retraining": {"hyperparameters": {}}}, r"retraining\.hyperparameters: must be a mapping of 1-100 names to values, got \{\}"),
         ({"retraining": {"label_threshold": 0}}, r"retraining\.label_threshold: must be a whole number from 1 to 10000000, got 0"),
         ({"retraining": {"bake_minutes": 61}}, r"retraining\.bake_minutes: must be a whole number from 0 to 60, got 61"),
         ({"retraining": {"manual_approvals": True}}, r"retraining: unknown key\(s\) manual_approvals; allowed keys: .*manual_approval"),
@@ -230,3 +230,21 @@ def test_nvme_instance_types_are_recognised() -> None:
         assert not parse_environment("dev", {"endpoint": {"instance_type": instance_type}}).endpoint.volume_kms_allowed
     for instance_type in ("ml.m5.xlarge", "ml.c5.large", "ml.t2.medium", "ml.inf1.xlarge"):
         assert parse_environment("dev", {"endpoint": {"instance_type": instance_type}}).endpoint.volume_kms_allowed
+
+
+def test_every_bad_value_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_environment("dev", {"captur": {}, "capture": {"sampling_percentage": 140}, "review": {"rule": "random", "task_keywords": ["a_b", "a_b"]}})
+    assert sorted(str(error.value).splitlines()) == [  # each bad value once, however often it is repeated
+        "environments.dev.capture.sampling_percentage: must be a whole number from 0 to 100, got 140",
+        "environments.dev.review.rule: 'random' is not allowed; allowed values: band, outcome",
+        "environments.dev.review.task_keywords: 'a_b' is not valid; each name must be 1-30 letters or digits, words separated by single spaces (no _, - or leading/trailing spaces)",
+        "environments.dev: unknown key(s) captur; allowed keys: account, app_name, capture, endpoint, model, monitoring, region, removal_policy, retraining, review",
+    ]
+
+
+def test_configuration_cannot_change_after_it_is_read() -> None:
+    config = parse_environment("dev", {})
+    with pytest.raises(ValueError, match="frozen"):
+        config.review.enabled = False  # type: ignore[misc]
+    assert config.environment == "dev" and config.prefix == "mlloop-dev"
