@@ -13,25 +13,28 @@ from stacks import aws_facts
 LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2", "cn-north-1", "us-gov-west-1"]
 
 
-def _templates(built) -> list[Path]:
+def templates(built) -> list[Path]:
     outdir = Path(built.app.outdir)
     return sorted(outdir.glob("*.template.json"))
+
+
+def lint(template: Path, regions: list[str] = LINT_REGIONS) -> list[str]:
+    """cfn-lint's findings on ``template`` in each of ``regions`` its services are offered in."""
+    # A2I and Model Monitor exist in fewer regions; config refuses the others.
+    if template.name.startswith("Review"):
+        regions = [r for r in regions if r in aws_facts.A2I_REGIONS]
+    if template.name.startswith("Monitoring"):
+        regions = [r for r in regions if not r.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES)]
+    return [str(m) for m in lint_file(template, config=ManualArgs(regions=regions))]
 
 
 @pytest.mark.parametrize("fixture", ["dev_app", "prod_app"])
 def test_templates_lint_clean(request, fixture: str) -> None:
     built = request.getfixturevalue(fixture)
-    templates = _templates(built)
-    assert {t.name for t in templates} == {"Storage.template.json", "Serving.template.json", "Review.template.json", "Monitoring.template.json", "Retraining.template.json", "Operations.template.json"}
-    for template in templates:
-        # A2I and Model Monitor exist in fewer regions; config refuses the others.
-        regions = LINT_REGIONS
-        if template.name.startswith("Review"):
-            regions = [r for r in LINT_REGIONS if r in aws_facts.A2I_REGIONS]
-        if template.name.startswith("Monitoring"):
-            regions = [r for r in LINT_REGIONS if not r.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES)]
-        matches = lint_file(template, config=ManualArgs(regions=regions))
-        assert [str(m) for m in matches] == [], template.name
+    found = templates(built)
+    assert {t.name for t in found} == {"Storage.template.json", "Serving.template.json", "Review.template.json", "Monitoring.template.json", "Retraining.template.json", "Operations.template.json"}
+    for template in found:
+        assert lint(template) == [], template.name
 
 
 def test_lint_does_report_a_broken_template(tmp_path: Path) -> None:
