@@ -71,10 +71,14 @@ test: setup
 	$(VENV)/bin/python -m pytest
 
 # Each against a floor measured in the same run: capture-filter throughput and memory (issue 4),
-# what per-record attributions add to review and XGBoost's cold start (issue 6).
+# what per-record attributions add to review and XGBoost's cold start (issue 6), and `cdk synth`
+# against an empty app's (issue 14). Every one runs; make fails if any missed its target.
 bench: setup
-	$(VENV)/bin/python -m tests.bench.capture_filter
-	$(VENV)/bin/python -m tests.bench.attributions
+	status=0; \
+	$(VENV)/bin/python -m tests.bench.capture_filter || status=1; \
+	$(VENV)/bin/python -m tests.bench.attributions || status=1; \
+	$(VENV)/bin/python -m tests.bench.synth || status=1; \
+	exit $$status
 
 bootstrap: synth
 	$(CDK) bootstrap

@@ -64,6 +64,10 @@ def build(app: App) -> Stacks:
 
 
 if __name__ == "__main__":
-    app = App()
+    # `cdk synth` runs the three cdk-nag packs (above) but not aws-cdk-lib's built-in CloudFormation
+    # validation: building its engine and checking every template was a third of a synth (make
+    # bench). The tests' apps keep it, with cdk.json's validateAgainstDefaultRules making its errors
+    # fail them (tests/infra/test_synth_checks.py), beside cfn-lint on every template.
+    app = App(builtin_cloud_formation_validation=False)
     build(app)
     app.synth()
