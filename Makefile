@@ -13,7 +13,7 @@ export AWS_EC2_METADATA_DISABLED := true
 
 CDK := cdk --context env=$(ENV)
 
-.PHONY: setup layer synth test bench deploy diff destroy bootstrap model clean
+.PHONY: setup layer synth test bench deploy diff destroy bootstrap model clean review-preview
 
 $(VENV)/.synth-deps: requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(VENV)/.test-deps: $(VENV)/.synth-deps requirements-dev.txt
 	$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# The Lambda functions' dependencies, as wheels for the Lambda platform (see stacks/functions.py).
+# The Lambda functions' dependencies, as wheels for the Lambda platform (see stacks/shared/functions.py).
 LAYER := build/lambda-layer
 build/.lambda-layer.built: lambdas/requirements.txt $(VENV)/.synth-deps
 	rm -rf $(LAYER) && mkdir -p $(LAYER)/python
@@ -39,11 +39,11 @@ build/.lambda-layer.built: lambdas/requirements.txt $(VENV)/.synth-deps
 # platform as above, but manylinux_2_28 (numpy, scipy and xgboost-cpu publish no manylinux2014
 # aarch64 wheels for CPython 3.14), hash-checked. Test suites are not shipped.
 EXPLAIN_LAYER := build/explain-layer
-build/.explain-layer.built: lambdas/human_loop_starter/requirements.txt Makefile $(VENV)/.synth-deps
+build/.explain-layer.built: lambdas/review/starter/requirements.txt Makefile $(VENV)/.synth-deps
 	rm -rf $(EXPLAIN_LAYER) && mkdir -p $(EXPLAIN_LAYER)/python
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-compile --only-binary=:all: --require-hashes \
 		--platform manylinux_2_28_aarch64 --implementation cp --python-version 3.14 \
-		--target $(EXPLAIN_LAYER)/python -r lambdas/human_loop_starter/requirements.txt
+		--target $(EXPLAIN_LAYER)/python -r lambdas/review/starter/requirements.txt
 	find $(EXPLAIN_LAYER) -name '*.dist-info' -prune -exec sh -c 'rm -f "$$1/RECORD" "$$1/INSTALLER" "$$1/REQUESTED" "$$1/direct_url.json"' _ {} \;
 	find $(EXPLAIN_LAYER)/python -type d -name tests -prune -exec rm -rf {} +
 	rm -rf $(EXPLAIN_LAYER)/python/bin
@@ -93,8 +93,15 @@ destroy: node_modules/.installed $(VENV)/.synth-deps layer
 	$(CDK) destroy --all
 
 # Retrain the bundled model; the committed artefacts must not change unless the script does.
+# Ops commands keep their names whatever the code's layout, and do their own set-up.
+# Which rows of a capture file would go to human review: one JSON object per selected row on
+# stdout, the summary (records, rows, selected, rejected with reasons) on stderr.
+review-preview: $(VENV)/.synth-deps
+	@test -n "$(CAPTURE)" || { echo 'usage: make review-preview CAPTURE=<capture .jsonl file> [ARGS="--lower 0.1 --upper 0.9"]' >&2; exit 2; }
+	@$(VENV)/bin/python -m lambdas.capture "$(CAPTURE)" $(ARGS)
+
 model: setup
-	$(VENV)/bin/python -m stacks.default_model.train
+	$(VENV)/bin/python -m stacks.shared.default_model.train
 
 clean:
 	rm -rf cdk.out .pytest_cache build

@@ -5,14 +5,14 @@ from typing import NamedTuple
 
 from aws_cdk import App, Environment
 
-from stacks import config as app_config
-from stacks.compliance import register_rule_packs
-from stacks.dashboard_stack import DashboardStack
-from stacks.monitoring_stack import MonitoringStack
-from stacks.retraining_stack import RetrainingStack
-from stacks.review_stack import ReviewStack
-from stacks.serving_stack import ServingStack
-from stacks.storage_stack import StorageStack
+from stacks.shared import config as app_config
+from stacks.shared.compliance import register_rule_packs
+from stacks.operations.dashboard import DashboardStack
+from stacks.monitoring.stack import MonitoringStack
+from stacks.retraining.stack import RetrainingStack
+from stacks.review.stack import ReviewStack
+from stacks.serving.stack import ServingStack
+from stacks.storage.stack import StorageStack
 
 
 class Stacks(NamedTuple):
@@ -67,7 +67,7 @@ if __name__ == "__main__":
     # `cdk synth` runs the three cdk-nag packs (above) but not aws-cdk-lib's built-in CloudFormation
     # validation: building its engine and checking every template was a third of a synth (make
     # bench). The tests' apps keep it, with cdk.json's validateAgainstDefaultRules making its errors
-    # fail them (tests/infra/test_synth_checks.py), beside cfn-lint on every template.
+    # fail them (tests/stacks/test_synth_checks.py), beside cfn-lint on every template.
     app = App(builtin_cloud_formation_validation=False)
     build(app)
     app.synth()

@@ -14,12 +14,12 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 import app as composition_root
-from stacks.monitoring_stack import MonitoringStack
-from stacks.retraining_stack import RetrainingStack
-from stacks.dashboard_stack import DashboardStack
-from stacks.review_stack import ReviewStack
-from stacks.serving_stack import ServingStack
-from stacks.storage_stack import StorageStack
+from stacks.monitoring.stack import MonitoringStack
+from stacks.retraining.stack import RetrainingStack
+from stacks.operations.dashboard import DashboardStack
+from stacks.review.stack import ReviewStack
+from stacks.serving.stack import ServingStack
+from stacks.storage.stack import StorageStack
 
 # Powertools reads these when a handler module is imported, as it does in Lambda; infra tests
 # import handlers too (the retraining execution test runs them), so they are set before any test.

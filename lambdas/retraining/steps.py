@@ -32,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambdas.baseline_job.handler import processing_job_request, publish_outputs, write_documents
+from lambdas.monitoring.baseline_job.handler import processing_job_request, publish_outputs, write_documents
 from lambdas.retraining import dataset
 from lambdas.shared import aws
 from lambdas.shared.baseline import header, write_promoted_marker

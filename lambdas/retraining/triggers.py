@@ -41,8 +41,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from lambdas.monitoring_runs.runs import RUN_ENDED
-from lambdas.review_results.results import LABELS_AVAILABLE
+from lambdas.monitoring.runs.runs import RUN_ENDED
+from lambdas.review.results.results import LABELS_AVAILABLE
 from lambdas.shared import aws
 
 DRIFT_KINDS = ("drift-alarm", "violations")

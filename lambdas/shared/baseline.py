@@ -1,5 +1,5 @@
 """The shape of the data-quality baseline dataset, shared by the bundled baseline
-(``stacks/default_model``), the deploy-time baseline and retraining's re-baseline; and the marker
+(``stacks/shared/default_model``), the deploy-time baseline and retraining's re-baseline; and the marker
 that says a monitor's ``current/`` baseline was promoted by a retraining.
 
 Model Monitor's analyzer names a headerless CSV's columns ``_c0``, ``_c1``, ... and emits its

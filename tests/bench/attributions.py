@@ -36,16 +36,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from lambdas.capture_filter.events import CaptureObject
-from lambdas.capture_filter.filtering import FilterSettings, filter_capture_object
-from lambdas.capture_filter.records import ParseOptions
-from lambdas.capture_filter.selection import SelectionRule
-from lambdas.human_loop_starter.attributions import explain_rows
-from lambdas.human_loop_starter.explain import TreeExplainer
-from lambdas.human_loop_starter.starter import StarterSettings, feature_names, task_input
+from lambdas.capture.events import CaptureObject
+from lambdas.capture.filtering import FilterSettings, filter_capture_object
+from lambdas.capture.records import ParseOptions
+from lambdas.capture.selection import SelectionRule
+from lambdas.review.starter.attributions import explain_rows
+from lambdas.review.starter.explain import TreeExplainer
+from lambdas.review.starter.starter import StarterSettings, feature_names, task_input
 from lambdas.shared.review_group import ReviewGroup
-from stacks import default_model
-from stacks.functions import EXPLAIN_LAYER, LAYER
+from stacks.shared import default_model
+from stacks.shared.functions import EXPLAIN_LAYER, LAYER
 from tests.bench import verdict
 from tests.bench.capture_filter import _LocalS3
 
@@ -127,9 +127,9 @@ class OnlyWhatLambdaHas:
 
 sys.meta_path.insert(0, OnlyWhatLambdaHas())
 began = time.perf_counter()
-import lambdas.human_loop_starter.deployed_model  # boto3 and the starter's own modules: loaded with attributions off too
+import lambdas.review.starter.deployed_model  # boto3 and the starter's own modules: loaded with attributions off too
 start = time.perf_counter()
-from lambdas.human_loop_starter.explain import TreeExplainer  # numpy, scipy, xgboost
+from lambdas.review.starter.explain import TreeExplainer  # numpy, scipy, xgboost
 imported = time.perf_counter()
 TreeExplainer.from_artifact(open({artifact!r}, "rb"), "bundled")
 print(start - began, imported - start, time.perf_counter() - imported)

@@ -22,10 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lambdas.capture_filter.events import CaptureObject
-from lambdas.capture_filter.filtering import FilterSettings, filter_capture_object
-from lambdas.capture_filter.records import ParseOptions
-from lambdas.capture_filter.selection import SelectionRule
+from lambdas.capture.events import CaptureObject
+from lambdas.capture.filtering import FilterSettings, filter_capture_object
+from lambdas.capture.records import ParseOptions
+from lambdas.capture.selection import SelectionRule
 from tests.bench import verdict
 
 FORMATS = ("csv", "jsonl", "base64")

@@ -1,0 +1,62 @@
+"""Preview which captured predictions would go to human review, from a local capture file.
+
+    make review-preview CAPTURE=capture.jsonl [ARGS="--lower 0.1 --upper 0.9 --score-path score
+                                                     --rule band|outcome --outcome 0"]
+
+Prints one JSON object per selected row on stdout and a one-line summary on stderr. Bad lines are
+counted with their reasons, never fatal: use it to tune thresholds on real capture files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from lambdas.capture.records import ParseOptions, parse_line
+from lambdas.capture.selection import RULES, SelectionRule
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make review-preview CAPTURE=<file> ARGS=...", description=__doc__.splitlines()[0])
+    parser.add_argument("capture_file", type=Path)
+    parser.add_argument("--rule", choices=RULES, default="band")
+    parser.add_argument("--lower", type=float, default=0.1, help="band: select p > lower (default 0.1)")
+    parser.add_argument("--upper", type=float, default=0.9, help="band: select p < upper (default 0.9)")
+    parser.add_argument("--outcome", type=int, default=0, help="outcome: select this predicted label (default 0)")
+    parser.add_argument("--score-path", default=None, help="JMESPath to the probability in JSON output, e.g. score")
+    parser.add_argument("--features-path", default="features", help="JMESPath to the features in JSON input")
+    args = parser.parse_args(argv)
+    try:
+        rule = SelectionRule(rule=args.rule, lower=args.lower, upper=args.upper, outcome=args.outcome)
+    except ValueError as error:
+        parser.error(str(error))
+    options = ParseOptions(score_path=args.score_path, features_path=args.features_path, keep=rule.selects_prediction)
+
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    with args.capture_file.open("rb") as stream:  # line by line: never the whole file in memory
+        for number, line in enumerate(stream, start=1):
+            result = parse_line(line, number, options)
+            counts["blank" if result.blank else "records"] += 1
+            counts["rows"] += len(result.rows) + result.skipped
+            counts["rejected"] += len(result.rejected)
+            for rejected in result.rejected:
+                reasons[rejected.reason.split(":")[0]] += 1
+                print(f"line {number}: rejected: {rejected.reason}", file=sys.stderr)
+            for row in result.rows:  # only the selected rows are materialised
+                counts["selected"] += 1
+                print(json.dumps({**row.to_json(), "captureFile": str(args.capture_file), "line": number}))
+    detail = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
+    print(
+        f"records read: {counts['records']}, rows: {counts['rows']}, selected: {counts['selected']}, "
+        f"rejected: {counts['rejected']}" + (f" ({detail})" if detail else "") + (f", blank lines: {counts['blank']}" if counts["blank"] else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

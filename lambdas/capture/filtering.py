@@ -1,0 +1,273 @@
+"""Read one capture object line by line and send the rows a human should see to the review queue.
+
+Memory stays flat whatever the object's size: lines are streamed, selected rows leave in groups of
+at most ``rows_per_loop`` as soon as a group is full, and rejected lines are spooled to a temporary
+file that becomes a report next to the review data. Time is linear in the object's size: lines are
+cut from fixed-size chunks (botocore's ``iter_lines`` re-joins its whole pending buffer for every
+chunk, quadratic in a line's length), and a line longer than any real capture record is skipped as
+it streams, never held in memory, and reported as ``row too large``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO
+
+from botocore.exceptions import ClientError
+
+from lambdas.capture.events import CaptureObject
+from lambdas.capture.records import ParseOptions, parse_line
+from lambdas.capture.selection import SelectionRule
+from lambdas.shared.review_group import ReviewGroup
+
+READ_CHUNK = 256 * 1024
+# InvokeEndpoint's request and response bodies are at most 6,291,456 bytes each (botocore
+# sagemaker-runtime model). A capture line holds both, as base64 (4/3 of the size) or as a JSON
+# string (escaped quotes and line breaks: about twice at worst), plus its metadata. No real capture
+# line is longer; a longer one is reported unread, which bounds the memory any one line can take.
+INVOKE_BODY_MAX = 6_291_456
+MAX_LINE = 2 * 2 * INVOKE_BODY_MAX + 64 * 1024
+SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
+SQS_MESSAGE_MAX = 256 * 1024  # bytes, SQS's message size limit
+REJECTED_PREFIX = "rejected-captures"
+TOO_LARGE_FOR_MESSAGE = "row too large for a review message"
+_SPOOL_IN_MEMORY = 1024 * 1024
+
+
+# Kept back from the function's timeout to send the groups so far, write the report and park.
+TIME_RESERVE_SECONDS = 20
+_CLOCK_EVERY = 256  # lines between looks at the clock
+
+
+class ObjectGone(Exception):
+    """The capture object no longer exists (deleted or expired before it was read)."""
+
+
+class OutOfTime(Exception):
+    """The object could not be read to its end within the function's timeout."""
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    options: ParseOptions
+    rule: SelectionRule
+    rows_per_loop: int
+    review_queue_url: str
+    report_bucket: str
+    max_line: int = MAX_LINE  # bytes; a longer line is reported as "row too large", unread
+
+
+@dataclass
+class FilterReport:
+    records: int = 0
+    rows: int = 0
+    selected: int = 0
+    groups: int = 0
+    rejected: int = 0
+    blank_lines: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    report_key: str | None = None
+
+
+def open_capture_object(s3: Any, obj: CaptureObject) -> Any:
+    """The object's streaming body; ``ObjectGone`` if neither its key nor the decoded key exists.
+
+    S3 answers a missing key with 404 NoSuchKey only to a caller that may list the bucket, and
+    with 403 AccessDenied otherwise (GetObject's documentation). So a 403 is settled by listing
+    the key: not listed means gone; listed (or the listing denied too) is a real denial, raised
+    so the record is retried and, if it persists, reaches the alarmed dead-letter queue.
+    """
+    for key in (obj.key, obj.alternative_key):
+        if key is None:
+            continue
+        try:
+            return s3.get_object(Bucket=obj.bucket, Key=key)["Body"]
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404") or (code == "AccessDenied" and not _listed(s3, obj.bucket, key)):
+                continue
+            raise
+    raise ObjectGone(f"{obj.uri} no longer exists")
+
+
+def _listed(s3: Any, bucket: str, key: str) -> bool:
+    """Whether ``key`` exists, by listing it (it sorts first among the keys it is a prefix of)."""
+    contents = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents") or []
+    return any(item.get("Key") == key for item in contents)
+
+
+def read_lines(body: Any, *, chunk_size: int = READ_CHUNK, max_line: int = MAX_LINE) -> Iterator[bytes | None]:
+    """Each line of ``body`` without its line feed (split at line feeds only, as Python's file
+    iteration and so the CLI split); ``None`` for a line longer than ``max_line`` bytes, which is
+    skipped as it streams.
+
+    Every byte is copied a bounded number of times, so the time is linear in the object's size and
+    the memory at most ``max_line`` plus one chunk.
+    """
+    pending = bytearray()
+    too_long = False
+    while chunk := body.read(chunk_size):
+        view = memoryview(chunk)
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            if too_long or len(pending) + end - start > max_line:
+                yield None
+            elif pending:
+                pending += view[start:end]
+                yield bytes(pending)
+            else:
+                yield chunk[start:end]
+            pending.clear()
+            too_long = False
+            start = end + 1
+        if too_long or len(pending) + len(chunk) - start > max_line:
+            pending.clear()  # a line this long is dropped unread
+            too_long = True
+        else:
+            pending += view[start:]
+    if too_long:
+        yield None
+    elif pending:
+        yield bytes(pending)
+
+
+def filter_capture_object(
+    s3: Any, sqs: Any, obj: CaptureObject, settings: FilterSettings, time_left: Callable[[], float] | None = None
+) -> FilterReport:
+    """``time_left`` (seconds): when it runs low, the complete groups so far are sent, the report is
+    written and ``OutOfTime`` says where reading stopped, rather than a timeout that says nothing."""
+    report = FilterReport()
+    body = open_capture_object(s3, obj)
+    # Rows the rule does not select are counted, never decoded.
+    options = replace(settings.options, keep=settings.rule.selects_prediction)
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as rejected:
+        try:
+            _filter_lines(body, sqs, obj, settings, options, report, rejected, time_left)
+        finally:
+            # Written even when a later line fails the object: what was rejected so far is known
+            # now; the retry reads the object again and writes the whole report.
+            if report.rejected:
+                report.report_key = f"{REJECTED_PREFIX}/{obj.bucket}/{obj.key}.jsonl"
+                rejected.seek(0)
+                s3.upload_fileobj(rejected, settings.report_bucket, report.report_key)
+    return report
+
+
+def _filter_lines(
+    body: Any,
+    sqs: Any,
+    obj: CaptureObject,
+    settings: FilterSettings,
+    options: ParseOptions,
+    report: FilterReport,
+    rejected: BinaryIO,
+    time_left: Callable[[], float] | None,
+) -> None:
+    def reject(line: int, reason: str, event_id: str | None, row: int | None) -> None:
+        _reject(report, rejected, obj, line, reason, event_id, row)
+
+    outbox = _Outbox(sqs, settings.review_queue_url, obj.uri, reject)
+    group: list[dict[str, Any]] = []
+    for number, line in enumerate(read_lines(body, max_line=settings.max_line), start=1):
+        if time_left is not None and number % _CLOCK_EVERY == 0 and time_left() < TIME_RESERVE_SECONDS:
+            outbox.flush()  # whole groups only: a cut group would get another loop name on a redrive
+            raise OutOfTime(
+                f"{obj.uri} was not read to its end within the function's timeout: stopped before line {number}; the "
+                f"{outbox.groups} complete review groups before it were sent (a redrive sends them again under the same "
+                "loop names). Raise capture_filter's timeout or memory, or split the object."
+            )
+        if line is None:
+            report.records += 1
+            reject(number, f"row too large: the line is longer than {settings.max_line:,} bytes, more than any capture record holds; skipped unread", None, None)
+            continue
+        result = parse_line(line, number, options)
+        if result.blank:
+            report.blank_lines += 1
+            continue
+        report.records += 1
+        report.rows += len(result.rows) + result.skipped
+        for item in result.rejected:
+            reject(item.line_number, item.reason, item.event_id, item.row_index)
+        for row in result.rows:
+            if isinstance(row.raw_features, str) and len(row.raw_features) > SQS_MESSAGE_MAX:
+                # Known before the row is split into features (millions of strings, for nothing).
+                reject(number, TOO_LARGE_FOR_MESSAGE, row.event_id, row.row_index)
+                continue
+            group.append({**row.to_json(), "captureLine": number})
+            if len(group) == settings.rows_per_loop:
+                outbox.add(group)
+                group = []
+    if group:
+        outbox.add(group)
+    outbox.flush()
+    report.selected, report.groups = outbox.rows, outbox.groups
+
+
+def _reject(report: FilterReport, spool: BinaryIO, obj: CaptureObject, line: int, reason: str, event_id: str | None, row: int | None) -> None:
+    report.rejected += 1
+    report.reasons[reason.split(":")[0]] += 1
+    entry = {"captureObject": obj.uri, "line": line, "reason": reason, "eventId": event_id, "rowIndex": row}
+    spool.write(json.dumps(entry).encode() + b"\n")
+
+
+class _Outbox:
+    """Sends review groups ten at a time; a group SQS refuses raises, so the object is retried.
+
+    A group whose message would exceed SQS's size limit is split; a single row that alone exceeds
+    it cannot be reviewed and is reported as rejected.
+    """
+
+    def __init__(self, sqs: Any, queue_url: str, capture_uri: str, reject: Callable[[int, str, str | None, int | None], None]) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._capture_uri = capture_uri
+        self._reject = reject
+        self._pending: list[str] = []
+        self.groups = 0
+        self.rows = 0
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        body = ReviewGroup(self._capture_uri, tuple(rows)).to_body()
+        if len(body.encode()) > SQS_MESSAGE_MAX:
+            if len(rows) == 1:
+                row = rows[0]
+                self._reject(row["captureLine"], TOO_LARGE_FOR_MESSAGE, row["eventId"], row["rowIndex"])
+                return
+            half = len(rows) // 2
+            self.add(rows[:half])
+            self.add(rows[half:])
+            return
+        self._pending.append(body)
+        self.groups += 1
+        self.rows += len(rows)
+        if len(self._pending) == SQS_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        for batch in _batches(self._pending):
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(batch)]
+            response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            failed = response.get("Failed") or []
+            if failed:
+                reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed)
+                raise RuntimeError(f"review queue refused {len(failed)} of {len(entries)} groups: {reasons}")
+        self._pending = []
+
+
+def _batches(bodies: list[str]) -> Iterator[list[str]]:
+    """At most 10 entries and 256 KiB per SendMessageBatch."""
+    batch: list[str] = []
+    size = 0
+    for group in bodies:
+        length = len(group.encode())
+        if batch and (len(batch) == SQS_BATCH or size + length > SQS_MESSAGE_MAX):
+            yield batch
+            batch, size = [], 0
+        batch.append(group)
+        size += length
+    if batch:
+        yield batch

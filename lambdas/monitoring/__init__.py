@@ -1,0 +1,1 @@
+"""Monitoring's functions: baseline jobs, run events."""

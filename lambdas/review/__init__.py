@@ -1,0 +1,1 @@
+"""Review's functions: A2I flow definition, human-loop starter, answers to labels."""

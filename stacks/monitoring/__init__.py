@@ -1,0 +1,1 @@
+"""Monitor: baselines, schedules, drift alarms and run events (one module per back end)."""

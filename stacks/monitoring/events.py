@@ -1,0 +1,233 @@
+"""What happens after a monitoring run: one app event per finished run, alerts, and a watchdog.
+
+    SageMaker "Processing Job State Change" (our schedules, finished) --> run-events queue
+        --> monitoring_runs --> "Monitoring Run Ended" (source <app>.monitoring) + MonitoringRuns metric
+    "Monitoring Run Ended" with violations, failed or stopped --> alert topic (a JSON summary, published
+        through the rule's own role; what cannot be delivered goes to an alarmed queue)
+    hourly --> monitoring watchdog --> MonitoringScheduleOverdue metric per schedule --> alarm
+
+Retraining consumes "Monitoring Run Ended"; its shape is in the README.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from lambdas.monitoring.runs.runs import MISSED_CADENCES, OVERDUE_METRIC, RUN_ENDED, RUNS_METRIC
+from stacks.shared import aws_facts
+from stacks.shared.compliance import acknowledge, acknowledge_wildcards
+from stacks.shared.config import AppConfig
+from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation
+from stacks.monitoring.sagemaker import DATA_QUALITY_PREFIX, EXPLAINABILITY_PREFIX
+from stacks.shared.work_queue import WorkQueue, alarm_at_one_message, encrypted_queue
+
+BAD_OUTCOMES = ("CompletedWithViolations", "Failed", "Stopped")
+# "Monitoring Run Ended" detail fields an alert carries (lambdas/monitoring/runs/runs.py writes them all).
+ALERT_FIELDS = (
+    "monitor", "endpointName", "processingJobName", "outcome", "violationCount", "checkTypes", "features", "failureReason", "reportS3Uri",
+)  # fmt: skip
+OUTCOMES = ("Completed", *BAD_OUTCOMES)
+WATCHDOG_INTERVAL = Duration.hours(1)
+
+
+class MonitoringEvents(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        monitors: list,  # DataQualityMonitor | ExplainabilityMonitor
+        endpoint_name: str,
+        monitoring_bucket: s3.IBucket,
+        key: kms.IKey,
+        layer: lambda_.ILayerVersion,
+        alarm_topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        prefix = config.prefix
+        self.event_source = f"{config.app_name}.monitoring"
+        self.monitor_kinds = [monitor.kind for monitor in monitors]
+        schedules = {monitor.schedule_name: {"monitor": monitor.kind, "endpoint": endpoint_name} for monitor in monitors}
+        # Powertools adds the service as a dimension to every metric the functions emit.
+        self.service = f"{prefix}-monitoring-runs"
+        common = {"key": key, "layer": layer, "retain_logs": config.retain_data, "service": self.service}
+        timeout = Duration.minutes(1)
+        self.queue = WorkQueue(self, "RunEvents", key=key, consumer_timeout=timeout, alarm_topic=alarm_topic, purpose="Finished monitoring runs waiting for monitoring_runs")
+
+        self.runs = AppFunction(
+            self,
+            "MonitoringRuns",
+            handler="lambdas.monitoring.runs.handler.handler",
+            description="Reads each finished monitoring run's violations and publishes Monitoring Run Ended",
+            invocation=Invocation.queue(),
+            timeout=timeout,
+            environment={
+                "SCHEDULES": json.dumps(schedules),
+                "EVENT_SOURCE": self.event_source,
+                "EVENT_BUS_NAME": "default",
+                "DEAD_LETTER_QUEUE_URL": self.queue.dead_letter_queue.queue_url,
+            },
+            **common,
+        )
+        reports = [f"{p}/reports/" for p in (DATA_QUALITY_PREFIX, EXPLAINABILITY_PREFIX)]
+        self.runs.allow(["s3:GetObject"], [monitoring_bucket.arn_for_objects(f"{r}*") for r in reports])
+        # A clean data-quality run writes no constraint_violations.json. S3 answers a read of a missing
+        # key with 404 NoSuchKey only to a caller who may list the bucket, otherwise with 403
+        # AccessDenied (GetObject, "Permissions"); listing is evaluated with s3:prefix set to the key,
+        # so a listing grant on the report prefixes is enough (ceph/ceph#68577 mirrors AWS there).
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
+        self.runs.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[monitoring_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{r}*" for r in reports]}},
+            )
+        )
+        self.runs.allow(["kms:Decrypt"], [key.key_arn])
+        self.queue.dead_letter_queue.grant_send_messages(self.runs.role)
+        default_bus = events.EventBus.from_event_bus_name(self, "DefaultBus", "default")
+        default_bus.grant_put_events_to(self.runs.role)
+        self.queue.consume(self.runs)
+        self.runs.acknowledge_wildcards(
+            "Reads and lists only the monitors' report prefixes (<monitor>/reports/*: Model Monitor names each run's "
+            "folder by endpoint, schedule and hour); kms:GenerateDataKey* and kms:ReEncrypt* are what "
+            "aws-cdk-lib's grant_send_messages gives for the KMS-encrypted dead-letter queue it parks bad events on."
+        )
+
+        self.run_finished = events.Rule(
+            self,
+            "RunFinished",
+            description="Monitoring runs of this app's schedules that completed, failed or were stopped",
+            event_pattern=events.EventPattern(
+                source=[aws_facts.SAGEMAKER_EVENT_SOURCE],
+                detail_type=[aws_facts.PROCESSING_JOB_STATE_CHANGE],
+                # A run of one of our schedules, known by its MonitoringScheduleArn or, should the
+                # event not carry it (unverified: stacks/shared/aws_facts.py), by its report under our prefixes.
+                detail={
+                    "ProcessingJobStatus": ["Completed", "Failed", "Stopped"],
+                    "$or": [
+                        {"MonitoringScheduleArn": [monitor.schedule.attr_monitoring_schedule_arn for monitor in monitors]},
+                        {"ProcessingOutputConfig": {"Outputs": {"S3Output": {"S3Uri": [{"prefix": f"s3://{monitoring_bucket.bucket_name}/{r}"} for r in reports]}}}},
+                    ],
+                },
+            ),
+            targets=[targets.SqsQueue(self.queue.queue, dead_letter_queue=self.queue.dead_letter_queue, retry_attempts=185)],
+        )
+        self.run_ended_pattern = {"source": [self.event_source], "detail-type": [RUN_ENDED]}
+        # The alert is a JSON object whose every value is one event field, placed unquoted: EventBridge
+        # then inserts each as its JSON value (arrays stay arrays, quotes in a failure reason are
+        # escaped), where a field inside a quoted string template is inserted unescaped ("EventBridge
+        # doesn't escape values extracted by Input Path", Common issues).
+        # https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_InputTransformer.html
+        # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html
+        self.alert_message = {
+            "alert": "A monitoring run found violations, failed or was stopped",
+            **{name: events.EventField.from_path(f"$.detail.{name}") for name in ALERT_FIELDS},
+        }
+        # What EventBridge cannot deliver to the topic (after retrying for 24 hours) is kept here.
+        self.undelivered_alerts = encrypted_queue(self, "UndeliveredAlerts", key=key, retention=Duration.days(14))
+        acknowledge(
+            self.undelivered_alerts,
+            "This is a dead-letter queue: EventBridge's, for monitoring-run alerts it could not publish to the alert topic.",
+            "AwsSolutions-SQS3",
+        )
+        alarm_at_one_message(
+            self,
+            "UndeliveredAlertsAlarm",
+            self.undelivered_alerts,
+            "Monitoring-run alerts EventBridge could not publish to the alert topic (see each message's ERROR_CODE and "
+            "ERROR_MESSAGE attributes); the alarm may not reach the topic either: check the topic and its key policy.",
+            alarm_topic,
+        )
+        self.alert_rule = events.Rule(
+            self,
+            "RunEndedBadly",
+            description="Monitoring runs that found violations, failed or were stopped: notify the alert topic",
+            event_pattern=events.EventPattern(source=[self.event_source], detail_type=[RUN_ENDED], detail={"outcome": list(BAD_OUTCOMES)}),
+            targets=[
+                # Published with the rule's own role: the topic and key policies then grant EventBridge
+                # nothing, so no other account's rule can publish through them (confused deputy); a
+                # KMS key policy cannot scope EventBridge-to-SNS by aws:SourceAccount or aws:SourceArn.
+                # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
+                targets.SnsTopic(
+                    alarm_topic,
+                    authorize_using_role=True,
+                    message=events.RuleTargetInput.from_object(self.alert_message),
+                    dead_letter_queue=self.undelivered_alerts,
+                    retry_attempts=185,
+                )
+            ],
+        )
+        policy = self.alert_rule.node.find_child("EventsRole").node.find_child("DefaultPolicy")
+        acknowledge_wildcards(
+            policy,
+            policy.document,
+            "aws-cdk-lib's grant_publish on the KMS-encrypted alert topic: kms:GenerateDataKey* is its key action for "
+            "encrypting the message, on the app's key only.",
+        )
+        acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
+
+        # --- watchdog: a schedule whose runs stopped happening ----------------------------------
+        self.watchdog = AppFunction(
+            self,
+            "Watchdog",
+            handler="lambdas.monitoring.runs.handler.watchdog",
+            description="Hourly: reports monitoring schedules that are not running or whose runs stopped happening",
+            invocation=Invocation.schedule(
+                rate="hourly",
+                failures="a run that fails publishes no MonitoringScheduleOverdue data point, and the overdue alarms treat "
+                "missing data as breaching, so a failing watchdog alarms; the next hour's run replaces a lost one.",
+            ),
+            timeout=timeout,
+            environment={"SCHEDULES": json.dumps(schedules), "EVENT_SOURCE": self.event_source, "CADENCES": json.dumps(aws_facts.MONITORING_CADENCES)},
+            **common,
+        )
+        self.watchdog.allow(
+            ["sagemaker:DescribeMonitoringSchedule"],
+            [stack.format_arn(service="sagemaker", resource="monitoring-schedule", resource_name=name) for name in schedules],
+        )
+        events.Rule(
+            self,
+            "WatchdogSchedule",
+            description="Checks every hour that each monitoring schedule still runs",
+            schedule=events.Schedule.rate(WATCHDOG_INTERVAL),
+            targets=[targets.LambdaFunction(self.watchdog.function, retry_attempts=2)],
+        )
+        self.overdue_alarms = []
+        for name in schedules:
+            alarm = cloudwatch.Alarm(
+                self,
+                f"Overdue{name.removeprefix(prefix + '-').title().replace('-', '')}",
+                alarm_description=(
+                    f"Monitoring schedule {name} has not run for {MISSED_CADENCES} cadences or is not scheduled "
+                    "(or the watchdog stopped reporting). See the watchdog's log for the reason."
+                ),
+                metric=self.overdue_metric(name),
+                threshold=1,
+                evaluation_periods=2,
+                datapoints_to_alarm=2,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+            )
+            alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+            self.overdue_alarms.append(alarm)
+
+    def overdue_metric(self, schedule: str) -> cloudwatch.Metric:
+        return self.watchdog.metric(OVERDUE_METRIC, statistic="Maximum", period=WATCHDOG_INTERVAL, Schedule=schedule)
+
+    def runs_metric(self, monitor: str, outcome: str, period: Duration) -> cloudwatch.Metric:
+        return self.runs.metric(RUNS_METRIC, period=period, label=f"{monitor} {outcome}", Monitor=monitor, Outcome=outcome)

@@ -1,0 +1,1 @@
+"""Operate: the dashboard of the whole loop."""

@@ -1,0 +1,1 @@
+"""Retrain: triggers and the Step Functions retraining that redeploys the model."""

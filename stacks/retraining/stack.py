@@ -1,0 +1,432 @@
+"""Retrain: triggers -> one-at-a-time decisions -> the retraining state machine.
+
+    drift alarm enters ALARM ─────────────┐
+    Monitoring Run Ended with violations ─┤
+    Labels Available ─────────────────────┤  EventBridge rules
+    schedule (optional) ──────────────────┼──► Triggers (FIFO queue, one group) ──► retraining_triggers
+    Retraining Requested (manual) ────────┤        │ state table: every trigger, the run's lock, the labels used
+    retraining execution ended ───────────┘        └──► StartExecution (lock taken) ──► state machine
+
+The state machine (``stacks/retraining/workflow.py``) trains, evaluates, optionally waits for
+approval, baselines and deploys the new model with blue/green guardrails, and notifies.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from lambdas.monitoring.runs.runs import RUN_ENDED
+from lambdas.retraining import triggers
+from lambdas.retraining.dataset import MANIFEST_FILE
+from lambdas.retraining.steps import RETRAINING_PREFIX, SCORED_DATASET, TRAINING_DATASET, run_locations
+from lambdas.shared.aws import split_s3_uri
+from lambdas.review.results.results import TRAINING_PREFIX
+from stacks.shared import aws_facts
+from stacks.shared.alerts import AlertTopic
+from stacks.shared.compliance import acknowledge, acknowledge_wildcards
+from stacks.shared.config import AppConfig
+from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation, dependency_layer
+from stacks.shared.images import ContainerImage
+from stacks.shared.job_roles import job_data_statements, job_runtime_statements
+from stacks.monitoring.stack import MonitoringStack
+from stacks.shared.ops_parameters import OpsParameters
+from stacks.retraining.workflow import RetrainingWorkflow, deployment_config
+from stacks.review.stack import ReviewStack
+from stacks.serving.stack import ServingStack
+from stacks.storage.stack import StorageStack
+from stacks.shared.work_queue import WorkQueue
+
+TRIGGER_TIMEOUT = Duration.minutes(2)
+
+
+class RetrainingStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        storage: StorageStack,
+        serving: ServingStack,
+        monitoring: MonitoringStack | None,
+        review: ReviewStack | None,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        retraining, prefix, key = config.retraining, config.prefix, storage.key
+        endpoint = serving.inference
+        layer = dependency_layer(self, "Dependencies")
+        parameters = OpsParameters(self)
+        self.notifications = AlertTopic(
+            self,
+            "Notifications",
+            parameters=parameters,
+            key=key,
+            display_name=f"{config.app_name} {config.environment} retraining",
+            parameter="RetrainingEmail",
+            group="Retraining",
+            label="Retraining e-mail (optional)",
+            what="retraining results and approval requests",
+        )
+        datasets, models = storage.datasets, storage.models
+        labels_bucket = storage.buckets["labels"] if review is not None else None
+        training_data = retraining.training_data_s3_uri or serving.bundled_model.train_s3_uri
+
+        # --- the training job's role and fixed request fields -------------------------------
+        if retraining.training_image_uri is not None:
+            image = ContainerImage.from_uri(self, "TrainingImage", retraining.training_image_uri)
+        else:
+            image = ContainerImage.from_sdk(self, "TrainingImage", framework=config.model.framework, version=config.model.framework_version, image_scope="training")
+        self.training_role = self._training_role(image, storage, key)
+        training = {
+            "AlgorithmSpecification": {"TrainingImage": image.uri, "TrainingInputMode": "File"},
+            "RoleArn": self.training_role.role_arn,
+            "HyperParameters": dict(retraining.hyperparameters),
+            "ResourceConfig": {
+                "InstanceType": retraining.instance_type,
+                "InstanceCount": retraining.instance_count,
+                "VolumeSizeInGB": retraining.volume_size_gb,
+                "VolumeKmsKeyId": key.key_arn,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": retraining.max_runtime_seconds},
+            "EnableInterContainerTrafficEncryption": True,
+            # SageMaker Debugger and Profiler are closed to new customers (stacks/shared/aws_facts.py): the
+            # profiler is switched off explicitly, and no DebugHookConfig or rules are sent.
+            "ProfilerConfig": {"DisableProfiler": True},
+        }
+        model = {
+            "ExecutionRoleArn": endpoint.role.role_arn,
+            "EnableNetworkIsolation": True,
+            "PrimaryContainer": {"Image": endpoint.image_uri, "Mode": "SingleModel"},
+        }
+
+        # --- deployment guardrail: roll back when the new variant returns server errors -------
+        rollback_alarm = f"{prefix}-deployment-errors"
+        self.rollback_alarm = cloudwatch.Alarm(
+            self,
+            "DeploymentErrors",
+            alarm_name=rollback_alarm,
+            alarm_description="Endpoint 5XX errors; a retraining's blue/green deployment rolls back when this alarms during its bake time.",
+            metric=cloudwatch.Metric(
+                namespace=aws_facts.ENDPOINT_METRICS_NAMESPACE,
+                metric_name="Invocation5XXErrors",
+                dimensions_map={"EndpointName": endpoint.endpoint_name, "VariantName": endpoint.variant_name},
+                statistic="Sum",
+                period=Duration.minutes(1),
+            ),
+            threshold=1,
+            evaluation_periods=2,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.rollback_alarm.add_alarm_action(cw_actions.SnsAction(serving.alerts.topic))
+
+        # --- the steps Lambda and the state machine --------------------------------------------
+        # Data quality re-baselines on the new model's scores joined to the training rows (what
+        # captures hold: the score, then the features); Clarify on the training rows, label first.
+        templates = {}
+        if monitoring is not None:
+            for name, monitor, data in (("dataQuality", monitoring.data_quality, SCORED_DATASET), ("explainability", monitoring.explainability, TRAINING_DATASET)):
+                if monitor is not None and monitor.baseline_template is not None:
+                    templates[name] = {**monitor.baseline_template, "dataset": data}
+        scoring = any(t["dataset"] == SCORED_DATASET for t in templates.values())
+        self.steps = AppFunction(
+            self,
+            "Steps",
+            handler="lambdas.retraining.handler.step",
+            description="Retraining steps: assemble data, evaluate, baseline requests, deploy, promote",
+            service=f"{prefix}-retraining-steps",
+            invocation=Invocation.state_machine_task(state_machine="retraining"),
+            key=key,
+            layer=layer,
+            retain_logs=config.retain_data,
+            timeout=Duration.minutes(15),
+            memory_size=2048,
+            ephemeral_storage_mib=10_240,
+            environment={
+                "PREFIX": prefix,
+                "ENDPOINT_NAME": endpoint.endpoint_name,
+                "DATASETS_BUCKET": datasets.bucket_name,
+                "MODELS_BUCKET": models.bucket_name,
+                "TRAINING_DATA_S3_URI": training_data,
+                "LABELS_BUCKET": labels_bucket.bucket_name if labels_bucket else "",
+                "FEATURE_NAMES": json.dumps(list(config.model.feature_names)),
+                "LABEL_COUNT": str(len(config.model.label_names)),
+                "VALIDATION_PERCENTAGE": str(retraining.validation_percentage),
+                "OBJECTIVE_METRIC": retraining.objective_metric,
+                "OBJECTIVE_GOAL": retraining.objective_goal,
+                "TOLERANCE": str(retraining.tolerance),
+                "DEPLOYMENT_CONFIG": json.dumps(deployment_config(config, [rollback_alarm])),
+                "SERVED_MODEL_PARAMETER": config.served_model_parameter,
+            },
+        )
+        self._grant_steps(prefix, storage, training_data, labels_bucket, monitoring, endpoint, key, config.served_model_parameter)
+        pass_roles = [self.training_role, endpoint.role] + [m.role for m in (monitoring.monitors if monitoring else []) if m.baseline_template is not None]
+        self.workflow = RetrainingWorkflow(
+            self,
+            "Workflow",
+            config=config,
+            steps=self.steps,
+            topic=self.notifications.topic,
+            key=key,
+            training=training,
+            model=model,
+            transform_resources={"InstanceType": retraining.transform_instance_type, "InstanceCount": 1, "VolumeKmsKeyId": key.key_arn} if scoring else None,
+            pass_roles=pass_roles,
+            baseline_templates=templates,
+        )
+        self.state_machine = self.workflow.state_machine
+        # The jobs' data grants, derived from the requests the machine sends (run-time paths read as
+        # the locations of every run), so a location added to a request cannot miss its grant.
+        every_run = {f"$.dataset.{name}": uri for name, uri in run_locations(datasets.bucket_name, models.bucket_name, "*").items()}
+        self.job_requests = {name: at_synth(request, every_run) for name, request in self.workflow.job_requests.items()}
+        for statement in job_data_statements([self.job_requests["Train"]]):
+            self.training_role.add_to_policy(statement)
+        self._grant_model_role(endpoint, key, scoring=self.job_requests.get("ScoreTrainingSet"))
+
+        # --- triggers ---------------------------------------------------------------------------
+        self.table = dynamodb.Table(
+            self,
+            "State",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key,
+            time_to_live_attribute="expiresAt",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        )
+        acknowledge(
+            self.table,
+            f"Holds the retraining triggers of the last {triggers.RETENTION_DAYS} days, the running retraining's lock and the "
+            "manifest of the labels last trained on; point-in-time recovery is on, and the lineage records in the models "
+            "bucket are the durable history.",
+            "NIST.800.53.R5-DynamoDBInBackupPlan",
+            "HIPAA.Security-DynamoDBInBackupPlan",
+        )
+        self.queue = WorkQueue(self, "Triggers", key=key, consumer_timeout=TRIGGER_TIMEOUT, alarm_topic=serving.alerts.topic, purpose="Retraining triggers", fifo=True)
+        self.event_source = f"{config.app_name}.retraining"
+        sources = {"retraining": self.event_source}
+        if monitoring is not None:
+            sources["monitoring"] = monitoring.events.event_source
+        if review is not None:
+            sources["review"] = review.pipeline.event_source
+        self.triggers = AppFunction(
+            self,
+            "TriggerFunction",
+            handler="lambdas.retraining.handler.handler",
+            description="Records retraining triggers and starts one retraining at a time",
+            service=f"{prefix}-retraining-triggers",
+            invocation=Invocation.queue(),
+            key=key,
+            layer=layer,
+            retain_logs=config.retain_data,
+            timeout=TRIGGER_TIMEOUT,
+            environment={
+                "STATE_TABLE": self.table.table_name,
+                "STATE_MACHINE_ARN": self.state_machine.state_machine_arn,
+                "LABELS_BUCKET": labels_bucket.bucket_name if labels_bucket else "",
+                "LABEL_THRESHOLD": str(retraining.label_threshold),
+                "CHECK_TYPES": json.dumps(list(retraining.violation_check_types)),
+                "COOLDOWN_HOURS": str(retraining.cooldown_hours),
+                "EVENT_SOURCES": json.dumps(sources),
+                "DEAD_LETTER_QUEUE_URL": self.queue.dead_letter_queue.queue_url,
+            },
+        )
+        self.table.grant_read_write_data(self.triggers.role)
+        self.triggers.allow(["states:ListExecutions"], [self.state_machine.state_machine_arn])
+        self.state_machine.grant_start_execution(self.triggers.role)
+        self.state_machine.grant_execution(self.triggers.role, "states:DescribeExecution")  # is a lock's run still running?
+        if labels_bucket is not None:
+            self.triggers.allow(["s3:ListBucket"], [labels_bucket.bucket_arn])
+            self.triggers.allow(["s3:GetObject"], [labels_bucket.arn_for_objects(f"{TRAINING_PREFIX}/*")])
+            # The dataset manifest of the last training names the label objects it used.
+            self.triggers.allow(["s3:GetObject"], [datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*/{MANIFEST_FILE}")])
+            self.triggers.allow(["kms:Decrypt"], [key.key_arn])
+        self.queue.dead_letter_queue.grant_send_messages(self.triggers.role)
+        self.queue.consume(self.triggers, batch_size=1)
+        self.triggers.acknowledge_wildcards(
+            "DynamoDB's grant covers the table's index ARNs (<table>/index/*); labels are read under training-rows/ whose "
+            "object names come from the loops, and each run's manifest under retraining/<execution>/; DescribeExecution is on "
+            "this state machine's executions, named at run time; kms:GenerateDataKey* and kms:ReEncrypt* (aws-cdk-lib's grants "
+            "for the KMS-encrypted queues) are on the app's key only."
+        )
+        self.patterns = self._rules(config, monitoring, review)
+
+        CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn, description="Retraining state machine (Step Functions console: executions)")
+        CfnOutput(self, "StateTableName", value=self.table.table_name, description="Retraining triggers and their decisions (pk=trigger)")
+        CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn, description="Retraining results and approval requests")
+        CfnOutput(self, "LineageS3Uri", value=f"s3://{models.bucket_name}/{RETRAINING_PREFIX}/", description="Per-run lineage.json and current.json (the serving model's)")
+        CfnOutput(
+            self,
+            "StartCommand",
+            value=(
+                "aws events put-events --entries '[{\"Source\":\"" + self.event_source + "\",\"DetailType\":\""
+                + triggers.RETRAINING_REQUESTED + "\",\"Detail\":\"{\\\"reason\\\":\\\"manual\\\"}\"}]'"
+            ),
+            description="Starts a retraining (queued if one runs)",
+        )  # fmt: skip
+
+    def _training_role(self, image: ContainerImage, storage: StorageStack, key) -> iam.Role:
+        """What CreateTrainingJob's role needs: https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createtrainingjob-perms"""
+        role = iam.Role(self, "TrainingRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description="SageMaker training jobs of the retraining state machine")
+        # Its data (the run's set, the model output, their keys) is derived from the Train request below.
+        for statement in job_runtime_statements(self, image=image, key=key, log_group="TrainingJobs", metrics_namespace="/aws/sagemaker/TrainingJobs"):
+            role.add_to_policy(statement)
+        policy = role.node.find_child("DefaultPolicy")
+        acknowledge_wildcards(
+            policy,
+            policy.document,
+            "Training reads the run's assembled set and writes the model under retraining/<execution>/; SageMaker names the "
+            "log streams; ecr:GetAuthorizationToken and cloudwatch:PutMetricData (limited by a namespace condition) take no resource.",
+        )
+        acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
+        return role
+
+    def _grant_steps(self, prefix: str, storage: StorageStack, training_data: str, labels_bucket, monitoring: MonitoringStack | None, endpoint, key, parameter: str) -> None:
+        steps, stack = self.steps, Stack.of(self)
+        data_bucket, data_key = split_s3_uri(training_data)
+        steps.allow(["s3:ListBucket"], [f"arn:{stack.partition}:s3:::{data_bucket}", storage.models.bucket_arn, storage.datasets.bucket_arn])
+        steps.allow(
+            ["s3:GetObject"],
+            [
+                f"arn:{stack.partition}:s3:::{data_bucket}/{data_key}*",
+                storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*"),
+                storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*"),  # the batch transform's scores
+            ],
+        )
+        steps.allow(["s3:PutObject"], [storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*"), storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*")])
+        if labels_bucket is not None:
+            steps.allow(["s3:ListBucket"], [labels_bucket.bucket_arn])
+            steps.allow(["s3:GetObject"], [labels_bucket.arn_for_objects(f"{TRAINING_PREFIX}/*")])
+        if monitoring is not None:
+            bucket = storage.buckets["monitoring"]
+            kinds = [m.kind for m in monitoring.monitors if m.baseline_template is not None]
+            if kinds:
+                steps.allow(["s3:GetObject"], [bucket.arn_for_objects(f"{kind}/baselines/*") for kind in kinds])
+                steps.allow(["s3:PutObject"], [bucket.arn_for_objects(f"{kind}/{folder}/*") for kind in kinds for folder in ("baselines", "current")])
+        steps.allow(["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key.key_arn])
+        # CreateEndpointConfig/UpdateEndpoint with KMS keys: SageMaker creates grants as the caller.
+        steps.role.add_to_policy(
+            iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
+        )
+        sagemaker = lambda kind, name: stack.format_arn(service="sagemaker", resource=kind, resource_name=name)  # noqa: E731
+        steps.allow(["sagemaker:DescribeTrainingJob"], [sagemaker("training-job", f"{prefix}-*")])  # Evaluate reads the metrics
+        # UpdateEndpoint's auto-rollback watches this alarm; AWS asks "your IAM execution role" to be
+        # able to describe it: the caller here, the model's role in _grant_model_role.
+        steps.allow(["cloudwatch:DescribeAlarms"], [self.rollback_alarm.alarm_arn])
+        # Promote records the served model where the serving stack reads it (a plain String parameter).
+        steps.allow(
+            ["ssm:PutParameter"],
+            [stack.format_arn(service="ssm", resource="parameter", resource_name=parameter.lstrip("/"))],
+        )
+        endpoint_arn = sagemaker("endpoint", endpoint.endpoint_name.lower())
+        steps.allow(["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"], [endpoint_arn])
+        steps.allow(["sagemaker:DescribeEndpointConfig"], [sagemaker("endpoint-config", "*")])
+        steps.allow(["sagemaker:CreateEndpointConfig", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"], [sagemaker("endpoint-config", f"{prefix}-*")])
+        steps.acknowledge_wildcards(
+            "Retraining objects live under retraining/<execution>/ and baselines under <monitor>/baselines|current/; the "
+            "endpoint's current config has a CloudFormation-generated name (or a previous run's), so DescribeEndpointConfig "
+            f"is on any config, while new configs and training jobs are only {prefix}-*; KMS data-key actions are on the app's key only."
+        )
+
+    def _grant_model_role(self, endpoint, key, *, scoring: dict | None) -> None:
+        """What retraining needs of the model's execution role, in a policy of this stack (turning
+        retraining off removes it; the serving stack's own policy is unchanged):
+        - the blue/green auto-rollback alarm: "Ensure that your IAM execution role has permission to
+          perform the cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify"
+          (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html;
+          the steps function, which calls UpdateEndpoint, has it too);
+        - with a data-quality re-baseline, the batch transform that scores the training set runs as
+          this role: what its request (``scoring``) reads, lists, writes and encrypts with, and its
+          logs and metrics."""
+        stack = Stack.of(self)
+        statements = [iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=[self.rollback_alarm.alarm_arn])]
+        if scoring is not None:
+            statements += [
+                *job_data_statements([scoring]),
+                iam.PolicyStatement(actions=["kms:Decrypt", "kms:DescribeKey"], resources=[key.key_arn]),  # the SSE-KMS input
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    resources=[stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/TransformJobs:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+                ),
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/TransformJobs*"}}
+                ),
+            ]
+        policy = iam.ManagedPolicy(
+            self,
+            "ModelRolePolicy",
+            description="Retraining's needs of the model's execution role: the rollback alarm, the batch transform that scores the training set",
+            roles=[endpoint.role],
+            statements=statements,
+        )
+        acknowledge_wildcards(
+            policy,
+            policy.document,
+            "The transform reads retraining/<execution>/train/ and writes retraining/<execution>/scores/ with names chosen at run "
+            "time; SageMaker names the log streams; cloudwatch:PutMetricData takes no resource and is limited by a namespace condition.",
+        )
+
+    def _rules(self, config: AppConfig, monitoring: MonitoringStack | None, review: ReviewStack | None) -> dict[str, dict]:
+        """One rule per trigger kind, all into the FIFO queue; returns the patterns (tests read them)."""
+        retraining = config.retraining
+        patterns: dict[str, dict] = {
+            "Requested": {"source": [self.event_source], "detail-type": [triggers.RETRAINING_REQUESTED]},
+            "ExecutionEnded": {
+                "source": [triggers.STATES_SOURCE],
+                "detail-type": [triggers.EXECUTION_STATUS_CHANGE],
+                "detail": {"stateMachineArn": [self.state_machine.state_machine_arn], "status": list(triggers.ENDED)},
+            },
+        }
+        if monitoring is not None and monitoring.data_quality is not None and retraining.drift_alarms:
+            patterns["DriftAlarm"] = {
+                "source": [triggers.CLOUDWATCH_SOURCE],
+                "detail-type": [triggers.ALARM_STATE_CHANGE],
+                "detail": {"alarmName": [{"prefix": monitoring.data_quality.drift_alarm_prefix}], "state": {"value": ["ALARM"]}},
+            }
+        if monitoring is not None and retraining.violation_check_types:
+            patterns["Violations"] = {
+                "source": [monitoring.events.event_source],
+                "detail-type": [RUN_ENDED],
+                "detail": {"outcome": ["CompletedWithViolations"], "checkTypes": list(retraining.violation_check_types)},
+            }
+        if review is not None:
+            patterns["Labels"] = dict(review.pipeline.labels_available_pattern)
+        for name, pattern in patterns.items():
+            events.Rule(self, f"{name}Rule", description=f"Retraining trigger: {name}", event_pattern=_pattern(pattern), targets=[self.queue.rule_target()])
+        if retraining.schedule is not None:
+            events.Rule(self, "ScheduleRule", description="Retraining trigger: schedule", schedule=events.Schedule.expression(retraining.schedule), targets=[self.queue.rule_target()])
+        return patterns
+
+
+def at_synth(request: dict[str, Any], uris: dict[str, str]) -> dict[str, Any]:
+    """A state's request with each run-time path (``"S3Uri.$": "$.dataset.trainS3Uri"``) replaced by
+    the location it takes in every run; other run-time fields (names) are left out."""
+    def value(item: Any) -> Any:
+        if isinstance(item, dict):
+            return at_synth(item, uris)
+        return [value(i) for i in item] if isinstance(item, list) else item
+
+    resolved = {}
+    for key, item in request.items():
+        if key.endswith(".$"):
+            if item in uris:
+                resolved[key[:-2]] = uris[item]
+        else:
+            resolved[key] = value(item)
+    return resolved
+
+
+def _pattern(pattern: dict) -> events.EventPattern:
+    return events.EventPattern(source=pattern["source"], detail_type=pattern["detail-type"], detail=pattern.get("detail"))

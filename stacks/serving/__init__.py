@@ -1,0 +1,1 @@
+"""Serve and capture: the model, its endpoint, data capture and the bundled artefacts."""

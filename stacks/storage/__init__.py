@@ -1,0 +1,1 @@
+"""The stateful stack: the key and the buckets that outlive redeploys."""

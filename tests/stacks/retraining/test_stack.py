@@ -1,0 +1,336 @@
+"""The retraining stack: trigger rules match the events the other stacks and AWS emit, the state
+machine's tasks all time out, retry and catch, and IAM is scoped to this app's names."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from aws_cdk.assertions import Match, Template
+from botocore.validate import validate_parameters
+from moto.events.models import EventPattern
+
+from lambdas.retraining import steps
+from stacks.shared.compliance import flatten_reference, wildcard_findings
+from tests.conftest import build_app
+
+PLACEHOLDER_ARN = "arn:aws:iam::123456789012:role/placeholder"  # every token of the definition (roles, keys, images)
+
+
+@pytest.fixture(scope="module")
+def template(dev_app) -> Template:
+    return dev_app.template("retraining")
+
+
+def definition(built, token: str = "TOKEN") -> dict:
+    template = built.template_json("retraining")
+    [machine] = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    return json.loads("".join(p if isinstance(p, str) else token for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1]))
+
+
+def render(parameters: dict, state: dict) -> dict:
+    """A task's Parameters as Step Functions sends them: each ``"x.$": "$.a.b"`` replaced by its value."""
+
+    def at(path: str):
+        value = state
+        for part in path.removeprefix("$.").split("."):
+            value = value[part]
+        return value
+
+    def value(item):
+        return render(item, state) if isinstance(item, dict) else [value(i) for i in item] if isinstance(item, list) else item
+
+    return {key.removesuffix(".$"): at(item) if key.endswith(".$") else value(item) for key, item in parameters.items()}
+
+
+def statements_of(built, role) -> list[dict]:
+    policy = built.retraining.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
+    return built.template_json("retraining")["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def actions(statement: dict) -> list[str]:
+    return [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+
+
+def resources(statement: dict) -> list[str]:
+    return [flatten_reference(r) for r in (statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]])]
+
+
+def all_states(states: dict) -> dict:
+    found = {}
+    for name, state in states.items():
+        found[name] = state
+        for branch in state.get("Branches", []):
+            found.update(all_states(branch["States"]))
+    return found
+
+
+def matches(pattern: dict, event: dict) -> bool:
+    return EventPattern.load(json.dumps(pattern)).matches_event(event)
+
+
+def aws_event(source: str, detail_type: str, detail: dict, resources: list | None = None) -> dict:
+    return {"version": "0", "id": "1", "source": source, "detail-type": detail_type, "account": "123456789012", "time": "2026-11-22T10:00:00Z", "region": "eu-west-1", "resources": resources or [], "detail": detail}
+
+
+def test_drift_alarm_rule_matches_our_drift_alarms_entering_alarm_only(dev_app) -> None:
+    pattern = dev_app.retraining.patterns["DriftAlarm"]
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html (sample event)
+    alarm = aws_event("aws.cloudwatch", "CloudWatch Alarm State Change", {
+        "alarmName": "mlloop-dev-drift-mean_radius",
+        "state": {"value": "ALARM", "reason": "Threshold Crossed", "timestamp": "2026-11-22T10:00:00.000+0000"},
+        "previousState": {"value": "OK", "reason": "", "timestamp": "2026-11-22T09:00:00.000+0000"},
+        "configuration": {"metrics": []},
+    }, ["arn:aws:cloudwatch:eu-west-1:123456789012:alarm:mlloop-dev-drift-mean_radius"])  # fmt: skip
+    assert matches(pattern, alarm)
+    assert not matches(pattern, {**alarm, "detail": {**alarm["detail"], "state": {"value": "OK"}}})
+    assert not matches(pattern, {**alarm, "detail": {**alarm["detail"], "alarmName": "mlloop-dev-deployment-errors"}})
+    # Every drift alarm of the monitoring stack carries the prefix the rule matches.
+    names = [a["Properties"]["AlarmName"] for a in dev_app.template("monitoring").find_resources("AWS::CloudWatch::Alarm").values() if a["Properties"]["AlarmDescription"].startswith("Data drift")]
+    assert len(names) == 30 and all(n.startswith(dev_app.monitoring.data_quality.drift_alarm_prefix) for n in names)
+
+
+def test_violations_rule_matches_monitoring_run_ended_with_the_configured_checks(dev_app) -> None:
+    pattern = dev_app.retraining.patterns["Violations"]
+    detail = {"version": "1", "monitor": "data-quality", "outcome": "CompletedWithViolations", "checkTypes": ["baseline_drift_check", "data_type_check"], "violationCount": 3}
+    assert matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", detail))
+    assert not matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "checkTypes": ["data_type_check"]}))
+    assert not matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "outcome": "Completed", "checkTypes": []}))
+    assert pattern["source"] == [dev_app.monitoring.events.event_source]
+
+
+def test_labels_rule_is_the_review_stacks_own_pattern(dev_app) -> None:
+    pattern = dev_app.retraining.patterns["Labels"]
+    event = aws_event("mlloop.review", "Labels Available", {"humanLoopName": "mlloop-dev-x", "labelCount": 2, "unusedCount": 0, "trainingRowsS3Uri": "s3://l/training-rows/x.csv"})
+    assert matches(pattern, event) and pattern == dev_app.review.pipeline.labels_available_pattern
+
+
+def test_execution_ended_rule_matches_only_this_state_machine_ending(dev_app, template: Template) -> None:
+    [rule] = [r for r in template.find_resources("AWS::Events::Rule").values() if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]]
+    pattern = rule["Properties"]["EventPattern"]
+    arn = "arn:aws:states:eu-west-1:123456789012:stateMachine:mlloop-dev-retraining"
+    pattern = json.loads(json.dumps(pattern).replace(json.dumps(pattern["detail"]["stateMachineArn"][0]), json.dumps(arn)))
+    # https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html (execution status change sample)
+    event = aws_event("aws.states", "Step Functions Execution Status Change", {"executionArn": f"{arn.replace('stateMachine', 'execution')}:x", "stateMachineArn": arn, "name": "x", "status": "SUCCEEDED", "output": "{}"})
+    assert matches(pattern, event)
+    assert not matches(pattern, {**event, "detail": {**event["detail"], "status": "RUNNING"}})
+    assert not matches(pattern, {**event, "detail": {**event["detail"], "stateMachineArn": arn + "-other"}})
+
+
+def test_every_trigger_goes_to_one_fifo_queue_group(template: Template) -> None:
+    rules = template.find_resources("AWS::Events::Rule")
+    assert len(rules) == 5  # requested, execution ended, drift alarm, violations, labels (no schedule by default)
+    for rule in rules.values():
+        [target] = rule["Properties"]["Targets"]
+        assert target["SqsParameters"] == {"MessageGroupId": "all"} and "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 185
+    template.has_resource_properties("AWS::SQS::Queue", {"FifoQueue": True, "ContentBasedDeduplication": True, "KmsMasterKeyId": Match.any_value()})
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"BatchSize": 1, "FunctionResponseTypes": ["ReportBatchItemFailures"]})
+
+
+def test_every_task_times_out_retries_and_is_caught(dev_app) -> None:
+    states = all_states(definition(dev_app)["States"])
+    tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
+    assert {"Assemble", "Train", "Evaluate", "CreateModel", "ScoreTrainingSet", "BaselineDataset", "Baselines", "DataQualityBaseline", "ExplainabilityBaseline", "Deploy", "CheckEndpoint", "Promote"} <= set(tasks)
+    for name, task in tasks.items():
+        assert task.get("TimeoutSeconds"), name
+        if name.startswith("Notify"):
+            continue  # the notifications are what the catches lead to
+        assert task.get("Retry"), name
+        if not name.endswith("Baseline"):  # branches: the Parallel state catches
+            assert any(c["ErrorEquals"] == ["States.ALL"] and c["Next"] == "NotifyFailure" for c in task["Catch"]), name
+    assert states["BaselineJobs"]["Catch"][0]["Next"] == "NotifyFailure"
+    assert tasks["Train"]["Resource"].endswith(":states:::sagemaker:createTrainingJob.sync")
+    assert tasks["DataQualityBaseline"]["Resource"].endswith(":states:::sagemaker:createProcessingJob.sync")
+    assert tasks["ScoreTrainingSet"]["Resource"].endswith(":states:::sagemaker:createTransformJob.sync")
+    throttling = tasks["Train"]["Retry"][0]["ErrorEquals"]
+    assert "SageMaker.ThrottlingException" in throttling
+    assert "Lambda.TooManyRequestsException" in tasks["Assemble"]["Retry"][0]["ErrorEquals"]
+
+
+def test_state_machine_logs_everything_encrypted_with_tracing(template: Template) -> None:
+    template.has_resource_properties("AWS::StepFunctions::StateMachine", {
+        "StateMachineName": "mlloop-dev-retraining",
+        "StateMachineType": "STANDARD",
+        "TracingConfiguration": {"Enabled": True},
+        "LoggingConfiguration": {"Level": "ALL", "IncludeExecutionData": True, "Destinations": Match.any_value()},
+    })  # fmt: skip
+    template.has_resource_properties("AWS::Logs::LogGroup", {"LogGroupName": "/aws/vendedlogs/states/mlloop-dev-retraining", "KmsKeyId": Match.any_value(), "RetentionInDays": 30})
+
+
+def test_state_machine_may_pass_only_the_sagemaker_roles_and_touch_only_app_names(dev_app, template: Template) -> None:
+    role = dev_app.retraining.state_machine.role
+    policy = dev_app.retraining.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
+    statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+    [passing] = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert len(passing["Resource"]) == 4  # training role, the model's execution role, the two monitors' roles
+    assert "*" not in json.dumps(passing["Resource"])
+    # ListTags is on "*" (aws-cdk-lib merges it into one statement with the other "*" actions).
+    sagemaker = [s for s in statements if any(a.startswith("sagemaker:") for a in actions(s)) and s["Resource"] != "*"]
+    for statement in sagemaker:
+        for resource in resources(statement):
+            assert resource.endswith("/mlloop-dev-*"), resource
+    # The only wildcards: the app-prefixed SageMaker names, the steps function's versions (aws-cdk-lib's
+    # LambdaInvoke grant), ListTags as AWS documents it, and what aws-cdk-lib grants for X-Ray and log delivery.
+    findings = wildcard_findings(statements)
+    assert all(f.endswith("/mlloop-dev-*") or f in ("Resource::*", "Resource::<StepsFunction23E0B919.Arn>:*") for f in findings), findings
+    star = sorted(a for s in statements if s["Resource"] == "*" for a in actions(s))
+    assert all(a.startswith(("xray:", "logs:")) or a == "sagemaker:ListTags" for a in star), star
+
+
+def test_sync_integrations_have_what_aws_documents_for_them(dev_app) -> None:
+    """https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html ("Run a Job (.sync)"):
+    Create/Describe/Stop on the job's name, ListTags on "*", and the managed rule of each job kind."""
+    statements = statements_of(dev_app, dev_app.retraining.state_machine.role)
+    [listing] = [s for s in statements if "sagemaker:ListTags" in actions(s)]
+    assert listing["Resource"] == "*" and [a for a in actions(listing) if a.startswith("sagemaker:")] == ["sagemaker:ListTags"]
+    for kind, api in (("training-job", "TrainingJob"), ("processing-job", "ProcessingJob"), ("transform-job", "TransformJob")):
+        [jobs] = [s for s in statements if f"sagemaker:Create{api}" in actions(s)]
+        assert sorted(actions(jobs)) == sorted([f"sagemaker:Create{api}", f"sagemaker:Describe{api}", f"sagemaker:Stop{api}", "sagemaker:AddTags"])
+        assert resources(jobs) == [f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:{kind}/mlloop-dev-*"]
+    [rules] = [s for s in statements if "events:PutRule" in actions(s)]
+    assert sorted(r.rsplit("/", 1)[1] for r in resources(rules)) == [
+        "StepFunctionsGetEventsForSageMakerProcessingJobsRule", "StepFunctionsGetEventsForSageMakerTrainingJobsRule", "StepFunctionsGetEventsForSageMakerTransformJobsRule",
+    ]  # fmt: skip
+
+
+def run_state() -> dict:
+    """The state the SageMaker tasks read: what Assemble returns (names from steps.names)."""
+    settings = steps.StepSettings(
+        prefix="mlloop-dev", endpoint_name="mlloop-dev", datasets_bucket="datasets", models_bucket="models", training_data_s3_uri="s3://datasets/b/train.csv",
+        labels_bucket=None, feature_names=("a",), label_count=2, validation_percentage=20, objective_metric="m", objective_goal="minimize", tolerance=0.0,
+        deployment={}, served_model_parameter="/mlloop/dev/serving/model-data-url",
+    )  # fmt: skip
+    run = "s3://datasets/retraining/20261122-100000-abc123/"
+    return {"dataset": {
+        "names": steps.names(settings, "20261122-100000-abc123"), "trainS3Uri": f"{run}train/", "validationS3Uri": f"{run}validation/",
+        "modelOutputS3Uri": "s3://models/retraining/20261122-100000-abc123/", "scoresS3Uri": f"{run}scores/", "baselineS3Uri": f"{run}baseline/",
+    }}  # fmt: skip
+
+
+def test_the_training_request_is_valid_and_turns_the_profiler_off(dev_app) -> None:
+    states = all_states(definition(dev_app, token=PLACEHOLDER_ARN)["States"])
+    request = render(states["Train"]["Parameters"], run_state())
+    validate_parameters(request, _input_shape("CreateTrainingJob"))
+    # Debugger and Profiler are closed to new customers: the profiler is off, and no debugger hook or rule is sent.
+    assert request["ProfilerConfig"] == {"DisableProfiler": True}
+    assert not {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations", "TensorBoardOutputConfig"} & set(request)
+    # The metrics are not selected from the result (a job without them would be a States.Runtime error): Evaluate reads them.
+    assert "FinalMetricDataList" not in json.dumps(states["Train"]["ResultSelector"])
+
+
+def test_the_scoring_transform_joins_each_training_row_to_the_new_models_score(dev_app) -> None:
+    states = all_states(definition(dev_app, token=PLACEHOLDER_ARN)["States"])
+    state = run_state()
+    request = render(states["ScoreTrainingSet"]["Parameters"], state)
+    validate_parameters(request, _input_shape("CreateTransformJob"))
+    assert request["ModelName"] == state["dataset"]["names"]["model"] and request["TransformJobName"] == state["dataset"]["names"]["transformJob"]
+    assert request["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "S3Prefix", "S3Uri": state["dataset"]["trainS3Uri"]}
+    assert request["TransformInput"]["ContentType"] == "text/csv" and request["TransformInput"]["SplitType"] == "Line"
+    assert request["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input"}  # the label is not sent to the model
+    assert request["TransformOutput"]["S3OutputPath"] == state["dataset"]["scoresS3Uri"] and request["TransformOutput"]["AssembleWith"] == "Line"
+    assert request["TransformOutput"]["KmsKeyId"] and request["TransformResources"]["VolumeKmsKeyId"]
+    # CreateModel -> ScoreTrainingSet -> BaselineDataset -> Baselines, which hands the dataset to the data-quality job.
+    assert states["CreateModel"]["Next"] == "ScoreTrainingSet" and states["ScoreTrainingSet"]["Next"] == "BaselineDataset"
+    assert states["BaselineDataset"]["Next"] == "Baselines"
+    assert states["Baselines"]["Parameters"]["baselineDataset.$"] == "$.baselineDataset"
+    templates = states["Run"]["Parameters"]["templates"]
+    assert templates["dataQuality"]["dataset"] == steps.SCORED_DATASET and templates["explainability"]["dataset"] == steps.TRAINING_DATASET
+
+
+def _input_shape(operation: str):
+    return boto3.client("sagemaker", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x").meta.service_model.operation_model(operation).input_shape
+
+
+def test_the_models_role_may_describe_the_rollback_alarm_and_run_the_transform_by_a_policy_of_this_stack(dev_app, template: Template) -> None:
+    [policy] = template.find_resources("AWS::IAM::ManagedPolicy").values()
+    [role] = policy["Properties"]["Roles"]
+    # The serving stack's model role, by reference: the policy belongs to this stack.
+    assert '"mlloop-dev-serving"' in json.dumps(role) and "InferenceExecutionRole" in json.dumps(role)
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    alarm_id = dev_app.retraining.get_logical_id(dev_app.retraining.rollback_alarm.node.default_child)
+    [alarms] = [s for s in statements if "cloudwatch:DescribeAlarms" in actions(s)]
+    assert actions(alarms) == ["cloudwatch:DescribeAlarms"] and alarms["Resource"] == {"Fn::GetAtt": [alarm_id, "Arn"]}
+    # Derived from the transform request (stacks/shared/job_roles.py): its input prefix of every run, its output, its keys.
+    by_action = {a: resources(s) for s in statements for a in actions(s)}
+    assert [r.split("}}", 1)[1] for r in by_action["s3:GetObject"]] == ["/retraining/*/train/*"]
+    assert [r.split("}}", 1)[1] for r in by_action["s3:PutObject"]] == ["/retraining/*/scores/*"]
+    assert len(by_action["s3:ListBucket"]) == 1 and "Datasets" in by_action["s3:ListBucket"][0]
+    assert {"kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt", "kms:CreateGrant"} <= set(by_action)
+
+
+def test_the_training_roles_data_grants_are_derived_from_the_train_request(dev_app) -> None:
+    statements = statements_of(dev_app, dev_app.retraining.training_role)
+    by_action = {a: resources(s) for s in statements for a in actions(s)}
+    assert sorted(r.split("}}", 1)[1] for r in by_action["s3:GetObject"]) == ["/retraining/*/train/*", "/retraining/*/validation/*"]
+    assert [r.split("}}", 1)[1] for r in by_action["s3:PutObject"]] == ["/retraining/*/*"]  # the model output of every run
+    assert "Models" in by_action["s3:PutObject"][0] and "Datasets" in by_action["s3:ListBucket"][0]
+    [grant] = [s for s in statements if "kms:CreateGrant" in actions(s)]  # VolumeKmsKeyId
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert {"kms:Encrypt", "kms:GenerateDataKey"} <= set(by_action)  # OutputDataConfig.KmsKeyId
+
+
+def test_steps_may_describe_the_rollback_alarm_and_write_the_served_model_parameter_only(dev_app) -> None:
+    statements = statements_of(dev_app, dev_app.retraining.steps.role)
+    [alarms] = [s for s in statements if "cloudwatch:DescribeAlarms" in actions(s)]
+    alarm_id = dev_app.retraining.get_logical_id(dev_app.retraining.rollback_alarm.node.default_child)
+    assert actions(alarms) == ["cloudwatch:DescribeAlarms"] and alarms["Resource"] == {"Fn::GetAtt": [alarm_id, "Arn"]}
+    [parameter] = [s for s in statements if "ssm:PutParameter" in actions(s)]
+    assert actions(parameter) == ["ssm:PutParameter"]
+    # The serving stack's parameter (AppConfig.served_model_parameter), and nothing else.
+    assert resources(parameter) == ["arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/mlloop/dev/serving/model-data-url"]
+
+
+def test_triggers_may_describe_only_this_machines_executions(dev_app) -> None:
+    statements = statements_of(dev_app, dev_app.retraining.triggers.role)
+    [describe] = [s for s in statements if "states:DescribeExecution" in actions(s)]
+    assert actions(describe) == ["states:DescribeExecution"]
+    [resource] = resources(describe)
+    assert resource.startswith("arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:") and resource.endswith(":*")
+
+
+def test_steps_may_update_only_this_endpoint(dev_app, template: Template) -> None:
+    policy = dev_app.retraining.get_logical_id(dev_app.retraining.steps.role.node.find_child("DefaultPolicy").node.default_child)
+    statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+    update = [flatten_reference(r) for s in statements if "sagemaker:UpdateEndpoint" in s["Action"] for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+    assert any(r.endswith(":endpoint/mlloop-dev") for r in update) and all(r.endswith((":endpoint/mlloop-dev", ":endpoint-config/mlloop-dev-*")) for r in update)
+
+
+def test_deployment_rolls_back_on_the_endpoints_errors(dev_app, template: Template) -> None:
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {"AlarmName": "mlloop-dev-deployment-errors", "MetricName": "Invocation5XXErrors", "Namespace": "AWS/SageMaker"})
+    environment = dev_app.retraining.steps.function.node.default_child
+    config = json.loads(dev_app.template_json("retraining")["Resources"][dev_app.retraining.get_logical_id(environment)]["Properties"]["Environment"]["Variables"]["DEPLOYMENT_CONFIG"])
+    assert config["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "mlloop-dev-deployment-errors"}]}
+    assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}
+
+
+def test_manual_approval_and_schedule_switches(tmp_path, dev_app) -> None:
+    environment = json.loads(json.dumps(dev_app.app.node.try_get_context("environments")["dev"]))
+    environment["retraining"] = {"manual_approval": True, "approval_timeout_hours": 6, "schedule": "rate(7 days)"}
+    built = build_app(tmp_path, environment=environment)
+    built.app.synth()
+    states = all_states(definition(built)["States"])
+    approve = states["Approve"]
+    assert approve["Resource"].endswith(":states:::sns:publish.waitForTaskToken") and approve["TimeoutSeconds"] == 6 * 3600
+    assert {c["Next"] for c in approve["Catch"]} == {"ApprovalAnswer", "NotifyFailure"}
+    # A rejection without a cause (the documented command sends none) is formatted without one.
+    # Rules are tried in order: the first one tests that Cause is there before any other reads it.
+    rules = states["ApprovalAnswer"]["Choices"]
+    assert rules[0] == {"Not": {"Variable": "$.approval.Cause", "IsPresent": True}, "Next": "ApprovalWithheldWithoutCause"}
+    assert {r["Next"] for r in rules} == {"ApprovalWithheldWithoutCause"} and states["ApprovalAnswer"]["Default"] == "ApprovalWithheld"
+    assert "Cause" not in states["ApprovalWithheldWithoutCause"]["Parameters"]["reason.$"]
+    assert "Approve" not in all_states(definition(dev_app)["States"])
+    scheduled = [r for r in built.template("retraining").find_resources("AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
+    assert [r["Properties"]["ScheduleExpression"] for r in scheduled] == ["rate(7 days)"]
+
+
+def test_turning_retraining_off_removes_exactly_its_stack(tmp_path, dev_app) -> None:
+    environment = json.loads(json.dumps(dev_app.app.node.try_get_context("environments")["dev"]))
+    environment["retraining"] = {"enabled": False}
+    built = build_app(tmp_path, environment=environment)
+    built.app.synth()
+    assert built.retraining is None
+    assert {s.node.id for s in built.app.node.children if hasattr(s, "template_options")} == {"Storage", "Serving", "Monitoring", "Review", "Operations"}
+    serving = built.template("serving").to_json()
+    assert "/retraining/*" not in json.dumps(serving)
