@@ -63,7 +63,9 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.test-deps node_modules/.installed layer build/.chromium
 
+# Templates of stacks the chosen environment does not deploy would otherwise stay in cdk.out/.
 synth: $(VENV)/.synth-deps node_modules/.installed layer
+	rm -f cdk.out/*.template.json
 	$(CDK) synth --quiet
 	@echo "Templates written to cdk.out/"
 
@@ -100,7 +102,7 @@ review-preview: $(VENV)/.synth-deps
 	@test -n "$(CAPTURE)" || { echo 'usage: make review-preview CAPTURE=<capture .jsonl file> [ARGS="--lower 0.1 --upper 0.9"]' >&2; exit 2; }
 	@$(VENV)/bin/python -m lambdas.capture "$(CAPTURE)" $(ARGS)
 
-model: setup
+model: $(VENV)/.test-deps
 	$(VENV)/bin/python -m stacks.shared.default_model.train
 
 clean:

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         rule = SelectionRule(rule=args.rule, lower=args.lower, upper=args.upper, outcome=args.outcome)
     except ValueError as error:
         parser.error(str(error))
+    if not args.capture_file.is_file():
+        parser.error(f"{args.capture_file}: no such capture file")
     options = ParseOptions(score_path=args.score_path, features_path=args.features_path, keep=rule.selects_prediction)
 
     counts: Counter[str] = Counter()

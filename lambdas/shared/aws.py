@@ -9,15 +9,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
+RETRIES = {"mode": "standard", "max_attempts": 5}
 
 
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service, config=RETRIES)
+    # boto3 is imported here, not with the module: the stacks import this module (split_s3_uri) at
+    # every synth, which makes no AWS call and should not pay for loading boto3.
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(service, config=Config(retries=RETRIES))
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -72,3 +72,8 @@ def test_make_review_preview_prints_what_the_module_prints(tmp_path: Path) -> No
 def test_make_review_preview_without_a_file_says_how_to_use_it() -> None:
     made = subprocess.run(["make", "--no-print-directory", "-s", "review-preview"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert made.returncode != 0 and "usage: make review-preview CAPTURE=" in made.stderr
+
+
+def test_a_missing_capture_file_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "nope.jsonl")
+    assert result.returncode == 2 and "no such capture file" in result.stderr and "Traceback" not in result.stderr
