@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from lambdas.capture.events import CaptureObject
 from lambdas.capture.records import ParseOptions, parse_line
 from lambdas.capture.selection import SelectionRule
+from lambdas.shared import aws
 from lambdas.shared.review_group import ReviewGroup
 
 READ_CHUNK = 256 * 1024
@@ -88,16 +89,10 @@ def open_capture_object(s3: Any, obj: CaptureObject) -> Any:
             return s3.get_object(Bucket=obj.bucket, Key=key)["Body"]
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "404") or (code == "AccessDenied" and not _listed(s3, obj.bucket, key)):
+            if code in ("NoSuchKey", "404") or (code == "AccessDenied" and not aws.key_listed(s3, obj.bucket, key)):
                 continue
             raise
     raise ObjectGone(f"{obj.uri} no longer exists")
-
-
-def _listed(s3: Any, bucket: str, key: str) -> bool:
-    """Whether ``key`` exists, by listing it (it sorts first among the keys it is a prefix of)."""
-    contents = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents") or []
-    return any(item.get("Key") == key for item in contents)
 
 
 def read_lines(body: Any, *, chunk_size: int = READ_CHUNK, max_line: int = MAX_LINE) -> Iterator[bytes | None]:

@@ -32,6 +32,18 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def key_listed(s3: Any, bucket: str, key: str) -> bool:
+    """Whether ``key`` exists, by listing it (it sorts first among the keys it is a prefix of).
+
+    S3 answers GetObject of a missing key with 404 only to a caller whose ListBucket allows it and
+    with 403 AccessDenied otherwise, and AWS does not document which ``s3:prefix`` it evaluates for
+    that decision. A ListObjectsV2 with ``Prefix=key`` is documented to be checked against
+    ``s3:prefix`` = that prefix, so roles whose ListBucket is limited to a prefix settle a 403 here.
+    """
+    contents = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents") or []
+    return any(item.get("Key") == key for item in contents)
+
+
 def park(sqs: Any, queue_url: str, body: str, reason: str, source: str, group_id: str | None = None) -> None:
     """Put a message that cannot be processed on a dead-letter queue with its reason.
 

@@ -260,13 +260,16 @@ class _Monitor(Construct):
 
     @staticmethod
     def cluster(job: MonitorJobConfig, key: kms.IKey) -> dict:
-        return {"InstanceType": job.instance_type, "InstanceCount": job.instance_count, "VolumeSizeInGB": job.volume_size_gb, "VolumeKmsKeyId": key.key_arn}
+        return {"InstanceType": job.instance_type, "InstanceCount": job.instance_count, "VolumeSizeInGB": job.volume_size_gb, **aws_facts.volume_key(job.instance_type, key.key_arn)}
 
     @staticmethod
     def resources(definition_type: type, job: MonitorJobConfig, key: kms.IKey):
         return definition_type.MonitoringResourcesProperty(
             cluster_config=definition_type.ClusterConfigProperty(
-                instance_count=job.instance_count, instance_type=job.instance_type, volume_size_in_gb=job.volume_size_gb, volume_kms_key_id=key.key_arn
+                instance_count=job.instance_count,
+                instance_type=job.instance_type,
+                volume_size_in_gb=job.volume_size_gb,
+                volume_kms_key_id=aws_facts.volume_key(job.instance_type, key.key_arn).get("VolumeKmsKeyId"),
             )
         )
 

@@ -95,7 +95,7 @@ class RetrainingStack(Stack):
                 "InstanceType": retraining.instance_type,
                 "InstanceCount": retraining.instance_count,
                 "VolumeSizeInGB": retraining.volume_size_gb,
-                "VolumeKmsKeyId": key.key_arn,
+                **aws_facts.volume_key(retraining.instance_type, key.key_arn),
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": retraining.max_runtime_seconds},
             "EnableInterContainerTrafficEncryption": True,
@@ -180,7 +180,9 @@ class RetrainingStack(Stack):
             key=key,
             training=training,
             model=model,
-            transform_resources={"InstanceType": retraining.transform_instance_type, "InstanceCount": 1, "VolumeKmsKeyId": key.key_arn} if scoring else None,
+            transform_resources={"InstanceType": retraining.transform_instance_type, "InstanceCount": 1, **aws_facts.volume_key(retraining.transform_instance_type, key.key_arn)}
+            if scoring
+            else None,
             pass_roles=pass_roles,
             baseline_templates=templates,
         )

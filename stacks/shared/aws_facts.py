@@ -81,6 +81,14 @@ def has_local_instance_storage(instance_type: str) -> bool:
     return family in _LOCAL_STORAGE_FAMILIES or bool(_INSTANCE_STORE_SUFFIX.fullmatch(family))
 
 
+def volume_key(instance_type: str, key_arn: str) -> dict[str, str]:
+    """``{"VolumeKmsKeyId": key_arn}`` for a job's storage volume, or nothing on an instance with local
+    storage: botocore's ResourceConfig, ProcessingClusterConfig and TransformResources docs say
+    "You can't request a VolumeKmsKeyId when using an instance type with local storage" (those
+    instances encrypt their NVMe storage with a hardware module)."""
+    return {} if has_local_instance_storage(instance_type) else {"VolumeKmsKeyId": key_arn}
+
+
 @cache
 def _sagemaker_model():
     return botocore.session.get_session().get_service_model("sagemaker")

@@ -90,12 +90,22 @@ class ReportDenied(ValueError):
     """S3 refused the violations read: parked with this reason, never taken for a clean run."""
 
 
+def _listed_or_denied(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        return aws.key_listed(s3, bucket, key)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "AccessDenied":
+            return True
+        raise
+
+
 def read_violations(s3: Any, report_uri: str) -> list[dict[str, Any]]:
     """The run's violations; none when the file is absent (a clean data-quality run writes none).
 
     S3 says a key is absent (404 NoSuchKey) only to a caller who may list the bucket; to anyone
-    else it answers 403 AccessDenied, absent or not. So 403 is never read as "no violations": the
-    function's role lists the report prefixes, and a refusal means a permission is missing.
+    else it answers 403 AccessDenied, absent or not. So a 403 is settled by listing the key (the
+    function's role may list the report prefixes): not listed means a clean run; listed, or the
+    listing refused too, means a permission is missing, and the event is parked with that reason.
     """
     bucket, key = aws.split_s3_uri(f"{report_uri}/{VIOLATIONS_FILE}")
     try:
@@ -103,6 +113,8 @@ def read_violations(s3: Any, report_uri: str) -> list[dict[str, Any]]:
     except ClientError as error:
         code = error.response["Error"]["Code"]
         if code == "NoSuchKey":
+            return []
+        if code == "AccessDenied" and not _listed_or_denied(s3, bucket, key):
             return []
         if code == "AccessDenied":
             raise ReportDenied(

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from lambdas.monitoring.runs import handler
+from lambdas.monitoring.runs import handler, runs
 from lambdas.monitoring.runs.runs import MAX_VIOLATIONS, RunSettings, run_ended, schedule_health
 from stacks.shared import aws_facts
 from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain, sqs_event
@@ -151,16 +151,44 @@ def test_a_run_event_without_monitoring_schedule_arn_is_placed_by_its_report_fol
     assert run["monitor"] == "explainability" and run["scheduleName"] == EX and drain(dlq) == []
 
 
-def _stubbed_get(code: str, status: int):
-    """An S3 client whose GetObject of the violations file answers ``code`` / HTTP ``status`` as S3 does."""
+def _stubbed_get(code: str, status: int, listing: dict | str | None = None):
+    """An S3 client whose GetObject of the violations file answers ``code`` / HTTP ``status`` as S3
+    does, then (for a 403) whose ListObjectsV2 of that key answers ``listing``: a response, or an
+    error code."""
     client = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     stubber = Stubber(client)
+    key = f"{REPORT}/constraint_violations.json"
     stubber.add_client_error(
         "get_object", service_error_code=code, service_message=code, http_status_code=status,
-        expected_params={"Bucket": BUCKET, "Key": f"{REPORT}/constraint_violations.json"},
+        expected_params={"Bucket": BUCKET, "Key": key},
     )  # fmt: skip
+    listed = {"Bucket": BUCKET, "Prefix": key, "MaxKeys": 1}
+    if isinstance(listing, str):
+        stubber.add_client_error("list_objects_v2", service_error_code=listing, service_message=listing, http_status_code=403, expected_params=listed)
+    elif listing is not None:
+        stubber.add_response("list_objects_v2", listing, listed)
     stubber.activate()
     return client, stubber
+
+
+LISTED = {"Contents": [{"Key": f"{REPORT}/constraint_violations.json", "Size": 10}], "KeyCount": 1}
+NOT_LISTED = {"KeyCount": 0}
+
+
+def test_a_403_for_a_violations_file_that_is_not_listed_is_a_clean_run() -> None:
+    # AWS does not document which s3:prefix S3 evaluates when it chooses between 404 and 403 for a
+    # missing key; a listing of the key is documented to use its Prefix, so it settles the 403.
+    client, stubber = _stubbed_get("AccessDenied", 403, listing=NOT_LISTED)
+    assert runs.read_violations(client, f"s3://{BUCKET}/{REPORT}") == []
+    stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("listing", [LISTED, "AccessDenied"], ids=["listed", "listing-denied-too"])
+def test_a_403_for_a_listed_or_unlistable_violations_file_is_a_denial(listing) -> None:
+    client, stubber = _stubbed_get("AccessDenied", 403, listing=listing)
+    with pytest.raises(runs.ReportDenied, match="403 AccessDenied"):
+        runs.read_violations(client, f"s3://{BUCKET}/{REPORT}")
+    stubber.assert_no_pending_responses()
 
 
 def test_a_missing_violations_file_is_a_clean_run_when_s3_says_no_such_key() -> None:
@@ -176,7 +204,7 @@ def test_a_denied_violations_read_is_parked_with_its_reason_never_published_as_c
     # AccessDenied: the run's outcome is unknown, so nothing is published and the event waits on
     # the dead-letter queue with the reason.
     _, dlq, sink = world
-    client, stubber = _stubbed_get("AccessDenied", 403)
+    client, stubber = _stubbed_get("AccessDenied", 403, listing=LISTED)
     real = handler.aws.client
     monkeypatch.setattr(handler.aws, "client", lambda service: client if service == "s3" else real(service))
     assert handler.handler(sqs_event(run_event()), LambdaContext()) == {"batchItemFailures": []}

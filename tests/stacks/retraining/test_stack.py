@@ -14,6 +14,7 @@ from moto.events.models import EventPattern
 from lambdas.retraining import steps
 from stacks.shared.compliance import flatten_reference, wildcard_findings
 from tests.conftest import build_app
+from tests.stacks.monitoring.test_stack import _baseline_request
 
 PLACEHOLDER_ARN = "arn:aws:iam::123456789012:role/placeholder"  # every token of the definition (roles, keys, images)
 
@@ -334,3 +335,25 @@ def test_turning_retraining_off_removes_exactly_its_stack(tmp_path, dev_app) -> 
     assert {s.node.id for s in built.app.node.children if hasattr(s, "template_options")} == {"Storage", "Serving", "Monitoring", "Review", "Operations"}
     serving = built.template("serving").to_json()
     assert "/retraining/*" not in json.dumps(serving)
+
+
+def test_jobs_on_instances_with_local_storage_request_no_volume_key(tmp_path, dev_app) -> None:
+    """botocore (ResourceConfig, ProcessingClusterConfig, TransformResources): "You can't request a
+    VolumeKmsKeyId when using an instance type with local storage"; other instances keep the app's key."""
+    environment = json.loads(json.dumps(dev_app.app.node.try_get_context("environments")["dev"]))
+    environment["retraining"] = {"instance_type": "ml.g5.xlarge", "transform_instance_type": "ml.g4dn.xlarge"}
+    environment["monitoring"] = {"data_quality": {"instance_type": "ml.g5.xlarge"}}
+    built = build_app(tmp_path, environment=environment)
+    built.app.synth()
+    states = all_states(definition(built, token=PLACEHOLDER_ARN)["States"])
+    train, score = (render(states[name]["Parameters"], run_state()) for name in ("Train", "ScoreTrainingSet"))
+    assert "VolumeKmsKeyId" not in train["ResourceConfig"] and "VolumeKmsKeyId" not in score["TransformResources"]
+    monitoring = built.template("monitoring")
+    assert "VolumeKmsKeyId" not in _baseline_request(monitoring)["ProcessingResources"]["ClusterConfig"]
+    [definition_] = monitoring.find_resources("AWS::SageMaker::DataQualityJobDefinition").values()
+    assert "VolumeKmsKeyId" not in definition_["Properties"]["JobResources"]["ClusterConfig"]
+    # The default instances (ml.m5.xlarge) keep their volumes on the app's key.
+    default_states = all_states(definition(dev_app, token=PLACEHOLDER_ARN)["States"])
+    assert render(default_states["Train"]["Parameters"], run_state())["ResourceConfig"]["VolumeKmsKeyId"]
+    assert render(default_states["ScoreTrainingSet"]["Parameters"], run_state())["TransformResources"]["VolumeKmsKeyId"]
+    assert _baseline_request(dev_app.template("monitoring"))["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"]
