@@ -13,7 +13,7 @@ export AWS_EC2_METADATA_DISABLED := true
 
 CDK := cdk --context env=$(ENV)
 
-.PHONY: setup layer synth test bench deploy diff destroy bootstrap model clean review-preview
+.PHONY: setup layer synth test bench deploy diff destroy bootstrap model clean review-preview drift-report
 
 $(VENV)/.synth-deps: requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -101,6 +101,12 @@ destroy: node_modules/.installed $(VENV)/.synth-deps layer
 review-preview: $(VENV)/.synth-deps
 	@test -n "$(CAPTURE)" || { echo 'usage: make review-preview CAPTURE=<capture .jsonl file> [ARGS="--lower 0.1 --upper 0.9"]' >&2; exit 2; }
 	@$(VENV)/bin/python -m lambdas.capture "$(CAPTURE)" $(ARGS)
+
+# Data-quality drift of local capture files against a baseline, with the open monitor's code:
+# statistics.json, constraint_violations.json and report.html in OUT, one line per violation.
+drift-report: $(VENV)/.synth-deps
+	@test -n "$(CAPTURE)" -a -n "$(OUT)" || { echo 'usage: make drift-report CAPTURE="<capture .jsonl files>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]' >&2; exit 2; }
+	@$(VENV)/bin/python -m lambdas.monitoring.drift --env "$(ENV)" --out "$(OUT)" $(if $(BASELINE),--baseline "$(BASELINE)") $(CAPTURE)
 
 model: $(VENV)/.test-deps
 	$(VENV)/bin/python -m stacks.shared.default_model.train

@@ -1,0 +1,181 @@
+"""Data-quality drift of local capture files against a baseline, with the deployed monitor's code.
+
+    make drift-report CAPTURE="<capture .jsonl files>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]
+
+Reads each capture file with the capture parser (score path and features path from the
+environment's model configuration), profiles it into one sketch, merges the sketches and evaluates
+them against the baseline computed from BASELINE (default: the environment's baseline dataset when
+it is the bundled one) as the deployed evaluator does. Writes statistics.json,
+constraint_violations.json and report.html into OUT, prints one line per violation and a summary.
+Exit code 0 with or without violations; 2 on a usage error (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import orjson
+
+from lambdas.capture.records import ParseOptions, parse_line
+from lambdas.monitoring.drift import report
+from lambdas.monitoring.drift.baseline import STATISTICS_FILE, BaselineError, baseline_documents, load
+from lambdas.monitoring.drift.evaluate import BASELINE_DRIFT, VIOLATIONS_FILE, Evaluation, evaluate
+from lambdas.monitoring.drift.sketch import Layout, Sketch, dumps
+
+ROOT = Path(__file__).resolve().parents[3]
+USAGE = 'make drift-report CAPTURE="<capture .jsonl files>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]'
+
+
+class UsageError(Exception):
+    """A problem with the command's arguments or inputs: reported with exit code 2."""
+
+
+def environment_config(environment: str):  # -> AppConfig; imported here: only the CLI needs the stacks package
+    from stacks.shared.config import ConfigError, load as load_config
+
+    try:
+        context = json.loads((ROOT / "cdk.json").read_text())["context"]
+        return load_config({"environments": context.get("environments"), "env": environment}.get)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def baseline_text(path: Path | None, config) -> tuple[str, str]:
+    """(dataset text, where it came from): BASELINE, else the environment's bundled dataset."""
+    if path is None:
+        dataset = config.monitoring.data_quality.dataset_s3_uri
+        if dataset is not None:
+            raise UsageError(
+                f"environment {config.environment!r} names its baseline dataset {dataset} in S3 "
+                f"(monitoring.data_quality.dataset_s3_uri): copy it down (aws s3 cp {dataset} baseline.csv) and give BASELINE=baseline.csv"
+            )
+        if not config.model.is_bundled:
+            raise UsageError(
+                f"environment {config.environment!r} serves its own model and names no baseline dataset: give BASELINE=<csv> "
+                "(a header row: probability, then the model's features)"
+            )
+        from stacks.shared.default_model import BASELINE_CSV
+
+        path = BASELINE_CSV
+    try:
+        return path.read_text(), str(path)
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"BASELINE {path}: cannot read it ({error})") from None
+
+
+def profile_capture(
+    path: Path, layout: Layout, options: ParseOptions, reasons: Counter[str], times: list[str]
+) -> tuple[Sketch, report.CaptureFile]:
+    """One capture file as one sketch (as the deployed profiler makes one per capture object)."""
+    sketch = Sketch.empty(layout)
+    records = rejected = 0
+    try:
+        with path.open("rb") as stream:  # line by line: never the whole file in memory
+            for number, line in enumerate(stream, start=1):
+                result = parse_line(line, number, options)
+                if result.blank:
+                    continue
+                records += 1
+                rejected += len(result.rejected)
+                for item in result.rejected:
+                    reasons[item.reason.split(":")[0]] += 1
+                for row in result.rows:
+                    sketch.add_row(layout, row.probability, row.features)
+                    if row.inference_time:
+                        times.append(row.inference_time)
+    except OSError as error:
+        raise UsageError(f"CAPTURE {path}: cannot read it ({error})") from None
+    return sketch, report.CaptureFile(str(path), records, sketch.rows + sketch.rejected_rows, rejected)
+
+
+def summary_lines(evaluation: Evaluation, threshold: float) -> list[str]:
+    drift = {d.name: d for d in evaluation.drift}
+    lines = []
+    for violation in evaluation.violations["violations"]:
+        name, check = violation["feature_name"], violation["constraint_check_type"]
+        found = drift.get(name)
+        if check == BASELINE_DRIFT and found is not None:
+            detail = (
+                f"distance {found.distance:.4f} > threshold {threshold:g} and KS critical value {found.critical_value:.4f} "
+                f"({found.baseline_count} baseline, {found.current_count} current values)"
+            )
+        else:
+            detail = violation["description"]
+        lines.append(f"{name}: {check}: {detail}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in args.capture:
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise UsageError(f"CAPTURE {path}: no such readable capture file")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"OUT {args.out} exists and is not a directory")
+    config = environment_config(args.env)
+    text, source = baseline_text(args.baseline, config)
+    threshold = config.monitoring.data_quality.drift_threshold
+    try:
+        documents = baseline_documents(text, threshold=threshold)
+        baseline = load(documents[STATISTICS_FILE], documents["constraints.json"])
+    except BaselineError as error:
+        raise UsageError(f"BASELINE {source}: {error}") from None
+
+    model = config.model
+    options = ParseOptions(score_path=model.score_path, features_path=model.features_path)
+    reasons: Counter[str] = Counter()
+    times: list[str] = []
+    sketches, captures = [], []
+    for path in args.capture:
+        sketch, capture = profile_capture(path, baseline.layout, options, reasons, times)
+        sketches.append((path.name, dumps(sketch)))  # serialised and read back, as sketch files are
+        captures.append(capture)
+    evaluation = evaluate(baseline, sketches)
+
+    period = report.Period(
+        environment=config.environment,
+        captures=tuple(captures),
+        first_inference=min(times, default=None),
+        last_inference=max(times, default=None),
+        rejected_reasons=dict(reasons.most_common()),
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / STATISTICS_FILE).write_bytes(orjson.dumps(evaluation.statistics, option=orjson.OPT_INDENT_2))
+    (args.out / VIOLATIONS_FILE).write_bytes(orjson.dumps(evaluation.violations, option=orjson.OPT_INDENT_2))
+    (args.out / report.REPORT_FILE).write_text(report.render(evaluation, documents[STATISTICS_FILE], period), encoding="utf-8")
+
+    for line in summary_lines(evaluation, baseline.threshold):
+        print(line)
+    features = sorted({v["feature_name"] for v in evaluation.violations["violations"]})
+    rejected = f" ({'; '.join(f'{r}: {n}' for r, n in reasons.most_common())})" if reasons else ""
+    outcome = evaluation.no_data or (
+        f"{len(evaluation.violations['violations'])} violation(s) in {len(features)} feature(s)" if features else "no violations"
+    )
+    print(
+        f"env {config.environment}: {len(captures)} capture file(s), {evaluation.statistics['dataset']['item_count']} rows profiled, "
+        f"{period.rejected} rejected{rejected}; baseline {source}; {outcome}; written to {args.out}/"
+        f"{{{STATISTICS_FILE},{VIOLATIONS_FILE},{report.REPORT_FILE}}}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lambdas.monitoring.drift", usage=USAGE, description=__doc__.splitlines()[0])
+    parser.add_argument("capture", type=Path, nargs="+", help="capture .jsonl files (one sketch each)")
+    parser.add_argument("--out", type=Path, required=True, help="directory for statistics.json, constraint_violations.json, report.html")
+    parser.add_argument("--baseline", type=Path, default=None, help="baseline CSV (header: probability, then the features)")
+    parser.add_argument("--env", default="dev", help="environment in cdk.json (default dev)")
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as error:
+        parser.error(str(error))  # exit code 2, with the usage line
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""The evaluation of a period as one self-contained HTML page (seed 001's visualisation, without a notebook).
+
+The page has a header (environment, period, captures read, rows, rejected lines and their
+reasons), the violations table, and per column a plot of the baseline's and the period's cumulative
+distributions at the baseline's bin edges (inline SVG), drifted columns first. No script, no
+external style, image or font; every value that comes from data is HTML-escaped. The plots read
+without colour: the baseline is a solid line, the period a dashed one, and the largest gap (the
+drift distance) is marked and labelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+from lambdas.monitoring.drift.evaluate import BASELINE_DRIFT, Evaluation, FeatureDrift
+
+REPORT_FILE = "report.html"
+BASELINE_COLOUR, CURRENT_COLOUR = "#1f5fa8", "#c2410c"
+# Plot geometry in SVG user units; the SVG scales to the page width (a phone's 390 px included).
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 360, 200, 34, 10, 26, 30
+
+
+@dataclass(frozen=True)
+class CaptureFile:
+    """What was read from one capture file."""
+
+    name: str
+    records: int
+    rows: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class Period:
+    """What the report's header says about the period's input."""
+
+    environment: str
+    captures: tuple[CaptureFile, ...] = ()
+    first_inference: str | None = None
+    last_inference: str | None = None
+    rejected_reasons: Mapping[str, int] = field(default_factory=dict)  # capture lines set aside, by reason
+
+    @property
+    def rows(self) -> int:
+        return sum(c.rows for c in self.captures)
+
+    @property
+    def rejected(self) -> int:
+        return sum(c.rejected for c in self.captures)
+
+
+def cumulative(buckets: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
+    """(value, share of values <= value) at the lower bound of the first bucket and every upper bound."""
+    total = sum(int(b["count"]) for b in buckets)
+    if not total:
+        return []
+    points = [(float(buckets[0]["lower_bound"]), 0.0)]
+    below = 0
+    for bucket in buckets:
+        below += int(bucket["count"])
+        points.append((float(bucket["upper_bound"]), below / total))
+    return points
+
+
+def _buckets(statistics: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    return {
+        f["name"]: f["numerical_statistics"]["distribution"]["kll"]["buckets"] for f in statistics.get("features", [])
+    }
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def plot(name: str, baseline: list[tuple[float, float]], current: list[tuple[float, float]], drift: FeatureDrift | None) -> str:
+    """An SVG of both cumulative distributions over the same value axis, the largest gap marked."""
+    title = f"Cumulative distribution of {name}: baseline (solid) and current period (dashed)"
+    values = [x for x, _ in baseline + current]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x_of(value: float) -> float:
+        return LEFT + (value - low) / span * inner_w
+
+    def y_of(share: float) -> float:
+        return TOP + (1 - share) * inner_h
+
+    def path(points: list[tuple[float, float]]) -> str:
+        return " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in points)
+
+    parts = [
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" class="plot">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="{LEFT}" y="{TOP}" width="{inner_w}" height="{inner_h}" fill="#fff" stroke="#999" stroke-width="0.5"/>',
+    ]
+    for share in (0.0, 0.5, 1.0):
+        y = y_of(share)
+        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" stroke="#ddd" stroke-width="0.5"/>')
+        parts.append(f'<text x="{LEFT - 3}" y="{y + 3:.1f}" text-anchor="end" class="tick">{share:g}</text>')
+    for value, anchor in ((low, "start"), (high, "end")):
+        parts.append(
+            f'<text x="{x_of(value):.1f}" y="{HEIGHT - BOTTOM + 12}" text-anchor="{anchor}" class="tick">'
+            f"{escape(_number(value))}</text>"
+        )
+    parts.append(
+        f'<text x="{LEFT + inner_w / 2:.1f}" y="{HEIGHT - 4}" text-anchor="middle" class="tick">value of {escape(name)}</text>'
+    )
+    if baseline:
+        parts.append(f'<polyline points="{path(baseline)}" fill="none" stroke="{BASELINE_COLOUR}" stroke-width="1.6"/>')
+    if current:
+        parts.append(
+            f'<polyline points="{path(current)}" fill="none" stroke="{CURRENT_COLOUR}" stroke-width="1.6" stroke-dasharray="5 3"/>'
+        )
+        gap = _largest_gap(baseline, current)
+        if gap is not None:
+            value, below, above = gap
+            x = x_of(value)
+            parts.append(
+                f'<line x1="{x:.1f}" y1="{y_of(below):.1f}" x2="{x:.1f}" y2="{y_of(above):.1f}" stroke="#111" stroke-width="1.2"/>'
+            )
+            label = f"D = {drift.distance:.3f}" if drift is not None and drift.distance is not None else "largest gap"
+            anchor = "start" if x < LEFT + inner_w / 2 else "end"
+            offset = 4 if anchor == "start" else -4
+            parts.append(
+                f'<text x="{x + offset:.1f}" y="{y_of((below + above) / 2) + 3:.1f}" text-anchor="{anchor}" class="gap">{escape(label)}</text>'
+            )
+    # Legend: line samples with text, so it reads in grey scale too.
+    parts.append(f'<line x1="{LEFT}" y1="10" x2="{LEFT + 22}" y2="10" stroke="{BASELINE_COLOUR}" stroke-width="1.6"/>')
+    parts.append(f'<text x="{LEFT + 26}" y="13" class="legend">baseline</text>')
+    parts.append(
+        f'<line x1="{LEFT + 90}" y1="10" x2="{LEFT + 112}" y2="10" stroke="{CURRENT_COLOUR}" stroke-width="1.6" stroke-dasharray="5 3"/>'
+    )
+    legend = "current period" if current else "current period: no values"
+    parts.append(f'<text x="{LEFT + 116}" y="13" class="legend">{legend}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _largest_gap(baseline: list[tuple[float, float]], current: list[tuple[float, float]]) -> tuple[float, float, float] | None:
+    """(value, lower share, higher share) at the baseline edge where the two distributions differ most.
+
+    Both lists hold the same bins (the baseline's edges as inner bounds), so the shares are compared
+    at the same edges; the outer bounds (observed minimum and maximum) are left out.
+    """
+    best = None
+    for (value, b), (_, c) in zip(baseline[1:-1], current[1:-1], strict=True):
+        if best is None or abs(b - c) > best[0]:
+            best = (abs(b - c), value, min(b, c), max(b, c))
+    return None if best is None or best[0] == 0 else best[1:]
+
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;padding:12px;color:#111;background:#f6f6f4}
+main{max-width:980px;margin:0 auto}
+h1{font-size:1.3em;margin:.2em 0 .4em}h2{font-size:1.1em;margin:1.2em 0 .4em}h3{font-size:1em;margin:0 0 .2em;overflow-wrap:anywhere}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.1em .8em;margin:0}dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:break-word}
+td:last-child{overflow-wrap:anywhere}
+.features{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:10px}
+.feature{background:#fff;border:1px solid #ccc;padding:8px}.feature.drifted{border:2px solid #b91c1c}
+.flag{font-weight:700;color:#b91c1c}.ok{color:#166534}.note{font-size:.9em;color:#444;margin:.2em 0}
+.plot{width:100%;height:auto;display:block}.tick{font-size:9px;fill:#333}.legend{font-size:10px;fill:#111}.gap{font-size:10px;font-weight:700;fill:#111}
+ul{margin:.2em 0;padding-left:1.2em}li{overflow-wrap:anywhere}
+@media (max-width:560px){thead{display:none}table,tbody,tr,td{display:block}tr{border:1px solid #ccc;margin-bottom:6px}
+td{border:0;padding:2px 6px}td:first-child{font-weight:700}}
+"""
+
+
+def render(evaluation: Evaluation, baseline_statistics: Mapping[str, Any], period: Period) -> str:
+    """The report page of ``evaluation`` against the baseline whose ``statistics.json`` is given."""
+    e = escape
+    violations = evaluation.violations.get("violations", [])
+    by_feature: dict[str, list[Mapping[str, str]]] = {}
+    for violation in violations:
+        by_feature.setdefault(violation["feature_name"], []).append(violation)
+    drift = {d.name: d for d in evaluation.drift}
+    baseline_buckets, current_buckets = _buckets(baseline_statistics), _buckets(evaluation.statistics)
+    names = [f["name"] for f in baseline_statistics.get("features", [])]
+
+    def order(name: str) -> tuple[bool, bool, float]:
+        found = drift.get(name)
+        distance = found.distance if found is not None and found.distance is not None else -1.0
+        return (not (found is not None and found.drifted), name not in by_feature, -distance)
+
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Data-quality report: {e(period.environment)}</title>",
+        f"<style>{CSS}</style></head><body><main>",
+        f"<h1>Data-quality report: {e(period.environment)}</h1>",
+        "<dl>",
+        f"<dt>Environment</dt><dd>{e(period.environment)}</dd>",
+    ]
+    if period.first_inference or period.last_inference:
+        first, last = e(period.first_inference or "?"), e(period.last_inference or "?")
+        out.append(f"<dt>Period</dt><dd>{first} to {last} (inference times)</dd>")
+    out.append(f"<dt>Captures read</dt><dd>{len(period.captures)} file(s)</dd>")
+    out.append(f"<dt>Rows</dt><dd>{evaluation.statistics.get('dataset', {}).get('item_count', 0)} profiled</dd>")
+    out.append(f"<dt>Rejected lines</dt><dd>{period.rejected}</dd>")
+    out.append(f"<dt>Violations</dt><dd>{len(violations)} in {len(by_feature)} column(s)</dd>")
+    out.append("</dl>")
+    if period.captures:
+        out.append("<ul>")
+        for capture in period.captures:
+            out.append(
+                f"<li>{e(capture.name)}: {capture.records} record(s), {capture.rows} row(s), {capture.rejected} rejected</li>"
+            )
+        out.append("</ul>")
+    if period.rejected_reasons:
+        out.append("<h2>Rejected capture lines</h2><ul>")
+        out += [f"<li>{e(reason)}: {count}</li>" for reason, count in period.rejected_reasons.items()]
+        out.append("</ul>")
+    rows_rejected = evaluation.statistics.get("open_monitor", {}).get("rows_rejected", {})
+    if rows_rejected:
+        out.append("<h2>Rows not profiled</h2><ul>")
+        out += [f"<li>{e(str(reason))}: {count}</li>" for reason, count in rows_rejected.items()]
+        out.append("</ul>")
+    if evaluation.skipped:
+        out.append("<h2>Sketches set aside</h2><ul>")
+        out += [f"<li>{e(name)}: {e(reason)}</li>" for name, reason in evaluation.skipped]
+        out.append("</ul>")
+    if evaluation.no_data:
+        out.append(f'<p class="flag">No comparison: {e(evaluation.no_data)}</p>')
+
+    out.append("<h2>Violations</h2>")
+    if violations:
+        out.append("<table><thead><tr><th>Feature</th><th>Check</th><th>Description</th></tr></thead><tbody>")
+        for violation in violations:
+            out.append(
+                f"<tr><td>{e(violation['feature_name'])}</td><td>{e(violation['constraint_check_type'])}</td>"
+                f"<td>{e(violation['description'])}</td></tr>"
+            )
+        out.append("</tbody></table>")
+    else:
+        out.append('<p class="ok">No violations.</p>')
+
+    out.append("<h2>Distributions: baseline versus current period</h2>")
+    out.append(
+        '<p class="note">Share of values at or below each baseline bin edge. Baseline: solid line; current period: '
+        "dashed line; the black bar marks the largest gap (the drift distance D).</p>"
+    )
+    out.append('<div class="features">')
+    for name in sorted(names, key=order):
+        found = drift.get(name)
+        drifted = found is not None and found.drifted
+        flags = [v["constraint_check_type"] for v in by_feature.get(name, [])]
+        out.append(f'<section class="feature{" drifted" if drifted else ""}"><h3>{e(name)}</h3>')
+        if found is not None and found.distance is not None:
+            verdict = "DRIFT" if drifted else "no drift"
+            out.append(
+                f'<p class="note"><span class="{"flag" if drifted else "ok"}">{verdict}</span>: distance {found.distance:.4f}, '
+                f"KS critical value {found.critical_value:.4f}; {found.baseline_count} baseline, {found.current_count} current values</p>"
+            )
+        elif found is not None:
+            out.append(f'<p class="note">No finite current values ({found.baseline_count} baseline values).</p>')
+        if flags and any(f != BASELINE_DRIFT for f in flags):
+            out.append(f'<p class="note flag">{e(", ".join(f for f in flags if f != BASELINE_DRIFT))}</p>')
+        baseline_points = cumulative(baseline_buckets.get(name, []))
+        current_points = cumulative(current_buckets.get(name, [])) if not evaluation.no_data else []
+        out.append(plot(name, baseline_points, current_points, found))
+        out.append("</section>")
+    out.append("</div></main></body></html>")
+    return "\n".join(out)
