@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import json
 import os
 import tempfile
@@ -69,8 +70,15 @@ class Assembly:
     labels_through: str | None = None  # newest LastModified of the label objects used
 
 
+# A number as a CSV reader such as XGBoost's takes it: Python's float() also takes "1_000", "inf",
+# "nan" and surrounding spaces, which would pass here and break training.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def normalised_number(text: str) -> str:
-    value = float(text)  # ValueError for anything that is not a number
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a decimal number")
+    value = float(text)
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"{text!r} is not a finite number")
     return repr(value)

@@ -93,7 +93,7 @@ def test_malformed_rows_are_reported_with_their_reason_and_the_good_rows_kept(s3
     reasons = {r["row"][1]: r["reason"] for r in rejected}
     assert set(reasons) == {"902", "903", "904", "905", "906", "907"}
     assert "not one of 0-1" in reasons["902"] and "3 fields, expected 4" in reasons["903"]
-    assert "not a number" in reasons["904"] and "feature not a number" in reasons["905"] and "finite" in reasons["906"]
+    assert "not a number" in reasons["904"] and "feature not a number" in reasons["905"] and "'nan' is not a decimal number" in reasons["906"]
     assert all(r["source"] == "s3://labels/training-rows/loop-c.csv" and r["line"] >= 2 for r in rejected)
     assert manifest["counts"]["rejectedRows"] == 6
 
@@ -123,3 +123,15 @@ def test_labels_through_is_the_newest_label_object(s3) -> None:
     result = dataset.assemble(s3, settings())
     newest = s3.head_object(Bucket="labels", Key="training-rows/z.csv")["LastModified"]
     assert dt.datetime.fromisoformat(result["labelsThrough"]) == newest
+
+
+@pytest.mark.parametrize("value", ["1_000", "0x10", "1e400", "inf", "nan", "1,5", "", "1.2.3", "\u0661"])
+def test_features_a_csv_reader_would_not_take_as_numbers_are_rejected(value: str) -> None:
+    # Python's float() takes "1_000" and Arabic-Indic digits; XGBoost's CSV reader does not.
+    with pytest.raises(ValueError):
+        dataset.normalised_number(value)
+
+
+@pytest.mark.parametrize(("value", "normalised"), [("1", "1.0"), ("-2.5", "-2.5"), (".5", "0.5"), ("3.", "3.0"), ("1e-3", "0.001"), ("+7E2", "700.0")])
+def test_decimal_features_are_kept(value: str, normalised: str) -> None:
+    assert dataset.normalised_number(value) == normalised

@@ -242,7 +242,7 @@ def test_the_baseline_dataset_is_the_header_then_the_new_models_score_and_the_fe
     rejected = [json.loads(line) for line in s3.get_object(Bucket="datasets", Key="retraining/r/baseline-rejected.jsonl")["Body"].read().splitlines()]
     assert [(r["line"], r["reason"]) for r in rejected] == [
         (3, "4 fields, expected 5 (label, 3 features, then one score)"),
-        (4, "score is not a finite number: could not convert string to float: 'abc'"),
+        (4, "score is not a finite number: 'abc' is not a decimal number"),
     ]
     # The baseline job reads every object under baseline/: only the dataset is there.
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="datasets", Prefix="retraining/r/baseline/")["Contents"]] == ["retraining/r/baseline/baseline.csv"]
