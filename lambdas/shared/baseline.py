@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lambdas.shared.aws import split_s3_uri
+from lambdas.shared.aws import key_listed, split_s3_uri
 
 # The header name of the model's output column.
 OUTPUT_COLUMN = "probability"
@@ -60,9 +60,7 @@ def write_promoted_marker(s3: Any, publish: Mapping[str, str], *, execution: str
 def is_promoted(s3: Any, publish: Mapping[str, str]) -> bool:
     """Whether a retraining promoted the baseline in ``current/`` (listed, not read: a missing object
     read without s3:ListBucket is a 403, not a 404)."""
-    bucket, key = split_s3_uri(promoted_marker_uri(publish))
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
-    return any(item["Key"] == key for item in listed.get("Contents", []))
+    return key_listed(s3, *split_s3_uri(promoted_marker_uri(publish)))
 
 
 def clear_promoted_marker(s3: Any, publish: Mapping[str, str]) -> None:
