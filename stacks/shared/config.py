@@ -287,9 +287,17 @@ class AttributionsConfig(_Section):
 
 
 class ReviewConfig(_Section):
-    """Amazon A2I human review of captured predictions (seeds 000 and 002)."""
+    """Human review of captured predictions (seeds 000 and 002): the app's own reviewers' app, or Amazon A2I."""
 
     enabled: bool = True
+    backend: Literal["open", "a2i"] = Field(
+        "open",
+        description="open: the app's own reviewers' web app (Cognito, HTTP API, DynamoDB), on any account; "
+        "a2i: Amazon A2I flow definitions and a private workteam (closed to new customers since 2026-07-30)",
+    )
+    mfa: Literal["required", "optional", "off"] = Field(
+        "required", description="open back end: reviewers' multi-factor authentication (TOTP) in the Cognito user pool"
+    )
     workteam_arn: Annotated[
         str,
         _Matches(aws_facts.WORKTEAM_ARN_PATTERN, "a private workteam ARN, arn:<partition>:sagemaker:<region>:<account>:workteam/private-crowd/<name>"),
@@ -415,6 +423,12 @@ class ExplainabilityConfig(MonitorJobConfig):
     use_logit: bool = False
     shadow_instance_type: _EndpointInstanceType = "ml.m5.xlarge"
     shadow_instance_count: int = Field(1, ge=1, le=10)
+    sample_rows: int = Field(
+        500, ge=10, le=5_000, description="open back end: captured rows kept per period (a uniform sample) and explained with TreeSHAP"
+    )
+    ndcg_threshold: float = Field(
+        0.9, ge=0.0, le=1.0, description="open back end: a violation when the period's attribution ranking's nDCG against the baseline's is below it (Clarify's 0.90)"
+    )
 
     @field_validator("shap_baseline", mode="before")
     @classmethod
@@ -468,6 +482,11 @@ class NetworkConfig(_Section):
 
 
 class MonitoringConfig(_Section):
+    backend: Literal["open", "sagemaker"] = Field(
+        "open",
+        description="open: the app's own monitors (Lambda, S3, EventBridge Scheduler), on any account; "
+        "sagemaker: Model Monitor and Clarify schedules (closed to new customers since 2026-07-30)",
+    )
     data_quality: DataQualityConfig = _section()
     explainability: ExplainabilityConfig = _section()
     network: NetworkConfig = _section()
@@ -475,6 +494,17 @@ class MonitoringConfig(_Section):
     @property
     def any_enabled(self) -> bool:
         return self.data_quality.enabled or self.explainability.enabled
+
+    @model_validator(mode="after")
+    def _open_explains_trees(self, info: ValidationInfo) -> Self:
+        model = _parsed(info).get("model")
+        if self.backend == "open" and self.explainability.enabled and model is not None and model.framework != "xgboost":
+            raise _invalid(
+                f"the open back end explains XGBoost models (exact TreeSHAP) and model.framework is {model.framework}: "
+                "set explainability.enabled to false, or backend to sagemaker (Clarify's KernelSHAP)",
+                "explainability.enabled",
+            )
+        return self
 
 
 class RetrainingConfig(_Section):
@@ -560,11 +590,12 @@ class AppConfig(_Section):
 
     @model_validator(mode="after")
     def _offered_in_region(self) -> Self:
-        if self.region is not None and self.region.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES):
+        sagemaker_monitors = self.monitoring.backend == "sagemaker"
+        if sagemaker_monitors and self.region is not None and self.region.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES):
             for monitor in ("data_quality", "explainability"):
                 if getattr(self.monitoring, monitor).enabled:
                     raise _invalid(f"CloudFormation has no Model Monitor resources in {self.region}; set it to false", f"monitoring.{monitor}.enabled")
-        if self.review.enabled and self.region is not None and self.region not in aws_facts.A2I_REGIONS:
+        if self.review.enabled and self.review.backend == "a2i" and self.region is not None and self.region not in aws_facts.A2I_REGIONS:
             raise _invalid(
                 f"Amazon A2I is not offered in {self.region}; set it to false, or deploy to one of: {', '.join(aws_facts.A2I_REGIONS)}",
                 "review.enabled",

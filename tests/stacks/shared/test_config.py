@@ -57,6 +57,19 @@ def test_explainability_defaults_follow_seeds_003_and_004() -> None:
     assert ex.shap_baseline is None and ex.dataset_s3_uri is None  # the bundled data's mean, computed at synth
 
 
+def test_both_stages_default_to_the_back_ends_any_account_can_deploy() -> None:
+    config = parse_environment("dev", {})
+    assert config.monitoring.backend == "open" and config.review.backend == "open" and config.review.mfa == "required"
+    assert (config.monitoring.explainability.sample_rows, config.monitoring.explainability.ndcg_threshold) == (500, 0.9)
+    # A2I's and Model Monitor's regional limits bind only the SageMaker back ends.
+    china = parse_environment("dev", {"region": "cn-north-1"})
+    assert china.review.enabled and china.monitoring.any_enabled
+    with pytest.raises(ConfigError, match=r"review\.enabled: Amazon A2I is not offered in cn-north-1"):
+        parse_environment("dev", {"region": "cn-north-1", "review": {"backend": "a2i"}})
+    with pytest.raises(ConfigError, match=r"monitoring\.data_quality\.enabled: CloudFormation has no Model Monitor resources in cn-north-1"):
+        parse_environment("dev", {"region": "cn-north-1", "monitoring": {"backend": "sagemaker"}})
+
+
 def test_monitoring_jobs_can_run_in_a_vpc() -> None:
     network = parse_environment("dev", {"monitoring": {"network": {"subnet_ids": ["subnet-0123abcd"], "security_group_ids": ["sg-0123abcd"]}}}).monitoring.network
     assert network.in_vpc and network.subnet_ids == ("subnet-0123abcd",)
@@ -89,6 +102,15 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"capture": {"sampling_percentage": True}}, r"capture\.sampling_percentage: must be a whole number"),
         ({"capture": {"sampling_pct": 50}}, r"environments\.dev\.capture: unknown key\(s\) sampling_pct; allowed keys: sampling_percentage"),
         ({"captur": {}}, r"environments\.dev: unknown key\(s\) captur; allowed keys: .*capture"),
+        ({"monitoring": {"backend": "clarify"}}, r"monitoring\.backend: 'clarify' is not allowed; allowed values: open, sagemaker"),
+        ({"review": {"backend": "mturk"}}, r"review\.backend: 'mturk' is not allowed; allowed values: open, a2i"),
+        ({"review": {"mfa": "sms"}}, r"review\.mfa: 'sms' is not allowed; allowed values: required, optional, off"),
+        ({"monitoring": {"explainability": {"sample_rows": 5}}}, r"monitoring\.explainability\.sample_rows: must be a whole number from 10 to 5000, got 5"),
+        ({"monitoring": {"explainability": {"ndcg_threshold": 1.5}}}, r"monitoring\.explainability\.ndcg_threshold: must be a number from 0\.0 to 1\.0, got 1\.5"),
+        (
+            {"model": {**BYO, "framework": "sklearn", "framework_version": "1.2-1"}, "monitoring": {"data_quality": {"dataset_s3_uri": "s3://bucket/b.csv"}, "explainability": {"dataset_s3_uri": "s3://bucket/t.csv", "shap_baseline": [0, 0]}}, "retraining": {"enabled": False}},
+            r"monitoring\.explainability\.enabled: the open back end explains XGBoost models \(exact TreeSHAP\) and model\.framework is sklearn",
+        ),
         ({"review": {"rule": "random"}}, r"review\.rule: 'random' is not allowed; allowed values: band, outcome"),
         ({"review": {"template": "shap"}}, r"review\.template: 'shap' is not allowed; allowed values: low_confidence, outcome_review"),
         ({"review": {"attributions": {"top_k": 31}}}, r"review\.attributions\.top_k: must be a whole number from 1 to 30, got 31"),
@@ -121,10 +143,10 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"review": {"task_title": "x" * 129}}, r"review\.task_title: .* is not valid; must be 1-128 characters"),
         ({"review": {"task_description": "two\nlines"}}, r"review\.task_description: .* is not valid; must be 1-255 characters on one line"),
         ({"review": {"task_description": "carriage\rreturn"}}, r"review\.task_description: .* is not valid"),
-        ({"region": "cn-north-1", "monitoring": {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}}, r"review\.enabled: Amazon A2I is not offered in cn-north-1; set it to false, or deploy to one of: us-east-1"),
-        ({"region": "us-gov-west-1"}, r"monitoring\.data_quality\.enabled: CloudFormation has no Model Monitor resources in us-gov-west-1; set it to false"),
+        ({"region": "cn-north-1", "review": {"backend": "a2i"}, "monitoring": {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}}, r"review\.enabled: Amazon A2I is not offered in cn-north-1; set it to false, or deploy to one of: us-east-1"),
+        ({"region": "us-gov-west-1", "monitoring": {"backend": "sagemaker"}}, r"monitoring\.data_quality\.enabled: CloudFormation has no Model Monitor resources in us-gov-west-1; set it to false"),
         (
-            {"region": "us-gov-west-1", "review": {"enabled": False}, "monitoring": {"data_quality": {"enabled": False}}},
+            {"region": "us-gov-west-1", "review": {"enabled": False}, "monitoring": {"backend": "sagemaker", "data_quality": {"enabled": False}}},
             r"monitoring\.explainability\.enabled: CloudFormation has no Model Monitor resources in us-gov-west-1",
         ),
         ({"monitoring": {"explainability": {"agg_method": "max"}}}, r"explainability\.agg_method: 'max' is not allowed; allowed values: mean_abs, median, mean_sq"),
