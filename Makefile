@@ -13,7 +13,7 @@ export AWS_EC2_METADATA_DISABLED := true
 
 CDK := cdk --context env=$(ENV)
 
-.PHONY: setup layer synth test bench deploy diff destroy bootstrap model clean review-preview drift-report
+.PHONY: setup layer synth test bench deploy diff destroy bootstrap model clean review-preview drift-report review-local
 
 $(VENV)/.synth-deps: requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -39,17 +39,29 @@ build/.lambda-layer.built: lambdas/requirements.txt $(VENV)/.synth-deps
 # platform as above, but manylinux_2_28 (numpy, scipy and xgboost-cpu publish no manylinux2014
 # aarch64 wheels for CPython 3.14), hash-checked. Test suites are not shipped.
 EXPLAIN_LAYER := build/explain-layer
-build/.explain-layer.built: lambdas/review/starter/requirements.txt Makefile $(VENV)/.synth-deps
+build/.explain-layer.built: lambdas/shared/explain/requirements.txt Makefile $(VENV)/.synth-deps
 	rm -rf $(EXPLAIN_LAYER) && mkdir -p $(EXPLAIN_LAYER)/python
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-compile --only-binary=:all: --require-hashes \
 		--platform manylinux_2_28_aarch64 --implementation cp --python-version 3.14 \
-		--target $(EXPLAIN_LAYER)/python -r lambdas/review/starter/requirements.txt
+		--target $(EXPLAIN_LAYER)/python -r lambdas/shared/explain/requirements.txt
 	find $(EXPLAIN_LAYER) -name '*.dist-info' -prune -exec sh -c 'rm -f "$$1/RECORD" "$$1/INSTALLER" "$$1/REQUESTED" "$$1/direct_url.json"' _ {} \;
 	find $(EXPLAIN_LAYER)/python -type d -name tests -prune -exec rm -rf {} +
 	rm -rf $(EXPLAIN_LAYER)/python/bin
 	touch $@
 
-layer: build/.lambda-layer.built build/.explain-layer.built
+# The reviewers' app API's layer: python-liquid renders tasks from a2i_templates/ (issue 16).
+REVIEW_APP_LAYER := build/review-app-layer
+build/.review-app-layer.built: lambdas/review/app/requirements.txt $(VENV)/.synth-deps
+	rm -rf $(REVIEW_APP_LAYER) && mkdir -p $(REVIEW_APP_LAYER)/python
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-compile --only-binary=:all: \
+		--platform manylinux2014_aarch64 --implementation cp --python-version 3.14 \
+		--target $(REVIEW_APP_LAYER)/python -r lambdas/review/app/requirements.txt
+	find $(REVIEW_APP_LAYER) -name '*.dist-info' -prune -exec sh -c 'rm -f "$$1/RECORD" "$$1/INSTALLER" "$$1/REQUESTED" "$$1/direct_url.json"' _ {} \;
+	find $(REVIEW_APP_LAYER)/python -type d -name tests -prune -exec rm -rf {} +
+	rm -rf $(REVIEW_APP_LAYER)/python/bin
+	touch $@
+
+layer: build/.lambda-layer.built build/.explain-layer.built build/.review-app-layer.built
 
 # The worker-template test opens the rendered page in headless Chromium (Debian's package).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -72,12 +84,14 @@ synth: $(VENV)/.synth-deps node_modules/.installed layer
 test: setup
 	$(VENV)/bin/python -m pytest
 
-# Each against a floor measured in the same run: capture-filter throughput and memory (issue 4),
+# Each against a floor measured in the same run: capture-filter throughput and memory (issue 4) with
+# profiling (issue 15), evaluating 10,000 sketch files (issue 15),
 # what per-record attributions add to review and XGBoost's cold start (issue 6), and `cdk synth`
 # against an empty app's (issue 14). Every one runs; make fails if any missed its target.
 bench: setup
 	status=0; \
 	$(VENV)/bin/python -m tests.bench.capture_filter || status=1; \
+	$(VENV)/bin/python -m tests.bench.drift_evaluation || status=1; \
 	$(VENV)/bin/python -m tests.bench.attributions || status=1; \
 	$(VENV)/bin/python -m tests.bench.synth || status=1; \
 	exit $$status
@@ -101,6 +115,13 @@ destroy: node_modules/.installed $(VENV)/.synth-deps layer
 review-preview: $(VENV)/.synth-deps
 	@test -n "$(CAPTURE)" || { echo 'usage: make review-preview CAPTURE=<capture .jsonl file> [ARGS="--lower 0.1 --upper 0.9"]' >&2; exit 2; }
 	@$(VENV)/bin/python -m lambdas.capture "$(CAPTURE)" $(ARGS)
+
+# The reviewers' app on this machine (issue 16): the page and the API's routes on one origin on
+# 127.0.0.1, the real API handler over moto (DynamoDB, S3, EventBridge), the bundled test records as
+# tasks, signed in as a local reviewer (a local stand-in for Cognito's managed login). Ctrl-C stops it.
+REVIEW_PORT ?= 8765
+review-local: $(VENV)/.test-deps
+	@$(VENV)/bin/python -m lambdas.review.app.local --port $(REVIEW_PORT)
 
 # Data-quality drift of local capture files against a baseline, with the open monitor's code:
 # statistics.json, constraint_violations.json and report.html in OUT, one line per violation.

@@ -15,6 +15,16 @@ from stacks.serving.stack import ServingStack
 from stacks.storage.stack import StorageStack
 
 
+MONITORING_DESCRIPTIONS = {
+    "open": "open monitoring back end (Lambda and EventBridge Scheduler): data quality and feature attribution, baselines, schedules, alarms",
+    "sagemaker": "Model Monitor data quality and Clarify explainability: baselines, schedules, alarms",
+}
+REVIEW_DESCRIPTIONS = {
+    "open": "human review of low-confidence predictions in the reviewers' app (Cognito, HTTP API, DynamoDB), labels for retraining",
+    "a2i": "A2I human review of low-confidence predictions, labels for retraining",
+}
+
+
 class Stacks(NamedTuple):
     storage: StorageStack
     serving: ServingStack
@@ -36,12 +46,12 @@ def build(app: App) -> Stacks:
     storage = stack(StorageStack, "Storage", "KMS key and data buckets", termination_protection=config.retain_data)
     serving = stack(ServingStack, "Serving", "model, endpoint, data capture and the alert topic", storage=storage)
     monitoring = (
-        stack(MonitoringStack, "Monitoring", "Model Monitor data quality and Clarify explainability: baselines, schedules, alarms", storage=storage, serving=serving)
+        stack(MonitoringStack, "Monitoring", MONITORING_DESCRIPTIONS[config.monitoring.backend], storage=storage, serving=serving)
         if config.monitoring.any_enabled
         else None
     )
     review = (
-        stack(ReviewStack, "Review", "A2I human review of low-confidence predictions, labels for retraining", storage=storage, serving=serving)
+        stack(ReviewStack, "Review", REVIEW_DESCRIPTIONS[config.review.backend], storage=storage, serving=serving)
         if config.review.enabled
         else None
     )

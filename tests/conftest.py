@@ -9,22 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-from aws_cdk import App
-from aws_cdk.assertions import Template
+# Powertools reads these when a handler module is imported, as it does in Lambda; the stacks and
+# infra tests import handler modules too (the retraining execution test runs them), so they are set
+# before anything below is imported.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MlLoopTest")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
 
-import app as composition_root
+import pytest  # noqa: E402
+from aws_cdk import App  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+
+import app as composition_root  # noqa: E402
 from stacks.monitoring.stack import MonitoringStack
 from stacks.retraining.stack import RetrainingStack
 from stacks.operations.dashboard import DashboardStack
 from stacks.review.stack import ReviewStack
 from stacks.serving.stack import ServingStack
 from stacks.storage.stack import StorageStack
-
-# Powertools reads these when a handler module is imported, as it does in Lambda; infra tests
-# import handlers too (the retraining execution test runs them), so they are set before any test.
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MlLoopTest")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
 
 ROOT = Path(__file__).resolve().parent.parent
 CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]

@@ -1,4 +1,5 @@
-"""Read one capture object line by line and send the rows a human should see to the review queue.
+"""Read one capture object line by line: send the rows a human should see to the review queue, and
+profile every row for the open monitors (``profiling``), each part switchable, in one read and one parse.
 
 Memory stays flat whatever the object's size: lines are streamed, selected rows leave in groups of
 at most ``rows_per_loop`` as soon as a group is full, and rejected lines are spooled to a temporary
@@ -20,6 +21,7 @@ from typing import Any, BinaryIO
 from botocore.exceptions import ClientError
 
 from lambdas.capture.events import CaptureObject
+from lambdas.capture.profiling import BaselineUnavailable, Profiler, ProfileReport, ProfilingSettings, baselines, hour_of
 from lambdas.capture.records import ParseOptions, parse_line
 from lambdas.capture.selection import SelectionRule
 from lambdas.shared import aws
@@ -57,9 +59,15 @@ class FilterSettings:
     options: ParseOptions
     rule: SelectionRule
     rows_per_loop: int
-    review_queue_url: str
+    review_queue_url: str  # "" when review selection is off
     report_bucket: str
     max_line: int = MAX_LINE  # bytes; a longer line is reported as "row too large", unread
+    review: bool = True  # select rows for human review
+    profiling: ProfilingSettings | None = None  # profile rows for the open monitors
+
+
+def _never(probability: float, prediction: int) -> bool:
+    return False
 
 
 @dataclass
@@ -72,6 +80,9 @@ class FilterReport:
     blank_lines: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     report_key: str | None = None
+    profile: ProfileReport | None = None
+    # Why the object was not profiled for data quality (no usable baseline); review was not affected.
+    profiling_error: str | None = None
 
 
 def open_capture_object(s3: Any, obj: CaptureObject) -> Any:
@@ -137,11 +148,16 @@ def filter_capture_object(
     written and ``OutOfTime`` says where reading stopped, rather than a timeout that says nothing."""
     report = FilterReport()
     body = open_capture_object(s3, obj)
-    # Rows the rule does not select are counted, never decoded.
-    options = replace(settings.options, keep=settings.rule.selects_prediction)
+    profiler = _profiler(s3, settings.profiling, report, obj)
+    # Without profiling, rows the rule does not select are counted, never decoded; profiling needs
+    # every row's features, so then every row is decoded and the rule asked for each.
+    keep = None if profiler is not None else settings.rule.selects_prediction if settings.review else _never
+    options = replace(settings.options, keep=keep, profile=profiler is not None)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as rejected:
         try:
-            _filter_lines(body, sqs, obj, settings, options, report, rejected, time_left)
+            _filter_lines(body, sqs, obj, settings, options, report, rejected, time_left, profiler)
+            if profiler is not None:  # only for an object read to its end: a partial profile would look whole
+                report.profile = profiler.write(s3, settings.profiling.bucket, obj, hour_of(obj))
         finally:
             # Written even when a later line fails the object: what was rejected so far is known
             # now; the retry reads the object again and writes the whole report.
@@ -150,6 +166,22 @@ def filter_capture_object(
                 rejected.seek(0)
                 s3.upload_fileobj(rejected, settings.report_bucket, report.report_key)
     return report
+
+
+def _profiler(s3: Any, profiling: ProfilingSettings | None, report: FilterReport, obj: CaptureObject) -> Profiler | None:
+    """The object's profiler; without a usable baseline, no data-quality sketch (``report.profiling_error``
+    says why) but still the explainability sample, which needs no baseline."""
+    if profiling is None or not profiling.monitors:
+        return None
+    layout = None
+    if profiling.data_quality:
+        try:
+            layout = baselines.layout(s3, profiling.bucket)
+        except BaselineUnavailable as error:
+            report.profiling_error = str(error)
+    if layout is None and not profiling.explainability:
+        return None
+    return Profiler(layout, profiling, obj.uri)
 
 
 def _filter_lines(
@@ -161,12 +193,16 @@ def _filter_lines(
     report: FilterReport,
     rejected: BinaryIO,
     time_left: Callable[[], float] | None,
+    profiler: Profiler | None = None,
 ) -> None:
     def reject(line: int, reason: str, event_id: str | None, row: int | None) -> None:
         _reject(report, rejected, obj, line, reason, event_id, row)
 
     outbox = _Outbox(sqs, settings.review_queue_url, obj.uri, reject)
     group: list[dict[str, Any]] = []
+    # The parser selected the rows already (ParseOptions.keep) unless every row is decoded for profiling.
+    review, select = settings.review, settings.rule.selects_prediction if options.keep is None else None
+    profile = profiler.add if profiler is not None else None  # a line's rows at once
     for number, line in enumerate(read_lines(body, max_line=settings.max_line), start=1):
         if time_left is not None and number % _CLOCK_EVERY == 0 and time_left() < TIME_RESERVE_SECONDS:
             outbox.flush()  # whole groups only: a cut group would get another loop name on a redrive
@@ -187,7 +223,14 @@ def _filter_lines(
         report.rows += len(result.rows) + result.skipped
         for item in result.rejected:
             reject(item.line_number, item.reason, item.event_id, item.row_index)
-        for row in result.rows:
+        if profiler is not None and result.profile_only:
+            for output, features in result.profile_only:
+                profiler.add_partial(output, features)
+        if profile is not None and result.rows:
+            profile(result.rows)
+        for row in result.rows if review else ():
+            if select is not None and not select(row.probability, row.prediction):
+                continue
             if isinstance(row.raw_features, str) and len(row.raw_features) > SQS_MESSAGE_MAX:
                 # Known before the row is split into features (millions of strings, for nothing).
                 reject(number, TOO_LARGE_FOR_MESSAGE, row.event_id, row.row_index)

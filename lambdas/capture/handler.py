@@ -1,10 +1,22 @@
-"""Lambda: capture-object events from the capture queue -> review groups on the review queue.
+"""Lambda: capture-object events from the capture queue -> review groups on the review queue, and
+the objects' data-quality sketches and explainability samples in the monitoring bucket.
 
 Thin: its settings, read from the environment once, and a record function that hands each capture
 object to ``filtering``. A record that can never succeed (not an S3 event, object gone, an object
 too big to read within the function's timeout) is parked on the dead-letter queue with its reason;
 a transient failure (S3 or SQS errors) fails just that record, so SQS retries it
 (``lambdas.shared.consumer``).
+
+Environment: ``REVIEW_SELECTION`` ("true" | "false", default true) with the rule's variables and
+``REVIEW_QUEUE_URL``; ``PROFILING`` (comma-separated subset of data-quality,explainability; empty:
+none) with ``MONITORING_BUCKET``, ``SAMPLE_ROWS`` and, for explainability, ``FEATURE_NAMES`` (JSON).
+
+No usable data-quality baseline (none computed yet, or one half-replaced): the object is still
+reviewed and sampled, the miss is logged and counted (``CaptureObjectsNotProfiled``), and the record
+fails so SQS delivers it again (the race at a first deploy or a baseline update passes by itself);
+at its PROFILE_ATTEMPTS-th delivery it is parked with the reason, for a redrive once the baseline
+exists. A retry or redrive sends the same review groups again under the same loop names, which the
+starter recognises as already started, and overwrites the same sketch and sample.
 """
 
 from __future__ import annotations
@@ -17,14 +29,27 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from lambdas.capture.events import capture_objects
 from lambdas.capture.filtering import FilterSettings, ObjectGone, OutOfTime, filter_capture_object
+from lambdas.capture.profiling import MONITORS, ProfilingSettings
 from lambdas.capture.records import ParseOptions
 from lambdas.capture.selection import SelectionRule
 from lambdas.shared import aws
-from lambdas.shared.consumer import Environment, SqsConsumer, Unfixable, from_environment, logger, metrics
+from lambdas.shared.consumer import Environment, SettingsError, SqsConsumer, Unfixable, from_environment, logger, metrics
+
+# Deliveries of a record whose object could not be profiled for lack of a baseline before it is
+# parked (the capture queue's dead-letter queue takes a message at its fifth receive).
+PROFILE_ATTEMPTS = 3
+
+
+class BaselineNotReady(RuntimeError):
+    """No usable data-quality baseline: SQS delivers the record again (not unfixable: it may appear)."""
 
 
 @from_environment
 def settings(env: Environment) -> FilterSettings:
+    review = _flag(env, "REVIEW_SELECTION")
+    profiling = _profiling(env)
+    if not review and profiling is None:
+        raise SettingsError("REVIEW_SELECTION is false and PROFILING is empty: capture_filter has nothing to do")
     return FilterSettings(
         options=ParseOptions(
             score_path=env.get("SCORE_PATH") or None,
@@ -36,10 +61,38 @@ def settings(env: Environment) -> FilterSettings:
             lower=env.number("LOWER_THRESHOLD"),
             upper=env.number("UPPER_THRESHOLD"),
             outcome=env.integer("SELECTED_OUTCOME"),
-        ),
-        rows_per_loop=env.integer("ROWS_PER_LOOP"),
-        review_queue_url=env["REVIEW_QUEUE_URL"],
+        )
+        if review
+        else SelectionRule(),
+        rows_per_loop=env.integer("ROWS_PER_LOOP") if review else 1,
+        review_queue_url=env["REVIEW_QUEUE_URL"] if review else "",
         report_bucket=env["REPORT_BUCKET"],
+        review=review,
+        profiling=profiling,
+    )
+
+
+def _flag(env: Environment, name: str) -> bool:
+    text = (env.get(name) or "true").strip().lower()
+    if text not in ("true", "false"):
+        raise SettingsError(f"environment variable {name} is {text!r}, not true or false")
+    return text == "true"
+
+
+def _profiling(env: Environment) -> ProfilingSettings | None:
+    monitors = frozenset(name.strip() for name in (env.get("PROFILING") or "").split(",") if name.strip())
+    if not monitors:
+        return None
+    if not monitors <= set(MONITORS):
+        raise SettingsError(f"environment variable PROFILING is {env['PROFILING']!r}; allowed values: a comma-separated subset of {', '.join(MONITORS)}")
+    sample_rows = env.integer("SAMPLE_ROWS", 500)
+    if sample_rows < 1:
+        raise SettingsError(f"environment variable SAMPLE_ROWS is {sample_rows}, not a positive number of rows")
+    return ProfilingSettings(
+        bucket=env["MONITORING_BUCKET"],
+        monitors=monitors,
+        sample_rows=sample_rows,
+        feature_names=env.names("FEATURE_NAMES") if "explainability" in monitors else (),
     )
 
 
@@ -49,23 +102,45 @@ def filter_event(record: SQSRecord, config: FilterSettings, context: Any) -> Non
         objects = capture_objects(json.loads(record.body))
     except ValueError as error:  # includes JSONDecodeError
         raise Unfixable(f"not a capture-object event: {error}") from error
-    unreadable = []
+    unreadable, unprofiled = [], []
     for obj in objects:
         try:
             report = filter_capture_object(aws.client("s3"), aws.client("sqs"), obj, config, time_left)
         except (ObjectGone, OutOfTime) as error:  # reading it again cannot help; the event's other objects still can be read
             unreadable.append(str(error))
             continue
+        profile = report.profile
         logger.info(
             "capture object filtered",
             extra={"captureObject": obj.uri, "records": report.records, "rows": report.rows, "selected": report.selected,
-                   "groups": report.groups, "rejected": report.rejected, "reasons": dict(report.reasons), "report": report.report_key},
+                   "groups": report.groups, "rejected": report.rejected, "reasons": dict(report.reasons), "report": report.report_key,
+                   "profiled": profile.rows if profile else 0, "partialRowsProfiled": profile.partial_rows if profile else 0,
+                   "sketch": profile.sketch_key if profile else None, "sample": profile.sample_key if profile else None,
+                   "sketchBytes": profile.sketch_bytes if profile else 0, "notProfiled": profile.not_profiled if profile else {}},
         )
         metrics.add_metric("CaptureRecords", MetricUnit.Count, report.records)
-        metrics.add_metric("RowsSelectedForReview", MetricUnit.Count, report.selected)
         metrics.add_metric("CaptureLinesRejected", MetricUnit.Count, report.rejected)
-    if unreadable:
-        raise Unfixable("; ".join(unreadable))
+        if config.review:
+            metrics.add_metric("RowsSelectedForReview", MetricUnit.Count, report.selected)
+        if profile is not None:
+            metrics.add_metric("RowsProfiled", MetricUnit.Count, profile.rows)
+            metrics.add_metric("PartialRowsProfiled", MetricUnit.Count, profile.partial_rows)
+            metrics.add_metric("RowsNotProfiled", MetricUnit.Count, sum(profile.not_profiled.values()))
+            if profile.sample_key:
+                metrics.add_metric("RowsSampled", MetricUnit.Count, profile.sampled)
+        if report.profiling_error:
+            logger.warning("capture object not profiled for data quality", extra={"captureObject": obj.uri, "reason": report.profiling_error})
+            metrics.add_metric("CaptureObjectsNotProfiled", MetricUnit.Count, 1)
+            unprofiled.append(f"{obj.uri}: {report.profiling_error}")
+    if unreadable or unprofiled:
+        attempt = int(record.attributes.approximate_receive_count or 1)
+        if unprofiled and not unreadable and attempt < PROFILE_ATTEMPTS:
+            raise BaselineNotReady(f"not profiled (attempt {attempt} of {PROFILE_ATTEMPTS}): " + "; ".join(unprofiled))
+        reasons = unreadable + [
+            f"not profiled for data quality after {attempt} attempts (review selection was done; redrive once the baseline exists): {u}"
+            for u in unprofiled
+        ]
+        raise Unfixable("; ".join(reasons))
 
 
 handler = SqsConsumer(source="capture_filter", settings=settings, record=filter_event, parked_metric="CaptureEventsParked").handler

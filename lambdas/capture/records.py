@@ -87,6 +87,8 @@ class ParseOptions:
     # Which rows to materialise, by (probability, prediction); the others are only counted.
     # None keeps every row. Skipping the rows nobody will review is most of the filter's speed.
     keep: Callable[[float, int], bool] | None = None
+    # Also return what can be profiled but not reviewed (``LineResult.profile_only``).
+    profile: bool = False
 
     @staticmethod
     def search(path: str | None, value: Any) -> Any:
@@ -110,6 +112,11 @@ class LineResult:
     rejected: list[Rejected] = field(default_factory=list)
     blank: bool = False
     skipped: int = 0  # rows read and valid, but not kept (ParseOptions.keep)
+    # With ParseOptions.profile: rows that are rejected (so reported, never reviewed) but still tell
+    # the data-quality profile something, as (output value or None, features or None): each row of a
+    # capture with only an input or only an output, and rows whose output is not a probability.
+    # Features are a CSV row's text or a list, as ``PredictionRow.raw_features``.
+    profile_only: list[tuple[Any, str | list[Any] | None]] = field(default_factory=list)
 
 
 class _Reject(Exception):
@@ -137,9 +144,18 @@ def parse_line(raw: bytes | str, line_number: int, options: ParseOptions) -> Lin
             raise _Reject("no eventMetadata.eventId")
         event_id = metadata["eventId"]
         capture = record.get("captureData")
-        if not isinstance(capture, dict) or "endpointInput" not in capture:
+        if not isinstance(capture, dict) or ("endpointInput" not in capture and "endpointOutput" not in capture):
             raise _Reject("no captureData.endpointInput")
+        if "endpointInput" not in capture:
+            if options.profile:
+                halves = [(output, None) for output in _output_values(_payload(capture["endpointOutput"], "endpointOutput"), options)]
+                result.profile_only.extend(halves)
+            raise _Reject("no captureData.endpointInput (output-only capture)")
         if "endpointOutput" not in capture:
+            if options.profile:
+                kind, inputs = _input_rows(_payload(capture["endpointInput"], "endpointInput"), options)
+                halves = [(None, _row_features(kind, source, options)) for source in inputs]
+                result.profile_only.extend(halves)
             raise _Reject("no captureData.endpointOutput (input-only capture)")
         outputs = _output_values(_payload(capture["endpointOutput"], "endpointOutput"), options)
         if not outputs:
@@ -170,6 +186,11 @@ def parse_line(raw: bytes | str, line_number: int, options: ParseOptions) -> Lin
     for index, (probability, reason) in enumerate(scored):
         if reason is not None:
             result.rejected.append(Rejected(line_number, reason, event_id, index))
+            if options.profile:  # the output is profiled as it is (text, NaN, ...) with the row's features
+                try:
+                    result.profile_only.append((outputs[index], _row_features(input_kind, inputs[index], options)))
+                except (_Reject, RecursionError, ValueError, TypeError):
+                    pass  # its features cannot be read either; the row is reported above
             continue
         if not wanted[index]:
             result.skipped += 1

@@ -92,6 +92,8 @@ def step(event: dict[str, Any], context: Any) -> dict[str, Any]:
         result = steps.baseline_dataset(event, settings, aws.client("s3"))
     elif name == "baselines":
         result = steps.baselines(event, aws.client("s3"))
+    elif name == "openBaselines":
+        result = steps.open_baselines(event, settings, aws.client("s3"))
     elif name == "deploy":
         result = steps.deploy(event, settings, aws.client("sagemaker"))
     elif name == "endpoint":

@@ -9,6 +9,9 @@ JSON result; SageMaker jobs themselves run as Step Functions ``.sync`` tasks bet
   ``lambdas.shared.baseline`` and one row per record, score first, then the features;
 - ``baselines``: the monitors' baseline job requests for the new model and data (the same requests
   the monitoring stack's baseline custom resources send, from templates it provides);
+- ``openBaselines`` (the open monitoring back end, which has no jobs): the baselines themselves,
+  computed by the code of the open back end's baseline custom resource, under
+  ``<monitor>/baselines/<execution>/``;
 - ``deploy``: a copy of the live endpoint config (same variant, instances, KMS and data capture,
   including the capture percentage operators set) naming the new model, then UpdateEndpoint with
   blue/green deployment guardrails and automatic rollback on the configured alarms;
@@ -33,6 +36,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambdas.monitoring.baseline_job.handler import processing_job_request, publish_outputs, write_documents
+from lambdas.monitoring.open import baseline as open_baseline
 from lambdas.retraining import dataset
 from lambdas.shared import aws
 from lambdas.shared.baseline import header, write_promoted_marker
@@ -246,6 +250,37 @@ def baselines(event: dict[str, Any], s3: Any) -> dict[str, Any]:
         jobs[monitor] = job
         monitors[monitor] = {"outputS3Uri": job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"], "publish": template["publish"], "job": job["ProcessingJobName"]}
     return {"jobs": jobs, "monitors": monitors}
+
+
+def open_baselines(event: dict[str, Any], settings: StepSettings, s3: Any) -> dict[str, Any]:
+    """The open back end's baselines of the new model, in the shape ``promote`` publishes
+    (``monitors``: output folder and the ``current/`` files by monitor).
+
+    ``event["monitors"]`` (fixed in the state machine) names each monitor's kind and bucket, and its
+    drift threshold (data quality) or explained label (explainability). Data quality baselines the
+    new model's scored dataset from ``baselineDataset``; explainability explains the training rows
+    (``train.csv``, label first, no header) with the new model's artefact. A dataset that cannot be
+    baselined fails the step (``open_baseline.DatasetError``), and the execution notifies it.
+    """
+    execution = event["names"]["execution"]
+    monitors = {}
+    for name, spec in (event.get("monitors") or {}).items():
+        kind, bucket = spec["monitor"], spec["bucket"]
+        if kind == open_baseline.DATA_QUALITY:
+            if not event.get("baselineDataset"):
+                raise StepError(f"the {name} baseline reads the new model's scored dataset, and this run built none")
+            uri = f"{event['baselineDataset']['s3Uri']}{BASELINE_FILE}"
+            files = open_baseline.data_quality_documents(
+                open_baseline.read_dataset(s3, uri), source=uri, threshold=float(spec["threshold"]), feature_names=settings.feature_names
+            )
+        else:
+            uri = event["dataset"]["trainFileS3Uri"]
+            properties = {"ModelDataUrl": event["training"]["ModelArtifacts"]["S3ModelArtifacts"], "FeatureNames": list(settings.feature_names), "LabelName": spec["label"]}
+            files = open_baseline.explainability_documents(s3, properties, open_baseline.read_dataset(s3, uri), source=uri)
+        prefix = f"{kind}/baselines/{execution}"
+        open_baseline.write(s3, bucket, prefix, files)
+        monitors[name] = {"outputS3Uri": f"s3://{bucket}/{prefix}", "publish": open_baseline.current_uris(bucket, kind)}
+    return {"monitors": monitors}
 
 
 def deploy(event: dict[str, Any], settings: StepSettings, sagemaker: Any) -> dict[str, Any]:

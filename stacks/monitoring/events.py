@@ -1,10 +1,13 @@
 """What happens after a monitoring run: one app event per finished run, alerts, and a watchdog.
 
-    SageMaker "Processing Job State Change" (our schedules, finished) --> run-events queue
-        --> monitoring_runs --> "Monitoring Run Ended" (source <app>.monitoring) + MonitoringRuns metric
+    sagemaker back end: SageMaker "Processing Job State Change" (our schedules, finished) --> run-events
+        queue --> monitoring_runs --> "Monitoring Run Ended" (source <app>.monitoring) + MonitoringRuns metric
+    open back end: each evaluator publishes "Monitoring Run Ended" and MonitoringRuns itself (open.py)
     "Monitoring Run Ended" with violations, failed or stopped --> alert topic (a JSON summary, published
         through the rule's own role; what cannot be delivered goes to an alarmed queue)
-    hourly --> monitoring watchdog --> MonitoringScheduleOverdue metric per schedule --> alarm
+    hourly --> monitoring watchdog --> MonitoringScheduleOverdue metric per schedule --> alarm; it asks
+        SageMaker (DescribeMonitoringSchedule) or EventBridge Scheduler (GetSchedule, and the
+        evaluation's latest.json run marker) whichever back end runs
 
 Retraining consumes "Monitoring Run Ended"; its shape is in the README.
 """
@@ -25,11 +28,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from lambdas.monitoring.runs.runs import MISSED_CADENCES, OVERDUE_METRIC, RUN_ENDED, RUNS_METRIC
+from lambdas.monitoring.runs.runs import MISSED_CADENCES, OVERDUE_METRIC, RUN_ENDED, RUNS_METRIC, latest_marker_key
 from stacks.shared import aws_facts
 from stacks.shared.compliance import acknowledge, acknowledge_wildcards
 from stacks.shared.config import AppConfig
-from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation
+from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, METRICS_NAMESPACE, AppFunction, Invocation
 from stacks.monitoring.sagemaker import DATA_QUALITY_PREFIX, EXPLAINABILITY_PREFIX
 from stacks.shared.work_queue import WorkQueue, alarm_at_one_message, encrypted_queue
 
@@ -37,9 +40,15 @@ BAD_OUTCOMES = ("CompletedWithViolations", "Failed", "Stopped")
 # "Monitoring Run Ended" detail fields an alert carries (lambdas/monitoring/runs/runs.py writes them all).
 ALERT_FIELDS = (
     "monitor", "endpointName", "processingJobName", "outcome", "violationCount", "checkTypes", "features", "failureReason", "reportS3Uri",
+    "reportHtmlS3Uri",
 )  # fmt: skip
 OUTCOMES = ("Completed", *BAD_OUTCOMES)
 WATCHDOG_INTERVAL = Duration.hours(1)
+
+
+def event_source(config: AppConfig) -> str:
+    """The source of the app's "Monitoring Run Ended" events (either back end)."""
+    return f"{config.app_name}.monitoring"
 
 
 class MonitoringEvents(Construct):
@@ -49,7 +58,7 @@ class MonitoringEvents(Construct):
         construct_id: str,
         *,
         config: AppConfig,
-        monitors: list,  # DataQualityMonitor | ExplainabilityMonitor
+        monitors: list,  # DataQualityMonitor | ExplainabilityMonitor, or the open back end's
         endpoint_name: str,
         monitoring_bucket: s3.IBucket,
         key: kms.IKey,
@@ -57,15 +66,27 @@ class MonitoringEvents(Construct):
         alarm_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         prefix = config.prefix
-        self.event_source = f"{config.app_name}.monitoring"
+        self.backend = config.monitoring.backend
+        self.event_source = event_source(config)
         self.monitor_kinds = [monitor.kind for monitor in monitors]
         schedules = {monitor.schedule_name: {"monitor": monitor.kind, "endpoint": endpoint_name} for monitor in monitors}
-        # Powertools adds the service as a dimension to every metric the functions emit.
+        # Powertools adds the service as a dimension to every metric the functions emit; the open
+        # back end's evaluators use the same one.
         self.service = f"{prefix}-monitoring-runs"
         common = {"key": key, "layer": layer, "retain_logs": config.retain_data, "service": self.service}
         timeout = Duration.minutes(1)
+        # The alarms the dashboard shows beside the drift alarms.
+        self.alarms: list[cloudwatch.Alarm] = []
+        if self.backend == "sagemaker":
+            self._processing_job_runs(monitors, schedules, monitoring_bucket, key, alarm_topic, common, timeout)
+        else:
+            self.alarms += [monitor.evaluation.alarm for monitor in monitors]
+        self._alerts(key, alarm_topic)
+        self._watchdog(config, schedules, monitoring_bucket, alarm_topic, common, timeout)
+
+    def _processing_job_runs(self, monitors: list, schedules: dict, monitoring_bucket: s3.IBucket, key: kms.IKey, alarm_topic: sns.ITopic, common: dict, timeout: Duration) -> None:
+        """SageMaker's processing-job events of our schedules' runs --> monitoring_runs --> Monitoring Run Ended."""
         self.queue = WorkQueue(self, "RunEvents", key=key, consumer_timeout=timeout, alarm_topic=alarm_topic, purpose="Finished monitoring runs waiting for monitoring_runs")
 
         self.runs = AppFunction(
@@ -127,6 +148,9 @@ class MonitoringEvents(Construct):
             ),
             targets=[targets.SqsQueue(self.queue.queue, dead_letter_queue=self.queue.dead_letter_queue, retry_attempts=185)],
         )
+        self.alarms.append(self.queue.alarm)
+
+    def _alerts(self, key: kms.IKey, alarm_topic: sns.ITopic) -> None:
         self.run_ended_pattern = {"source": [self.event_source], "detail-type": [RUN_ENDED]}
         # The alert is a JSON object whose every value is one event field, placed unquoted: EventBridge
         # then inserts each as its JSON value (arrays stay arrays, quotes in a failure reason are
@@ -181,7 +205,12 @@ class MonitoringEvents(Construct):
         )
         acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
 
-        # --- watchdog: a schedule whose runs stopped happening ----------------------------------
+    def _watchdog(self, config: AppConfig, schedules: dict, monitoring_bucket: s3.IBucket, alarm_topic: sns.ITopic, common: dict, timeout: Duration) -> None:
+        """A schedule whose runs stopped happening (or that is not running) raises an alarm."""
+        stack, prefix = Stack.of(self), config.prefix
+        environment = {"SCHEDULES": json.dumps(schedules), "EVENT_SOURCE": self.event_source, "CADENCES": json.dumps(aws_facts.MONITORING_CADENCES), "BACKEND": self.backend}
+        if self.backend == "open":
+            environment["MONITORING_BUCKET"] = monitoring_bucket.bucket_name
         self.watchdog = AppFunction(
             self,
             "Watchdog",
@@ -193,13 +222,26 @@ class MonitoringEvents(Construct):
                 "missing data as breaching, so a failing watchdog alarms; the next hour's run replaces a lost one.",
             ),
             timeout=timeout,
-            environment={"SCHEDULES": json.dumps(schedules), "EVENT_SOURCE": self.event_source, "CADENCES": json.dumps(aws_facts.MONITORING_CADENCES)},
+            environment=environment,
             **common,
         )
-        self.watchdog.allow(
-            ["sagemaker:DescribeMonitoringSchedule"],
-            [stack.format_arn(service="sagemaker", resource="monitoring-schedule", resource_name=name) for name in schedules],
-        )
+        if self.backend == "sagemaker":
+            self.watchdog.allow(
+                ["sagemaker:DescribeMonitoringSchedule"],
+                [stack.format_arn(service="sagemaker", resource="monitoring-schedule", resource_name=name) for name in schedules],
+            )
+        else:
+            # The schedules (default group) and each evaluation's run marker: HEAD is authorised as
+            # s3:GetObject, and listing the exact key tells a missing marker (404) from a denied one.
+            self.watchdog.allow(
+                ["scheduler:GetSchedule"],
+                [stack.format_arn(service="scheduler", resource="schedule", resource_name=f"default/{name}") for name in schedules],
+            )
+            markers = [latest_marker_key(where["monitor"], where["endpoint"], name) for name, where in schedules.items()]
+            self.watchdog.allow(["s3:GetObject"], [monitoring_bucket.arn_for_objects(marker) for marker in markers])
+            self.watchdog.role.add_to_policy(
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[monitoring_bucket.bucket_arn], conditions={"StringEquals": {"s3:prefix": markers}})
+            )
         events.Rule(
             self,
             "WatchdogSchedule",
@@ -230,4 +272,12 @@ class MonitoringEvents(Construct):
         return self.watchdog.metric(OVERDUE_METRIC, statistic="Maximum", period=WATCHDOG_INTERVAL, Schedule=schedule)
 
     def runs_metric(self, monitor: str, outcome: str, period: Duration) -> cloudwatch.Metric:
-        return self.runs.metric(RUNS_METRIC, period=period, label=f"{monitor} {outcome}", Monitor=monitor, Outcome=outcome)
+        """MonitoringRuns of one monitor and outcome: monitoring_runs' (sagemaker) or the evaluators' (open), one service."""
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=RUNS_METRIC,
+            dimensions_map={"Monitor": monitor, "Outcome": outcome, "service": self.service},
+            statistic="Sum",
+            period=period,
+            label=f"{monitor} {outcome}",
+        )

@@ -1,5 +1,12 @@
-"""Monitor: Model Monitor data quality and Clarify explainability, each switchable, with their
-baselines, schedules, drift alarms, run events and watchdog."""
+"""Monitor: data quality and explainability, each switchable, with their baselines, schedules,
+drift alarms, run events and watchdog, on one of two back ends (``monitoring.backend``):
+
+- ``open`` (default): the app's own monitors (stacks/monitoring/open.py): capture profiling,
+  EventBridge Scheduler evaluations in Lambda, baselines from the same code; any account;
+- ``sagemaker``: Model Monitor and Clarify schedules (stacks/monitoring/sagemaker.py), for accounts
+  that still have them.
+
+Either way the schedules, drift alarms, run events and dashboard rows have the same names."""
 
 from __future__ import annotations
 
@@ -10,23 +17,31 @@ from lambdas.retraining.steps import RETRAINING_PREFIX
 from stacks.shared import aws_facts, default_model
 from stacks.monitoring import clarify
 from stacks.shared.config import AppConfig, MonitorJobConfig
-from stacks.shared.functions import dependency_layer
+from stacks.shared.functions import dependency_layer, explain_layer
 from stacks.serving.inference import CAPTURE_PREFIX
 from stacks.monitoring.sagemaker import BaselineJobs, DataQualityMonitor, ExplainabilityMonitor
-from stacks.monitoring.events import MonitoringEvents
+from stacks.monitoring.events import MonitoringEvents, event_source
+from stacks.monitoring.open import OpenBaselines, OpenDataQualityMonitor, OpenExplainabilityMonitor, S3Source
+from stacks.review.capture import CapturePipeline, profiling_target
 from stacks.shared.ops_parameters import OpsParameters
 from stacks.serving.stack import ServingStack
 from stacks.storage.stack import StorageStack
 
 
-def _schedule_parameter(parameters: OpsParameters, name: str, group: str, job: MonitorJobConfig) -> CfnParameter:
-    # Only cadences whose period leaves room for a run of max_runtime_seconds.
-    cadences = [expression for expression, period in aws_facts.MONITORING_CADENCES.items() if period >= job.max_runtime_seconds]
+def _schedule_parameter(parameters: OpsParameters, name: str, group: str, job: MonitorJobConfig, backend: str) -> CfnParameter:
+    if backend == "open":
+        # An evaluation reads sketch files, well within any cadence: every cadence is allowed.
+        cadences = list(aws_facts.MONITORING_CADENCES)
+        description = "How often the evaluation runs (hourly: cron(0 * ? * * *), daily: cron(0 0 ? * * *)), at minute 20 of the hour, on the hours before."
+    else:
+        # Only cadences whose period leaves room for a run of max_runtime_seconds.
+        cadences = [expression for expression, period in aws_facts.MONITORING_CADENCES.items() if period >= job.max_runtime_seconds]
+        description = f"How often the job runs (hourly: cron(0 * ? * * *), daily: cron(0 0 ? * * *)); each run may take up to {job.max_runtime_seconds} s."
     return parameters.add(
         name,
         group=group,
         label="Schedule",
-        description=f"How often the job runs (hourly: cron(0 * ? * * *), daily: cron(0 0 ? * * *)); each run may take up to {job.max_runtime_seconds} s.",
+        description=description,
         type="String",
         default=job.schedule,
         allowed_values=cadences,
@@ -37,10 +52,124 @@ class MonitoringStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, storage: StorageStack, serving: ServingStack, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         monitoring = config.monitoring
-        parameters = OpsParameters(self)
+        self.backend = monitoring.backend
+        self.parameters = OpsParameters(self)
+        endpoint = serving.inference
+        self.layer = dependency_layer(self, "Dependencies")
+        self.data_quality: DataQualityMonitor | OpenDataQualityMonitor | None = None
+        self.capture: CapturePipeline | None = None  # the open back end's profiling, when review does not build it
+        self.explainability: ExplainabilityMonitor | OpenExplainabilityMonitor | None = None
+        if self.backend == "open":
+            self._open(config, storage, serving)
+        else:
+            self._sagemaker(config, storage, serving)
+        what = {"open": "Open data-quality schedule (EventBridge Scheduler)", "sagemaker": "Model Monitor data-quality schedule"}[self.backend]
+        if self.data_quality is not None:
+            CfnOutput(self, "DataQualityScheduleName", value=self.data_quality.schedule_name, description=what)
+            CfnOutput(self, "DataQualityStatisticsS3Uri", value=self.data_quality.statistics_s3_uri, description="Baseline statistics.json each run reads (retraining replaces it)")
+            CfnOutput(self, "DataQualityConstraintsS3Uri", value=self.data_quality.constraints_s3_uri, description="Baseline constraints.json each run reads (retraining replaces it)")
+        if self.explainability is not None:
+            what = {"open": "Open attribution schedule (EventBridge Scheduler)", "sagemaker": "Clarify explainability schedule"}[self.backend]
+            CfnOutput(self, "ExplainabilityScheduleName", value=self.explainability.schedule_name, description=what)
+            CfnOutput(self, "ExplainabilityBaselineS3Uri", value=self.explainability.constraints_s3_uri, description="Baseline analysis.json (global SHAP values) each run reads (retraining replaces it)")
+            if isinstance(self.explainability, ExplainabilityMonitor):
+                CfnOutput(self, "ExplainabilityAnalysisConfigS3Uri", value=self.explainability.analysis_config_s3_uri, description="analysis_config.json each run reads (retraining replaces it)")
+
+        self.monitors = [monitor for monitor in (self.data_quality, self.explainability) if monitor is not None]
+        self.events = MonitoringEvents(
+            self,
+            "RunEvents",
+            config=config,
+            monitors=self.monitors,
+            endpoint_name=endpoint.endpoint_name,
+            monitoring_bucket=storage.buckets["monitoring"],
+            key=storage.key,
+            layer=self.layer,
+            alarm_topic=serving.alerts.topic,
+        )
+
+    def _open(self, config: AppConfig, storage: StorageStack, serving: ServingStack) -> None:
+        """The app's own monitors: baselines computed by a custom resource, evaluations on EventBridge Scheduler."""
+        monitoring = config.monitoring
+        endpoint, bundled = serving.inference, serving.bundled_model
+        bucket, key = storage.buckets["monitoring"], storage.key
+        # numpy (in the explain layer) for the data-quality baseline's sketch; XGBoost for attributions.
+        explain = explain_layer(self)
+        baselines = OpenBaselines(self, "Baselines", config=config, key=key, layer=self.layer, explain=explain, monitoring_bucket=bucket)
+        common = {"config": config, "baselines": baselines, "endpoint_name": endpoint.endpoint_name, "monitoring_bucket": bucket, "key": key, "layer": self.layer,
+                  "alarm_topic": serving.alerts.topic, "event_source": event_source(config)}  # fmt: skip
+        reasons = []
+        if monitoring.data_quality.enabled:
+            dq = monitoring.data_quality
+            if not dq.computes_baseline:
+                dataset = None  # the configured baseline files, copied to current/
+            elif dq.dataset_s3_uri is not None:
+                dataset = S3Source.configured(self, dq.dataset_s3_uri)
+            else:
+                # The bundled model's scores and features with a header (lambdas/shared/baseline.py).
+                dataset = S3Source.object(bundled.datasets_bucket, bundled.baseline_key)
+            self.data_quality = OpenDataQualityMonitor(
+                self,
+                "DataQuality",
+                **common,
+                dataset=dataset,
+                schedule_expression=_schedule_parameter(self.parameters, "DataQualitySchedule", "Data quality monitoring", dq, self.backend).value_as_string,
+            )
+            reasons.append("the data-quality baseline reads its dataset (or your baseline files) as configured")
+        if monitoring.explainability.enabled:
+            ex = monitoring.explainability
+            # Labelled training rows (label first, no header), as Clarify's baseline reads them.
+            dataset = S3Source.configured(self, ex.dataset_s3_uri) if ex.dataset_s3_uri is not None else S3Source.object(bundled.datasets_bucket, bundled.train_key)
+            # The model the endpoint serves now, from the parameter the serving stack deploys from
+            # (retraining's Promote rewrites it), read here too so this stack names no serving output.
+            served = CfnParameter(
+                self,
+                "ServedModelDataUrl",
+                type="AWS::SSM::Parameter::Value<String>",
+                default=config.served_model_parameter,
+                description="Name of the SSM parameter holding the served model's ModelDataUrl (the attribution baseline explains it).",
+            )
+            model_arns = [endpoint.model_data_arn]
+            if config.retraining.enabled:
+                model_arns.append(storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*"))
+            self.explainability = OpenExplainabilityMonitor(
+                self,
+                "Explainability",
+                **common,
+                variant_name=endpoint.variant_name,
+                endpoint_arn=endpoint.endpoint_arn,
+                model_data_url=served.value_as_string,
+                model_arns=model_arns,
+                dataset=dataset,
+                explain=explain,
+                schedule_expression=_schedule_parameter(self.parameters, "ExplainabilitySchedule", "Explainability monitoring", ex, self.backend).value_as_string,
+            )
+            reasons.append("the attribution baseline reads its training rows and the served model's artefact (a retrained one under retraining/<execution>/)")
+        baselines.acknowledge("; ".join(reasons) + ".")
+        # The open monitors read what capture_filter profiles from each capture object. With review on,
+        # the review pipeline's capture_filter does it beside review selection (one read per object);
+        # without review, the capture pipeline is built here, profiling only.
+        profiling = profiling_target(config, storage)
+        if not config.review.enabled and profiling is not None:
+            self.capture = CapturePipeline(
+                self,
+                "Capture",
+                config=config,
+                storage=storage,
+                capture_prefix=f"{CAPTURE_PREFIX}/{endpoint.endpoint_name}/{endpoint.variant_name}",
+                layer=self.layer,
+                alarm_topic=serving.alerts.topic,
+                report_bucket=bucket,
+                profiling=profiling,
+            )
+
+    def _sagemaker(self, config: AppConfig, storage: StorageStack, serving: ServingStack) -> None:
+        """Model Monitor and Clarify: baseline processing jobs, job definitions and monitoring schedules."""
+        monitoring = config.monitoring
+        parameters = self.parameters
         endpoint = serving.inference
         monitoring_bucket, key = storage.buckets["monitoring"], storage.key
-        layer = dependency_layer(self, "Dependencies")
+        layer = self.layer
         computes_baselines = (monitoring.data_quality.enabled and monitoring.data_quality.computes_baseline) or monitoring.explainability.enabled
         baselines = BaselineJobs(self, "BaselineJobs", config=config, key=key, layer=layer, monitoring_bucket=monitoring_bucket) if computes_baselines else None
         common = {
@@ -55,9 +184,6 @@ class MonitoringStack(Stack):
             "retraining_data_s3_uri": f"s3://{storage.datasets.bucket_name}/{RETRAINING_PREFIX}/" if config.retraining.enabled else None,
         }
         bundled = serving.bundled_model
-
-        self.data_quality: DataQualityMonitor | None = None
-        self.explainability: ExplainabilityMonitor | None = None
         if monitoring.data_quality.enabled:
             dq = monitoring.data_quality
             self.data_quality = DataQualityMonitor(
@@ -68,11 +194,8 @@ class MonitoringStack(Stack):
                 # None: the configured baseline files instead (config checks).
                 dataset_s3_uri=dq.dataset_s3_uri or (bundled.baseline_s3_uri if bundled is not None else None),
                 alarm_topic=serving.alerts.topic,
-                schedule_expression=_schedule_parameter(parameters, "DataQualitySchedule", "Data quality monitoring", dq).value_as_string,
+                schedule_expression=_schedule_parameter(parameters, "DataQualitySchedule", "Data quality monitoring", dq, self.backend).value_as_string,
             )
-            CfnOutput(self, "DataQualityScheduleName", value=self.data_quality.schedule_name, description="Model Monitor data-quality schedule")
-            CfnOutput(self, "DataQualityStatisticsS3Uri", value=self.data_quality.statistics_s3_uri, description="Baseline statistics.json each run reads (retraining replaces it)")
-            CfnOutput(self, "DataQualityConstraintsS3Uri", value=self.data_quality.constraints_s3_uri, description="Baseline constraints.json each run reads (retraining replaces it)")
         if monitoring.explainability.enabled:
             ex = monitoring.explainability
             self.explainability = ExplainabilityMonitor(
@@ -83,21 +206,5 @@ class MonitoringStack(Stack):
                 dataset_s3_uri=ex.dataset_s3_uri or bundled.train_s3_uri,
                 model_name=endpoint.model.attr_model_name,
                 shap_baseline=clarify.shap_baseline(config, default_model.TRAIN_CSV),
-                schedule_expression=_schedule_parameter(parameters, "ExplainabilitySchedule", "Explainability monitoring", ex).value_as_string,
+                schedule_expression=_schedule_parameter(parameters, "ExplainabilitySchedule", "Explainability monitoring", ex, self.backend).value_as_string,
             )
-            CfnOutput(self, "ExplainabilityScheduleName", value=self.explainability.schedule_name, description="Clarify explainability schedule")
-            CfnOutput(self, "ExplainabilityBaselineS3Uri", value=self.explainability.constraints_s3_uri, description="Baseline analysis.json (global SHAP values) each run reads (retraining replaces it)")
-            CfnOutput(self, "ExplainabilityAnalysisConfigS3Uri", value=self.explainability.analysis_config_s3_uri, description="analysis_config.json each run reads (retraining replaces it)")
-
-        self.monitors = [monitor for monitor in (self.data_quality, self.explainability) if monitor is not None]
-        self.events = MonitoringEvents(
-            self,
-            "RunEvents",
-            config=config,
-            monitors=self.monitors,
-            endpoint_name=endpoint.endpoint_name,
-            monitoring_bucket=monitoring_bucket,
-            key=key,
-            layer=layer,
-            alarm_topic=serving.alerts.topic,
-        )

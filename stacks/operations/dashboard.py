@@ -2,7 +2,9 @@
 
 Rows, top to bottom: the endpoint (traffic, latency, errors), data quality (drift per feature and
 run outcomes), explainability (global SHAP per feature) and human review (backlog, loops, labels).
-A row whose part is switched off is left out; the dashboard always exists.
+A row whose part is switched off is left out; the dashboard always exists. The monitoring rows are
+the same for either monitoring back end: each monitor gives its own metrics (Model Monitor's and
+Clarify's namespaces, or the open evaluators' MlLoop metrics) and alarms.
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ class DashboardStack(Stack):
             ),
             cloudwatch.AlarmStatusWidget(
                 title="Monitoring alarms (overdue schedules, run-event dead letters, drift)",
-                alarms=[*runs.overdue_alarms, runs.queue.alarm, *(monitoring.data_quality.drift_alarms if monitoring.data_quality else [])],
+                alarms=[*runs.overdue_alarms, *runs.alarms, *(monitoring.data_quality.drift_alarms if monitoring.data_quality else [])],
                 width=12,
                 height=6,
             ),

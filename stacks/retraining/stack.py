@@ -14,6 +14,7 @@ approval, baselines and deploys the new model with blue/green guardrails, and no
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
@@ -34,7 +35,7 @@ from stacks.shared import aws_facts
 from stacks.shared.alerts import AlertTopic
 from stacks.shared.compliance import acknowledge, acknowledge_wildcards
 from stacks.shared.config import AppConfig
-from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation, dependency_layer
+from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation, dependency_layer, explain_layer
 from stacks.shared.images import ContainerImage
 from stacks.shared.job_roles import job_data_statements, job_runtime_statements
 from stacks.monitoring.stack import MonitoringStack
@@ -138,7 +139,10 @@ class RetrainingStack(Stack):
             for name, monitor, data in (("dataQuality", monitoring.data_quality, SCORED_DATASET), ("explainability", monitoring.explainability, TRAINING_DATASET)):
                 if monitor is not None and monitor.baseline_template is not None:
                     templates[name] = {**monitor.baseline_template, "dataset": data}
-        scoring = any(t["dataset"] == SCORED_DATASET for t in templates.values())
+        # The open back end has no job templates: the steps Lambda computes its baselines.
+        self.open_baselines = open_baselines(config, monitoring, storage)
+        scoring = any(t["dataset"] == SCORED_DATASET for t in templates.values()) or "dataQuality" in self.open_baselines
+        explains = "explainability" in self.open_baselines
         self.steps = AppFunction(
             self,
             "Steps",
@@ -152,6 +156,9 @@ class RetrainingStack(Stack):
             timeout=Duration.minutes(15),
             memory_size=2048,
             ephemeral_storage_mib=10_240,
+            # XGBoost for the open back end's attribution baseline (TreeSHAP of the new model), numpy
+            # for its data-quality baseline's sketch.
+            extra_layers=(explain_layer(self),) if explains or "dataQuality" in self.open_baselines else (),
             environment={
                 "PREFIX": prefix,
                 "ENDPOINT_NAME": endpoint.endpoint_name,
@@ -185,6 +192,7 @@ class RetrainingStack(Stack):
             else None,
             pass_roles=pass_roles,
             baseline_templates=templates,
+            open_baselines=self.open_baselines,
         )
         self.state_machine = self.workflow.state_machine
         # The jobs' data grants, derived from the requests the machine sends (run-time paths read as
@@ -313,7 +321,7 @@ class RetrainingStack(Stack):
             steps.allow(["s3:GetObject"], [labels_bucket.arn_for_objects(f"{TRAINING_PREFIX}/*")])
         if monitoring is not None:
             bucket = storage.buckets["monitoring"]
-            kinds = [m.kind for m in monitoring.monitors if m.baseline_template is not None]
+            kinds = [m.kind for m in monitoring.monitors if m.baseline_template is not None] + [spec["monitor"] for spec in self.open_baselines.values()]
             if kinds:
                 steps.allow(["s3:GetObject"], [bucket.arn_for_objects(f"{kind}/baselines/*") for kind in kinds])
                 steps.allow(["s3:PutObject"], [bucket.arn_for_objects(f"{kind}/{folder}/*") for kind in kinds for folder in ("baselines", "current")])
@@ -398,11 +406,7 @@ class RetrainingStack(Stack):
                 "detail": {"alarmName": [{"prefix": monitoring.data_quality.drift_alarm_prefix}], "state": {"value": ["ALARM"]}},
             }
         if monitoring is not None and retraining.violation_check_types:
-            patterns["Violations"] = {
-                "source": [monitoring.events.event_source],
-                "detail-type": [RUN_ENDED],
-                "detail": {"outcome": ["CompletedWithViolations"], "checkTypes": list(retraining.violation_check_types)},
-            }
+            patterns["Violations"] = violations_pattern(monitoring.events.event_source, retraining.violation_check_types)
         if review is not None:
             patterns["Labels"] = dict(review.pipeline.labels_available_pattern)
         for name, pattern in patterns.items():
@@ -410,6 +414,29 @@ class RetrainingStack(Stack):
         if retraining.schedule is not None:
             events.Rule(self, "ScheduleRule", description="Retraining trigger: schedule", schedule=events.Schedule.expression(retraining.schedule), targets=[self.queue.rule_target()])
         return patterns
+
+
+def open_baselines(config: AppConfig, monitoring: MonitoringStack | None, storage: StorageStack) -> dict[str, dict[str, Any]]:
+    """The open back end's monitors retraining re-baselines (``lambdas.retraining.steps.open_baselines``):
+    data quality unless it uses fixed baseline files (as the SageMaker back end), and explainability."""
+    if monitoring is None or monitoring.backend != "open":
+        return {}
+    bucket = storage.buckets["monitoring"].bucket_name
+    monitors: dict[str, dict[str, Any]] = {}
+    if monitoring.data_quality is not None and config.monitoring.data_quality.computes_baseline:
+        monitors["dataQuality"] = {"monitor": monitoring.data_quality.kind, "bucket": bucket, "threshold": config.monitoring.data_quality.drift_threshold}
+    if monitoring.explainability is not None:
+        monitors["explainability"] = {"monitor": monitoring.explainability.kind, "bucket": bucket, "label": monitoring.explainability.label}
+    return monitors
+
+
+def violations_pattern(event_source: str, check_types: Sequence[str]) -> dict[str, Any]:
+    """Monitoring Run Ended with violations of one of ``check_types`` (either back end publishes it)."""
+    return {
+        "source": [event_source],
+        "detail-type": [RUN_ENDED],
+        "detail": {"outcome": ["CompletedWithViolations"], "checkTypes": list(check_types)},
+    }
 
 
 def at_synth(request: dict[str, Any], uris: dict[str, str]) -> dict[str, Any]:

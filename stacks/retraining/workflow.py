@@ -9,7 +9,8 @@
     -> CreateModel (sagemaker:createModel)
     -> [data-quality baseline] ScoreTrainingSet (sagemaker:createTransformJob.sync: the new model's score
        joined to each training row) -> BaselineDataset (Lambda: header + score, features per row)
-    -> Baselines (Lambda: requests) -> BaselineJobs (Parallel: sagemaker:createProcessingJob.sync per monitor)
+    -> Baselines (Lambda: requests) -> BaselineJobs (Parallel: sagemaker:createProcessingJob.sync per monitor);
+       with the open monitoring back end, Baselines (Lambda) computes the baselines itself, no jobs
     -> Deploy (Lambda: endpoint config copy + UpdateEndpoint, blue/green with auto-rollback)
     -> WaitForEndpoint / CheckEndpoint loop (UpdateEndpoint is request-only)
     -> [rolled back or failed] NotifyRollback -> Fail (the old model keeps serving)
@@ -86,12 +87,13 @@ class RetrainingWorkflow(Construct):
         transform_resources: dict[str, Any] | None,  # CreateTransformJob's; None: no data-quality re-baseline
         pass_roles: list[iam.IRole],
         baseline_templates: dict[str, Any],
+        open_baselines: dict[str, Any] | None = None,  # the open back end's monitors (steps.open_baselines)
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         retraining, prefix = config.retraining, config.prefix
 
-        def lambda_step(name: str, step: str, result_path: str, **payload: str) -> tasks.LambdaInvoke:
+        def lambda_step(name: str, step: str, result_path: str, **payload: Any) -> tasks.LambdaInvoke:
             task = tasks.LambdaInvoke(
                 self,
                 name,
@@ -240,7 +242,14 @@ class RetrainingWorkflow(Construct):
             )
             scoring = score.next(baseline_dataset)
             baseline_inputs["baselineDataset.$"] = "$.baselineDataset"
-        baselines = caught(lambda_step("Baselines", "baselines", "$.baselines", **baseline_inputs))
+        baseline_jobs: sfn.IChainable | None
+        if open_baselines:
+            # The open back end has no jobs: the step computes the baselines with the deploy-time code.
+            baselines = caught(
+                lambda_step("Baselines", "openBaselines", "$.baselines", monitors=open_baselines, **{**baseline_inputs, "training.$": "$.training"})
+            )
+        else:
+            baselines = caught(lambda_step("Baselines", "baselines", "$.baselines", **baseline_inputs))
         # One branch per monitor: the role (and so PassRole) is fixed per monitor; the rest of
         # the request is this run's, from the Baselines step.
         branches = []
@@ -254,9 +263,10 @@ class RetrainingWorkflow(Construct):
                     Duration.seconds(template["request"]["StoppingCondition"]["MaxRuntimeInSeconds"] + 3_600),
                 )
             )
-        baseline_jobs: sfn.IChainable
         if branches:
             baseline_jobs = caught(sfn.Parallel(self, "BaselineJobs", result_path=sfn.JsonPath.DISCARD).branch(*branches))
+        elif open_baselines:
+            baseline_jobs = None
         else:
             baseline_jobs = sfn.Pass(self, "NoBaselines", comment="No monitor computes a baseline")
         deploy = caught(lambda_step("Deploy", "deploy", "$.deployment", **{"names.$": "$.dataset.names"}))
@@ -306,9 +316,11 @@ class RetrainingWorkflow(Construct):
             template="Retraining {} deployed a new model: {}. Model: {}. Lineage: {}",
         ).next(promoted)
 
+        baselined = create_model.next(scoring).next(baselines) if scoring is not None else create_model.next(baselines)
+        if baseline_jobs is not None:
+            baselined = baselined.next(baseline_jobs)
         deployment = (
-            (create_model.next(scoring).next(baselines) if scoring is not None else create_model.next(baselines))
-            .next(baseline_jobs)
+            baselined
             .next(deploy)
             .next(wait)
             .next(check)
@@ -339,7 +351,7 @@ class RetrainingWorkflow(Construct):
             comment="Retrains the model on the original data plus reviewers' labels and redeploys it safely",
         )
         ignore_lint_check(self.state_machine.node.default_child, "W3005", "aws-cdk-lib's StateMachine adds a construct dependency on its role next to the GetAtt.")
-        self._grant(stack, prefix, key, pass_roles, transform=transform_resources is not None)
+        self._grant(stack, prefix, key, pass_roles, transform=transform_resources is not None, processing=bool(baseline_templates))
 
     def _approval(self, hours: int, topic: sns.ITopic, prefix: str, approved: sfn.IChainable, rejected: sfn.IChainable, caught) -> sfn.IChainable:
         """Publish approve/reject commands with the task token; no answer within ``hours`` rejects."""
@@ -377,12 +389,12 @@ class RetrainingWorkflow(Construct):
         caught(approve)
         return approve.next(approved)
 
-    def _grant(self, stack: Stack, prefix: str, key: kms.IKey, pass_roles: list[iam.IRole], *, transform: bool) -> None:
+    def _grant(self, stack: Stack, prefix: str, key: kms.IKey, pass_roles: list[iam.IRole], *, transform: bool, processing: bool) -> None:
         """The SageMaker integrations' permissions, on this app's names only, except ListTags,
         which AWS's policy for the ``.sync`` integrations grants on "*".
         https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html"""
         sagemaker = lambda kind: stack.format_arn(service="sagemaker", resource=kind, resource_name=f"{prefix}-*")  # noqa: E731
-        jobs = {"training": "TrainingJob", "processing": "ProcessingJob", **({"transform": "TransformJob"} if transform else {})}
+        jobs = {"training": "TrainingJob", **({"processing": "ProcessingJob"} if processing else {}), **({"transform": "TransformJob"} if transform else {})}
         statements = [
             *(
                 iam.PolicyStatement(

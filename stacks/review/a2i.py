@@ -1,4 +1,4 @@
-"""What a reviewer sees and where the answers go: the A2I task UI, flow definition and A2I role.
+"""The A2I review back end (``review.backend: a2i``): the task UI, flow definition and A2I role.
 
 CloudFormation has ``AWS::SageMaker::HumanTaskUi`` but no flow-definition resource, so the flow
 definition is a custom resource (CDK Provider framework, with an ``is_complete`` waiter: creation
@@ -15,8 +15,6 @@ keep the templates safe under a renderer that does not autoescape (tests/lambdas
 from __future__ import annotations
 
 import hashlib
-import re
-from pathlib import Path
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
@@ -25,22 +23,19 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from lambdas.review.app.render import template_text  # one reader of a2i_templates/, shared with the reviewers' app
 from stacks.shared import aws_facts
 from stacks.shared.compliance import acknowledge, acknowledge_wildcards
 from stacks.shared.config import AppConfig
 from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES
 from stacks.shared.waiting_provider import WaitingProvider
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "a2i_templates"
 A2I_OUTPUT_PREFIX = "a2i-output"
-# A task UI is one HTML document: parts the templates share (a2i_templates/partials/) are written
-# into it where a line says [[include partials/<file>]].
-_INCLUDE = re.compile(r"^[ \t]*\[\[include (partials/[\w.-]+)\]\]\n", re.MULTILINE)
 
 
-def template_text(name: str) -> str:
-    """The worker template ``a2i_templates/<name>.liquid.html`` with its partials written in."""
-    return _INCLUDE.sub(lambda match: (TEMPLATES / match.group(1)).read_text(), (TEMPLATES / f"{name}.liquid.html").read_text())
+def flow_definition_arn_prefix(scope: Construct, prefix: str) -> str:
+    """The start of every flow definition ARN the app names (``<prefix>-<hash of the request>``)."""
+    return Stack.of(scope).format_arn(service="sagemaker", resource="flow-definition", resource_name=f"{prefix}-")
 
 
 class HumanTask(Construct):
@@ -96,7 +91,7 @@ class HumanTask(Construct):
         )
         # Flow definitions are named <prefix>-<hash of the request>: this prefix covers every one the
         # app has made, the current one and those a changed request replaced.
-        self.flow_definition_arn_prefix = Stack.of(self).format_arn(service="sagemaker", resource="flow-definition", resource_name=f"{prefix}-")
+        self.flow_definition_arn_prefix = flow_definition_arn_prefix(self, prefix)
         flow_arn_pattern = f"{self.flow_definition_arn_prefix}*"
         on_event, is_complete = self.provider.on_event, self.provider.is_complete
         on_event.allow(["sagemaker:CreateFlowDefinition", "sagemaker:DeleteFlowDefinition"], [flow_arn_pattern])
@@ -129,3 +124,15 @@ class HumanTask(Construct):
         self.flow_definition = self.provider.resource(self, "FlowDefinition", resource_type="Custom::A2IFlowDefinition", request=request, role=self.role)
         self.flow_definition_arn = self.flow_definition.get_att_string("FlowDefinitionArn")
         self.loop_prefix = prefix
+
+    def starter_environment(self) -> dict[str, str]:
+        """What the human-loop starter needs to start loops on this flow definition."""
+        return {"FLOW_DEFINITION_ARN": self.flow_definition_arn}
+
+    def allow_starting(self, starter) -> None:
+        """StartHumanLoop on this flow definition, for loops named ``<prefix>-*``."""
+        loop_arns = [
+            self.flow_definition_arn,
+            Stack.of(self).format_arn(service="sagemaker", resource="human-loop", resource_name=f"{self.loop_prefix}-*"),
+        ]
+        starter.role.add_to_policy(iam.PolicyStatement(actions=["sagemaker:StartHumanLoop"], resources=loop_arns))

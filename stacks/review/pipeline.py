@@ -1,9 +1,9 @@
 """From capture to labels: queues, the three review Lambdas, their EventBridge rules and alarms.
 
     capture bucket --(EventBridge "Object Created")--> capture queue --> capture_filter
-        --> review queue --> human_loop_starter --> A2I human loop
-    A2I "HumanLoop Status Change" --(EventBridge)--> results queue --> review_results
-        --> labels bucket (ground truth + training rows) and a "Labels Available" event
+        --> review queue --> human_loop_starter --> A2I human loop | reviewers' app task
+    A2I "HumanLoop Status Change" | app "Review Task Completed" --(EventBridge)--> results queue
+        --> review_results --> labels bucket (ground truth + training rows) and a "Labels Available" event
 
 Every queue has a dead-letter queue alarmed at one message; consumers report partial batch
 failures, and records that can never succeed are parked on the DLQ with their reason.
@@ -25,14 +25,16 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from lambdas.capture.filtering import REJECTED_PREFIX
 from lambdas.review.results.results import GROUND_TRUTH_PREFIX, LABELS_AVAILABLE, REPORT_PREFIX, TRAINING_PREFIX
 from stacks.shared import aws_facts
 from stacks.shared.compliance import acknowledge
 from stacks.shared.config import AppConfig
 from lambdas.retraining.steps import RETRAINING_PREFIX
 from stacks.shared.functions import AppFunction, Invocation, explain_layer
-from stacks.review.a2i import A2I_OUTPUT_PREFIX, HumanTask
+from lambdas.review.app.completion import COMPLETED_DETAIL_TYPE
+from stacks.review.a2i import A2I_OUTPUT_PREFIX, HumanTask, flow_definition_arn_prefix
+from stacks.review.app import ReviewersApp
+from stacks.review.capture import CapturePipeline, ReviewSelection, profiling_target
 from stacks.serving.inference import ModelEndpoint
 from stacks.storage.stack import StorageStack
 from stacks.shared.work_queue import MIN_MAX_CONCURRENCY, WorkQueue, alarm_at_one_message, encrypted_queue
@@ -41,6 +43,12 @@ from stacks.shared.work_queue import MIN_MAX_CONCURRENCY, WorkQueue, alarm_at_on
 DEFERRED_RETENTION = Duration.days(14)
 # Alarm while four days are left to raise the budget or review the backlog by hand.
 DEFERRED_AGE_ALARM = Duration.days(10)
+
+
+def review_event_source(config: AppConfig) -> str:
+    """The EventBridge source of the review stage's own events ("Labels Available", "Review Task Completed")."""
+    return f"{config.app_name}.review"
+
 
 class ReviewPipeline(Construct):
     def __init__(
@@ -52,7 +60,7 @@ class ReviewPipeline(Construct):
         storage: StorageStack,
         endpoint: ModelEndpoint,
         capture_prefix: str,
-        human_task: HumanTask,
+        back_end: HumanTask | ReviewersApp,
         layer: lambda_.ILayerVersion,
         alarm_topic: sns.ITopic,
         lower: str,
@@ -60,7 +68,6 @@ class ReviewPipeline(Construct):
         max_loops_per_day: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         review, key = config.review, storage.key
         prefix = config.prefix
         review_bucket, labels_bucket = storage.buckets["review"], storage.buckets["labels"]
@@ -70,7 +77,6 @@ class ReviewPipeline(Construct):
         def queue(name: str, purpose: str) -> WorkQueue:
             return WorkQueue(self, name, key=key, consumer_timeout=timeout, alarm_topic=alarm_topic, purpose=purpose)
 
-        self.capture_events = queue("CaptureEvents", "New capture objects waiting for capture_filter")
         self.review_queue = queue("ReviewGroups", "Review groups waiting for a human loop")
         self.results_queue = queue("LoopResults", "Finished human loops waiting for review_results")
         self.deferred = encrypted_queue(self, "DeferredGroups", key=key, retention=DEFERRED_RETENTION)
@@ -81,59 +87,20 @@ class ReviewPipeline(Construct):
             "AwsSolutions-SQS3",
         )
 
-        # --- capture_filter -------------------------------------------------------------------
-        self.capture_filter = AppFunction(
+        # --- capture_filter (also profiles for the open monitors: stacks/review/capture.py) ----
+        self.capture = CapturePipeline(
             self,
-            "CaptureFilter",
-            handler="lambdas.capture.handler.handler",
-            description="Reads new capture objects and queues low-confidence predictions for human review",
-            service=f"{prefix}-capture-filter",
-            invocation=Invocation.queue(),
-            timeout=timeout,
-            # The longest capture line it reads (filtering.MAX_LINE, 24 MiB) holding 1.5 million
-            # tiny rows, all selected, peaks at about 550 MB of Python objects; longer lines are
-            # skipped unread.
-            memory_size=1024,
-            environment={
-                "SELECTION_RULE": review.rule,
-                "LOWER_THRESHOLD": lower,
-                "UPPER_THRESHOLD": upper,
-                "SELECTED_OUTCOME": str(review.outcome),
-                "SCORE_PATH": config.model.score_path or "",
-                "FEATURES_PATH": config.model.features_path,
-                "ROWS_PER_LOOP": str(review.rows_per_loop),
-                "REVIEW_QUEUE_URL": self.review_queue.queue.queue_url,
-                "DEAD_LETTER_QUEUE_URL": self.capture_events.dead_letter_queue.queue_url,
-                "REPORT_BUCKET": review_bucket.bucket_name,
-            },
-            **common,
+            "Capture",
+            config=config,
+            storage=storage,
+            capture_prefix=capture_prefix,
+            layer=layer,
+            alarm_topic=alarm_topic,
+            report_bucket=review_bucket,
+            review=ReviewSelection(self.review_queue, lower, upper),
+            profiling=profiling_target(config, storage),
         )
-        self.capture_filter.allow(["s3:GetObject"], [storage.capture.arn_for_objects(f"{capture_prefix}/*")])
-        # Without s3:ListBucket a missing object is a 403 AccessDenied, not a 404; listing the
-        # capture prefix lets capture_filter tell a deleted object (parked) from a denied read (retried).
-        self.capture_filter.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"], resources=[storage.capture.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{capture_prefix}/*"]}}
-            )
-        )
-        self.capture_filter.allow(["s3:PutObject"], [review_bucket.arn_for_objects(f"{REJECTED_PREFIX}/*")])
-        self.capture_filter.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
-        self.review_queue.queue.grant_send_messages(self.capture_filter.role)
-        self.capture_events.dead_letter_queue.grant_send_messages(self.capture_filter.role)
-        # One capture object per invocation: a huge or bad object times out or fails alone, and never
-        # re-runs or parks the objects that would have shared its batch.
-        self.capture_events.consume(self.capture_filter, batch_size=1)
-        events.Rule(
-            self,
-            "CaptureObjectCreated",
-            description="New data-capture objects of this endpoint",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={"bucket": {"name": [storage.capture.bucket_name]}, "object": {"key": [{"prefix": f"{capture_prefix}/"}]}},
-            ),
-            targets=[targets.SqsQueue(self.capture_events.queue, dead_letter_queue=self.capture_events.dead_letter_queue, retry_attempts=185)],
-        )
+        self.capture_events, self.capture_filter = self.capture.events, self.capture.filter
 
         # --- human_loop_starter ---------------------------------------------------------------
         self.budget_table = dynamodb.Table(
@@ -155,8 +122,8 @@ class ReviewPipeline(Construct):
             "HIPAA.Security-DynamoDBInBackupPlan",
         )
         starter_environment = {
-            "FLOW_DEFINITION_ARN": human_task.flow_definition_arn,
-            "LOOP_PREFIX": human_task.loop_prefix,
+            **back_end.starter_environment(),
+            "LOOP_PREFIX": prefix,
             "LABEL_NAMES": json.dumps(list(config.model.label_names)),
             "FEATURE_NAMES": json.dumps(list(config.model.feature_names)),
             "DEAD_LETTER_QUEUE_URL": self.review_queue.dead_letter_queue.queue_url,
@@ -176,12 +143,16 @@ class ReviewPipeline(Construct):
                 "VARIANT_NAME": endpoint.variant_name,
             }
             # XGBoost, numpy and scipy load in about a second on a full vCPU (1,769 MB; make bench).
-            explaining = {"extra_layers": (explain_layer(self, "ExplainDependencies"),), "memory_size": 1769}
+            explaining = {"extra_layers": (explain_layer(self),), "memory_size": 1769}
         self.starter = AppFunction(
             self,
             "HumanLoopStarter",
             handler="lambdas.review.starter.handler.handler",
-            description="Starts one A2I human loop per review group, within the daily loop budget",
+            description=(
+                "Starts one A2I human loop per review group, within the daily loop budget"
+                if isinstance(back_end, HumanTask)
+                else "Opens one reviewers' app task per review group, within the daily loop budget"
+            ),
             service=f"{prefix}-human-loop-starter",
             invocation=Invocation.queue(max_concurrency=MIN_MAX_CONCURRENCY),
             timeout=timeout,
@@ -191,11 +162,7 @@ class ReviewPipeline(Construct):
         )
         if attributions.enabled:
             self._allow_reading_deployed_models(endpoint, storage, retraining=config.retraining.enabled)
-        loop_arns = [
-            human_task.flow_definition_arn,
-            stack.format_arn(service="sagemaker", resource="human-loop", resource_name=f"{human_task.loop_prefix}-*"),
-        ]
-        self.starter.role.add_to_policy(iam.PolicyStatement(actions=["sagemaker:StartHumanLoop"], resources=loop_arns))
+        back_end.allow_starting(self.starter)
         # The budget's TransactWriteItems is authorised as the Put/Update/Delete items it holds:
         # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
         self.budget_table.grant(self.starter.role, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem")
@@ -275,7 +242,7 @@ class ReviewPipeline(Construct):
         deferred_age.add_alarm_action(cw_actions.SnsAction(alarm_topic))
 
         # --- review_results -------------------------------------------------------------------
-        self.event_source = f"{config.app_name}.review"
+        self.event_source = review_event_source(config)
         self.results = AppFunction(
             self,
             "ReviewResults",
@@ -317,17 +284,29 @@ class ReviewPipeline(Construct):
                 detail_type=[aws_facts.A2I_STATUS_CHANGE],
                 # Every flow definition this app ever made: a loop opened under a replaced one still
                 # finishes, and its answers still become labels.
-                detail={"flowDefinitionArn": [{"prefix": human_task.flow_definition_arn_prefix}], "humanLoopStatus": ["Completed", "Failed", "Stopped"]},
+                detail={"flowDefinitionArn": [{"prefix": flow_definition_arn_prefix(self, prefix)}], "humanLoopStatus": ["Completed", "Failed", "Stopped"]},
             ),
             targets=[targets.SqsQueue(self.results_queue.queue, dead_letter_queue=self.results_queue.dead_letter_queue, retry_attempts=185)],
         )
+        if isinstance(back_end, ReviewersApp):
+            # The reviewers' app announces a finished task like A2I a finished loop (lambdas/review/app/completion.py);
+            # the rule above stays, so loops opened under A2I before a switch of back end still become labels.
+            events.Rule(
+                self,
+                "ReviewTaskCompleted",
+                description="Review tasks of this app's reviewers' app whose answers are in (output.json written)",
+                event_pattern=events.EventPattern(
+                    source=[self.event_source], detail_type=[COMPLETED_DETAIL_TYPE], detail={"humanLoopStatus": ["Completed"]}
+                ),
+                targets=[targets.SqsQueue(self.results_queue.queue, dead_letter_queue=self.results_queue.dead_letter_queue, retry_attempts=185)],
+            )
         self.labels_available_pattern = {"source": [self.event_source], "detail-type": [LABELS_AVAILABLE]}
 
         scoped = (
             "Object-level S3 access is limited to this function's own key prefix; KMS data-key actions "
             "(GenerateDataKey*, ReEncrypt*) are on the app's key only."
         )
-        for function in (self.capture_filter, self.starter, self.redrive, self.results):
+        for function in (self.starter, self.redrive, self.results):
             reason = scoped
             if function is self.starter and review.attributions.enabled:
                 reason += (

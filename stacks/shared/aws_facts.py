@@ -114,6 +114,14 @@ MONITORING_CADENCES: dict[str, int] = {
 }
 MONITORING_MAX_RUNTIME = 86_400
 
+# The open review back end needs Cognito user pools and CloudFront, which CloudFormation does not
+# offer in the China (no AWS::Cognito::* types) and GovCloud (no AWS::CloudFront::*) partitions
+# (cfn-lint 1.58's provider schemas).
+OPEN_REVIEW_UNAVAILABLE_REGION_PREFIXES = ("cn-", "us-gov-")
+# A Cognito prefix domain "can't use the text aws, amazon, or cognito" (Amazon Cognito Developer
+# Guide, "Using the Amazon Cognito prefix domain"); the reviewers' app names its domain after the prefix.
+COGNITO_DOMAIN_RESERVED_WORDS = ("aws", "amazon", "cognito")
+
 # CloudFormation has no Model Monitor resource types (DataQualityJobDefinition, MonitoringSchedule)
 # in the China and GovCloud partitions (cfn-lint 1.58's provider schemas).
 MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES = ("cn-", "us-gov-")
@@ -211,3 +219,24 @@ SFN_SAGEMAKER_SYNC_RULES = {
 def transform_instance_types() -> tuple[str, ...]:
     """Instance types a batch transform job accepts: botocore's ``TransformInstanceType`` enum."""
     return tuple(_sagemaker_model().shape_for("TransformInstanceType").enum)
+
+# --- EventBridge Scheduler (the open monitoring back end's evaluation schedules) -----------------
+# A schedule's target input may hold context keywords that Scheduler replaces at each invocation;
+# "<aws.scheduler.scheduled-time>" is "the time you specified for the schedule to invoke its
+# target", e.g. 2022-03-22T18:59:43Z (so a retry or a late delivery still names its own period).
+# https://docs.aws.amazon.com/scheduler/latest/UserGuide/managing-schedule-context-attributes.html
+SCHEDULER_SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
+# "When you set up EventBridge Scheduler with Lambda, EventBridge Scheduler invokes your Lambda
+# function asynchronously": a failed run is retried by Lambda (twice by default) and then goes to the
+# function's on-failure destination; Scheduler's own dead-letter queue receives what it could not
+# deliver (after its RetryPolicy). https://docs.aws.amazon.com/lambda/latest/dg/with-eventbridge-scheduler.html
+# The execution role needs sqs:SendMessage on that queue (configuring-schedule-dlq), and on an
+# SSE-KMS queue the sender needs the key's GenerateDataKey and Decrypt (Amazon SQS key management).
+# https://docs.aws.amazon.com/scheduler/latest/UserGuide/configuring-schedule-dlq.html
+# RetryPolicy: MaximumEventAgeInSeconds 60-86,400, MaximumRetryAttempts 0-185
+# (AWS::Scheduler::Schedule RetryPolicy; botocore scheduler model).
+SCHEDULER_MAX_EVENT_AGE_SECONDS = 86_400
+# GetSchedule's State is ENABLED or DISABLED (botocore scheduler model, ``ScheduleState``); its
+# CreationDate is when the schedule was created.
+# https://docs.aws.amazon.com/scheduler/latest/APIReference/API_GetSchedule.html
+SCHEDULER_ENABLED = "ENABLED"

@@ -445,6 +445,14 @@ class ExplainabilityConfig(MonitorJobConfig):
         model = _parsed(info).get("model")
         if not self.enabled or model is None:
             return self
+        if _parsed(info).get("monitoring_backend") == "open":
+            if not model.is_bundled and self.dataset_s3_uri is None:
+                raise _invalid(
+                    "required with your own model (model.artifact_s3_uri): the baseline's attributions are the mean |SHAP| of these "
+                    "rows (CSV, label first, no header); or set enabled to false",
+                    "dataset_s3_uri",
+                )
+            return self
         if not model.is_bundled:
             for key, value in (("dataset_s3_uri", self.dataset_s3_uri), ("shap_baseline", self.shap_baseline)):
                 if value is None:
@@ -481,6 +489,13 @@ class NetworkConfig(_Section):
         return bool(self.subnet_ids)
 
 
+_JOB_KEYS = frozenset({"instance_type", "instance_count", "volume_size_gb", "max_runtime_seconds", "baseline_max_runtime_seconds"})
+_SAGEMAKER_ONLY_KEYS = {
+    "data_quality": _JOB_KEYS | {"record_preprocessor_s3_uri", "post_analytics_processor_s3_uri"},
+    "explainability": _JOB_KEYS | {"label_path", "num_samples", "agg_method", "use_logit", "shadow_instance_type", "shadow_instance_count", "shap_baseline"},
+}
+
+
 class MonitoringConfig(_Section):
     backend: Literal["open", "sagemaker"] = Field(
         "open",
@@ -495,8 +510,23 @@ class MonitoringConfig(_Section):
     def any_enabled(self) -> bool:
         return self.data_quality.enabled or self.explainability.enabled
 
+    @model_validator(mode="before")
+    @classmethod
+    def _open_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        # The open back end explains with XGBoost's exact TreeSHAP: on by default only for an XGBoost
+        # model the SDK's image serves (as review.attributions); with your own image, say it is XGBoost.
+        model = _parsed(info).get("model")
+        if isinstance(data, Mapping):
+            _parsed(info)["monitoring_backend"] = data.get("backend", "open")  # the monitors' checks depend on it
+        if not isinstance(data, Mapping) or model is None or data.get("backend", "open") != "open":
+            return data
+        explainability = data.get("explainability", {})
+        if not isinstance(explainability, Mapping):
+            return data
+        return {**data, "explainability": {"enabled": model.framework == "xgboost" and model.image_uri is None, **explainability}}
+
     @model_validator(mode="after")
-    def _open_explains_trees(self, info: ValidationInfo) -> Self:
+    def _fits_backend(self, info: ValidationInfo) -> Self:
         model = _parsed(info).get("model")
         if self.backend == "open" and self.explainability.enabled and model is not None and model.framework != "xgboost":
             raise _invalid(
@@ -504,6 +534,17 @@ class MonitoringConfig(_Section):
                 "set explainability.enabled to false, or backend to sagemaker (Clarify's KernelSHAP)",
                 "explainability.enabled",
             )
+        if self.backend == "open":
+            # Keys only Model Monitor's and Clarify's jobs read: set with the open back end, they would do nothing.
+            for section, keys in _SAGEMAKER_ONLY_KEYS.items():
+                given = sorted(getattr(self, section).model_fields_set & keys)
+                if given:
+                    raise _invalid(
+                        f"{', '.join(given)}: only the sagemaker back end runs processing jobs that use them; remove them, or set backend to sagemaker",
+                        section,
+                    )
+            if self.network.model_fields_set:
+                raise _invalid("monitoring jobs run in a VPC only with the sagemaker back end; remove it, or set backend to sagemaker", "network")
         return self
 
 
@@ -595,6 +636,20 @@ class AppConfig(_Section):
             for monitor in ("data_quality", "explainability"):
                 if getattr(self.monitoring, monitor).enabled:
                     raise _invalid(f"CloudFormation has no Model Monitor resources in {self.region}; set it to false", f"monitoring.{monitor}.enabled")
+        open_review = self.review.enabled and self.review.backend == "open"
+        if open_review and self.region is not None and self.region.startswith(aws_facts.OPEN_REVIEW_UNAVAILABLE_REGION_PREFIXES):
+            raise _invalid(
+                f"the open review back end needs Cognito and CloudFront, which CloudFormation does not offer in {self.region}; "
+                "set it to false, or set review.backend to a2i",
+                "review.enabled",
+            )
+        reserved = [word for word in aws_facts.COGNITO_DOMAIN_RESERVED_WORDS if word in self.prefix]
+        if open_review and reserved:
+            raise _invalid(
+                f"names the reviewers' sign-in domain (<app_name>-<env>-<account>), and Cognito refuses a domain containing "
+                f"{', '.join(aws_facts.COGNITO_DOMAIN_RESERVED_WORDS)}; {self.prefix!r} contains {', '.join(reserved)}: choose another app_name",
+                "app_name",
+            )
         if self.review.enabled and self.review.backend == "a2i" and self.region is not None and self.region not in aws_facts.A2I_REGIONS:
             raise _invalid(
                 f"Amazon A2I is not offered in {self.region}; set it to false, or deploy to one of: {', '.join(aws_facts.A2I_REGIONS)}",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, Size
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, Size, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -29,7 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS = ROOT / "lambdas"
 LAYER = ROOT / "build" / "lambda-layer"
 EXPLAIN_LAYER = ROOT / "build" / "explain-layer"
-EXPLAIN_REQUIREMENTS = LAMBDAS / "review" / "starter" / "requirements.txt"
+REVIEW_APP_LAYER = ROOT / "build" / "review-app-layer"
+# The worker templates, shipped beside the ``lambdas`` package: the reviewers' app renders them too.
+TEMPLATES = ROOT / "a2i_templates"
+EXPLAIN_REQUIREMENTS = LAMBDAS / "shared" / "explain" / "requirements.txt"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 # Must match the --platform / --python-version that `make layer` passes to pip. The python3.14
@@ -117,7 +120,10 @@ class LambdaError(RuntimeError):
 
 def _source_files() -> list[Path]:
     return sorted(
-        path for path in LAMBDAS.rglob("*") if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+        path
+        for folder in (LAMBDAS, TEMPLATES)
+        for path in folder.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     )
 
 
@@ -130,7 +136,8 @@ def _code_hash() -> str:
 
 @jsii.implements(ILocalBundling)
 class _CopyLambdasPackage:
-    """Copies ``lambdas/`` into the asset as the package ``lambdas`` (handlers: ``lambdas.x.handler.f``)."""
+    """Copies ``lambdas/`` into the asset as the package ``lambdas`` (handlers: ``lambdas.x.handler.f``),
+    and ``a2i_templates/`` beside it."""
 
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
         for path in _source_files():
@@ -186,15 +193,29 @@ def dependency_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersio
     return _layer(scope, construct_id, LAYER, "Powertools for AWS Lambda (Python), pinned in lambdas/requirements.txt")
 
 
-def explain_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
-    """The human-loop starter's XGBoost, numpy and scipy (lambdas/review/starter/requirements.txt)."""
+EXPLAIN_LAYER_ID = "ExplainDependencies"
+
+
+def explain_layer(scope: Construct) -> lambda_.LayerVersion:
+    """XGBoost, numpy and scipy (lambdas/shared/explain/requirements.txt): TreeSHAP for the review
+    starter and the attribution monitor, numpy for the sketch fold of profiling and baselines. One
+    layer version per stack, shared by the stack's functions that need it."""
+    stack = Stack.of(scope)
+    existing = stack.node.try_find_child(EXPLAIN_LAYER_ID)
+    if existing is not None:
+        return existing
     return _layer(
-        scope,
-        construct_id,
+        stack,
+        EXPLAIN_LAYER_ID,
         EXPLAIN_LAYER,
-        "XGBoost for per-record SHAP values, pinned in lambdas/review/starter/requirements.txt",
+        "XGBoost, numpy and scipy for TreeSHAP and sketches, pinned in lambdas/shared/explain/requirements.txt",
         asset_hash=_built_from(EXPLAIN_REQUIREMENTS, "build/.explain-layer.built"),
     )
+
+
+def review_app_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
+    """The reviewers' app API's python-liquid, which renders tasks from a2i_templates/ (lambdas/review/app/requirements.txt)."""
+    return _layer(scope, construct_id, REVIEW_APP_LAYER, "python-liquid for the reviewers' app, pinned in lambdas/review/app/requirements.txt")
 
 
 def ignore_redundant_role_dependency(function: lambda_.Function) -> None:

@@ -41,8 +41,8 @@ from lambdas.capture.filtering import FilterSettings, filter_capture_object
 from lambdas.capture.records import ParseOptions
 from lambdas.capture.selection import SelectionRule
 from lambdas.review.starter.attributions import explain_rows
-from lambdas.review.starter.explain import TreeExplainer
 from lambdas.review.starter.starter import StarterSettings, feature_names, task_input
+from lambdas.shared.explain.tree import TreeExplainer
 from lambdas.shared.review_group import ReviewGroup
 from stacks.shared import default_model
 from stacks.shared.functions import EXPLAIN_LAYER, LAYER
@@ -127,9 +127,9 @@ class OnlyWhatLambdaHas:
 
 sys.meta_path.insert(0, OnlyWhatLambdaHas())
 began = time.perf_counter()
-import lambdas.review.starter.deployed_model  # boto3 and the starter's own modules: loaded with attributions off too
+import lambdas.shared.explain.deployed_model  # boto3 and the starter's own modules: loaded with attributions off too
 start = time.perf_counter()
-from lambdas.review.starter.explain import TreeExplainer  # numpy, scipy, xgboost
+from lambdas.shared.explain.tree import TreeExplainer  # numpy, scipy, xgboost
 imported = time.perf_counter()
 TreeExplainer.from_artifact(open({artifact!r}, "rb"), "bundled")
 print(start - began, imported - start, time.perf_counter() - imported)

@@ -23,7 +23,7 @@ def lint(template: Path, regions: list[str] = LINT_REGIONS) -> list[str]:
     # A2I and Model Monitor exist in fewer regions; config refuses the others.
     if template.name.startswith("Review"):
         regions = [r for r in regions if r in aws_facts.A2I_REGIONS]
-    if template.name.startswith("Monitoring"):
+    if template.name.startswith("Monitoring") and "AWS::SageMaker::MonitoringSchedule" in template.read_text():  # the SageMaker back end
         regions = [r for r in regions if not r.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES)]
     return [str(m) for m in lint_file(template, config=ManualArgs(regions=regions))]
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import orjson
 
-from lambdas.capture.records import ParseOptions, parse_line
+from lambdas.capture.records import ParseOptions, PredictionRow, parse_line
 from lambdas.monitoring.drift import report
 from lambdas.monitoring.drift.baseline import STATISTICS_FILE, BaselineError, baseline_documents, load
 from lambdas.monitoring.drift.evaluate import BASELINE_DRIFT, VIOLATIONS_FILE, Evaluation, evaluate
-from lambdas.monitoring.drift.sketch import Layout, Sketch, dumps
+from lambdas.monitoring.drift.sketch import BATCH_ROWS, Layout, Sketch, dumps
 
 ROOT = Path(__file__).resolve().parents[3]
 USAGE = 'make drift-report CAPTURE="<capture .jsonl files>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]'
@@ -74,6 +74,7 @@ def profile_capture(
     """One capture file as one sketch (as the deployed profiler makes one per capture object)."""
     sketch = Sketch.empty(layout)
     records = rejected = 0
+    pending: list[PredictionRow] = []
     try:
         with path.open("rb") as stream:  # line by line: never the whole file in memory
             for number, line in enumerate(stream, start=1):
@@ -84,10 +85,12 @@ def profile_capture(
                 rejected += len(result.rejected)
                 for item in result.rejected:
                     reasons[item.reason.split(":")[0]] += 1
-                for row in result.rows:
-                    sketch.add_row(layout, row.probability, row.features)
-                    if row.inference_time:
-                        times.append(row.inference_time)
+                pending += result.rows
+                times += [row.inference_time for row in result.rows if row.inference_time]
+                if len(pending) >= BATCH_ROWS:  # folded a batch at a time, as the deployed profiler does
+                    sketch.add_rows(layout, [row.probability for row in pending], [row.features for row in pending])
+                    pending = []
+        sketch.add_rows(layout, [row.probability for row in pending], [row.features for row in pending])
     except OSError as error:
         raise UsageError(f"CAPTURE {path}: cannot read it ({error})") from None
     return sketch, report.CaptureFile(str(path), records, sketch.rows + sketch.rejected_rows, rejected)

@@ -42,6 +42,11 @@ from lambdas.monitoring.drift.baseline import INTEGRAL, Baseline, statistics_doc
 from lambdas.monitoring.drift.sketch import ColumnSketch, Sketch, SketchError, loads, merge
 
 VIOLATIONS_FILE = "constraint_violations.json"
+# The per-column metrics the open back end's evaluator emits (dimensions Endpoint, MonitoringSchedule):
+# the plain distance, Model Monitor's metric name (the dashboard); and the distance when it exceeds the
+# KS critical value, else 0 (the drift alarms: above the threshold exactly when ``drifted``).
+DRIFT_METRIC = "feature_baseline_drift_{feature}"
+SIGNIFICANT_DRIFT_METRIC = "feature_baseline_drift_significant_{feature}"
 DEFAULT_ALPHA = 0.003
 BASELINE_DRIFT, COMPLETENESS, DATA_TYPE = "baseline_drift_check", "completeness_check", "data_type_check"
 
@@ -55,6 +60,13 @@ class FeatureDrift:
     baseline_count: int
     current_count: int
     drifted: bool
+
+    @property
+    def significant_distance(self) -> float | None:
+        """The distance when it exceeds the KS critical value, else 0 (None: nothing to compare)."""
+        if self.distance is None or self.critical_value is None:
+            return None
+        return self.distance if self.distance > self.critical_value else 0.0
 
 
 @dataclass(frozen=True)

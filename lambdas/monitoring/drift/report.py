@@ -42,6 +42,10 @@ class Period:
     first_inference: str | None = None
     last_inference: str | None = None
     rejected_reasons: Mapping[str, int] = field(default_factory=dict)  # capture lines set aside, by reason
+    # The deployed evaluator reads sketch files, not captures: it gives the period it evaluated and
+    # how many sketch files it read in place of the captures and their inference times.
+    window: str | None = None
+    sketch_files: int | None = None
 
     @property
     def rows(self) -> int:
@@ -196,12 +200,18 @@ def render(evaluation: Evaluation, baseline_statistics: Mapping[str, Any], perio
         "<dl>",
         f"<dt>Environment</dt><dd>{e(period.environment)}</dd>",
     ]
-    if period.first_inference or period.last_inference:
+    if period.window:
+        out.append(f"<dt>Period</dt><dd>{e(period.window)}</dd>")
+    elif period.first_inference or period.last_inference:
         first, last = e(period.first_inference or "?"), e(period.last_inference or "?")
         out.append(f"<dt>Period</dt><dd>{first} to {last} (inference times)</dd>")
-    out.append(f"<dt>Captures read</dt><dd>{len(period.captures)} file(s)</dd>")
+    if period.sketch_files is not None:
+        out.append(f"<dt>Sketch files</dt><dd>{period.sketch_files} (one per capture object)</dd>")
+    else:
+        out.append(f"<dt>Captures read</dt><dd>{len(period.captures)} file(s)</dd>")
     out.append(f"<dt>Rows</dt><dd>{evaluation.statistics.get('dataset', {}).get('item_count', 0)} profiled</dd>")
-    out.append(f"<dt>Rejected lines</dt><dd>{period.rejected}</dd>")
+    if period.sketch_files is None:
+        out.append(f"<dt>Rejected lines</dt><dd>{period.rejected}</dd>")
     out.append(f"<dt>Violations</dt><dd>{len(violations)} in {len(by_feature)} column(s)</dd>")
     out.append("</dl>")
     if period.captures:
@@ -266,3 +276,140 @@ def render(evaluation: Evaluation, baseline_statistics: Mapping[str, Any], perio
         out.append("</section>")
     out.append("</div></main></body></html>")
     return "\n".join(out)
+
+
+# --- feature attribution (the open back end's explainability report) ------------------------------
+
+ATTRIBUTION_CSS = """
+.bars{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:8px}
+.bar-feature{background:#fff;border:1px solid #ccc;padding:6px 8px}.bar-feature.moved{border:2px solid #b91c1c}
+.bar-row{display:grid;grid-template-columns:4.6em 1fr 4.2em;gap:6px;align-items:center;font-size:.9em}
+.track{display:block;height:12px;background:#eee;border:1px solid #ccc}
+.bar{display:block;height:100%}.bar.base{background:#1f5fa8}
+.bar.cur{background:repeating-linear-gradient(135deg,#c2410c 0 4px,#f3c3a8 4px 7px)}
+.value{text-align:right;font-variant-numeric:tabular-nums}
+"""
+
+
+@dataclass(frozen=True)
+class AttributionRun:
+    """What the attribution report's header says about the run and its input."""
+
+    environment: str
+    window: str
+    label: str
+    threshold: float
+    model: str | None = None
+    sample_files: int = 0
+    rows_sampled: int = 0
+    rows_explained: int = 0
+    rows_not_explained: Mapping[str, int] = field(default_factory=dict)
+    set_aside: Sequence[tuple[str, str]] = ()  # (sample file, reason)
+    no_data: str | None = None
+    failure: str | None = None
+
+
+def _bar_row(caption: str, css: str, value: float, largest: float) -> str:
+    width = 100 * value / largest if largest else 0.0
+    return (
+        f'<div class="bar-row"><span>{caption}</span><span class="track"><span class="bar {css}" style="width:{width:.1f}%"></span></span>'
+        f'<span class="value">{value:.4f}</span></div>'
+    )
+
+
+def render_attribution(
+    baseline: Mapping[str, float],
+    current: Mapping[str, float],
+    ndcg: float | None,
+    violations: Sequence[Mapping[str, Any]],
+    run: AttributionRun,
+) -> str:
+    """The feature-attribution page: the header, the verdict, and per feature the baseline's and the
+    period's mean |SHAP| as bars on one scale, in the baseline's order (solid: baseline; striped:
+    period, so it reads without colour), each with its rank in both. Features neither ranks above 0
+    are named in one line. ``current`` is empty when the period had nothing to explain."""
+    e = escape
+    title = f"Feature-attribution report: {e(run.environment)}"
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{title}</title>",
+        f"<style>{CSS}{ATTRIBUTION_CSS}</style></head><body><main>",
+        f"<h1>{title}</h1>",
+        "<dl>",
+        f"<dt>Environment</dt><dd>{e(run.environment)}</dd>",
+        f"<dt>Period</dt><dd>{e(run.window)}</dd>",
+        f"<dt>Model</dt><dd>{e(run.model or 'not loaded')}</dd>",
+        f"<dt>Label</dt><dd>{e(run.label)}</dd>",
+        f"<dt>Sample files</dt><dd>{run.sample_files} read, {len(run.set_aside)} set aside</dd>",
+        f"<dt>Rows</dt><dd>{run.rows_sampled} sampled, {run.rows_explained} explained (exact TreeSHAP)</dd>",
+    ]
+    if ndcg is not None:
+        verdict = "below" if ndcg < run.threshold else "at or above"
+        drifted = ": the ranking drifted" if ndcg < run.threshold else ""
+        out.append(f"<dt>nDCG</dt><dd>{ndcg:.4f}, {verdict} the threshold {run.threshold:g}{drifted}</dd>")
+    out.append(f"<dt>Violations</dt><dd>{len(violations)}</dd>")
+    out.append("</dl>")
+    if run.failure:
+        out.append(f'<p class="flag">Run failed: {e(run.failure)}</p>')
+    if run.no_data:
+        out.append(f'<p class="flag">No comparison: {e(run.no_data)}</p>')
+    if run.rows_not_explained:
+        out.append("<h2>Rows not explained</h2><ul>")
+        out += [f"<li>{e(str(reason))}: {count}</li>" for reason, count in run.rows_not_explained.items()]
+        out.append("</ul>")
+    if run.set_aside:
+        out.append("<h2>Sample files set aside</h2><ul>")
+        out += [f"<li>{e(name)}: {e(reason)}</li>" for name, reason in run.set_aside]
+        out.append("</ul>")
+
+    out.append("<h2>Violations</h2>")
+    if violations:
+        out.append("<table><thead><tr><th>Label</th><th>Check</th><th>Description</th></tr></thead><tbody>")
+        for violation in violations:
+            out.append(
+                f"<tr><td>{e(str(violation.get('label')))}</td><td>{e(str(violation.get('constraint_check_type')))}</td>"
+                f"<td>{e(str(violation.get('description')))}</td></tr>"
+            )
+        out.append("</tbody></table>")
+    else:
+        out.append('<p class="ok">No violations.</p>')
+
+    if not baseline:
+        out.append("</main></body></html>")
+        return "\n".join(out)
+    out.append("<h2>Mean |SHAP| per feature: baseline versus this period</h2>")
+    out.append(
+        '<p class="note">Global SHAP value (mean absolute SHAP value over the rows, in log-odds) of each feature, '
+        "in the baseline's order. Solid bar: baseline; striped bar: this period; both on one scale. "
+        "A red border marks a feature whose rank changed by more than two places.</p>"
+    )
+    baseline_ranks = _attribution_ranks(baseline)
+    current_ranks = _attribution_ranks(current) if current else {}
+    largest = max([*baseline.values(), *current.values()], default=0.0)
+    silent = [n for n in baseline if baseline[n] == 0 and not current.get(n)]
+    out.append('<div class="bars">')
+    for name in sorted((n for n in baseline if n not in silent), key=lambda n: (baseline_ranks[n], n)):
+        now = current_ranks.get(name)
+        moved = now is not None and abs(now - baseline_ranks[name]) > 2
+        rank = f"#{baseline_ranks[name]} in the baseline" + (f", #{now} now" if now is not None else "")
+        out.append(f'<section class="bar-feature{" moved" if moved else ""}"><h3>{e(name)}</h3><p class="note">{rank}</p>')
+        out.append(_bar_row("baseline", "base", baseline[name], largest))
+        if current:
+            out.append(_bar_row("period", "cur", current.get(name, 0.0), largest))
+        out.append("</section>")
+    out.append("</div>")
+    if silent:
+        out.append(f'<p class="note">No attribution in either ({len(silent)}): {e(", ".join(silent))}.</p>')
+    out.append("</main></body></html>")
+    return "\n".join(out)
+
+
+def _attribution_ranks(values: Mapping[str, float]) -> dict[str, int]:
+    """1-based rank by attribution, tied features sharing the best rank."""
+    ordered = sorted(values.values(), reverse=True)
+    first = {}
+    for position, value in enumerate(ordered, start=1):
+        first.setdefault(value, position)
+    return {name: first[value] for name, value in values.items()}

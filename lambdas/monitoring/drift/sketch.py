@@ -10,12 +10,23 @@ For each column of the baseline (the model's output ``probability`` first, then 
 - the exact minimum, maximum, sum and sum of squares of the finite values (the sums as exact
   binary fractions, so merging is exact and associative, and the standard deviation has no
   rounding error from the order of the merge);
-- counts of missing values (``None`` or an empty field), of text in a numeric column, of NaN and
-  of infinities (each counted on its own, never in the histogram), and of finite values that are
-  not whole numbers (a data-type mismatch for an ``Integral`` baseline column).
+- counts of missing values (``None`` or a blank field), of values that are not numbers (text that
+  ``float()`` cannot read, booleans, lists, objects: a data-type mismatch), of NaN and of
+  infinities (each counted on its own, never in the histogram), and of finite values that are not
+  whole numbers (a data-type mismatch for an ``Integral`` baseline column). A number is what
+  ``float()`` reads, so numeric text (a CSV field) counts as its number.
 
 A row whose feature count differs from the baseline's is not profiled: it is counted under its
 reason in ``rejected``, so nothing is lost without a trace.
+
+Rows are folded a batch at a time (``Batch``, ``Sketch.add_batch``; ``add_rows`` makes the batches,
+``add_row`` is a batch of one), a column at a time with numpy, imported only there (loading,
+merging and writing sketches need no numpy): rows of numbers are packed into one float array as
+they are added, the columns are sorted once for the histogram (a search per bin edge), the minimum
+and the maximum, and the sums stay exact (``_exact_sums``: each value cut into four 21-bit whole
+chunks whose sums and products floats hold exactly). Rows holding anything but numbers are read a
+column at a time, value by value where needed. The fold's result does not depend on how the rows
+are batched: a batch is the same as its rows one by one.
 
 Serialised form (``dumps``), format ``drift-sketch`` version 1, compact JSON::
 
@@ -33,20 +44,30 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cached_property
-from numbers import Real
+from functools import cached_property, lru_cache
+from itertools import islice, starmap
+from operator import add
 from typing import Any
 
 import orjson
 
 FORMAT = "drift-sketch"
 VERSION = 1
+# Rows folded at once (``Sketch.add_rows``, the capture filter's ``Batch``): the numpy calls' fixed
+# cost spread thin; a batch of 30 features is about 500 KB of floats.
+BATCH_ROWS = 2048
+_SUM_ROWS = 2048  # values per exact sum: products of 21-bit chunks, 2**11 of them below 2**53 (``_exact_sums``)
+_CHUNK_BITS, _CHUNKS = 21, 4
+_CHUNK = float(1 << _CHUNK_BITS)
 # Every finite double is a whole multiple of 2**-1074, so a sum of doubles is an integer times a
 # power of two; the sums are kept as (integer, exponent), the exponent the smallest seen so far.
+_NUMBER, _MISSING, _TEXT = 0, 1, 2
+_NUMBER_TYPES = frozenset({float, int, str})
+_ZERO, _ONE = struct.pack("d", 0.0), struct.pack("d", 1.0)
 
 
 class SketchError(ValueError):
@@ -77,6 +98,25 @@ class Layout:
     def features(self) -> int:
         """How many model features a row has (every column but the model's output)."""
         return len(self.columns) - 1
+
+    @cached_property
+    def _edge_arrays(self) -> list[Any]:
+        """Each column's edges as a numpy array (made on the first batch, kept with the layout)."""
+        import numpy as np
+
+        return [np.array(edges, dtype=np.float64) for edges in self.edges]
+
+    @cached_property
+    def _histogram_starts(self) -> list[int]:
+        """Where each column's ``len(edges) + 2`` cumulative counts start in one array (``_fold``)."""
+        starts = [0]
+        for edges in self.edges[:-1]:
+            starts.append(starts[-1] + len(edges) + 2)
+        return starts
+
+    @property
+    def _histogram_size(self) -> int:
+        return self._histogram_starts[-1] + len(self.edges[-1]) + 2
 
 
 @dataclass
@@ -120,51 +160,15 @@ class ColumnSketch:
     def total_squares(self) -> Fraction:
         return Fraction(self.squares_units, 1 << (2 * self.sum_bits))
 
-    def add(self, value: Any, edges: Sequence[float]) -> None:
-        """Fold one cell in: a number, numeric text (a CSV field), or anything else."""
-        if value is None or value == "":
-            self.missing += 1
-            return
-        kind = type(value)
-        if kind is float or kind is int or (isinstance(value, Real) and kind is not bool):
-            try:
-                x = float(value)
-            except OverflowError:  # an integer beyond the float range
-                self.inf += 1
-                return
-        elif kind is str:
-            try:
-                x = float(value)
-            except ValueError:
-                if value.strip():
-                    self.text += 1
-                else:  # a blank CSV field
-                    self.missing += 1
-                return
-        else:  # bool, list, dict: not a number
-            self.text += 1
-            return
-        if x != x:
-            self.nan += 1
-            return
-        if x == math.inf or x == -math.inf:
-            self.inf += 1
-            return
-        x += 0.0  # -0.0 becomes 0.0: the same minimum whatever the order of the rows
-        self.counts[bisect_left(edges, x)] += 1
-        if self.minimum is None or x < self.minimum:
-            self.minimum = x
-        if self.maximum is None or x > self.maximum:
-            self.maximum = x
-        if not x.is_integer():
-            self.fractional += 1
-        numerator, denominator = x.as_integer_ratio()
-        bits = denominator.bit_length() - 1
+    def _add_sums(self, total: int, squares: int, bits: int) -> None:
+        """Add ``total / 2**bits`` to the sum and ``squares / 2**(2 * bits)`` to the sum of squares."""
+        if bits < 0:
+            total, squares, bits = total << -bits, squares << (-2 * bits), 0
         if bits > self.sum_bits:  # a finer unit: rescale what is summed so far
             self._rescale(bits)
         shift = self.sum_bits - bits
-        self.sum_units += numerator << shift
-        self.squares_units += (numerator * numerator) << (2 * shift)
+        self.sum_units += total << shift
+        self.squares_units += squares << (2 * shift)
 
     def _rescale(self, bits: int) -> None:
         shift = bits - self.sum_bits
@@ -223,28 +227,308 @@ class Sketch:
     def add_row(self, layout: Layout, output: Any, features: Sequence[Any] | None) -> None:
         """Fold in one prediction: the model's output and the row's features, either ``None`` when
         the capture held only the other half (every value of that half is then missing)."""
-        if layout.id != self.layout_id:
-            raise SketchError(f"this sketch is for baseline layout {self.layout_id}, not {layout.id}")
-        if features is not None and len(features) != layout.features:
-            reason = f"row has {len(features)} features, the baseline {layout.features}"
-            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.add_rows(layout, [output], [features])
+
+    def add_rows(self, layout: Layout, outputs: Sequence[Any], rows: Sequence[Sequence[Any] | None]) -> None:
+        """Fold in ``(outputs[i], rows[i])`` for each ``i`` as ``add_row`` describes, BATCH_ROWS at a time."""
+        if len(outputs) != len(rows):
+            raise ValueError(f"{len(outputs)} outputs for {len(rows)} rows")
+        for start in range(0, len(rows), BATCH_ROWS):
+            batch = Batch(layout)
+            batch.add(outputs[start : start + BATCH_ROWS], rows[start : start + BATCH_ROWS])
+            self.add_batch(batch)
+
+    def add_batch(self, batch: Batch) -> None:
+        """Fold in the rows of ``batch``."""
+        if batch.layout.id != self.layout_id:
+            raise SketchError(f"this sketch is for baseline layout {self.layout_id}, not {batch.layout.id}")
+        for reason, count in batch.rejected.items():
+            self.rejected[reason] = self.rejected.get(reason, 0) + count
+        self.rows += len(batch)
+        _fold(self.features, batch)
+
+
+class Batch:
+    """Rows waiting to be folded into a sketch (``Sketch.add_batch``). Rows of numbers are packed as
+    they are added, 8 bytes a value: a batch that held every row's Python objects until its fold
+    slowed the capture filter's parse by a tenth (its allocations no longer reused warm memory).
+    Rows holding anything else (None, booleans, text, lists), or no features, are kept as they are."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.rejected: dict[str, int] = {}  # rows of another feature count, by reason (never folded)
+        self.packed = bytearray()  # the features of the rows of numbers, float64, row after row
+        self.packed_outputs: list[Any] = []
+        self.odd_outputs: list[Any] = []
+        self.odd_rows: list[Sequence[Any] | None] = []
+
+    def __len__(self) -> int:
+        return len(self.packed_outputs) + len(self.odd_outputs)
+
+    def add(self, outputs: Sequence[Any], rows: Sequence[Sequence[Any] | None]) -> None:
+        """Add ``(outputs[i], rows[i])`` for each ``i``: a prediction's output and features, either
+        ``None`` when the capture held only the other half (every value of that half is then missing)."""
+        if len(outputs) != len(rows):
+            raise ValueError(f"{len(outputs)} outputs for {len(rows)} rows")
+        width = self.layout.features
+        if None in rows or set(map(len, rows)) != {width}:  # rare: rows of another width, or no features
+            whole_outputs, whole_rows = [], []
+            for output, row in zip(outputs, rows):
+                if row is None:
+                    self.odd_outputs.append(output)
+                    self.odd_rows.append(None)
+                elif len(row) != width:
+                    reason = f"row has {len(row)} features, the baseline {width}"
+                    self.rejected[reason] = self.rejected.get(reason, 0) + 1
+                else:
+                    whole_outputs.append(output)
+                    whole_rows.append(row)
+            outputs, rows = whole_outputs, whole_rows
+        if not rows:
             return
-        self.rows += 1
-        columns, edges = self.features, layout.edges
-        columns[0].add(output, edges[0])
-        if features is None:
-            for column in columns[1:]:
-                column.missing += 1
-            return
-        for column, value, column_edges in zip(columns[1:], features, edges[1:]):
-            column.add(value, column_edges)
+        packed, odd, read = _packed_bytes(rows, width), set(), range(len(rows))
+        if packed is None:  # some row holds what struct cannot read: find them
+            odd = {i for i, row in enumerate(rows) if _packed_bytes([row], width) is None}
+            read = [i for i in read if i not in odd]
+            packed = _packed_bytes([rows[i] for i in read], width)
+        # Booleans, which struct reads as 1.0 and 0.0, are looked for among the zeros and ones, if
+        # their bytes occur at all (a search of the bytes, without numpy, settles most batches).
+        if read and (_ZERO in packed or _ONE in packed):
+            import numpy as np  # here only: loading, merging and writing sketches need no numpy
+
+            values = np.frombuffer(packed, np.float64).reshape(len(read), width)
+            odd.update(read[i] for i, _ in _not_number_cells(np, values, lambda i, j: rows[read[i]][j]))
+        if odd:
+            self.odd_outputs += [outputs[i] for i in sorted(odd)]
+            self.odd_rows += [rows[i] for i in sorted(odd)]
+            outputs = [output for i, output in enumerate(outputs) if i not in odd]
+            rows = [row for i, row in enumerate(rows) if i not in odd]
+            packed = _packed_bytes(rows, width) if rows else b""
+        self.packed += packed
+        self.packed_outputs += outputs
+
+
+def _fold(columns: list[ColumnSketch], batch: Batch) -> None:
+    """Fold the rows of ``batch`` into ``columns``.
+
+    Few large arrays, each made once: fresh memory costs a page fault per 4 KB, as much as the
+    arithmetic (``make bench``). The table is sorted in place; the sums do not depend on the order.
+    """
+    if not len(batch):
+        return
+    import numpy as np  # here only: loading, merging and writing sketches need no numpy
+
+    layout = batch.layout
+    table, missing, text = _table(np, batch, len(columns))  # (columns, rows), NaN where no number
+    size = table.shape[1]
+    finite = np.isfinite(table)
+    whole = bool(finite.all())
+    if whole:
+        counts = np.full(len(columns), size)
+        nans = infs = [0] * len(columns)
+    else:
+        infs = np.count_nonzero(np.isinf(table), axis=1).tolist()
+        nans = [n - m - t for n, m, t in zip(np.count_nonzero(np.isnan(table), axis=1).tolist(), missing, text, strict=True)]
+        counts = np.count_nonzero(finite, axis=1)
+        table[~finite] = np.nan  # sorted last: each row's finite values come first
+    table.sort(axis=1)
+    lasts = np.maximum(counts - 1, 0)
+    lows, highs = table[:, 0] + 0.0, table[np.arange(len(columns)), lasts] + 0.0  # + 0.0: -0.0 is 0.0, whatever the order
+    bounds = np.zeros(layout._histogram_size, dtype=np.int64)  # per column: 0, #{x <= e_0}, ..., #{x <= e_k}, finite
+    for start, edges, row, count in zip(layout._histogram_starts, layout._edge_arrays, table, counts.tolist(), strict=True):
+        bounds[start + 1 : start + 1 + len(edges)] = np.searchsorted(row[:count], edges, side="right")
+        bounds[start + 1 + len(edges)] = count
+    bins = np.diff(bounds).tolist()  # bins of column j: bins[start_j : start_j + len(edges_j) + 1]
+    if not whole:
+        table[np.isnan(table)] = 0.0  # nothing, in the sums and the fractional count
+    scratch = np.floor(table)
+    fractional = np.count_nonzero(table != scratch, axis=1).tolist()
+    peaks = np.maximum(-lows, highs)
+    peaks[counts == 0] = 0.0
+    sums = [_exact_sums(np, table[:, start : start + _SUM_ROWS], peaks, scratch[:, start : start + _SUM_ROWS]) for start in range(0, size, _SUM_ROWS)]
+    counts, lows, highs = counts.tolist(), lows.tolist(), highs.tolist()
+    for index, (column, start) in enumerate(zip(columns, layout._histogram_starts, strict=True)):
+        column.missing += missing[index]
+        column.text += text[index]
+        column.nan += nans[index]
+        column.inf += infs[index]
+        if not counts[index]:
+            continue
+        column.counts = list(map(add, column.counts, bins[start : start + len(column.counts)]))
+        column.fractional += fractional[index]
+        low, high = lows[index], highs[index]
+        if column.minimum is None or low < column.minimum:
+            column.minimum = low
+        if column.maximum is None or high > column.maximum:
+            column.maximum = high
+        for block in sums:
+            column._add_sums(*block[index])
+
+
+def _table(np: Any, batch: Batch, width: int) -> tuple[Any, list[int], list[int]]:
+    """The batch as a float array (columns, rows: the packed rows, then the others): each value's
+    number (NaN and infinities as they are), NaN where there is no number; and per column the
+    missing values and the values that are not numbers. The outputs and each column of the other
+    rows are converted at once when they can be; a column holding anything else (booleans, None,
+    text, lists) is read value by value (``_cell``)."""
+    outputs, rows = batch.packed_outputs + batch.odd_outputs, batch.odd_rows
+    size, packed = len(outputs), len(batch.packed_outputs)
+    table = np.empty((width, size))
+    missing, text = [0] * width, [0] * width
+    odd = set()  # columns to read value by value (the outputs: 0; the other rows' features: 1...)
+    converted = _packed(np, [outputs], size)
+    numbers = converted is not None and _NUMBER_TYPES.issuperset(map(type, outputs))  # the capture filter's: floats
+    if converted is None or (not numbers and _not_number_cells(np, converted[:, None], lambda i, _: outputs[i])):
+        odd.add(0)
+    else:
+        table[0] = converted
+    if packed:
+        table[1:, :packed] = np.frombuffer(batch.packed, np.float64).reshape(packed, width - 1).T
+    for index in range(1, width) if rows else ():
+        values = _column(rows, index)
+        converted = _converted(np, values, (len(rows),))
+        if converted is None or _not_number_cells(np, converted[:, None], lambda i, _: values[i]):
+            odd.add(index)
+        else:
+            table[index, packed:] = converted
+    for index in sorted(odd):
+        cells = list(map(_cell, outputs if index == 0 else _column(rows, index)))
+        kinds = [kind for _, kind in cells]
+        missing[index], text[index] = kinds.count(_MISSING), kinds.count(_TEXT)
+        table[index, 0 if index == 0 else packed :] = [number for number, _ in cells]
+    return table, missing, text
+
+
+def _column(rows: Sequence[Sequence[Any] | None], index: int) -> list[Any]:
+    """Column ``index`` of the table (the features' ``index - 1``): None where the row has no features."""
+    return [None if row is None else row[index - 1] for row in rows]
+
+
+def _packed(np: Any, rows: Iterable[Sequence[Any]], width: int) -> Any:
+    """``_packed_bytes`` as a float array, or None."""
+    packed = _packed_bytes(rows, width)
+    return None if packed is None else np.frombuffer(packed, np.float64)
+
+
+def _packed_bytes(rows: Iterable[Sequence[Any]], width: int) -> bytes | None:
+    """The values of ``rows`` of ``width`` values each as float64 bytes, or None unless each is a
+    number (or a boolean: ``_not_number_cells``). ``struct`` reads each value's float directly: a
+    sixth of the instructions of numpy's conversion of nested lists."""
+    try:
+        return b"".join(starmap(_row_struct(width).pack, rows))
+    except (struct.error, TypeError, ValueError, OverflowError):  # text, None, a list, an integer beyond the float range
+        return None
+
+
+@lru_cache(maxsize=8)
+def _row_struct(width: int) -> struct.Struct:
+    return struct.Struct(f"{width}d")
+
+
+def _converted(np: Any, values: Any, shape: tuple[int, ...]) -> Any:
+    """``values`` as a float array of ``shape``, or None if numpy cannot convert them all."""
+    try:
+        array = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):  # text, a list, an integer beyond the float range
+        return None
+    return array if array.shape == shape else None
+
+
+def _not_number_cells(np: Any, array: Any, value: Callable[[int, int], Any]) -> list[tuple[int, int]]:
+    """The cells (row, column) of ``array`` where numpy or struct read as a number a value that is
+    not one: a boolean (1.0 or 0.0) or None (NaN). Only the values read as 0, 1 or NaN are looked at."""
+    rows, columns = (axis.tolist() for axis in np.nonzero((array == 0.0) | (array == 1.0) | np.isnan(array)))
+    candidates = list(map(value, rows, columns))
+    if _NUMBER_TYPES.issuperset(map(type, candidates)):  # the common case: zeros and ones that are numbers
+        return []
+    return [(i, j) for i, j, cell in zip(rows, columns, candidates, strict=True) if _is_not_number(cell)]
+
+
+def _is_not_number(value: Any) -> bool:
+    return value is None or isinstance(value, bool) or type(value).__name__ == "bool"  # numpy's bool too
+
+
+def _cell(value: Any) -> tuple[float, int]:
+    """(number, kind) of one value: a number is what ``float()`` reads, booleans aside; a blank is missing."""
+    if value is None:
+        return math.nan, _MISSING
+    if _is_not_number(value):
+        return math.nan, _TEXT
+    try:
+        return float(value), _NUMBER
+    except OverflowError:  # an integer beyond the float range
+        return math.inf, _NUMBER
+    except (TypeError, ValueError):
+        if isinstance(value, (str, bytes)) and not value.strip():  # a blank CSV field
+            return math.nan, _MISSING
+        return math.nan, _TEXT
+
+
+def _exact_sums(np: Any, values: Any, peaks: Any, scratch: Any) -> list[tuple[int, int, int]]:
+    """Per row of ``values`` (columns, at most _SUM_ROWS finite values each) whose largest magnitude
+    is ``peaks``, the exact ``(total, squares, bits)``: sum = total / 2**bits, sum of squares =
+    squares / 2**(2 * bits). ``scratch``: an array of the shape of ``values``, overwritten.
+
+    With |x| < 2**E for every x of a row, x = +-(c1 * 2**63 + c2 * 2**42 + c3 * 2**21 + c4) * 2**(E - 84):
+    four whole chunks below 2**21, cut exactly from the scaled value (the fraction of a float is a float).
+    Their sums, and the sums of their pairwise products (each below 2**42, and all of a row's
+    _SUM_ROWS = 2**11 of them below 2**53), are whole numbers that floats hold exactly, whatever
+    the order of the additions. A value with bits below 2**(E - 84) (a row spanning more than 31
+    binades) is added on its own, as a fraction.
+    """
+    exponents = np.frexp(peaks)[1]  # |x| < 2**E (E = 0 for a row without finite values)
+    top = _CHUNK_BITS * _CHUNKS
+    # |scaled| < 2**21, multiplied by powers of two (exact: numpy's ldexp calls libc's per value), in
+    # two steps when the scale itself is beyond the float range (a row of values below 2**-1000)
+    shifts = _CHUNK_BITS - exponents
+    first_shift = np.minimum(shifts, 1000)
+    scaled = np.multiply(values, np.ldexp(1.0, first_shift)[:, None], out=scratch)
+    if (shifts > first_shift).any():
+        scaled *= np.ldexp(1.0, shifts - first_shift)[:, None]
+    gone = (scaled == 0.0) & (values != 0.0) if (exponents > _CHUNK_BITS).any() else None  # scaled below the float range
+    chunks = np.empty((_CHUNKS, *values.shape))
+    for index, chunk in enumerate(chunks):
+        if index:
+            scaled *= _CHUNK
+        np.trunc(scaled, out=chunk)  # the same sign as the value; the rest is exact
+        scaled -= chunk
+    lost = scaled != 0.0
+    if gone is not None:
+        lost |= gone
+    extra: list[list[float]] = [[] for _ in range(len(values))]
+    if lost.any():
+        for row, cell in zip(*(axis.tolist() for axis in np.nonzero(lost))):
+            extra[row].append(float(values[row, cell]))
+        chunks[:, lost] = 0.0
+    totals = chunks.sum(axis=2).tolist()
+    pairs = [(i, j) for i in range(_CHUNKS) for j in range(i, _CHUNKS)]
+    products = [np.einsum("ij,ij->i", chunks[i], chunks[j]).tolist() for i, j in pairs]
+    result = []
+    for row, exponent in enumerate(exponents.tolist()):
+        total = sum(int(totals[i][row]) << (_CHUNK_BITS * (_CHUNKS - 1 - i)) for i in range(_CHUNKS))
+        squares = sum(
+            (int(product[row]) << (_CHUNK_BITS * (2 * _CHUNKS - 2 - i - j))) * (1 if i == j else 2)
+            for (i, j), product in zip(pairs, products, strict=True)
+        )
+        bits = top - exponent
+        for x in extra[row]:  # exactly, as a fraction p / 2**k
+            numerator, denominator = x.as_integer_ratio()
+            k = denominator.bit_length() - 1
+            if k > bits:
+                total, squares, bits = total << (k - bits), squares << (2 * (k - bits)), k
+            shift = bits - k
+            total += numerator << shift
+            squares += (numerator * numerator) << (2 * shift)
+        result.append((total, squares, bits))
+    return result
 
 
 def profile(layout: Layout, rows: Iterable[tuple[Any, Sequence[Any] | None]]) -> Sketch:
     """The sketch of ``(output, features)`` rows."""
     sketch = Sketch.empty(layout)
-    for output, features in rows:
-        sketch.add_row(layout, output, features)
+    rows = iter(rows)
+    while batch := list(islice(rows, BATCH_ROWS)):
+        sketch.add_rows(layout, [output for output, _ in batch], [features for _, features in batch])
     return sketch
 
 

@@ -35,6 +35,14 @@ TERMINAL = ("Completed", "Failed", "Stopped")
 # Scheduled runs start up to 20 minutes after the hour (Model Monitor docs); allow for it.
 START_DELAY = dt.timedelta(minutes=20)
 MISSED_CADENCES = 2
+# The open back end's EventBridge Scheduler schedules fire at this minute of each cadence's hours
+# (Model Monitor's start delay, leaving time for late capture objects): cron(0 * ? * * *) fires as
+# cron(20 * ? * * *). The monitoring stack builds the same expression in CloudFormation.
+EVALUATION_MINUTE = 20
+CADENCE_START = "cron(0 "
+# Each open evaluation ends by writing <monitor>/reports/<endpoint>/<schedule>/latest.json (after its
+# report): the watchdog's record of the schedule's last run.
+LATEST_MARKER = "latest.json"
 
 
 class InvalidRunEvent(ValueError):
@@ -163,23 +171,54 @@ def run_ended(s3: Any, event: Any, settings: RunSettings) -> RunEnded | None:
         flagged = isinstance(exit_message, str) and exit_message.startswith(settings.violations_prefix)
         if violations or flagged:
             outcome = "CompletedWithViolations"
+    return ended(
+        monitor=schedule["monitor"],
+        schedule_name=name,
+        endpoint_name=schedule["endpoint"],
+        job_name=detail["ProcessingJobName"],
+        outcome=outcome,
+        exit_message=exit_message,
+        failure_reason=detail.get("FailureReason"),
+        report_uri=report,
+        report_html_uri=None,  # Model Monitor and Clarify write no HTML report
+        violations=violations,
+        ended_at=detail.get("ProcessingEndTime") or event.get("time"),
+    )
+
+
+def ended(
+    *,
+    monitor: str,
+    schedule_name: str,
+    endpoint_name: str,
+    job_name: str,
+    outcome: str,
+    exit_message: str | None,
+    failure_reason: str | None,
+    report_uri: str | None,
+    report_html_uri: str | None,
+    violations: list[dict[str, Any]],
+    ended_at: Any,
+) -> RunEnded:
+    """The event of a finished run, whichever back end ran it (both publish this one shape)."""
     summaries = [_summary(v) for v in violations]
     return RunEnded(
         {
             "version": EVENT_VERSION,
-            "monitor": schedule["monitor"],
-            "scheduleName": name,
-            "endpointName": schedule["endpoint"],
-            "processingJobName": detail["ProcessingJobName"],
+            "monitor": monitor,
+            "scheduleName": schedule_name,
+            "endpointName": endpoint_name,
+            "processingJobName": job_name,
             "outcome": outcome,
             "exitMessage": exit_message,
-            "failureReason": detail.get("FailureReason"),
-            "reportS3Uri": report,
+            "failureReason": failure_reason,
+            "reportS3Uri": report_uri,
+            "reportHtmlS3Uri": report_html_uri,
             "violationCount": len(summaries),
             "checkTypes": sorted({s["checkType"] for s in summaries if s["checkType"]}),
             "features": sorted({s["feature"] for s in summaries if s["feature"]}),
             "violations": summaries[:MAX_VIOLATIONS],
-            "endedAt": detail.get("ProcessingEndTime") or event.get("time"),
+            "endedAt": ended_at,
         }
     )
 
@@ -223,3 +262,54 @@ def schedule_health(sagemaker: Any, schedule: str, cadences: dict[str, int], now
     if age > limit:
         return ScheduleHealth(schedule, True, f"no run scheduled for {age} (limit {limit}, {expression})")
     return ScheduleHealth(schedule, False, f"last run scheduled {age} ago")
+
+
+def evaluation_expression(cadence: str) -> str:
+    """The open back end's schedule expression for a Model Monitor cadence (every one starts "cron(0 ")."""
+    if not cadence.startswith(CADENCE_START):
+        raise ValueError(f"cadence {cadence!r} does not start with {CADENCE_START!r}")
+    return f"cron({EVALUATION_MINUTE} {cadence.removeprefix(CADENCE_START)}"
+
+
+def latest_marker_key(monitor: str, endpoint: str, schedule: str) -> str:
+    """Where an open evaluation records its last run (monitor = its S3 prefix: data-quality, explainability)."""
+    return f"{monitor}/reports/{endpoint}/{schedule}/{LATEST_MARKER}"
+
+
+def _last_modified(s3: Any, bucket: str, key: str) -> dt.datetime | None:
+    """The marker's LastModified; None when it does not exist (S3 answers a HEAD of a missing key
+    with 404 to a caller who may list it, else 403: a 403 is settled by listing, as in read_violations)."""
+    try:
+        return _time(s3.head_object(Bucket=bucket, Key=key)["LastModified"])
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in ("404", "NoSuchKey") or (code in ("403", "AccessDenied") and not _listed_or_denied(s3, bucket, key)):
+            return None
+        raise
+
+
+def open_schedule_health(
+    scheduler: Any, s3: Any, *, schedule: str, bucket: str, marker_key: str, cadences: dict[str, int], now: dt.datetime
+) -> ScheduleHealth:
+    """The open back end's schedule: overdue when it is not ENABLED, or its evaluation's run marker
+    (``latest.json``) is older than two cadences plus the start delay; before the first run, the
+    schedule counts from its creation."""
+    described = scheduler.get_schedule(Name=schedule)
+    state = described["State"]
+    if state != "ENABLED":
+        return ScheduleHealth(schedule, True, f"schedule is {state}")
+    expression = described["ScheduleExpression"]
+    period = {evaluation_expression(cadence): seconds for cadence, seconds in cadences.items()}.get(expression)
+    if period is None:
+        return ScheduleHealth(schedule, True, f"schedule expression {expression!r} is not one of the app's cadences")
+    try:
+        marked = _last_modified(s3, bucket, marker_key)
+    except ClientError as error:
+        return ScheduleHealth(schedule, True, f"cannot read the run marker s3://{bucket}/{marker_key}: {error.response['Error']['Code']}")
+    last = marked or _time(described["CreationDate"])
+    age = now - last
+    limit = dt.timedelta(seconds=MISSED_CADENCES * period) + START_DELAY
+    since = "last evaluation" if marked else "schedule created, no evaluation yet,"
+    if age > limit:
+        return ScheduleHealth(schedule, True, f"{since} {age} ago (limit {limit}, {expression})")
+    return ScheduleHealth(schedule, False, f"{since} {age} ago")

@@ -84,7 +84,7 @@ def _choice(value: Any) -> str | None:
     return None
 
 
-def _answer_label(answer: dict[str, Any], row: dict[str, Any], label_count: int) -> tuple[int | None, str | None]:
+def answer_label(answer: dict[str, Any], row: dict[str, Any], label_count: int) -> tuple[int | None, str | None]:
     key, prediction = row["key"], row["prediction"]
     verdict = _choice(answer.get(f"{key}-verdict"))
     raw_label = _choice(answer.get(f"{key}-label"))
@@ -168,7 +168,7 @@ def decide(output: dict[str, Any], label_count: int) -> list[Verdict]:
         verdict = _verdict(index, row)
         votes: Counter[int] = Counter()
         for number, answer in enumerate(answers, start=1):
-            label, problem = _answer_label(answer, row, label_count)
+            label, problem = answer_label(answer, row, label_count)
             if label is None:
                 verdict.problems.append(f"answer {number}: {problem}")
             else:

@@ -9,48 +9,21 @@ Each record of a task gets an ``explanation``, one of:
   words a reviewer understands; review goes on without attributions;
 - ``{"status": "off"}``: attributions are turned off in configuration.
 
-Pure Python: the XGBoost part is ``explain.py``, imported only when attributions are on.
+Pure Python: the SHAP values come from ``lambdas/shared/explain`` (XGBoost imported only when
+attributions are on).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from lambdas.shared.explain.results import Explainer, RecordAttributions, Unexplainable
 
 # The captured probability and the explaining model's differ by more than float32 rounding: the
 # prediction was made by another model (the endpoint changed models since).
 PROBABILITY_TOLERANCE = 1e-3
 OFF: dict[str, Any] = {"status": "off"}
-
-
-class Unexplainable(Exception):
-    """Why the app cannot explain a model or a record; reviewers read the message as it is.
-
-    ``transient``: the cause may pass (an S3 or SageMaker error), so the model is tried again later.
-    """
-
-    def __init__(self, reason: str, *, transient: bool = False) -> None:
-        super().__init__(reason)
-        self.transient = transient
-
-
-@dataclass(frozen=True)
-class RecordAttributions:
-    base_value: float  # log-odds before any feature is known
-    contributions: tuple[float, ...]  # one per feature, in log-odds
-    margin: float  # base value + sum of contributions, as the model computes it
-
-    @property
-    def probability(self) -> float:
-        return 1.0 / (1.0 + math.exp(-self.margin))
-
-
-class Explainer(Protocol):
-    model_name: str
-
-    def explain(self, rows: Sequence[Sequence[Any]]) -> list[RecordAttributions | Unexplainable]: ...
 
 
 def unavailable(reason: str) -> dict[str, Any]:

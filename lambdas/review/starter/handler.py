@@ -1,4 +1,7 @@
-"""Lambda: review groups from the review queue -> A2I human loops (and the nightly redrive).
+"""Lambda: review groups from the review queue -> review tasks (and the nightly redrive).
+
+``REVIEW_BACKEND``: ``open`` puts each group as a task of the reviewers' app (``TASKS_TABLE``),
+``a2i`` (the default when unset) starts an A2I human loop (``FLOW_DEFINITION_ARN``).
 
 ``handler`` takes SQS batches from the review queue and, with ``ATTRIBUTIONS=on``, attaches each
 record's SHAP attributions from the model the endpoint serves now; ``redrive_handler`` runs on a
@@ -15,9 +18,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from lambdas.review.starter.attributions import explain_rows, unavailable
-from lambdas.review.starter.deployed_model import DeployedModel
 from lambdas.review.starter.starter import (
     DailyBudget,
+    OpenTasks,
     Outcome,
     RetryLater,
     StarterSettings,
@@ -26,15 +29,17 @@ from lambdas.review.starter.starter import (
     move_deferred,
     start_review,
 )
+from lambdas.review.app.tasks import Tasks
 from lambdas.shared import aws
 from lambdas.shared.consumer import Environment, SqsConsumer, from_environment, logger, metrics
+from lambdas.shared.explain.deployed_model import DeployedModel
 from lambdas.shared.review_group import ReviewGroup
 
 
 @from_environment
 def settings(env: Environment) -> StarterSettings:
     return StarterSettings(
-        flow_definition_arn=env["FLOW_DEFINITION_ARN"],
+        flow_definition_arn=env["FLOW_DEFINITION_ARN"] if env.get("REVIEW_BACKEND", "a2i") == "a2i" else None,
         loop_prefix=env["LOOP_PREFIX"],
         label_names=env.names("LABEL_NAMES"),
         feature_names=env.names("FEATURE_NAMES"),
@@ -50,6 +55,17 @@ def review_queue_url(env: Environment) -> str:
 
 
 @from_environment
+def open_tasks(env: Environment) -> OpenTasks | None:
+    """The reviewers' app's tasks table, when it is the review back end."""
+    backend = env.get("REVIEW_BACKEND", "a2i")
+    if backend == "a2i":
+        return None
+    if backend != "open":
+        raise ValueError(f"REVIEW_BACKEND is {backend!r}, not open or a2i")
+    return OpenTasks(Tasks(aws.client("dynamodb"), env["TASKS_TABLE"]), env.integer("REVIEWERS_PER_TASK"), env.integer("TASK_AVAILABILITY_SECONDS"))
+
+
+@from_environment
 def budget(env: Environment) -> DailyBudget:
     return DailyBudget(aws.client("dynamodb"), env["BUDGET_TABLE"], env.integer("MAX_LOOPS_PER_DAY"))
 
@@ -59,7 +75,7 @@ def deployed_model(env: Environment) -> DeployedModel | None:
     """The endpoint's current model, when attributions are on (XGBoost is imported only then)."""
     if env.get("ATTRIBUTIONS") != "on":
         return None
-    from lambdas.review.starter import explain  # the starter's own layer: numpy, scipy, xgboost
+    from lambdas.shared.explain import tree  # the explain layer: numpy, scipy, xgboost
 
     return DeployedModel(
         aws.client("sagemaker"),
@@ -67,7 +83,7 @@ def deployed_model(env: Environment) -> DeployedModel | None:
         endpoint_name=env["ENDPOINT_NAME"],
         variant_name=env["VARIANT_NAME"],
         refresh_seconds=env.number("MODEL_REFRESH_SECONDS"),
-        load=explain.TreeExplainer.from_artifact,
+        load=tree.TreeExplainer.from_artifact,
     )
 
 
@@ -93,10 +109,12 @@ def start_group(record: SQSRecord, config: StarterSettings, context: Any) -> Non
     group = ReviewGroup.from_body(record.body)  # InvalidGroup: parked with its reason
     sqs = aws.client("sqs")
     try:
-        outcome = start_review(aws.client("sagemaker-a2i-runtime"), sqs, budget(), group, config, explanations)
+        sink = open_tasks()
+        a2i = aws.client("sagemaker-a2i-runtime") if sink is None else None
+        outcome = start_review(a2i, sqs, budget(), group, config, explanations, sink)
     except RetryLater as error:
         wait = backoff_seconds(int(record.attributes.approximate_receive_count))
-        logger.warning("A2I asked us to wait", extra={"reason": str(error), "retryInSeconds": wait})
+        logger.warning("the review back end asked us to wait", extra={"reason": str(error), "retryInSeconds": wait})
         sqs.change_message_visibility(QueueUrl=review_queue_url(), ReceiptHandle=record.receipt_handle, VisibilityTimeout=wait)
         raise
     logger.info("review group handled", extra={"outcome": outcome.value, "rows": len(group.rows), "loop": group.loop_name(config.loop_prefix)})

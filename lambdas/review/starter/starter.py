@@ -1,8 +1,13 @@
-"""Turn a review group into an A2I human loop, exactly once, within a daily budget.
+"""Turn a review group into a review task, exactly once, within a daily budget.
 
-Outcomes per group: started; already started (A2I's ConflictException for the same loop name);
+The task is an A2I human loop (``review.backend: a2i``) or a task of the app's own reviewers' app
+(``open``: a conditional put into its tasks table, ``lambdas/review/app/tasks.py``); both are named
+after the group (``ReviewGroup.loop_name``), so a replayed group finds its task and starts nothing.
+
+Outcomes per group: started; already started (A2I's ConflictException for the same loop name, or
+the task that exists already);
 deferred (the day's budget is spent: the group waits on the deferred queue and is moved back
-after midnight UTC, never dropped); parked (A2I's ValidationException: retrying cannot help).
+after midnight UTC, never dropped); parked (A2I's or DynamoDB's ValidationException: retrying cannot help).
 Throttling, quota and server errors raise ``RetryLater`` so the message stays on its queue.
 """
 
@@ -18,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from lambdas.review.app.tasks import Tasks
 from lambdas.review.starter.attributions import OFF
 from lambdas.shared import aws
 from lambdas.shared.review_group import ReviewGroup
@@ -33,12 +39,21 @@ class Outcome(Enum):
 
 
 class RetryLater(Exception):
-    """A2I refused for now (throttling, quota, server error); SQS redelivers the message."""
+    """A2I or DynamoDB refused for now (throttling, quota, server error); SQS redelivers the message."""
+
+
+@dataclass(frozen=True)
+class OpenTasks:
+    """The open back end: tasks for the reviewers' app instead of A2I human loops."""
+
+    tasks: Tasks
+    reviewers_per_task: int  # review.task_count, as A2I's task count
+    availability_seconds: int  # review.task_availability_seconds: the task expires after it
 
 
 @dataclass(frozen=True)
 class StarterSettings:
-    flow_definition_arn: str
+    flow_definition_arn: str | None
     loop_prefix: str
     label_names: tuple[str, ...]
     feature_names: tuple[str, ...]
@@ -178,7 +193,10 @@ def task_input(group: ReviewGroup, settings: StarterSettings, explanations: Sequ
     return {"captureObject": group.capture_object, "labels": labels, "rows": rows}
 
 
-_RETRYABLE = {"ThrottlingException", "ServiceQuotaExceededException", "InternalServerException"}
+_RETRYABLE = {
+    "ThrottlingException", "ServiceQuotaExceededException", "InternalServerException",  # A2I
+    "ProvisionedThroughputExceededException", "RequestLimitExceeded", "InternalServerError",  # DynamoDB
+}
 
 
 def start_review(
@@ -188,8 +206,11 @@ def start_review(
     group: ReviewGroup,
     settings: StarterSettings,
     explain: Callable[[ReviewGroup], Sequence[dict[str, Any]]] | None = None,
+    open_tasks: OpenTasks | None = None,
 ) -> Outcome:
-    """``explain`` gives each row's explanation, computed now, just before the loop starts (and
+    """With ``open_tasks`` the group becomes a task of the reviewers' app (``a2i`` is not used).
+
+    ``explain`` gives each row's explanation, computed now, just before the loop starts (and
     only for groups within the budget: a deferred group is explained when it is started).
 
     The group's place in the budget is given back when the loop does not start; a crash that
@@ -201,26 +222,34 @@ def start_review(
         return Outcome.DEFERRED
     try:
         explanations = explain(group) if explain is not None else None
-        a2i.start_human_loop(
-            HumanLoopName=name,
-            FlowDefinitionArn=settings.flow_definition_arn,
-            HumanLoopInput={"InputContent": json.dumps(task_input(group, settings, explanations), separators=(",", ":"))},
-        )
+        content = task_input(group, settings, explanations)
+        if open_tasks is not None:
+            created = open_tasks.tasks.put(name, content, open_tasks.reviewers_per_task, open_tasks.availability_seconds)
+        else:
+            a2i.start_human_loop(
+                HumanLoopName=name,
+                FlowDefinitionArn=settings.flow_definition_arn,
+                HumanLoopInput={"InputContent": json.dumps(content, separators=(",", ":"))},
+            )
+            created = True
     except ClientError as error:
         code = error.response["Error"]["Code"]
-        if code == "ConflictException":  # same name: this group's loop exists already
-            if claim.fresh:  # it holds its place on the day it started, not this one
-                budget.give_back(claim)
-            return Outcome.ALREADY_STARTED
-        budget.give_back(claim)
-        if code in _RETRYABLE:
-            raise RetryLater(f"{code}: {error.response['Error'].get('Message', '')}") from error
-        reason = f"StartHumanLoop {code}: {error.response['Error'].get('Message', '')}"
-        aws.park(sqs, settings.dead_letter_queue_url, group.to_body(), reason, "human_loop_starter")
-        return Outcome.PARKED
+        if code != "ConflictException":
+            budget.give_back(claim)
+            if code in _RETRYABLE:
+                raise RetryLater(f"{code}: {error.response['Error'].get('Message', '')}") from error
+            action = "PutItem (review task)" if open_tasks is not None else "StartHumanLoop"
+            reason = f"{action} {code}: {error.response['Error'].get('Message', '')}"
+            aws.park(sqs, settings.dead_letter_queue_url, group.to_body(), reason, "human_loop_starter")
+            return Outcome.PARKED
+        created = False
     except Exception:
         budget.give_back(claim)
         raise
+    if not created:  # same name: this group's loop (or task) exists already
+        if claim.fresh:  # it holds its place on the day it started, not this one
+            budget.give_back(claim)
+        return Outcome.ALREADY_STARTED
     return Outcome.STARTED
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from fractions import Fraction
 
 import numpy as np
@@ -161,3 +162,61 @@ def test_negative_zero_does_not_make_the_merge_order_visible():
 def test_number_subclasses_are_numbers_and_booleans_are_not():
     sketch = profile(SMALL, [(np.float64(0.5), [np.float64(1.5), np.int64(1)]), (0.5, [True, False])])
     assert [(c.finite, c.text) for c in sketch.features] == [(2, 0), (1, 1), (1, 1)]
+
+
+def _reference(layout: Layout, rows: list) -> list[dict]:
+    """Per column, the sketch's documented content computed value by value, independently of the
+    batch code: a number is what float() reads (booleans aside), blank text and None are missing."""
+    from bisect import bisect_left
+
+    found = [{"counts": [0] * (len(e) + 1), "missing": 0, "text": 0, "nan": 0, "inf": 0, "fractional": 0, "numbers": []} for e in layout.edges]
+    for output, features in rows:
+        if features is not None and len(features) != layout.features:
+            continue
+        for column, edges, value in zip(found, layout.edges, [output, *(features if features is not None else [None] * layout.features)]):
+            if value is None or (isinstance(value, str) and not value.strip()):
+                column["missing"] += 1
+                continue
+            if isinstance(value, (bool, np.bool_)):
+                column["text"] += 1
+                continue
+            try:
+                x = float(value)
+            except OverflowError:
+                column["inf"] += 1
+                continue
+            except (TypeError, ValueError):
+                column["text"] += 1
+                continue
+            if math.isnan(x):
+                column["nan"] += 1
+            elif math.isinf(x):
+                column["inf"] += 1
+            else:
+                column["counts"][bisect_left(edges, x)] += 1
+                column["fractional"] += not x.is_integer()
+                column["numbers"].append(x + 0.0)
+    return found
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batches_match_a_value_by_value_reference(seed: int) -> None:
+    # Batches that cross BATCH_ROWS, with the odd values (text, booleans, None, NaN, huge integers,
+    # values spanning every binade) in some rows only, so both the packed rows and the others are read.
+    rng = random.Random(seed)
+    layout = Layout(("probability", "a", "b", "c"), ((0.25, 0.5, 0.75), (-1.0, 0.0, 1.0, 5.0), (0.0, 3.0), (-1e300, 1e-300, 1e300)))
+    odd = [None, "", " ", "abc", True, False, np.bool_(True), math.nan, "nan", math.inf, "-inf", 10**400, -0.0, 5e-324, 1e308, -1e308, [1], "2.5", 7, Fraction(1, 3)]
+    rows = []
+    for _ in range(rng.randint(1, 5_000)):
+        clean = rng.random() > 0.05
+        features = [rng.uniform(-10, 10), rng.choice([0.0, 1.0, 2.0]) if clean else rng.choice(odd), rng.uniform(-1, 1) * 2.0 ** rng.randint(-1074, 1020)]
+        if not clean and rng.random() < 0.3:
+            features = rng.choice([None, features[:2], [*features, 1.0]])
+        rows.append((rng.random() if clean else rng.choice([*odd, 0.0, 1.0]), features))
+    sketch = profile(layout, rows)
+    for column, expected in zip(sketch.features, _reference(layout, rows), strict=True):
+        numbers = expected.pop("numbers")
+        assert {k: getattr(column, k) for k in expected} == expected
+        assert (column.minimum, column.maximum) == ((min(numbers), max(numbers)) if numbers else (None, None))
+        assert column.total == sum(map(Fraction, numbers)) and column.total_squares == sum(Fraction(x) ** 2 for x in numbers)
+    assert sketch.rows + sketch.rejected_rows == len(rows)

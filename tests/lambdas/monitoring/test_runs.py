@@ -1,5 +1,6 @@
 """monitoring_runs: SageMaker run events become "Monitoring Run Ended" (moto S3/EventBridge/SQS);
-the watchdog's DescribeMonitoringSchedule calls are checked by Stubber."""
+the watchdog's DescribeMonitoringSchedule calls are checked by Stubber; for the open back end, its
+GetSchedule and run-marker reads by Stubber (times) and end to end on moto's Scheduler and S3."""
 
 from __future__ import annotations
 
@@ -265,9 +266,11 @@ def test_watchdog_handler_emits_one_data_point_per_schedule(sagemaker, monkeypat
     monkeypatch.setenv("SCHEDULES", json.dumps(SCHEDULES))
     monkeypatch.setenv("EVENT_SOURCE", "mlloop.monitoring")
     monkeypatch.setenv("CADENCES", json.dumps(aws_facts.MONITORING_CADENCES))
+    monkeypatch.setenv("BACKEND", "sagemaker")
     monkeypatch.setattr(handler.aws, "client", lambda service: client)
     handler.settings.cache_clear()
     handler.cadences.cache_clear()
+    handler.backend.cache_clear()
     recent = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
     stubber.add_response("describe_monitoring_schedule", described(last=recent), {"MonitoringScheduleName": DQ})
     stubber.add_response("describe_monitoring_schedule", described(status="Stopped", last=recent), {"MonitoringScheduleName": EX})
@@ -278,3 +281,110 @@ def test_watchdog_handler_emits_one_data_point_per_schedule(sagemaker, monkeypat
     values = {p["Schedule"]: p["MonitoringScheduleOverdue"] for p in points}
     assert values == {DQ: [0.0], EX: [1.0]}
     assert all(p["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MlLoopTest" for p in points)
+
+
+# --- watchdog, open back end (EventBridge Scheduler schedules and the evaluations' run markers) --
+
+MARKER = f"data-quality/reports/mlloop-dev/{DQ}/latest.json"
+
+
+def scheduler_described(state: str = "ENABLED", expression: str = "cron(20 * ? * * *)", created: dt.datetime = NOW - dt.timedelta(days=30)) -> dict:
+    return {
+        "Arn": f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{DQ}", "Name": DQ, "GroupName": "default",
+        "State": state, "ScheduleExpression": expression, "CreationDate": created, "LastModificationDate": created,
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Target": {"Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f", "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/r"},
+    }  # fmt: skip
+
+
+def _open_clients(described_: dict, marker: dt.datetime | str | None):
+    """Stubbed Scheduler and S3 clients: GetSchedule, then (if ENABLED with a known expression) the marker's HEAD:
+    a time (it exists), "missing" (404), "denied-unlisted" / "denied-listed" (403, then the listing)."""
+    scheduler = boto3.client("scheduler", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    scheduler_stub, s3_stub = Stubber(scheduler), Stubber(s3)
+    scheduler_stub.add_response("get_schedule", described_, {"Name": DQ})
+    head = {"Bucket": BUCKET, "Key": MARKER}
+    if isinstance(marker, dt.datetime):
+        s3_stub.add_response("head_object", {"LastModified": marker, "ContentLength": 100}, head)
+    elif marker == "missing":
+        s3_stub.add_client_error("head_object", service_error_code="404", service_message="Not Found", http_status_code=404, expected_params=head)
+    elif marker in ("denied-unlisted", "denied-listed"):
+        s3_stub.add_client_error("head_object", service_error_code="403", service_message="Forbidden", http_status_code=403, expected_params=head)
+        listing = {"Contents": [{"Key": MARKER, "Size": 100}], "KeyCount": 1} if marker == "denied-listed" else {"KeyCount": 0}
+        s3_stub.add_response("list_objects_v2", listing, {"Bucket": BUCKET, "Prefix": MARKER, "MaxKeys": 1})
+    scheduler_stub.activate()
+    s3_stub.activate()
+    return scheduler, s3, (scheduler_stub, s3_stub)
+
+
+@pytest.mark.parametrize(
+    ("described_", "marker", "overdue", "reason"),
+    [
+        (scheduler_described(), NOW - dt.timedelta(minutes=40), False, "last evaluation 0:40:00 ago"),
+        (scheduler_described(), NOW - dt.timedelta(hours=2, minutes=19), False, "last evaluation 2:19:00 ago"),  # two cadences plus the delay
+        (scheduler_described(), NOW - dt.timedelta(hours=2, minutes=21), True, "last evaluation 2:21:00 ago (limit 2:20:00, cron(20 * ? * * *))"),
+        (scheduler_described(expression="cron(20 0 ? * * *)"), NOW - dt.timedelta(hours=40), False, "last evaluation 1 day"),
+        (scheduler_described(expression="cron(20 0 ? * * *)"), NOW - dt.timedelta(days=3), True, "last evaluation 3 days"),
+        (scheduler_described(created=NOW - dt.timedelta(minutes=90)), "missing", False, "schedule created, no evaluation yet, 1:30:00 ago"),
+        (scheduler_described(created=NOW - dt.timedelta(hours=5)), "missing", True, "schedule created, no evaluation yet, 5:00:00 ago"),
+        (scheduler_described(created=NOW - dt.timedelta(hours=1)), "denied-unlisted", False, "schedule created, no evaluation yet"),
+        (scheduler_described(), "denied-listed", True, f"cannot read the run marker s3://{BUCKET}/{MARKER}: 403"),
+        (scheduler_described(state="DISABLED"), None, True, "schedule is DISABLED"),
+        # A Model Monitor expression (minute 0) is not what the app's open schedules use.
+        (scheduler_described(expression=HOURLY), None, True, "schedule expression 'cron(0 * ? * * *)' is not one of the app's cadences"),
+    ],
+)
+def test_open_watchdog_reports_a_disabled_schedule_or_a_stale_run_marker(described_, marker, overdue: bool, reason: str) -> None:
+    scheduler, s3, stubs = _open_clients(described_, marker)
+    health = runs.open_schedule_health(scheduler, s3, schedule=DQ, bucket=BUCKET, marker_key=MARKER, cadences=aws_facts.MONITORING_CADENCES, now=NOW)
+    for stub in stubs:
+        stub.assert_no_pending_responses()
+    assert health.overdue is overdue and health.reason.startswith(reason), health.reason
+
+
+def test_open_schedule_expressions_are_the_cadences_at_minute_20() -> None:
+    expressions = {cadence: runs.evaluation_expression(cadence) for cadence in aws_facts.MONITORING_CADENCES}
+    assert expressions["cron(0 * ? * * *)"] == "cron(20 * ? * * *)"
+    assert expressions["cron(0 0/6 ? * * *)"] == "cron(20 0/6 ? * * *)"
+    assert expressions["cron(0 0 ? * * *)"] == "cron(20 0 ? * * *)"
+    assert len(set(expressions.values())) == len(expressions)
+    with pytest.raises(ValueError, match="does not start with"):
+        runs.evaluation_expression("rate(1 hour)")
+
+
+def test_open_watchdog_handler_on_moto_scheduler_and_s3(mocked_aws, monkeypatch, capsys) -> None:
+    """End to end: two schedules as the stack creates them, one ENABLED with a fresh run marker, one DISABLED."""
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    target = {"Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f", "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/r"}
+    scheduler.create_schedule(Name=DQ, ScheduleExpression="cron(20 * ? * * *)", FlexibleTimeWindow={"Mode": "OFF"}, Target=target)
+    scheduler.create_schedule(Name=EX, ScheduleExpression="cron(20 0 ? * * *)", FlexibleTimeWindow={"Mode": "OFF"}, Target=target, State="DISABLED")
+    s3.put_object(Bucket=BUCKET, Key=MARKER, Body=b"{}")
+    for name, value in {
+        "SCHEDULES": json.dumps(SCHEDULES), "EVENT_SOURCE": "mlloop.monitoring", "CADENCES": json.dumps(aws_facts.MONITORING_CADENCES),
+        "BACKEND": "open", "MONITORING_BUCKET": BUCKET,
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    for cached in (handler.settings, handler.cadences, handler.backend):
+        cached.cache_clear()
+    try:
+        report = handler.watchdog({}, LambdaContext())
+    finally:
+        for cached in (handler.settings, handler.cadences, handler.backend):
+            cached.cache_clear()
+    assert report[DQ]["overdue"] is False and report[DQ]["reason"].startswith("last evaluation")
+    assert report[EX] == {"overdue": True, "reason": "schedule is DISABLED"}
+    points = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert {p["Schedule"]: p["MonitoringScheduleOverdue"] for p in points} == {DQ: [0.0], EX: [1.0]}
+
+
+def test_the_watchdog_refuses_an_unknown_backend(monkeypatch) -> None:
+    monkeypatch.setenv("BACKEND", "clarify")
+    handler.backend.cache_clear()
+    try:
+        with pytest.raises(Exception, match="BACKEND 'clarify' is not open or sagemaker"):
+            handler.backend()
+    finally:
+        handler.backend.cache_clear()

@@ -291,3 +291,39 @@ def test_names_that_would_pass_sagemakers_limit_fail_clearly() -> None:
     with pytest.raises(steps.StepError, match="longer than SageMaker's 63"):
         steps.names(settings(), "x" * 53)
     assert steps.names(settings(), NAMES["execution"]) == NAMES
+
+
+# --- the open monitoring back end: baselines computed in the step ----------------------------
+
+
+OPEN_MONITORS = {"dataQuality": {"monitor": "data-quality", "bucket": "app-monitoring", "threshold": 0.2}}
+
+
+def test_open_baselines_writes_the_new_models_data_quality_baseline_by_execution(s3):
+    from lambdas.monitoring.drift.baseline import load
+
+    rows = "".join(f"0.{i % 9 + 1},{i},{i % 7},{i % 3}\n" for i in range(40))
+    s3.put_object(Bucket="datasets", Key=f"retraining/{NAMES['execution']}/baseline/baseline.csv", Body=("probability,a,b,c\n" + rows).encode())
+    event = {"monitors": OPEN_MONITORS, "names": NAMES, "baselineDataset": {"s3Uri": f"s3://datasets/retraining/{NAMES['execution']}/baseline/"}}
+    result = steps.open_baselines(event, settings(), s3)
+    folder = f"data-quality/baselines/{NAMES['execution']}"
+    assert result == {"monitors": {"dataQuality": {
+        "outputS3Uri": f"s3://app-monitoring/{folder}",
+        "publish": {"statistics.json": "s3://app-monitoring/data-quality/current/statistics.json", "constraints.json": "s3://app-monitoring/data-quality/current/constraints.json"},
+    }}}  # fmt: skip
+    read = lambda name: json.loads(s3.get_object(Bucket="app-monitoring", Key=f"{folder}/{name}")["Body"].read())  # noqa: E731
+    loaded = load(read("statistics.json"), read("constraints.json"))
+    assert loaded.layout.columns == ("probability", "a", "b", "c") and loaded.threshold == 0.2
+    assert read("statistics.json")["dataset"] == {"item_count": 40}
+
+
+def test_open_baselines_refuses_a_scored_dataset_of_another_width_and_a_run_without_one(s3):
+    s3.put_object(Bucket="datasets", Key="retraining/x/baseline/baseline.csv", Body=b"probability,a,b\n0.5,1,2\n")
+    event = {"monitors": OPEN_MONITORS, "names": NAMES, "baselineDataset": {"s3Uri": "s3://datasets/retraining/x/baseline/"}}
+    from lambdas.monitoring.open.baseline import DatasetError
+
+    with pytest.raises(DatasetError, match=r"its header has 3 columns .* the model 4: probability, then model.feature_names"):
+        steps.open_baselines(event, settings(), s3)
+    with pytest.raises(steps.StepError, match="the dataQuality baseline reads the new model's scored dataset, and this run built none"):
+        steps.open_baselines({**event, "baselineDataset": None}, settings(), s3)
+    assert s3.list_objects_v2(Bucket="app-monitoring").get("KeyCount") == 0

@@ -12,10 +12,10 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from lambdas.review.starter import handler
-from lambdas.review.starter.deployed_model import DeployedModel
-from lambdas.review.starter.explain import TreeExplainer
 from lambdas.review.starter.starter import DailyBudget, Outcome, StarterSettings, backoff_seconds, move_deferred, start_review
 from lambdas.shared import aws
+from lambdas.shared.explain.deployed_model import DeployedModel
+from lambdas.shared.explain.tree import TreeExplainer
 from lambdas.shared.review_group import ReviewGroup
 from stacks.shared import default_model
 from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain, sqs_event

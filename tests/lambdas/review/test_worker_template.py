@@ -20,8 +20,8 @@ import liquid
 import pytest
 
 from lambdas.review.starter.attributions import OFF, explain_rows, unavailable
-from lambdas.review.starter.explain import TreeExplainer
 from lambdas.review.starter.starter import StarterSettings, feature_names, task_input
+from lambdas.shared.explain.tree import TreeExplainer
 from lambdas.shared.review_group import ReviewGroup
 from stacks.shared import default_model
 from stacks.shared.config import REVIEW_TEMPLATES

@@ -1,4 +1,6 @@
-"""Monitoring stack: data-quality baseline, job definition, schedule and drift alarms."""
+"""Monitoring stack on the SageMaker back end (``monitoring.backend: sagemaker``): Model Monitor and
+Clarify baselines, job definitions, schedules, drift alarms, run events and watchdog. The open back
+end (the default) is tested in test_open.py."""
 
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ from stacks.shared.config import BASELINE_MAX_RUNTIME
 from stacks.monitoring.sagemaker import baseline_environment
 from stacks.shared.waiting_provider import MAX_WAIT
 from tests.conftest import build_app
+from tests.stacks.monitoring.conftest import sagemaker_build
 
 MARK = "<ref>"
 
 
 @pytest.fixture(scope="module")
-def template(dev_app) -> Template:
-    return dev_app.template("monitoring")
+def template(sagemaker_app) -> Template:
+    return sagemaker_app.template("monitoring")
 
 
 def _baseline_request(template: Template) -> dict:
@@ -74,7 +77,7 @@ def test_baseline_job_sends_what_the_sdk_suggest_baseline_sends(template: Templa
     assert ours["NetworkConfig"] == {"EnableInterContainerTrafficEncryption": True}
 
 
-def test_analyzer_image_is_the_sdks_for_each_region(dev_app, template: Template) -> None:
+def test_analyzer_image_is_the_sdks_for_each_region(template: Template) -> None:
     from sagemaker.core import image_uris
 
     mappings = template.to_json()["Mappings"]
@@ -134,7 +137,7 @@ def test_schedule_is_hourly_by_default_and_a_parameter_limited_to_cadences_that_
 
 
 def test_a_long_runtime_removes_the_cadences_it_cannot_fit_and_renames_the_definition(tmp_path, template: Template) -> None:
-    built = build_app(tmp_path, environment={"monitoring": {"data_quality": {"schedule": "cron(0 0/6 ? * * *)", "max_runtime_seconds": 14_400}}})
+    built = sagemaker_build(tmp_path, {"monitoring": {"data_quality": {"schedule": "cron(0 0/6 ? * * *)", "max_runtime_seconds": 14_400}}})
     long = built.template("monitoring")
     parameter = long.to_json()["Parameters"]["DataQualitySchedule"]
     assert parameter["AllowedValues"] == ["cron(0 0/4 ? * * *)", "cron(0 0/6 ? * * *)", "cron(0 0/8 ? * * *)", "cron(0 0/12 ? * * *)", "cron(0 0 ? * * *)"]
@@ -165,7 +168,7 @@ def test_one_drift_alarm_per_feature_on_the_metric_the_baseline_header_names(tem
 
 def test_existing_baseline_files_replace_the_baseline_job(tmp_path) -> None:
     statistics, constraints = "s3://my-baselines/statistics.json", "s3://my-baselines/constraints.json"
-    built = build_app(tmp_path, environment={"monitoring": {"data_quality": {"baseline_statistics_s3_uri": statistics, "baseline_constraints_s3_uri": constraints}}})
+    built = sagemaker_build(tmp_path, {"monitoring": {"data_quality": {"baseline_statistics_s3_uri": statistics, "baseline_constraints_s3_uri": constraints}}})
     monitoring = built.template("monitoring")
     assert monitoring.find_resources("Custom::DataQualityBaseline") == {}
     monitoring.has_resource_properties("AWS::SageMaker::DataQualityJobDefinition", {
@@ -182,7 +185,7 @@ EXPLAINABILITY_TYPES = {"Custom::ExplainabilityBaseline", "AWS::SageMaker::Model
     [("data_quality", DATA_QUALITY_TYPES, EXPLAINABILITY_TYPES), ("explainability", EXPLAINABILITY_TYPES, DATA_QUALITY_TYPES)],
 )
 def test_turning_one_monitor_off_removes_exactly_its_resources(tmp_path, template: Template, off: str, gone: set, kept: set) -> None:
-    built = build_app(tmp_path, environment={"monitoring": {off: {"enabled": False}}})
+    built = sagemaker_build(tmp_path, {"monitoring": {off: {"enabled": False}}})
     one = built.template("monitoring").to_json()["Resources"]
     types = {r["Type"] for r in one.values()}
     assert not types & gone and kept <= types
@@ -231,7 +234,7 @@ def test_finished_runs_of_both_schedules_reach_the_run_events_queue(template: Te
     }
 
 
-def test_runs_with_violations_or_failures_notify_the_alert_topic(dev_app, template: Template) -> None:
+def test_runs_with_violations_or_failures_notify_the_alert_topic(template: Template) -> None:
     template.has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {
             "source": ["mlloop.monitoring"],
@@ -264,9 +267,10 @@ def test_a_schedule_that_stops_running_raises_an_alarm(template: Template) -> No
     assert watchdog["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "mlloop-dev-monitoring-runs"
 
 
-def test_job_role_wildcards_are_exactly_the_explained_ones(dev_app, template: Template) -> None:
+def test_job_role_wildcards_are_exactly_the_explained_ones(sagemaker_app, template: Template) -> None:
     from stacks.shared.compliance import wildcard_findings
 
+    dev_app = sagemaker_app
     role = dev_app.monitoring.data_quality.role
     policy = dev_app.monitoring.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
     statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
@@ -355,7 +359,7 @@ def test_explainability_baseline_job_and_configs_are_what_the_sdk_builds(templat
 
 def test_json_lines_models_get_a_content_template_and_endpoint_attributes(tmp_path) -> None:
     model = {"content_type": "application/jsonlines", "score_path": "score", "features_path": "features"}
-    built = build_app(tmp_path, environment={"model": model, "review": {"enabled": False}, "retraining": {"enabled": False}})
+    built = sagemaker_build(tmp_path, {"model": model, "review": {"enabled": False}, "retraining": {"enabled": False}})
     template = built.template("monitoring")
     documents = _explainability_request(template)["Documents"]
     baselining = documents["AnalysisConfig"]["Body"]
@@ -405,9 +409,10 @@ def test_explainability_job_definition_reads_the_baselines_config_and_constraint
     })  # fmt: skip
 
 
-def test_clarify_role_may_run_only_its_shadow_endpoints_of_the_served_model(dev_app, template: Template) -> None:
+def test_clarify_role_may_run_only_its_shadow_endpoints_of_the_served_model(sagemaker_app, template: Template) -> None:
     from stacks.shared.compliance import wildcard_findings
 
+    dev_app = sagemaker_app
     role = dev_app.monitoring.explainability.role
     policy = dev_app.monitoring.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
     statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]

@@ -1,11 +1,39 @@
-"""Operations dashboard: one place with every part of the loop, rows only for the parts deployed."""
+"""Operations dashboard: one place with every part of the loop, rows only for the parts deployed;
+the same rows for either monitoring back end, each with its own metrics."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from stacks.shared import aws_facts, default_model
 from tests.conftest import build_app
+
+SERVICE = "mlloop-dev-monitoring-runs"
+# Per back end: (namespace, dimensions) of the drift graphs and of the SHAP row.
+BACKENDS = {
+    "sagemaker": (
+        (aws_facts.DATA_QUALITY_METRICS_NAMESPACE, {"Endpoint": "mlloop-dev", "MonitoringSchedule": "mlloop-dev-data-quality"}),
+        # SHAP metrics carry the dimensions Clarify publishes (Label is the positive label's name).
+        (aws_facts.EXPLAINABILITY_METRICS_NAMESPACE, {"Endpoint": "mlloop-dev", "MonitoringSchedule": "mlloop-dev-explainability", "ExplainabilityMethod": "KernelShap", "Label": "benign", "ValueType": "GlobalShapValues"}),
+    ),
+    # The open evaluators' EMF metrics (Powertools adds service).
+    "open": (
+        ("MlLoop", {"Endpoint": "mlloop-dev", "MonitoringSchedule": "mlloop-dev-data-quality", "service": SERVICE}),
+        ("MlLoop", {"Endpoint": "mlloop-dev", "MonitoringSchedule": "mlloop-dev-explainability", "service": SERVICE}),
+    ),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend_app(request, dev_app, tmp_path_factory):
+    """The dev app on each monitoring back end (open is the default)."""
+    if request.param == "open":
+        return "open", dev_app
+    from tests.stacks.monitoring.conftest import sagemaker_build
+
+    return "sagemaker", sagemaker_build(tmp_path_factory.mktemp("dashboard-sagemaker"))
 
 
 def _widgets(built) -> list[dict]:
@@ -22,15 +50,21 @@ def _titles(widgets: list[dict]) -> list[str]:
     return [w["properties"].get("title", "") for w in widgets]
 
 
-def test_dashboard_shows_endpoint_drift_shap_runs_and_review(dev_app) -> None:
-    widgets = _widgets(dev_app)
+def _dimensions(metric: list) -> dict:
+    return dict(zip(metric[2:-1:2], metric[3:-1:2], strict=True))
+
+
+def test_dashboard_shows_endpoint_drift_shap_runs_and_review(backend_app) -> None:
+    backend, built = backend_app
+    (drift_namespace, drift_dimensions), (shap_namespace, shap_dimensions) = BACKENDS[backend]
+    widgets = _widgets(built)
     names = _metric_names(widgets)
     for metric in ("Invocations", "ModelLatency", "OverheadLatency", "Invocation4XXErrors", "Invocation5XXErrors"):
         assert (aws_facts.ENDPOINT_METRICS_NAMESPACE, metric) in names
     assert (aws_facts.ENDPOINT_INSTANCE_METRICS_NAMESPACE, "CPUUtilization") in names
     for feature in default_model.FEATURE_NAMES:
-        assert (aws_facts.DATA_QUALITY_METRICS_NAMESPACE, f"feature_baseline_drift_{feature}") in names
-        assert (aws_facts.EXPLAINABILITY_METRICS_NAMESPACE, f"feature_{feature}") in names
+        assert (drift_namespace, f"feature_baseline_drift_{feature}") in names
+        assert (shap_namespace, f"feature_{feature}") in names
     assert ("MlLoop", "MonitoringRuns") in names and ("MlLoop", "LabelsWritten") in names and ("MlLoop", "HumanLoopsStarted") in names
     assert ("MlLoop", "RecordsNotExplained") in names
     titles = _titles(widgets)
@@ -39,10 +73,20 @@ def test_dashboard_shows_endpoint_drift_shap_runs_and_review(dev_app) -> None:
     assert shap["properties"]["view"] == "bar"
     drift = [w for w in widgets if w["properties"].get("title", "").startswith("Data drift per feature")]
     assert len(drift) == 3 and all(w["properties"]["annotations"]["horizontal"][0]["value"] == 0.1 for w in drift)
-    # SHAP metrics carry the dimensions Clarify publishes (Label is the positive label's name).
-    shap_metric = shap["properties"]["metrics"][0]
-    dims = dict(zip(shap_metric[2:-1:2], shap_metric[3:-1:2], strict=True))
-    assert dims == {"Endpoint": "mlloop-dev", "MonitoringSchedule": "mlloop-dev-explainability", "ExplainabilityMethod": "KernelShap", "Label": "benign", "ValueType": "GlobalShapValues"}
+    assert all(_dimensions(m) == drift_dimensions for w in drift for m in w["properties"]["metrics"])
+    assert all(_dimensions(m) == shap_dimensions for m in shap["properties"]["metrics"])
+    # The same endpoint and monitoring rows, in the same order, for either back end (review's follow).
+    assert [t for t in _titles(widgets) if t and not t.startswith("Human review")] == [
+        "Endpoint invocations", "Endpoint latency (microseconds)", "Endpoint errors", "Endpoint instances",
+        *(f"Data drift per feature (baseline distance) {i}/3" for i in (1, 2, 3)),
+        "Global SHAP per feature (mean |SHAP|, label benign), latest run",
+        "Monitoring run outcomes per day", "Monitoring alarms (overdue schedules, run-event dead letters, drift)",
+    ]  # fmt: skip
+    runs = next(w for w in widgets if w["properties"].get("title") == "Monitoring run outcomes per day")
+    assert {m[1] for m in runs["properties"]["metrics"]} == {"MonitoringRuns"} and all(_dimensions(m)["service"] == SERVICE for m in runs["properties"]["metrics"])
+    alarms = next(w for w in widgets if w["properties"].get("title", "").startswith("Monitoring alarms"))
+    # Two overdue alarms, then the run-event queue's (sagemaker) or the two evaluation queues' (open), then 30 drift alarms.
+    assert len(alarms["properties"]["alarms"]) == {"sagemaker": 2 + 1 + 30, "open": 2 + 2 + 30}[backend]
 
 
 def test_dashboard_leaves_out_the_parts_that_are_off(tmp_path) -> None:

@@ -150,6 +150,10 @@ class Harness:
                 job.final_metric_data_list = None
                 if harness.candidate_metric is not None:
                     job.final_metric_data_list = [{"MetricName": "validation:logloss", "Value": harness.candidate_metric, "Timestamp": job.training_end_time}]
+                # The artefact the container would write: the bundled model (30 features), which the
+                # open back end's attribution baseline explains.
+                artefact = harness.sagemaker.describe_training_job(TrainingJobName=job.training_job_name)["ModelArtifacts"]["S3ModelArtifacts"]
+                harness.s3.put_object(Bucket=aws.split_s3_uri(artefact)[0], Key=aws.split_s3_uri(artefact)[1], Body=default_model.MODEL_ARTIFACT.read_bytes())
                 return lambda: harness.sagemaker.describe_training_job(TrainingJobName=job.training_job_name)
             if action == "createTransformJob":
                 name = normalised_parameters["TransformJobName"]
@@ -245,8 +249,8 @@ def moto_sfn(monkeypatch):
     aws.client.cache_clear()
 
 
-def test_promote_path_trains_baselines_deploys_and_records_the_new_model(dev_app, moto_sfn, monkeypatch) -> None:
-    harness = Harness(dev_app, monkeypatch, candidate_metric=0.20)
+def test_promote_path_trains_baselines_deploys_and_records_the_new_model(sagemaker_app, moto_sfn, monkeypatch) -> None:
+    harness = Harness(sagemaker_app, monkeypatch, candidate_metric=0.20)
     harness.serving_metric(0.25)
     execution = harness.wait(harness.start())
     assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
@@ -350,3 +354,51 @@ def test_manual_approval_then_deploys_when_approved(approval_app, moto_sfn, monk
     execution = harness.wait(arn)
     assert execution["status"] == "SUCCEEDED" and json.loads(execution["output"])["promoted"] is True
     assert harness.endpoint_config() == "mlloop-dev-20261122-100000-abc123"
+
+
+def test_open_back_end_computes_the_baselines_in_the_steps_lambda_and_promotes_them(dev_app, moto_sfn, monkeypatch) -> None:
+    """The default (open) monitoring back end: no processing job; the Baselines step computes the
+    data-quality baseline from the new model's scored dataset and the attribution baseline with the
+    new model's artefact, under <monitor>/baselines/<execution>/, and Promote publishes both."""
+    from lambdas.monitoring.drift.baseline import load
+
+    assert dev_app.monitoring.backend == "open"
+    harness = Harness(dev_app, monkeypatch, candidate_metric=0.20)
+    harness.serving_metric(0.25)
+    execution = harness.wait(harness.start())
+    assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
+    assert json.loads(execution["output"])["promoted"] is True
+    assert "createProcessingJob" not in harness.requests and "createTransformJob" in harness.requests
+    run = "20261122-100000-abc123"
+    keys = sorted(o["Key"] for o in harness.s3.list_objects_v2(Bucket=PLACEHOLDER_BUCKET)["Contents"])
+    assert keys == [
+        f"data-quality/baselines/{run}/constraints.json", f"data-quality/baselines/{run}/statistics.json",
+        "data-quality/current/constraints.json", "data-quality/current/promoted.json", "data-quality/current/statistics.json",
+        f"explainability/baselines/{run}/analysis.json",
+        "explainability/current/analysis.json", "explainability/current/promoted.json",
+    ]  # fmt: skip
+    read = lambda key: json.loads(harness.s3.get_object(Bucket=PLACEHOLDER_BUCKET, Key=key)["Body"].read())  # noqa: E731
+    baseline = load(read("data-quality/current/statistics.json"), read("data-quality/current/constraints.json"))
+    # The new model's scores (the transform's 0.625) then the features, as captures hold them.
+    assert baseline.layout.columns == tuple(header(default_model.FEATURE_NAMES)) and baseline.layout.edges[0] == (float(SCORE),)
+    assert read("data-quality/current/statistics.json")["dataset"]["item_count"] == read(f"data-quality/baselines/{run}/statistics.json")["dataset"]["item_count"] > 0
+    analysis = read("explainability/current/analysis.json")
+    assert set(analysis["explanations"]["tree_shap"]["benign"]["global_shap_values"]) == set(default_model.FEATURE_NAMES)
+    assert read("explainability/current/promoted.json")["execution"] == run
+    lineage = json.loads(harness.s3.get_object(Bucket="models", Key="retraining/current.json")["Body"].read())
+    assert lineage["baselines"]["explainability"] == {"analysis.json": f"s3://{PLACEHOLDER_BUCKET}/explainability/current/analysis.json"}
+
+
+def test_open_back_end_notifies_a_baseline_that_cannot_be_computed(dev_app, moto_sfn, monkeypatch, tmp_path) -> None:
+    """The new model's artefact cannot be explained: the Baselines step fails, the execution
+    notifies why, and the endpoint keeps its model (the baselines come before the deployment)."""
+    broken = tmp_path / "model.tar.gz"
+    broken.write_bytes(b"not a model")
+    monkeypatch.setattr(default_model, "MODEL_ARTIFACT", broken)  # what the training shim writes as the artefact
+    harness = Harness(dev_app, monkeypatch, candidate_metric=0.20)
+    execution = harness.wait(harness.start())
+    assert execution["status"] == "FAILED" and execution["error"] == "RetrainingFailed"
+    [message] = harness.messages(wait=1)
+    assert "explainability baseline of s3://models/retraining/20261122-100000-abc123/" in message and "not a readable .tar.gz" in message
+    assert harness.endpoint_config() == "Config-old"
+    assert harness.s3.list_objects_v2(Bucket=PLACEHOLDER_BUCKET, Prefix="explainability/current/").get("KeyCount") == 0

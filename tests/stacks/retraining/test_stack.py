@@ -129,8 +129,8 @@ def test_every_trigger_goes_to_one_fifo_queue_group(template: Template) -> None:
     template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"BatchSize": 1, "FunctionResponseTypes": ["ReportBatchItemFailures"]})
 
 
-def test_every_task_times_out_retries_and_is_caught(dev_app) -> None:
-    states = all_states(definition(dev_app)["States"])
+def test_every_task_times_out_retries_and_is_caught(sagemaker_app) -> None:
+    states = all_states(definition(sagemaker_app)["States"])
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
     assert {"Assemble", "Train", "Evaluate", "CreateModel", "ScoreTrainingSet", "BaselineDataset", "Baselines", "DataQualityBaseline", "ExplainabilityBaseline", "Deploy", "CheckEndpoint", "Promote"} <= set(tasks)
     for name, task in tasks.items():
@@ -159,13 +159,14 @@ def test_state_machine_logs_everything_encrypted_with_tracing(template: Template
     template.has_resource_properties("AWS::Logs::LogGroup", {"LogGroupName": "/aws/vendedlogs/states/mlloop-dev-retraining", "KmsKeyId": Match.any_value(), "RetentionInDays": 30})
 
 
-def test_state_machine_may_pass_only_the_sagemaker_roles_and_touch_only_app_names(dev_app, template: Template) -> None:
-    role = dev_app.retraining.state_machine.role
-    policy = dev_app.retraining.get_logical_id(role.node.find_child("DefaultPolicy").node.default_child)
-    statements = template.to_json()["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+@pytest.mark.parametrize("app, roles", [("sagemaker_app", 4), ("dev_app", 2)])
+def test_state_machine_may_pass_only_the_sagemaker_roles_and_touch_only_app_names(request, app, roles) -> None:
+    built = request.getfixturevalue(app)
+    statements = statements_of(built, built.retraining.state_machine.role)
     [passing] = [s for s in statements if s["Action"] == "iam:PassRole"]
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    assert len(passing["Resource"]) == 4  # training role, the model's execution role, the two monitors' roles
+    # training role, the model's execution role, and with the SageMaker back end the two monitors' job roles
+    assert len(passing["Resource"]) == roles
     assert "*" not in json.dumps(passing["Resource"])
     # ListTags is on "*" (aws-cdk-lib merges it into one statement with the other "*" actions).
     sagemaker = [s for s in statements if any(a.startswith("sagemaker:") for a in actions(s)) and s["Resource"] != "*"]
@@ -180,20 +181,25 @@ def test_state_machine_may_pass_only_the_sagemaker_roles_and_touch_only_app_name
     assert all(a.startswith(("xray:", "logs:")) or a == "sagemaker:ListTags" for a in star), star
 
 
-def test_sync_integrations_have_what_aws_documents_for_them(dev_app) -> None:
+@pytest.mark.parametrize("app", ["sagemaker_app", "dev_app"])
+def test_sync_integrations_have_what_aws_documents_for_them(request, app) -> None:
     """https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html ("Run a Job (.sync)"):
-    Create/Describe/Stop on the job's name, ListTags on "*", and the managed rule of each job kind."""
-    statements = statements_of(dev_app, dev_app.retraining.state_machine.role)
+    Create/Describe/Stop on the job's name, ListTags on "*", and the managed rule of each job kind.
+    The open monitoring back end runs no processing job: nothing is granted for one."""
+    built = request.getfixturevalue(app)
+    statements = statements_of(built, built.retraining.state_machine.role)
+    kinds = [("training-job", "TrainingJob"), ("transform-job", "TransformJob")] + ([("processing-job", "ProcessingJob")] if app == "sagemaker_app" else [])
     [listing] = [s for s in statements if "sagemaker:ListTags" in actions(s)]
     assert listing["Resource"] == "*" and [a for a in actions(listing) if a.startswith("sagemaker:")] == ["sagemaker:ListTags"]
-    for kind, api in (("training-job", "TrainingJob"), ("processing-job", "ProcessingJob"), ("transform-job", "TransformJob")):
+    for kind, api in kinds:
         [jobs] = [s for s in statements if f"sagemaker:Create{api}" in actions(s)]
         assert sorted(actions(jobs)) == sorted([f"sagemaker:Create{api}", f"sagemaker:Describe{api}", f"sagemaker:Stop{api}", "sagemaker:AddTags"])
         assert resources(jobs) == [f"arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:{kind}/mlloop-dev-*"]
+    if app == "dev_app":
+        assert not [s for s in statements if "sagemaker:CreateProcessingJob" in actions(s)]
     [rules] = [s for s in statements if "events:PutRule" in actions(s)]
-    assert sorted(r.rsplit("/", 1)[1] for r in resources(rules)) == [
-        "StepFunctionsGetEventsForSageMakerProcessingJobsRule", "StepFunctionsGetEventsForSageMakerTrainingJobsRule", "StepFunctionsGetEventsForSageMakerTransformJobsRule",
-    ]  # fmt: skip
+    expected = {f"StepFunctionsGetEventsForSageMaker{api}sRule" for _, api in kinds}
+    assert sorted(r.rsplit("/", 1)[1] for r in resources(rules)) == sorted(expected)
 
 
 def run_state() -> dict:
@@ -221,8 +227,8 @@ def test_the_training_request_is_valid_and_turns_the_profiler_off(dev_app) -> No
     assert "FinalMetricDataList" not in json.dumps(states["Train"]["ResultSelector"])
 
 
-def test_the_scoring_transform_joins_each_training_row_to_the_new_models_score(dev_app) -> None:
-    states = all_states(definition(dev_app, token=PLACEHOLDER_ARN)["States"])
+def test_the_scoring_transform_joins_each_training_row_to_the_new_models_score(sagemaker_app) -> None:
+    states = all_states(definition(sagemaker_app, token=PLACEHOLDER_ARN)["States"])
     state = run_state()
     request = render(states["ScoreTrainingSet"]["Parameters"], state)
     validate_parameters(request, _input_shape("CreateTransformJob"))
@@ -337,12 +343,13 @@ def test_turning_retraining_off_removes_exactly_its_stack(tmp_path, dev_app) -> 
     assert "/retraining/*" not in json.dumps(serving)
 
 
-def test_jobs_on_instances_with_local_storage_request_no_volume_key(tmp_path, dev_app) -> None:
+def test_jobs_on_instances_with_local_storage_request_no_volume_key(tmp_path, sagemaker_app) -> None:
     """botocore (ResourceConfig, ProcessingClusterConfig, TransformResources): "You can't request a
     VolumeKmsKeyId when using an instance type with local storage"; other instances keep the app's key."""
+    dev_app = sagemaker_app
     environment = json.loads(json.dumps(dev_app.app.node.try_get_context("environments")["dev"]))
     environment["retraining"] = {"instance_type": "ml.g5.xlarge", "transform_instance_type": "ml.g4dn.xlarge"}
-    environment["monitoring"] = {"data_quality": {"instance_type": "ml.g5.xlarge"}}
+    environment["monitoring"] = {"backend": "sagemaker", "data_quality": {"instance_type": "ml.g5.xlarge"}}
     built = build_app(tmp_path, environment=environment)
     built.app.synth()
     states = all_states(definition(built, token=PLACEHOLDER_ARN)["States"])
@@ -357,3 +364,32 @@ def test_jobs_on_instances_with_local_storage_request_no_volume_key(tmp_path, de
     assert render(default_states["Train"]["Parameters"], run_state())["ResourceConfig"]["VolumeKmsKeyId"]
     assert render(default_states["ScoreTrainingSet"]["Parameters"], run_state())["TransformResources"]["VolumeKmsKeyId"]
     assert _baseline_request(dev_app.template("monitoring"))["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"]
+
+
+def test_open_back_end_baselines_in_the_steps_lambda_with_no_job(dev_app) -> None:
+    """The default (open) monitoring back end: CreateModel -> ScoreTrainingSet -> BaselineDataset ->
+    Baselines (the steps Lambda computes both baselines, from fixed monitor settings) -> Deploy."""
+    assert dev_app.monitoring.backend == "open"
+    states = all_states(definition(dev_app, token="TOKEN")["States"])
+    assert not {"BaselineJobs", "DataQualityBaseline", "ExplainabilityBaseline", "NoBaselines"} & set(states)
+    assert states["CreateModel"]["Next"] == "ScoreTrainingSet" and states["BaselineDataset"]["Next"] == "Baselines"
+    assert states["Baselines"]["Next"] == "Deploy" and states["Baselines"]["Catch"][0]["Next"] == "NotifyFailure"
+    assert states["Baselines"]["TimeoutSeconds"] and states["Baselines"]["Retry"]
+    payload = states["Baselines"]["Parameters"]  # payload_response_only: the Parameters are the payload
+    assert payload["step"] == "openBaselines" and payload["training.$"] == "$.training" and payload["baselineDataset.$"] == "$.baselineDataset"
+    assert payload["monitors"] == {
+        "dataQuality": {"monitor": "data-quality", "bucket": "TOKEN", "threshold": 0.1},
+        "explainability": {"monitor": "explainability", "bucket": "TOKEN", "label": "benign"},
+    }
+    assert states["Promote"]["Parameters"]["baselines.$"] == "$.baselines.monitors"
+    assert states["Run"]["Parameters"]["templates"] == {}
+
+
+def test_open_back_end_steps_may_write_the_monitors_baselines_and_load_xgboost(dev_app) -> None:
+    steps_function = dev_app.retraining.steps
+    statements = statements_of(dev_app, steps_function.role)
+    writes = sorted(r for s in statements if "s3:PutObject" in actions(s) for r in resources(s) if "baselines" in r or "current" in r)
+    assert [w.rsplit("/", 2)[-2:] for w in writes] == [["baselines", "*"], ["current", "*"], ["baselines", "*"], ["current", "*"]]
+    assert {w.split("/")[-3] for w in writes} == {"data-quality", "explainability"}
+    function = dev_app.template_json("retraining")["Resources"][dev_app.retraining.get_logical_id(steps_function.function.node.default_child)]
+    assert len(function["Properties"]["Layers"]) == 2  # Powertools, and XGBoost for the attribution baseline's TreeSHAP

@@ -11,6 +11,7 @@ import pytest
 
 from stacks.shared.compliance import flatten_reference
 from stacks.monitoring.events import ALERT_FIELDS
+from tests.stacks.monitoring.conftest import sagemaker_app  # noqa: F401 (the fixture: monitoring_runs is the SageMaker back end's)
 
 SCOPING_KEYS = {"aws:SourceAccount", "aws:SourceArn"}
 
@@ -120,14 +121,16 @@ def test_the_alert_message_is_json_with_every_field_a_whole_value(alert_target: 
         "monitor": "data-quality", "endpointName": "mlloop-dev", "processingJobName": "model-monitoring-202611221000-0123",
         "outcome": "CompletedWithViolations", "violationCount": 2, "checkTypes": ["baseline_drift_check", "data_type_check"],
         "features": ["mean_radius"], "failureReason": 'ClientError: "quoted"', "reportS3Uri": "s3://b/data-quality/reports/x",
+        "reportHtmlS3Uri": "s3://b/data-quality/reports/x/report.html",
     }  # fmt: skip
     message = json.loads(_render(template, paths, {"detail": detail}))
     assert {name: message[name] for name in ALERT_FIELDS} == detail
     assert message["alert"].startswith("A monitoring run")
 
 
-def test_monitoring_runs_can_list_only_the_report_prefixes(dev_app) -> None:
+def test_monitoring_runs_can_list_only_the_report_prefixes(sagemaker_app) -> None:
     """Without s3:ListBucket a missing constraint_violations.json is a 403, not a 404."""
+    dev_app = sagemaker_app
     monitoring = dev_app.monitoring
     resources = dev_app.template_json("monitoring")["Resources"]
     policy = resources[monitoring.get_logical_id(monitoring.events.runs.role.node.find_child("DefaultPolicy").node.default_child)]
@@ -136,9 +139,10 @@ def test_monitoring_runs_can_list_only_the_report_prefixes(dev_app) -> None:
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["data-quality/reports/*", "explainability/reports/*"]}}
 
 
-def test_run_finished_knows_our_runs_by_schedule_arn_or_by_their_report_folder(dev_app) -> None:
+def test_run_finished_knows_our_runs_by_schedule_arn_or_by_their_report_folder(sagemaker_app) -> None:
     """Whether the processing-job event carries MonitoringScheduleArn is unverified: a run of ours
     is also matched by its report under our monitors' output prefixes."""
+    dev_app = sagemaker_app
     monitoring = dev_app.monitoring
     rule = dev_app.template_json("monitoring")["Resources"][monitoring.get_logical_id(monitoring.events.run_finished.node.default_child)]
     detail = rule["Properties"]["EventPattern"]["detail"]

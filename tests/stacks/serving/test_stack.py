@@ -201,6 +201,7 @@ def test_bring_your_own_model_uses_its_artifact_image_and_no_bundled_assets(tmp_
                 "label_names": ["stays", "churns"],
             },
             "monitoring": {
+                "backend": "sagemaker",  # Clarify explains a model in its own image; the open back end, XGBoost only
                 "data_quality": {"dataset_s3_uri": "s3://my-datasets/churn/train.csv", "dataset_has_header": True},
                 "explainability": {"dataset_s3_uri": "s3://my-datasets/churn/train-no-header.csv", "shap_baseline": [32.4, 64.8]},
             },

@@ -62,22 +62,41 @@ def test_both_stages_default_to_the_back_ends_any_account_can_deploy() -> None:
     assert config.monitoring.backend == "open" and config.review.backend == "open" and config.review.mfa == "required"
     assert (config.monitoring.explainability.sample_rows, config.monitoring.explainability.ndcg_threshold) == (500, 0.9)
     # A2I's and Model Monitor's regional limits bind only the SageMaker back ends.
-    china = parse_environment("dev", {"region": "cn-north-1"})
-    assert china.review.enabled and china.monitoring.any_enabled
+    china = parse_environment("dev", {"region": "cn-north-1", "review": {"enabled": False}})
+    assert china.monitoring.any_enabled
+    assert parse_environment("dev", {"app_name": "awsloop", "review": {"backend": "a2i"}}).prefix == "awsloop-dev"
     with pytest.raises(ConfigError, match=r"review\.enabled: Amazon A2I is not offered in cn-north-1"):
         parse_environment("dev", {"region": "cn-north-1", "review": {"backend": "a2i"}})
     with pytest.raises(ConfigError, match=r"monitoring\.data_quality\.enabled: CloudFormation has no Model Monitor resources in cn-north-1"):
         parse_environment("dev", {"region": "cn-north-1", "monitoring": {"backend": "sagemaker"}})
 
 
+def test_the_open_back_end_refuses_keys_only_sagemaker_jobs_read_and_explains_only_xgboost() -> None:
+    with pytest.raises(ConfigError, match=r"monitoring\.data_quality: instance_type, record_preprocessor_s3_uri: only the sagemaker back end runs"):
+        parse_environment("dev", {"monitoring": {"data_quality": {"instance_type": "ml.m5.large", "record_preprocessor_s3_uri": "s3://bucket/p.py"}}})
+    with pytest.raises(ConfigError, match=r"monitoring\.explainability: shap_baseline: only the sagemaker back end"):
+        parse_environment("dev", {"monitoring": {"explainability": {"shap_baseline": [0.0] * 30}}})
+    with pytest.raises(ConfigError, match=r"monitoring\.network: monitoring jobs run in a VPC only with the sagemaker back end"):
+        parse_environment("dev", {"monitoring": {"network": {"subnet_ids": ["subnet-0123abcd"], "security_group_ids": ["sg-0123abcd"]}}})
+    own_image = {"image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mine:1", **BYO}
+    own = {"model": own_image, "monitoring": {"data_quality": {"dataset_s3_uri": "s3://bucket/b.csv"}}, "retraining": {"enabled": False}}
+    assert not parse_environment("dev", own).monitoring.explainability.enabled  # on only if you say it serves XGBoost
+    with pytest.raises(ConfigError, match=r"monitoring\.explainability\.dataset_s3_uri: required with your own model .* mean \|SHAP\| of these rows"):
+        parse_environment("dev", {**own, "monitoring": {**own["monitoring"], "explainability": {"enabled": True}}})
+    clarify = {**own, "monitoring": {**own["monitoring"], "backend": "sagemaker"}}
+    assert parse_environment("dev", {**clarify, "monitoring": {**clarify["monitoring"], "explainability": {"enabled": False}}}).monitoring.backend == "sagemaker"
+
+
 def test_monitoring_jobs_can_run_in_a_vpc() -> None:
-    network = parse_environment("dev", {"monitoring": {"network": {"subnet_ids": ["subnet-0123abcd"], "security_group_ids": ["sg-0123abcd"]}}}).monitoring.network
+    vpc = {"subnet_ids": ["subnet-0123abcd"], "security_group_ids": ["sg-0123abcd"]}
+    network = parse_environment("dev", {"monitoring": {"backend": "sagemaker", "network": vpc}}).monitoring.network
     assert network.in_vpc and network.subnet_ids == ("subnet-0123abcd",)
     assert not parse_environment("dev", {}).monitoring.network.in_vpc
 
 
 def test_a_daily_schedule_allows_runs_longer_than_an_hour() -> None:
-    dq = parse_environment("dev", {"monitoring": {"data_quality": {"schedule": "cron(0 0 ? * * *)", "max_runtime_seconds": 7200}}}).monitoring.data_quality
+    daily = {"schedule": "cron(0 0 ? * * *)", "max_runtime_seconds": 7200}
+    dq = parse_environment("dev", {"monitoring": {"backend": "sagemaker", "data_quality": daily}}).monitoring.data_quality
     assert dq.max_runtime_seconds == 7200 and dq.computes_baseline
     # The deploy-time baseline job still ends while the deployment waits for it.
     assert dq.baseline_max_runtime_seconds == BASELINE_MAX_RUNTIME < aws_facts.CUSTOM_RESOURCE_MAX_TIMEOUT_SECONDS
@@ -90,6 +109,8 @@ def test_cdk_json_environments_parse() -> None:
     assert prod.retain_data and prod.capture.sampling_percentage == 34
 
 
+# The checks of Model Monitor's and Clarify's jobs apply to that back end.
+SAGEMAKER = {"backend": "sagemaker"}
 BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"]}
 
 
@@ -104,11 +125,16 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"captur": {}}, r"environments\.dev: unknown key\(s\) captur; allowed keys: .*capture"),
         ({"monitoring": {"backend": "clarify"}}, r"monitoring\.backend: 'clarify' is not allowed; allowed values: open, sagemaker"),
         ({"review": {"backend": "mturk"}}, r"review\.backend: 'mturk' is not allowed; allowed values: open, a2i"),
+        (
+            {"region": "cn-north-1"},
+            r"review\.enabled: the open review back end needs Cognito and CloudFront, which CloudFormation does not offer in cn-north-1",
+        ),
+        ({"app_name": "awsloop"}, r"app_name: names the reviewers' sign-in domain .* 'awsloop-dev' contains aws: choose another app_name"),
         ({"review": {"mfa": "sms"}}, r"review\.mfa: 'sms' is not allowed; allowed values: required, optional, off"),
         ({"monitoring": {"explainability": {"sample_rows": 5}}}, r"monitoring\.explainability\.sample_rows: must be a whole number from 10 to 5000, got 5"),
         ({"monitoring": {"explainability": {"ndcg_threshold": 1.5}}}, r"monitoring\.explainability\.ndcg_threshold: must be a number from 0\.0 to 1\.0, got 1\.5"),
         (
-            {"model": {**BYO, "framework": "sklearn", "framework_version": "1.2-1"}, "monitoring": {"data_quality": {"dataset_s3_uri": "s3://bucket/b.csv"}, "explainability": {"dataset_s3_uri": "s3://bucket/t.csv", "shap_baseline": [0, 0]}}, "retraining": {"enabled": False}},
+            {"model": {**BYO, "framework": "sklearn", "framework_version": "1.2-1"}, "monitoring": {"data_quality": {"dataset_s3_uri": "s3://bucket/b.csv"}, "explainability": {"enabled": True, "dataset_s3_uri": "s3://bucket/t.csv"}}, "retraining": {"enabled": False}},
             r"monitoring\.explainability\.enabled: the open back end explains XGBoost models \(exact TreeSHAP\) and model\.framework is sklearn",
         ),
         ({"review": {"rule": "random"}}, r"review\.rule: 'random' is not allowed; allowed values: band, outcome"),
@@ -153,15 +179,15 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"monitoring": {"explainability": {"shap_baseline": [1, 2]}}}, r"explainability\.shap_baseline: must be a list of 30 numbers \(one per model\.feature_names\), got \[1, 2\]"),
         ({"monitoring": {"explainability": {"shadow_instance_type": "ml.t3.nano"}}}, r"explainability\.shadow_instance_type: 'ml\.t3\.nano' is not a SageMaker endpoint instance type"),
         ({"monitoring": {"explainability": {"schedule": "cron(0 * ? * * *)", "max_runtime_seconds": 7200}}}, r"explainability\.max_runtime_seconds: 7200 exceeds the schedule's period of 3600"),
-        ({"model": {"content_type": "application/json"}}, r"explainability\.enabled: Clarify explains text/csv or application/jsonlines models, model\.content_type is 'application/json'; set it to false"),
-        ({"model": {"content_type": "application/jsonlines"}}, r"explainability\.enabled: model\.score_path is required for a JSON Lines model"),
-        ({"model": {"content_type": "application/jsonlines", "score_path": "score", "features_path": "data[0]"}}, r"explainability\.enabled: model\.features_path 'data\[0\]' must be a dotted path"),
+        ({"model": {"content_type": "application/json"}, "monitoring": SAGEMAKER}, r"explainability\.enabled: Clarify explains text/csv or application/jsonlines models, model\.content_type is 'application/json'; set it to false"),
+        ({"model": {"content_type": "application/jsonlines"}, "monitoring": SAGEMAKER}, r"explainability\.enabled: model\.score_path is required for a JSON Lines model"),
+        ({"model": {"content_type": "application/jsonlines", "score_path": "score", "features_path": "data[0]"}, "monitoring": SAGEMAKER}, r"explainability\.enabled: model\.features_path 'data\[0\]' must be a dotted path"),
         (
-            {"model": BYO, "monitoring": {"data_quality": {"enabled": False}}},
+            {"model": BYO, "monitoring": {**SAGEMAKER, "data_quality": {"enabled": False}}},
             r"explainability\.dataset_s3_uri: required with your own model \(model\.artifact_s3_uri\): Clarify's baseline job reads the dataset",
         ),
         (
-            {"model": BYO, "monitoring": {"data_quality": {"enabled": False}, "explainability": {"dataset_s3_uri": "s3://datasets/train.csv"}}},
+            {"model": BYO, "monitoring": {**SAGEMAKER, "data_quality": {"enabled": False}, "explainability": {"dataset_s3_uri": "s3://datasets/train.csv"}}},
             r"explainability\.shap_baseline: required with your own model",
         ),
         ({"monitoring": {"network": {"subnet_ids": ["subnet-0123abcd"]}}}, r"monitoring\.network\.subnet_ids: give both subnet_ids and security_group_ids"),

@@ -48,7 +48,7 @@ def test_cdk_json_passes_the_editor_schema(editor: jsonschema.protocols.Validato
     "environment",
     [
         {"retraining": {"hyperparameters": {"eta": 0.3, "num_round": 10, "objective": "binary:logistic"}, "schedule": "rate(1 day)"}},
-        {"monitoring": {"explainability": {"shap_baseline": [0.5] * 30, "agg_method": "median"}, "network": {"subnet_ids": ["subnet-0123abcd"], "security_group_ids": ["sg-0123abcd"]}}},
+        {"monitoring": {"backend": "sagemaker", "explainability": {"shap_baseline": [0.5] * 30, "agg_method": "median"}, "network": {"subnet_ids": ["subnet-0123abcd"], "security_group_ids": ["sg-0123abcd"]}}},
         {"review": {"task_keywords": ["breast cancer", "Review 2"], "task_title": "Tab\there, line\nbreak, \u00e9t\u00e9", "workteam_arn": None}},
         {
             "model": {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"], "content_type": "application/jsonlines", "score_path": "score"},

@@ -15,9 +15,9 @@ import pytest
 import xgboost as xgb
 from botocore.stub import Stubber
 
-from lambdas.review.starter.attributions import Unexplainable
-from lambdas.review.starter.deployed_model import DeployedModel
-from lambdas.review.starter.explain import TreeExplainer
+from lambdas.shared.explain.deployed_model import DeployedModel
+from lambdas.shared.explain.results import Unexplainable
+from lambdas.shared.explain.tree import TreeExplainer
 from stacks.shared import default_model
 from stacks.shared.default_model import train
 from tests.lambdas.aws_env import ACCOUNT, REGION

@@ -6,8 +6,8 @@ its probability. This module loads the model from the artefact SageMaker serves 
 ``model.tar.gz`` of the XGBoost container, which holds ``xgboost-model``) and explains records the
 way the endpoint received them (CSV text or numbers).
 
-Imports XGBoost (from the starter's own layer): only the starter imports this module, and only when
-attributions are on.
+Imports XGBoost (from the explain layer, ``requirements.txt`` here): the review starter imports this
+module only when attributions are on, the attribution monitor always.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import IO, Any
 import numpy as np
 import xgboost as xgb
 
-from lambdas.review.starter.attributions import RecordAttributions, Unexplainable
-from lambdas.review.starter.deployed_model import MAX_ARTIFACT_BYTES, MODEL_FILE
+from lambdas.shared.explain.deployed_model import MAX_ARTIFACT_BYTES, MODEL_FILE
+from lambdas.shared.explain.results import RecordAttributions, Unexplainable
 
 # Objectives whose output is a probability, sigmoid(margin): the score the review pipeline reads.
 EXPLAINABLE_OBJECTIVES = ("binary:logistic", "reg:logistic")
@@ -41,7 +41,7 @@ def _read_members(archive: IO[bytes], max_bytes: int) -> dict[str, bytes]:
                     continue
                 total += member.size
                 if total > max_bytes:
-                    raise Unexplainable(f"the model artefact unpacks to more than {max_bytes // 2**20} MB, more than the starter loads")
+                    raise Unexplainable(f"the model artefact unpacks to more than {max_bytes // 2**20} MB, more than the app loads")
                 stream = tar.extractfile(member)
                 files[member.name] = stream.read() if stream else b""
     except (tarfile.TarError, EOFError, OSError) as error:
@@ -79,7 +79,7 @@ class TreeExplainer:
         else:
             files = {MODEL_FILE: stream.read(MAX_ARTIFACT_BYTES + 1)}
             if len(files[MODEL_FILE]) > MAX_ARTIFACT_BYTES:
-                raise Unexplainable(f"the model file of {model_name} is larger than {MAX_ARTIFACT_BYTES // 2**20} MB, more than the starter loads")
+                raise Unexplainable(f"the model file of {model_name} is larger than {MAX_ARTIFACT_BYTES // 2**20} MB, more than the app loads")
         named = [name for name in files if name.rsplit("/", 1)[-1] == MODEL_FILE]
         candidates = named or sorted(files)
         failures = []
@@ -102,17 +102,24 @@ class TreeExplainer:
         readable = [n for n in numbers if not isinstance(n, Unexplainable)]
         if not readable:
             return numbers
-        data = xgb.DMatrix(np.asarray(readable, dtype=np.float32), missing=np.nan)
-        contributions = self.booster.predict(data, pred_contribs=True, validate_features=False)
-        margins = self.booster.predict(data, output_margin=True, validate_features=False)
-        if contributions.ndim != 2:
-            several = Unexplainable(f"model {self.model_name} has several outputs; the app explains one probability per record")
+        try:
+            contributions, margins = self.contributions(np.asarray(readable, dtype=np.float32))
+        except Unexplainable as several:
             return [n if isinstance(n, Unexplainable) else several for n in numbers]
         explained = (
             RecordAttributions(base_value=float(values[-1]), contributions=tuple(float(v) for v in values[:-1]), margin=float(margin))
             for values, margin in zip(contributions, margins)
         )
         return [n if isinstance(n, Unexplainable) else next(explained) for n in numbers]
+
+    def contributions(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(SHAP values, margins) of a float32 matrix of records, one row each: the SHAP values have
+        one column per feature and the base value last, and each row adds up to its margin."""
+        data = xgb.DMatrix(matrix, missing=np.nan)
+        contributions = self.booster.predict(data, pred_contribs=True, validate_features=False)
+        if contributions.ndim != 2:
+            raise Unexplainable(f"model {self.model_name} has several outputs; the app explains one probability per record")
+        return contributions, self.booster.predict(data, output_margin=True, validate_features=False)
 
     def _numbers(self, row: Sequence[Any]) -> list[float] | Unexplainable:
         """The row as the booster reads it, or why it cannot be read."""

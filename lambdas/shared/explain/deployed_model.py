@@ -17,12 +17,12 @@ from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.review.starter.attributions import Unexplainable
+from lambdas.shared.explain.results import Unexplainable
 from lambdas.shared.aws import split_s3_uri
 
 # The file the SageMaker XGBoost container loads from its model directory.
 MODEL_FILE = "xgboost-model"
-# What the starter loads at most: artefacts are streamed and unpacked in memory.
+# What the app loads at most: artefacts are streamed and unpacked in memory.
 MAX_ARTIFACT_BYTES = 512 * 2**20
 
 
@@ -106,7 +106,7 @@ class DeployedModel:
         body = response["Body"]
         try:
             if response.get("ContentLength", 0) > MAX_ARTIFACT_BYTES:
-                raise Unexplainable(f"the artefact of model {name} is {response['ContentLength'] // 2**20} MB; the starter loads up to {MAX_ARTIFACT_BYTES // 2**20} MB")
+                raise Unexplainable(f"the artefact of model {name} is {response['ContentLength'] // 2**20} MB; the app loads up to {MAX_ARTIFACT_BYTES // 2**20} MB")
             return self._load(body, name, gzipped)
         finally:
             body.close()

@@ -1,0 +1,162 @@
+"""Lambda: the open back end's data-quality run, an EventBridge Scheduler target.
+
+Each run merges the sketches the capture Lambda wrote for the period's hours
+(``data-quality/sketches/<hour>/<capture key>.json``), compares them with the baseline in
+``data-quality/current/`` (``lambdas.monitoring.drift.evaluate``: drift, completeness, types) and writes
+
+- ``statistics.json``, ``constraint_violations.json`` and ``report.html`` into the run's report folder;
+- ``latest.json`` (the watchdog's run marker);
+- per column ``feature_baseline_drift_<column>`` (the distance) and
+  ``feature_baseline_drift_significant_<column>`` (the distance when above the KS critical value, else
+  0; the drift alarms watch it), by Endpoint and MonitoringSchedule, and ``MonitoringRuns``;
+- the "Monitoring Run Ended" event.
+
+Sketches are read a window at a time and merged as they arrive, so memory does not grow with the
+number of capture objects. A sketch that cannot be used (not a sketch, another baseline, another
+feature count) is set aside with its reason, listed in the report and the event, and the rest of
+the period is evaluated. A period without data is a Completed run that says why, with no drift
+metric. A missing or unusable baseline is a Failed run (the event says why); an S3 or EventBridge
+error fails the invocation, and the scheduler retries it (the run's files are overwritten).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+
+from lambdas.monitoring.drift import report
+from lambdas.monitoring.drift.baseline import CONSTRAINTS_FILE, STATISTICS_FILE, Baseline, BaselineError, load
+from lambdas.monitoring.drift.evaluate import DRIFT_METRIC, SIGNIFICANT_DRIFT_METRIC, VIOLATIONS_FILE, Evaluation, evaluate
+from lambdas.monitoring.open import common
+from lambdas.monitoring.runs import runs
+from lambdas.shared import aws
+from lambdas.shared.consumer import logger
+
+MONITOR = "data-quality"  # the event's "monitor", and the monitor's folder in the monitoring bucket
+SKETCHES_PREFIX = f"{MONITOR}/sketches"
+CURRENT_PREFIX = f"{MONITOR}/current"
+
+
+def load_baseline(s3: Any, bucket: str) -> tuple[Baseline, dict[str, Any]]:
+    """The current baseline and its ``statistics.json`` (the report plots it); ``BaselineError`` says
+    what is missing or wrong."""
+    documents = {}
+    for name in (STATISTICS_FILE, CONSTRAINTS_FILE):
+        uri = f"s3://{bucket}/{CURRENT_PREFIX}/{name}"
+        try:
+            documents[name] = common.read_json(s3, bucket, f"{CURRENT_PREFIX}/{name}")
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code in ("NoSuchKey", "AccessDenied"):  # AccessDenied: absent, read without ListBucket
+                raise BaselineError(f"no baseline {name} at {uri} ({code}): the baseline custom resource or retraining writes it") from None
+            raise
+        except ValueError as error:
+            raise BaselineError(f"baseline {uri} is not JSON: {error}") from None
+    return load(documents[STATISTICS_FILE], documents[CONSTRAINTS_FILE]), documents[STATISTICS_FILE]
+
+
+def evaluate_period(s3: Any, bucket: str, baseline: Baseline, period: common.Period) -> tuple[Evaluation, int]:
+    """The period's evaluation and the number of sketch files listed."""
+    listed = 0
+    deleted: list[tuple[str, str]] = []
+
+    def sketches():
+        nonlocal listed
+        keys = common.list_keys(s3, bucket, [f"{SKETCHES_PREFIX}/{hour}/" for hour in period.hours])
+        for key, body in common.read_objects(s3, bucket, keys):
+            listed += 1
+            name = key.removeprefix(f"{SKETCHES_PREFIX}/")
+            if body is None:
+                deleted.append((name, "deleted between listing and reading"))
+                continue
+            yield name, body
+
+    evaluation = evaluate(baseline, sketches())
+    if deleted:
+        no_data = evaluation.no_data
+        if no_data and listed == len(deleted):  # evaluate() saw no file at all
+            no_data = f"{listed} sketch file(s) listed, all deleted before they could be read"
+        evaluation = dataclasses.replace(evaluation, skipped=(*evaluation.skipped, *deleted), no_data=no_data)
+    return evaluation, listed
+
+
+def drift_metrics(evaluation: Evaluation) -> dict[str, float]:
+    """Both drift metrics of every column the period could compare (none for a period without data)."""
+    values = {}
+    for drift in evaluation.drift:
+        if drift.distance is None:
+            continue
+        values[DRIFT_METRIC.format(feature=drift.name)] = drift.distance
+        values[SIGNIFICANT_DRIFT_METRIC.format(feature=drift.name)] = drift.significant_distance
+    return values
+
+
+def exit_message(evaluation: Evaluation, outcome: str, sketch_files: int) -> str:
+    rows = evaluation.statistics["dataset"]["item_count"]
+    violations = evaluation.violations["violations"]
+    if evaluation.no_data:
+        parts = [f"no data: {evaluation.no_data}"]
+    elif violations:
+        features = {v["feature_name"] for v in violations}
+        parts = [f"{outcome}: {len(violations)} violation(s) in {len(features)} column(s); {rows} rows from {sketch_files} sketch file(s)"]
+    else:
+        parts = [f"{outcome}: no violations; {rows} rows from {sketch_files} sketch file(s)"]
+    rejected = evaluation.statistics.get("open_monitor", {}).get("rows_rejected") or {}
+    if rejected and not evaluation.no_data:
+        parts.append("rows not profiled: " + "; ".join(f"{reason}: {n}" for reason, n in rejected.items()))
+    if evaluation.skipped:
+        parts.append(common.set_aside_message(evaluation.skipped))
+    return common.clip("; ".join(parts))
+
+
+def run(event: Any, settings: common.EvaluatorSettings, s3: Any, events: Any) -> runs.RunEnded:
+    """One scheduled run, start to end (see the module docstring)."""
+    period = common.period(event, settings.cadences)
+    prefix = common.report_prefix(MONITOR, settings, period)
+    identity = common.identity(MONITOR, settings, period)
+    try:
+        baseline, baseline_statistics = load_baseline(s3, settings.bucket)
+    except BaselineError as error:
+        return common.failed(s3, events, settings, period, identity, str(error))
+
+    evaluation, listed = evaluate_period(s3, settings.bucket, baseline, period)
+    violations = evaluation.violations["violations"]
+    outcome = "CompletedWithViolations" if violations else "Completed"
+    page = report.render(
+        evaluation,
+        baseline_statistics,
+        report.Period(environment=f"{settings.endpoint}, {settings.schedule}", window=period.describe(), sketch_files=listed),
+    )
+    uris = common.write_files(
+        s3,
+        settings.bucket,
+        prefix,
+        {
+            STATISTICS_FILE: orjson.dumps(evaluation.statistics, option=orjson.OPT_INDENT_2),
+            VIOLATIONS_FILE: orjson.dumps(evaluation.violations, option=orjson.OPT_INDENT_2),
+            report.REPORT_FILE: page,
+        },
+    )
+    ended = runs.ended(
+        **identity,
+        outcome=outcome,
+        exit_message=exit_message(evaluation, outcome, listed),
+        failure_reason=None,
+        report_uri=f"s3://{settings.bucket}/{prefix}",
+        report_html_uri=uris[report.REPORT_FILE],
+        violations=violations,
+        ended_at=common.now_text(),
+    )
+    common.finish(s3, events, settings, period, ended, drift_metrics(evaluation))
+    return ended
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    ended = run(event, common.settings(), aws.client("s3"), aws.client("events"))
+    summary = {k: ended.detail[k] for k in ("processingJobName", "outcome", "violationCount", "features", "exitMessage", "reportS3Uri")}
+    (logger.warning if ended.outcome == "Failed" else logger.info)("data-quality run ended", extra=summary)
+    return summary

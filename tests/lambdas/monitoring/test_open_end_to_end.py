@@ -1,0 +1,185 @@
+"""The open data-quality monitor end to end, offline (moto S3, EventBridge, SQS):
+
+    baseline custom resource (the bundled baseline dataset) -> data-quality/current/
+    capture objects (JSON Lines as SageMaker writes them) -> the capture filter with profiling
+        (``filter_capture_object``: one sketch per object) -> the evaluator Lambda's handler
+    -> EMF metrics (read from stdout), report and violations in S3, "Monitoring Run Ended"
+    -> the retraining stack's Violations rule pattern, matched by moto's EventBridge.
+
+The data: the bundled model's 114 held-out rows (``test.csv``) scored by the bundled model, as the
+endpoint would answer, in one hour; the same rows with three features shifted by 1 to 2 baseline
+standard deviations in the next hour. The configuration (threshold, check types, event source,
+model payload paths) is the dev environment's, read from cdk.json.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import boto3
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from lambdas.capture.events import CaptureObject
+from lambdas.capture.filtering import FilterSettings, filter_capture_object
+from lambdas.capture.profiling import ProfilingSettings
+from lambdas.capture.records import ParseOptions
+from lambdas.capture.selection import SelectionRule
+from lambdas.monitoring.drift.__main__ import environment_config
+from lambdas.monitoring.open import baseline, common, data_quality
+from stacks.monitoring.events import event_source
+from stacks.retraining.stack import violations_pattern
+from stacks.shared.aws_facts import MONITORING_CADENCES
+from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES, MODEL_ARTIFACT, TEST_CSV
+from tests.lambdas.aws_env import REGION, LambdaContext, drain
+from tests.lambdas.capture.test_records import capture_line
+
+CAPTURE, MONITORING, DATASETS, REPORTS = "capture-bucket", "monitoring-bucket", "datasets-bucket", "reports-bucket"
+SHIFTS = {"mean_texture": 1.0, "worst_area": 1.5, "smoothness_error": -2.0}  # baseline standard deviations
+
+
+@pytest.fixture(scope="module")
+def config():
+    return environment_config("dev")
+
+
+@pytest.fixture(scope="module")
+def periods():
+    """(held-out, shifted): score first, then the 30 features, as the endpoint sees and answers them."""
+    with tarfile.open(MODEL_ARTIFACT) as tar:
+        booster = xgb.Booster()
+        booster.load_model(bytearray(tar.extractfile("xgboost-model").read()))
+    features = np.loadtxt(TEST_CSV, delimiter=",")[:, 1:]
+    held_out = np.column_stack([booster.predict(xgb.DMatrix(features)), features])
+    training = np.loadtxt(BASELINE_CSV, delimiter=",", skiprows=1)
+    shifted = held_out.copy()
+    for name, sds in SHIFTS.items():
+        index = 1 + FEATURE_NAMES.index(name)
+        shifted[:, index] += sds * training[:, index].std()
+    return held_out, shifted
+
+
+@pytest.fixture
+def loop(mocked_aws, config, monkeypatch):
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in (CAPTURE, MONITORING, DATASETS, REPORTS):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="retraining-triggers")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events", region_name=REGION)
+    # The retraining stack's Violations rule, as it builds it from this configuration.
+    pattern = violations_pattern(event_source(config), config.retraining.violation_check_types)
+    events.put_rule(Name="violations", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="violations", Targets=[{"Id": "triggers", "Arn": queue_arn}])
+    # Deploy: the baseline custom resource on the bundled baseline dataset.
+    s3.put_object(Bucket=DATASETS, Key="bundled/baseline.csv", Body=BASELINE_CSV.read_bytes())
+    baseline.on_event(
+        {
+            "RequestType": "Create",
+            "RequestId": "r",
+            "ResourceProperties": {
+                "Monitor": "data-quality", "MonitoringBucket": MONITORING, "DatasetS3Uri": f"s3://{DATASETS}/bundled/baseline.csv",
+                "DriftThreshold": str(config.monitoring.data_quality.drift_threshold), "FeatureNames": json.dumps(list(config.model.feature_names)),
+            },  # fmt: skip
+        },
+        s3=s3,
+    )
+    # The evaluator's environment, as the monitoring stack sets it.
+    for name, value in {
+        "MONITORING_BUCKET": MONITORING, "ENDPOINT_NAME": config.prefix, "SCHEDULE_NAME": f"{config.prefix}-data-quality",
+        "EVENT_SOURCE": event_source(config), "EVENT_BUS_NAME": "default", "CADENCES": json.dumps(MONITORING_CADENCES),
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    common.settings.cache_clear()
+    yield s3, sqs, queue
+    common.settings.cache_clear()
+
+
+def capture(s3, sqs, config, table: np.ndarray, hour: str, objects: int = 4) -> list[CaptureObject]:
+    """``table`` as SageMaker's capture objects of ``hour`` (requests of 1 to 3 rows), each profiled
+    by the capture filter as its Lambda does (review selection off: only profiling is under test)."""
+    settings = FilterSettings(
+        options=ParseOptions(score_path=config.model.score_path, features_path=config.model.features_path),
+        rule=SelectionRule(rule="band", lower=0.1, upper=0.9),
+        rows_per_loop=3,
+        review_queue_url="",
+        report_bucket=REPORTS,
+        review=False,
+        profiling=ProfilingSettings(bucket=MONITORING, monitors=frozenset({"data-quality"}), sample_rows=500, feature_names=tuple(config.model.feature_names)),
+    )
+    captured = []
+    for number, chunk in enumerate(np.array_split(table, objects)):
+        lines, start = [], 0
+        while start < len(chunk):
+            request = chunk[start : start + 1 + start % 3]
+            start += len(request)
+            features = "\n".join(",".join(repr(float(v)) for v in row[1:]) for row in request)
+            scores = "\n".join(repr(float(row[0])) for row in request)
+            lines.append(capture_line(features, scores, event_id=f"e-{number}-{start}"))
+        key = f"capture/{config.prefix}/AllTraffic/{hour}/object-{number}.jsonl"
+        s3.put_object(Bucket=CAPTURE, Key=key, Body="\n".join(lines).encode())
+        obj = CaptureObject(CAPTURE, key)
+        report = filter_capture_object(s3, sqs, obj, settings)
+        assert report.rejected == 0 and report.profile.rows == len(chunk) and report.profiling_error is None
+        captured.append(obj)
+    return captured
+
+
+def emf_values(text: str) -> dict[str, tuple[float, dict[str, str]]]:
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            document = json.loads(line)
+            [directive] = document["_aws"]["CloudWatchMetrics"]
+            [dimensions] = directive["Dimensions"]
+            for metric in directive["Metrics"]:
+                [value] = document[metric["Name"]]
+                found[metric["Name"]] = (value, {name: document[name] for name in dimensions})
+    return found
+
+
+def test_capture_to_retraining_trigger(loop, config, periods, capsys):
+    s3, sqs, queue = loop
+    held_out, shifted = periods
+    threshold = config.monitoring.data_quality.drift_threshold
+    schedule = f"{config.prefix}-data-quality"
+    capture(s3, sqs, config, held_out, "2026/11/22/09")
+    capture(s3, sqs, config, shifted, "2026/11/22/10")
+    sketches = [o["Key"] for o in s3.list_objects_v2(Bucket=MONITORING, Prefix="data-quality/sketches/")["Contents"]]
+    assert len(sketches) == 8 and all(k.endswith(".jsonl.json") for k in sketches)
+
+    # The clean hour: evaluated at 10:20; nothing crosses the alarm threshold, nothing triggers retraining.
+    capsys.readouterr()
+    clean = data_quality.handler({"scheduledTime": "2026-11-22T10:20:00Z", "schedule": config.monitoring.data_quality.schedule}, LambdaContext())
+    assert clean["outcome"] == "Completed" and clean["violationCount"] == 0
+    values = emf_values(capsys.readouterr().out)
+    significant = {name: value for name, (value, _) in values.items() if name.startswith("feature_baseline_drift_significant_")}
+    assert len(significant) == 31 and max(significant.values()) <= threshold
+    assert drain(queue) == []
+
+    # The shifted hour: evaluated at 11:20; the three shifted features cross it, and only they.
+    shifted_run = data_quality.handler({"scheduledTime": "2026-11-22T11:20:00Z", "schedule": config.monitoring.data_quality.schedule}, LambdaContext())
+    assert shifted_run["outcome"] == "CompletedWithViolations" and shifted_run["features"] == sorted(SHIFTS)
+    values = emf_values(capsys.readouterr().out)
+    crossing = {name.removeprefix("feature_baseline_drift_significant_") for name, (value, _) in values.items() if "_significant_" in name and value > threshold}
+    assert crossing == set(SHIFTS)
+    for feature in FEATURE_NAMES:  # what each drift alarm watches: this metric, these dimensions
+        value, dimensions = values[f"feature_baseline_drift_significant_{feature}"]
+        assert {k: dimensions[k] for k in ("Endpoint", "MonitoringSchedule")} == {"Endpoint": config.prefix, "MonitoringSchedule": schedule}
+
+    folder = f"data-quality/reports/{config.prefix}/{schedule}/2026/11/22/11"
+    violations = json.loads(s3.get_object(Bucket=MONITORING, Key=f"{folder}/constraint_violations.json")["Body"].read())["violations"]
+    assert sorted(v["feature_name"] for v in violations) == sorted(SHIFTS)
+    statistics = json.loads(s3.get_object(Bucket=MONITORING, Key=f"{folder}/statistics.json")["Body"].read())
+    assert statistics["dataset"]["item_count"] == len(shifted)
+    page = s3.get_object(Bucket=MONITORING, Key=f"{folder}/report.html")["Body"].read().decode()
+    assert all(feature in page for feature in SHIFTS) and "DRIFT" in page
+
+    [message] = drain(queue)  # the retraining rule matched the shifted run's event, not the clean one's
+    event = json.loads(message["Body"])
+    assert event["detail-type"] == "Monitoring Run Ended" and event["source"] == event_source(config)
+    assert event["detail"]["processingJobName"] == f"{schedule}-2026112211" and event["detail"]["checkTypes"] == ["baseline_drift_check"]
+    assert event["detail"]["reportHtmlS3Uri"] == f"s3://{MONITORING}/{folder}/report.html"

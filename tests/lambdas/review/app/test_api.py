@@ -1,0 +1,133 @@
+"""The API handler (HTTP API payload 2.0 events, moto): who may do what, and answers checked on the server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lambdas.review.app.answers import REASON_MAX_CHARS
+from lambdas.review.app.render import TEMPLATES
+from tests.lambdas.review.app.conftest import ALICE, agree_all, call, row, task_input
+
+ROUTES = [
+    ("GET /api/tasks", None), ("POST /api/tasks/next", None), ("GET /api/tasks/{taskId}", "t-1"),
+    ("POST /api/tasks/{taskId}/renew", "t-1"), ("POST /api/tasks/{taskId}/release", "t-1"), ("POST /api/tasks/{taskId}/answers", "t-1"),
+]
+
+
+@pytest.mark.parametrize(("route", "task_id"), ROUTES)
+def test_no_claims_is_401_and_outside_the_group_is_403_on_every_route(world, route, task_id) -> None:
+    world.tasks.put("t-1", task_input(), 1, 3600)
+    assert call(route, sub=None, task_id=task_id, body=agree_all())[0] == 401
+    assert call(route, groups=None, task_id=task_id, body=agree_all())[0] == 403
+    assert call(route, groups="[admins]", task_id=task_id, body=agree_all())[0] == 403
+    assert call(route, groups=["admins", "reviewers-not"], task_id=task_id, body=agree_all())[0] == 403
+    assert world.tasks.get("t-1").slots == {}  # nothing happened
+
+
+@pytest.mark.parametrize("groups", ["[reviewers]", "[admins reviewers]", ["reviewers"], "reviewers"])
+def test_groups_as_the_authorizer_passes_them(world, groups) -> None:
+    assert call("GET /api/tasks", groups=groups) == (200, {"waiting": 0})
+
+
+def test_list_claim_show_renew_answer(world) -> None:
+    world.tasks.put("t-1", task_input(), 1, 3600)
+    assert call("GET /api/tasks") == (200, {"waiting": 1})
+    status, body = call("POST /api/tasks/next")
+    task = body["task"]
+    assert status == 200 and task["taskId"] == "t-1" and task["rows"] == ["row-0", "row-1", "row-2"] and task["leaseSeconds"] == 300
+    assert 'name="row-2-verdict"' in task["html"]
+    assert call("GET /api/tasks/{taskId}", task_id="t-1")[1]["task"]["taskId"] == "t-1"
+    assert call("POST /api/tasks/{taskId}/renew", task_id="t-1")[0] == 200
+    assert call("POST /api/tasks/next", sub="bob") == (200, {"task": None, "waiting": 1})
+    status, body = call("POST /api/tasks/{taskId}/answers", task_id="t-1", body={"answers": agree_all()})
+    assert (status, body) == (200, {"taskId": "t-1", "submitted": True, "completed": True})
+    assert call("GET /api/tasks") == (200, {"waiting": 0})
+
+
+def test_the_reviewer_is_the_tokens_subject_never_the_bodys(world) -> None:
+    world.tasks.put("t-1", task_input(), 1, 3600)
+    call("POST /api/tasks/next")
+    body = {"answers": agree_all(), "workerId": "mallory", "sub": "mallory"}
+    assert call("POST /api/tasks/{taskId}/answers", task_id="t-1", body=body)[0] == 200
+    assert list(world.tasks.get("t-1").answers) == ["alice"]
+
+
+def test_a_task_another_reviewer_holds_or_whose_lease_expired_is_409(world) -> None:
+    world.tasks.put("t-1", task_input(), 1, 3600)
+    call("POST /api/tasks/next", sub="bob")
+    for route in ("GET /api/tasks/{taskId}", "POST /api/tasks/{taskId}/renew", "POST /api/tasks/{taskId}/release", "POST /api/tasks/{taskId}/answers"):
+        assert call(route, task_id="t-1", body={"answers": agree_all()})[0] == 409, route
+    world.clock.advance(301)
+    status, body = call("POST /api/tasks/{taskId}/answers", sub="bob", task_id="t-1", body={"answers": agree_all()})
+    assert status == 409 and "expired" in body["message"]
+    assert world.tasks.get("t-1").answers == {}
+
+
+def test_unknown_tasks_are_404(world) -> None:
+    assert call("GET /api/tasks/{taskId}", task_id="no-such-task")[0] == 404
+    assert call("GET /api/tasks/{taskId}", task_id="../../etc")[0] == 404
+
+
+def answered_with(world, changes: dict, remove: tuple = ()) -> tuple[int, dict]:
+    world.tasks.put("t-1", task_input(), 1, 3600)
+    call("POST /api/tasks/next")
+    answers = {k: v for k, v in agree_all().items() if k not in remove}
+    answers.update(changes)
+    return call("POST /api/tasks/{taskId}/answers", task_id="t-1", body={"answers": answers})
+
+
+@pytest.mark.parametrize(("changes", "remove", "field"), [
+    ({}, ("row-1-verdict",), "row-1-verdict"),  # verdict required
+    ({"row-0-verdict": "maybe"}, (), "row-0-verdict"),
+    ({"row-2-label": "2"}, (), "row-2-label"),  # outside the label set
+    ({"row-2-label": "benign"}, (), "row-2-label"),
+    ({"row-0-label": "1"}, (), "row-0-label"),  # agreed with 0 but chose 1 (review_results' rule)
+    ({"row-1-verdict": "disagree"}, (), "row-1-label"),  # disagreed but chose the predicted label
+    ({"row-0-reason": "x" * (REASON_MAX_CHARS + 1)}, (), "row-0-reason"),
+    ({"row-3-verdict": "agree"}, (), "row-3-verdict"),  # a row the task does not have (tampered name)
+    ({"recordId": "rec-9"}, (), "recordId"),
+    ({"row-0-verdict": True}, (), "row-0-verdict"),
+])
+def test_bad_answers_are_400_naming_the_field_and_change_nothing(world, changes, remove, field) -> None:
+    status, body = answered_with(world, changes, remove)
+    assert (status, body["field"]) == (400, field), body
+    task = world.tasks.get("t-1")
+    assert task.answers == {} and task.slot_of(ALICE) == 0  # still held, nothing stored
+
+
+def test_body_that_is_not_json_or_has_no_answers_is_400(world) -> None:
+    world.tasks.put("t-1", task_input(), 1, 3600)
+    call("POST /api/tasks/next")
+    assert call("POST /api/tasks/{taskId}/answers", task_id="t-1", body="{not json")[1]["field"] == "body"
+    assert call("POST /api/tasks/{taskId}/answers", task_id="t-1", body={"answer": {}})[1]["field"] == "answers"
+
+
+def test_answers_are_stored_as_a2i_stores_radio_groups(world) -> None:
+    status, _ = answered_with(world, {"row-1-verdict": "disagree", "row-1-label": "1", "row-1-reason": "<b>irregular</b>"})
+    assert status == 200
+    content = json.loads(world.tasks.get("t-1").answers["alice"]["answerContent"])
+    assert content["row-1-verdict"] == {"agree": False, "disagree": True}
+    assert content["row-1-label"] == {"0": False, "1": True}
+    assert content["row-1-reason"] == "<b>irregular</b>"
+
+
+def test_a_disagreement_without_a_label_is_accepted_for_two_labels_as_review_results_accepts_it(world) -> None:
+    status, _ = answered_with(world, {"row-0-verdict": "disagree"}, remove=("row-0-label",))
+    assert status == 200
+
+
+def test_the_reason_limit_is_the_templates(world) -> None:
+    answers = (TEMPLATES / "partials" / "answers.liquid.html").read_text()
+    assert f'maxlength="{REASON_MAX_CHARS}"' in answers
+
+
+def test_hostile_values_are_escaped_in_the_rendered_task(world) -> None:
+    hostile = '<img src=x onerror="alert(1)">'
+    content = task_input(1)
+    content["rows"] = [{**row(0, features=[hostile, 2]), "recordId": "<script>alert(2)</script>"}]
+    world.tasks.put("t-1", content, 1, 3600)
+    html = call("POST /api/tasks/next")[1]["task"]["html"]
+    assert "<img" not in html and "<script" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html

@@ -1,0 +1,28 @@
+"""The page's task is A2I's task: the same template and partials, minus what only A2I's page has."""
+
+from __future__ import annotations
+
+import re
+
+import liquid
+import pytest
+
+from lambdas.review.app.render import task_html, template_text
+from stacks.shared.config import REVIEW_TEMPLATES
+from tests.lambdas.review.test_worker_template import realistic_task
+
+
+@pytest.mark.parametrize("template", REVIEW_TEMPLATES)
+def test_the_page_renders_the_a2i_task_with_the_same_inputs_and_records(template: str) -> None:
+    task = realistic_task(template)
+    a2i = liquid.Template(template_text(template)).render(task={"input": task})
+    page = task_html(template, task)
+    inputs = re.compile(r"<input [^>]*>")
+    assert inputs.findall(page) == inputs.findall(a2i) and len(inputs.findall(page)) == 3 * (2 + 2 + 1)
+    for pattern in (r'<section class="record" id="[^"]+">', r'<td class="value">[^<]*</td>', r'class="bar (?:positive|negative)"', r"<summary>[^<]*</summary>"):
+        assert re.findall(pattern, a2i) == [m for m in re.findall(pattern, page) if m != "<summary>Instructions</summary>"], pattern
+    # What only A2I's page has is gone: its script, the inline style, the crowd elements.
+    assert "<script" not in page and "<style" not in page and "crowd-" not in page and "style=" not in page
+    assert page.count('<details class="instructions"><summary>Instructions</summary>') == 1
+    widths = re.findall(r'style="width: ([0-9.]+)%"', a2i)
+    assert widths and re.findall(r'data-width="([0-9.]+)"', page) == widths
