@@ -14,7 +14,7 @@ from stacks.shared import functions
 
 def _layer_key(tmp_path: Path, name: str) -> str:
     stack = Stack(App(outdir=str(tmp_path / name)), "Layers")
-    functions.explain_layer(stack, "Explain")
+    functions.explain_layer(stack)
     [layer] = Template.from_stack(stack).find_resources("AWS::Lambda::LayerVersion").values()
     return layer["Properties"]["Content"]["S3Key"]
 
@@ -44,6 +44,15 @@ def test_changed_requirements_change_the_asset_hash(tmp_path: Path, layer_inputs
     before = _layer_key(tmp_path, "before")
     requirements.write_text(requirements.read_text().replace("xgboost-cpu==", "xgboost-cpu==9"))
     assert _layer_key(tmp_path, "after") != before
+
+
+def test_a_stack_has_one_explain_layer_whoever_asks_for_it() -> None:
+    from constructs import Construct
+
+    stack = Stack(App(), "Layers")
+    first = functions.explain_layer(Construct(stack, "Starter"))
+    assert functions.explain_layer(Construct(stack, "CaptureFilter")) is first is functions.explain_layer(stack)
+    assert len(Template.from_stack(stack).find_resources("AWS::Lambda::LayerVersion")) == 1
 
 
 def test_the_recipe_in_the_hash_is_the_explain_layers() -> None:
