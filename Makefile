@@ -120,12 +120,12 @@ review-preview: $(VENV)/.synth-deps
 # 127.0.0.1, the real API handler over moto (DynamoDB, S3, EventBridge), the bundled test records as
 # tasks, signed in as a local reviewer (a local stand-in for Cognito's managed login). Ctrl-C stops it.
 REVIEW_PORT ?= 8765
-review-local: $(VENV)/.test-deps
+review-local: $(VENV)/.test-deps node_modules/.installed
 	@$(VENV)/bin/python -m lambdas.review.app.local --port $(REVIEW_PORT)
 
 # Data-quality drift of local capture files against a baseline, with the open monitor's code:
 # statistics.json, constraint_violations.json and report.html in OUT, one line per violation.
-drift-report: $(VENV)/.synth-deps
+drift-report: $(VENV)/.synth-deps node_modules/.installed
 	@test -n "$(CAPTURE)" -a -n "$(OUT)" || { echo 'usage: make drift-report CAPTURE="<capture .jsonl files>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]' >&2; exit 2; }
 	@$(VENV)/bin/python -m lambdas.monitoring.drift --env "$(ENV)" --out "$(OUT)" $(if $(BASELINE),--baseline "$(BASELINE)") $(CAPTURE)
 
