@@ -37,9 +37,9 @@ from lambdas.shared import baseline as baseline_dataset
 from lambdas.shared.aws import split_s3_uri
 from stacks.shared import aws_facts
 from stacks.monitoring.sagemaker import CURRENT, DATA_QUALITY_PREFIX, EXPLAINABILITY_PREFIX
-from stacks.shared.compliance import acknowledge, acknowledge_wildcards
+from stacks.shared.compliance import acknowledge
 from stacks.shared.config import AppConfig
-from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation, ignore_redundant_role_dependency
+from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation, acknowledge_provider_framework
 from stacks.shared.log_groups import encrypted_log_group
 from stacks.shared.work_queue import alarm_at_one_message, encrypted_queue
 
@@ -172,23 +172,7 @@ class OpenBaselines(Construct):
             "invokes it asynchronously with a callback URL, to which any failure is reported (failing the deployment), so "
             "nothing is queued; it calls only Lambda and that URL, so it needs no VPC."
         )
-        acknowledge(
-            self.provider,
-            framework,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "HIPAA.Security-LambdaConcurrency",
-            "HIPAA.Security-LambdaDLQ",
-            "HIPAA.Security-LambdaInsideVPC",
-            "NIST.800.53.R5-LambdaConcurrency",
-            "NIST.800.53.R5-LambdaDLQ",
-            "NIST.800.53.R5-LambdaInsideVPC",
-            *INLINE_POLICY_RULES,
-        )
-        for child in self.provider.node.find_all():
-            if isinstance(child, lambda_.Function):
-                ignore_redundant_role_dependency(child)
-            if isinstance(child, iam.Policy):
-                acknowledge_wildcards(child, child.document, framework)
+        acknowledge_provider_framework(self.provider, framework)
 
 
 class EvaluationSchedule(Construct):

@@ -226,6 +226,31 @@ def ignore_redundant_role_dependency(function: lambda_.Function) -> None:
     )
 
 
+# What nag reports on aws-cdk-lib's custom-resource Provider framework (its functions, their role
+# and managed policy); every Provider of the app acknowledges them with its reason.
+PROVIDER_FRAMEWORK_RULES = (
+    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+    "HIPAA.Security-LambdaConcurrency",
+    "HIPAA.Security-LambdaDLQ",
+    "HIPAA.Security-LambdaInsideVPC",
+    "NIST.800.53.R5-LambdaConcurrency",
+    "NIST.800.53.R5-LambdaDLQ",
+    "NIST.800.53.R5-LambdaInsideVPC",
+    *INLINE_POLICY_RULES,
+)
+
+
+def acknowledge_provider_framework(provider: Construct, reason: str, *more_rules: str) -> None:
+    """The framework's findings, its functions' redundant role dependency and its policies' wildcards,
+    acknowledged with ``reason`` (``more_rules``: what a Provider with a waiter adds, e.g. its state machine's)."""
+    acknowledge(provider, reason, *PROVIDER_FRAMEWORK_RULES, *more_rules)
+    for child in provider.node.find_all():
+        if isinstance(child, lambda_.Function):
+            ignore_redundant_role_dependency(child)
+        if isinstance(child, iam.Policy):
+            acknowledge_wildcards(child, child.document, reason)
+
+
 class AppFunction(Construct):
     """A Python function with its own role, KMS-encrypted log group and environment; ``invocation``
     says how it is invoked (the reasons of its dead-letter and concurrency acknowledgments)."""

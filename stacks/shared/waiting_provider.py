@@ -22,8 +22,8 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.shared import aws_facts
-from stacks.shared.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
-from stacks.shared.functions import INLINE_POLICY_RULES, AppFunction, Invocation, ignore_redundant_role_dependency
+from stacks.shared.compliance import ignore_lint_check
+from stacks.shared.functions import AppFunction, Invocation, acknowledge_provider_framework
 from stacks.shared.log_groups import encrypted_log_group
 
 # Time between the waiter giving up and CloudFormation doing so.
@@ -117,24 +117,7 @@ class WaitingProvider(Construct):
             handler.acknowledge_wildcards(reason)
 
     def _acknowledge_framework(self) -> None:
-        acknowledge(
-            self.provider,
-            _ACK_FRAMEWORK,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "AwsSolutions-SF1",
-            "AwsSolutions-SF2",
-            "HIPAA.Security-LambdaConcurrency",
-            "HIPAA.Security-LambdaDLQ",
-            "HIPAA.Security-LambdaInsideVPC",
-            "NIST.800.53.R5-LambdaConcurrency",
-            "NIST.800.53.R5-LambdaDLQ",
-            "NIST.800.53.R5-LambdaInsideVPC",
-            *INLINE_POLICY_RULES,
-        )
+        acknowledge_provider_framework(self.provider, _ACK_FRAMEWORK, "AwsSolutions-SF1", "AwsSolutions-SF2")
         for child in self.provider.node.find_all():
-            if isinstance(child, lambda_.Function):
-                ignore_redundant_role_dependency(child)
             if isinstance(child, sfn.CfnStateMachine):
                 ignore_lint_check(child, "W3005", "aws-cdk-lib's waiter state machine depends on its role next to the GetAtt of the role's ARN.")
-            if isinstance(child, iam.Policy):
-                acknowledge_wildcards(child, child.document, _ACK_FRAMEWORK)
