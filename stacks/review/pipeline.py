@@ -31,7 +31,7 @@ from stacks.shared.compliance import acknowledge
 from stacks.shared.config import AppConfig
 from lambdas.retraining.steps import RETRAINING_PREFIX
 from stacks.shared.functions import AppFunction, Invocation, explain_layer
-from lambdas.review.app.completion import COMPLETED_DETAIL_TYPE
+from lambdas.review.app.completion import ANNOUNCED_STATUSES, COMPLETED_DETAIL_TYPE
 from stacks.review.a2i import A2I_OUTPUT_PREFIX, HumanTask, flow_definition_arn_prefix
 from stacks.review.app import ReviewersApp
 from stacks.review.capture import CapturePipeline, ReviewSelection, profiling_target
@@ -275,7 +275,7 @@ class ReviewPipeline(Construct):
         default_bus = events.EventBus.from_event_bus_name(self, "DefaultBus", "default")
         default_bus.grant_put_events_to(self.results.role)
         self.results_queue.consume(self.results)
-        events.Rule(
+        self.results_queue.add_rule(
             self,
             "HumanLoopFinished",
             description="A2I human loops of this app's flow definitions (current and replaced) that completed, failed or stopped",
@@ -286,19 +286,19 @@ class ReviewPipeline(Construct):
                 # finishes, and its answers still become labels.
                 detail={"flowDefinitionArn": [{"prefix": flow_definition_arn_prefix(self, prefix)}], "humanLoopStatus": ["Completed", "Failed", "Stopped"]},
             ),
-            targets=[targets.SqsQueue(self.results_queue.queue, dead_letter_queue=self.results_queue.dead_letter_queue, retry_attempts=185)],
         )
         if isinstance(back_end, ReviewersApp):
             # The reviewers' app announces a finished task like A2I a finished loop (lambdas/review/app/completion.py);
             # the rule above stays, so loops opened under A2I before a switch of back end still become labels.
-            events.Rule(
+            self.results_queue.add_rule(
                 self,
                 "ReviewTaskCompleted",
-                description="Review tasks of this app's reviewers' app whose answers are in (output.json written)",
+                description="Review tasks of this app's reviewers' app that completed (output.json written) or expired unfinished",
                 event_pattern=events.EventPattern(
-                    source=[self.event_source], detail_type=[COMPLETED_DETAIL_TYPE], detail={"humanLoopStatus": ["Completed"]}
+                    # Both statuses the app announces: an expired task's "Failed" event must reach
+                    # review_results too, which records it in the loop's report.
+                    source=[self.event_source], detail_type=[COMPLETED_DETAIL_TYPE], detail={"humanLoopStatus": list(ANNOUNCED_STATUSES)}
                 ),
-                targets=[targets.SqsQueue(self.results_queue.queue, dead_letter_queue=self.results_queue.dead_letter_queue, retry_attempts=185)],
             )
         self.labels_available_pattern = {"source": [self.event_source], "detail-type": [LABELS_AVAILABLE]}
 

@@ -22,6 +22,10 @@ from typing import Any
 from lambdas.review.app.tasks import ANSWERED, OPEN, Task, Tasks
 
 COMPLETED_DETAIL_TYPE = "Review Task Completed"
+# Every humanLoopStatus this module puts on a "Review Task Completed" event: complete() announces
+# "Completed", expire() "Failed". The stack's rule to review_results matches exactly these
+# (stacks/review/pipeline.py), so no announced task is dropped on its way to the loop report.
+ANNOUNCED_STATUSES = ("Completed", "Failed")
 # Where A2I writes: <prefix>/<flow definition name>/YYYY/MM/DD/hh/mm/ss/<loop name>/output.json.
 FLOW_NAME = "reviewers-app"
 # Longer than a completion takes (an S3 put and an event), shorter than the sweep's period.

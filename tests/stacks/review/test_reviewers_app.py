@@ -6,13 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import boto3
 import pytest
 from aws_cdk.assertions import Template
 
+from lambdas.review.app import api
 from lambdas.review.app.completion import COMPLETED_DETAIL_TYPE
+from lambdas.shared import aws
 from stacks.review.app import PARTIALS, ROUTES
 from stacks.shared.compliance import flatten_reference, wildcard_findings
 from tests.conftest import SynthesisedApp, build_app
+from tests.lambdas.aws_env import REGION
+from tests.lambdas.conftest import mocked_aws  # noqa: F401 (a fixture: moto for the rule's delivery test)
+from tests.lambdas.review.app.conftest import world  # noqa: F401 (a fixture: the reviewers' app over moto)
 from tests.stacks.review.test_stack import a2i_environment
 from tests.stacks.test_snapshots import normalised
 
@@ -114,9 +120,59 @@ def test_completed_tasks_reach_the_results_queue_like_finished_a2i_loops(dev_app
                 "detail": {"humanLoopName": "mlloop-dev-0a1b", "humanLoopStatus": status, "humanLoopOutput": {"outputS3Uri": "s3://b/a2i-output/x/output.json"}}}
 
     assert pattern.matches_event(event())
+    assert pattern.matches_event(event(status="Failed"))  # an expired task (completion.expire): recorded, never dropped
     assert not pattern.matches_event(event(source="other.review"))
     assert not pattern.matches_event(event(detail_type="Labels Available"))  # the stage's other event, same source
-    assert not pattern.matches_event(event(status="Failed"))
+    assert not pattern.matches_event(event(status="InProgress"))
+
+
+def test_every_status_the_app_announces_reaches_the_loop_report_through_the_synthesised_rule(template: Template, world, monkeypatch) -> None:
+    """The real events of a completed and of an expired task (completion.complete and .expire, through
+    the API and the sweep) go through the synthesised rule into a queue (moto EventBridge), and
+    review_results' handler turns each message it gets into the loop's report."""
+    from lambdas.review.app import completion
+    from lambdas.review.results import handler as results_handler
+    from tests.lambdas.aws_env import LambdaContext, drain, sqs_event
+    from tests.lambdas.review.app.conftest import ENV, agree_all, call, task_input
+
+    rule = _rule_for(template, COMPLETED_DETAIL_TYPE)
+    assert rule["EventPattern"]["source"] == [ENV["EVENT_SOURCE"]]  # the dev app's source is the one the world's app puts
+    sqs, events = boto3.client("sqs", region_name=REGION), boto3.client("events", region_name=REGION)
+    queues = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("loop-results", "loop-results-dlq")}
+    target = sqs.get_queue_attributes(QueueUrl=queues["loop-results"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="ReviewTaskCompleted", EventPattern=json.dumps(rule["EventPattern"]))
+    events.put_targets(Rule="ReviewTaskCompleted", Targets=[{"Id": "results", "Arn": target}])
+
+    world.tasks.put("answered", task_input(), 1, 3600)
+    assert call("POST /api/tasks/next")[1]["task"]["taskId"] == "answered"
+    assert call("POST /api/tasks/{taskId}/answers", task_id="answered", body={"answers": agree_all()})[1]["completed"] is True
+    world.tasks.put("unfinished", task_input(), 1, 60)  # nobody takes it in time
+    world.clock.advance(61)
+    assert completion.sweep(world.tasks, aws.client("s3"), aws.client("events"), api.completion_settings()) == (1, [])
+    put = world.events()
+    assert sorted(e["detail"]["humanLoopStatus"] for e in put) == sorted(completion.ANNOUNCED_STATUSES)
+
+    delivered = drain(queues["loop-results"])
+    assert sorted(json.loads(m["Body"])["detail"]["humanLoopStatus"] for m in delivered) == ["Completed", "Failed"]
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="labels", CreateBucketConfiguration={"LocationConstraint": REGION})
+    for name, value in {"LABELS_BUCKET": "labels", "REPORT_BUCKET": ENV["REVIEW_BUCKET"], "DEAD_LETTER_QUEUE_URL": queues["loop-results-dlq"]}.items():
+        monkeypatch.setenv(name, value)
+    results_handler.settings.cache_clear()
+    try:
+        for message in delivered:
+            assert results_handler.handler(sqs_event(message["Body"]), LambdaContext()) == {"batchItemFailures": []}
+    finally:
+        results_handler.settings.cache_clear()
+    assert drain(queues["loop-results-dlq"]) == []
+    report = lambda loop: json.loads(s3.get_object(Bucket=ENV["REVIEW_BUCKET"], Key=f"loop-reports/{loop}.json")["Body"].read())  # noqa: E731
+    failed = report("unfinished")
+    assert (failed["status"], failed["humanLoopName"]) == ("Failed", "unfinished")
+    assert failed["failureReason"].startswith("the task expired: 0 of 1 reviewer(s) answered")
+    completed = report("answered")
+    assert completed["status"] == "Completed" and [r["decision"] for r in completed["rows"]] == ["single reviewer"] * 3
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="labels", Prefix="training-rows/")["Contents"]] == ["training-rows/answered.csv"]
 
 
 # --- the API -------------------------------------------------------------------------------------
