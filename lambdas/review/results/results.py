@@ -223,6 +223,10 @@ def record_loop(s3: Any, events: Any, event: LoopEvent, settings: ResultsSetting
     output = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     if not isinstance(output, dict):
         raise InvalidLoopEvent(f"{event.output_uri} is not an A2I output document")
+    # Everything is written under the event's loop name: an event that names another loop's
+    # output (a replay under a new name) would count that loop's labels a second time.
+    if output.get("humanLoopName") != event.name:
+        raise InvalidLoopEvent(f"{event.output_uri} is the output of loop {output.get('humanLoopName')!r}, not of {event.name!r}")
     verdicts = decide(output, len(settings.label_names))
     labelled = [v for v in verdicts if v.label is not None]
     result.labelled, result.unused = len(labelled), len(verdicts) - len(labelled)

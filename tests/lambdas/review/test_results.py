@@ -185,3 +185,22 @@ def test_a_loop_of_a_replaced_flow_definition_still_becomes_labels(world) -> Non
     old = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/app-dev-{'0' * 52}"
     assert run(status_event(flowDefinitionArn=old)) == {"batchItemFailures": []}
     assert drain(dlq) == [] and json.loads(drain(sink)[0]["Body"])["detail"]["labelCount"] == 1
+
+
+@pytest.mark.parametrize("named", ["app-dev-another-loop", None, ""])
+def test_an_event_naming_another_loops_output_is_parked_and_writes_nothing(world, named) -> None:
+    """A completion event (A2I's or the reviewers' app's) under a new name pointing at an existing
+    output.json would count its labels again: the output must be the event's own loop's."""
+    s3, dlq, sink = world
+    document = output([row("row-0", "e1")], [answer({"row-0-verdict": radio("agree"), "row-0-label": radio("0")})])
+    if named is None:
+        del document["humanLoopName"]
+    else:
+        document["humanLoopName"] = named
+    put_output(s3, document)
+    assert run(status_event()) == {"batchItemFailures": []}
+    [parked] = drain(dlq)
+    assert parked["MessageAttributes"]["reason"]["StringValue"] == (
+        f"InvalidLoopEvent: s3://{REVIEW}/{OUTPUT_KEY} is the output of loop {named!r}, not of {LOOP!r}")
+    assert "Contents" not in s3.list_objects_v2(Bucket=LABELS) and drain(sink) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=REVIEW, Prefix="loop-reports/")
