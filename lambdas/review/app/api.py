@@ -56,6 +56,7 @@ frame-ancestors 'none'`` (app.js sets the attribution bars' widths through CSSOM
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 from collections.abc import Callable
@@ -120,14 +121,27 @@ def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def groups(claims: dict[str, Any]) -> set[str]:
-    """``cognito:groups``: a list in the token; the HTTP API's JWT authorizer passes array claims on
-    as one string, ``"[reviewers admins]"``."""
+    """``cognito:groups``: a list in the token. The HTTP API's JWT authorizer passes array claims on
+    as one string, ``"[reviewers admins]"`` (names separated by spaces, which Cognito group names
+    cannot contain); a JSON list (``'["reviewers"]'``) is read as JSON. Names are taken whole: a
+    group called ``ops,reviewers`` is that group, never ``reviewers``. Anything else is no group."""
     value = claims.get("cognito:groups")
     if isinstance(value, list):
-        return {str(v) for v in value}
-    if isinstance(value, str):
-        return set(value.strip().removeprefix("[").removesuffix("]").replace(",", " ").split())
-    return set()
+        return {v for v in value if isinstance(v, str)}
+    if not isinstance(value, str):
+        return set()
+    text = value.strip()
+    if text.startswith('["'):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return set()
+        return {v for v in parsed if isinstance(v, str)} if isinstance(parsed, list) else set()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if "[" in text or "]" in text:  # not one list: take nothing from it
+        return set()
+    return set(text.split())
 
 
 def reviewer(event: dict[str, Any], config: ApiSettings) -> Reviewer:
@@ -141,11 +155,19 @@ def reviewer(event: dict[str, Any], config: ApiSettings) -> Reviewer:
 
 
 def _body(event: dict[str, Any]) -> Any:
+    """The request's JSON body; ``BadAnswer`` (400) naming what is wrong with one it cannot read."""
     raw = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        raw = base64.b64decode(raw).decode()
+    if event.get("isBase64Encoded"):  # the HTTP API base64-encodes bodies of non-text content types
+        try:
+            raw = base64.b64decode(raw, validate=True).decode("utf-8")
+        except binascii.Error:
+            raise BadAnswer("body", "is not valid base64") from None
+        except UnicodeDecodeError:
+            raise BadAnswer("body", "is not UTF-8 text") from None
     try:
         return json.loads(raw) if raw else {}
+    except RecursionError:
+        raise BadAnswer("body", "is JSON nested too deeply") from None
     except ValueError:
         raise BadAnswer("body", "is not JSON") from None
 

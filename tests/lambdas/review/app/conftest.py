@@ -84,12 +84,13 @@ def world(mocked_aws, monkeypatch) -> World:
 
 
 def call(route: str, sub: str | None = "alice", groups: Any = "[reviewers]", task_id: str | None = None, body: Any = None, *,
-         threads: bool = False, **claims: Any) -> tuple[int, dict]:
+         threads: bool = False, encoded: bool = False, **claims: Any) -> tuple[int, dict]:
     """The API handler with an HTTP API (payload 2.0) event; claims as the JWT authorizer passes them.
 
     ``threads``: many calls at once in this process, which Lambda never does (one event per
     execution environment), so without Powertools' per-invocation wrapping (its module-level
-    metrics and logger state are not made for threads)."""
+    metrics and logger state are not made for threads). ``encoded``: ``body`` is base64 text, as
+    the HTTP API passes a body of a content type that is not text (``isBase64Encoded``)."""
     event: dict[str, Any] = {"version": "2.0", "routeKey": route, "rawPath": route.split(" ", 1)[1], "requestContext": {"http": {"method": route.split(" ")[0]}}}
     if sub is not None:
         event["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": sub, "iss": "https://issuer", **({"cognito:groups": groups} if groups is not None else {}), **claims}}}
@@ -97,5 +98,6 @@ def call(route: str, sub: str | None = "alice", groups: Any = "[reviewers]", tas
         event["pathParameters"] = {"taskId": task_id}
     if body is not None:
         event["body"] = body if isinstance(body, str) else json.dumps(body)
+        event["isBase64Encoded"] = encoded
     response = api.respond(event) if threads else api.handler(event, LambdaContext())
     return response["statusCode"], json.loads(response["body"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -26,9 +27,23 @@ def test_no_claims_is_401_and_outside_the_group_is_403_on_every_route(world, rou
     assert world.tasks.get("t-1").slots == {}  # nothing happened
 
 
-@pytest.mark.parametrize("groups", ["[reviewers]", "[admins reviewers]", ["reviewers"], "reviewers"])
+@pytest.mark.parametrize("groups", ["[reviewers]", "[admins reviewers]", ["reviewers"], "reviewers", "[ reviewers ]", '["admins", "reviewers"]',
+                                    "[ops,admins reviewers]"])
 def test_groups_as_the_authorizer_passes_them(world, groups) -> None:
     assert call("GET /api/tasks", groups=groups) == (200, {"waiting": 0})
+
+
+@pytest.mark.parametrize("groups", [
+    "[ops,reviewers]", "[reviewers,ops]", "[ops;reviewers]", "[ops|reviewers]", '["ops,reviewers"]', '["ops reviewers"]',  # one group each
+    "[x] [reviewers]", "[[reviewers]]", '["reviewers"', "[reviewers-x]", "[Reviewers]", "[]", "", '[]', ["ops,reviewers"], [["reviewers"]],
+    {"reviewers": True}, 1,
+])
+def test_a_group_whose_name_only_contains_reviewers_gives_no_access(world, groups) -> None:
+    """Cognito group names may hold punctuation: a name is compared whole, never split on it."""
+    world.tasks.put("t-1", task_input(), 1, 3600)
+    status, body = call("POST /api/tasks/next", groups=groups)
+    assert (status, body) == (403, {"message": "you are not in the reviewers group"})
+    assert world.tasks.get("t-1").slots == {}
 
 
 def test_list_claim_show_renew_answer(world) -> None:
@@ -102,6 +117,22 @@ def test_body_that_is_not_json_or_has_no_answers_is_400(world) -> None:
     call("POST /api/tasks/next")
     assert call("POST /api/tasks/{taskId}/answers", task_id="t-1", body="{not json")[1]["field"] == "body"
     assert call("POST /api/tasks/{taskId}/answers", task_id="t-1", body={"answer": {}})[1]["field"] == "answers"
+
+
+@pytest.mark.parametrize(("body", "encoded", "message"), [
+    (base64.b64encode(b"\xff\xfe{}").decode(), True, "body: is not UTF-8 text"),  # application/octet-stream, say
+    ("%%%", True, "body: is not valid base64"),
+    ("[" * 100_000 + "]" * 100_000, False, "body: is JSON nested too deeply"),
+    (base64.b64encode(b"[" * 100_000 + b"]" * 100_000).decode(), True, "body: is JSON nested too deeply"),
+    (base64.b64encode(json.dumps({"answers": agree_all()}).encode()[:-3]).decode(), True, "body: is not JSON"),
+])
+def test_a_body_the_handler_cannot_decode_is_400_naming_the_problem(world, body, encoded, message) -> None:
+    world.tasks.put("t-1", task_input(), 1, 3600)
+    call("POST /api/tasks/next")
+    assert call("POST /api/tasks/{taskId}/answers", task_id="t-1", body=body, encoded=encoded) == (400, {"message": message, "field": "body"})
+    assert world.tasks.get("t-1").answers == {}
+    encoded_answers = base64.b64encode(json.dumps({"answers": agree_all()}).encode()).decode()
+    assert call("POST /api/tasks/{taskId}/answers", task_id="t-1", body=encoded_answers, encoded=True)[0] == 200  # a good one, base64-encoded
 
 
 def test_answers_are_stored_as_a2i_stores_radio_groups(world) -> None:
