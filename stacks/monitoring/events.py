@@ -129,7 +129,7 @@ class MonitoringEvents(Construct):
             "aws-cdk-lib's grant_send_messages gives for the KMS-encrypted dead-letter queue it parks bad events on."
         )
 
-        self.run_finished = events.Rule(
+        self.run_finished = self.queue.add_rule(
             self,
             "RunFinished",
             description="Monitoring runs of this app's schedules that completed, failed or were stopped",
@@ -146,7 +146,6 @@ class MonitoringEvents(Construct):
                     ],
                 },
             ),
-            targets=[targets.SqsQueue(self.queue.queue, dead_letter_queue=self.queue.dead_letter_queue, retry_attempts=185)],
         )
         self.alarms.append(self.queue.alarm)
 
@@ -218,8 +217,8 @@ class MonitoringEvents(Construct):
             description="Hourly: reports monitoring schedules that are not running or whose runs stopped happening",
             invocation=Invocation.schedule(
                 rate="hourly",
-                failures="a run that fails publishes no MonitoringScheduleOverdue data point, and the overdue alarms treat "
-                "missing data as breaching, so a failing watchdog alarms; the next hour's run replaces a lost one.",
+                failures="a run that fails publishes no MonitoringScheduleOverdue data point, and an overdue alarm whose data "
+                "stops goes to INSUFFICIENT_DATA, which notifies the alert topic; the next hour's run replaces a lost one.",
             ),
             timeout=timeout,
             environment=environment,
@@ -255,17 +254,22 @@ class MonitoringEvents(Construct):
                 self,
                 f"Overdue{name.removeprefix(prefix + '-').title().replace('-', '')}",
                 alarm_description=(
-                    f"Monitoring schedule {name} has not run for {MISSED_CADENCES} cadences or is not scheduled "
-                    "(or the watchdog stopped reporting). See the watchdog's log for the reason."
+                    f"ALARM: monitoring schedule {name} has not run for {MISSED_CADENCES} cadences or is not scheduled. "
+                    "INSUFFICIENT_DATA after data: the watchdog stopped reporting. See the watchdog's log for the reason."
                 ),
                 metric=self.overdue_metric(name),
                 threshold=1,
                 evaluation_periods=2,
                 datapoints_to_alarm=2,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+                # Missing data is not "overdue": an alarm is created in INSUFFICIENT_DATA and stays there
+                # until the watchdog's first run (up to an hour after deploy), instead of starting in ALARM
+                # as a breaching alarm would. A watchdog that stops reporting later moves the alarm from
+                # OK to INSUFFICIENT_DATA, which notifies like ALARM does.
+                treat_missing_data=cloudwatch.TreatMissingData.MISSING,
             )
             alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+            alarm.add_insufficient_data_action(cw_actions.SnsAction(alarm_topic))
             self.overdue_alarms.append(alarm)
 
     def overdue_metric(self, schedule: str) -> cloudwatch.Metric:

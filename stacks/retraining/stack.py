@@ -410,9 +410,9 @@ class RetrainingStack(Stack):
         if review is not None:
             patterns["Labels"] = dict(review.pipeline.labels_available_pattern)
         for name, pattern in patterns.items():
-            events.Rule(self, f"{name}Rule", description=f"Retraining trigger: {name}", event_pattern=_pattern(pattern), targets=[self.queue.rule_target()])
+            self.queue.add_rule(self, f"{name}Rule", description=f"Retraining trigger: {name}", event_pattern=_pattern(pattern))
         if retraining.schedule is not None:
-            events.Rule(self, "ScheduleRule", description="Retraining trigger: schedule", schedule=events.Schedule.expression(retraining.schedule), targets=[self.queue.rule_target()])
+            self.queue.add_rule(self, "ScheduleRule", description="Retraining trigger: schedule", schedule=events.Schedule.expression(retraining.schedule))
         return patterns
 
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
@@ -170,7 +169,7 @@ class CapturePipeline(Construct):
         # One capture object per invocation: a huge or bad object times out or fails alone, and never
         # re-runs or parks the objects that would have shared its batch.
         self.events.consume(function, batch_size=1)
-        events.Rule(
+        self.events.add_rule(
             self,
             "CaptureObjectCreated",
             description="New data-capture objects of this endpoint",
@@ -179,7 +178,6 @@ class CapturePipeline(Construct):
                 detail_type=["Object Created"],
                 detail={"bucket": {"name": [storage.capture.bucket_name]}, "object": {"key": [{"prefix": f"{capture_prefix}/"}]}},
             ),
-            targets=[targets.SqsQueue(self.events.queue, dead_letter_queue=self.events.dead_letter_queue, retry_attempts=185)],
         )
         function.acknowledge_wildcards(
             "Object-level S3 access is limited to this function's own key prefixes (the capture prefix it reads, its "

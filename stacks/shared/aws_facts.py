@@ -55,6 +55,15 @@ A2I_REGIONS = (
 # https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html
 SAGEMAKER_EVENT_SOURCE = "aws.sagemaker"
 
+# EventBridge's per-rule metrics (namespace AWS/Events, dimension RuleName): "FailedInvocations: the
+# number of invocations that failed permanently ... It also doesn't count failed invocations that are
+# counted in InvocationsSentToDLQ"; "InvocationsFailedToBeSentToDlq: the number of invocations that
+# couldn't be moved to a dead-letter queue". A delivery to an SSE-KMS queue that the key policy does
+# not allow fails both ways (the dead-letter queue shares the key), so both are watched.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-monitoring.html
+EVENTS_METRICS_NAMESPACE = "AWS/Events"
+EVENTS_DELIVERY_FAILURE_METRICS = ("FailedInvocations", "InvocationsFailedToBeSentToDlq")
+
 # A2I completion events' detail-type:
 # https://docs.aws.amazon.com/sagemaker/latest/dg/a2i-cloudwatch-events.html
 A2I_STATUS_CHANGE = "SageMaker A2I HumanLoop Status Change"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda_event_sources as sources
@@ -12,6 +13,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.shared import aws_facts
 from stacks.shared.compliance import acknowledge
 from stacks.shared.functions import AppFunction
 
@@ -53,6 +55,8 @@ class WorkQueue(Construct):
         self, scope: Construct, construct_id: str, *, key: kms.IKey, consumer_timeout: Duration, alarm_topic: sns.ITopic, purpose: str, fifo: bool = False
     ) -> None:
         super().__init__(scope, construct_id)
+        self._alarm_topic = alarm_topic
+        self._purpose = purpose
         # FIFO (one message group): messages are handled one after another, in order; redelivered
         # copies within five minutes are dropped (content-based deduplication).
         ordering = {"fifo": True, "content_based_deduplication": True} if fifo else {}
@@ -87,11 +91,47 @@ class WorkQueue(Construct):
                 alarm_topic,
             )
 
-    def rule_target(self) -> targets.SqsQueue:
+    def _rule_target(self) -> targets.SqsQueue:
         """An EventBridge target for this queue; undeliverable events are kept, retried for 24 hours first."""
         if self.fifo:
             return targets.SqsQueue(self.queue, message_group_id=FIFO_GROUP, dead_letter_queue=self.undelivered, retry_attempts=185)
         return targets.SqsQueue(self.queue, dead_letter_queue=self.dead_letter_queue, retry_attempts=185)
+
+    def add_rule(self, scope: Construct, construct_id: str, **rule_props) -> events.Rule:
+        """An EventBridge rule (``events.Rule`` props but targets) delivering to this queue, with an alarm
+        on deliveries that failed for good: an event EventBridge could neither put on the queue nor on
+        its dead-letter queue (a key policy that refuses EventBridge, say) is otherwise lost silently."""
+        rule = events.Rule(scope, construct_id, targets=[self._rule_target()], **rule_props)
+        failed = {
+            name: cloudwatch.Metric(
+                namespace=aws_facts.EVENTS_METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"RuleName": rule.rule_name},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            )
+            for name in aws_facts.EVENTS_DELIVERY_FAILURE_METRICS
+        }
+        alarm = cloudwatch.Alarm(
+            scope,
+            f"{construct_id}DeliveryFailures",
+            alarm_description=(
+                f"{self._purpose}: EventBridge failed to deliver events of rule {construct_id} to the queue and its dead-letter queue "
+                "(lost). Check the queue's key policy and the rule's target (FailedInvocations, InvocationsFailedToBeSentToDlq)."
+            ),
+            metric=cloudwatch.MathExpression(
+                expression="FILL(failed, 0) + FILL(undlq, 0)",
+                using_metrics={"failed": failed["FailedInvocations"], "undlq": failed["InvocationsFailedToBeSentToDlq"]},
+                label="events lost",
+                period=Duration.minutes(5),
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(self._alarm_topic))
+        return rule
 
     def consume(self, function: AppFunction, batch_size: int = 10, max_concurrency: int | None = None) -> None:
         """``function`` reads this queue in batches and reports partial failures.

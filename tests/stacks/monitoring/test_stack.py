@@ -261,7 +261,10 @@ def test_a_schedule_that_stops_running_raises_an_alarm(template: Template) -> No
     for alarm in alarms.values():
         props = alarm["Properties"]
         assert (props["Namespace"], props["Period"], props["Statistic"]) == ("MlLoop", 3600, "Maximum")
-        assert props["TreatMissingData"] == "breaching" and props["EvaluationPeriods"] == 2 and len(props["AlarmActions"]) == 1
+        assert props["EvaluationPeriods"] == 2 and len(props["AlarmActions"]) == 1
+        # Not ALARM from creation until the watchdog's first run (missing data is not "overdue"), and a
+        # watchdog that stops reporting notifies through INSUFFICIENT_DATA.
+        assert props["TreatMissingData"] == "missing" and props["InsufficientDataActions"] == props["AlarmActions"]
     # The watchdog's function is the one whose service the alarm names (Powertools adds it as a dimension).
     [watchdog] = template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": "lambdas.monitoring.runs.handler.watchdog"}}).values()
     assert watchdog["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "mlloop-dev-monitoring-runs"
