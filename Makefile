@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11, Node and npm:
 #   make synth   set up, then synthesise every stack into cdk.out/ (no AWS account needed)
 #   make test    set up, then run every test
+# `make help` lists every target with what it needs. Each target does its own set-up.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -13,15 +14,26 @@ export AWS_EC2_METADATA_DISABLED := true
 
 CDK := cdk --context env=$(ENV)
 
-.PHONY: setup layer synth test bench deploy diff destroy bootstrap model clean review-preview drift-report review-local
+.PHONY: help setup layer synth test bench deploy diff destroy bootstrap preflight model samples clean review-preview drift-report review-local
+.DEFAULT_GOAL := help
 
-$(VENV)/.synth-deps: requirements.txt
+help: ## this list: each target, what it needs, about how long it takes (no account; instant)
+	@echo "usage: make <target> [ENV=dev|prod|churn|income|jsonl]   (ENV defaults to dev; cdk.json has them)"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# What synthesis needs and nothing more: the SageMaker SDK's image tables come from sagemaker-core
+# installed without its dependencies (pandas, scipy, paramiko...: hundreds of MB synthesis never
+# imports; stacks/shared/images.py reads the JSON files). The whole SDK is a test dependency.
+$(VENV)/.synth-deps: requirements.txt requirements-image-tables.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing the Python packages synthesis needs into $(VENV) (first run: a few minutes)"
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements-image-tables.txt
 	touch $@
 
 $(VENV)/.test-deps: $(VENV)/.synth-deps requirements-dev.txt
+	@echo "Installing the test dependencies into $(VENV)"
 	$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -75,20 +87,20 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.test-deps node_modules/.installed layer build/.chromium
 
-# Templates of stacks the chosen environment does not deploy would otherwise stay in cdk.out/.
-synth: $(VENV)/.synth-deps node_modules/.installed layer
-	rm -f cdk.out/*.template.json
+# Templates of stacks the chosen environment does not deploy would otherwise stay in cdk.out/: they
+# are removed after a successful synth (a failed one leaves the last good templates in place).
+synth: $(VENV)/.synth-deps node_modules/.installed layer ## templates of every stack into cdk.out/ (no account; first run ~5 min)
 	$(CDK) synth --quiet
-	@echo "Templates written to cdk.out/"
+	@$(VENV)/bin/python -m stacks.shared.cloud_assembly prune cdk.out
 
-test: setup
+test: setup ## every test (no account; installs Chromium with apt; ~25 min)
 	$(VENV)/bin/python -m pytest
 
 # Each against a floor measured in the same run: capture-filter throughput and memory (issue 4) with
 # profiling (issue 15), evaluating 10,000 sketch files (issue 15),
 # what per-record attributions add to review and XGBoost's cold start (issue 6), and `cdk synth`
 # against an empty app's (issue 14). Every one runs; make fails if any missed its target.
-bench: setup
+bench: $(VENV)/.test-deps node_modules/.installed layer ## speed and memory against floors measured in the same run (no account; ~10 min)
 	status=0; \
 	$(VENV)/bin/python -m tests.bench.capture_filter || status=1; \
 	$(VENV)/bin/python -m tests.bench.drift_evaluation || status=1; \
@@ -96,41 +108,55 @@ bench: setup
 	$(VENV)/bin/python -m tests.bench.synth || status=1; \
 	exit $$status
 
-bootstrap: synth
-	$(CDK) bootstrap
+# bootstrap, diff and deploy use the assembly `make synth` just wrote (--app cdk.out): one synthesis.
+CDK_ASSEMBLY := cdk --app cdk.out
 
-diff: synth
-	$(CDK) diff --all
+bootstrap: synth ## the CDK's bootstrap stack in your account and region (AWS credentials)
+	$(CDK_ASSEMBLY) bootstrap
 
-deploy: synth
-	$(CDK) deploy --all --require-approval broadening
+diff: synth ## what a deploy would change in your account (AWS credentials)
+	$(CDK_ASSEMBLY) diff
 
-destroy: node_modules/.installed $(VENV)/.synth-deps layer
+# Read-only (Service Quotas): the SageMaker instance quotas the environment needs; names what to request.
+preflight: $(VENV)/.synth-deps node_modules/.installed ## check the account's SageMaker instance quotas for ENV, read-only (AWS credentials)
+	@$(VENV)/bin/python -m local.preflight --env "$(ENV)"
+
+deploy: synth preflight ## preflight, then every stack of ENV (AWS credentials, bootstrapped account; ~30 min)
+	$(CDK_ASSEMBLY) deploy --all --require-approval broadening
+
+destroy: node_modules/.installed $(VENV)/.synth-deps layer ## delete every stack of ENV (AWS credentials; asks first)
 	$(CDK) destroy --all
 
-# Retrain the bundled model; the committed artefacts must not change unless the script does.
 # Ops commands keep their names whatever the code's layout, and do their own set-up.
-# Which rows of a capture file would go to human review: one JSON object per selected row on
-# stdout, the summary (records, rows, selected, rejected with reasons) on stderr.
-review-preview: $(VENV)/.synth-deps
-	@test -n "$(CAPTURE)" || { echo 'usage: make review-preview CAPTURE=<capture .jsonl file> [ARGS="--lower 0.1 --upper 0.9"]' >&2; exit 2; }
-	@$(VENV)/bin/python -m lambdas.capture "$(CAPTURE)" $(ARGS)
+# The offline commands default to the sample capture files (make samples writes them).
+SAMPLES := samples/captures
+# Which rows of a capture file would go to human review under ENV's rule: one JSON object per
+# selected row on stdout, the summary (records, rows, selected, rejected with reasons) on stderr.
+CAPTURE_PREVIEW = $(if $(CAPTURE),$(CAPTURE),$(SAMPLES)/held-out.jsonl)
+review-preview: $(VENV)/.synth-deps node_modules/.installed ## rows of a capture file ENV's review rule picks [CAPTURE=file] (no account; seconds)
+	@$(VENV)/bin/python -m lambdas.capture --env "$(ENV)" "$(CAPTURE_PREVIEW)" $(ARGS)
 
 # The reviewers' app on this machine (issue 16): the page and the API's routes on one origin on
 # 127.0.0.1, the real API handler over moto (DynamoDB, S3, EventBridge), the bundled test records as
 # tasks, signed in as a local reviewer (a local stand-in for Cognito's managed login). Ctrl-C stops it.
 REVIEW_PORT ?= 8765
-review-local: $(VENV)/.test-deps node_modules/.installed
+review-local: $(VENV)/.test-deps node_modules/.installed ## the reviewers' app on 127.0.0.1:8765 over an in-memory AWS (no account; ~1 min first time)
 	@$(VENV)/bin/python -m lambdas.review.app.local --port $(REVIEW_PORT)
 
 # Data-quality drift of local capture files against a baseline, with the open monitor's code:
 # statistics.json, constraint_violations.json and report.html in OUT, one line per violation.
-drift-report: $(VENV)/.synth-deps node_modules/.installed
-	@test -n "$(CAPTURE)" -a -n "$(OUT)" || { echo 'usage: make drift-report CAPTURE="<capture .jsonl files>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]' >&2; exit 2; }
-	@$(VENV)/bin/python -m lambdas.monitoring.drift --env "$(ENV)" --out "$(OUT)" $(if $(BASELINE),--baseline "$(BASELINE)") $(CAPTURE)
+CAPTURE_DRIFT = $(if $(CAPTURE),$(CAPTURE),$(SAMPLES)/shifted.jsonl)
+OUT ?= drift-report
+drift-report: $(VENV)/.synth-deps node_modules/.installed ## drift report of capture files [CAPTURE="files" OUT=dir BASELINE=csv] (no account; seconds)
+	@$(VENV)/bin/python -m lambdas.monitoring.drift --env "$(ENV)" --out "$(OUT)" $(if $(BASELINE),--baseline "$(BASELINE)") $(CAPTURE_DRIFT)
 
-model: $(VENV)/.test-deps
+# Retrain the bundled model; the committed artefacts must not change unless the script does.
+model: $(VENV)/.test-deps ## retrain the bundled model; the committed artefacts must not change (no account; seconds)
 	$(VENV)/bin/python -m stacks.shared.default_model.train
 
-clean:
+# The sample capture files, from the bundled held-out rows and model; the committed files must not change.
+samples: $(VENV)/.test-deps ## rewrite samples/captures/ from the bundled data (no account; seconds)
+	$(VENV)/bin/python -m stacks.shared.default_model.captures --out $(SAMPLES)
+
+clean: ## remove cdk.out, build and caches; the venv and node_modules stay (no account; instant)
 	rm -rf cdk.out .pytest_cache build

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Composition root: configuration -> stacks -> cdk-nag rule packs -> synth."""
 
+import sys
 from typing import NamedTuple
 
 from aws_cdk import App, Environment
@@ -79,5 +80,8 @@ if __name__ == "__main__":
     # bench). The tests' apps keep it, with cdk.json's validateAgainstDefaultRules making its errors
     # fail them (tests/stacks/test_synth_checks.py), beside cfn-lint on every template.
     app = App(builtin_cloud_formation_validation=False)
-    build(app)
+    try:
+        build(app)
+    except app_config.ConfigError as error:  # the message names the key and what is allowed; a traceback adds nothing
+        sys.exit(f"configuration error: {error}")
     app.synth()

@@ -1,10 +1,12 @@
 """Preview which captured predictions would go to human review, from a local capture file.
 
-    make review-preview CAPTURE=capture.jsonl [ARGS="--lower 0.1 --upper 0.9 --score-path score
-                                                     --rule band|outcome --outcome 0"]
+    make review-preview [CAPTURE=capture.jsonl] [ENV=dev] [ARGS="--lower 0.1 --upper 0.9 --score-path score
+                                                                 --rule band|outcome --outcome 0"]
 
-Prints one JSON object per selected row on stdout and a one-line summary on stderr. Bad lines are
-counted with their reasons, never fatal: use it to tune thresholds on real capture files.
+The rule, its thresholds and the model's score and features paths are the environment's (``--env``,
+from cdk.json); a flag overrides one. Prints one JSON object per selected row on stdout and a
+one-line summary on stderr. Bad lines are counted with their reasons, never fatal: use it to tune
+thresholds on real capture files.
 """
 
 from __future__ import annotations
@@ -19,16 +21,47 @@ from lambdas.capture.records import ParseOptions, parse_line
 from lambdas.capture.selection import RULES, SelectionRule
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def environment_defaults(environment: str) -> dict:
+    """The review rule and parse paths of ``environment`` in cdk.json; imported here: only this
+    command needs the stacks package (the deployed filter gets them as settings)."""
+    from stacks.shared.config import load
+
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    config = load({"environments": context.get("environments"), "env": environment}.get)
+    review, model = config.review, config.model
+    return {
+        "rule": review.rule, "lower": review.lower, "upper": review.upper, "outcome": review.outcome,
+        "score_path": model.score_path, "features_path": model.features_path,
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make review-preview CAPTURE=<file> ARGS=...", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="make review-preview CAPTURE=<file> ENV=<env> ARGS=...", description=__doc__.splitlines()[0])
     parser.add_argument("capture_file", type=Path)
+    parser.add_argument("--env", default=None, help="take the rule, thresholds and paths from this environment of cdk.json (make: ENV, default dev)")
     parser.add_argument("--rule", choices=RULES, default="band")
-    parser.add_argument("--lower", type=float, default=0.1, help="band: select p > lower (default 0.1)")
-    parser.add_argument("--upper", type=float, default=0.9, help="band: select p < upper (default 0.9)")
-    parser.add_argument("--outcome", type=int, default=0, help="outcome: select this predicted label (default 0)")
+    parser.add_argument("--lower", type=float, default=0.1, help="band: select p > lower (default: the environment's, else 0.1)")
+    parser.add_argument("--upper", type=float, default=0.9, help="band: select p < upper (default: the environment's, else 0.9)")
+    parser.add_argument("--outcome", type=int, default=0, help="outcome: select this predicted label (default: the environment's, else 0)")
     parser.add_argument("--score-path", default=None, help="JMESPath to the probability in JSON output, e.g. score")
     parser.add_argument("--features-path", default="features", help="JMESPath to the features in JSON input")
+    known, _ = parser.parse_known_args(argv)
+    if known.env is not None:
+        from stacks.shared.config import ConfigError
+
+        try:
+            parser.set_defaults(**environment_defaults(known.env))
+        except ConfigError as error:
+            parser.error(str(error))
     args = parser.parse_args(argv)
+    rule_from = f"environment {args.env!r}" if args.env else "the flags"
+    print(
+        f"rule: {args.rule} ({f'{args.lower} < p < {args.upper}' if args.rule == 'band' else f'predicted label {args.outcome}'}), from {rule_from}",
+        file=sys.stderr,
+    )
     try:
         rule = SelectionRule(rule=args.rule, lower=args.lower, upper=args.upper, outcome=args.outcome)
     except ValueError as error:

@@ -77,3 +77,17 @@ def test_make_review_preview_without_a_file_says_how_to_use_it() -> None:
 def test_a_missing_capture_file_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
     result = run_cli(tmp_path / "nope.jsonl")
     assert result.returncode == 2 and "no such capture file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_environments_rule_is_the_default_and_a_flag_overrides_it(tmp_path: Path) -> None:
+    capture = tmp_path / "seed003.jsonl"
+    capture.write_text("\n".join(SEED_003_LINES) + "\n")
+    # income (seed 002) reviews the negative outcomes; both rows here are predicted 1, so none is picked.
+    income = run_cli(capture, "--env", "income", "--score-path", "score")
+    assert income.returncode == 0, income.stderr
+    assert "rule: outcome (predicted label 0), from environment 'income'" in income.stderr
+    assert income.stdout == ""
+    overridden = run_cli(capture, "--env", "income", "--score-path", "score", "--rule", "band")
+    assert [json.loads(line)["rowIndex"] for line in overridden.stdout.splitlines()] == [1]
+    unknown = run_cli(capture, "--env", "nope")
+    assert unknown.returncode == 2 and "env: 'nope' is not an environment in cdk.json" in unknown.stderr

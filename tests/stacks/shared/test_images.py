@@ -59,3 +59,13 @@ def test_what_the_sdk_needs_more_arguments_for_is_refused(framework: str, versio
 def test_unknown_region_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported region: mars-north-1"):
         images.image_uri("model-monitor", "mars-north-1")
+
+
+def test_the_pinned_table_package_is_the_one_the_sdk_installs() -> None:
+    """requirements-image-tables.txt (synthesis, no dependencies) pins what sagemaker installs for the tests."""
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pins = Path(__file__).resolve().parents[3] / "requirements-image-tables.txt"
+    pinned = dict(line.split("==") for line in pins.read_text().splitlines() if line and not line.startswith("#"))
+    assert pinned == {"sagemaker-core": version("sagemaker-core")}
