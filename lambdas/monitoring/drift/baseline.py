@@ -15,7 +15,7 @@ model-monitor-interpreting-statistics.html and .../model-monitor-byoc-constraint
   buckets are the sketch's bins (not the prebuilt container's 10 equal-width ones), so a baseline and
   a period plot on the same bins. Each feature also carries ``open_monitor`` (the schema's
   "provision for custom stats"): the bin edges the profilers use (in the baseline's file only), and
-  the counts of text, NaN, infinite and non-integral values. Nothing custom goes inside ``numerical_statistics``: seed 001's
+  the counts of text, NaN, infinite, out-of-range (beyond the float32 range) and non-integral values. Nothing custom goes inside ``numerical_statistics``: seed 001's
   visualisation utilities tabulate every scalar there.
 - ``constraints.json``: per feature ``completeness`` (the baseline's non-missing share) and
   ``num_constraints.is_non_negative``, and ``monitoring_config`` with the drift comparison
@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lambdas.monitoring.drift.sketch import ColumnSketch, Layout, Sketch, profile
+from lambdas.monitoring.drift.sketch import RANGE_LIMIT, ColumnSketch, Layout, Sketch, profile
 
 STATISTICS_FILE = "statistics.json"
 CONSTRAINTS_FILE = "constraints.json"
@@ -93,8 +93,9 @@ def bin_edges(values: Sequence[float], bins: int = DEFAULT_BINS) -> tuple[float,
 def profile_dataset(text: str, bins: int = DEFAULT_BINS) -> tuple[Layout, Sketch]:
     """The layout (bin edges per column) and the sketch of the baseline dataset's rows.
 
-    A baseline cell must be a finite number or empty (missing): text, NaN or infinity in the
-    baseline would make every later comparison meaningless, so they fail here, naming the cell.
+    A baseline cell must be a finite number within the float32 range (``sketch.RANGE_LIMIT``) or
+    empty (missing): text, NaN, infinity or a value out of range in the baseline would make every
+    later comparison meaningless, so they fail here, naming the cell.
     """
     header, rows = read_dataset(text)
     columns: list[list[float]] = [[] for _ in header]
@@ -109,6 +110,9 @@ def profile_dataset(text: str, bins: int = DEFAULT_BINS) -> tuple[Layout, Sketch
                 raise BaselineError(f"{where}: {cell[:40]!r} is not a number") from None
             if not math.isfinite(value):
                 raise BaselineError(f"baseline line {number}, column {header[index]!r}: {cell!r} is not finite")
+            if abs(value) > RANGE_LIMIT:
+                where = f"baseline line {number}, column {header[index]!r}"
+                raise BaselineError(f"{where}: {cell[:40]!r} is beyond the float32 range (|x| > {RANGE_LIMIT:.8g}): out of range")
             columns[index].append(value)
     for name, values in zip(header, columns, strict=True):
         if not values:
@@ -169,6 +173,7 @@ def statistics_document(
                     "num_text": column.text,
                     "num_nan": column.nan,
                     "num_infinite": column.inf,
+                    "num_out_of_range": column.out_of_range,
                     "num_non_integral": column.fractional,
                 },
             }

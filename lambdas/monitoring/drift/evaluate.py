@@ -6,7 +6,8 @@ https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-interpreting-viola
 - ``completeness_check``: the share of non-missing values is below the baseline's ``completeness``.
 - ``data_type_check``: the share of present values of the baseline's type (finite numbers; whole
   numbers for an ``Integral`` column) is below ``datatype_check_threshold`` (1.0: every value).
-  Text, NaN and infinity count against it, each named in the description.
+  Text, NaN, infinity and finite values beyond the float32 range (out of range, ``sketch.RANGE_LIMIT``:
+  the model reads them as infinity) count against it, each named in the description.
 - ``baseline_drift_check``: the L-infinity distance between the baseline's and the period's
   cumulative distributions (the distance Model Monitor reports; for numbers, the two-sample
   Kolmogorov-Smirnov statistic) is significant: it exceeds both ``comparison_threshold`` (0.1) and
@@ -182,9 +183,11 @@ def _quality_violations(baseline: Baseline, index: int, name: str, column: Colum
         )
     kind = baseline.inferred_types[index]
     fractional = column.fractional if kind == INTEGRAL else 0
-    mismatched = column.text + column.nan + column.inf + fractional
+    mismatched = column.text + column.nan + column.inf + column.out_of_range + fractional
     if column.present and (column.present - mismatched) / column.present < baseline.datatype_check_threshold:
         detail = [f"{column.text} text", f"{column.nan} NaN", f"{column.inf} infinite"]
+        if column.out_of_range:
+            detail.append(f"{column.out_of_range} out of range (beyond the float32 range)")
         if kind == INTEGRAL:
             detail.append(f"{fractional} not whole")
         found.append(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
@@ -65,8 +66,8 @@ def value(cell: Any) -> Any:
     if isinstance(cell, (int, float)):
         try:
             number = float(cell)
-        except OverflowError:  # an integer beyond the float range: an infinity, as the sketch counts it
-            return "Infinity" if cell > 0 else "-Infinity"
+        except OverflowError:  # an integer beyond the double range: the largest double, out of range as the sketch counts it
+            return sys.float_info.max if cell > 0 else -sys.float_info.max
     elif isinstance(cell, str):
         try:
             number = float(cell)

@@ -12,9 +12,11 @@ For each column of the baseline (the model's output ``probability`` first, then 
   rounding error from the order of the merge);
 - counts of missing values (``None`` or a blank field), of values that are not numbers (text that
   ``float()`` cannot read, booleans, lists, objects: a data-type mismatch), of NaN and of
-  infinities (each counted on its own, never in the histogram), and of finite values that are not
-  whole numbers (a data-type mismatch for an ``Integral`` baseline column). A number is what
-  ``float()`` reads, so numeric text (a CSV field) counts as its number.
+  infinities (each counted on its own, never in the histogram), of finite values beyond the float32
+  range (``|x| > RANGE_LIMIT``, "out of range": counted on their own like infinities, never in the
+  histogram, the minimum, the maximum or the sums), and of finite values that are not whole numbers
+  (a data-type mismatch for an ``Integral`` baseline column). A number is what ``float()`` reads, so
+  numeric text (a CSV field) counts as its number; an integer beyond even the double range is out of range.
 
 A row whose feature count differs from the baseline's is not profiled: it is counted under its
 reason in ``rejected``, so nothing is lost without a trace.
@@ -33,7 +35,8 @@ Serialised form (``dumps``), format ``drift-sketch`` version 1, compact JSON::
     {"format": "drift-sketch", "version": 1, "baseline": "<layout id>", "columns": [names],
      "bins": [bins per column], "rows": n, "rejected": {"<reason>": n},
      "features": [{"h": [bin, count, bin, count, ...],   # non-empty bins only, ascending
-                   "missing": n, "text": n, "nan": n, "inf": n, "fractional": n,   # only if not 0
+                   "missing": n, "text": n, "nan": n, "inf": n, "out_of_range": n,   # only if not 0
+                   "fractional": n,                                                   # only if not 0
                    "min": x, "max": x, "sum": "p:k", "sumsq": "p:k"}]}   # no min/max/sums if no finite value
 
 A sum ``"p:k"`` is exactly ``p / 2**k`` (integers in text: they outgrow JSON's numbers). Floats
@@ -45,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -65,6 +69,12 @@ _CHUNK_BITS, _CHUNKS = 21, 4
 _CHUNK = float(1 << _CHUNK_BITS)
 # Every finite double is a whole multiple of 2**-1074, so a sum of doubles is an integer times a
 # power of two; the sums are kept as (integer, exponent), the exponent the smallest seen so far.
+# The largest float32. A finite value beyond it is "out of range": counted apart, as infinities are.
+# XGBoost (the bundled model, and the attribution evaluator's TreeSHAP) and most model servers read
+# features as float32, where such a value is infinity; and it keeps the sums of squares (at most
+# rows * 1.2e77) and so the mean and standard deviation far inside the double range, whatever the
+# period holds (a value of 1.4e154 or more used to overflow them and crash the run).
+RANGE_LIMIT = 3.4028234663852886e38
 _NUMBER, _MISSING, _TEXT = 0, 1, 2
 _NUMBER_TYPES = frozenset({float, int, str})
 _ZERO, _ONE = struct.pack("d", 0.0), struct.pack("d", 1.0)
@@ -126,6 +136,7 @@ class ColumnSketch:
     text: int = 0
     nan: int = 0
     inf: int = 0
+    out_of_range: int = 0  # finite values with |x| > RANGE_LIMIT
     fractional: int = 0
     minimum: float | None = None
     maximum: float | None = None
@@ -150,7 +161,7 @@ class ColumnSketch:
     @property
     def present(self) -> int:
         """Values that are there, numbers or not (Model Monitor's ``num_present``)."""
-        return self.finite + self.text + self.nan + self.inf
+        return self.finite + self.text + self.nan + self.inf + self.out_of_range
 
     @property
     def total(self) -> Fraction:
@@ -185,6 +196,7 @@ class ColumnSketch:
             text=self.text + other.text,
             nan=self.nan + other.nan,
             inf=self.inf + other.inf,
+            out_of_range=self.out_of_range + other.out_of_range,
             fractional=self.fractional + other.fractional,
             minimum=_pick(min, self.minimum, other.minimum),
             maximum=_pick(max, self.maximum, other.maximum),
@@ -334,6 +346,22 @@ def _fold(columns: list[ColumnSketch], batch: Batch) -> None:
     table.sort(axis=1)
     lasts = np.maximum(counts - 1, 0)
     lows, highs = table[:, 0] + 0.0, table[np.arange(len(columns)), lasts] + 0.0  # + 0.0: -0.0 is 0.0, whatever the order
+    outside = [0] * len(columns)
+    beyond = np.nonzero((lows < -RANGE_LIMIT) | (highs > RANGE_LIMIT))[0].tolist()  # rare: a check of two numbers a column
+    if beyond:  # values beyond the float32 range: counted apart and taken out, as infinities are
+        counts = np.array(counts)
+        for index in beyond:
+            row, count = table[index], int(counts[index])
+            low = int(np.searchsorted(row[:count], -RANGE_LIMIT, side="left"))
+            high = int(np.searchsorted(row[:count], RANGE_LIMIT, side="right"))
+            outside[index] = low + count - high
+            row[:low] = np.nan
+            row[high:count] = np.nan
+            row.sort()  # the values within range first again
+            counts[index] = high - low
+        whole = False
+        lasts = np.maximum(counts - 1, 0)
+        lows, highs = table[:, 0] + 0.0, table[np.arange(len(columns)), lasts] + 0.0
     bounds = np.zeros(layout._histogram_size, dtype=np.int64)  # per column: 0, #{x <= e_0}, ..., #{x <= e_k}, finite
     for start, edges, row, count in zip(layout._histogram_starts, layout._edge_arrays, table, counts.tolist(), strict=True):
         bounds[start + 1 : start + 1 + len(edges)] = np.searchsorted(row[:count], edges, side="right")
@@ -352,6 +380,7 @@ def _fold(columns: list[ColumnSketch], batch: Batch) -> None:
         column.text += text[index]
         column.nan += nans[index]
         column.inf += infs[index]
+        column.out_of_range += outside[index]
         if not counts[index]:
             continue
         column.counts = list(map(add, column.counts, bins[start : start + len(column.counts)]))
@@ -456,8 +485,8 @@ def _cell(value: Any) -> tuple[float, int]:
         return math.nan, _TEXT
     try:
         return float(value), _NUMBER
-    except OverflowError:  # an integer beyond the float range
-        return math.inf, _NUMBER
+    except OverflowError:  # an integer beyond the double range: out of range (``RANGE_LIMIT``)
+        return (sys.float_info.max if value > 0 else -sys.float_info.max), _NUMBER
     except (TypeError, ValueError):
         if isinstance(value, (str, bytes)) and not value.strip():  # a blank CSV field
             return math.nan, _MISSING
@@ -583,7 +612,7 @@ def dumps(sketch: Sketch) -> bytes:
     )
 
 
-_COUNTERS = ("missing", "text", "nan", "inf", "fractional")
+_COUNTERS = ("missing", "text", "nan", "inf", "out_of_range", "fractional")
 
 
 def _binary_text(value: Fraction) -> str:

@@ -22,7 +22,8 @@ the run reports a ``feature_attribution_drift_check`` violation. It writes
 - the "Monitoring Run Ended" event.
 
 A sample file that does not parse or has another number of columns is set aside with its reason;
-a row with text, NaN, infinity or a missing value is counted by reason and not explained; a period
+a row with text, NaN, infinity, a value beyond the float32 range (``sketch.RANGE_LIMIT``: the model
+reads float32, where it is infinity) or a missing value is counted by reason and not explained; a period
 without explainable rows is a Completed run that says why, with no metric and no violation. A
 model the app cannot explain, a missing baseline, or a baseline or model whose features are not
 the configured ones (a model change of feature count) is a Failed run that says why. S3, SageMaker
@@ -48,6 +49,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from lambdas.monitoring.drift import report, sample
+from lambdas.monitoring.drift.sketch import RANGE_LIMIT
 from lambdas.monitoring.open import common
 from lambdas.monitoring.runs import runs
 from lambdas.shared import aws
@@ -148,6 +150,8 @@ def _row_problem(row: Any, names: Sequence[str]) -> tuple[list[float] | None, st
             return None, f"NaN in {name}"
         if math.isinf(number):
             return None, f"infinity in {name}"
+        if abs(number) > RANGE_LIMIT:  # the model reads float32, where it would be infinity
+            return None, f"value beyond the float32 range in {name}"
         numbers.append(number)
     return numbers, None
 

@@ -94,6 +94,16 @@ def drift_metrics(evaluation: Evaluation) -> dict[str, float]:
     return values
 
 
+def out_of_range(evaluation: Evaluation) -> dict[str, int]:
+    """Column -> values beyond the float32 range (counted apart, as infinities are), where there are any."""
+    found = {}
+    for feature in evaluation.statistics.get("features", []):
+        count = feature.get("open_monitor", {}).get("num_out_of_range", 0)
+        if count:
+            found[feature["name"]] = count
+    return found
+
+
 def exit_message(evaluation: Evaluation, outcome: str, sketch_files: int) -> str:
     rows = evaluation.statistics["dataset"]["item_count"]
     violations = evaluation.violations["violations"]
@@ -107,6 +117,9 @@ def exit_message(evaluation: Evaluation, outcome: str, sketch_files: int) -> str
     rejected = evaluation.statistics.get("open_monitor", {}).get("rows_rejected") or {}
     if rejected and not evaluation.no_data:
         parts.append("rows not profiled: " + "; ".join(f"{reason}: {n}" for reason, n in rejected.items()))
+    outside = out_of_range(evaluation)
+    if outside:
+        parts.append("values beyond the float32 range, counted apart: " + "; ".join(f"{name}: {n}" for name, n in outside.items()))
     if evaluation.skipped:
         parts.append(common.set_aside_message(evaluation.skipped))
     return common.clip("; ".join(parts))

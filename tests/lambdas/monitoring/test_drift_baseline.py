@@ -108,6 +108,11 @@ def test_missing_and_integral_columns():
         ("probability,a\n0.5,1\n0.5,1,2\n", "line 3 has 3 fields, the header 2"),
         ("probability,a\n0.5,1\n0.5,abc\n", "line 3, column 'a': 'abc' is not a number"),
         ("probability,a\n0.5,nan\n", "line 2, column 'a': 'nan' is not finite"),
+        # beyond the float32 range: out of range (a value of 1.4e154 or more used to crash with OverflowError)
+        ("probability,a\n0.5,1\n0.5,1e39\n", r"line 3, column 'a': '1e39' is beyond the float32 range .*: out of range"),
+        ("probability,a\n0.5,1e155\n", "line 2, column 'a': '1e155' is beyond the float32 range"),
+        ("probability,a\n0.5,-1.7e308\n", "line 2, column 'a': '-1.7e308' is beyond the float32 range"),
+        (f"probability,a\n0.5,{10**200}\n", "line 2, column 'a': '1000000000000000000000000000000000000000' is beyond the float32 range"),
         ("probability,a\n0.5,\n", "column 'a' has no values"),
     ],
 )

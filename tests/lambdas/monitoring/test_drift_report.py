@@ -211,6 +211,24 @@ def test_bad_lines_are_counted_with_their_reasons(tmp_path: Path, held_out) -> N
     assert "Rejected capture lines" in (out / "report.html").read_text()
 
 
+@pytest.mark.parametrize("value", ["1e39", "1e155", "1e200", "-1.7e308", str(10**200)])
+def test_a_value_beyond_the_float32_range_is_counted_and_the_report_written(tmp_path: Path, held_out, value) -> None:  # noqa: F811
+    # from 1.4e154 on, one such value used to end the command with an OverflowError (exit 1)
+    lines = [capture_line(row, i) for i, row in enumerate(held_out.tolist())]
+    hostile = json.loads(lines[0])
+    hostile["captureData"]["endpointInput"]["data"] = ",".join([value, *hostile["captureData"]["endpointInput"]["data"].split(",")[1:]])
+    path = tmp_path / "huge.jsonl"
+    path.write_text("\n".join([*lines, json.dumps(hostile)]) + "\n")
+    out = tmp_path / "out"
+    result = run_cli(path, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "mean_radius: data_type_check: " in result.stdout and "1 out of range (beyond the float32 range)" in result.stdout
+    assert "115 rows profiled" in result.stdout
+    [radius] = [f for f in json.loads((out / "statistics.json").read_text())["features"] if f["name"] == "mean_radius"]
+    assert radius["open_monitor"]["num_out_of_range"] == 1
+    assert "1 out of range" in (out / "report.html").read_text()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

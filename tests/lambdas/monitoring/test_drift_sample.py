@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 
 import orjson
 import pytest
@@ -96,8 +97,9 @@ def test_only_the_sample_of_one_object_takes_rows():
 
 
 def test_values_are_floats_and_missing_text_and_non_finite_are_kept_for_the_explainer():
+    # an integer beyond the double range is kept as the largest double: out of range, as the sketch counts it
     cells = [1, "2.5", " 3 ", None, "", "abc", True, math.nan, math.inf, "-inf", 10**400, [1]]
-    assert [value(c) for c in cells] == [1.0, 2.5, 3.0, None, None, "abc", True, "NaN", "Infinity", "-Infinity", "Infinity", [1]]
+    assert [value(c) for c in cells] == [1.0, 2.5, 3.0, None, None, "abc", True, "NaN", "Infinity", "-Infinity", sys.float_info.max, [1]]
     assert [value(value(c)) for c in cells] == [value(c) for c in cells]  # what is read back is kept as it is
     kept = sample(5, ["x"] * len(cells), [("e", 0, 0.25, cells)], source=SOURCE)
     assert loads(dumps(kept)).rows[0].features == kept.rows[0].features

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from lambdas.monitoring.drift import baseline as drift_baseline
-from lambdas.monitoring.drift.sketch import Layout, Sketch, SketchError, dumps, loads, merge, profile
+from lambdas.monitoring.drift.sketch import RANGE_LIMIT, Layout, Sketch, SketchError, dumps, loads, merge, profile
 from stacks.shared.default_model import BASELINE_CSV
 
 SMALL = Layout(("probability", "a", "b"), ((0.1, 0.5, 0.9), (1.0, 2.0, 3.0), (0.0, 1.0)))
@@ -31,10 +31,10 @@ def test_a_value_on_an_edge_counts_at_that_edge():
 
 
 def test_bad_values_are_counted_apart_and_never_binned():
-    values = [1.5, "2.5", " 2 ", None, "", " ", "abc", True, [1], math.nan, "NaN", math.inf, "-inf", "Infinity", 10**400]
+    values = [1.5, "2.5", " 2 ", None, "", " ", "abc", True, [1], math.nan, "NaN", math.inf, "-inf", "Infinity", 10**400, "1e39", -1e200]
     sketch = profile(SMALL, [(0.5, [value, 0.0]) for value in values])
     column = sketch.features[1]
-    assert (column.finite, column.missing, column.text, column.nan, column.inf) == (3, 3, 3, 2, 4)
+    assert (column.finite, column.missing, column.text, column.nan, column.inf, column.out_of_range) == (3, 3, 3, 2, 3, 3)
     assert column.present + column.missing == len(values) == sketch.rows  # nothing lost
     assert column.total == Fraction(1.5) + Fraction(2.5) + 2 and column.fractional == 2
 
@@ -52,7 +52,7 @@ def test_a_capture_with_only_an_input_or_only_an_output_counts_the_other_half_mi
 
 
 def test_sums_are_exact_whatever_the_magnitudes():
-    values = [1e308, 5e-324, -1e308, 0.1, 0.2, -0.3, 2.0**-60, 123456.789]
+    values = [3.4e38, 5e-324, -3.4e38, 0.1, 0.2, -0.3, 2.0**-60, 123456.789, RANGE_LIMIT, -RANGE_LIMIT]
     sketch = profile(SMALL, [(0.5, [v, 0.0]) for v in values])
     column = sketch.features[1]
     assert column.total == sum(Fraction(v) for v in values)
@@ -169,7 +169,7 @@ def _reference(layout: Layout, rows: list) -> list[dict]:
     batch code: a number is what float() reads (booleans aside), blank text and None are missing."""
     from bisect import bisect_left
 
-    found = [{"counts": [0] * (len(e) + 1), "missing": 0, "text": 0, "nan": 0, "inf": 0, "fractional": 0, "numbers": []} for e in layout.edges]
+    found = [{"counts": [0] * (len(e) + 1), "missing": 0, "text": 0, "nan": 0, "inf": 0, "out_of_range": 0, "fractional": 0, "numbers": []} for e in layout.edges]
     for output, features in rows:
         if features is not None and len(features) != layout.features:
             continue
@@ -183,7 +183,7 @@ def _reference(layout: Layout, rows: list) -> list[dict]:
             try:
                 x = float(value)
             except OverflowError:
-                column["inf"] += 1
+                column["out_of_range"] += 1
                 continue
             except (TypeError, ValueError):
                 column["text"] += 1
@@ -192,6 +192,8 @@ def _reference(layout: Layout, rows: list) -> list[dict]:
                 column["nan"] += 1
             elif math.isinf(x):
                 column["inf"] += 1
+            elif abs(x) > 3.4028234663852886e38:  # beyond the largest float32
+                column["out_of_range"] += 1
             else:
                 column["counts"][bisect_left(edges, x)] += 1
                 column["fractional"] += not x.is_integer()

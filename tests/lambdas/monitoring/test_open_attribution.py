@@ -347,6 +347,18 @@ def test_bad_samples_and_rows_are_set_aside_with_reasons_and_the_rest_explained(
     assert "feature_attribution_ndcg" in metric_values(capsys)
 
 
+@pytest.mark.parametrize("value", [1e39, "1e39", 1e155, 1e200, -1.7e308, 10**200, "-3.5e38"])
+def test_a_value_beyond_the_float32_range_is_not_explained_and_counted(explainer, held_out, value) -> None:
+    # XGBoost reads float32: such a value became infinity and failed the whole run (XGBoostError)
+    rows = held_out[:20].tolist()
+    rows[3][0] = value
+    result = attribution.attributions(explainer, rows, FEATURE_NAMES)
+    assert result.explained == 19 and result.not_explained == {"value beyond the float32 range in mean_radius": 1}
+    largest = float(np.finfo(np.float32).max)  # the largest float32 itself is explained
+    rows[3][0] = largest
+    assert attribution.attributions(explainer, rows, FEATURE_NAMES).explained == 20
+
+
 def test_an_empty_period_is_reported_with_no_metric_and_no_violation(aws, explainer, capsys) -> None:
     s3, events, queue = aws
     # A sample outside the period (the day before) is not read.

@@ -137,6 +137,7 @@ def test_a_folder_of_csv_files_is_one_dataset_with_one_header(s3):
     [
         (b"probability,a\n0.1,1\n0.2,twelve\n", "baseline dataset s3://datasets-bucket/bad.csv: baseline line 3, column 'a': 'twelve' is not a number"),
         (b"probability,a\n0.1,1\n0.2,inf\n", "baseline line 3, column 'a': 'inf' is not finite"),
+        (b"probability,a\n0.1,1\n0.2,1e200\n", "baseline line 3, column 'a': '1e200' is beyond the float32 range"),
         (b"probability,a\n0.1,1\n0.2\n", "baseline line 3 has 1 fields, the header 2"),
         (b"probability,a\n", "has a header but no rows"),
         (b"", "the baseline dataset is empty"),

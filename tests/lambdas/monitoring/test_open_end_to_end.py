@@ -28,11 +28,12 @@ from lambdas.capture.profiling import ProfilingSettings
 from lambdas.capture.records import ParseOptions
 from lambdas.capture.selection import SelectionRule
 from lambdas.monitoring.drift.__main__ import environment_config
-from lambdas.monitoring.open import baseline, common, data_quality
+from lambdas.monitoring.open import attribution, baseline, common, data_quality
+from lambdas.shared.explain.tree import TreeExplainer
 from stacks.monitoring.events import event_source
 from stacks.retraining.stack import violations_pattern
 from stacks.shared.aws_facts import MONITORING_CADENCES
-from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES, MODEL_ARTIFACT, TEST_CSV
+from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES, LABEL_NAMES, MODEL_ARTIFACT, TEST_CSV, TRAIN_CSV
 from tests.lambdas.aws_env import REGION, LambdaContext, drain
 from tests.lambdas.capture.test_records import capture_line
 
@@ -98,18 +99,23 @@ def loop(mocked_aws, config, monkeypatch):
     common.settings.cache_clear()
 
 
-def capture(s3, sqs, config, table: np.ndarray, hour: str, objects: int = 4) -> list[CaptureObject]:
-    """``table`` as SageMaker's capture objects of ``hour`` (requests of 1 to 3 rows), each profiled
-    by the capture filter as its Lambda does (review selection off: only profiling is under test)."""
-    settings = FilterSettings(
+def filter_settings(config, monitors: frozenset[str] = frozenset({"data-quality"})) -> FilterSettings:
+    """The capture filter's settings, review selection off: only profiling is under test."""
+    return FilterSettings(
         options=ParseOptions(score_path=config.model.score_path, features_path=config.model.features_path),
         rule=SelectionRule(rule="band", lower=0.1, upper=0.9),
         rows_per_loop=3,
         review_queue_url="",
         report_bucket=REPORTS,
         review=False,
-        profiling=ProfilingSettings(bucket=MONITORING, monitors=frozenset({"data-quality"}), sample_rows=500, feature_names=tuple(config.model.feature_names)),
+        profiling=ProfilingSettings(bucket=MONITORING, monitors=monitors, sample_rows=500, feature_names=tuple(config.model.feature_names)),
     )
+
+
+def capture(s3, sqs, config, table: np.ndarray, hour: str, objects: int = 4, monitors: frozenset[str] = frozenset({"data-quality"})) -> list[CaptureObject]:
+    """``table`` as SageMaker's capture objects of ``hour`` (requests of 1 to 3 rows), each profiled
+    by the capture filter as its Lambda does (review selection off: only profiling is under test)."""
+    settings = filter_settings(config, monitors)
     captured = []
     for number, chunk in enumerate(np.array_split(table, objects)):
         lines, start = [], 0
@@ -183,3 +189,61 @@ def test_capture_to_retraining_trigger(loop, config, periods, capsys):
     assert event["detail-type"] == "Monitoring Run Ended" and event["source"] == event_source(config)
     assert event["detail"]["processingJobName"] == f"{schedule}-2026112211" and event["detail"]["checkTypes"] == ["baseline_drift_check"]
     assert event["detail"]["reportHtmlS3Uri"] == f"s3://{MONITORING}/{folder}/report.html"
+
+
+# One captured value beyond the float32 range (|x| > 3.4e38); from 1.4e154 on it used to crash the
+# data-quality run (OverflowError in the statistics) and from 3.4e38 on the attribution run (XGBoostError).
+HUGE = ["1e39", "1e155", "1e200", "-1.7e308", str(10**200)]
+
+
+@pytest.mark.parametrize("value", HUGE, ids=["1e39", "1e155", "1e200", "-1.7e308", "int 10**200"])
+def test_a_value_beyond_the_float32_range_is_counted_apart_and_both_runs_complete(loop, config, periods, value):
+    s3, sqs, _ = loop
+    held_out, _ = periods
+    both = frozenset({"data-quality", "explainability"})
+    capture(s3, sqs, config, held_out, "2026/11/22/09", monitors=both)
+    row = ",".join([value, *(repr(float(v)) for v in held_out[0, 2:])])  # mean_radius is huge
+    key = f"capture/{config.prefix}/AllTraffic/2026/11/22/09/hostile.jsonl"
+    s3.put_object(Bucket=CAPTURE, Key=key, Body=capture_line(row, "0.5", event_id="hostile").encode())
+    report = filter_capture_object(s3, sqs, CaptureObject(CAPTURE, key), filter_settings(config, both))
+    assert report.rejected == 0 and report.profile.rows == 1 and report.profiling_error is None
+
+    # Data quality: the run completes; the value is counted apart (like an infinity), the row kept.
+    ended = data_quality.handler({"scheduledTime": "2026-11-22T10:20:00Z", "schedule": config.monitoring.data_quality.schedule}, LambdaContext())
+    assert ended["outcome"] == "CompletedWithViolations" and ended["features"] == ["mean_radius"] and ended["violationCount"] == 1
+    assert "115 rows from 5 sketch file(s)" in ended["exitMessage"]
+    assert "values beyond the float32 range, counted apart: mean_radius: 1" in ended["exitMessage"]
+    folder = f"data-quality/reports/{config.prefix}/{config.prefix}-data-quality/2026/11/22/10"
+    statistics = json.loads(s3.get_object(Bucket=MONITORING, Key=f"{folder}/statistics.json")["Body"].read())
+    [radius] = [f for f in statistics["features"] if f["name"] == "mean_radius"]
+    assert statistics["dataset"]["item_count"] == 115
+    assert radius["open_monitor"]["num_out_of_range"] == 1 and radius["numerical_statistics"]["common"]["num_present"] == 115
+    assert radius["numerical_statistics"]["max"] == held_out[:, 1].max()  # the value is not among the numbers
+    [violation] = json.loads(s3.get_object(Bucket=MONITORING, Key=f"{folder}/constraint_violations.json")["Body"].read())["violations"]
+    assert violation["constraint_check_type"] == "data_type_check" and "1 out of range (beyond the float32 range)" in violation["description"]
+    page = s3.get_object(Bucket=MONITORING, Key=f"{folder}/report.html")["Body"].read().decode()
+    assert "1 out of range" in page
+
+    # Attributions: the row is set aside with its reason, the other 114 explained, the run completes.
+    with tarfile.open(MODEL_ARTIFACT) as tar:
+        booster = xgb.Booster()
+        booster.load_model(bytearray(tar.extractfile("xgboost-model").read()))
+    explainer = TreeExplainer(booster, "bundled")
+    training = np.loadtxt(TRAIN_CSV, delimiter=",")[:, 1:].tolist()
+    analysis = attribution.baseline_analysis(booster, training, FEATURE_NAMES, LABEL_NAMES[-1])
+    s3.put_object(Bucket=MONITORING, Key=attribution.BASELINE_KEY, Body=json.dumps(analysis).encode())
+    daily = "cron(0 0 ? * * *)"
+    settings = attribution.AttributionSettings(
+        evaluator=common.EvaluatorSettings(
+            bucket=MONITORING, endpoint=config.prefix, schedule=f"{config.prefix}-explainability", event_source=event_source(config),
+            event_bus="default", cadences=dict(MONITORING_CADENCES),
+        ),
+        ndcg_threshold=0.9, sample_rows=500, feature_names=FEATURE_NAMES, label=LABEL_NAMES[-1],
+    )  # fmt: skip
+    events = boto3.client("events", region_name=REGION)
+    run = attribution.run({"scheduledTime": "2026-11-23T00:20:00Z", "schedule": daily}, settings, s3, events, lambda: explainer)
+    assert run.outcome == "Completed", run.detail["exitMessage"]
+    assert "rows not explained: value beyond the float32 range in mean_radius: 1" in run.detail["exitMessage"]
+    folder = f"explainability/reports/{config.prefix}/{config.prefix}-explainability/2026/11/23/00"
+    written = json.loads(s3.get_object(Bucket=MONITORING, Key=f"{folder}/analysis.json")["Body"].read())["open_monitor"]
+    assert written["rows_explained"] == 114 and written["rows_not_explained"] == {"value beyond the float32 range in mean_radius": 1}
