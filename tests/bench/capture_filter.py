@@ -26,6 +26,7 @@ import base64
 import io
 import json
 import random
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ from lambdas.capture.profiling import PACK_ROWS, ProfilingSettings, csv_values
 from lambdas.capture.records import ParseOptions, parse_line
 from lambdas.capture.selection import SelectionRule
 from lambdas.monitoring.drift.baseline import baseline_documents
-from tests.bench import verdict
+from tests.bench import median_ratio, verdict
 
 FORMATS = ("csv", "jsonl", "base64")
 THROUGHPUT_TARGET = 0.5
@@ -226,12 +227,12 @@ def profiling_ratios(args: argparse.Namespace, failures: list[str]) -> None:
     for kind in FORMATS:
         path = write_file(args.out / f"capture-{kind}-{args.records}.jsonl", kind, args.records)
         floors, profiles = [], []
-        for _ in range(args.runs):  # alternately, fastest of each: a noisy neighbour slows both, not one
+        for _ in range(args.runs):  # alternately: a noisy neighbour slows both, not one
             floors.append(measure_profiling("parse", path, kind, baseline))
             profiles.append(measure_profiling("profile", path, kind, baseline))
-        floor, profiled = (min(results, key=lambda r: r["seconds"]) for results in (floors, profiles))
-        floor_rate, profiled_rate = floor["records"] / floor["seconds"], profiled["records"] / profiled["seconds"]
-        ratio = profiled_rate / floor_rate
+        ratio = median_ratio([(rate(f), rate(p)) for f, p in zip(floors, profiles)])
+        floor_rate, profiled_rate = statistics.median(map(rate, floors)), statistics.median(map(rate, profiles))
+        profiled = profiles[0]
         print(f"{kind:8} {floor_rate:12,.0f} {profiled_rate:15,.0f} {ratio:6.2f} {profiled['sketch_bytes'] / (FEATURES + 1):16,.0f}")
         if ratio < PROFILING_TARGET:
             failures.append(f"{kind}: profiling and review selection at {ratio:.2f} of the parse-only floor's throughput")
@@ -252,15 +253,18 @@ def measure(mode: str, path: Path, kind: str) -> dict:
     return json.loads(output)
 
 
-def best_of_interleaved(runs: int, path: Path, kind: str) -> tuple[dict, dict]:
-    """Floor and filter alternately, fastest of each: a noisy neighbour slows both, not one."""
+def interleaved(runs: int, path: Path, kind: str) -> tuple[list[dict], list[dict], list[dict]]:
+    """Floor, filter and the orjson floor alternately: a noisy neighbour slows a run's three alike."""
     floors, filters, orjson_floors = [], [], []
     for _ in range(runs):
         floors.append(measure("floor", path, kind))
         filters.append(measure("filter", path, kind))
         orjson_floors.append(measure("orjson", path, kind))
-    fastest = lambda results: min(results, key=lambda r: r["seconds"])  # noqa: E731
-    return fastest(floors), fastest(filters), fastest(orjson_floors)
+    return floors, filters, orjson_floors
+
+
+def rate(result: dict) -> float:
+    return result["records"] / result["seconds"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,11 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'format':8} {'floor rec/s':>12} {'filter rec/s':>13} {'ratio':>6}   (target >= {THROUGHPUT_TARGET:.0%})   {'orjson floor':>12} {'ratio':>6}")
     for kind in FORMATS:
         path = write_file(args.out / f"capture-{kind}-{args.records}.jsonl", kind, args.records)
-        floor, filt, fast_floor = best_of_interleaved(args.runs, path, kind)
-        floor_rate, filter_rate = floor["records"] / floor["seconds"], filt["records"] / filt["seconds"]
-        fast_rate = fast_floor["records"] / fast_floor["seconds"]
-        ratio = filter_rate / floor_rate
-        print(f"{kind:8} {floor_rate:12,.0f} {filter_rate:13,.0f} {ratio:6.2f}   {'':>17}   {fast_rate:12,.0f} {filter_rate / fast_rate:6.2f}")
+        floors, filters, fast_floors = interleaved(args.runs, path, kind)
+        # Throughput ratio per run (filter rate over floor rate), median over the runs.
+        ratio = median_ratio([(rate(f), rate(m)) for f, m in zip(floors, filters)])
+        fast_ratio = median_ratio([(rate(f), rate(m)) for f, m in zip(fast_floors, filters)])
+        floor_rate, filter_rate, fast_rate = (statistics.median(map(rate, runs)) for runs in (floors, filters, fast_floors))
+        print(f"{kind:8} {floor_rate:12,.0f} {filter_rate:13,.0f} {ratio:6.2f}   {'(medians)':>17}   {fast_rate:12,.0f} {fast_ratio:6.2f}")
         if ratio < THROUGHPUT_TARGET:
             failures.append(f"{kind}: filter at {ratio:.2f} of the floor's throughput")
 
@@ -289,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     floor_peak = measure("floor", big, "csv")["peak_mb"]
     growth = big_peak - small_peak
     print(
-        f"peak memory (csv): {args.records:,} records {small_peak:.1f} MB, {big_records:,} records {big_peak:.1f} MB "
-        f"(+{growth:.1f} MB; target < {MEMORY_TARGET_MB:.0f} MB); floor on {big_records:,}: {floor_peak:.1f} MB"
+        f"peak memory (csv): {args.records:,} records {small_peak:.1f} MB, {big_records:,} records {big_peak:.1f} MB: "
+        f"growth {growth:+.1f} MB (target: growth < {MEMORY_TARGET_MB:.0f} MB); floor on {big_records:,}: {floor_peak:.1f} MB"
     )
     if growth >= MEMORY_TARGET_MB:
         failures.append(f"peak memory grew {growth:.1f} MB for a 10x larger file")
