@@ -27,7 +27,7 @@ from constructs import Construct
 
 from lambdas.monitoring.runs.runs import RUN_ENDED
 from lambdas.retraining import triggers
-from lambdas.retraining.dataset import MANIFEST_FILE
+from lambdas.retraining.dataset import LABELS_PREFIX, MANIFEST_FILE
 from lambdas.retraining.steps import RETRAINING_PREFIX, SCORED_DATASET, TRAINING_DATASET, run_locations
 from lambdas.shared.aws import split_s3_uri
 from lambdas.review.results.results import TRAINING_PREFIX
@@ -253,12 +253,15 @@ class RetrainingStack(Stack):
                 "DEAD_LETTER_QUEUE_URL": self.queue.dead_letter_queue.queue_url,
             },
         )
-        self.table.grant_read_write_data(self.triggers.role)
+        # The calls triggers.py makes, no more (grant_read_write_data would add Scan, BatchWriteItem,
+        # DescribeTable and the stream actions); the key for the table's customer-managed encryption.
+        self.table.grant(self.triggers.role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query")
+        key.grant_encrypt_decrypt(self.triggers.role)
         self.triggers.allow(["states:ListExecutions"], [self.state_machine.state_machine_arn])
         self.state_machine.grant_start_execution(self.triggers.role)
         self.state_machine.grant_execution(self.triggers.role, "states:DescribeExecution")  # is a lock's run still running?
         if labels_bucket is not None:
-            self.triggers.allow(["s3:ListBucket"], [labels_bucket.bucket_arn])
+            self.triggers.role.add_to_policy(list_prefix(labels_bucket.bucket_arn, LABELS_PREFIX))  # triggers.py counts training-rows/
             self.triggers.allow(["s3:GetObject"], [labels_bucket.arn_for_objects(f"{TRAINING_PREFIX}/*")])
             # The dataset manifest of the last training names the label objects it used.
             self.triggers.allow(["s3:GetObject"], [datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*/{MANIFEST_FILE}")])
@@ -306,7 +309,13 @@ class RetrainingStack(Stack):
     def _grant_steps(self, prefix: str, storage: StorageStack, training_data: str, labels_bucket, monitoring: MonitoringStack | None, endpoint, key, parameter: str) -> None:
         steps, stack = self.steps, Stack.of(self)
         data_bucket, data_key = split_s3_uri(training_data)
-        steps.allow(["s3:ListBucket"], [f"arn:{stack.partition}:s3:::{data_bucket}", storage.models.bucket_arn, storage.datasets.bucket_arn])
+        # Listings by prefix: the training data (dataset.py) and the run's batch-transform scores (steps.py).
+        steps.role.add_to_policy(list_prefix(f"arn:{stack.partition}:s3:::{data_bucket}", f"{data_key}*", like=True))
+        steps.role.add_to_policy(list_prefix(storage.datasets.bucket_arn, f"{RETRAINING_PREFIX}/*", like=True))
+        # Unconditioned on the models bucket: GetObject of a run's files there tells a missing object
+        # (404) from a denied one only with ListBucket, and AWS does not document which s3:prefix that
+        # decision evaluates (lambdas/shared/aws.py, key_listed).
+        steps.allow(["s3:ListBucket"], [storage.models.bucket_arn])
         steps.allow(
             ["s3:GetObject"],
             [
@@ -317,7 +326,7 @@ class RetrainingStack(Stack):
         )
         steps.allow(["s3:PutObject"], [storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*"), storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*")])
         if labels_bucket is not None:
-            steps.allow(["s3:ListBucket"], [labels_bucket.bucket_arn])
+            steps.role.add_to_policy(list_prefix(labels_bucket.bucket_arn, LABELS_PREFIX))  # dataset.py reads training-rows/
             steps.allow(["s3:GetObject"], [labels_bucket.arn_for_objects(f"{TRAINING_PREFIX}/*")])
         if monitoring is not None:
             bucket = storage.buckets["monitoring"]
@@ -414,6 +423,13 @@ class RetrainingStack(Stack):
         if retraining.schedule is not None:
             self.queue.add_rule(self, "ScheduleRule", description="Retraining trigger: schedule", schedule=events.Schedule.expression(retraining.schedule))
         return patterns
+
+
+def list_prefix(bucket_arn: str, prefix: str, *, like: bool = False) -> iam.PolicyStatement:
+    """s3:ListBucket on one bucket for listings under ``prefix`` only (the ``s3:prefix`` a ListObjectsV2 sends)."""
+    return iam.PolicyStatement(
+        actions=["s3:ListBucket"], resources=[bucket_arn], conditions={"StringLike" if like else "StringEquals": {"s3:prefix": [prefix]}}
+    )
 
 
 def open_baselines(config: AppConfig, monitoring: MonitoringStack | None, storage: StorageStack) -> dict[str, dict[str, Any]]:

@@ -393,3 +393,19 @@ def test_open_back_end_steps_may_write_the_monitors_baselines_and_load_xgboost(d
     assert {w.split("/")[-3] for w in writes} == {"data-quality", "explainability"}
     function = dev_app.template_json("retraining")["Resources"][dev_app.retraining.get_logical_id(steps_function.function.node.default_child)]
     assert len(function["Properties"]["Layers"]) == 2  # Powertools, and XGBoost for the attribution baseline's TreeSHAP
+
+
+def test_the_trigger_and_steps_roles_list_and_write_only_what_their_code_does(dev_app) -> None:
+    """Least privilege (deploy-fidelity review F7): the table actions triggers.py calls, and listings
+    limited to the prefixes the code lists (training-rows/, the training data, retraining/)."""
+    triggers = statements_of(dev_app, dev_app.retraining.triggers.role)
+    table_actions = {a for s in triggers for a in actions(s) if a.startswith("dynamodb:")}
+    assert table_actions == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"}
+    steps = statements_of(dev_app, dev_app.retraining.steps.role)
+    for statement in (s for s in triggers + steps if "s3:ListBucket" in actions(s)):
+        if "FnGetAttModels" in str(statement["Resource"]):  # the models bucket, read through the storage stack's output
+            continue  # a GetObject's 404 there needs an unconditioned ListBucket (the stack says why)
+        prefixes = next(iter(statement["Condition"].values()))["s3:prefix"]
+        assert prefixes and all(p.startswith(("training-rows/", "retraining/")) or p.endswith("*") for p in prefixes)
+    labelled = [s for s in triggers if "s3:ListBucket" in actions(s)]
+    assert [s["Condition"] for s in labelled] == [{"StringEquals": {"s3:prefix": ["training-rows/"]}}]
