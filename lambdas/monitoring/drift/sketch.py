@@ -45,6 +45,7 @@ are written by orjson in their shortest round-tripping form, so ``loads(dumps(s)
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import struct
@@ -624,7 +625,9 @@ def loads(data: bytes | str, layout: Layout | None = None) -> Sketch:
     """Read a sketch; with ``layout``, also check it was profiled against that baseline.
 
     Raises ``SketchError`` naming what is wrong: not JSON, another format or version, a column
-    count or baseline that differs from ``layout``'s, or a malformed field.
+    count, baseline or bin count that differs from ``layout``'s (checked before anything is
+    allocated), or a malformed or inconsistent field (``_parse``), so that a corrupt file, or one
+    another writer put among the sketches, is set aside with its reason and never ends a run.
     """
     try:
         document = orjson.loads(data)
@@ -635,62 +638,155 @@ def loads(data: bytes | str, layout: Layout | None = None) -> Sketch:
     if document.get("version") != VERSION:
         raise SketchError(f"sketch format version {document.get('version')!r}; this code reads version {VERSION}")
     try:
-        sketch = _parse(document)
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+        if layout is not None:
+            _check_document_layout(document, layout)
+        return _parse(document, layout)
+    except SketchError:
+        raise
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as error:
         raise SketchError(f"malformed sketch: {type(error).__name__}: {error}") from None
-    if layout is not None:
-        check_layout(sketch, layout)
-    return sketch
 
 
 def check_layout(sketch: Sketch, layout: Layout) -> None:
-    if len(sketch.columns) != len(layout.columns):
+    """``SketchError`` unless ``sketch`` was profiled against ``layout``."""
+    _check_columns(sketch.columns, sketch.layout_id, layout)
+    for name, column, edges in zip(layout.columns, sketch.features, layout.edges, strict=True):
+        if len(column.counts) != len(edges) + 1:
+            raise SketchError(f"sketch column {name!r} has {len(column.counts)} bins, the baseline's layout {len(edges) + 1}")
+
+
+def _check_columns(columns: Sequence[str], layout_id: str, layout: Layout) -> None:
+    if len(columns) != len(layout.columns):
         raise SketchError(
-            f"sketch has {len(sketch.columns)} columns {_names(sketch.columns)}, the baseline "
+            f"sketch has {len(columns)} columns {_names(columns)}, the baseline "
             f"{len(layout.columns)} {_names(layout.columns)}: it was profiled for another model's features"
         )
-    if sketch.columns != layout.columns:
-        differ = [f"{a!r} != {b!r}" for a, b in zip(sketch.columns, layout.columns) if a != b]
+    if tuple(columns) != layout.columns:
+        differ = [f"{a!r} != {b!r}" for a, b in zip(columns, layout.columns) if a != b]
         raise SketchError(f"sketch columns differ from the baseline's: {', '.join(differ[:3])}")
-    if sketch.layout_id != layout.id:
-        raise SketchError(
-            f"sketch was profiled against baseline layout {sketch.layout_id}, the baseline is {layout.id}"
-        )
+    if layout_id != layout.id:
+        raise SketchError(f"sketch was profiled against baseline layout {layout_id}, the baseline is {layout.id}")
 
 
-def _parse(document: dict[str, Any]) -> Sketch:
+def _check_document_layout(document: dict[str, Any], layout: Layout) -> None:
+    """``check_layout`` on the parsed JSON, before ``_parse`` allocates a bin: a bin count that is
+    not the layout's (10**8, say) is refused here, not after building lists of that size."""
+    columns, layout_id, bins = document["columns"], document["baseline"], document["bins"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise ValueError("columns must be a list of names")
+    if not isinstance(layout_id, str):
+        raise ValueError("baseline must be a layout id")
+    _check_columns(columns, layout_id, layout)
+    if not isinstance(bins, list) or len(bins) != len(columns):
+        raise ValueError(f"{len(columns)} columns but bins is not a list of {len(columns)} bin counts")
+    for name, size, edges in zip(layout.columns, bins, layout.edges, strict=True):
+        if size != len(edges) + 1 or type(size) is not int:
+            raise SketchError(f"sketch column {name!r} has {size!r} bins, the baseline's layout {len(edges) + 1}")
+
+
+# Bounds of what a sketch this code writes can hold, checked before the work they would cost:
+# - bins in all, for a sketch read without a layout (with one, each column's count must be the layout's);
+# - the exponent k of a sum "p:k": the finest unit of a sum of doubles is 2**-1074, and the exact sums
+#   use k <= 84 + 1073 (``_exact_sums``); the sum of squares twice that (so 1,200 and 2,400 leave room);
+# - the digits of p: |sum| <= rows * RANGE_LIMIT (2**128) in units of 2**-k, below 2**1,400 for any row
+#   count below 2**100, its square's numerator below 2**2,700: 1,000 digits is ample, and parsing it cheap.
+MAX_BINS = 1_000_000
+MAX_SUM_BITS = 1_200
+MAX_SUM_DIGITS = 1_000
+
+
+def _parse(document: dict[str, Any], layout: Layout | None = None) -> Sketch:
+    """The sketch of a parsed document; ``ValueError`` (or ``KeyError``, ``TypeError``) for a field
+    that is malformed or contradicts another: each column must account for every row exactly once
+    (binned, missing, text, NaN, infinite or out of range), its minimum be at most its maximum and
+    within range, its sums consistent with them (``n * min <= sum <= n * max``,
+    ``sum**2 <= n * sum of squares <= n**2 * max(min**2, max**2)``: a non-negative variance), and, with
+    ``layout``, the minimum and maximum fall in the first and last bins that hold a value."""
     columns = document["columns"]
     bins = document["bins"]
     items = document["features"]
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise ValueError("columns must be a list of names")
-    if len(bins) != len(columns) or len(items) != len(columns):
+    if not isinstance(bins, list) or not isinstance(items, list) or len(bins) != len(columns) or len(items) != len(columns):
         raise ValueError(f"{len(columns)} columns but {len(bins)} bin counts and {len(items)} features")
-    features = []
-    for name, size, item in zip(columns, bins, items, strict=True):
-        counts = [0] * _count(size, f"{name}.bins")
-        pairs = item["h"]
-        if len(pairs) % 2:
-            raise ValueError(f"{name}: histogram has an odd number of entries")
-        for index, count in zip(pairs[::2], pairs[1::2], strict=True):
-            if not 0 <= _count(index, f"{name} bin") < len(counts):
-                raise ValueError(f"{name}: bin {index} outside 0..{len(counts) - 1}")
-            counts[index] += _count(count, f"{name} bin {index}")
-        column = ColumnSketch(counts, **{k: _count(item.get(k, 0), f"{name}.{k}") for k in _COUNTERS})
-        if column.finite:
-            if "min" not in item:
-                raise ValueError(f"{name}: finite values counted but no min/max")
-            column.minimum, column.maximum = _finite(item["min"], name), _finite(item["max"], name)
-            column.sum_units, column.squares_units, column.sum_bits = _sums(item["sum"], item["sumsq"], name)
-        features.append(column)
-    rejected = document["rejected"]
-    if not isinstance(rejected, dict):
-        raise ValueError("rejected must be an object")
+    sizes = [_count(size, f"{name}.bins") for name, size in zip(columns, bins, strict=True)]
+    if sum(sizes) > MAX_BINS:
+        raise ValueError(f"{sum(sizes)} bins in all, more than {MAX_BINS:,}: not a sketch this code writes")
     layout_id = document["baseline"]
     if not isinstance(layout_id, str):
         raise ValueError("baseline must be a layout id")
     rows = _count(document["rows"], "rows")
+    features = []
+    for position, (name, size, item) in enumerate(zip(columns, sizes, items, strict=True)):
+        counts, filled = _histogram(item["h"], size, name)
+        column = ColumnSketch(counts, **{k: _count(item.get(k, 0), f"{name}.{k}") for k in _COUNTERS})
+        counted = column.present + column.missing
+        if counted != rows:
+            raise ValueError(f"{name}: {counted} values counted for {rows} rows (each row has one value in each column)")
+        if column.fractional > column.finite:
+            raise ValueError(f"{name}: {column.fractional} non-integral values of {column.finite} finite ones")
+        if column.finite:
+            if "min" not in item:
+                raise ValueError(f"{name}: finite values counted but no min/max")
+            column.minimum, column.maximum = _finite(item["min"], name), _finite(item["max"], name)
+            if column.minimum > column.maximum:
+                raise ValueError(f"{name}: min {column.minimum!r} > max {column.maximum!r}")
+            column.sum_units, column.squares_units, column.sum_bits = _sums(item["sum"], item["sumsq"], name)
+            _check_sums(column, name)
+            if layout is not None:
+                _check_extremes(column, filled, layout.edges[position], name)
+        features.append(column)
+    rejected = document["rejected"]
+    if not isinstance(rejected, dict):
+        raise ValueError("rejected must be an object")
     return Sketch(layout_id, tuple(columns), features, rows, {str(k): _count(v, k) for k, v in rejected.items()})
+
+
+def _check_sums(column: ColumnSketch, what: str) -> None:
+    """The sums agree with the count, minimum and maximum (exactly: integers scaled by powers of two)."""
+    n, total, squares, bits = column.finite, column.sum_units, column.squares_units, column.sum_bits
+    (low, low_scale), (high, high_scale) = column.minimum.as_integer_ratio(), column.maximum.as_integer_ratio()
+    if n * low << bits > total * low_scale or total * high_scale > n * high << bits:
+        raise ValueError(f"{what}: the sum is outside {n} times the min and max")
+    if squares < 0 or total * total > n * squares:
+        raise ValueError(f"{what}: the sums give a negative variance")
+    peak, scale = max((abs(low), low_scale), (abs(high), high_scale), key=lambda ratio: ratio[0] / ratio[1])
+    if squares * scale * scale > (n * peak * peak) << (2 * bits):
+        raise ValueError(f"{what}: the sum of squares exceeds {n} times the largest square")
+
+
+def _histogram(pairs: Any, size: int, what: str) -> tuple[list[int], list[int]]:
+    """(counts of the ``size`` bins, the bins that hold a value, ascending) of the written pairs
+    ``[bin, count, bin, count, ...]``: each bin at most once, in ascending order, as ``dumps`` writes
+    them. Checked a list at a time (a sketch file has thousands of pairs; the evaluator reads thousands of files)."""
+    if not isinstance(pairs, list) or len(pairs) % 2:
+        raise ValueError(f"{what}: histogram is not a list of bin, count pairs (not a list, or an odd number of entries)")
+    indexes, values = pairs[::2], pairs[1::2]
+    counts = [0] * size
+    if not pairs:
+        return counts, []
+    if not _INTEGER.issuperset(map(type, pairs)) or min(pairs) < 0:
+        for index, count in zip(indexes, values):  # name the first bad one
+            _count(index, f"{what} bin")
+            _count(count, f"{what} bin {index}")
+    if max(indexes) >= size:
+        raise ValueError(f"{what}: bin {max(indexes)} outside 0..{size - 1}")
+    if indexes != sorted(set(indexes)):
+        previous, index = next((a, b) for a, b in zip(indexes, indexes[1:]) if b <= a)
+        raise ValueError(f"{what}: bin {index} after bin {previous}: the bins must ascend")
+    for index, count in zip(indexes, values):
+        counts[index] = count
+    return counts, [i for i, c in zip(indexes, values) if c] if 0 in values else indexes
+
+
+_INTEGER = frozenset({int})
+
+
+def _check_extremes(column: ColumnSketch, filled: list[int], edges: Sequence[float], what: str) -> None:
+    """The minimum lies in the first bin that holds a value, the maximum in the last (``x <= e_0``,
+    ``e_{i-1} < x <= e_i``, ``x > e_k``)."""
+    if bisect.bisect_left(edges, column.minimum) != filled[0] or bisect.bisect_left(edges, column.maximum) != filled[-1]:
+        raise ValueError(f"{what}: min {column.minimum!r} and max {column.maximum!r} are not in the first and last bins that hold a value")
 
 
 def _count(value: Any, what: str) -> int:
@@ -700,22 +796,24 @@ def _count(value: Any, what: str) -> int:
 
 
 def _finite(value: Any, what: str) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise ValueError(f"{what}: min/max must be finite numbers, got {value!r}")
+    if type(value) not in (int, float) or not math.isfinite(value) or abs(value) > RANGE_LIMIT:
+        raise ValueError(f"{what}: min/max must be finite numbers within the float32 range, got {value!r}")
     return float(value)
 
 
 def _sums(sum_text: Any, squares_text: Any, what: str) -> tuple[int, int, int]:
     """(sum units, squares units, bits) of the written sums ``"p:k"``."""
-    (total, total_bits), (squares, squares_bits) = _binary(sum_text, what), _binary(squares_text, what)
+    (total, total_bits), (squares, squares_bits) = _binary(sum_text, what, MAX_SUM_BITS), _binary(squares_text, what, 2 * MAX_SUM_BITS)
     bits = max(total_bits, (squares_bits + 1) // 2)
     return total << (bits - total_bits), squares << (2 * bits - squares_bits), bits
 
 
-def _binary(text: Any, what: str) -> tuple[int, int]:
+def _binary(text: Any, what: str, limit: int) -> tuple[int, int]:
     if not isinstance(text, str) or text.count(":") != 1:
         raise ValueError(f"{what}: a sum must be written \"p:k\" (p / 2**k), got {text!r}")
     numerator, bits = text.split(":")
     if not bits.isdigit():
-        raise ValueError(f"{what}: a sum must be written \"p:k\" (p / 2**k), got {text!r}")
+        raise ValueError(f"{what}: a sum must be written \"p:k\" (p / 2**k), got {text[:40]!r}")
+    if len(numerator.lstrip("+-")) > MAX_SUM_DIGITS or len(bits) > 5 or int(bits) > limit:
+        raise ValueError(f"{what}: a sum \"p:k\" with {len(numerator)} digits and k = {bits[:12]}: beyond what a sketch holds (at most {MAX_SUM_DIGITS} digits, k <= {limit})")
     return int(numerator), int(bits)

@@ -218,6 +218,45 @@ def test_unreadable_and_foreign_sketches_are_set_aside_and_the_rest_evaluated(ba
     assert result.statistics == evaluate(baseline, good).statistics
 
 
+HOSTILE = {  # a sketch of the period, each changed as a corrupt file or another writer might
+    "bins-101-to-5.json": lambda d: d["bins"].__setitem__(1, 5),
+    "bins-10e8.json": lambda d: d["bins"].__setitem__(1, 10**8),
+    "negative-variance.json": lambda d: d["features"][1].update(sumsq="0:0"),
+    "sum-4000-digits.json": lambda d: d["features"][1].update(sum="9" * 4000 + ":0"),
+    "sum-exponent-10e8.json": lambda d: d["features"][1].update(sum="1:100000000"),
+    "rows-0.json": lambda d: d.update(rows=0),
+    "min-above-max.json": lambda d: d["features"][1].update(min=10.0, max=-10.0),
+}
+
+
+def test_malformed_sketches_are_set_aside_with_their_reasons_and_the_period_completes(baseline, held_out):
+    import orjson
+
+    from lambdas.monitoring.drift import report
+
+    good = sketch_files(baseline.layout, held_out)
+    template = orjson.loads(good[0][1])
+    hostile = []
+    for name, change in HOSTILE.items():
+        document = orjson.loads(orjson.dumps(template))
+        change(document)
+        hostile.append((name, orjson.dumps(document)))
+    result = evaluate(baseline, [*good[:2], *hostile, *good[2:]])
+    assert [name for name, _ in result.skipped] == list(HOSTILE)
+    reasons = dict(result.skipped)
+    assert "has 5 bins, the baseline's layout" in reasons["bins-101-to-5.json"]
+    assert "has 100000000 bins" in reasons["bins-10e8.json"]
+    assert "negative variance" in reasons["negative-variance.json"]
+    assert "beyond what a sketch holds" in reasons["sum-4000-digits.json"] and "beyond what a sketch holds" in reasons["sum-exponent-10e8.json"]
+    assert "values counted for 0 rows" in reasons["rows-0.json"] and "min 10.0 > max -10.0" in reasons["min-above-max.json"]
+    assert result.statistics == evaluate(baseline, good).statistics and result.no_data is None  # the good files still count
+    # what the deployed run does next: write the statistics and the page, which names every file set aside
+    orjson.dumps(result.statistics)
+    documents = baseline_documents(BASELINE_CSV.read_text())
+    page = report.render(result, documents["statistics.json"], report.Period(environment="dev", window="w", sketch_files=len(good) + len(hostile)))
+    assert all(name in page for name in HOSTILE) and "Sketches set aside" in page
+
+
 def test_nan_infinity_and_text_are_type_violations_never_in_the_distribution(baseline, held_out):
     index = baseline.layout.columns.index("mean_radius")
     rows = [(r[0], r[1:]) for r in held_out.tolist()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -129,13 +130,54 @@ def test_a_truncated_sketch_raises():
         (lambda d: d["features"][1].update(sum="1/3"), "a sum must be written"),
         (lambda d: d["features"][1].pop("min"), "no min/max"),
         (lambda d: d["features"].pop(), "3 columns but 3 bin counts and 2 features"),
+        # Inconsistent or absurd fields (a corrupt file, another writer's): refused, never a crash later.
+        (lambda d: d["features"][1].update(h=[0, 1, 0, 1]), "bin 0 after bin 0: the bins must ascend"),
+        (lambda d: d.update(rows=0), "probability: 1 values counted for 0 rows"),
+        (lambda d: d.update(rows=5), "probability: 1 values counted for 5 rows"),
+        (lambda d: d["features"][1].update(fractional=2), "a: 2 non-integral values of 1 finite ones"),
+        (lambda d: d["features"][1].update(min=10.0, max=-10.0), "a: min 10.0 > max -10.0"),
+        (lambda d: d["features"][1].update(min=1e308), "min/max must be finite numbers within the float32 range, got 1e"),
+        (lambda d: d["features"][1].update(sumsq="0:0"), "a: the sums give a negative variance"),
+        (lambda d: d["features"][1].update(sum="5:0", sumsq="25:0"), "a: the sum is outside 1 times the min and max"),
+        (lambda d: d["features"][1].update(sumsq="4:0"), "a: the sum of squares exceeds 1 times the largest square"),
+        (lambda d: d["features"][1].update(sum="9" * 4000 + ":0"), "a: a sum \"p:k\" with 4000 digits and k = 0: beyond what a sketch holds"),
+        (lambda d: d["features"][1].update(sum="1:100000000"), "k = 100000000: beyond what a sketch holds"),
+        (lambda d: d["features"][1].update(sumsq="1:" + "9" * 30), "beyond what a sketch holds"),
+        (lambda d: d["bins"].__setitem__(1, 10**7), "10000007 bins in all, more than 1,000,000"),
     ],
 )
 def test_a_malformed_field_names_what_is_wrong(change, reason):
     document = orjson.loads(dumps(profile(SMALL, [(0.5, [1.0, 0.0])])))
     change(document)
-    with pytest.raises(SketchError, match=reason):
+    with pytest.raises(SketchError, match=re.escape(reason)):
         loads(orjson.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d["bins"].__setitem__(1, 3), "sketch column 'a' has 3 bins, the baseline's layout 4"),
+        (lambda d: d["bins"].__setitem__(1, 5) or d["features"][1].update(h=[4, 1]), "sketch column 'a' has 5 bins, the baseline's layout 4"),
+        (lambda d: d["bins"].__setitem__(1, 10**8), "sketch column 'a' has 100000000 bins, the baseline's layout 4"),
+        (lambda d: d["bins"].__setitem__(1, "4"), "sketch column 'a' has '4' bins"),
+        # 2.5 belongs to bin 2 ((2, 3]), but the only value counted is in bin 0
+        (lambda d: d["features"][1].update(min=2.5, max=2.5, sum="5:1", sumsq="25:2"), "a: min 2.5 and max 2.5 are not in the first and last bins"),
+    ],
+)
+def test_a_sketch_that_does_not_fit_the_layout_is_refused_before_anything_is_allocated(change, reason):
+    import tracemalloc
+
+    document = orjson.loads(dumps(profile(SMALL, [(0.5, [1.0, 0.0])])))
+    change(document)
+    data = orjson.dumps(document)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SketchError, match=reason):
+            loads(data, SMALL)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # 10**8 bins would be 800 MB of list before any check
 
 
 def test_a_feature_count_that_changed_is_named():
