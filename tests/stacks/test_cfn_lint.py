@@ -20,9 +20,12 @@ def templates(built) -> list[Path]:
 
 def lint(template: Path, regions: list[str] = LINT_REGIONS) -> list[str]:
     """cfn-lint's findings on ``template`` in each of ``regions`` its services are offered in."""
-    # A2I and Model Monitor exist in fewer regions; config refuses the others.
-    if template.name.startswith("Review"):
+    # A2I and Model Monitor exist in fewer regions, the open review back end's Cognito and CloudFront
+    # not in the China and GovCloud partitions; config refuses the others.
+    if template.name.startswith("Review") and "sagemaker:CreateFlowDefinition" in template.read_text():  # the A2I back end
         regions = [r for r in regions if r in aws_facts.A2I_REGIONS]
+    elif template.name.startswith("Review"):
+        regions = [r for r in regions if not r.startswith(aws_facts.OPEN_REVIEW_UNAVAILABLE_REGION_PREFIXES)]
     if template.name.startswith("Monitoring") and "AWS::SageMaker::MonitoringSchedule" in template.read_text():  # the SageMaker back end
         regions = [r for r in regions if not r.startswith(aws_facts.MODEL_MONITOR_UNAVAILABLE_REGION_PREFIXES)]
     return [str(m) for m in lint_file(template, config=ManualArgs(regions=regions))]
