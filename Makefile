@@ -111,10 +111,15 @@ bench: $(VENV)/.test-deps node_modules/.installed layer ## speed and memory agai
 # bootstrap, diff and deploy use the assembly `make synth` just wrote (--app cdk.out): one synthesis.
 CDK_ASSEMBLY := cdk --app cdk.out
 
+# Without credentials the CDK says only "Unable to resolve AWS account"; this says what to set first.
+CREDENTIALS := $(VENV)/bin/python -m local.preflight --credentials-only
+
 bootstrap: synth ## the CDK's bootstrap stack in your account and region (AWS credentials)
+	@$(CREDENTIALS)
 	$(CDK_ASSEMBLY) bootstrap
 
 diff: synth ## what a deploy would change in your account (AWS credentials)
+	@$(CREDENTIALS)
 	$(CDK_ASSEMBLY) diff
 
 # Read-only (Service Quotas): the SageMaker instance quotas the environment needs; names what to request.

@@ -145,6 +145,19 @@ def report(findings: list[Finding], region: str, environment: str) -> tuple[str,
     return "\n".join(lines), 0
 
 
+NO_CREDENTIALS = "no AWS credentials: set AWS_PROFILE or run `aws configure` (see README, Deploying)"
+
+
+def credentials_configured() -> int:
+    """0 when boto3 finds credentials (environment, profile, SSO...), else 1 with what to set; no AWS call."""
+    import boto3
+
+    if boto3.session.Session().get_credentials() is None:
+        print(f"preflight: {NO_CREDENTIALS}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def environment_config(environment: str):
     from stacks.shared.config import load
 
@@ -155,7 +168,10 @@ def environment_config(environment: str):
 def main(argv: list[str] | None = None, *, client=None, region: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make preflight", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="dev")
+    parser.add_argument("--credentials-only", action="store_true", help="only check that AWS credentials are configured (no AWS call)")
     args = parser.parse_args(argv)
+    if args.credentials_only:
+        return credentials_configured()
     from stacks.shared.config import ConfigError
 
     try:
@@ -178,7 +194,7 @@ def main(argv: list[str] | None = None, *, client=None, region: str | None = Non
     try:
         quotas = quota_values(client)
     except NoCredentialsError:
-        print("preflight: no AWS credentials: set AWS_PROFILE or run `aws configure` (see README, Deploying)", file=sys.stderr)
+        print(f"preflight: {NO_CREDENTIALS}", file=sys.stderr)
         return 1
     except ClientError as error:
         print(

@@ -124,3 +124,16 @@ def test_no_credentials_says_what_to_set(monkeypatch, capsys) -> None:
 def test_an_unknown_environment_is_a_usage_error(capsys) -> None:
     assert preflight.main(["--env", "nope"]) == 2
     assert "env: 'nope' is not an environment in cdk.json" in capsys.readouterr().err
+
+
+def test_the_credentials_check_needs_no_aws_call(monkeypatch, capsys) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert preflight.main(["--credentials-only"]) == 1
+    assert "set AWS_PROFILE or run `aws configure`" in capsys.readouterr().err
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    assert preflight.main(["--credentials-only"]) == 0
