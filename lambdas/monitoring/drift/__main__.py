@@ -158,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     outcome = evaluation.no_data or (
         f"{len(evaluation.violations['violations'])} violation(s) in {len(features)} feature(s)" if features else "no violations"
     )
+    if evaluation.too_few:
+        outcome += f" (drift: {evaluation.too_few})"
     print(
         f"env {config.environment}: {len(captures)} capture file(s), {evaluation.statistics['dataset']['item_count']} rows profiled, "
         f"{period.rejected} rejected{rejected}; baseline {source}; {outcome}; written to {args.out}/"

@@ -12,11 +12,18 @@ model-monitor-interpreting-statistics.html and .../model-monitor-byoc-constraint
 - ``statistics.json``: ``version`` 0, ``dataset.item_count``, and per feature ``name``,
   ``inferred_type`` and ``numerical_statistics`` (``common.num_present`` / ``num_missing``,
   ``mean``, ``sum``, ``std_dev`` (population), ``min``, ``max``, ``distribution.kll.buckets``). The
-  buckets are the sketch's bins (not the prebuilt container's 10 equal-width ones), so a baseline and
-  a period plot on the same bins. Each feature also carries ``open_monitor`` (the schema's
-  "provision for custom stats"): the bin edges the profilers use (in the baseline's file only), and
-  the counts of text, NaN, infinite, out-of-range (beyond the float32 range) and non-integral values. Nothing custom goes inside ``numerical_statistics``: seed 001's
-  visualisation utilities tabulate every scalar there.
+  buckets are what the prebuilt container writes: ``KLL_BUCKETS`` (10) equal-width buckets from the
+  minimum to the maximum (``equal_width_buckets``; around the value when all values are equal), so
+  seed 001's ``show_distributions``, which draws every bucket with the first one's width, draws them.
+  Their counts are read off the sketch's bins, values assumed spread evenly within a bin (as a KLL
+  sketch's buckets are approximate too); the exact counts the evaluation uses are the bins themselves.
+  Each feature also carries ``open_monitor`` (the schema's "provision for custom stats"): the
+  sketch's ``bins`` (``{lower_bound, upper_bound, count}`` over the baseline's quantile edges, the
+  open ends bounded by the observed minimum and maximum), the bin edges the profilers use (in the
+  baseline's file only), the counts of text, NaN, infinite, out-of-range (beyond the float32 range)
+  and non-integral values, and of values below and above the baseline's range (``num_below_baseline_min``,
+  ``num_above_baseline_max``; 0 in the baseline's own file). Nothing custom goes inside
+  ``numerical_statistics``: seed 001's visualisation utilities tabulate every scalar there.
 - ``constraints.json``: per feature ``completeness`` (the baseline's non-missing share) and
   ``num_constraints.is_non_negative``, and ``monitoring_config`` with the drift comparison
   (threshold 0.1, method ``Robust``: ``evaluate.py`` says what it computes). The documentation's
@@ -43,6 +50,7 @@ DEFAULT_THRESHOLD = 0.1  # Model Monitor's default comparison_threshold
 # suggestion, shown in its violations as "Expected match: 100.0%".
 DATATYPE_CHECK_THRESHOLD = 1.0
 CUSTOM = "open_monitor"
+KLL_BUCKETS = 10  # the prebuilt container's equal-width buckets in distribution.kll.buckets
 INTEGRAL, FRACTIONAL = "Integral", "Fractional"
 
 
@@ -139,18 +147,74 @@ def numerical_statistics(column: ColumnSketch, edges: Sequence[float]) -> dict[s
             min=column.minimum,
             max=column.maximum,
         )
-    result["distribution"] = {"kll": {"buckets": buckets(column, edges)}}
+    result["distribution"] = {"kll": {"buckets": equal_width_buckets(column, edges)}}
     return result
 
 
 def buckets(column: ColumnSketch, edges: Sequence[float]) -> list[dict[str, Any]]:
-    """Every bin as ``{lower_bound, upper_bound, count}``; the open end bins are bounded by the
-    observed minimum and maximum (or their edge when empty)."""
+    """Every bin of the sketch as ``{lower_bound, upper_bound, count}``; the open end bins are
+    bounded by the observed minimum and maximum (or their edge when empty). ``open_monitor.bins``."""
     low = edges[0] if column.minimum is None else min(column.minimum, edges[0])
     high = edges[-1] if column.maximum is None else max(column.maximum, edges[-1])
     bounds = [low, *edges, high]
     spans = zip(bounds, bounds[1:], column.counts)
     return [{"lower_bound": low, "upper_bound": high, "count": count} for low, high, count in spans]
+
+
+def equal_width_buckets(column: ColumnSketch, edges: Sequence[float], count: int = KLL_BUCKETS) -> list[dict[str, Any]]:
+    """``count`` buckets of one width from the minimum to the maximum of the finite values (none
+    without one), as Model Monitor materialises its KLL sketch: bucket ``j`` holds
+    ``lower_bound <= x < upper_bound``, the last one its upper bound too. When all values are equal
+    (or the range is too narrow for distinct bounds) the buckets span ``v +- max(|v|, 1) / 2`` around
+    their midpoint ``v``, so no bucket has zero width.
+
+    The counts are read off the sketch's bins: exact where a bucket bound meets a bin edge, values
+    assumed spread evenly within a bin elsewhere, rounded so that they are whole and add up to the
+    number of finite values."""
+    if column.minimum is None:
+        return []
+    bounds = _equal_bounds(column.minimum, column.maximum, count)
+    if bounds is None:
+        middle = column.minimum / 2 + column.maximum / 2
+        half = max(abs(middle), 1.0) / 2
+        bounds = _equal_bounds(middle - half, middle + half, count)
+    # The sketch's bins as value intervals: bin i's values lie within [max(e_{i-1}, min), min(e_i, max)].
+    spans = []
+    for (low, high), weight in zip(zip([column.minimum, *edges], [*edges, column.maximum]), column.counts):
+        if weight:
+            spans.append((max(low, column.minimum), min(high, column.maximum), weight))
+    total = column.finite
+
+    def below(x: float) -> float:  # how many values are below x, values spread evenly within a bin
+        found = 0.0
+        for low, high, weight in spans:
+            if high < x or (high == x and low < x):
+                found += weight
+            elif low < x:
+                found += weight * (x - low) / (high - low)
+        return found
+
+    cumulative = [0, *(min(total, math.floor(below(x) + 0.5)) for x in bounds[1:-1]), total]
+    return [
+        {"lower_bound": bounds[j], "upper_bound": bounds[j + 1], "count": cumulative[j + 1] - cumulative[j]}
+        for j in range(count)
+    ]
+
+
+def _equal_bounds(low: float, high: float, count: int) -> list[float] | None:
+    """``count + 1`` ascending bounds from ``low`` to ``high`` a width apart, or None if they are not distinct."""
+    width = (high - low) / count
+    bounds = [low + j * width for j in range(count)] + [high]
+    return bounds if width > 0 and all(a < b for a, b in zip(bounds, bounds[1:])) else None
+
+
+def quantile_bins(feature: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A ``statistics.json`` feature's sketch bins (``open_monitor.bins``); a file written before
+    they moved there (the open monitor's first version) held them in ``distribution.kll.buckets``."""
+    custom = feature.get(CUSTOM) or {}
+    if "bins" in custom:
+        return custom["bins"]
+    return feature["numerical_statistics"]["distribution"]["kll"]["buckets"]
 
 
 def statistics_document(
@@ -170,6 +234,9 @@ def statistics_document(
                 "numerical_statistics": numerical_statistics(column, edges),
                 CUSTOM: {
                     **({"bin_edges": list(edges)} if with_edges else {}),
+                    "bins": buckets(column, edges),
+                    "num_below_baseline_min": column.below,
+                    "num_above_baseline_max": column.counts[-1],
                     "num_text": column.text,
                     "num_nan": column.nan,
                     "num_infinite": column.inf,
@@ -235,8 +302,7 @@ def load(statistics: Mapping[str, Any], constraints: Mapping[str, Any]) -> Basel
         features = statistics["features"]
         names = tuple(f["name"] for f in features)
         edges = tuple(tuple(float(e) for e in f[CUSTOM]["bin_edges"]) for f in features)
-        buckets = [f["numerical_statistics"]["distribution"]["kll"]["buckets"] for f in features]
-        counts = tuple(tuple(int(b["count"]) for b in column) for column in buckets)
+        counts = tuple(tuple(int(b["count"]) for b in quantile_bins(f)) for f in features)
         types = tuple(f["inferred_type"] for f in features)
         constrained = {c["name"]: c for c in constraints["features"]}
         config = constraints.get("monitoring_config", {})

@@ -61,6 +61,14 @@ class FeatureDrift:
     baseline_count: int
     current_count: int
     drifted: bool
+    # The fewest current values with which this column could drift at all (``rows_needed``); None
+    # when the baseline is too small for any (a critical value of 1 or more whatever the period).
+    needed: int | None = None
+
+    @property
+    def judged(self) -> bool:
+        """Whether the period has enough values of this column for a drift to be possible."""
+        return self.needed is not None and self.current_count >= self.needed
 
     @property
     def significant_distance(self) -> float | None:
@@ -78,12 +86,41 @@ class Evaluation:
     skipped: tuple[tuple[str, str], ...]  # (sketch name, reason) of sketches set aside
     no_data: str | None  # why the period could not be compared, when it could not
 
+    @property
+    def too_few(self) -> str | None:
+        """``"too few rows to judge: N rows, at least M needed"`` when no column of the period has
+        enough values for a drift to be possible (``rows_needed``), else None. Such a period reports
+        no drift violation by construction, which says nothing about drift."""
+        compared = [d for d in self.drift if d.distance is not None]
+        if self.no_data or not compared or any(d.judged for d in compared):
+            return None
+        needed = [d.needed for d in compared if d.needed is not None]
+        rows = self.statistics["dataset"]["item_count"]
+        if not needed:
+            return f"too few rows to judge: the baseline is too small for any period to show drift ({rows} rows)"
+        return f"too few rows to judge: {rows} rows, at least {min(needed)} needed"
+
 
 def ks_critical_value(n: int, m: int, alpha: float = DEFAULT_ALPHA) -> float:
     """The asymptotic two-sample KS critical value at level ``alpha`` for sample sizes n and m."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     return math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt((n + m) / (n * m))
+
+
+def rows_needed(n: int, alpha: float = DEFAULT_ALPHA) -> int | None:
+    """The fewest current values ``m`` with which a column of ``n`` baseline values can drift: the
+    distance is at most 1, so it needs ``ks_critical_value(n, m) < 1``, that is ``m > c**2 n / (n - c**2)``
+    (4 for the bundled 455-row baseline: 3 values can never alarm). None when no ``m`` will do."""
+    c_squared = -math.log(alpha / 2) / 2
+    if n <= c_squared:
+        return None
+    m = max(1, math.floor(c_squared * n / (n - c_squared)))
+    while ks_critical_value(n, m, alpha) >= 1:  # the float formula decides, as the drift rule does
+        m += 1
+    while m > 1 and ks_critical_value(n, m - 1, alpha) < 1:
+        m -= 1
+    return m
 
 
 def linf_distance(baseline: Sequence[int], current: Sequence[int]) -> tuple[float, float]:
@@ -208,9 +245,10 @@ def _quality_violations(baseline: Baseline, index: int, name: str, column: Colum
 def _drift(baseline: Baseline, index: int, name: str, counts: Sequence[int], alpha: float) -> FeatureDrift:
     reference = baseline.counts[index]
     n, m = sum(reference), sum(counts)
+    needed = rows_needed(n, alpha) if n else None
     if not m:
-        return FeatureDrift(name, None, None, None, n, 0, False)
+        return FeatureDrift(name, None, None, None, n, 0, False, needed)
     distance, bound = linf_distance(reference, counts)
     critical = ks_critical_value(n, m, alpha)
     drifted = distance > baseline.threshold and distance > critical
-    return FeatureDrift(name, distance, bound, critical, n, m, drifted)
+    return FeatureDrift(name, distance, bound, critical, n, m, drifted, needed)

@@ -1,11 +1,16 @@
 """The evaluation of a period as one self-contained HTML page (seed 001's visualisation, without a notebook).
 
 The page has a header (environment, period, captures read, rows, rejected lines and their
-reasons), the violations table, and per column a plot of the baseline's and the period's cumulative
-distributions at the baseline's bin edges (inline SVG), drifted columns first. No script, no
-external style, image or font; every value that comes from data is HTML-escaped. The plots read
-without colour: the baseline is a solid line, the period a dashed one, and the largest gap (the
-drift distance) is marked and labelled.
+reasons), the violations table (with each feature's drift distance, largest first), and per column
+a card, drifted columns first: the verdict (or "too few values to judge" when the period has fewer
+values than can ever pass the KS critical value), the baseline's and the period's mean, minimum and
+maximum, how many values lie outside the baseline's range, and a plot of both cumulative
+distributions at the baseline's bin edges (inline SVG) on an axis that spans the baseline's range:
+values beyond it are drawn at its ends and counted in the note, so a few outliers do not flatten
+the curves. No script, no external style, image or font; every value that comes from data is
+HTML-escaped. The plots read without colour: the baseline is a solid line, the period a dashed one,
+and the largest gap (the drift distance) is marked and labelled; their text is at least 11 px on
+the narrowest card (``CARD_MIN_PX``).
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from lambdas.monitoring.drift.baseline import CUSTOM, quantile_bins
 from lambdas.monitoring.drift.evaluate import BASELINE_DRIFT, Evaluation, FeatureDrift
 
 REPORT_FILE = "report.html"
 BASELINE_COLOUR, CURRENT_COLOUR = "#1f5fa8", "#c2410c"
-# Plot geometry in SVG user units; the SVG scales to the page width (a phone's 390 px included).
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 360, 200, 34, 10, 26, 30
+# Plot geometry in SVG user units; the SVG scales to its card's width (a phone's 390 px included).
+# The narrowest card is CARD_MIN_PX wide, CARD_CHROME_PX of it padding and border, so a user unit is
+# at least (300 - 20) / 320 = 0.875 px there: FONT_UNITS 13 is 11.4 px, readable.
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 320, 220, 34, 12, 30, 38
+CARD_MIN_PX, CARD_CHROME_PX = 300, 20
+FONT_UNITS = 13
 
 
 @dataclass(frozen=True)
@@ -70,9 +80,12 @@ def cumulative(buckets: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]
 
 
 def _buckets(statistics: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
-    return {
-        f["name"]: f["numerical_statistics"]["distribution"]["kll"]["buckets"] for f in statistics.get("features", [])
-    }
+    """Each feature's sketch bins (``baseline.quantile_bins``): what the plots are drawn from."""
+    return {f["name"]: quantile_bins(f) for f in statistics.get("features", [])}
+
+
+def _features(statistics: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {f["name"]: f for f in statistics.get("features", [])}
 
 
 def _number(value: float) -> str:
@@ -80,15 +93,23 @@ def _number(value: float) -> str:
 
 
 def plot(name: str, baseline: list[tuple[float, float]], current: list[tuple[float, float]], drift: FeatureDrift | None) -> str:
-    """An SVG of both cumulative distributions over the same value axis, the largest gap marked."""
+    """An SVG of both cumulative distributions over the baseline's range, the largest gap marked.
+
+    The axis runs from the baseline's first point to its last (its minimum and maximum); the
+    period's points beyond them are drawn at the axis ends (its curve rises there), so a few
+    outliers cannot squeeze both curves against one edge. The card says how many values lie beyond.
+    """
     title = f"Cumulative distribution of {name}: baseline (solid) and current period (dashed)"
-    values = [x for x, _ in baseline + current]
+    values = [x for x, _ in baseline] or [x for x, _ in current]
     low, high = min(values), max(values)
-    span = (high - low) or 1.0
+    if high == low:  # a constant baseline column: a range around it
+        half = max(abs(low), 1.0) / 2
+        low, high = low - half, high + half
+    span = high - low
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x_of(value: float) -> float:
-        return LEFT + (value - low) / span * inner_w
+        return LEFT + (min(max(value, low), high) - low) / span * inner_w
 
     def y_of(share: float) -> float:
         return TOP + (1 - share) * inner_h
@@ -104,14 +125,14 @@ def plot(name: str, baseline: list[tuple[float, float]], current: list[tuple[flo
     for share in (0.0, 0.5, 1.0):
         y = y_of(share)
         parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" stroke="#ddd" stroke-width="0.5"/>')
-        parts.append(f'<text x="{LEFT - 3}" y="{y + 3:.1f}" text-anchor="end" class="tick">{share:g}</text>')
+        parts.append(f'<text x="{LEFT - 3}" y="{y + 4:.1f}" text-anchor="end" class="tick">{share:g}</text>')
     for value, anchor in ((low, "start"), (high, "end")):
         parts.append(
-            f'<text x="{x_of(value):.1f}" y="{HEIGHT - BOTTOM + 12}" text-anchor="{anchor}" class="tick">'
+            f'<text x="{x_of(value):.1f}" y="{HEIGHT - BOTTOM + FONT_UNITS + 2}" text-anchor="{anchor}" class="tick">'
             f"{escape(_number(value))}</text>"
         )
     parts.append(
-        f'<text x="{LEFT + inner_w / 2:.1f}" y="{HEIGHT - 4}" text-anchor="middle" class="tick">value of {escape(name)}</text>'
+        f'<text x="{LEFT + inner_w / 2:.1f}" y="{HEIGHT - 5}" text-anchor="middle" class="tick">value of {escape(name)}</text>'
     )
     if baseline:
         parts.append(f'<polyline points="{path(baseline)}" fill="none" stroke="{BASELINE_COLOUR}" stroke-width="1.6"/>')
@@ -130,18 +151,44 @@ def plot(name: str, baseline: list[tuple[float, float]], current: list[tuple[flo
             anchor = "start" if x < LEFT + inner_w / 2 else "end"
             offset = 4 if anchor == "start" else -4
             parts.append(
-                f'<text x="{x + offset:.1f}" y="{y_of((below + above) / 2) + 3:.1f}" text-anchor="{anchor}" class="gap">{escape(label)}</text>'
+                f'<text x="{x + offset:.1f}" y="{y_of((below + above) / 2) + 4:.1f}" text-anchor="{anchor}" class="gap">{escape(label)}</text>'
             )
     # Legend: line samples with text, so it reads in grey scale too.
-    parts.append(f'<line x1="{LEFT}" y1="10" x2="{LEFT + 22}" y2="10" stroke="{BASELINE_COLOUR}" stroke-width="1.6"/>')
-    parts.append(f'<text x="{LEFT + 26}" y="13" class="legend">baseline</text>')
+    parts.append(f'<line x1="{LEFT}" y1="12" x2="{LEFT + 20}" y2="12" stroke="{BASELINE_COLOUR}" stroke-width="1.6"/>')
+    parts.append(f'<text x="{LEFT + 24}" y="16" class="legend">baseline</text>')
     parts.append(
-        f'<line x1="{LEFT + 90}" y1="10" x2="{LEFT + 112}" y2="10" stroke="{CURRENT_COLOUR}" stroke-width="1.6" stroke-dasharray="5 3"/>'
+        f'<line x1="{LEFT + 96}" y1="12" x2="{LEFT + 116}" y2="12" stroke="{CURRENT_COLOUR}" stroke-width="1.6" stroke-dasharray="5 3"/>'
     )
-    legend = "current period" if current else "current period: no values"
-    parts.append(f'<text x="{LEFT + 116}" y="13" class="legend">{legend}</text>')
+    legend = "period" if current else "period: no values"
+    parts.append(f'<text x="{LEFT + 120}" y="16" class="legend">{legend}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _summary(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """A card's numbers: mean, min and max as baseline -> period, the values outside the baseline's
+    range (``open_monitor.num_below_baseline_min`` / ``num_above_baseline_max``), and the values
+    beyond the float32 range (counted apart)."""
+    base, now = baseline.get("numerical_statistics", {}), current.get("numerical_statistics", {})
+    custom = current.get(CUSTOM, {})
+    lines = []
+    if "mean" in now and "mean" in base:
+        cells = [f"{what} {escape(_number(base[what]))} &#8594; {escape(_number(now[what]))}" for what in ("mean", "min", "max")]
+        lines.append(f'<p class="stats">{"; ".join(cells)}</p>')
+        below, above = int(custom.get("num_below_baseline_min", 0)), int(custom.get("num_above_baseline_max", 0))
+        finite = sum(int(b["count"]) for b in quantile_bins(current)) if current else 0
+        if below or above:
+            lines.append(
+                f'<p class="note"><strong>{below + above} of {finite} values outside the baseline\'s range</strong> '
+                f"[{escape(_number(base['min']))}, {escape(_number(base['max']))}]: {below} below, {above} above "
+                "(drawn at the axis ends)</p>"
+            )
+        else:
+            lines.append(f'<p class="note">All {finite} values within the baseline\'s range.</p>')
+    outside = int(custom.get("num_out_of_range", 0))
+    if outside:
+        lines.append(f'<p class="note flag">{outside} out of range (beyond the float32 range): counted apart, not plotted</p>')
+    return lines
 
 
 def _largest_gap(baseline: list[tuple[float, float]], current: list[tuple[float, float]]) -> tuple[float, float, float] | None:
@@ -157,20 +204,21 @@ def _largest_gap(baseline: list[tuple[float, float]], current: list[tuple[float,
     return None if best is None or best[0] == 0 else best[1:]
 
 
-CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;padding:12px;color:#111;background:#f6f6f4}
-main{max-width:980px;margin:0 auto}
-h1{font-size:1.3em;margin:.2em 0 .4em}h2{font-size:1.1em;margin:1.2em 0 .4em}h3{font-size:1em;margin:0 0 .2em;overflow-wrap:anywhere}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:.1em .8em;margin:0}dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
-table{border-collapse:collapse;width:100%;background:#fff}th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:break-word}
-td:last-child{overflow-wrap:anywhere}
-.features{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:10px}
-.feature{background:#fff;border:1px solid #ccc;padding:8px}.feature.drifted{border:2px solid #b91c1c}
-.flag{font-weight:700;color:#b91c1c}.ok{color:#166534}.note{font-size:.9em;color:#444;margin:.2em 0}
-.plot{width:100%;height:auto;display:block}.tick{font-size:9px;fill:#333}.legend{font-size:10px;fill:#111}.gap{font-size:10px;font-weight:700;fill:#111}
-ul{margin:.2em 0;padding-left:1.2em}li{overflow-wrap:anywhere}
-@media (max-width:560px){thead{display:none}table,tbody,tr,td{display:block}tr{border:1px solid #ccc;margin-bottom:6px}
-td{border:0;padding:2px 6px}td:first-child{font-weight:700}}
+CSS = f"""
+body{{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;padding:12px;color:#111;background:#f6f6f4}}
+main{{max-width:980px;margin:0 auto}}
+h1{{font-size:1.3em;margin:.2em 0 .4em}}h2{{font-size:1.1em;margin:1.2em 0 .4em}}h3{{font-size:1em;margin:0 0 .2em;overflow-wrap:anywhere}}
+dl{{display:grid;grid-template-columns:max-content 1fr;gap:.1em .8em;margin:0}}dt{{font-weight:600}}dd{{margin:0;overflow-wrap:anywhere}}
+table{{border-collapse:collapse;width:100%;background:#fff}}th,td{{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:break-word}}
+td:last-child{{overflow-wrap:anywhere}}
+.features{{display:grid;grid-template-columns:repeat(auto-fill,minmax({CARD_MIN_PX}px,1fr));gap:10px}}
+.feature{{background:#fff;border:1px solid #ccc;padding:8px}}.feature.drifted{{border:2px solid #b91c1c}}.feature.unjudged{{border-style:dashed}}
+.flag{{font-weight:700;color:#b91c1c}}.ok{{color:#166534}}.note{{font-size:.9em;color:#444;margin:.2em 0}}
+.plot{{width:100%;height:auto;display:block}}.tick{{font-size:{FONT_UNITS}px;fill:#333}}.legend{{font-size:{FONT_UNITS}px;fill:#111}}.gap{{font-size:{FONT_UNITS}px;font-weight:700;fill:#111}}
+.stats{{font-size:.9em;margin:.2em 0;font-variant-numeric:tabular-nums}}
+ul{{margin:.2em 0;padding-left:1.2em}}li{{overflow-wrap:anywhere}}
+@media (max-width:560px){{thead{{display:none}}table,tbody,tr,td{{display:block}}tr{{border:1px solid #ccc;margin-bottom:6px}}
+td{{border:0;padding:2px 6px}}td:first-child{{font-weight:700}}}}
 """
 
 
@@ -183,7 +231,9 @@ def render(evaluation: Evaluation, baseline_statistics: Mapping[str, Any], perio
         by_feature.setdefault(violation["feature_name"], []).append(violation)
     drift = {d.name: d for d in evaluation.drift}
     baseline_buckets, current_buckets = _buckets(baseline_statistics), _buckets(evaluation.statistics)
+    baseline_features, current_features = _features(baseline_statistics), _features(evaluation.statistics)
     names = [f["name"] for f in baseline_statistics.get("features", [])]
+    too_few = evaluation.too_few
 
     def order(name: str) -> tuple[bool, bool, float]:
         found = drift.get(name)
@@ -238,38 +288,61 @@ def render(evaluation: Evaluation, baseline_statistics: Mapping[str, Any], perio
         out.append(f'<p class="flag">No comparison: {e(evaluation.no_data)}</p>')
 
     out.append("<h2>Violations</h2>")
+    if too_few:
+        out.append(
+            f'<p class="flag">Drift: {e(too_few)}. A period this small cannot show drift whatever its values; '
+            "the completeness and type checks still apply.</p>"
+        )
     if violations:
-        out.append("<table><thead><tr><th>Feature</th><th>Check</th><th>Description</th></tr></thead><tbody>")
-        for violation in violations:
+
+        def distance_of(violation: Mapping[str, str]) -> float:
+            found = drift.get(violation["feature_name"])
+            return found.distance if found is not None and found.distance is not None else -1.0
+
+        out.append("<table><thead><tr><th>Feature</th><th>Check</th><th>Distance</th><th>Description</th></tr></thead><tbody>")
+        for violation in sorted(violations, key=distance_of, reverse=True):  # stable: ties keep their order
+            distance = distance_of(violation)
             out.append(
                 f"<tr><td>{e(violation['feature_name'])}</td><td>{e(violation['constraint_check_type'])}</td>"
-                f"<td>{e(violation['description'])}</td></tr>"
+                f"<td>{f'{distance:.4f}' if distance >= 0 else '-'}</td><td>{e(violation['description'])}</td></tr>"
             )
         out.append("</tbody></table>")
+    elif too_few:
+        out.append('<p class="ok">No completeness or data-type violations.</p>')
     else:
         out.append('<p class="ok">No violations.</p>')
 
     out.append("<h2>Distributions: baseline versus current period</h2>")
     out.append(
-        '<p class="note">Share of values at or below each baseline bin edge. Baseline: solid line; current period: '
-        "dashed line; the black bar marks the largest gap (the drift distance D).</p>"
+        '<p class="note">Share of values at or below each baseline bin edge, on an axis spanning the baseline\'s range '
+        "(values beyond it are drawn at its ends and counted above the plot). Baseline: solid line; current period: "
+        "dashed line; the black bar marks the largest gap (the drift distance D). Each card gives the baseline's "
+        "and the period's mean, minimum and maximum as baseline &#8594; period.</p>"
     )
     out.append('<div class="features">')
     for name in sorted(names, key=order):
         found = drift.get(name)
         drifted = found is not None and found.drifted
         flags = [v["constraint_check_type"] for v in by_feature.get(name, [])]
-        out.append(f'<section class="feature{" drifted" if drifted else ""}"><h3>{e(name)}</h3>')
+        judged = found is None or found.distance is None or found.judged
+        out.append(f'<section class="feature{" drifted" if drifted else ""}{"" if judged else " unjudged"}"><h3>{e(name)}</h3>')
         if found is not None and found.distance is not None:
-            verdict = "DRIFT" if drifted else "no drift"
+            if drifted:
+                verdict = '<span class="flag">DRIFT</span>'
+            elif judged:
+                verdict = '<span class="ok">no drift</span>'
+            else:
+                verdict = f'<span class="flag">too few values to judge: {found.current_count} values, at least {found.needed} needed</span>' if found.needed else '<span class="flag">too few values to judge: the baseline is too small</span>'
             out.append(
-                f'<p class="note"><span class="{"flag" if drifted else "ok"}">{verdict}</span>: distance {found.distance:.4f}, '
+                f'<p class="note">{verdict}: distance {found.distance:.4f}, '
                 f"KS critical value {found.critical_value:.4f}; {found.baseline_count} baseline, {found.current_count} current values</p>"
             )
         elif found is not None:
             out.append(f'<p class="note">No finite current values ({found.baseline_count} baseline values).</p>')
         if flags and any(f != BASELINE_DRIFT for f in flags):
             out.append(f'<p class="note flag">{e(", ".join(f for f in flags if f != BASELINE_DRIFT))}</p>')
+        if not evaluation.no_data:
+            out += _summary(baseline_features.get(name, {}), current_features.get(name, {}))
         baseline_points = cumulative(baseline_buckets.get(name, []))
         current_points = cumulative(current_buckets.get(name, [])) if not evaluation.no_data else []
         out.append(plot(name, baseline_points, current_points, found))

@@ -16,7 +16,9 @@ For each column of the baseline (the model's output ``probability`` first, then 
   range (``|x| > RANGE_LIMIT``, "out of range": counted on their own like infinities, never in the
   histogram, the minimum, the maximum or the sums), and of finite values that are not whole numbers
   (a data-type mismatch for an ``Integral`` baseline column). A number is what ``float()`` reads, so
-  numeric text (a CSV field) counts as its number; an integer beyond even the double range is out of range.
+  numeric text (a CSV field) counts as its number; an integer beyond even the double range is out of range;
+- how many of bin 0's values are below the baseline's minimum ``e_0`` (``below``; bin ``k+1`` holds
+  exactly those above its maximum ``e_k``), so a report can say how many values left the baseline's range.
 
 A row whose feature count differs from the baseline's is not profiled: it is counted under its
 reason in ``rejected``, so nothing is lost without a trace.
@@ -36,7 +38,7 @@ Serialised form (``dumps``), format ``drift-sketch`` version 1, compact JSON::
      "bins": [bins per column], "rows": n, "rejected": {"<reason>": n},
      "features": [{"h": [bin, count, bin, count, ...],   # non-empty bins only, ascending
                    "missing": n, "text": n, "nan": n, "inf": n, "out_of_range": n,   # only if not 0
-                   "fractional": n,                                                   # only if not 0
+                   "fractional": n, "below": n,                                       # only if not 0
                    "min": x, "max": x, "sum": "p:k", "sumsq": "p:k"}]}   # no min/max/sums if no finite value
 
 A sum ``"p:k"`` is exactly ``p / 2**k`` (integers in text: they outgrow JSON's numbers). Floats
@@ -118,6 +120,13 @@ class Layout:
         return [np.array(edges, dtype=np.float64) for edges in self.edges]
 
     @cached_property
+    def _first_edges(self) -> Any:
+        """Each column's first edge (the baseline's minimum), as one numpy array."""
+        import numpy as np
+
+        return np.array([edges[0] for edges in self.edges], dtype=np.float64)
+
+    @cached_property
     def _histogram_starts(self) -> list[int]:
         """Where each column's ``len(edges) + 2`` cumulative counts start in one array (``_fold``)."""
         starts = [0]
@@ -139,6 +148,7 @@ class ColumnSketch:
     inf: int = 0
     out_of_range: int = 0  # finite values with |x| > RANGE_LIMIT
     fractional: int = 0
+    below: int = 0  # finite values below the first edge (the baseline's minimum): part of counts[0]
     minimum: float | None = None
     maximum: float | None = None
     # sum = sum_units * 2**-sum_bits and sum of squares = squares_units * 2**-(2 * sum_bits), exactly
@@ -198,6 +208,7 @@ class ColumnSketch:
             nan=self.nan + other.nan,
             inf=self.inf + other.inf,
             out_of_range=self.out_of_range + other.out_of_range,
+            below=self.below + other.below,
             fractional=self.fractional + other.fractional,
             minimum=_pick(min, self.minimum, other.minimum),
             maximum=_pick(max, self.maximum, other.maximum),
@@ -363,6 +374,9 @@ def _fold(columns: list[ColumnSketch], batch: Batch) -> None:
         whole = False
         lasts = np.maximum(counts - 1, 0)
         lows, highs = table[:, 0] + 0.0, table[np.arange(len(columns)), lasts] + 0.0
+    belows = [0] * len(columns)  # values below the baseline's minimum (rare: a check of one number a column)
+    for index in np.nonzero(lows < layout._first_edges)[0].tolist():
+        belows[index] = int(np.searchsorted(table[index, : int(counts[index])], layout.edges[index][0], side="left"))
     bounds = np.zeros(layout._histogram_size, dtype=np.int64)  # per column: 0, #{x <= e_0}, ..., #{x <= e_k}, finite
     for start, edges, row, count in zip(layout._histogram_starts, layout._edge_arrays, table, counts.tolist(), strict=True):
         bounds[start + 1 : start + 1 + len(edges)] = np.searchsorted(row[:count], edges, side="right")
@@ -386,6 +400,7 @@ def _fold(columns: list[ColumnSketch], batch: Batch) -> None:
             continue
         column.counts = list(map(add, column.counts, bins[start : start + len(column.counts)]))
         column.fractional += fractional[index]
+        column.below += belows[index]
         low, high = lows[index], highs[index]
         if column.minimum is None or low < column.minimum:
             column.minimum = low
@@ -613,7 +628,7 @@ def dumps(sketch: Sketch) -> bytes:
     )
 
 
-_COUNTERS = ("missing", "text", "nan", "inf", "out_of_range", "fractional")
+_COUNTERS = ("missing", "text", "nan", "inf", "out_of_range", "fractional", "below")
 
 
 def _binary_text(value: Fraction) -> str:
@@ -725,6 +740,8 @@ def _parse(document: dict[str, Any], layout: Layout | None = None) -> Sketch:
             raise ValueError(f"{name}: {counted} values counted for {rows} rows (each row has one value in each column)")
         if column.fractional > column.finite:
             raise ValueError(f"{name}: {column.fractional} non-integral values of {column.finite} finite ones")
+        if column.below > (counts[0] if counts else 0):
+            raise ValueError(f"{name}: {column.below} values below the first edge, more than bin 0 holds")
         if column.finite:
             if "min" not in item:
                 raise ValueError(f"{name}: finite values counted but no min/max")

@@ -114,6 +114,8 @@ def exit_message(evaluation: Evaluation, outcome: str, sketch_files: int) -> str
         parts = [f"{outcome}: {len(violations)} violation(s) in {len(features)} column(s); {rows} rows from {sketch_files} sketch file(s)"]
     else:
         parts = [f"{outcome}: no violations; {rows} rows from {sketch_files} sketch file(s)"]
+    if evaluation.too_few:
+        parts.append(f"drift: {evaluation.too_few}")
     rejected = evaluation.statistics.get("open_monitor", {}).get("rows_rejected") or {}
     if rejected and not evaluation.no_data:
         parts.append("rows not profiled: " + "; ".join(f"{reason}: {n}" for reason, n in rejected.items()))

@@ -45,12 +45,47 @@ def test_statistics_follow_model_monitors_schema_and_match_numpy(documents, tabl
     json.dumps(statistics, allow_nan=False)  # plain JSON: no NaN or infinity anywhere
 
 
-def test_bucket_counts_are_numpys_histogram_on_the_same_edges(documents, table):
+def test_the_sketch_bins_are_numpys_histogram_on_the_same_edges(documents, table):
     for index, feature in enumerate(documents["statistics.json"]["features"]):
         edges = feature["open_monitor"]["bin_edges"]
-        counts = [b["count"] for b in feature["numerical_statistics"]["distribution"]["kll"]["buckets"]]
+        counts = [b["count"] for b in feature["open_monitor"]["bins"]]
         cumulative = np.searchsorted(np.sort(table[:, index]), edges, side="right")  # #{x <= edge}
         assert np.cumsum(counts)[:-1].tolist() == cumulative.tolist()
+        assert drift_baseline.quantile_bins(feature) == feature["open_monitor"]["bins"]
+
+
+def test_kll_buckets_are_ten_equal_width_buckets_from_min_to_max_as_model_monitor_writes_them(documents, table):
+    # Seed 001's show_distributions draws every bucket with the first bucket's width: it must be the
+    # width of all of them, and not zero (the sketch's quantile bins began with a zero-width one).
+    for index, feature in enumerate(documents["statistics.json"]["features"]):
+        column = table[:, index]
+        buckets = feature["numerical_statistics"]["distribution"]["kll"]["buckets"]
+        assert len(buckets) == 10 and (buckets[0]["lower_bound"], buckets[-1]["upper_bound"]) == (column.min(), column.max())
+        widths = [b["upper_bound"] - b["lower_bound"] for b in buckets]
+        assert widths[0] > 0 and widths == pytest.approx([widths[0]] * 10, rel=1e-9)
+        assert all(a["upper_bound"] == b["lower_bound"] for a, b in zip(buckets, buckets[1:]))
+        counts = [b["count"] for b in buckets]
+        assert all(type(c) is int and c >= 0 for c in counts) and sum(counts) == len(column)
+        # read off the quantile bins (about 1 % of the rows each): near numpy's exact equal-width histogram
+        exact, _ = np.histogram(column, bins=10, range=(column.min(), column.max()))
+        assert np.abs(np.array(counts) - exact).max() <= 0.03 * len(column) + 1, feature["name"]
+
+
+@pytest.mark.parametrize("value", [0.0, 7.5, -3e38, 1e-300])
+def test_equal_values_get_buckets_around_them_with_a_width(value):
+    _, sketch = profile_dataset("probability,a\n" + "".join(f"0.5,{value!r}\n" for _ in range(4)))
+    buckets = drift_baseline.equal_width_buckets(sketch.features[1], (value,))
+    widths = [b["upper_bound"] - b["lower_bound"] for b in buckets]
+    assert len(buckets) == 10 and min(widths) > 0 and widths == pytest.approx([widths[0]] * 10, rel=1e-6)
+    [holding] = [b for b in buckets if b["count"]]
+    assert holding["count"] == 4 and holding["lower_bound"] <= value <= holding["upper_bound"]
+
+
+def test_a_baseline_written_before_the_bins_moved_under_open_monitor_still_loads(documents):
+    old = json.loads(json.dumps(documents["statistics.json"]))
+    for feature in old["features"]:  # the first version's layout: the sketch bins in kll.buckets
+        feature["numerical_statistics"]["distribution"]["kll"]["buckets"] = feature["open_monitor"].pop("bins")
+    assert load(old, documents["constraints.json"]) == load(documents["statistics.json"], documents["constraints.json"])
 
 
 def test_bin_edges_are_distinct_quantiles_from_min_to_max(table):

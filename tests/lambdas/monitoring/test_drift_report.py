@@ -183,6 +183,100 @@ def test_hostile_names_and_values_are_escaped(held_out) -> None:  # noqa: F811
     assert any(HOSTILE.replace(",", ";") in t for t in page.text)  # shown as text
 
 
+def rendered(table: np.ndarray, blank: tuple[str, int] | None = None) -> tuple[str, object, dict]:
+    """(report page, evaluation, baseline statistics) of ``table`` as one sketch file."""
+    documents = baseline_documents(BASELINE_CSV.read_text())
+    baseline = load(documents["statistics.json"], documents["constraints.json"])
+    rows = [(r[0], r[1:]) for r in table.tolist()]
+    if blank is not None:  # a missing value in column ``name`` of the first ``count`` rows
+        name, count = blank
+        index = FEATURE_NAMES.index(name)
+        rows = [(o, [*f[:index], None, *f[index + 1 :]]) if i < count else (o, f) for i, (o, f) in enumerate(rows)]
+    evaluation = evaluate(baseline, [("s.json", dumps(profile(baseline.layout, rows)))])
+    page = report.render(evaluation, documents["statistics.json"], report.Period(environment="dev", window="w", sketch_files=1))
+    parsed(page)
+    return page, evaluation, documents["statistics.json"]
+
+
+def card(page: str, name: str) -> str:
+    found = re.search(rf'<section class="feature[^"]*"><h3>{name}</h3>(.*?)</section>', page, re.S)
+    assert found, name
+    return found.group(1)
+
+
+def test_the_violations_table_gives_each_features_distance_largest_first(shifted) -> None:
+    page, evaluation, _ = rendered(shifted, blank=("mean_radius", 20))
+    table = re.search(r"<h2>Violations</h2>.*?<table>(.*?)</table>", page, re.S).group(1)
+    assert "<th>Feature</th><th>Check</th><th>Distance</th><th>Description</th>" in table
+    rows = re.findall(r"<tr><td>(\w+)</td><td>(\w+)</td><td>([-0-9.]+)</td>", table)
+    distances = {d.name: d.distance for d in evaluation.drift}
+    assert [(name, check) for name, check, _ in rows] == [
+        ("smoothness_error", "baseline_drift_check"), ("worst_area", "baseline_drift_check"),
+        ("mean_texture", "baseline_drift_check"), ("mean_radius", "completeness_check"),
+    ]  # fmt: skip
+    assert [float(shown) for _, _, shown in rows] == [round(distances[name], 4) for name, _, _ in rows]
+
+
+def test_a_card_gives_mean_min_max_and_the_values_beyond_the_baselines_range_on_an_axis_of_that_range(held_out) -> None:
+    # Three values at 100 times (the reviewer's case): no violation, but now visible; the axis stays
+    # the baseline's range, so the curves are not squeezed against its left edge.
+    table = held_out.copy()
+    index = 1 + FEATURE_NAMES.index("mean_area")
+    table[:3, index] *= 100
+    page, evaluation, baseline_statistics = rendered(table)
+    base = {f["name"]: f["numerical_statistics"] for f in baseline_statistics["features"]}["mean_area"]
+    now = {f["name"]: f["numerical_statistics"] for f in evaluation.statistics["features"]}["mean_area"]
+    area = card(page, "mean_area")
+    def shown(value: float) -> str:
+        return f"{value:.4g}"
+
+    expected = "; ".join(f"{what} {shown(base[what])} &#8594; {shown(now[what])}" for what in ("mean", "min", "max"))
+    assert f'<p class="stats">{expected}</p>' in area
+    above = int((table[:, index] > base["max"]).sum())
+    below = int((table[:, index] < base["min"]).sum())
+    assert above == 3 and f"{above + below} of 114 values outside the baseline&#x27;s range" in area.replace("'", "&#x27;")
+    assert f"{below} below, 3 above" in area
+    ticks = re.findall(rf'y="{report.HEIGHT - report.BOTTOM + report.FONT_UNITS + 2}" text-anchor="(?:start|end)" class="tick">([^<]+)</text>', area)
+    assert ticks == [shown(base["min"]), shown(base["max"])]  # the value axis's ends: not 4.486e+04
+    xs = [float(x) for points in re.findall(r'points="([^"]+)"', area) for x in re.findall(r"([\d.]+),", points)]
+    assert min(xs) >= report.LEFT and max(xs) <= report.WIDTH - report.RIGHT
+    assert "All 114 values within the baseline" in card(page, "mean_texture")
+
+
+def test_a_period_too_small_to_judge_says_so_instead_of_no_drift(tmp_path: Path, held_out) -> None:  # noqa: F811
+    page, evaluation, _ = rendered(held_out[:3])
+    assert evaluation.too_few == "too few rows to judge: 3 rows, at least 4 needed"
+    assert "No violations." not in page and "no drift" not in page
+    assert "Drift: too few rows to judge: 3 rows, at least 4 needed." in page
+    assert "too few values to judge: 3 values, at least 4 needed" in card(page, "worst_area")
+    page, evaluation, _ = rendered(held_out[:4])  # 4 rows can show drift: judged as usual
+    assert evaluation.too_few is None and "too few" not in page
+    path = write_captures(tmp_path, held_out[:3], parts=1)[0]
+    result = run_cli(path, "--out", tmp_path / "out")
+    assert result.returncode == 0 and "no violations (drift: too few rows to judge: 3 rows, at least 4 needed)" in result.stdout
+
+
+def test_plot_text_is_at_least_11_px_on_the_narrowest_card() -> None:
+    css = report.CSS
+    card_min = int(re.search(r"\.features\{[^}]*minmax\((\d+)px", css).group(1))
+    padding = int(re.search(r"\.feature\{[^}]*padding:(\d+)px", css).group(1))
+    border = max(int(b) for b in re.findall(r"\.feature[.\w]*\{[^}]*border:(\d+)px", css))
+    scale = (card_min - 2 * padding - 2 * border) / report.WIDTH  # CSS px per SVG user unit (the SVG is the card's width)
+    for kind in ("tick", "legend", "gap"):
+        size = int(re.search(rf"\.{kind}\{{font-size:(\d+)px", css).group(1))
+        assert size * scale >= 11, (kind, size * scale)
+
+
+def test_period_statistics_carry_model_monitors_equal_width_buckets_and_the_sketch_bins(shifted) -> None:
+    _, evaluation, _ = rendered(shifted)
+    for feature, column in zip(evaluation.statistics["features"], shifted.T, strict=True):
+        buckets = feature["numerical_statistics"]["distribution"]["kll"]["buckets"]
+        widths = [b["upper_bound"] - b["lower_bound"] for b in buckets]
+        assert len(buckets) == 10 and widths[0] > 0 and widths == pytest.approx([widths[0]] * 10, rel=1e-9)
+        assert (buckets[0]["lower_bound"], buckets[-1]["upper_bound"]) == (column.min(), column.max())
+        assert sum(b["count"] for b in buckets) == sum(b["count"] for b in feature["open_monitor"]["bins"]) == len(column)
+
+
 def test_make_drift_report_runs_end_to_end(tmp_path: Path, shifted) -> None:
     captures = write_captures(tmp_path / "captures", shifted, parts=2)
     out = tmp_path / "report"

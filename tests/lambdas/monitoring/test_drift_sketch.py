@@ -28,6 +28,7 @@ def test_a_value_on_an_edge_counts_at_that_edge():
     # bins: (-inf, 1], (1, 2], (2, 3], (3, inf)
     sketch = profile(SMALL, [(0.5, [value, 0.0]) for value in (0.5, 1.0, 1.5, 2.0, 3.0, 3.5)])
     assert sketch.features[1].counts == [2, 2, 1, 1]
+    assert sketch.features[1].below == 1  # 0.5: below the first edge (the baseline's minimum); 1.0 is on it
     assert (sketch.features[1].minimum, sketch.features[1].maximum) == (0.5, 3.5)
 
 
@@ -135,6 +136,7 @@ def test_a_truncated_sketch_raises():
         (lambda d: d.update(rows=0), "probability: 1 values counted for 0 rows"),
         (lambda d: d.update(rows=5), "probability: 1 values counted for 5 rows"),
         (lambda d: d["features"][1].update(fractional=2), "a: 2 non-integral values of 1 finite ones"),
+        (lambda d: d["features"][1].update(below=2), "a: 2 values below the first edge, more than bin 0 holds"),
         (lambda d: d["features"][1].update(min=10.0, max=-10.0), "a: min 10.0 > max -10.0"),
         (lambda d: d["features"][1].update(min=1e308), "min/max must be finite numbers within the float32 range, got 1e"),
         (lambda d: d["features"][1].update(sumsq="0:0"), "a: the sums give a negative variance"),
@@ -211,7 +213,7 @@ def _reference(layout: Layout, rows: list) -> list[dict]:
     batch code: a number is what float() reads (booleans aside), blank text and None are missing."""
     from bisect import bisect_left
 
-    found = [{"counts": [0] * (len(e) + 1), "missing": 0, "text": 0, "nan": 0, "inf": 0, "out_of_range": 0, "fractional": 0, "numbers": []} for e in layout.edges]
+    found = [{"counts": [0] * (len(e) + 1), "missing": 0, "text": 0, "nan": 0, "inf": 0, "out_of_range": 0, "fractional": 0, "below": 0, "numbers": []} for e in layout.edges]
     for output, features in rows:
         if features is not None and len(features) != layout.features:
             continue
@@ -238,6 +240,7 @@ def _reference(layout: Layout, rows: list) -> list[dict]:
                 column["out_of_range"] += 1
             else:
                 column["counts"][bisect_left(edges, x)] += 1
+                column["below"] += x < edges[0]
                 column["fractional"] += not x.is_integer()
                 column["numbers"].append(x + 0.0)
     return found
