@@ -282,8 +282,10 @@ class _OpenMonitor(Construct):
             extra_layers=extra_layers,
         )
 
-    def _grant_period_files(self, bucket: s3.IBucket, key: kms.IKey, folder: str) -> None:
-        """List and read one period's ``<monitor>/<folder>/<hour>/`` files, read ``current/``, write ``reports/``."""
+    def _grant_period_files(self, bucket: s3.IBucket, key: kms.IKey, folder: str, *, read_reports: bool = False) -> None:
+        """List and read one period's ``<monitor>/<folder>/<hour>/`` files, read ``current/``, write ``reports/``
+        (and, with ``read_reports``, read them: the data-quality evaluator reads earlier periods'
+        ``statistics.json`` to find sketches written after their report)."""
         kind = self.kind
         fn = self.function
         fn.role.add_to_policy(
@@ -293,6 +295,8 @@ class _OpenMonitor(Construct):
         )
         fn.allow(["s3:GetObject"], [bucket.arn_for_objects(f"{kind}/{folder}/*"), bucket.arn_for_objects(f"{kind}/{CURRENT}/*")])
         fn.allow(["s3:PutObject"], [bucket.arn_for_objects(f"{kind}/reports/*")])
+        if read_reports:
+            fn.allow(["s3:GetObject"], [bucket.arn_for_objects(f"{kind}/reports/*")])
         fn.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
 
     def _grant_events(self) -> None:
@@ -378,11 +382,12 @@ class OpenDataQualityMonitor(_OpenMonitor):
             environment=self.environment(config, bucket=bucket, endpoint_name=endpoint_name, schedule_name=self.schedule_name, event_source=event_source),
             memory_size=1024,
         )
-        self._grant_period_files(bucket, key, "sketches")
+        self._grant_period_files(bucket, key, "sketches", read_reports=True)
         self._grant_events()
         self.function.acknowledge_wildcards(
             "The evaluator lists and reads only its monitor's sketches/<hour>/ files (one per capture object, named after it) "
-            "and current/ baseline, and writes only under its reports/<endpoint>/<schedule>/<hour>/ folders; kms:GenerateDataKey* "
+            "and current/ baseline, and writes and reads only under its reports/<endpoint>/<schedule>/<hour>/ folders (it reads "
+            "earlier periods' statistics.json to find sketches written after their run); kms:GenerateDataKey* "
             "and kms:ReEncrypt* are what aws-cdk-lib's grant_send_messages gives for the KMS-encrypted dead-letter queue "
             "(the on-failure destination of its failed runs), on the app's key only."
         )

@@ -56,6 +56,8 @@ class Period:
     # how many sketch files it read in place of the captures and their inference times.
     window: str | None = None
     sketch_files: int | None = None
+    # A deployed period evaluated again because sketch files came after its report: what and when.
+    re_evaluated: str | None = None
 
     @property
     def rows(self) -> int:
@@ -255,6 +257,8 @@ def render(evaluation: Evaluation, baseline_statistics: Mapping[str, Any], perio
     elif period.first_inference or period.last_inference:
         first, last = e(period.first_inference or "?"), e(period.last_inference or "?")
         out.append(f"<dt>Period</dt><dd>{first} to {last} (inference times)</dd>")
+    if period.re_evaluated:
+        out.append(f'<dt>Late data</dt><dd class="flag">{e(period.re_evaluated)}</dd>')
     if period.sketch_files is not None:
         out.append(f"<dt>Sketch files</dt><dd>{period.sketch_files} (one per capture object)</dd>")
     else:

@@ -13,6 +13,7 @@ of ``lambdas.monitoring.runs.runs`` (the SageMaker back end's shape) and one ``M
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -126,13 +127,56 @@ def latest_key(monitor_prefix: str, settings: EvaluatorSettings) -> str:
     return runs.latest_marker_key(monitor_prefix, settings.endpoint, settings.schedule)
 
 
-def list_keys(s3: Any, bucket: str, prefixes: Iterable[str]) -> Iterator[str]:
-    """Every key under each prefix, page by page (ListObjectsV2 returns at most 1,000 a page)."""
+def list_keys(s3: Any, bucket: str, prefixes: Iterable[str], listing: Listing | None = None) -> Iterator[str]:
+    """Every key under each prefix, page by page (ListObjectsV2 returns at most 1,000 a page); each
+    listed object is also noted in ``listing`` when one is given."""
     paginator = s3.get_paginator("list_objects_v2")
     for prefix in prefixes:
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents") or []:
+                if listing is not None:
+                    listing.add(item["Key"], item.get("ETag", ""))
                 yield item["Key"]
+
+
+class Listing:
+    """What a listing of a period's files held: how many, and a fingerprint of their keys and ETags
+    (SHA-256, in listing order, which S3 keeps: prefix by prefix, keys in UTF-8 order). Listed again
+    later, the same files give the same fingerprint; a file added, rewritten with other content, or
+    removed gives another one: how a run tells that an earlier period's files changed after its report."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self._digest = hashlib.sha256()
+
+    def add(self, key: str, etag: str) -> None:
+        self.files += 1
+        self._digest.update(f"{key}\n{etag}\n".encode())
+
+    @property
+    def fingerprint(self) -> str:
+        return "sha256:" + self._digest.hexdigest()
+
+    def document(self) -> dict[str, Any]:
+        return {"files": self.files, "fingerprint": self.fingerprint}
+
+
+def listing_of(s3: Any, bucket: str, prefixes: Iterable[str]) -> Listing:
+    """The ``Listing`` of everything under the prefixes, nothing read."""
+    listing = Listing()
+    for _ in list_keys(s3, bucket, prefixes, listing):
+        pass
+    return listing
+
+
+def earlier_periods(period: Period, count: int) -> list[Period]:
+    """The ``count`` periods before ``period`` (latest first), each with the scheduled time its own run had."""
+    cadence, delay = period.end - period.start, period.scheduled - period.end
+    periods = []
+    for back in range(1, count + 1):
+        end = period.end - back * cadence
+        periods.append(Period(end + delay, end - cadence, end))
+    return periods
 
 
 def read_objects(s3: Any, bucket: str, keys: Iterable[str], *, workers: int = READ_WORKERS) -> Iterator[tuple[str, bytes | None]]:
@@ -189,11 +233,14 @@ def write_latest(s3: Any, bucket: str, key: str, period: Period, run: runs.RunEn
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(), ContentType="application/json")
 
 
-def emit_metrics(values: Mapping[str, float], dimensions: Mapping[str, str]) -> None:
-    """EMF documents of at most 100 metrics, each with ``dimensions`` (and Powertools' ``service``)."""
+def emit_metrics(values: Mapping[str, float], dimensions: Mapping[str, str], timestamp: dt.datetime | None = None) -> None:
+    """EMF documents of at most 100 metrics, each with ``dimensions`` (and Powertools' ``service``),
+    at ``timestamp`` (default: now; CloudWatch takes up to 14 days back)."""
     names = list(values)
     for start in range(0, len(names), EMF_MAX_METRICS):
         metrics = EphemeralMetrics()
+        if timestamp is not None:
+            metrics.set_timestamp(timestamp)
         for name, value in dimensions.items():
             metrics.add_dimension(name=name, value=value)
         for name in names[start : start + EMF_MAX_METRICS]:
@@ -221,6 +268,15 @@ def finish(s3: Any, events: Any, settings: EvaluatorSettings, period: Period, en
     if metrics:
         emit_metrics(metrics, {"Endpoint": settings.endpoint, "MonitoringSchedule": settings.schedule})
     count_run(ended)
+
+
+def finish_again(events: Any, settings: EvaluatorSettings, period: Period, ended: runs.RunEnded, metrics: Mapping[str, float]) -> None:
+    """How a re-evaluation of an earlier period ends: its event (the period's run name again) and its
+    metrics at that period's own run time, so they plot in their period; no ``latest.json`` (the
+    watchdog follows the scheduled runs) and no ``MonitoringRuns`` count (one a scheduled run)."""
+    publish(events, ended, settings)
+    if metrics:
+        emit_metrics(metrics, {"Endpoint": settings.endpoint, "MonitoringSchedule": settings.schedule}, period.scheduled)
 
 
 def failed(s3: Any, events: Any, settings: EvaluatorSettings, period: Period, identity: Mapping[str, str], reason: str) -> runs.RunEnded:

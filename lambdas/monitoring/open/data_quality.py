@@ -17,6 +17,19 @@ feature count) is set aside with its reason, listed in the report and the event,
 the period is evaluated. A period without data is a Completed run that says why, with no drift
 metric. A missing or unusable baseline is a Failed run (the event says why); an S3 or EventBridge
 error fails the invocation, and the scheduler retries it (the run's files are overwritten).
+
+Late sketches. A capture object whose profiling is retried (the capture queue redelivers it after
+its visibility timeout) can write its sketch after its period's run has read that period. So each
+run, after its own period, looks again at the ``LOOKBACK_PERIODS`` periods before it: each report
+records what its run listed (``statistics.json`` ``open_monitor.inputs``: the number of sketch files
+and a fingerprint of their keys and ETags); when the period's sketch folders now list something
+else (a sketch added or rewritten), the period is evaluated again and its report rewritten, noting
+it (``open_monitor.re_evaluated``, the page's header, the event's ``exitMessage``), with its event
+(the period's run name) and metrics (at the period's own run time). That costs a GET of each
+earlier report and a LIST of each of its hours a run. A period without a report (its run failed:
+the dead-letter queue and the watchdog say so), or whose report predates the fingerprint, or that
+was evaluated against another baseline than the current one (its sketches were profiled for that
+one) is left as it is. A re-evaluation that fails is logged and tried again by the next run.
 """
 
 from __future__ import annotations
@@ -38,6 +51,12 @@ from lambdas.shared.consumer import logger
 MONITOR = "data-quality"  # the event's "monitor", and the monitor's folder in the monitoring bucket
 SKETCHES_PREFIX = f"{MONITOR}/sketches"
 CURRENT_PREFIX = f"{MONITOR}/current"
+# How many earlier periods each run evaluates again when their sketches changed after their report.
+# The capture queue redelivers an object whose profiling failed after its 1,800 s visibility timeout,
+# up to 5 receives: its sketch can be written about 2 h after the object, and an object of hour H
+# comes up to the end of H, so up to about H+3, two periods after the run at H+1:20 that read hour H.
+# Six hourly periods cover that twice over (at longer cadences, days).
+LOOKBACK_PERIODS = 6
 
 
 def load_baseline(s3: Any, bucket: str) -> tuple[Baseline, dict[str, Any]]:
@@ -58,16 +77,18 @@ def load_baseline(s3: Any, bucket: str) -> tuple[Baseline, dict[str, Any]]:
     return load(documents[STATISTICS_FILE], documents[CONSTRAINTS_FILE]), documents[STATISTICS_FILE]
 
 
-def evaluate_period(s3: Any, bucket: str, baseline: Baseline, period: common.Period) -> tuple[Evaluation, int]:
-    """The period's evaluation and the number of sketch files listed."""
-    listed = 0
+def sketch_prefixes(period: common.Period) -> list[str]:
+    return [f"{SKETCHES_PREFIX}/{hour}/" for hour in period.hours]
+
+
+def evaluate_period(s3: Any, bucket: str, baseline: Baseline, period: common.Period) -> tuple[Evaluation, common.Listing]:
+    """The period's evaluation and what was listed (the number of sketch files and their fingerprint)."""
+    listing = common.Listing()
     deleted: list[tuple[str, str]] = []
 
     def sketches():
-        nonlocal listed
-        keys = common.list_keys(s3, bucket, [f"{SKETCHES_PREFIX}/{hour}/" for hour in period.hours])
+        keys = common.list_keys(s3, bucket, sketch_prefixes(period), listing)
         for key, body in common.read_objects(s3, bucket, keys):
-            listed += 1
             name = key.removeprefix(f"{SKETCHES_PREFIX}/")
             if body is None:
                 deleted.append((name, "deleted between listing and reading"))
@@ -77,10 +98,10 @@ def evaluate_period(s3: Any, bucket: str, baseline: Baseline, period: common.Per
     evaluation = evaluate(baseline, sketches())
     if deleted:
         no_data = evaluation.no_data
-        if no_data and listed == len(deleted):  # evaluate() saw no file at all
-            no_data = f"{listed} sketch file(s) listed, all deleted before they could be read"
+        if no_data and listing.files == len(deleted):  # evaluate() saw no file at all
+            no_data = f"{listing.files} sketch file(s) listed, all deleted before they could be read"
         evaluation = dataclasses.replace(evaluation, skipped=(*evaluation.skipped, *deleted), no_data=no_data)
-    return evaluation, listed
+    return evaluation, listing
 
 
 def drift_metrics(evaluation: Evaluation) -> dict[str, float]:
@@ -130,43 +151,112 @@ def exit_message(evaluation: Evaluation, outcome: str, sketch_files: int) -> str
 def run(event: Any, settings: common.EvaluatorSettings, s3: Any, events: Any) -> runs.RunEnded:
     """One scheduled run, start to end (see the module docstring)."""
     period = common.period(event, settings.cadences)
-    prefix = common.report_prefix(MONITOR, settings, period)
     identity = common.identity(MONITOR, settings, period)
     try:
         baseline, baseline_statistics = load_baseline(s3, settings.bucket)
     except BaselineError as error:
         return common.failed(s3, events, settings, period, identity, str(error))
 
-    evaluation, listed = evaluate_period(s3, settings.bucket, baseline, period)
+    evaluation, listing = evaluate_period(s3, settings.bucket, baseline, period)
+    ended = report_period(s3, settings, period, evaluation, listing, baseline_statistics)
+    common.finish(s3, events, settings, period, ended, drift_metrics(evaluation))
+    look_back(s3, events, settings, period, baseline, baseline_statistics, by=identity["job_name"])
+    return ended
+
+
+def report_period(
+    s3: Any,
+    settings: common.EvaluatorSettings,
+    period: common.Period,
+    evaluation: Evaluation,
+    listing: common.Listing,
+    baseline_statistics: dict[str, Any],
+    late: dict[str, Any] | None = None,
+) -> runs.RunEnded:
+    """Write the period's files (``late``: the note of a re-evaluation) and return its event."""
+    prefix = common.report_prefix(MONITOR, settings, period)
     violations = evaluation.violations["violations"]
     outcome = "CompletedWithViolations" if violations else "Completed"
+    custom = {**evaluation.statistics.get("open_monitor", {}), "inputs": {"sketch_files": listing.files, "fingerprint": listing.fingerprint}}
+    if late is not None:
+        custom["re_evaluated"] = late
+    statistics = {**evaluation.statistics, "open_monitor": custom}
     page = report.render(
         evaluation,
         baseline_statistics,
-        report.Period(environment=f"{settings.endpoint}, {settings.schedule}", window=period.describe(), sketch_files=listed),
-    )
+        report.Period(
+            environment=f"{settings.endpoint}, {settings.schedule}", window=period.describe(), sketch_files=listing.files,
+            re_evaluated=late_note(late) if late is not None else None,
+        ),
+    )  # fmt: skip
     uris = common.write_files(
         s3,
         settings.bucket,
         prefix,
         {
-            STATISTICS_FILE: orjson.dumps(evaluation.statistics, option=orjson.OPT_INDENT_2),
+            STATISTICS_FILE: orjson.dumps(statistics, option=orjson.OPT_INDENT_2),
             VIOLATIONS_FILE: orjson.dumps(evaluation.violations, option=orjson.OPT_INDENT_2),
             report.REPORT_FILE: page,
         },
     )
-    ended = runs.ended(
-        **identity,
+    message = exit_message(evaluation, outcome, listing.files)
+    return runs.ended(
+        **common.identity(MONITOR, settings, period),
         outcome=outcome,
-        exit_message=exit_message(evaluation, outcome, listed),
+        exit_message=common.clip(f"{late_note(late)}; {message}") if late is not None else message,
         failure_reason=None,
         report_uri=f"s3://{settings.bucket}/{prefix}",
         report_html_uri=uris[report.REPORT_FILE],
         violations=violations,
         ended_at=common.now_text(),
     )
-    common.finish(s3, events, settings, period, ended, drift_metrics(evaluation))
-    return ended
+
+
+def late_note(late: dict[str, Any]) -> str:
+    return (
+        f"re-evaluated with late data at {late['at']} by {late['by']}: {late['sketch_files']} sketch file(s), "
+        f"{late['sketch_files_before']} when last evaluated"
+    )
+
+
+def look_back(
+    s3: Any, events: Any, settings: common.EvaluatorSettings, period: common.Period, baseline: Baseline, baseline_statistics: dict[str, Any], *, by: str
+) -> list[str]:
+    """Evaluate again each of the ``LOOKBACK_PERIODS`` periods before ``period`` whose sketches
+    changed after its report (the module docstring); returns the run names of those re-evaluated."""
+    done = []
+    for earlier in common.earlier_periods(period, LOOKBACK_PERIODS):
+        try:
+            if revisit(s3, events, settings, earlier, baseline, baseline_statistics, by=by):
+                done.append(common.job_name(settings.schedule, earlier))
+        except Exception:  # noqa: BLE001 - this run's own period is reported; the next run tries again
+            logger.exception("re-evaluating an earlier period failed", extra={"period": earlier.describe()})
+    return done
+
+
+def revisit(
+    s3: Any, events: Any, settings: common.EvaluatorSettings, period: common.Period, baseline: Baseline, baseline_statistics: dict[str, Any], *, by: str
+) -> bool:
+    """Evaluate ``period`` again if its sketch folders changed since its report was written."""
+    prefix = common.report_prefix(MONITOR, settings, period)
+    try:
+        written = common.read_json(s3, settings.bucket, f"{prefix}/{STATISTICS_FILE}")
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("NoSuchKey", "AccessDenied"):  # AccessDenied: absent, read without ListBucket
+            return False  # no report: that run did not complete (its failure is alarmed), nothing to compare with
+        raise
+    custom = written.get("open_monitor") or {}
+    inputs = custom.get("inputs")
+    if not isinstance(inputs, dict) or custom.get("layout") != baseline.layout.id:
+        return False  # written before reports recorded their inputs, or against another baseline
+    if common.listing_of(s3, settings.bucket, sketch_prefixes(period)).fingerprint == inputs.get("fingerprint"):
+        return False
+    evaluation, listing = evaluate_period(s3, settings.bucket, baseline, period)
+    late = {"at": common.now_text(), "by": by, "sketch_files": listing.files, "sketch_files_before": inputs.get("sketch_files")}
+    ended = report_period(s3, settings, period, evaluation, listing, baseline_statistics, late)
+    common.finish_again(events, settings, period, ended, drift_metrics(evaluation))
+    logger.info("re-evaluated an earlier period with late data", extra={"period": period.describe(), "exitMessage": ended.detail["exitMessage"]})
+    return True
 
 
 @logger.inject_lambda_context

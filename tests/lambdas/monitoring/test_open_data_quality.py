@@ -10,6 +10,7 @@ from what Powertools prints; the event from an SQS queue behind an EventBridge r
 
 from __future__ import annotations
 
+import datetime
 import json
 import tarfile
 
@@ -367,3 +368,111 @@ def test_more_than_100_metrics_go_out_in_several_emf_documents_each_with_every_d
     found = metric_values(documents)
     assert {name: value for name, (value, _) in found.items()} == values
     assert all(d == {"Endpoint": ENDPOINT, "MonitoringSchedule": SCHEDULE, "service": "tests"} for _, d in found.values())
+
+
+# --- late sketches (a capture object profiled after its period's run) --------------------------
+
+
+# The runs below are of November 2026: their metrics' timestamps are too old for CloudWatch today,
+# which Powertools warns about; the test reads the EMF documents, not CloudWatch.
+old_timestamps = pytest.mark.filterwarnings("ignore:This metric doesn't meet the requirements")
+
+
+def run_at(s3, events, time: str):
+    return data_quality.run({"scheduledTime": time, "schedule": HOURLY}, SETTINGS, s3, events)
+
+
+@old_timestamps
+def test_a_sketch_written_after_its_periods_run_is_evaluated_by_the_next_run(aws, layout, held_out, shifted, capsys):
+    s3, events, queue = aws
+    put_table(s3, layout, held_out)
+    first = run_at(s3, events, "2026-11-22T10:20:00Z")
+    assert first.outcome == "Completed" and "114 rows from 4 sketch file(s)" in first.detail["exitMessage"]
+    assert get_json(s3, f"{REPORT}/statistics.json")["open_monitor"]["inputs"]["sketch_files"] == 4
+    # A retried capture object of hour 09 (the capture queue's 30-minute visibility timeout) lands after that run.
+    put_table(s3, layout, shifted, parts=1, stem="late")
+    published(queue)
+    capsys.readouterr()
+
+    own = run_at(s3, events, "2026-11-22T11:20:00Z")  # its own period (hour 10) is empty; then it looks back
+    assert own.detail["exitMessage"].startswith("no data")
+    statistics = get_json(s3, f"{REPORT}/statistics.json")
+    assert statistics["dataset"]["item_count"] == 228 and statistics["open_monitor"]["inputs"]["sketch_files"] == 5
+    late = statistics["open_monitor"]["re_evaluated"]
+    assert late["by"] == f"{SCHEDULE}-2026112211" and (late["sketch_files"], late["sketch_files_before"]) == (5, 4)
+    violations = get_json(s3, f"{REPORT}/constraint_violations.json")["violations"]
+    assert violations and {v["feature_name"] for v in violations} <= set(SHIFTS)
+    page = s3.get_object(Bucket=BUCKET, Key=f"{REPORT}/report.html")["Body"].read().decode()
+    assert "Late data" in page and "re-evaluated with late data" in page and "228 profiled" in page
+    again, mine = sorted(published(queue), key=lambda e: e["detail"]["processingJobName"])
+    assert mine["detail"]["processingJobName"] == f"{SCHEDULE}-2026112211"
+    detail = again["detail"]  # the earlier period's run name, its new verdict, what happened
+    assert detail["processingJobName"] == f"{SCHEDULE}-2026112210" and detail["outcome"] == "CompletedWithViolations"
+    assert detail["exitMessage"].startswith("re-evaluated with late data at ") and ": 5 sketch file(s), 4 when last evaluated; CompletedWithViolations" in detail["exitMessage"]
+    documents = emf(capsys)
+    stamps = {d["_aws"]["Timestamp"] for d in documents if any(m["Name"].startswith("feature_") for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"])}
+    assert stamps == {int(datetime.datetime(2026, 11, 22, 10, 20, tzinfo=datetime.UTC).timestamp() * 1000)}  # plotted in its period
+    runs_counted = [d for d in documents if "MonitoringRuns" in d]
+    assert len(runs_counted) == 1  # the scheduled run only
+    assert get_json(s3, f"data-quality/reports/{ENDPOINT}/{SCHEDULE}/latest.json")["scheduledTime"] == "2026-11-22T11:20:00Z"
+
+    # Evaluated again once: the next run finds the same files and leaves the period alone.
+    run_at(s3, events, "2026-11-22T12:20:00Z")
+    assert [e["detail"]["processingJobName"] for e in published(queue)] == [f"{SCHEDULE}-2026112212"]
+
+
+@old_timestamps
+def test_a_replayed_sketch_a_period_without_report_or_long_past_is_not_evaluated_again(aws, layout, held_out, shifted):
+    s3, events, queue = aws
+    keys = put_table(s3, layout, held_out)
+    run_at(s3, events, "2026-11-22T10:20:00Z")
+    body = s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read()
+    s3.put_object(Bucket=BUCKET, Key=keys[0], Body=body)  # the same capture object profiled again: the same sketch
+    put_table(s3, layout, shifted, hour="2026/11/22/07", parts=1, stem="no-report")  # hour 07 never had a run
+    published(queue)
+    run_at(s3, events, "2026-11-22T11:20:00Z")
+    assert [e["detail"]["processingJobName"] for e in published(queue)] == [f"{SCHEDULE}-2026112211"]
+    assert "re_evaluated" not in get_json(s3, f"{REPORT}/statistics.json")["open_monitor"]
+    # A late sketch for a period further back than LOOKBACK_PERIODS is left alone.
+    put_table(s3, layout, shifted, parts=1, stem="very-late")
+    later = datetime.datetime(2026, 11, 22, 10, 20, tzinfo=datetime.UTC) + datetime.timedelta(hours=data_quality.LOOKBACK_PERIODS + 1)
+    run_at(s3, events, later.isoformat().replace("+00:00", "Z"))
+    assert len(published(queue)) == 1 and "re_evaluated" not in get_json(s3, f"{REPORT}/statistics.json")["open_monitor"]
+    # Within it, the same late sketch is evaluated.
+    run_at(s3, events, (later - datetime.timedelta(hours=1)).isoformat().replace("+00:00", "Z"))
+    assert len(published(queue)) == 2 and get_json(s3, f"{REPORT}/statistics.json")["dataset"]["item_count"] == 228
+
+
+@old_timestamps
+def test_a_period_evaluated_against_another_baseline_is_not_evaluated_again(aws, layout, held_out, shifted, documents):
+    s3, events, queue = aws
+    put_table(s3, layout, held_out)
+    run_at(s3, events, "2026-11-22T10:20:00Z")
+    put_table(s3, layout, shifted, parts=1, stem="late")
+    retrained = baseline_documents("\n".join(BASELINE_CSV.read_text().splitlines()[:300]))  # a new baseline: other bin edges
+    for name, document in retrained.items():
+        s3.put_object(Bucket=BUCKET, Key=f"data-quality/current/{name}", Body=json.dumps(document).encode())
+    published(queue)
+    run_at(s3, events, "2026-11-22T11:20:00Z")
+    assert [e["detail"]["processingJobName"] for e in published(queue)] == [f"{SCHEDULE}-2026112211"]
+    assert get_json(s3, f"{REPORT}/statistics.json")["dataset"]["item_count"] == 114
+
+
+@old_timestamps
+def test_a_failing_look_back_leaves_the_runs_own_period_reported_and_is_tried_again(aws, layout, held_out, shifted, monkeypatch):
+    s3, events, queue = aws
+    put_table(s3, layout, held_out)
+    run_at(s3, events, "2026-11-22T10:20:00Z")
+    put_table(s3, layout, shifted, parts=1, stem="late")
+    published(queue)
+    real = common.listing_of
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("S3 said no")
+
+    monkeypatch.setattr(common, "listing_of", refused)
+    assert run_at(s3, events, "2026-11-22T11:20:00Z").detail["processingJobName"] == f"{SCHEDULE}-2026112211"
+    assert len(published(queue)) == 1 and get_json(s3, f"{REPORT}/statistics.json")["dataset"]["item_count"] == 114
+    monkeypatch.setattr(common, "listing_of", real)
+    run_at(s3, events, "2026-11-22T12:20:00Z")
+    assert len(published(queue)) == 2 and get_json(s3, f"{REPORT}/statistics.json")["dataset"]["item_count"] == 228
