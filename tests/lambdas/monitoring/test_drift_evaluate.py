@@ -30,9 +30,9 @@ from lambdas.monitoring.drift.evaluate import (
     linf_distance,
 )
 from lambdas.monitoring.drift.sketch import Layout, dumps, profile
-from stacks.shared.default_model import BASELINE_CSV, MODEL_ARTIFACT, TEST_CSV
+from stacks.shared.default_model import BASELINE_CSV, MODEL_ARTIFACT, TEST_CSV, captures
 
-SHIFTS = {"mean_texture": 1.0, "worst_area": 1.5, "smoothness_error": -2.0}  # in baseline standard deviations
+SHIFTS = captures.SHIFTS  # in baseline standard deviations: the sample shifted.jsonl's
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +66,9 @@ def held_out(model):
 
 
 def shift(model, baseline, baseline_table, held_out, *, rescore: bool) -> np.ndarray:
-    features = held_out[:, 1:].copy()
-    for name, sds in SHIFTS.items():
-        index = baseline.layout.columns.index(name)
-        features[:, index - 1] += sds * baseline_table[:, index].std()
+    moved = captures.shift(held_out)  # as the sample shifted.jsonl is made
     # Re-scored, the model's output moves as far as the model says; kept, only the inputs moved.
-    return scored(model, features) if rescore else np.column_stack([held_out[:, 0], features])
+    return scored(model, moved[:, 1:]) if rescore else moved
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from lambdas.monitoring.drift import report
 from lambdas.monitoring.drift.baseline import baseline_documents, load
 from lambdas.monitoring.drift.evaluate import evaluate
 from lambdas.monitoring.drift.sketch import dumps, profile
-from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES
+from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES, captures
 from tests.conftest import ROOT
 from tests.lambdas.monitoring.test_drift_evaluate import SHIFTS, shift
 
@@ -34,17 +34,9 @@ from tests.lambdas.monitoring.test_drift_evaluate import baseline, baseline_tabl
 
 
 def capture_line(row: list[float], index: int) -> str:
-    """One invocation as data capture writes it for the bundled (text/csv) model."""
-    return json.dumps(
-        {
-            "captureData": {
-                "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "data": ",".join(map(repr, row[1:])), "encoding": "CSV"},
-                "endpointOutput": {"observedContentType": "text/csv; charset=utf-8", "mode": "OUTPUT", "data": repr(row[0]), "encoding": "CSV"},
-            },
-            "eventMetadata": {"eventId": f"evt-{index:06d}", "inferenceTime": f"2026-11-22T10:{index % 60:02d}:00Z"},
-            "eventVersion": "0",
-        }
-    )
+    """One invocation (score, then features) as data capture writes it for the bundled (text/csv)
+    model: the sample capture files' writer."""
+    return captures.capture_line(row[1:], row[0], event_id=f"evt-{index:06d}", inference_time=f"2026-11-22T10:{index % 60:02d}:00Z")
 
 
 def write_captures(folder: Path, table: np.ndarray, parts: int = 3) -> list[Path]:
@@ -346,7 +338,11 @@ def test_usage_errors_exit_2_with_a_message(tmp_path: Path, argv: list[str], mes
     assert not (tmp_path / "o").exists()
 
 
-def test_make_drift_report_without_capture_or_out_says_how_to_use_it(tmp_path: Path) -> None:
-    for args in ([], [f"CAPTURE={tmp_path}/c.jsonl"], [f"OUT={tmp_path}"]):
-        made = subprocess.run(["make", "--no-print-directory", "-s", "drift-report", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        assert made.returncode == 2 and "usage: make drift-report CAPTURE=" in made.stderr, args
+def test_make_drift_report_without_capture_reads_the_sample_shifted_file(tmp_path: Path) -> None:
+    made = subprocess.run(
+        ["make", "--no-print-directory", "-s", "drift-report", f"OUT={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert made.returncode == 0, made.stderr
+    assert "env dev: 1 capture file(s), 114 rows profiled, 0 rejected" in made.stdout and "3 violation(s) in 3 feature(s)" in made.stdout
+    violations = json.loads((tmp_path / "out" / "constraint_violations.json").read_text())["violations"]
+    assert sorted(v["feature_name"] for v in violations) == sorted(captures.SHIFTS)

@@ -25,7 +25,7 @@ from lambdas.monitoring.drift.sketch import Layout, dumps, profile
 from lambdas.monitoring.open import common, data_quality
 from lambdas.monitoring.runs import runs
 from stacks.shared.aws_facts import MONITORING_CADENCES
-from stacks.shared.default_model import BASELINE_CSV, MODEL_ARTIFACT, TEST_CSV
+from stacks.shared.default_model import BASELINE_CSV, MODEL_ARTIFACT, TEST_CSV, captures
 from tests.lambdas.aws_env import LambdaContext, REGION, drain
 
 BUCKET = "monitoring-bucket"
@@ -35,7 +35,7 @@ ENDPOINT = "mlloop-dev"
 HOURLY = "cron(0 * ? * * *)"
 RUN = {"scheduledTime": "2026-11-22T10:20:00Z", "schedule": HOURLY}
 REPORT = f"data-quality/reports/{ENDPOINT}/{SCHEDULE}/2026/11/22/10"
-SHIFTS = {"mean_texture": 1.0, "worst_area": 1.5, "smoothness_error": -2.0}  # baseline standard deviations
+SHIFTS = captures.SHIFTS  # baseline standard deviations: the sample shifted.jsonl's
 SETTINGS = common.EvaluatorSettings(
     bucket=BUCKET, endpoint=ENDPOINT, schedule=SCHEDULE, event_source=SOURCE, event_bus="default", cadences=dict(MONITORING_CADENCES)
 )
@@ -66,13 +66,8 @@ def held_out() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def shifted(layout, held_out) -> np.ndarray:
-    training = np.loadtxt(BASELINE_CSV, delimiter=",", skiprows=1)
-    table = held_out.copy()
-    for name, sds in SHIFTS.items():
-        index = layout.columns.index(name)
-        table[:, index] += sds * training[:, index].std()
-    return table
+def shifted(held_out) -> np.ndarray:
+    return captures.shift(held_out)
 
 
 def sketch_key(hour: str, name: str) -> str:

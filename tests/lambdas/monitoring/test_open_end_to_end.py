@@ -33,12 +33,12 @@ from lambdas.shared.explain.tree import TreeExplainer
 from stacks.monitoring.events import event_source
 from stacks.retraining.stack import violations_pattern
 from stacks.shared.aws_facts import MONITORING_CADENCES
-from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES, LABEL_NAMES, MODEL_ARTIFACT, TEST_CSV, TRAIN_CSV
+from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES, LABEL_NAMES, MODEL_ARTIFACT, TEST_CSV, TRAIN_CSV, captures
 from tests.lambdas.aws_env import REGION, LambdaContext, drain
 from tests.lambdas.capture.test_records import capture_line
 
 CAPTURE, MONITORING, DATASETS, REPORTS = "capture-bucket", "monitoring-bucket", "datasets-bucket", "reports-bucket"
-SHIFTS = {"mean_texture": 1.0, "worst_area": 1.5, "smoothness_error": -2.0}  # baseline standard deviations
+SHIFTS = captures.SHIFTS  # baseline standard deviations: the sample shifted.jsonl's
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +54,7 @@ def periods():
         booster.load_model(bytearray(tar.extractfile("xgboost-model").read()))
     features = np.loadtxt(TEST_CSV, delimiter=",")[:, 1:]
     held_out = np.column_stack([booster.predict(xgb.DMatrix(features)), features])
-    training = np.loadtxt(BASELINE_CSV, delimiter=",", skiprows=1)
-    shifted = held_out.copy()
-    for name, sds in SHIFTS.items():
-        index = 1 + FEATURE_NAMES.index(name)
-        shifted[:, index] += sds * training[:, index].std()
-    return held_out, shifted
+    return held_out, captures.shift(held_out)
 
 
 @pytest.fixture
