@@ -26,6 +26,7 @@ from lambdas.shared.explain.results import RecordAttributions, Unexplainable
 
 # Objectives whose output is a probability, sigmoid(margin): the score the review pipeline reads.
 EXPLAINABLE_OBJECTIVES = ("binary:logistic", "reg:logistic")
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the largest value XGBoost reads as a finite float32
 # Pickle protocols 2-5 start with this opcode; the app never unpickles (it would run the file's code).
 _PICKLE_OPCODE = b"\x80"
 
@@ -131,9 +132,16 @@ class TreeExplainer:
                 numbers.append(math.nan)  # missing, as the XGBoost container reads an empty CSV field
                 continue
             try:
-                numbers.append(float(value))
+                number = float(value)
             except (TypeError, ValueError):
                 return Unexplainable(f"feature {index + 1} is {str(value)[:40]!r}, not a number")
+            except OverflowError:  # an integer beyond the double range
+                number = math.inf
+            # XGBoost reads float32: infinity, or a value beyond the float32 range (infinity there),
+            # fails the whole batch (XGBoostError), so the row is set aside instead. NaN is missing.
+            if not abs(number) <= FLOAT32_MAX and not math.isnan(number):
+                return Unexplainable(f"feature {index + 1} is {str(value)[:40]!r}, beyond the float32 range the model reads")
+            numbers.append(number)
         return numbers
 
 

@@ -359,6 +359,19 @@ def test_a_value_beyond_the_float32_range_is_not_explained_and_counted(explainer
     assert attribution.attributions(explainer, rows, FEATURE_NAMES).explained == 20
 
 
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e39", 1e200, 10**400])
+def test_the_review_explainer_sets_aside_a_row_it_would_read_as_infinity(explainer, held_out, value) -> None:
+    # The same float32 cast in the review starter's path (TreeExplainer.explain): the row is set
+    # aside with its reason instead of an XGBoostError for the whole group.
+    rows = held_out[:3].tolist()
+    rows[1][4] = value
+    results = explainer.explain(rows)
+    assert isinstance(results[1], Unexplainable) and "feature 5 is" in str(results[1]) and "beyond the float32 range" in str(results[1])
+    assert not isinstance(results[0], Unexplainable) and not isinstance(results[2], Unexplainable)
+    rows[1][4] = math.nan  # NaN is a missing value, as the XGBoost container reads it
+    assert not isinstance(explainer.explain(rows)[1], Unexplainable)
+
+
 def test_an_empty_period_is_reported_with_no_metric_and_no_violation(aws, explainer, capsys) -> None:
     s3, events, queue = aws
     # A sample outside the period (the day before) is not read.
