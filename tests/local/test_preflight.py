@@ -110,13 +110,19 @@ def test_access_denied_names_the_permissions(service_quotas, capsys) -> None:
     assert "servicequotas:ListServiceQuotas" in capsys.readouterr().err
 
 
-def test_no_credentials_says_what_to_set(monkeypatch, capsys) -> None:
+@pytest.fixture
+def no_credentials(monkeypatch):
+    """No credentials anywhere boto3 looks (variables, files, instance metadata)."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    return monkeypatch
+
+
+def test_no_credentials_says_what_to_set(no_credentials, capsys) -> None:
+    no_credentials.setenv("AWS_DEFAULT_REGION", REGION)
     assert preflight.main(["--env", "dev"]) == 1
     assert "no AWS credentials: set AWS_PROFILE" in capsys.readouterr().err
 
@@ -126,14 +132,9 @@ def test_an_unknown_environment_is_a_usage_error(capsys) -> None:
     assert "env: 'nope' is not an environment in cdk.json" in capsys.readouterr().err
 
 
-def test_the_credentials_check_needs_no_aws_call(monkeypatch, capsys) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def test_the_credentials_check_needs_no_aws_call(no_credentials, capsys) -> None:
     assert preflight.main(["--credentials-only"]) == 1
     assert "set AWS_PROFILE or run `aws configure`" in capsys.readouterr().err
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    no_credentials.setenv("AWS_ACCESS_KEY_ID", "x")
+    no_credentials.setenv("AWS_SECRET_ACCESS_KEY", "x")
     assert preflight.main(["--credentials-only"]) == 0
