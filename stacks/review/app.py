@@ -46,7 +46,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from lambdas.review.app.completion import COMPLETED_DETAIL_TYPE
-from lambdas.review.app.tasks import STATUS_INDEX
+from lambdas.review.app.tasks import RETENTION_SECONDS, STATUS_INDEX
 from stacks.review.a2i import A2I_OUTPUT_PREFIX
 from stacks.shared.compliance import acknowledge, acknowledge_wildcards, drop_redundant_dependency, ignore_lint_check
 from stacks.shared.config import AppConfig
@@ -147,9 +147,12 @@ class ReviewersApp(Construct):
         )
         acknowledge(
             self.tasks,
-            "Holds review tasks only until they are answered or expire (TTL, review.task_availability_seconds); point-in-time "
-            "recovery is on, and every completed task's answers are also written to the versioned review bucket as output.json, "
-            "so a backup plan would protect nothing that is not kept already.",
+            f"Working state of the review, not its record: a task stays until {RETENTION_SECONDS // 86_400} days after its availability "
+            "(review.task_availability_seconds) ends, when the TTL deletes it with its audit trail. A completed task's answers are "
+            "written to the versioned review bucket as output.json and its outcome to loop-reports/; an expired task's partial answers "
+            "are in no output.json (its loop is reported as failed) and exist only here, until that TTL, by design. Point-in-time recovery "
+            "(35 days, longer than that retention) restores the table after a bad write or delete; a backup plan would only keep "
+            "items past the retention chosen for them.",
             "NIST.800.53.R5-DynamoDBInBackupPlan",
             "HIPAA.Security-DynamoDBInBackupPlan",
         )

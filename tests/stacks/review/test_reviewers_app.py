@@ -377,3 +377,21 @@ def test_the_tasks_table_is_keyed_by_loop_name_on_demand_encrypted_and_recoverab
         assert index["IndexName"] == "byStatus" and [k["AttributeName"] for k in index["KeySchema"]] == ["status", "createdAt"]
         assert props["DeletionProtectionEnabled"] is retained
         assert table["DeletionPolicy"] == ("Retain" if retained else "Delete")
+
+
+def test_the_tasks_tables_backup_reason_says_how_long_tasks_are_kept_and_what_only_it_holds(dev_app) -> None:
+    """cdk-nag's DynamoDBInBackupPlan acknowledgment must be true: the TTL deletes a task
+    RETENTION_SECONDS after its availability ends (not when it is answered or expires), and an
+    expired task's partial answers are in no output.json."""
+    from aws_cdk import Validations
+
+    from lambdas.review.app.tasks import RETENTION_SECONDS
+
+    table = dev_app.review.reviewers_app.tasks
+    reasons = {rule: reason for entry in table.node.metadata if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+               for rule, reason in entry.data.items()}
+    for rule in ("NIST.800.53.R5-DynamoDBInBackupPlan", "HIPAA.Security-DynamoDBInBackupPlan"):
+        reason = reasons[f"Annotation::{rule}"]
+        assert f"{RETENTION_SECONDS // 86_400} days after its availability" in reason and "TTL" in reason
+        assert "partial answers" in reason and "exist only here" in reason
+        assert "only until they are answered" not in reason
