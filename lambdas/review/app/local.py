@@ -9,9 +9,18 @@ server trusts (RS256, its ``kid``), the issuer, the audience (``client_id`` of a
 the handler as ``requestContext.authorizer.jwt.claims``, array claims flattened to ``"[a b]"`` as
 the HTTP API does. Sign-in is a stand-in for Cognito's managed login at ``/local-login``: the
 authorization-code flow with PKCE (S256) that ``app.js`` runs against Cognito, signing in at once
-as the local reviewer. The tasks are the bundled test records, three per task, made into tasks by
-the starter's own code (``start_review`` with the open back end) with their attributions from the
-bundled model. Completion events go to a queue the server prints.
+as the local reviewer. The tasks are the bundled test records that the environment's selection
+rule (``review.rule``, ``lower``/``upper`` or ``outcome`` in cdk.json, ``--env``, default dev) sends
+to review, with the code the deployed capture filter uses (``lambdas.capture.selection``),
+``review.rows_per_loop`` per task, made into tasks by the starter's own code (``start_review`` with
+the open back end) with their attributions from the bundled model. Every completion event is
+printed and recorded by ``review_results``' own code, and what the app and review_results write
+to S3 (output.json, the loop report, ground truth, training rows) is copied to a folder on disk
+(``--out``, default ``review-local/``): ``<out>/<bucket>/<key>``.
+
+The server answers only requests addressed to it (``Host`` 127.0.0.1 or localhost with its port;
+400 otherwise, so a page on another name that resolves here cannot use it), and sign-out returns
+only to this origin.
 
 Development only: never deployed (it is not a Lambda handler), moto stands in for AWS.
 """
@@ -48,6 +57,9 @@ TOKEN_SECONDS = 3600
 # The headers CloudFront adds to every response when deployed (stacks/review/app.py's response
 # headers policy; its CSP is added in start()), but HSTS, which means nothing on http://127.0.0.1.
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+LABELS_BUCKET = "local-labels"  # review_results' labels bucket (ground truth, training rows)
+MAX_BODY_BYTES = 10 * 1024 * 1024  # the HTTP API's payload limit
+DEFAULT_OUT = Path("review-local")
 ENVIRONMENT = {
     "TASKS_TABLE": "review-tasks",
     "REVIEW_BUCKET": "review-bucket",
@@ -209,8 +221,52 @@ def create_resources(environment: dict[str, str]) -> None:
     s3.create_bucket(Bucket=environment["REVIEW_BUCKET"], CreateBucketConfiguration={"LocationConstraint": REGION})
 
 
-def bundled_tasks(environment: dict[str, str], rows_per_task: int = 3, reviewers_per_task: int = 1, limit: int | None = None) -> int:
-    """The bundled test records as tasks, through the starter's own code; returns how many."""
+@dataclass(frozen=True)
+class LocalReview:
+    """What an environment's configuration (cdk.json) says about review, as the local tasks need it."""
+
+    environment: str
+    rule: Any  # lambdas.capture.selection.SelectionRule: the capture filter's rule, as deployed
+    rows_per_loop: int
+    reviewers_per_task: int
+    template: str
+    top_k: int | None  # attributions' top_k; None: attributions off
+    label_names: tuple[str, ...]
+
+    def describe(self) -> str:
+        rule = self.rule
+        if rule.rule == "band":
+            return f"probability of {self.label_names[-1]} between {rule.lower} and {rule.upper} (review.rule band)"
+        return f"predicted {self.label_names[rule.outcome]} (review.rule outcome {rule.outcome})"
+
+
+def review_settings(environment: str = "dev") -> LocalReview:
+    """The review settings of ``environment`` in cdk.json (``ConfigError`` when it has none usable here)."""
+    from lambdas.capture.selection import SelectionRule
+    from stacks.shared.config import ConfigError, load
+
+    context = json.loads((TEMPLATES.parent / "cdk.json").read_text())["context"]
+    config = load({"environments": context.get("environments"), "env": environment}.get)
+    if not config.review.enabled:
+        raise ConfigError(f"environment {environment!r} has review.enabled false: choose an environment that reviews")
+    if not config.model.is_bundled:
+        raise ConfigError(f"environment {environment!r} serves its own model; the local tasks are the bundled model's test records: "
+                          "choose an environment with the bundled model (dev)")
+    review = config.review
+    return LocalReview(
+        environment=environment,
+        rule=SelectionRule(rule=review.rule, lower=review.lower, upper=review.upper, outcome=review.outcome),
+        rows_per_loop=review.rows_per_loop,
+        reviewers_per_task=review.task_count,
+        template=review.template,
+        top_k=review.attributions.top_k if review.attributions.enabled else None,
+        label_names=tuple(config.model.label_names),
+    )
+
+
+def bundled_tasks(environment: dict[str, str], review: LocalReview, reviewers_per_task: int | None = None, limit: int | None = None) -> tuple[int, int]:
+    """The bundled test records that ``review``'s selection rule picks, as tasks of
+    ``review.rows_per_loop`` rows, through the starter's own code: (tasks made, rows selected)."""
     import boto3
 
     from lambdas.review.app.tasks import Tasks
@@ -229,18 +285,56 @@ def bundled_tasks(environment: dict[str, str], rows_per_task: int = 3, reviewers
          "probability": round(result.probability, 6), "prediction": int(result.probability >= 0.5)}
         for i, (features, result) in enumerate(zip(records, scored))
     ]
-    groups = [ReviewGroup("s3://capture/local/test.jsonl", tuple(rows[i:i + rows_per_task])) for i in range(0, len(rows), rows_per_task)][:limit]
-    settings = StarterSettings(None, "local", default_model.LABEL_NAMES, default_model.FEATURE_NAMES, "unused-dlq", "unused-deferred")
+    # What the deployed capture filter would send to review (lambdas/capture/selection.py).
+    selected = [row for row in rows if review.rule.selects_prediction(row["probability"], row["prediction"])]
+    size = review.rows_per_loop
+    groups = [ReviewGroup("s3://capture/local/test.jsonl", tuple(selected[i:i + size])) for i in range(0, len(selected), size)][:limit]
+    settings = StarterSettings(None, "local", review.label_names, default_model.FEATURE_NAMES, "unused-dlq", "unused-deferred")
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    sink = OpenTasks(Tasks(dynamodb, environment["TASKS_TABLE"]), reviewers_per_task, 86_400)
-    budget = DailyBudget(dynamodb, "review-budget", len(groups))
+    sink = OpenTasks(Tasks(dynamodb, environment["TASKS_TABLE"]), reviewers_per_task or review.reviewers_per_task, 86_400)
+    budget = DailyBudget(dynamodb, "review-budget", max(1, len(groups)))
     sqs = boto3.client("sqs", region_name=REGION)
+    top_k = review.top_k
 
     def explain(group: ReviewGroup) -> list[dict[str, Any]]:
-        return explain_rows(lambda: explainer, group.rows, lambda count: feature_names(settings, count), 10)
+        return explain_rows(lambda: explainer, group.rows, lambda count: feature_names(settings, count), top_k)
 
-    started = [start_review(None, sqs, budget, group, settings, explain, sink) for group in groups]
-    return sum(outcome is Outcome.STARTED for outcome in started)
+    started = [start_review(None, sqs, budget, group, settings, explain if top_k else None, sink) for group in groups]
+    return sum(outcome is Outcome.STARTED for outcome in started), len(selected)
+
+
+class Outputs:
+    """Copies what the app and review_results write to S3 (moto) into a folder the user can open:
+    ``<out>/<bucket>/<key>``. Each completion event is first recorded by review_results' own code."""
+
+    def __init__(self, out: Path, environment: dict[str, str], label_names: tuple[str, ...]) -> None:
+        from lambdas.review.results.results import ResultsSettings
+
+        self.out = out
+        self._buckets = (environment["REVIEW_BUCKET"], LABELS_BUCKET)
+        self._results = ResultsSettings(LABELS_BUCKET, environment["REVIEW_BUCKET"], label_names, environment["EVENT_BUS_NAME"], environment["EVENT_SOURCE"])
+        self._written: dict[Path, str] = {}
+
+    def record(self, events: list[dict[str, Any]]) -> list[Path]:
+        """review_results on each event, then every object new or changed since the last call, on disk."""
+        from lambdas.review.results.results import LoopEvent, record_loop
+        from lambdas.shared import aws
+
+        for event in events:
+            record_loop(aws.client("s3"), aws.client("events"), LoopEvent.from_event(event), self._results)
+        written = []
+        s3 = aws.client("s3")
+        for bucket in self._buckets:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for item in page.get("Contents", []):
+                    path = self.out / bucket / item["Key"]
+                    if self._written.get(path) == item["ETag"] or not path.resolve().is_relative_to(self.out.resolve()):
+                        continue
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+                    self._written[path] = item["ETag"]
+                    written.append(path)
+        return written
 
 
 # -- the server ----------------------------------------------------------------------------------
@@ -281,6 +375,21 @@ class LocalApp:
     def config(self) -> dict[str, str]:
         return {"domain": f"{self.origin}/local-login", "clientId": CLIENT_ID, "redirectUri": f"{self.origin}/", "scopes": "openid"}
 
+    def hosts(self) -> tuple[str, ...]:
+        """The Host headers this server answers: its own address and port, by number or as localhost."""
+        port = urllib.parse.urlsplit(self.origin).port
+        return (f"127.0.0.1:{port}", f"localhost:{port}")
+
+    def is_own_page(self, target: str) -> bool:
+        """Whether sign-out may return to ``target``: this origin exactly (scheme, host and port;
+        no user name or password before the host, which would make another host the real one)."""
+        try:
+            parts, own = urllib.parse.urlsplit(target), urllib.parse.urlsplit(self.origin)
+            return (parts.scheme, parts.hostname, parts.port, parts.username, parts.password) == (own.scheme, own.hostname, own.port, None, None) \
+                and parts.netloc == own.netloc
+        except ValueError:  # a port that is not a number
+            return False
+
 
 _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                   ".json": "application/json", ".png": "image/png", ".svg": "image/svg+xml", ".ico": "image/x-icon"}
@@ -312,19 +421,33 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._route("POST")
 
+    def _refuse(self, status: int, message: str) -> None:
+        """An answer to a request the server will not read on: the connection closes after it."""
+        self.close_connection = True
+        self._send(status, message.encode(), "text/plain; charset=utf-8", {"Connection": "close"})
+
     def _route(self, method: str) -> None:
+        # Only requests addressed to this server: a page on another name that resolves to
+        # 127.0.0.1 (DNS rebinding) sends its own Host.
+        if self.headers.get("Host", "").lower() not in self.app.hosts():
+            return self._refuse(HTTPStatus.BAD_REQUEST, f"unknown Host: this server answers only {' or '.join(self.app.hosts())}")
+        declared = self.headers.get("Content-Length") or "0"
+        if not declared.isascii() or not declared.isdigit():
+            return self._refuse(HTTPStatus.BAD_REQUEST, f"Content-Length {declared[:40]!r} is not a number of bytes")
+        length = int(declared)
+        if length > MAX_BODY_BYTES:
+            return self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a body of {length} bytes is over {MAX_BODY_BYTES} (the HTTP API's limit)")
         url = urllib.parse.urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if url.path.startswith("/api/"):
             return self._api(method, url.path, body)
         if url.path == "/local-login/oauth2/authorize" and method == "GET":
             return self._authorize(urllib.parse.parse_qs(url.query))
         if url.path == "/local-login/oauth2/token" and method == "POST":
-            return self._token(urllib.parse.parse_qs(body.decode()))
+            return self._token(urllib.parse.parse_qs(body.decode(errors="replace")))
         if url.path == "/local-login/logout" and method == "GET":
             target = urllib.parse.parse_qs(url.query).get("logout_uri", ["/"])[0]
-            return self._send(HTTPStatus.FOUND, b"", "text/plain", {"Location": target if target.startswith(self.app.origin) else "/"})
+            return self._send(HTTPStatus.FOUND, b"", "text/plain", {"Location": target if self.app.is_own_page(target) else "/"})
         if method == "GET":
             return self._static(url.path)
         self._json(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
@@ -391,9 +514,14 @@ class _Handler(BaseHTTPRequestHandler):
             "headers": {name.lower(): value for name, value in self.headers.items()},
             "pathParameters": found.groupdict() or None,
             "requestContext": {"http": {"method": method, "path": path}, "authorizer": {"jwt": {"claims": authorizer_claims(claims), "scopes": None}}},
-            "body": body.decode() if body else None,
+            "body": None,
             "isBase64Encoded": False,
         }
+        if body:  # as the HTTP API passes it: text as it is, anything else base64-encoded
+            try:
+                event["body"] = body.decode("utf-8")
+            except UnicodeDecodeError:
+                event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
         with self.app.invocation:  # like one Lambda execution environment: one event at a time
             response = self.app.api(event, _Context())
         self._send(response["statusCode"], response["body"].encode(), response["headers"]["content-type"], {"Cache-Control": "no-store"})
@@ -405,18 +533,22 @@ class Running:
     issuer: LocalIssuer
     server: ThreadingHTTPServer
     events: EventLog
+    review: LocalReview
+    tasks: int = 0  # made at start
+    selected: int = 0  # bundled test records the selection rule picked
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
-def start(port: int = 0, tasks: int | None = None, reviewers_per_task: int = 1, environment: dict[str, str] | None = None) -> Running:
+def start(port: int = 0, tasks: int | None = None, reviewers_per_task: int | None = None, environment: dict[str, str] | None = None,
+          review: LocalReview | None = None) -> Running:
     """Starts the server on 127.0.0.1 (a free port when 0) in a thread, with moto already mocking
-    AWS in this process (the caller's ``mock_aws``); returns once it listens."""
-    from stacks.shared import default_model
-
-    env = {**ENVIRONMENT, "LABEL_NAMES": json.dumps(default_model.LABEL_NAMES), **(environment or {})}
+    AWS in this process (the caller's ``mock_aws``); returns once it listens. ``review``: the
+    environment's review settings (default: dev's); ``tasks``: at most that many tasks."""
+    review = review or review_settings()
+    env = {**ENVIRONMENT, "LABEL_NAMES": json.dumps(list(review.label_names)), "REVIEW_TEMPLATE": review.template, **(environment or {})}
     os.environ.update(env)
     from lambdas.review.app import api
 
@@ -425,10 +557,10 @@ def start(port: int = 0, tasks: int | None = None, reviewers_per_task: int = 1, 
     create_resources(env)
     from lambdas.shared import aws
 
+    aws.client("s3").create_bucket(Bucket=LABELS_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     events = EventLog()
     events.attach(aws.client("events"))  # the client the API's completion publishes with
-    if tasks != 0:
-        bundled_tasks(env, reviewers_per_task=reviewers_per_task, limit=tasks)
+    made, selected = bundled_tasks(env, review, reviewers_per_task=reviewers_per_task, limit=tasks) if tasks != 0 else (0, 0)
     server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
     origin = f"http://127.0.0.1:{server.server_address[1]}"
     issuer = LocalIssuer(f"{origin}/local-login")
@@ -437,33 +569,59 @@ def start(port: int = 0, tasks: int | None = None, reviewers_per_task: int = 1, 
     handler = type("Handler", (_Handler,), {"app": LocalApp(issuer, origin, api.handler, content_security_policy(origin))})
     server.RequestHandlerClass = handler
     threading.Thread(target=server.serve_forever, name="review-local", daemon=True).start()
-    return Running(f"{origin}/", issuer, server, events)
+    return Running(f"{origin}/", issuer, server, events, review, made, selected)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="The reviewers' app on 127.0.0.1, against moto, with the bundled test records as tasks")
+def report(outputs: Outputs, events: list[dict[str, Any]], say: Callable[[str], None] = print) -> list[Path]:
+    """Records the reviewers' app's completion events (review_results) and says what was written where."""
+    from lambdas.review.app.completion import COMPLETED_DETAIL_TYPE
+
+    finished = [event for event in events if event["detail-type"] == COMPLETED_DETAIL_TYPE]
+    for event in finished:
+        detail = event["detail"]
+        output = (detail.get("humanLoopOutput") or {}).get("outputS3Uri")
+        say(f"{event['detail-type']} ({detail['humanLoopStatus']}): {detail['humanLoopName']}" + (f" -> {output}" if output else f": {detail.get('failureReason')}"))
+    written = outputs.record(finished)
+    for path in written:
+        say(f"  wrote {path}")
+    return written
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The reviewers' app on 127.0.0.1, against moto, with the bundled test records the environment's "
+                                     "selection rule picks as tasks")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--reviewers-per-task", type=int, default=1)
-    arguments = parser.parse_args()
+    parser.add_argument("--env", default="dev", help="the environment in cdk.json whose review settings (rule, rows per task, template) apply (default dev)")
+    parser.add_argument("--reviewers-per-task", type=int, default=None, help="default: the environment's review.task_count")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"folder for what the app and review_results write to S3 (output.json, loop reports, labels): <out>/<bucket>/<key> (default {DEFAULT_OUT}/)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = arguments(argv)
+    from stacks.shared.config import ConfigError
+
+    try:
+        review = review_settings(options.env)
+    except ConfigError as error:
+        raise SystemExit(f"review-local: {error}") from None
     for name, value in {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}.items():
         os.environ[name] = value
     os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ.pop("AWS_PROFILE", None)
     from moto import mock_aws
 
-    import boto3
-
     with mock_aws(), item_atomicity():
-        running = start(arguments.port, reviewers_per_task=arguments.reviewers_per_task)
-        waiting = boto3.client("dynamodb", region_name=REGION).scan(TableName=ENVIRONMENT["TASKS_TABLE"], Select="COUNT")["Count"]
-        print(f"Reviewers' app: {running.url}  ({waiting} tasks from the bundled test records; signed in as {LOCAL_REVIEWER})", flush=True)
-        print("Completed tasks' output.json are written to moto's S3; Ctrl-C stops.", flush=True)
+        running = start(options.port, reviewers_per_task=options.reviewers_per_task, review=review)
+        outputs = Outputs(options.out, {**ENVIRONMENT, **{k: os.environ[k] for k in ENVIRONMENT}}, review.label_names)
+        print(f"Reviewers' app: {running.url}  ({running.tasks} tasks of {review.rows_per_loop} records: the {running.selected} bundled test "
+              f"records that env {review.environment}'s rule sends to review, {review.describe()}; signed in as {LOCAL_REVIEWER})", flush=True)
+        print(f"What the app and review_results write to S3 is copied to {options.out.resolve()}/<bucket>/<key>; Ctrl-C stops.", flush=True)
         try:
             while True:
                 time.sleep(1)
-                for event in running.events.take():
-                    detail = event["detail"]
-                    print(f"{event['detail-type']}: {detail['humanLoopName']} -> {detail['humanLoopOutput']['outputS3Uri']}", flush=True)
+                report(outputs, running.events.take(), lambda line: print(line, flush=True))
         except KeyboardInterrupt:
             print("\nstopped", flush=True)
         finally:
