@@ -4,15 +4,18 @@ Contract for the stack (issue 16; names as in /work/notes/design-15-16.md):
 
 Handler ``lambdas.review.app.api.handler``; routes (all behind the JWT authorizer on the user pool,
 audience = the app client id; the page and the API share one origin, CloudFront ``/api/*``):
-  GET  /api/tasks                      counts: {"waiting": n}
-  POST /api/tasks/next                 claim the next task: {"task": {...}} or {"task": null}
+  GET  /api/tasks                      counts: {"waiting": n} (open tasks a reviewer could take now)
+  POST /api/tasks/next                 claim the next task: {"task": {...}} or {"task": null}; a
+                                       reviewer holds one task at a time: the one they hold, if any
   GET  /api/tasks/{taskId}             a task the caller holds
-  POST /api/tasks/{taskId}/renew       extend the caller's lease
+  POST /api/tasks/{taskId}/renew       extend the caller's lease (never past the task's availability;
+                                       at most once per third of a lease: 429 sooner)
   POST /api/tasks/{taskId}/release     give the task back (skip)
   POST /api/tasks/{taskId}/answers     submit {"answers": {"row-0-verdict": ..., ...}}
 The reviewer is ``requestContext.authorizer.jwt.claims`` (``sub``, ``cognito:groups``): 401 without
 claims, 403 outside REVIEWERS_GROUP, 409 for a task the caller does not hold (or whose lease
-expired), 400 naming the field for a bad answer.
+expired, or whose availability ended), 400 naming the field for a bad answer or a body it cannot
+read.
 
 Environment of the API function:
   TASKS_TABLE          the tasks table (below)
@@ -41,7 +44,7 @@ Tasks table (DynamoDB, on demand, KMS, point-in-time recovery):
   partition key  taskId   (S)   the loop name the starter computes (ReviewGroup.loop_name)
   TTL attribute  deleteAfter (N)  epoch seconds: expiresAt (created + review.task_availability_seconds)
                  + tasks.RETENTION_SECONDS; the sweep ends an expired task as a failed loop first
-  GSI "byStatus": partition key  status (S) ("open" | "answered" | "done" | "expired"),
+  GSI "byStatus": partition key  status (S) ("open" | "answered" | "done" | "expiring" | "expired"),
                   sort key       createdAt (S, ISO 8601 UTC), projection ALL
 Deployment also needs: python-liquid and its dependencies for the API function
 (lambdas/review/app/requirements.txt, a layer like the starter's) and a2i_templates/ next to the

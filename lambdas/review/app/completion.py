@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from lambdas.review.app.tasks import ANSWERED, OPEN, Task, Tasks
+from lambdas.review.app.tasks import ANSWERED, EXPIRING, OPEN, Task, Tasks
 
 COMPLETED_DETAIL_TYPE = "Review Task Completed"
 # Every humanLoopStatus this module puts on a "Review Task Completed" event: complete() announces
@@ -88,17 +88,29 @@ def complete(tasks: Tasks, s3: Any, events: Any, task: Task, settings: Completio
 def expire(tasks: Tasks, events: Any, task: Task, settings: CompletionSettings) -> bool:
     """Ends an open task nobody finished within its availability as A2I ends such a loop: a
     "Failed" status change with the reason (review_results records it in the loop's report), so a
-    review group never disappears unreported. True when this call announced it."""
-    if task.status != OPEN or not tasks.start_publishing(task.task_id, None, PUBLISH_HOLD_SECONDS, status=OPEN):
+    review group never disappears unreported. True when this call announced it.
+
+    The task stops taking answers first (``expiring``, a conditional write): an answer that lands
+    before it makes the task answered and the write fails (no Failed event: the task completes);
+    one after it is refused (409). So a task is announced once, as Completed or as Failed. A
+    crash after that write leaves the task expiring, and the sweep announces it (again, after the
+    publishing hold, if the crash came after the event)."""
+    if task.status == OPEN:
+        ending = tasks.begin_expiry(task.task_id, PUBLISH_HOLD_SECONDS)
+    elif task.status == EXPIRING and tasks.start_publishing(task.task_id, None, PUBLISH_HOLD_SECONDS, status=EXPIRING):
+        ending = tasks.get(task.task_id)
+    else:
+        ending = None
+    if ending is None:
         return False
-    answered = len(task.answers)
+    answered = len(ending.answers)
     reason = (
-        f"the task expired: {answered} of {task.reviewers_per_task} reviewer(s) answered within its availability "
-        f"(review.task_availability_seconds), until {iso_time(task.expires_at)}"
+        f"the task expired: {answered} of {ending.reviewers_per_task} reviewer(s) answered within its availability "
+        f"(review.task_availability_seconds), until {iso_time(ending.expires_at)}"
     )
-    detail = {"humanLoopName": task.task_id, "humanLoopStatus": "Failed", "failureReason": reason, "creationTime": task.created_at}
-    _announce(events, task, detail, settings)
-    tasks.mark_expired(task.task_id)
+    detail = {"humanLoopName": ending.task_id, "humanLoopStatus": "Failed", "failureReason": reason, "creationTime": ending.created_at}
+    _announce(events, ending, detail, settings)
+    tasks.mark_expired(ending.task_id)
     return True
 
 

@@ -10,18 +10,34 @@ lost: the submit that answers the last slot also sets the task's status to ``ans
 condition checks the other slots are answered; if another answer landed meanwhile, it re-reads
 and tries again).
 
+One task at a time per reviewer: each reviewer has a holding marker (an item keyed
+``#holding#<sub>``, which no task ID can be) naming the task they last claimed. A claim first
+reads it: a reviewer who still holds that task gets it back. Otherwise the claim takes the
+marker's claim lock (a conditional update on the marker's version, so of two claims of one
+reviewer at once only one goes on; the other waits for it and returns its task), claims a slot
+as above, and writes the task into the marker as it releases the lock. A lock whose claim died
+frees itself after ``CLAIM_LOCK_SECONDS``. A lease never outlives the task's
+availability (it ends at ``expiresAt`` at the latest), nothing is done under a lease after
+``expiresAt``, and a lease is renewed at most every third of its length. Renewals are not
+audited, so a task item only grows by what its reviewers do once each (claim, release, submit).
+
 Item (attribute: type, meaning):
-  taskId S (key), status S ("open" | "answered" | "done" | "expired"), createdAt S (ISO 8601 UTC),
-  expiresAt N (epoch seconds: created + task_availability_seconds; no claim after it, and the sweep
-  then ends the task as a failed loop, as A2I ends a loop nobody answered in time),
+  taskId S (key), status S ("open" | "answered" | "done" | "expiring" | "expired"), createdAt S (ISO 8601 UTC),
+  expiresAt N (epoch seconds: created + task_availability_seconds; no claim, renewal or answer
+  after it, and the sweep then ends the task as a failed loop, as A2I ends a loop nobody answered
+  in time: "expiring" first, so no answer can land any more, then the event, then "expired"),
   deleteAfter N (the table's TTL: expiresAt + RETENTION_SECONDS, so the audit trail outlives the task), reviewersPerTask N, inputContent S (JSON: what A2I calls the
   loop's input, ``starter.task_input``), slot<i> M {holder S, state S ("held" | "answered"),
-  leaseExpiresAt N, claimedAt S}, seen SS (subs), answers M {<sub>: {answerContent S (JSON),
+  leaseExpiresAt N, claimedAt S, renewedAt N}, seen SS (subs), answers M {<sub>: {answerContent S (JSON),
   acceptanceTime S, submissionTime S, workerId S, issuer S}}, answerCount N,
-  audit L [{action S (claim | renew | release | submit | complete), who S, at S}],
+  audit L [{action S (claim | release | submit | complete | expire), who S, at S}],
   outputS3Uri S, publishingUntil N, completedAt S (completion.py).
-Index ``byStatus``: status (partition) + createdAt (sort): open tasks oldest first, and the
-answered ones whose completion is pending.
+Holding marker (one per reviewer who ever claimed): taskId S ("#holding#<sub>"), heldTask S,
+  claimedAt N, version N (every claim lock adds one), claiming S and claimingUntil N (the claim
+  lock, while a claim is under way), deleteAfter N (TTL).
+Index ``byStatus``: status (partition) + createdAt (sort): open tasks oldest first, the
+answered ones whose completion is pending, and the expiring ones whose announcement is.
+Markers have no status, so the index never holds them.
 """
 
 from __future__ import annotations
@@ -29,6 +45,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import secrets
 import threading
 import time
 from decimal import Decimal
@@ -40,7 +57,16 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 STATUS_INDEX = "byStatus"
-OPEN, ANSWERED, DONE, EXPIRED = "open", "answered", "done", "expired"
+OPEN, ANSWERED, DONE, EXPIRING, EXPIRED = "open", "answered", "done", "expiring", "expired"
+# The key of a reviewer's holding marker: "#" is in no task ID (a loop name, api._TASK_ID).
+HOLDING = "#holding#"
+# A lease is renewed at most once per this fraction of its length (the page renews at a third).
+RENEW_EVERY = 3
+# How long a claim may hold its reviewer's claim lock: longer than the API function may run
+# (stacks/review/app.py: 10 s), so a live claim never loses it, and one that died frees it soon.
+CLAIM_LOCK_SECONDS = 30
+# How long a claim waits for another claim of the same reviewer's (under way) to finish.
+CLAIM_WAIT_SECONDS = 5.0
 # How long a finished or expired task (and its audit trail) stays in the table before DynamoDB's TTL deletes it.
 RETENTION_SECONDS = 30 * 86_400
 HELD = "held"
@@ -71,6 +97,12 @@ class Conflict(TaskError):
     """The caller does not hold the task (another reviewer does, the lease expired, it is answered)."""
 
     status = 409
+
+
+class TooSoon(TaskError):
+    """A renewal sooner than a third of the lease after the last one."""
+
+    status = 429
 
 
 @dataclass(frozen=True)
@@ -205,14 +237,25 @@ class Tasks:
             arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def waiting(self) -> int:
-        """Open tasks that have not expired (some may be held by reviewers at this moment)."""
-        pages = self._by_status(OPEN, Select="COUNT", FilterExpression="expiresAt > :now", ExpressionAttributeValues=_values(now=int(self._clock())))
+        """Open tasks that have not expired and that a reviewer could claim now: a slot of theirs
+        is free, or its holder's lease has run out (a task everyone's holding does not wait)."""
+        free = " OR ".join(
+            f"(reviewersPerTask > :i{i} AND (attribute_not_exists(slot{i}) OR (slot{i}.#state = :held AND slot{i}.leaseExpiresAt < :now)))"
+            for i in range(MAX_REVIEWERS_PER_TASK)
+        )
+        pages = self._by_status(OPEN, Select="COUNT", FilterExpression=f"expiresAt > :now AND ({free})",
+                                ExpressionAttributeNames={"#status": "status", "#state": "state"},
+                                ExpressionAttributeValues=_values(now=int(self._clock()), held=HELD, **{f"i{i}": i for i in range(MAX_REVIEWERS_PER_TASK)}))
         return sum(page["Count"] for page in pages)
 
     def expired(self) -> Iterator[Task]:
-        """Open tasks past their availability: nobody may claim them, and the sweep ends them."""
+        """Open tasks past their availability (nobody may claim them, and the sweep ends them), and
+        those whose ending was interrupted after they stopped taking answers (``expiring``)."""
         pages = self._by_status(OPEN, FilterExpression="expiresAt <= :now", ExpressionAttributeValues=_values(now=int(self._clock())))
         for page in pages:
+            for item in page["Items"]:
+                yield Task.from_item(item)
+        for page in self._by_status(EXPIRING):
             for item in page["Items"]:
                 yield Task.from_item(item)
 
@@ -225,12 +268,85 @@ class Tasks:
     # -- a reviewer's actions ------------------------------------------------------------------
 
     def claim(self, reviewer: Reviewer) -> Task | None:
-        """One of the oldest open tasks the reviewer has not seen, with a slot free (or whose lease expired).
+        """The task the reviewer holds, if they hold one (a reviewer holds one task at a time);
+        else one of the oldest open tasks they have not seen, with a slot free (or whose lease expired).
 
         Candidates read recently (``POOL_SECONDS``) by this container are tried first, so a busy
         container does not query the index for every claim; a candidate that turns out taken is
         dropped. Only a fresh query that finds nothing for the reviewer means there is nothing."""
-        now = int(self._clock())
+        waited_until = time.monotonic() + CLAIM_WAIT_SECONDS
+        while True:
+            held, marker = self._holding(reviewer)
+            if held is not None:
+                return held
+            now = int(self._clock())
+            if marker is not None and int(marker.get("claimingUntil", {"N": "0"})["N"]) >= now:
+                # Another claim of this reviewer's is under way: its task is the answer.
+                if time.monotonic() > waited_until:
+                    raise Conflict("another request of yours is claiming a task: ask for the next task again in a moment")
+                time.sleep(0.05)
+                continue
+            token = secrets.token_hex(8)
+            if not self._lock_claims(reviewer, marker, token, now):
+                if time.monotonic() > waited_until:
+                    raise Conflict("your other requests kept changing your claim: ask for the next task again in a moment")
+                continue  # another claim of this reviewer's locked or changed the marker first: read it again
+            task = None
+            try:
+                task = self._claim_new(reviewer, now)
+            finally:
+                self._unlock_claims(reviewer, token, task, now)
+            return task
+
+    def _holding(self, reviewer: Reviewer) -> tuple[Task | None, dict[str, Any] | None]:
+        """The task the reviewer's marker names if they still hold it, and the marker as read."""
+        marker = self._db.get_item(TableName=self._table, Key=_holding_key(reviewer), ConsistentRead=True).get("Item")
+        if marker is None or "heldTask" not in marker:
+            return None, marker
+        try:
+            task, _ = self.held(marker["heldTask"]["S"], reviewer)
+        except TaskError:  # answered, released, lease run out, expired, deleted: the marker is stale
+            return None, marker
+        return task, marker
+
+    def _lock_claims(self, reviewer: Reviewer, marker: dict[str, Any] | None, token: str, now: int) -> bool:
+        """Takes the reviewer's claim lock if the marker is as read and not locked; False if not."""
+        if marker is None:
+            condition, values = "attribute_not_exists(taskId)", {}
+        else:
+            version = "version = :version" if "version" in marker else "attribute_not_exists(version)"
+            condition = f"{version} AND (attribute_not_exists(claimingUntil) OR claimingUntil < :now)"
+            values = {**({":version": marker["version"]} if "version" in marker else {}), **_values(now=now)}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_holding_key(reviewer),
+                UpdateExpression="SET claiming = :token, claimingUntil = :until, deleteAfter = :forget ADD version :one",
+                ConditionExpression=condition,
+                ExpressionAttributeValues={**_values(token=token, until=now + CLAIM_LOCK_SECONDS, forget=now + RETENTION_SECONDS, one=1), **values},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _unlock_claims(self, reviewer: Reviewer, token: str, task: Task | None, now: int) -> None:
+        """Releases the claim lock, naming the task claimed (if any) as the one the reviewer holds."""
+        update = "REMOVE claiming, claimingUntil"
+        values = _values(token=token)
+        if task is not None:
+            update = "SET heldTask = :task, claimedAt = :now " + update
+            values.update(_values(task=task.task_id, now=now))
+        try:
+            self._db.update_item(TableName=self._table, Key=_holding_key(reviewer), UpdateExpression=update,
+                                 ConditionExpression="claiming = :token", ExpressionAttributeValues=values)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            # The lock was not ours any more (this claim outlived CLAIM_LOCK_SECONDS): nothing to release.
+
+    def _claim_new(self, reviewer: Reviewer, now: int) -> Task | None:
         with self._lock:
             pool = list(self._pool) if now - self._pool_read_at < POOL_SECONDS else []
         claimed = self._claim_from(pool, reviewer, now)
@@ -249,7 +365,7 @@ class Tasks:
         needs (the whole task comes back with the claim that wins)."""
         slots = [f"slot{i}" for i in range(MAX_REVIEWERS_PER_TASK)]
         pages = self._by_status(OPEN, Limit=_PAGE, FilterExpression="expiresAt > :now AND NOT contains(seen, :sub)",
-                                ProjectionExpression=", ".join(["taskId", "reviewersPerTask", "seen", *slots]),
+                                ProjectionExpression=", ".join(["taskId", "reviewersPerTask", "seen", "expiresAt", *slots]),
                                 ExpressionAttributeValues=_values(now=now, sub=reviewer.sub))
         for page in pages:
             yield [{name: _deserialiser.deserialize(value) for name, value in item.items()} for item in page["Items"]]
@@ -264,10 +380,10 @@ class Tasks:
                 current = task.get(f"slot{slot}")
                 if current is not None and not (current.get("state") == HELD and int(current["leaseExpiresAt"]) < now):
                     continue
-                claimed = self._claim_slot(task["taskId"], slot, reviewer, now)
+                claimed = self._claim_slot(task["taskId"], slot, reviewer, now, int(task["expiresAt"]))
                 if claimed is not None:
                     now_seen = {"taskId": claimed.task_id, "reviewersPerTask": claimed.reviewers_per_task, "seen": set(claimed.seen),
-                                **{f"slot{i}": value for i, value in claimed.slots.items()}}
+                                "expiresAt": claimed.expires_at, **{f"slot{i}": value for i, value in claimed.slots.items()}}
                     with self._lock:  # the task as this claim left it, for the next one
                         self._pool = [now_seen if t["taskId"] == claimed.task_id else t for t in self._pool]
                     return claimed
@@ -275,8 +391,9 @@ class Tasks:
                 self._pool = [t for t in self._pool if t["taskId"] != task["taskId"]]
         return None
 
-    def _claim_slot(self, task_id: str, slot: int, reviewer: Reviewer, now: int) -> Task | None:
-        lease = {"holder": reviewer.sub, "state": HELD, "leaseExpiresAt": now + self._lease, "claimedAt": iso(now)}
+    def _claim_slot(self, task_id: str, slot: int, reviewer: Reviewer, now: int, expires_at: int) -> Task | None:
+        until = min(now + self._lease, expires_at)  # a lease never outlives the task's availability
+        lease = {"holder": reviewer.sub, "state": HELD, "leaseExpiresAt": until, "claimedAt": iso(now), "renewedAt": now}
         try:
             response = self._db.update_item(
                 TableName=self._table,
@@ -301,14 +418,18 @@ class Tasks:
         slot = task.slot_of(reviewer)
         if task.status != OPEN or slot is None:
             raise Conflict(f"you do not hold task {task_id}: it was released, answered, or another reviewer has it")
-        if int(task.slots[slot]["leaseExpiresAt"]) < int(self._clock()):
+        now = int(self._clock())
+        if task.expires_at <= now:
+            raise Conflict(f"task {task_id} is no longer available (its time for review ended): ask for the next task")
+        if int(task.slots[slot]["leaseExpiresAt"]) < now:
             raise Conflict(f"your lease on task {task_id} expired: ask for the next task")
         return task, slot
 
     def _holder_update(self, task_id: str, slot: int, reviewer: Reviewer, update: str, values: dict[str, Any], extra_condition: str = "",
                        names: dict[str, str] | None = None) -> Task:
-        """An update that only the slot's current holder, within the lease, can make."""
-        condition = "#status = :open AND #slot.holder = :sub AND #slot.#state = :held AND #slot.leaseExpiresAt >= :now" + extra_condition
+        """An update that only the slot's current holder, within the lease and the task's availability, can make."""
+        condition = ("#status = :open AND expiresAt > :now AND #slot.holder = :sub AND #slot.#state = :held AND #slot.leaseExpiresAt >= :now"
+                     + extra_condition)
         try:
             response = self._db.update_item(
                 TableName=self._table,
@@ -326,14 +447,22 @@ class Tasks:
         return Task.from_item(response["Attributes"])
 
     def renew(self, task_id: str, reviewer: Reviewer) -> Task:
-        """Extends the caller's lease to a full lease from now."""
+        """Extends the caller's lease to a full lease from now, but never past the task's availability.
+        At most once per third of a lease (``TooSoon``, 429, sooner); renewals are not audited."""
         task, slot = self.held(task_id, reviewer)
-        now = self._clock()
+        now = int(self._clock())
+        every = max(1, self._lease // RENEW_EVERY)
+        renewed_at = task.slots[slot].get("renewedAt")
+        if renewed_at is not None and now - int(renewed_at) < every:
+            raise TooSoon(f"your lease on task {task_id} was renewed {now - int(renewed_at)} s ago: it can be renewed once every {every} s")
+        until = min(now + self._lease, task.expires_at)
         try:
-            return self._holder_update(task_id, slot, reviewer, "SET #slot.leaseExpiresAt = :until, audit = list_append(audit, :entry)",
-                                       {**_values(until=int(now) + self._lease), ":entry": _audit("renew", reviewer.sub, now)})
+            return self._holder_update(task_id, slot, reviewer, "SET #slot.leaseExpiresAt = :until, #slot.renewedAt = :now",
+                                       _values(until=until, latest=now - every),
+                                       " AND (attribute_not_exists(#slot.renewedAt) OR #slot.renewedAt <= :latest)")
         except _StateChanged:
-            raise Conflict(f"your lease on task {task_id} expired or was lost: ask for the next task") from None
+            self.held(task_id, reviewer)  # Conflict when the lease was lost meanwhile
+            raise TooSoon(f"your lease on task {task_id} was renewed meanwhile: it can be renewed once every {every} s") from None
 
     def release(self, task_id: str, reviewer: Reviewer) -> None:
         """Gives the caller's slot back (another reviewer can take it; this one will not see the task again)."""
@@ -385,16 +514,15 @@ class Tasks:
 
     def start_publishing(self, task_id: str, output_uri: str | None, hold_seconds: int, *, status: str = ANSWERED) -> bool:
         """One completer at a time may announce the task: True for the one that may (for
-        ``hold_seconds``). ``status``: the task's state being announced (answered, or open and expired)."""
+        ``hold_seconds``). ``status``: the task's state being announced (answered, or expiring)."""
         now = int(self._clock())
-        expired = " AND expiresAt <= :now" if status == OPEN else ""
         values = _values(until=now + hold_seconds, status=status, now=now, **({"uri": output_uri} if output_uri else {}))
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"taskId": {"S": task_id}},
                 UpdateExpression="SET publishingUntil = :until" + (", outputS3Uri = :uri" if output_uri else ""),
-                ConditionExpression=f"#status = :status{expired} AND (attribute_not_exists(publishingUntil) OR publishingUntil < :now)",
+                ConditionExpression="#status = :status AND (attribute_not_exists(publishingUntil) OR publishingUntil < :now)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=values,
             )
@@ -404,15 +532,36 @@ class Tasks:
             raise
         return True
 
+    def begin_expiry(self, task_id: str, hold_seconds: int) -> Task | None:
+        """An open task past its availability stops taking answers (``expiring``), and the caller
+        may announce its end for ``hold_seconds``: the task as it is now (its answers final), or
+        None when it is not open and past its availability any more (its last answer landed first)."""
+        now = int(self._clock())
+        try:
+            response = self._db.update_item(
+                TableName=self._table,
+                Key={"taskId": {"S": task_id}},
+                UpdateExpression="SET #status = :expiring, publishingUntil = :until",
+                ConditionExpression="#status = :open AND expiresAt <= :now",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(expiring=EXPIRING, until=now + hold_seconds, open=OPEN, now=now),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return Task.from_item(response["Attributes"])
+
     def mark_expired(self, task_id: str) -> None:
         now = self._clock()
         self._db.update_item(
             TableName=self._table,
             Key={"taskId": {"S": task_id}},
             UpdateExpression="SET #status = :expired, completedAt = :at, audit = list_append(audit, :entry) REMOVE publishingUntil",
-            ConditionExpression="#status = :open",
+            ConditionExpression="#status = :expiring",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={**_values(expired=EXPIRED, at=iso(now), open=OPEN), ":entry": _audit("expire", "app", now)},
+            ExpressionAttributeValues={**_values(expired=EXPIRED, at=iso(now), expiring=EXPIRING), ":entry": _audit("expire", "app", now)},
         )
 
     def mark_done(self, task_id: str) -> None:
@@ -429,3 +578,7 @@ class Tasks:
 
 class _StateChanged(Exception):
     """A holder's conditional update failed: the caller decides what that means."""
+
+
+def _holding_key(reviewer: Reviewer) -> dict[str, Any]:
+    return {"taskId": {"S": HOLDING + reviewer.sub}}

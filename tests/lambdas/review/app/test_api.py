@@ -54,8 +54,10 @@ def test_list_claim_show_renew_answer(world) -> None:
     assert status == 200 and task["taskId"] == "t-1" and task["rows"] == ["row-0", "row-1", "row-2"] and task["leaseSeconds"] == 300
     assert 'name="row-2-verdict"' in task["html"]
     assert call("GET /api/tasks/{taskId}", task_id="t-1")[1]["task"]["taskId"] == "t-1"
+    assert call("GET /api/tasks") == (200, {"waiting": 0})  # held: it no longer waits
+    world.clock.advance(100)  # a third of the lease
     assert call("POST /api/tasks/{taskId}/renew", task_id="t-1")[0] == 200
-    assert call("POST /api/tasks/next", sub="bob") == (200, {"task": None, "waiting": 1})
+    assert call("POST /api/tasks/next", sub="bob") == (200, {"task": None, "waiting": 0})
     status, body = call("POST /api/tasks/{taskId}/answers", task_id="t-1", body={"answers": agree_all()})
     assert (status, body) == (200, {"taskId": "t-1", "submitted": True, "completed": True})
     assert call("GET /api/tasks") == (200, {"waiting": 0})
@@ -162,3 +164,50 @@ def test_hostile_values_are_escaped_in_the_rendered_task(world) -> None:
     html = call("POST /api/tasks/next")[1]["task"]["html"]
     assert "<img" not in html and "<script" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
     assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+
+
+def test_ten_thousand_renewals_through_the_api_leave_the_task_item_under_4_kb(world) -> None:
+    """A reviewer's script renewing once a second for 10,000 s: a renewal is taken at most every
+    third of the lease (429 sooner, saying so) and none is audited, so the item stays the size it
+    had after the claim (under 4 KB here), far from DynamoDB's 400 KB, and the task can still be answered."""
+    from tests.lambdas.review.app.test_tasks import item_bytes
+
+    world.tasks.put("t-1", task_input(), 1, 20_000)
+    call("POST /api/tasks/next")
+    claimed = item_bytes("t-1")
+    statuses = []
+    for _ in range(10_000):
+        world.clock.advance(1)
+        statuses.append(call("POST /api/tasks/{taskId}/renew", task_id="t-1", threads=True)[0])
+    assert statuses.count(200) == 100 and statuses.count(429) == 9_900  # once per 100 s (a third of the 300-s lease)
+    assert item_bytes("t-1") <= claimed + 8 and claimed < 4_000
+    status, body = call("POST /api/tasks/{taskId}/renew", task_id="t-1")
+    assert status == 429 and body["message"] == "your lease on task t-1 was renewed 0 s ago: it can be renewed once every 100 s"
+    assert call("POST /api/tasks/{taskId}/answers", task_id="t-1", body={"answers": agree_all()})[1] == {"taskId": "t-1", "submitted": True, "completed": True}
+
+
+def test_a_second_claim_while_holding_a_task_returns_the_held_task(world) -> None:
+    """One reviewer cannot hoard the open tasks: asking again gives back the task they hold."""
+    for i in range(5):
+        world.tasks.put(f"t-{i}", task_input(), 1, 3600)
+    held = call("POST /api/tasks/next")[1]["task"]
+    for _ in range(4):
+        status, body = call("POST /api/tasks/next")
+        assert status == 200 and body["task"]["taskId"] == held["taskId"] and body["task"]["html"] == held["html"]
+    assert call("GET /api/tasks") == (200, {"waiting": 4})  # the other four are still free
+    other = call("POST /api/tasks/next", sub="bob")[1]["task"]["taskId"]
+    assert other != held["taskId"]
+    assert [i for i in range(5) if "alice" in world.tasks.get(f"t-{i}").seen] == [int(held["taskId"][2:])]
+
+
+def test_the_waiting_count_counts_only_tasks_a_reviewer_could_take_now(world) -> None:
+    world.tasks.put("t-1", task_input(), 1, 3600)
+    world.tasks.put("t-2", task_input(), 2, 3600)  # two reviewers each
+    assert call("GET /api/tasks") == (200, {"waiting": 2})
+    taken = call("POST /api/tasks/next")[1]["task"]["taskId"]
+    assert call("GET /api/tasks") == (200, {"waiting": 2 if taken == "t-2" else 1})  # t-2 has a second slot
+    call("POST /api/tasks/next", sub="bob")
+    call("POST /api/tasks/next", sub="carol")
+    assert call("GET /api/tasks") == (200, {"waiting": 0})  # three slots, three holders
+    world.clock.advance(301)  # every lease ran out
+    assert call("GET /api/tasks") == (200, {"waiting": 2})

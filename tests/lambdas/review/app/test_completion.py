@@ -189,3 +189,64 @@ def test_a_task_nobody_finished_in_time_ends_as_a_failed_loop_with_its_reason(wo
     assert (result.status, result.labelled) == ("Failed", 0)
     report = json.loads(world.s3.get_object(Bucket=ENV["REVIEW_BUCKET"], Key="loop-reports/t-1.json")["Body"].read())
     assert report == {"humanLoopName": "t-1", "status": "Failed", "failureReason": detail["failureReason"]}
+
+
+def test_an_answer_after_the_tasks_availability_is_refused_and_the_task_ends_once(world) -> None:
+    """A reviewer who claimed near the end cannot answer after it: the lease ends with the task's
+    availability, the answer is 409, and the sweep announces one Failed event."""
+    from tests.lambdas.review.app.conftest import call
+
+    world.tasks.put("t-1", task_input(), 1, 60)
+    assert call("POST /api/tasks/next")[1]["task"]["leaseExpiresAt"] == int(world.clock.now) + 60  # not the 300-s lease
+    world.clock.advance(60)
+    assert call("POST /api/tasks/{taskId}/renew", task_id="t-1")[0] == 409
+    status, body = call("POST /api/tasks/{taskId}/answers", task_id="t-1", body={"answers": agree_all()})
+    assert (status, body["message"]) == (409, "task t-1 is no longer available (its time for review ended): ask for the next task")
+    assert sweep(world.tasks, aws.client("s3"), aws.client("events"), settings()) == (1, [])
+    assert [(e["detail"]["humanLoopName"], e["detail"]["humanLoopStatus"]) for e in world.events()] == [("t-1", "Failed")]
+    assert world.tasks.get("t-1").status == "expired" and world.tasks.get("t-1").answers == {}
+
+
+def test_the_sweep_ending_a_task_while_its_last_answer_lands_announces_it_once(world, monkeypatch) -> None:
+    """The answer arrives while the sweep is ending the task (between its read and its event):
+    the task has stopped taking answers, so the answer is refused and one Failed event goes out,
+    and the sweep reports no error (a false SweepErrors alarm)."""
+    from tests.lambdas.review.app.conftest import call
+
+    world.tasks.put("t-1", task_input(), 1, 60)
+    call("POST /api/tasks/next")
+    # A lease taken before leases were capped at the task's availability: still running.
+    aws.client("dynamodb").update_item(TableName=ENV["TASKS_TABLE"], Key={"taskId": {"S": "t-1"}}, UpdateExpression="SET slot0.leaseExpiresAt = :late",
+                                       ExpressionAttributeValues={":late": {"N": str(int(world.clock.now) + 300)}})
+    world.clock.advance(61)
+    answered = []
+    original = completion._announce
+
+    def answer_lands_first(events, task, detail, config):
+        answered.append(call("POST /api/tasks/{taskId}/answers", task_id="t-1", body={"answers": agree_all()}, threads=True))
+        return original(events, task, detail, config)
+
+    monkeypatch.setattr(completion, "_announce", answer_lands_first)
+    assert sweep(world.tasks, aws.client("s3"), aws.client("events"), settings()) == (1, [])
+    monkeypatch.setattr(completion, "_announce", original)
+    assert [status for status, _ in answered] == [409]
+    world.clock.advance(completion.PUBLISH_HOLD_SECONDS + 1)
+    assert sweep(world.tasks, aws.client("s3"), aws.client("events"), settings()) == (0, [])
+    assert [(e["detail"]["humanLoopName"], e["detail"]["humanLoopStatus"]) for e in world.events()] == [("t-1", "Failed")]
+    assert world.tasks.get("t-1").status == "expired" and world.outputs() == []
+
+
+def test_an_answer_that_lands_before_the_sweep_ends_the_task_completes_it_instead(world) -> None:
+    """The other order: the last answer is saved just before the sweep reads the task as expired
+    (its read is older than the answer): the sweep's conditional write finds it answered, and the
+    task is announced once, as Completed."""
+    world.tasks.put("t-1", task_input(), 1, 60)
+    world.tasks.claim(ALICE)
+    world.clock.advance(59)
+    world.tasks.submit("t-1", ALICE, agree_all())
+    world.clock.advance(2)
+    stale = world.tasks.get("t-1")
+    stale.status = "open"  # as a sweep that read it a moment before the answer saw it
+    assert completion.expire(world.tasks, aws.client("events"), stale, settings()) is False
+    assert sweep(world.tasks, aws.client("s3"), aws.client("events"), settings()) == (1, [])
+    assert [e["detail"]["humanLoopStatus"] for e in world.events()] == ["Completed"]
