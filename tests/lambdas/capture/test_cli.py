@@ -69,9 +69,21 @@ def test_make_review_preview_prints_what_the_module_prints(tmp_path: Path) -> No
     assert made.stderr.strip().endswith(direct.stderr.strip().splitlines()[-1])
 
 
-def test_make_review_preview_without_a_file_says_how_to_use_it() -> None:
+def test_make_review_preview_without_a_file_previews_the_shipped_sample_under_devs_rule() -> None:
     made = subprocess.run(["make", "--no-print-directory", "-s", "review-preview"], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert made.returncode != 0 and "usage: make review-preview CAPTURE=" in made.stderr
+    assert made.returncode == 0, made.stderr
+    assert "rule: band (0.1 < p < 0.9), from environment 'dev'" in made.stderr
+    selected = [json.loads(line) for line in made.stdout.splitlines()]
+    assert selected and all(0.1 < row["probability"] < 0.9 for row in selected)
+    assert {row["captureFile"] for row in selected} == {"samples/captures/held-out.jsonl"}
+    assert made.stderr.strip().splitlines()[-1].startswith(f"records read: 114, rows: 114, selected: {len(selected)}")
+
+
+def test_make_review_preview_of_a_missing_file_says_so() -> None:
+    made = subprocess.run(
+        ["make", "--no-print-directory", "-s", "review-preview", "CAPTURE=nope.jsonl"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert made.returncode != 0 and "nope.jsonl: no such capture file" in made.stderr
 
 
 def test_a_missing_capture_file_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
