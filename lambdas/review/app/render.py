@@ -7,7 +7,8 @@ rendered here with python-liquid. Every output in the templates is escaped or fo
 text. What only A2I's page has is turned into plain HTML: crowd-html-elements' script is dropped
 (the page's CSP allows only its own script), the inline <style> is dropped (the page links the
 same partials' CSS files), ``<crowd-form>`` becomes the page's own form (``app.js``), and
-``<crowd-instructions>`` a ``<details>`` element, and the bars' widths data attributes.
+``<crowd-instructions>`` a ``<details>`` element, and the bars' widths data attributes; numbers in
+the tables are marked as such and feature names may break after an underscore (``_readable``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ _A2I_ONLY = [
 # The bars' widths: a style attribute in A2I's page, data for the page's script here (its CSP
 # applies no inline style; app.js sets the width through the CSSOM). The templates write a number.
 _BAR_WIDTH = re.compile(r'style="width: (-?[0-9.]+)%"')
+# Table cells the page's style keeps readable on a phone (app.css): a value that is a number is
+# marked so it never breaks, and a feature name may break only after an underscore (<wbr>). The
+# cells' text is escaped already (no "<" in it; no entity holds "_").
+_CELL = re.compile(r'<td class="(value|feature|name)">([^<]*)</td>')
+_NUMBER = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
+def _readable(cell: re.Match[str]) -> str:
+    kind, text = cell.group(1), cell.group(2)
+    if kind == "value":
+        return f'<td class="value number">{text}</td>' if _NUMBER.match(text.strip()) else cell.group(0)
+    return f'<td class="{kind}">{text.replace("_", "_<wbr>")}</td>'
 
 
 def template_text(name: str) -> str:
@@ -56,4 +69,5 @@ def _template(name: str) -> Any:
 
 def task_html(template: str, input_content: dict[str, Any]) -> str:
     """The task's body for the page: instructions, then one section per record with its inputs."""
-    return _BAR_WIDTH.sub(r'data-width="\1"', _template(template).render(task={"input": input_content})).strip()
+    html = _BAR_WIDTH.sub(r'data-width="\1"', _template(template).render(task={"input": input_content}))
+    return _CELL.sub(_readable, html).strip()

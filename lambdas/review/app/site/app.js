@@ -123,6 +123,67 @@
     }
   }
 
+  // Agreeing keeps the model's label: a record's label choice is offered (and required) only once
+  // its reviewer chooses Disagree. A disabled input is not part of the form's data.
+  function labelChoice(key) {
+    const first = document.getElementsByName(`${key}-label`)[0];
+    return first ? first.closest("fieldset") : null;
+  }
+
+  function showLabelChoice(key) {
+    const fieldset = labelChoice(key);
+    if (!fieldset) return;
+    const verdict = new FormData($("task")).get(`${key}-verdict`);
+    const disagree = verdict === "disagree";
+    fieldset.hidden = !disagree;
+    for (const input of fieldset.querySelectorAll("input")) {
+      input.disabled = !disagree;
+      input.required = disagree;
+      if (!disagree) input.checked = false;
+    }
+  }
+
+  function prepareAnswers(rows) {
+    for (const key of rows) {
+      showLabelChoice(key);
+      for (const input of document.getElementsByName(`${key}-verdict`)) {
+        input.addEventListener("change", () => showLabelChoice(key));
+      }
+    }
+  }
+
+  // A refused answer is said next to its field, which is scrolled into view and focused (the
+  // status line at the top may be far above).
+  function clearFieldErrors() {
+    for (const error of $("task-body").querySelectorAll(".field-error")) error.remove();
+    for (const input of $("task-body").querySelectorAll("[aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+    }
+  }
+
+  function showFieldError(field, message) {
+    const inputs = [...document.getElementsByName(field)].filter((input) => $("task-body").contains(input));
+    if (inputs.length === 0) return false;
+    const group = inputs[0].closest("fieldset") || inputs[0].closest("p") || inputs[0];
+    group.hidden = false;
+    for (const input of inputs) input.disabled = false;
+    const error = document.createElement("p");
+    error.className = "field-error";
+    error.id = `${field}-error`;
+    error.setAttribute("role", "alert");
+    error.textContent = message;
+    group.after(error);
+    for (const input of inputs) {
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", error.id);
+      input.addEventListener("change", () => { error.remove(); input.removeAttribute("aria-invalid"); }, {once: true});
+    }
+    group.scrollIntoView({block: "center"});
+    inputs[0].focus({preventScroll: true});
+    return true;
+  }
+
   function leaseText() {
     if (!current) return;
     const until = new Date(current.leaseExpiresAt * 1000);
@@ -135,14 +196,16 @@
     const body = $("task-body");
     body.innerHTML = task.html; // the API's rendering of the A2I templates, every value escaped there
     sizeBars(body);
+    prepareAnswers(task.rows);
     $("task-id").textContent = task.taskId;
     $("task").hidden = false;
     $("next").disabled = true;
     leaseText();
     activeSinceRenewal = false;
     clearInterval(renewTimer);
-    // Renew at a third of the lease, and only while the reviewer is working on the page.
-    renewTimer = setInterval(renew, Math.max(10, task.leaseSeconds / 3) * 1000);
+    // Renew a little after a third of the lease (the API takes a renewal at most every third),
+    // and only while the reviewer is working on the page.
+    renewTimer = setInterval(renew, Math.max(10, task.leaseSeconds / 3 + 5) * 1000);
     $("task-title").focus();
   }
 
@@ -163,8 +226,12 @@
     $("next").disabled = true;
     try {
       const {task} = await api("POST", "/api/tasks/next");
-      if (task) show(task);
-      else close("No task is waiting for you now.");
+      if (task) {
+        show(task);
+        refreshCount().catch((e) => say(e.message, true)); // the claimed task no longer waits
+      } else {
+        close("No task is waiting for you now.");
+      }
     } catch (error) {
       $("next").disabled = false;
       say(error.message, true);
@@ -180,6 +247,7 @@
       leaseText();
     } catch (error) {
       if (error.status === 409) close(`${error.message}`, true);
+      else if (error.status === 429) activeSinceRenewal = true; // renewed lately: the next tick tries again
     }
   }
 
@@ -198,6 +266,7 @@
   async function submit(event) {
     event.preventDefault();
     if (!current) return;
+    clearFieldErrors();
     if (!$("task").reportValidity()) return;
     $("submit").disabled = true;
     try {
@@ -205,9 +274,8 @@
       close("Thank you: your answers are saved.");
     } catch (error) {
       if (error.status === 400 && error.field) {
-        say(error.message, true);
-        const input = document.getElementsByName(error.field)[0];
-        if (input) input.focus();
+        say(`Your answers were not saved. ${error.message}`, true);
+        showFieldError(error.field, error.message);
       } else if (error.status === 409) {
         close(error.message, true);
       } else {

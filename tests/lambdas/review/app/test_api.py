@@ -211,3 +211,28 @@ def test_the_waiting_count_counts_only_tasks_a_reviewer_could_take_now(world) ->
     assert call("GET /api/tasks") == (200, {"waiting": 0})  # three slots, three holders
     world.clock.advance(301)  # every lease ran out
     assert call("GET /api/tasks") == (200, {"waiting": 2})
+
+
+@pytest.mark.parametrize(("changes", "remove", "field", "message"), [
+    ({"row-0-label": "1"}, (), "row-0-label", "Record 1: you agreed with the model's malignant (0) but chose benign (1): choose Disagree if benign is right"),
+    ({"row-1-verdict": "disagree"}, (), "row-1-label",
+     "Record 2: you disagreed with the model but chose the label it predicted, malignant (0): choose the correct label, or Agree"),
+    ({}, ("row-1-verdict",), "row-1-verdict", "Record 2: choose Agree or Disagree"),
+    ({"row-2-label": "2"}, (), "row-2-label", "Record 3: choose one of the labels malignant (0), benign (1)"),
+    ({"row-0-reason": "x" * 501}, (), "row-0-reason", "Record 1: the reason is 501 characters long; keep it to 500"),
+])
+def test_a_refused_answer_says_which_record_and_what_to_do_in_plain_words(world, changes, remove, field, message) -> None:
+    assert answered_with(world, changes, remove) == (400, {"message": message, "field": field})
+
+
+def test_agreeing_needs_no_label_and_keeps_the_models(world) -> None:
+    """Agree means the prediction: the page sends no label then, and review_results reads the model's."""
+    from lambdas.review.results.results import decide
+
+    status, _ = answered_with(world, {}, remove=("row-0-label", "row-1-label", "row-2-label"))
+    assert status == 200
+    task = world.tasks.get("t-1")
+    content = json.loads(task.answers["alice"]["answerContent"])
+    assert content["row-0-label"] == {"0": False, "1": False}
+    verdicts = decide({"inputContent": task.input_content, "humanAnswers": [{"answerContent": content}]}, 2)
+    assert [(v.label, v.problems) for v in verdicts] == [(0, []), (0, []), (0, [])]

@@ -80,6 +80,8 @@ def test_a_reviewer_signs_in_claims_answers_and_submits_with_the_keyboard(server
     browser.press("Enter")
     browser.wait_for("!document.getElementById('task').hidden && document.activeElement.id === 'task-title'")
     task_id = browser.js("document.getElementById('task-id').textContent")
+    # The claimed task no longer waits for anyone.
+    browser.wait_for("document.getElementById('waiting').textContent === '2 tasks wait for review.'")
     shown = browser.js("""[...document.querySelectorAll('section.record')].map(s => ({
         id: s.id, prediction: Number(/\\((\\d)\\)/.exec(s.querySelector('.prediction').textContent)[1]),
         features: s.querySelectorAll('table.features tr').length - 1,
@@ -92,12 +94,17 @@ def test_a_reviewer_signs_in_claims_answers_and_submits_with_the_keyboard(server
     assert all(len(w) == 10 and max(w) > 50 and all(x > 0 for x in w) for w in widths)
     browser.js("document.querySelectorAll('details').forEach(d => d.open = false); document.getElementById('task-title').focus()")
 
-    # Row 0: agree; row 1: disagree, the other label, and why; row 2: agree.
+    # Row 0: agree; row 1: disagree, the other label, and why; row 2: agree. Agreeing keeps the
+    # model's label: the label choice appears (and is required) only once Disagree is chosen.
     wanted = {0: ("agree", shown[0]["prediction"], ""), 1: ("disagree", 1 - shown[1]["prediction"], "the texture is irregular"),
               2: ("agree", shown[2]["prediction"], "")}
+    label_shown = "(name => !document.getElementsByName(name)[0].closest('fieldset').hidden && !document.getElementsByName(name)[0].disabled)"
+    assert [browser.js(f"{label_shown}('row-{row}-label')") for row in range(3)] == [False, False, False]
     for row, (verdict, label, reason) in wanted.items():
         choose(browser, f"row-{row}-verdict", verdict)
-        choose(browser, f"row-{row}-label", str(label))
+        assert browser.js(f"{label_shown}('row-{row}-label')") is (verdict == "disagree")
+        if verdict == "disagree":
+            choose(browser, f"row-{row}-label", str(label))
         if reason:
             tab_to(browser, f"e.name === 'row-{row}-reason'")
             browser.type_text(reason)
@@ -194,9 +201,69 @@ def test_a_reload_resumes_the_held_task_and_a_lost_lease_is_said_plainly(server,
     aws.client("dynamodb").update_item(TableName=local.ENVIRONMENT["TASKS_TABLE"], Key={"taskId": {"S": task_id}},
                                        UpdateExpression="SET slot0.leaseExpiresAt = :past", ExpressionAttributeValues={":past": {"N": "0"}})
     browser.js("""for (const name of ['row-0', 'row-1', 'row-2']) {
-        document.querySelector(`input[name="${name}-verdict"][value="agree"]`).checked = true;
-        document.querySelector(`input[name="${name}-label"]`).checked = true; }""")
+        document.querySelector(`input[name="${name}-verdict"][value="agree"]`).checked = true; }""")
     browser.js("document.getElementById('submit').click()")
     message = browser.wait_for("document.getElementById('task').hidden && document.getElementById('status').textContent")
     assert "expired" in message and browser.js("document.getElementById('status').className") == "error"
     assert Tasks(aws.client("dynamodb"), local.ENVIRONMENT["TASKS_TABLE"]).get(task_id).answers == {}
+
+
+def test_a_refused_answer_is_shown_next_to_its_field_in_view(server, browser) -> None:
+    """The server refuses a record's answer (disagreeing with the model but choosing its label):
+    the reason appears next to that record's label choice, scrolled into view and focused, not only
+    in the status line at the top of a long page; correcting it clears it, and the task is saved."""
+    browser.resize(1280, 800)
+    signed_in(browser, server.url)
+    browser.js("document.getElementById('next').click()")
+    browser.wait_for("!document.getElementById('task').hidden")
+    predicted = browser.js("[...document.querySelectorAll('section.record')].map(s => /\\((\\d)\\)/.exec(s.querySelector('.prediction').textContent)[1])")
+    browser.js("""(predicted => ['row-0', 'row-1', 'row-2'].forEach((key, i) => {
+        const verdict = document.querySelector(`input[name="${key}-verdict"][value="${key === 'row-2' ? 'disagree' : 'agree'}"]`);
+        verdict.click();
+        if (key === 'row-2') document.querySelector(`input[name="${key}-label"][value="${predicted[i]}"]`).click();
+    }))(%s)""" % json.dumps(predicted))
+    browser.js("window.scrollTo(0, 0); document.getElementById('submit').click()")
+    error = browser.wait_for("""(e => e && {text: e.textContent, after: e.previousElementSibling.className, id: e.id, role: e.getAttribute('role'),
+        top: e.getBoundingClientRect().top, bottom: e.getBoundingClientRect().bottom, height: innerHeight})(document.querySelector('.field-error'))""")
+    assert error["text"].startswith("Record 3: you disagreed with the model but chose the label it predicted")
+    assert error["after"] == "label-choice" and error["id"] == "row-2-label-error" and error["role"] == "alert"
+    assert 0 <= error["top"] and error["bottom"] <= error["height"]  # where the reviewer is looking
+    focused = browser.js("({name: document.activeElement.name, invalid: document.activeElement.getAttribute('aria-invalid'), "
+                         "described: document.activeElement.getAttribute('aria-describedby')})")
+    assert focused == {"name": "row-2-label", "invalid": "true", "described": "row-2-label-error"}
+    assert browser.js("document.getElementById('status').textContent") == f"Your answers were not saved. {error['text']}"
+    browser.js(f"document.querySelector('input[name=\"row-2-label\"][value=\"{1 - int(predicted[2])}\"]').click()")
+    assert browser.js("document.querySelectorAll('.field-error').length") == 0
+    browser.js("document.getElementById('submit').click()")
+    assert browser.wait_for("document.getElementById('task').hidden && document.getElementById('status').textContent") == "Thank you: your answers are saved."
+    assert browser.console == ["network: Failed to load resource: the server responded with a status of 400 (Bad Request)"]  # the refusal itself
+
+
+def test_numbers_and_feature_names_never_break_mid_token_on_a_phone(server, browser) -> None:
+    """At 390 px the attribution and feature tables wrap a name only after an underscore and never
+    split a number (a split number reads as two values)."""
+    browser.resize(390, 844)
+    signed_in(browser, server.url)
+    browser.js("document.getElementById('next').click()")
+    browser.wait_for("!document.getElementById('task').hidden")
+    browser.js("document.querySelectorAll('details').forEach(d => d.open = true)")
+    breaks = browser.js("""[...document.querySelectorAll('#task-body td.value, #task-body td.signed, #task-body td.feature, #task-body td.name')].flatMap(cell => {
+        // Each character's line (its box's top), through every text node of the cell.
+        const chars = [];
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            for (let i = 0; i < node.data.length; i++) {
+                const range = document.createRange(); range.setStart(node, i); range.setEnd(node, i + 1);
+                const rects = range.getClientRects();
+                if (rects.length) chars.push([node.data[i], Math.round(rects[0].top)]);
+            }
+        }
+        const text = chars.map(c => c[0]).join('');
+        return chars.slice(1).flatMap(([c, top], i) => top > chars[i][1] && !(cell.matches('.feature, .name') && /[_\\s]/.test(chars[i][0]))
+            ? [`${cell.className}: ${text.slice(0, i + 1)}|${text.slice(i + 1)}`] : []);
+    })""")
+    cells = browser.js("document.querySelectorAll('#task-body td.value, #task-body td.feature').length")
+    assert cells > 60 and breaks == []
+    assert browser.js("document.documentElement.scrollWidth") <= 390
+    wrapped = browser.js("[...document.querySelectorAll('#task-body td.feature, #task-body td.name')].filter(c => c.getClientRects()[0].height > 30).length")
+    assert wrapped > 0  # long names do wrap (after an underscore) rather than widen the table
