@@ -68,6 +68,11 @@ ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (apigwv2.HttpMethod.POST, "/api/tasks/{taskId}/release"),
     (apigwv2.HttpMethod.POST, "/api/tasks/{taskId}/answers"),
 )
+# Every route requires one of these scopes in the token: Cognito's access tokens carry the scopes the
+# page asked for ("openid email"), its ID tokens carry none, so an ID token is refused (API Gateway:
+# "Unless you require ID tokens for API authorization, we recommend that you configure your routes
+# to require authorization scopes", http-api-jwt-authorizer).
+ROUTE_SCOPES = ("openid",)
 # A reviewer's page makes a few requests a minute; this leaves room for dozens at once and stops a
 # runaway client (or a stolen token) from running up the function and the table.
 API_RATE_LIMIT = 25
@@ -474,7 +479,7 @@ class ReviewersApp(Construct):
         self.authorizer = authorizers.HttpUserPoolAuthorizer("Reviewers", self.user_pool, user_pool_clients=[self.client])
         integration = integrations.HttpLambdaIntegration("Api", self.api_function.function)
         for method, path in ROUTES:
-            self.api.add_routes(path=path, methods=[method], integration=integration, authorizer=self.authorizer)
+            self.api.add_routes(path=path, methods=[method], integration=integration, authorizer=self.authorizer, authorization_scopes=list(ROUTE_SCOPES))
 
         self._deploy_page(config, cognito_origin, key)
 

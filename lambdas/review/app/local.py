@@ -137,6 +137,10 @@ class LocalIssuer:
             raise Unauthorized("expired")
         if claims.get("nbf", 0) > time.time():
             raise Unauthorized("not valid yet")
+        from stacks.review.app import ROUTE_SCOPES  # the deployed routes' authorization scopes
+
+        if not set(str(claims.get("scope", "")).split()) & set(ROUTE_SCOPES):
+            raise Unauthorized("not an access token with the routes' scope")
         return claims
 
 

@@ -186,6 +186,7 @@ def test_every_route_is_behind_the_jwt_authorizer_of_the_reviewers_pool(dev_app,
     for route in routes.values():
         assert route["Properties"]["AuthorizationType"] == "JWT"
         assert route["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}
+        assert route["Properties"]["AuthorizationScopes"] == ["openid"]  # access tokens only: an ID token has no scope
     props = authorizer["Properties"]
     assert (props["AuthorizerType"], props["IdentitySource"]) == ("JWT", ["$request.header.Authorization"])
     assert props["JwtConfiguration"]["Audience"] == [{"Ref": _logical_id(dev_app, app.client)}]
