@@ -98,7 +98,7 @@ def expire(tasks: Tasks, events: Any, task: Task, settings: CompletionSettings) 
     if task.status == OPEN:
         ending = tasks.begin_expiry(task.task_id, PUBLISH_HOLD_SECONDS)
     elif task.status == EXPIRING and tasks.start_publishing(task.task_id, None, PUBLISH_HOLD_SECONDS, status=EXPIRING):
-        ending = tasks.get(task.task_id)
+        ending = task  # as the sweep read it: an expiring task's answers no longer change
     else:
         ending = None
     if ending is None:

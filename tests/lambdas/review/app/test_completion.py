@@ -250,3 +250,31 @@ def test_an_answer_that_lands_before_the_sweep_ends_the_task_completes_it_instea
     assert completion.expire(world.tasks, aws.client("events"), stale, settings()) is False
     assert sweep(world.tasks, aws.client("s3"), aws.client("events"), settings()) == (1, [])
     assert [e["detail"]["humanLoopStatus"] for e in world.events()] == ["Completed"]
+
+
+class OnlyQueryAndUpdate:
+    """The sweep function's DynamoDB grants (stacks/review/app.py): Query and UpdateItem, nothing else."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def query(self, **kwargs):
+        return self._client.query(**kwargs)
+
+    def update_item(self, **kwargs):
+        return self._client.update_item(**kwargs)
+
+
+def test_the_sweep_finishes_an_interrupted_expiry_with_only_its_granted_calls(world, monkeypatch) -> None:
+    from lambdas.review.app.tasks import Tasks
+
+    world.tasks.put("t-1", task_input(), 1, 60)
+    world.clock.advance(61)
+    swept = Tasks(OnlyQueryAndUpdate(aws.client("dynamodb")), ENV["TASKS_TABLE"], 300, world.clock)
+    original = swept.mark_expired
+    monkeypatch.setattr(swept, "mark_expired", lambda task_id: (_ for _ in ()).throw(Crash("after the event")))
+    assert sweep(swept, aws.client("s3"), aws.client("events"), settings())[1][0][0] == "t-1"
+    monkeypatch.setattr(swept, "mark_expired", original)
+    world.clock.advance(completion.PUBLISH_HOLD_SECONDS + 1)
+    assert sweep(swept, aws.client("s3"), aws.client("events"), settings()) == (1, [])  # the expiring task, announced again
+    assert [e["detail"]["humanLoopStatus"] for e in world.events()] == ["Failed", "Failed"] and world.tasks.get("t-1").status == "expired"
