@@ -146,7 +146,7 @@ review-preview: $(VENV)/.synth-deps node_modules/.installed ## rows of a capture
 # tasks, signed in as a local reviewer (a local stand-in for Cognito's managed login). Ctrl-C stops it.
 REVIEW_PORT ?= 8765
 review-local: $(VENV)/.test-deps node_modules/.installed ## the reviewers' app on 127.0.0.1:8765 over an in-memory AWS (no account; ~1 min first time)
-	@$(VENV)/bin/python -m lambdas.review.app.local --port $(REVIEW_PORT)
+	@$(VENV)/bin/python -m lambdas.review.app.local --port $(REVIEW_PORT) --env "$(ENV)"
 
 # Data-quality drift of local capture files against a baseline, with the open monitor's code:
 # statistics.json, constraint_violations.json and report.html in OUT, one line per violation.
