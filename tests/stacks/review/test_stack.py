@@ -71,7 +71,7 @@ def test_every_queue_is_kms_encrypted_and_every_work_queue_has_an_alarmed_dlq(a2
     assert len(redriven) == 3 and all(q["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5 for q in redriven)
     pipeline = a2i_app.review.pipeline
     dead_letter_queues = [w.dead_letter_queue for w in (pipeline.capture_events, pipeline.review_queue, pipeline.results_queue)] + [pipeline.redrive_failures]
-    at_one_message = [a["Properties"] for a in _resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    at_one_message = [a["Properties"] for a in _resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"]
     assert sorted(a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in at_one_message) == sorted(a2i_app.review.get_logical_id(q.node.default_child) for q in dead_letter_queues)
     for props in at_one_message:
         assert (props["Threshold"], props["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
@@ -79,7 +79,7 @@ def test_every_queue_is_kms_encrypted_and_every_work_queue_has_an_alarmed_dlq(a2
 
 
 def _alarm_on(template: Template, metric: str) -> dict:
-    [alarm] = [a["Properties"] for a in _resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"]["MetricName"] == metric]
+    [alarm] = [a["Properties"] for a in _resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("MetricName") == metric]
     return alarm
 
 
