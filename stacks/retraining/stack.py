@@ -107,7 +107,7 @@ class RetrainingStack(Stack):
         model = {
             "ExecutionRoleArn": endpoint.role.role_arn,
             "EnableNetworkIsolation": True,
-            "PrimaryContainer": {"Image": endpoint.image_uri, "Mode": "SingleModel"},
+            "PrimaryContainer": {"Image": ContainerImage.for_model(self, "InferenceImage", config.model).uri, "Mode": "SingleModel"},
         }
 
         # --- deployment guardrail: roll back when the new variant returns server errors -------

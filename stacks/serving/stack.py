@@ -36,16 +36,7 @@ class ServingStack(Stack):
 
         self.alerts = AlertTopic(self, "Alerts", parameters=self.parameters, key=storage.key, display_name=f"{config.app_name} {config.environment} alerts")
 
-        if config.model.image_uri is not None:
-            image = ContainerImage.from_uri(self, "InferenceImage", config.model.image_uri)
-        else:
-            image = ContainerImage.from_sdk(
-                self,
-                "InferenceImage",
-                framework=config.model.framework,
-                version=config.model.framework_version,
-                image_scope="inference",
-            )
+        image = ContainerImage.for_model(self, "InferenceImage", config.model)
 
         self.bundled_model: BundledModel | None = None
         if config.model.is_bundled:

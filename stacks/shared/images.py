@@ -170,6 +170,16 @@ class ContainerImage(Construct):
         return image
 
     @classmethod
+    def for_model(cls, scope: Construct, construct_id: str, model) -> ContainerImage:
+        """The serving image of ``model`` (``config.ModelConfig``): its own ``image_uri``, else the SDK's.
+
+        Each stack that names the image builds its own: a stack reading another stack's mapping gets
+        a copy of it that the CDK announces with an INFO annotation on every synthesis."""
+        if model.image_uri is not None:
+            return cls.from_uri(scope, construct_id, model.image_uri)
+        return cls.from_sdk(scope, construct_id, framework=model.framework, version=model.framework_version, image_scope="inference")
+
+    @classmethod
     def from_uri(cls, scope: Construct, construct_id: str, uri: str) -> ContainerImage:
         image = cls(scope, construct_id)
         account, repository = _repository(uri)
