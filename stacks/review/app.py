@@ -328,7 +328,9 @@ class ReviewersApp(Construct):
             (
                 self.logs,
                 "It receives the page bucket's S3 server access logs, which S3 delivers only to buckets with SSE-S3 default "
-                "encryption (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html).",
+                "encryption (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html), and "
+                "the distribution's CloudFront standard logs, which CloudFront's log delivery writes with an ACL; with SSE-S3 "
+                "that writer needs no grant on the app's key. Neither log holds customer data: requests for the page's files.",
             ),
         ):
             acknowledge(bucket, reason, "HIPAA.Security-S3DefaultEncryptionKMS", "NIST.800.53.R5-S3DefaultEncryptionKMS")
