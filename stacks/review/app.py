@@ -330,7 +330,7 @@ class ReviewersApp(Construct):
                 "It receives the page bucket's S3 server access logs, which S3 delivers only to buckets with SSE-S3 default "
                 "encryption (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html), and "
                 "the distribution's CloudFront standard logs, which CloudFront's log delivery writes with an ACL; with SSE-S3 "
-                "that writer needs no grant on the app's key. Neither log holds customer data: requests for the page's files.",
+                "that writer needs no grant on the app's key. Neither holds model data or answers: request lines (path, time, client address) for the page and the API.",
             ),
         ):
             acknowledge(bucket, reason, "HIPAA.Security-S3DefaultEncryptionKMS", "NIST.800.53.R5-S3DefaultEncryptionKMS")
