@@ -32,7 +32,11 @@ $(VENV)/.synth-deps: requirements.txt requirements-image-tables.txt
 	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements-image-tables.txt
 	touch $@
 
-$(VENV)/.test-deps: $(VENV)/.synth-deps requirements-dev.txt
+$(VENV)/.tools-deps: $(VENV)/.synth-deps requirements-tools.txt
+	$(VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $@
+
+$(VENV)/.test-deps: $(VENV)/.tools-deps requirements-dev.txt
 	@echo "Installing the test dependencies into $(VENV)"
 	$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
@@ -90,10 +94,11 @@ setup: $(VENV)/.test-deps node_modules/.installed layer build/.chromium
 # Templates of stacks the chosen environment does not deploy would otherwise stay in cdk.out/: they
 # are removed after a successful synth (a failed one leaves the last good templates in place).
 synth: $(VENV)/.synth-deps node_modules/.installed layer ## templates of every stack into cdk.out/ (no account; first run ~5 min)
-	$(CDK) synth --quiet
+	@# The CLI's closing hint ("Supply a stack id ... to display its template") asks nothing of make synth's user.
+	set -o pipefail; $(CDK) synth --quiet 2>&1 | grep -v '^Supply a stack id'
 	@$(VENV)/bin/python -m stacks.shared.cloud_assembly prune cdk.out
 
-test: setup ## every test (no account; installs Chromium with apt; ~25 min)
+test: setup ## every test (no account; installs Chromium with apt; ~15 min)
 	$(VENV)/bin/python -m pytest
 
 # Each against a floor measured in the same run: capture-filter throughput and memory (issue 4) with
@@ -114,11 +119,11 @@ CDK_ASSEMBLY := cdk --app cdk.out
 # Without credentials the CDK says only "Unable to resolve AWS account"; this says what to set first.
 CREDENTIALS := $(VENV)/bin/python -m local.preflight --credentials-only
 
-bootstrap: synth ## the CDK's bootstrap stack in your account and region (AWS credentials)
+bootstrap: synth ## the CDK's bootstrap stack in your account and region (AWS credentials; ~3 min)
 	@$(CREDENTIALS)
 	$(CDK_ASSEMBLY) bootstrap
 
-diff: synth ## what a deploy would change in your account (AWS credentials)
+diff: synth ## what a deploy would change in your account (AWS credentials; ~1 min)
 	@$(CREDENTIALS)
 	$(CDK_ASSEMBLY) diff
 
@@ -129,7 +134,7 @@ preflight: $(VENV)/.synth-deps node_modules/.installed ## check the account's Sa
 deploy: synth preflight ## preflight, then every stack of ENV (AWS credentials, bootstrapped account; ~30 min)
 	$(CDK_ASSEMBLY) deploy --all --require-approval broadening
 
-destroy: node_modules/.installed $(VENV)/.synth-deps layer ## delete every stack of ENV (AWS credentials; asks first)
+destroy: node_modules/.installed $(VENV)/.synth-deps layer ## delete every stack of ENV (AWS credentials; asks first; ~15 min)
 	$(CDK) destroy --all
 
 # Ops commands keep their names whatever the code's layout, and do their own set-up.
@@ -138,7 +143,7 @@ SAMPLES := samples/captures
 # Which rows of a capture file would go to human review under ENV's rule: one JSON object per
 # selected row on stdout, the summary (records, rows, selected, rejected with reasons) on stderr.
 CAPTURE_PREVIEW = $(if $(CAPTURE),$(CAPTURE),$(SAMPLES)/held-out.jsonl)
-review-preview: $(VENV)/.synth-deps node_modules/.installed ## rows of a capture file ENV's review rule picks [CAPTURE=file] (no account; seconds)
+review-preview: $(VENV)/.synth-deps node_modules/.installed ## rows of a capture file ENV's review rule picks [CAPTURE=file, default the held-out sample; ARGS=flags] (no account; seconds)
 	@$(VENV)/bin/python -m lambdas.capture --env "$(ENV)" "$(CAPTURE_PREVIEW)" $(ARGS)
 
 # The reviewers' app on this machine (issue 16): the page and the API's routes on one origin on
@@ -152,7 +157,7 @@ review-local: $(VENV)/.test-deps node_modules/.installed ## the reviewers' app o
 # statistics.json, constraint_violations.json and report.html in OUT, one line per violation.
 CAPTURE_DRIFT = $(if $(CAPTURE),$(CAPTURE),$(SAMPLES)/shifted.jsonl)
 OUT ?= drift-report
-drift-report: $(VENV)/.synth-deps node_modules/.installed ## drift report of capture files [CAPTURE="files" OUT=dir BASELINE=csv] (no account; seconds)
+drift-report: $(VENV)/.tools-deps node_modules/.installed ## drift report of capture files [CAPTURE="files", default the shifted sample; OUT=dir, default drift-report; BASELINE=csv] (no account; seconds)
 	@$(VENV)/bin/python -m lambdas.monitoring.drift --env "$(ENV)" --out "$(OUT)" $(if $(BASELINE),--baseline "$(BASELINE)") $(CAPTURE_DRIFT)
 
 # Retrain the bundled model; the committed artefacts must not change unless the script does.

@@ -34,7 +34,7 @@ def environment_defaults(environment: str) -> dict:
     review, model = config.review, config.model
     return {
         "rule": review.rule, "lower": review.lower, "upper": review.upper, "outcome": review.outcome,
-        "score_path": model.score_path, "features_path": model.features_path,
+        "score_path": model.score_path, "features_path": model.features_path, "feature_count": len(model.feature_names),
     }  # fmt: skip
 
 
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outcome", type=int, default=0, help="outcome: select this predicted label (default: the environment's, else 0)")
     parser.add_argument("--score-path", default=None, help="JMESPath to the probability in JSON output, e.g. score")
     parser.add_argument("--features-path", default="features", help="JMESPath to the features in JSON input")
+    parser.set_defaults(feature_count=None)  # the environment's, to warn of a file from another model
     known, _ = parser.parse_known_args(argv)
     if known.env is not None:
         from stacks.shared.config import ConfigError
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"line {number}: rejected: {rejected.reason}", file=sys.stderr)
             for row in result.rows:  # only the selected rows are materialised
                 counts["selected"] += 1
+                if args.feature_count is not None and len(row.features) != args.feature_count:
+                    counts["other shape"] += 1
                 print(json.dumps({**row.to_json(), "captureFile": str(args.capture_file), "line": number}))
     detail = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
     print(
@@ -90,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         f"rejected: {counts['rejected']}" + (f" ({detail})" if detail else "") + (f", blank lines: {counts['blank']}" if counts["blank"] else ""),
         file=sys.stderr,
     )
+    if counts["other shape"]:
+        print(
+            f"warning: {counts['other shape']} selected row(s) do not have the {args.feature_count} features of environment "
+            f"{args.env!r} (model.feature_names): is this file from that environment's endpoint?",
+            file=sys.stderr,
+        )
     return 0
 
 

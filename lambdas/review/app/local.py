@@ -619,9 +619,11 @@ def main(argv: list[str] | None = None) -> None:
     with mock_aws(), item_atomicity():
         running = start(options.port, reviewers_per_task=options.reviewers_per_task, review=review)
         outputs = Outputs(options.out, {**ENVIRONMENT, **{k: os.environ[k] for k in ENVIRONMENT}}, review.label_names)
+        options.out.mkdir(parents=True, exist_ok=True)  # there from the start, filled as tasks are answered
         print(f"Reviewers' app: {running.url}  ({running.tasks} tasks of {review.rows_per_loop} records: the {running.selected} bundled test "
               f"records that env {review.environment}'s rule sends to review, {review.describe()}; signed in as {LOCAL_REVIEWER})", flush=True)
-        print(f"What the app and review_results write to S3 is copied to {options.out.resolve()}/<bucket>/<key>; Ctrl-C stops.", flush=True)
+        print(f"What the app and review_results write to S3 (once a task is answered) is copied to {options.out.resolve()}/<bucket>/<key>; "
+              "Ctrl-C stops.", flush=True)
         try:
             while True:
                 time.sleep(1)

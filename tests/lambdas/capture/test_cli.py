@@ -66,7 +66,9 @@ def test_make_review_preview_prints_what_the_module_prints(tmp_path: Path) -> No
     direct = run_cli(capture, *args)
     assert made.returncode == 0, made.stderr
     assert made.stdout == direct.stdout and made.stdout.strip()
-    assert made.stderr.strip().endswith(direct.stderr.strip().splitlines()[-1])
+    assert direct.stderr.strip().splitlines()[-1] in made.stderr
+    # make runs it under ENV (dev: 30 features), so seed 003's 14-feature rows are flagged as another model's.
+    assert "warning: 1 selected row(s) do not have the 30 features of environment 'dev'" in made.stderr
 
 
 def test_make_review_preview_without_a_file_previews_the_shipped_sample_under_devs_rule() -> None:
@@ -101,5 +103,6 @@ def test_the_environments_rule_is_the_default_and_a_flag_overrides_it(tmp_path: 
     assert income.stdout == ""
     overridden = run_cli(capture, "--env", "income", "--score-path", "score", "--rule", "band")
     assert [json.loads(line)["rowIndex"] for line in overridden.stdout.splitlines()] == [1]
+    assert "warning" not in overridden.stderr  # seed 003's rows have income's 14 features
     unknown = run_cli(capture, "--env", "nope")
     assert unknown.returncode == 2 and "env: 'nope' is not an environment in cdk.json" in unknown.stderr

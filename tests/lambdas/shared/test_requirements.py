@@ -39,7 +39,7 @@ def _wheel_tags(folder) -> dict[str, list[str]]:
 
 def test_runtime_dependencies_match_between_layers_and_tests() -> None:
     layer, explain = _pins(LAMBDAS / "requirements.txt"), _pins(EXPLAIN_REQUIREMENTS)
-    dev = {**_pins(ROOT / "requirements.txt"), **_pins(ROOT / "requirements-dev.txt")}  # dev installs both
+    dev = {name: version for f in ("requirements.txt", "requirements-tools.txt", "requirements-dev.txt") for name, version in _pins(ROOT / f).items()}
     for name in ("aws-lambda-powertools", "orjson"):
         assert layer[name] == dev[name], name
     assert explain == {"numpy": dev["numpy"], "scipy": dev["scipy"], "xgboost-cpu": dev["xgboost-cpu"]}
