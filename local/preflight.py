@@ -22,13 +22,10 @@ Exit codes: 0 enough to deploy; 1 a quota short, or the check could not be made;
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 SERVICE_CODE = "sagemaker"
 QUOTAS_CONSOLE = "https://console.aws.amazon.com/servicequotas/home/services/sagemaker/quotas"
 # Service Quotas' names for SageMaker's per-instance-type quotas, by what uses the instances.
@@ -158,13 +155,6 @@ def credentials_configured() -> int:
     return 0
 
 
-def environment_config(environment: str):
-    from stacks.shared.config import load
-
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return load({"environments": context.get("environments"), "env": environment}.get)
-
-
 def main(argv: list[str] | None = None, *, client=None, region: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make preflight", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="dev")
@@ -172,10 +162,10 @@ def main(argv: list[str] | None = None, *, client=None, region: str | None = Non
     args = parser.parse_args(argv)
     if args.credentials_only:
         return credentials_configured()
-    from stacks.shared.config import ConfigError
+    from stacks.shared.config import ConfigError, load_environment
 
     try:
-        config = environment_config(args.env)
+        config = load_environment(args.env)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2

@@ -21,16 +21,12 @@ from lambdas.capture.records import ParseOptions, parse_line
 from lambdas.capture.selection import RULES, SelectionRule
 
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
 def environment_defaults(environment: str) -> dict:
     """The review rule and parse paths of ``environment`` in cdk.json; imported here: only this
     command needs the stacks package (the deployed filter gets them as settings)."""
-    from stacks.shared.config import load
+    from stacks.shared.config import load_environment
 
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    config = load({"environments": context.get("environments"), "env": environment}.get)
+    config = load_environment(environment)
     review, model = config.review, config.model
     return {
         "rule": review.rule, "lower": review.lower, "upper": review.upper, "outcome": review.outcome,

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from functools import cache
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, WithJsonSchema
@@ -27,6 +28,8 @@ from lambdas.shared import baseline as baseline_dataset
 from stacks.shared import aws_facts, default_model
 
 DEFAULT_ENVIRONMENT = "dev"
+# The repository's cdk.json, which the tools on a user's machine read (cdk synth reads it through its context).
+CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 SCHEMA_COMMAND = ".venv/bin/python -m stacks.shared.config --schema > stacks/shared/config.schema.json"
 
 _APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
@@ -697,6 +700,14 @@ def load(context: Callable[[str], Any]) -> AppConfig:
     if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", environment):
         raise ConfigError(f"env: {environment!r} is not valid; must be 1-10 lower-case letters or digits")
     return parse_environment(environment, environments[environment])
+
+
+def load_environment(environment: str) -> AppConfig:
+    """``environment`` of the repository's cdk.json, checked as ``cdk synth -c env=<environment>`` checks
+    it: the way in for the commands that run on a user's machine (drift report, review preview,
+    the local reviewers' app, preflight)."""
+    context = json.loads(CDK_JSON.read_text())["context"]
+    return load({"environments": context.get("environments"), "env": environment}.get)
 
 
 def _messages(error: ValidationError, prefix: str) -> list[str]:

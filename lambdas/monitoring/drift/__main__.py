@@ -13,7 +13,6 @@ Exit code 0 with or without violations; 2 on a usage error (nothing written).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
@@ -27,7 +26,6 @@ from lambdas.monitoring.drift.baseline import STATISTICS_FILE, BaselineError, ba
 from lambdas.monitoring.drift.evaluate import BASELINE_DRIFT, VIOLATIONS_FILE, Evaluation, evaluate
 from lambdas.monitoring.drift.sketch import BATCH_ROWS, Layout, Sketch, dumps
 
-ROOT = Path(__file__).resolve().parents[3]
 USAGE = 'make drift-report CAPTURE="<capture .jsonl files>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]'
 
 
@@ -36,11 +34,10 @@ class UsageError(Exception):
 
 
 def environment_config(environment: str):  # -> AppConfig; imported here: only the CLI needs the stacks package
-    from stacks.shared.config import ConfigError, load as load_config
+    from stacks.shared.config import ConfigError, load_environment
 
     try:
-        context = json.loads((ROOT / "cdk.json").read_text())["context"]
-        return load_config({"environments": context.get("environments"), "env": environment}.get)
+        return load_environment(environment)
     except ConfigError as error:
         raise UsageError(str(error)) from None
 

@@ -247,10 +247,9 @@ class LocalReview:
 def review_settings(environment: str = "dev") -> LocalReview:
     """The review settings of ``environment`` in cdk.json (``ConfigError`` when it has none usable here)."""
     from lambdas.capture.selection import SelectionRule
-    from stacks.shared.config import ConfigError, load
+    from stacks.shared.config import ConfigError, load_environment
 
-    context = json.loads((TEMPLATES.parent / "cdk.json").read_text())["context"]
-    config = load({"environments": context.get("environments"), "env": environment}.get)
+    config = load_environment(environment)
     if not config.review.enabled:
         raise ConfigError(f"environment {environment!r} has review.enabled false: choose an environment that reviews")
     if not config.model.is_bundled:
