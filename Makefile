@@ -95,7 +95,7 @@ setup: $(VENV)/.test-deps node_modules/.installed layer build/.chromium
 # are removed after a successful synth (a failed one leaves the last good templates in place).
 synth: $(VENV)/.synth-deps node_modules/.installed layer ## templates of every stack into cdk.out/ (no account; first run ~5 min)
 	@# The CLI's closing hint ("Supply a stack id ... to display its template") asks nothing of make synth's user.
-	set -o pipefail; $(CDK) synth --quiet 2>&1 | grep -v '^Supply a stack id'
+	set -o pipefail; $(CDK) synth --quiet 2>&1 | { grep -v '^Supply a stack id' || true; }
 	@$(VENV)/bin/python -m stacks.shared.cloud_assembly prune cdk.out
 
 test: setup ## every test (no account; installs Chromium with apt; ~15 min)
