@@ -313,6 +313,13 @@ class ReviewConfig(_Section):
     outcome: int = Field(0, ge=0, description="the label index the outcome rule reviews: 0 to the number of model.label_names less one")
     rows_per_loop: int = Field(3, ge=1, le=aws_facts.MAX_ROWS_PER_LOOP)
     max_loops_per_day: int = Field(200, ge=1, le=100_000)
+    audit_percentage: float = Field(
+        2.0,
+        ge=0.0,
+        le=100.0,
+        description="share of the captured predictions the rule does not select that go to review too, chosen at random: "
+        "the audit sample that makes model-quality figures unbiased (0: none)",
+    )
     task_title: Annotated[
         str,
         _Matches(aws_facts.TASK_TITLE_PATTERN, "1-128 characters: no control characters but tab and line breaks, nothing beyond U+FFFD (such as emoji)"),
@@ -474,6 +481,38 @@ class ExplainabilityConfig(MonitorJobConfig):
         return self
 
 
+class ModelQualityConfig(_Section):
+    """Model quality from the reviewers' (and uploaded) labels, and estimated from the scores where
+    labels are missing: the app's own monitor, with either monitoring back end (binary classifiers)."""
+
+    enabled: bool = True
+    schedule: Literal[tuple(aws_facts.MONITORING_CADENCES)] = Field("cron(0 0 ? * * *)", description="how often a period is evaluated (default daily)")
+    label_window_hours: int = Field(
+        48, ge=0, le=24 * 30, description="labels that arrive up to this long after a period ends are joined with its predictions (a later run re-evaluates it)"
+    )
+    dataset_s3_uri: _S3Uri | None = Field(
+        None,
+        description="the model's scores on its labelled test set (CSV with a header row label,probability): the constraints are its figures; "
+        "none: the bundled model's test set, or with your own model no constraints (figures, no violations)",
+    )
+    tolerance: float = Field(
+        0.05, ge=0.0, le=1.0, description="a violation when a figure is below its test-set value less this, beyond its 95 % interval"
+    )
+    estimate: bool = Field(True, description="estimate quality from the scores where labels are missing (confidence-based, as NannyML's CBPE)")
+
+    @model_validator(mode="after")
+    def _binary_model(self, info: ValidationInfo) -> Self:
+        model = _parsed(info).get("model")
+        if not self.enabled or model is None:
+            return self
+        if len(model.label_names) != 2:
+            raise _invalid(
+                f"model quality covers binary classifiers and model.label_names has {len(model.label_names)} labels; set it to false",
+                "enabled",
+            )
+        return self
+
+
 class NetworkConfig(_Section):
     """Where monitoring and baseline jobs run: SageMaker's network (no subnets) or your VPC."""
 
@@ -507,6 +546,7 @@ class MonitoringConfig(_Section):
     )
     data_quality: DataQualityConfig = _section()
     explainability: ExplainabilityConfig = _section()
+    model_quality: ModelQualityConfig = _section()
     network: NetworkConfig = _section()
 
     @property
@@ -566,6 +606,9 @@ class RetrainingConfig(_Section):
         "ml.m5.xlarge", description="the batch transform that scores the training set for the new baseline"
     )
     validation_percentage: int = Field(20, ge=1, le=50, description="of records, chosen by a hash of each record, so stable across runs")
+    holdout_percentage: int = Field(
+        20, ge=1, le=50, description="of reviewed labels, chosen by a hash of each record: they never train a model and judge every candidate against the serving model"
+    )
     objective_metric: Annotated[str, _Matches(re.compile(r".+"), "a metric name the training job reports")] = Field(
         "validation:logloss", description="a FinalMetricDataList name, e.g. validation:logloss"
     )
@@ -573,6 +616,10 @@ class RetrainingConfig(_Section):
     tolerance: float = Field(0.01, ge=0.0, le=1e9, description="promote if the new metric is worse by at most this much")
     label_threshold: int = Field(50, ge=1, le=10_000_000, description="new labels since the last training that start a run")
     drift_alarms: bool = Field(True, description="a drift alarm entering ALARM starts a run")
+    drift_consecutive_periods: int = Field(
+        2, ge=1, le=24, description="drift starts a run only when the same feature drifted in this many consecutive periods"
+    )
+    quality_violations: bool = Field(True, description="a model-quality violation (a figure significantly below its constraint) starts a run")
     violation_check_types: Annotated[tuple[Literal[aws_facts.VIOLATION_CHECK_TYPES], ...], Field(strict=False), _Unique()] = Field(
         ("baseline_drift_check",), description="Monitoring Run Ended violations that start a run"
     )

@@ -296,3 +296,10 @@ def test_configuration_cannot_change_after_it_is_read() -> None:
     with pytest.raises(ValueError, match="frozen"):
         config.review.enabled = False  # type: ignore[misc]
     assert config.environment == "dev" and config.prefix == "mlloop-dev"
+
+
+def test_model_quality_refuses_a_model_that_is_not_a_binary_classifier() -> None:
+    three = {"model": {"label_names": ["low", "middle", "high"]}, "review": {"enabled": False}}
+    with pytest.raises(ConfigError, match=r"monitoring\.model_quality\.enabled: model quality covers binary classifiers and model\.label_names has 3 labels; set it to false"):
+        parse_environment("dev", three)
+    assert not parse_environment("dev", {**three, "monitoring": {"model_quality": {"enabled": False}}}).monitoring.model_quality.enabled
