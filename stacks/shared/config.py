@@ -56,7 +56,9 @@ BASELINE_MAX_RUNTIME = aws_facts.CUSTOM_RESOURCE_MAX_TIMEOUT_SECONDS - 15 * 60
 # of predicted outcomes with the attributions that drove them.
 REVIEW_TEMPLATES = ("low_confidence", "outcome_review")
 _TASK_DESCRIPTIONS = {
-    "low_confidence": "The model was unsure about these records. Check each prediction; where it is wrong, give the correct label.",
+    # Neutral: a task may hold audit rows (review.audit_percentage), chosen at random, and a reviewer
+    # is never told which, nor misled that the model was unsure of them.
+    "low_confidence": "Check each prediction against the record; where it is wrong, give the correct label.",
     "outcome_review": "Check each predicted outcome against the features that drove it; where it is wrong, give the correct label.",
 }
 
