@@ -29,7 +29,7 @@ def test_review_defaults_follow_seed_000() -> None:
 
 def test_review_shows_attributions_of_xgboost_models_with_either_template() -> None:
     review = parse_environment("dev", {}).review
-    assert review.template == "low_confidence" and review.task_description.startswith("The model was unsure")
+    assert review.template == "low_confidence" and review.task_description.startswith("Check each prediction against the record")
     assert (review.attributions.enabled, review.attributions.top_k, review.attributions.refresh_seconds) == (True, 10, 60)
     seed_002 = parse_environment("dev", {"review": {"template": "outcome_review", "rule": "outcome"}}).review
     assert seed_002.task_description.startswith("Check each predicted outcome against the features that drove it")
