@@ -3,14 +3,18 @@ CloudFormation custom resource, CDK Provider framework ``on_event``) and in retr
 
 Properties (CloudFormation passes every value as a string):
 
-- ``Monitor``: ``data-quality`` or ``explainability``;
+- ``Monitor``: ``data-quality``, ``explainability`` or ``model-quality``;
 - ``MonitoringBucket``; ``DatasetS3Uri``: an object, or a folder of CSV objects; or, for data
   quality, ``BaselineStatisticsS3Uri`` and ``BaselineConstraintsS3Uri``: files to publish as they are
   (checked to be files this app's baseline wrote: the evaluator needs their bin edges);
 - data quality: ``DriftThreshold``; optional ``FeatureNames`` (JSON list): the dataset's header must be
   ``probability`` then exactly these (the capture Lambda profiles rows of the model's width);
 - explainability: ``ModelDataUrl`` (the served artefact), ``FeatureNames`` (JSON list), ``LabelName``;
-  the dataset is the training rows, label first, no header.
+  the dataset is the training rows, label first, no header;
+- model quality: the dataset is the model's scores on its labelled test set (a CSV with the header
+  ``label,probability``); ``DecisionThreshold`` (default 0.5) and ``Tolerance`` (default 0.05).
+  Without ``DatasetS3Uri`` (your own model and no test-set scores) the baseline says so, and the
+  monitor computes figures without constraints or estimate (``lambdas.monitoring.quality.documents``).
 
 Files: ``<monitor>/baselines/<hash of the properties>/...``, then copied to ``<monitor>/current/``,
 the fixed files the evaluators and the capture Lambda read. The rules of the SageMaker back end's
@@ -36,9 +40,14 @@ from lambdas.monitoring.drift.baseline import CONSTRAINTS_FILE, DEFAULT_THRESHOL
 from lambdas.shared import aws
 from lambdas.shared import baseline as shared_baseline
 
-DATA_QUALITY, EXPLAINABILITY = "data-quality", "explainability"
+DATA_QUALITY, EXPLAINABILITY, MODEL_QUALITY = "data-quality", "explainability", "model-quality"
 ANALYSIS_FILE = "analysis.json"
-FILES = {DATA_QUALITY: (STATISTICS_FILE, CONSTRAINTS_FILE), EXPLAINABILITY: (ANALYSIS_FILE,)}
+CALIBRATION_FILE = "calibration.json"
+FILES = {
+    DATA_QUALITY: (STATISTICS_FILE, CONSTRAINTS_FILE),
+    EXPLAINABILITY: (ANALYSIS_FILE,),
+    MODEL_QUALITY: (STATISTICS_FILE, CONSTRAINTS_FILE, CALIBRATION_FILE),
+}
 HASH = 16
 NEW_BASELINE = "NewBaseline"
 MAX_DATASET_BYTES = 512 * 2**20  # read whole into memory: sample a larger dataset first
@@ -186,13 +195,41 @@ def given_files(s3: Any, properties: Mapping[str, Any]) -> dict[str, bytes]:
     return files
 
 
+def model_quality_documents(text: str | None, properties: Mapping[str, Any], *, source: str | None) -> dict[str, bytes]:
+    """``statistics.json``, ``constraints.json`` and ``calibration.json`` of the test-set scores
+    (None: no scores, so no constraints and no estimate)."""
+    # numpy (the explain layer) is imported only for this monitor.
+    from lambdas.monitoring.quality import documents
+
+    numbers = {}
+    for name, default, low, high in (("DecisionThreshold", 0.5, 0.0, 1.0), ("Tolerance", 0.05, 0.0, 1.0)):
+        try:
+            numbers[name] = float(properties.get(name, default))
+        except ValueError:
+            raise DatasetError(f"property {name} must be a number, got {properties[name]!r}") from None
+        if not low <= numbers[name] <= high:
+            raise DatasetError(f"property {name} must be from {low:g} to {high:g}, got {numbers[name]}")
+    if text is None:
+        found = documents.empty_baseline("no test-set scores were given (monitoring.model_quality.dataset_s3_uri) for this model")
+    else:
+        try:
+            found = documents.baseline_documents(text, source=source or "", threshold=numbers["DecisionThreshold"], tolerance=numbers["Tolerance"])
+        except documents.ScoresError as error:
+            raise DatasetError(str(error)) from None
+    return {name: json.dumps(document, indent=1).encode() for name, document in found.items()}
+
+
 def compute(s3: Any, properties: Mapping[str, Any]) -> dict[str, bytes]:
     """The baseline files of the properties' monitor."""
     monitor = properties["Monitor"]
     if monitor == DATA_QUALITY and "DatasetS3Uri" not in properties:
         return given_files(s3, properties)
+    if monitor == MODEL_QUALITY and not properties.get("DatasetS3Uri"):
+        return model_quality_documents(None, properties, source=None)
     uri = properties["DatasetS3Uri"]
     text = read_dataset(s3, uri)
+    if monitor == MODEL_QUALITY:
+        return model_quality_documents(text, properties, source=uri)
     if monitor == DATA_QUALITY:
         try:
             threshold = float(properties.get("DriftThreshold", DEFAULT_THRESHOLD))

@@ -17,7 +17,10 @@ TEST_CSV = ARTIFACTS_DIR / "test.csv"
 # The data-quality baseline: a header row, then the model's score and the features of each training
 # row (lambdas/shared/baseline.py).
 BASELINE_CSV = ARTIFACTS_DIR / "baseline.csv"
-DATASETS = (TRAIN_CSV, TEST_CSV, BASELINE_CSV)
+# The model-quality baseline: a header row ``label,probability``, then each test row's label and the
+# model's probability for it (lambdas/monitoring/quality/documents.py).
+TEST_SCORES_CSV = ARTIFACTS_DIR / "test-scores.csv"
+DATASETS = (TRAIN_CSV, TEST_CSV, BASELINE_CSV, TEST_SCORES_CSV)
 
 # The SageMaker XGBoost container this artefact is trained for (xgboost 3.2 on PyPI).
 FRAMEWORK = "xgboost"

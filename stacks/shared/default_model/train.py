@@ -5,7 +5,9 @@
 Writes ``model.tar.gz`` (an ``xgboost-model`` file, as the SageMaker XGBoost container loads it),
 ``train.csv`` and ``test.csv`` (label first, no header: the container's CSV training format) and
 ``baseline.csv`` (the data-quality baseline: a header row, then for each training row the model's
-score and the features, as captures hold them; ``lambdas/shared/baseline.py``) into ``DIR``
+score and the features, as captures hold them; ``lambdas/shared/baseline.py``) and ``test-scores.csv``
+(the model-quality baseline: ``label,probability``, then each test row's label and the model's
+probability for it) into ``DIR``
 (default: the ``artifacts`` folder beside this file, which the stacks deploy as assets).
 
 Everything is fixed so that two runs give the same bytes: scikit-learn's bundled dataset (no
@@ -27,7 +29,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
 from lambdas.shared.baseline import header
-from stacks.shared.default_model import ARTIFACTS_DIR, BASELINE_CSV, FEATURE_NAMES, HYPERPARAMETERS
+from stacks.shared.default_model import ARTIFACTS_DIR, BASELINE_CSV, FEATURE_NAMES, HYPERPARAMETERS, TEST_SCORES_CSV
 
 # The SageMaker XGBoost container loads ``xgboost-model`` from the artifact; training with the
 # same major.minor as the container image (``framework_version`` 3.2-0) keeps the format readable.
@@ -74,6 +76,15 @@ def write_baseline_csv(booster: xgb.Booster, train: np.ndarray, path: Path) -> N
             out.write(",".join([repr(float(score))] + [repr(float(v)) for v in row[1:]]) + "\n")
 
 
+def write_test_scores_csv(booster: xgb.Booster, test: np.ndarray, path: Path) -> None:
+    """``label,probability``, then each test row's label and the model's probability for it."""
+    scores = booster.predict(xgb.DMatrix(test[:, 1:]))
+    with path.open("w", newline="\n") as out:
+        out.write("label,probability\n")
+        for score, row in zip(scores, test, strict=True):
+            out.write(f"{int(row[0])},{float(score)!r}\n")
+
+
 def write_model_tarball(booster: xgb.Booster, path: Path) -> None:
     model_bytes = booster.save_raw(raw_format="ubj")
     info = tarfile.TarInfo(MODEL_FILE_NAME)
@@ -95,6 +106,7 @@ def build(out_dir: Path) -> xgb.Booster:
     write_csv(test, out_dir / "test.csv")
     write_model_tarball(booster, out_dir / "model.tar.gz")
     write_baseline_csv(booster, train, out_dir / BASELINE_CSV.name)
+    write_test_scores_csv(booster, test, out_dir / TEST_SCORES_CSV.name)
     return booster
 
 
@@ -103,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ARTIFACTS_DIR, help="output folder")
     args = parser.parse_args(argv)
     build(args.out)
-    print(f"wrote model.tar.gz, train.csv, test.csv, {BASELINE_CSV.name} to {args.out}")
+    print(f"wrote model.tar.gz, train.csv, test.csv, {BASELINE_CSV.name}, {TEST_SCORES_CSV.name} to {args.out}")
 
 
 if __name__ == "__main__":

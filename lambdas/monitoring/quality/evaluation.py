@@ -1,0 +1,245 @@
+"""One period's model quality: its captured predictions read, its labels joined with them, the
+realized figures on three bases, the label-free estimate, and the constraint check. The deployed
+monitor (``lambdas.monitoring.open.model_quality``) and ``make quality-report`` both call it.
+
+Bases (each labelled for what it is in the documents and the page):
+
+- ``weighted``: the rows whose labels carry an inclusion probability, each weighted by
+  ``1 / inclusionProbability``, divided by its selection stratum's response rate when the monitor
+  knows which captured rows went to review (Horvitz-Thompson with a weighting-class adjustment for
+  non-response: tasks that expired unanswered, or not answered yet, are assumed missing at random
+  within their stratum, rule or audit). Unbiased for the period's predictions as a whole.
+- ``reviewed``: the reviewers' labels (``selectedBy`` rule or audit), unweighted: what reviewed
+  rows look like, biased by design (the rule sends the uncertain ones).
+- ``labelled``: every joined label, unweighted (with uploads that say nothing of how their rows
+  were chosen).
+
+The period's figures in Model Monitor's ``binary_classification_metrics`` are the weighted ones when
+any label carries an inclusion probability, else the unweighted ones over all labelled rows (the
+documents name the basis). A constraint is violated only when the figure's whole 95 % interval lies
+beyond its threshold (below it, for ``LessThanThreshold``): a figure on few labels does not alarm on
+noise. A metric without a realized figure (no labels) is checked on its estimate, as
+``estimated_<metric>``, when the estimate is on.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lambdas.capture.records import ParseOptions, parse_line
+from lambdas.capture.selection import AUDIT, RULE, Audit, SelectionRule
+from lambdas.monitoring.quality import metrics
+from lambdas.monitoring.quality.estimate import Calibration, Estimate, estimate
+from lambdas.monitoring.quality.labels import Key, Latest
+
+WEIGHTED, REVIEWED, LABELLED = "weighted", "reviewed", "labelled"
+BASES = {
+    WEIGHTED: "weighted by 1 / inclusion probability (Horvitz-Thompson): all predictions",
+    REVIEWED: "unweighted, reviewed rows only (biased by the review rule)",
+    LABELLED: "unweighted, every labelled row",
+}
+COMPARISONS = {"LessThanThreshold": "below", "GreaterThanThreshold": "above"}
+
+
+@dataclass
+class Captured:
+    """What a period's capture files hold: every valid row's score (the estimate), the labelled rows
+    found (the join), and what could not be read."""
+
+    wanted: Mapping[Key, Any]
+    options: ParseOptions
+    rule: SelectionRule | None = None  # which captured rows went to review, when known
+    audit: Audit | None = None
+    scores: array = field(default_factory=lambda: array("d"))
+    joined: dict[Key, tuple[float, int]] = field(default_factory=dict)
+    shared_ids: int = 0  # labelled rows whose (record ID, row index) more than one captured row has
+    files: int = 0
+    records: int = 0
+    rejected: Counter = field(default_factory=Counter)  # capture lines (or rows) not read, by reason
+    selected: Counter = field(default_factory=Counter)  # captured rows the review rule / audit selected
+
+    def add(self, body: bytes) -> None:
+        """Every line of one capture file (the one parser: ``lambdas.capture.records``)."""
+        self.files += 1
+        options, wanted, joined, scores = self.options, self.wanted, self.joined, self.scores
+        rule, audit = self.rule, self.audit
+        for number, line in enumerate(body.split(b"\n"), start=1):
+            result = parse_line(line, number, options)
+            if result.blank:
+                continue
+            self.records += 1
+            for item in result.rejected:
+                self.rejected[item.reason.split(":")[0]] += 1
+            for row in result.rows:
+                scores.append(row.probability)
+                if rule is not None:
+                    if rule.selects_prediction(row.probability, row.prediction):
+                        self.selected[RULE] += 1
+                    elif audit is not None and audit.selects(row.record_id, row.row_index):
+                        self.selected[AUDIT] += 1
+                key = (row.record_id, row.row_index)
+                if key in wanted:
+                    if key in joined:
+                        self.shared_ids += 1
+                    else:
+                        joined[key] = (row.probability, row.prediction)
+
+    @property
+    def rows(self) -> int:
+        return len(self.scores)
+
+    def document(self) -> dict[str, Any]:
+        return {"files": self.files, "records": self.records, "rows": self.rows, "rejected": dict(self.rejected.most_common())}
+
+
+@dataclass(frozen=True)
+class Violation:
+    metric: str
+    operator: str
+    threshold: float
+    figure: metrics.Figure
+    basis: str
+
+    def document(self) -> dict[str, Any]:
+        """Model Monitor's model-quality violation: ``constraint_check_type`` is the comparison operator."""
+        where = COMPARISONS.get(self.operator, self.operator)
+        description = (
+            f"Metric {self.metric} with {self.figure.value:.4g} (95 % interval {self.figure.low:.4g} to {self.figure.high:.4g}, "
+            f"{self.basis}) was {self.operator} {self.threshold:.4g}: the whole interval lies {where} the threshold"
+        )
+        return {"constraint_check_type": self.operator, "description": description, "metric_name": self.metric}
+
+
+@dataclass(frozen=True)
+class Response:
+    """A selection stratum's response: rows selected for review, rows labelled, their ratio."""
+
+    selected: int
+    labelled: int
+
+    @property
+    def rate(self) -> float:
+        return min(1.0, self.labelled / self.selected) if self.selected else math.nan
+
+    def document(self) -> dict[str, Any]:
+        return {"selected": self.selected, "labelled": self.labelled, "rate": None if math.isnan(self.rate) else round(self.rate, 6)}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    bases: dict[str, metrics.Figures]  # only the bases with rows
+    primary: str | None  # the basis of binary_classification_metrics; None: no labels joined
+    estimate: Estimate | None
+    estimate_note: str | None  # why there is no estimate
+    violations: list[Violation]
+    response: dict[str, Response] | None  # None: which rows went to review is not known
+    joined: int
+    without_probability: int
+    by_selection: dict[str, int]
+    duplicates: int
+    conflicts: int
+    shared_ids: int
+
+    @property
+    def primary_figures(self) -> metrics.Figures | None:
+        return self.bases.get(self.primary) if self.primary else None
+
+
+def _weights(probability: np.ndarray, selected: list[str | None], response: Mapping[str, Response] | None) -> np.ndarray:
+    weights = 1.0 / probability
+    if response:
+        for stratum, found in response.items():
+            rate = found.rate
+            if rate > 0:
+                mask = np.array([s == stratum for s in selected])
+                weights[mask] /= rate
+    return weights
+
+
+def evaluate(
+    captured: Captured,
+    latest: Latest,
+    *,
+    threshold: float,
+    calibration: Calibration | None,
+    calibration_note: str | None,
+    constraints: Mapping[str, Mapping[str, Any]],
+    estimate_on: bool,
+) -> Evaluation:
+    """The period's figures, estimate and violations (the module docstring)."""
+    keys = [key for key in latest.labels if key in captured.joined]
+    labels = [latest.labels[key] for key in keys]
+    y = np.array([label.value for label in labels], dtype=np.float64)
+    p = np.array([captured.joined[key][0] for key in keys], dtype=np.float64)
+    yhat = (p >= threshold).astype(np.float64)
+    selected = [label.selected_by for label in labels]
+    probability = np.array([label.inclusion_probability or math.nan for label in labels], dtype=np.float64)
+    response = None
+    if captured.rule is not None:
+        counts = Counter(selected)
+        response = {stratum: Response(captured.selected[stratum], counts[stratum]) for stratum in (RULE, AUDIT)}
+    bases: dict[str, metrics.Figures] = {}
+    known = ~np.isnan(probability)
+    if known.any():
+        known_selected = [s for s, k in zip(selected, known, strict=True) if k]
+        bases[WEIGHTED] = metrics.compute(y[known], p[known], yhat[known], _weights(probability[known], known_selected, response))
+    reviewed = np.array([s in (RULE, AUDIT) for s in selected], dtype=bool)
+    if reviewed.any():
+        bases[REVIEWED] = metrics.compute(y[reviewed], p[reviewed], yhat[reviewed])
+    if len(y):
+        bases[LABELLED] = metrics.compute(y, p, yhat)
+    primary = WEIGHTED if WEIGHTED in bases else (LABELLED if LABELLED in bases else None)
+
+    found_estimate, note = None, None
+    if not estimate_on:
+        note = "the estimate is off (monitoring.model_quality.estimate)"
+    elif calibration is None:
+        note = calibration_note or "no reference scores to calibrate against"
+    elif not captured.rows:
+        note = "no captured predictions in the period"
+    else:
+        found_estimate = estimate(calibration, np.frombuffer(captured.scores, dtype=np.float64), threshold)
+
+    violations = check(constraints, bases.get(primary) if primary else None, BASES.get(primary or "", ""), found_estimate)
+    return Evaluation(
+        bases=bases,
+        primary=primary,
+        estimate=found_estimate,
+        estimate_note=note,
+        violations=violations,
+        response=response,
+        joined=len(keys),
+        without_probability=int((~known).sum()),
+        by_selection={name: sum(1 for s in selected if (s or "unknown") == name) for name in ("rule", "audit", "all", "unknown")},
+        duplicates=sum(1 for key in keys if key in latest.duplicated),
+        conflicts=sum(1 for key in keys if key in latest.conflicting),
+        shared_ids=captured.shared_ids,
+    )
+
+
+def check(
+    constraints: Mapping[str, Mapping[str, Any]], realized: metrics.Figures | None, basis: str, estimated: Estimate | None
+) -> list[Violation]:
+    """A violation for each constraint whose figure's whole 95 % interval lies beyond its threshold:
+    the realized figure, else the estimate (``estimated_<metric>``)."""
+    violations = []
+    for name, constraint in constraints.items():
+        operator, threshold = constraint.get("comparison_operator"), constraint.get("threshold")
+        if operator not in COMPARISONS or not isinstance(threshold, (int, float)):
+            continue
+        figure, metric, where = realized.figures.get(name) if realized else None, name, basis
+        if (figure is None or not figure.defined) and estimated is not None and name in estimated.figures:
+            figure, metric, where = estimated.figures[name], f"estimated_{name}", "estimated from the scores (CBPE), no labels"
+        if figure is None or not figure.defined or math.isnan(figure.low):
+            continue
+        beyond = figure.high < threshold if operator == "LessThanThreshold" else figure.low > threshold
+        if beyond:
+            violations.append(Violation(metric, operator, float(threshold), figure, where))
+    return violations
