@@ -14,7 +14,7 @@ export AWS_EC2_METADATA_DISABLED := true
 
 CDK := cdk --context env=$(ENV)
 
-.PHONY: help setup layer synth test bench deploy diff destroy bootstrap preflight model samples clean review-preview drift-report review-local
+.PHONY: help setup layer synth test bench deploy diff destroy bootstrap preflight model samples clean review-preview drift-report review-local quality-report
 .DEFAULT_GOAL := help
 
 help: ## this list: each target, what it needs, about how long it takes (no account; instant)
@@ -159,6 +159,14 @@ CAPTURE_DRIFT = $(if $(CAPTURE),$(CAPTURE),$(SAMPLES)/shifted.jsonl)
 OUT ?= drift-report
 drift-report: $(VENV)/.tools-deps node_modules/.installed ## drift report of capture files [CAPTURE="files", default the shifted sample; OUT=dir, default drift-report; BASELINE=csv] (no account; seconds)
 	@$(VENV)/bin/python -m lambdas.monitoring.drift --env "$(ENV)" --out "$(OUT)" $(if $(BASELINE),--baseline "$(BASELINE)") $(CAPTURE_DRIFT)
+
+# Model quality of local capture files and ground-truth files, with the open monitor's code: the
+# realized figures (weighted by how each row came to be labelled, and unweighted) with 95 % intervals,
+# the label-free estimate, statistics.json, constraint_violations.json and report.html in OUT.
+CAPTURE_QUALITY = $(if $(CAPTURE),$(CAPTURE),$(SAMPLES)/held-out.jsonl)
+QUALITY_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),quality-report)
+quality-report: $(VENV)/.tools-deps node_modules/.installed ## model quality of capture files [CAPTURE="files", default the held-out sample; LABELS="ground-truth files", none: estimate only; OUT=dir, default quality-report; SCORES=csv] (no account; seconds)
+	@$(VENV)/bin/python -m local.quality_report --env "$(ENV)" --out "$(QUALITY_OUT)" $(if $(SCORES),--scores "$(SCORES)") $(CAPTURE_QUALITY) $(if $(LABELS),--labels $(LABELS))
 
 # Retrain the bundled model; the committed artefacts must not change unless the script does.
 model: $(VENV)/.test-deps ## retrain the bundled model; the committed artefacts must not change (no account; seconds)

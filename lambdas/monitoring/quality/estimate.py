@@ -3,9 +3,13 @@ NannyML), after checking the scores' calibration on the reference (the test set'
 
 Calibration check, on the reference's labels ``y`` and scores ``s``:
 
-- Spiegelhalter's z: ``z = sum((y - s)(1 - 2s)) / sqrt(sum((1 - 2s)^2 s (1 - s)))``, standard normal
-  when the scores are calibrated. Rule: the scores are recalibrated when ``|z| > 1.96`` (the test
-  rejects calibration at the 5 % level); otherwise they are used as they are.
+- Cox's recalibration test: the logistic regression ``logit P(y = 1) = a + b logit(s)`` (scores
+  clipped to [1e-6, 1 - 1e-6]) fitted by Newton's method; the likelihood-ratio statistic of
+  ``a = 0, b = 1`` (calibrated scores) against the fit is chi-squared with 2 degrees of freedom, so
+  its p-value is ``exp(-statistic / 2)``. Rule: the scores are recalibrated when the p-value is
+  below 0.05 (the test rejects calibration at the 5 % level); otherwise they are used as they are.
+  (It tests calibration in the large and the spread of the scores together; Spiegelhalter's z, for
+  one, misses scores that are too high everywhere, whose errors above and below 0.5 cancel.)
 - Expected calibration error over ten equal-count bins, ``sum(n_b / n |mean(y_b) - mean(s_b)|)``,
   reported with the reliability bins (the report's calibration plot); it does not decide.
 
@@ -49,7 +53,9 @@ from lambdas.monitoring.quality import metrics
 
 CALIBRATION_FILE = "calibration.json"
 ESTIMATED = ("accuracy", "precision", "recall", "f1", "auc")
-Z_LIMIT = metrics.Z95  # |z| above it: the scores are recalibrated
+SIGNIFICANCE = 0.05  # Cox's test below it: the scores are recalibrated
+CLIP = 1e-6  # scores are clipped to [CLIP, 1 - CLIP] for their logit
+NEWTON_STEPS = 50
 ECE_BINS = metrics.RELIABILITY_BINS
 BOOTSTRAP = 200
 BOOTSTRAP_ROWS = 20_000
@@ -139,7 +145,9 @@ class Calibration:
     """The reference's calibration check and the map the estimate uses (identity when not recalibrated)."""
 
     reference: Reference
-    z: float
+    intercept: float  # Cox's a and b (0 and 1 for calibrated scores)
+    slope: float
+    statistic: float  # the likelihood-ratio statistic of a = 0, b = 1
     p_value: float
     ece: float
     recalibrated: bool
@@ -157,11 +165,14 @@ class Calibration:
             "version": 1,
             "method": "cbpe",
             "check": {
-                "spiegelhalter_z": self.z,
-                "p_value": self.p_value,
+                "test": "Cox: logit P(y) = a + b logit(score), likelihood ratio of a = 0, b = 1 (chi-squared, 2 df)",
+                "intercept": _finite(self.intercept),
+                "slope": _finite(self.slope),
+                "statistic": _finite(self.statistic),
+                "p_value": _finite(self.p_value),
                 "expected_calibration_error": self.ece,
                 "bins": ECE_BINS,
-                "rule": f"recalibrate (isotonic regression) when |z| > {Z_LIMIT:.2f}: Spiegelhalter's test rejects calibration at 5 %",
+                "rule": f"recalibrate (isotonic regression) when the p-value is below {SIGNIFICANCE:g}",
                 "recalibrated": self.recalibrated,
             },
             "calibration": (
@@ -182,16 +193,47 @@ class Calibration:
     def of(cls, reference: Reference) -> Calibration:
         scores, labels, weights = reference.expanded()
         n = float(weights.sum())
-        spread = ((1 - 2 * scores) ** 2 * scores * (1 - scores) * weights).sum()
-        z = float(((labels - scores) * (1 - 2 * scores) * weights).sum() / math.sqrt(spread)) if spread > 0 else 0.0
-        p_value = math.erfc(abs(z) / math.sqrt(2))
+        intercept, slope, statistic = cox_test(scores, labels, weights)
+        p_value = math.exp(-statistic / 2) if math.isfinite(statistic) else math.nan
         reliability = metrics.reliability_bins(scores, labels, weights)
         ece = sum(b["rows"] / n * abs(b["observed"] - b["mean_score"]) for b in reliability) if n else math.nan
-        recalibrated = abs(z) > Z_LIMIT
+        recalibrated = p_value < SIGNIFICANCE  # False for NaN: a test that cannot be fitted decides nothing
         map_x = map_y = None
         if recalibrated:
             map_x, map_y = isotonic(scores, labels, weights)
-        return cls(reference, z, p_value, float(ece), recalibrated, map_x, map_y, reliability)
+        return cls(reference, intercept, slope, statistic, p_value, float(ece), recalibrated, map_x, map_y, reliability)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def cox_test(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:
+    """(a, b, likelihood-ratio statistic) of Cox's recalibration regression (the module docstring);
+    NaNs when Newton's method cannot fit it (one class only)."""
+    clipped = np.clip(scores, CLIP, 1 - CLIP)
+    design = np.column_stack([np.ones(len(scores)), np.log(clipped / (1 - clipped))])
+
+    def log_likelihood(theta: np.ndarray) -> float:
+        z = design @ theta
+        return float((weights * (labels * z - np.logaddexp(0.0, z))).sum())
+
+    theta = np.array([0.0, 1.0])
+    calibrated = log_likelihood(theta)
+    try:
+        for _ in range(NEWTON_STEPS):
+            p = 1.0 / (1.0 + np.exp(-(design @ theta)))
+            gradient = design.T @ (weights * (labels - p))
+            hessian = (design * (weights * p * (1 - p))[:, None]).T @ design
+            step = np.linalg.solve(hessian, gradient)
+            theta = theta + step
+            if not np.all(np.isfinite(theta)):
+                return math.nan, math.nan, math.nan
+            if np.abs(step).max() < 1e-10:
+                break
+    except np.linalg.LinAlgError:
+        return math.nan, math.nan, math.nan
+    return float(theta[0]), float(theta[1]), max(0.0, 2 * (log_likelihood(theta) - calibrated))
 
 
 @dataclass(frozen=True)

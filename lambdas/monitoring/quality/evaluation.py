@@ -126,7 +126,9 @@ class Response:
 
     @property
     def rate(self) -> float:
-        return min(1.0, self.labelled / self.selected) if self.selected else math.nan
+        """Labelled over selected; above 1 when more were labelled than the rule selected (the rule
+        changed, or the labels came from elsewhere): then no adjustment is made."""
+        return self.labelled / self.selected if self.selected else math.nan
 
     def document(self) -> dict[str, Any]:
         return {"selected": self.selected, "labelled": self.labelled, "rate": None if math.isnan(self.rate) else round(self.rate, 6)}
@@ -157,7 +159,7 @@ def _weights(probability: np.ndarray, selected: list[str | None], response: Mapp
     if response:
         for stratum, found in response.items():
             rate = found.rate
-            if rate > 0:
+            if 0 < rate <= 1:
                 mask = np.array([s == stratum for s in selected])
                 weights[mask] /= rate
     return weights

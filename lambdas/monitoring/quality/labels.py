@@ -27,6 +27,7 @@ those whose labels disagree too (``conflicts``).
 from __future__ import annotations
 
 import base64
+import json
 import binascii
 import math
 from collections.abc import Iterable, Mapping
@@ -71,6 +72,14 @@ class _Bad(Exception):
     pass
 
 
+def _shown(value: Any) -> str:
+    """A value as JSON writes it (strings quoted, numbers bare), cut to 40 characters."""
+    try:
+        return json.dumps(value)[:40]
+    except (TypeError, ValueError):
+        return repr(value)[:40]
+
+
 def _label_value(truth: Any) -> int:
     if not isinstance(truth, dict) or "data" not in truth:
         raise _Bad("no groundTruthData.data")
@@ -83,15 +92,15 @@ def _label_value(truth: Any) -> int:
         except (binascii.Error, ValueError):
             raise _Bad("groundTruthData.data is not valid BASE64 of UTF-8 text") from None
     elif encoding not in ("CSV", "JSON"):
-        raise _Bad(f"groundTruthData.encoding {str(encoding)[:40]!r} is not CSV, JSON or BASE64")
+        raise _Bad(f"groundTruthData.encoding {_shown(encoding)} is not CSV, JSON or BASE64")
     if isinstance(data, bool) or not isinstance(data, (str, int, float)):
         raise _Bad(f"groundTruthData.data is a JSON {type(data).__name__}, not a label")
     try:
         number = float(data.strip().strip('"')) if isinstance(data, str) else float(data)
     except ValueError:
-        raise _Bad(f"label {str(data)[:40]!r} is not 0 or 1 (a binary classifier's label index)") from None
+        raise _Bad(f"label {_shown(data)} is not 0 or 1 (a binary classifier's label index)") from None
     if number not in (0.0, 1.0):
-        raise _Bad(f"label {str(data)[:40]!r} is not 0 or 1 (a binary classifier's label index)")
+        raise _Bad(f"label {_shown(data)} is not 0 or 1 (a binary classifier's label index)")
     return int(number)
 
 
@@ -102,9 +111,9 @@ def _sampling(value: Any) -> tuple[float | None, str | None]:
         raise _Bad("sampling is not an object")
     probability, selected = value.get("inclusionProbability"), value.get("selectedBy")
     if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not math.isfinite(probability) or not 0 < probability <= 1:
-        raise _Bad(f"sampling.inclusionProbability {str(probability)[:40]!r} is not a number in (0, 1]")
+        raise _Bad(f"sampling.inclusionProbability {_shown(probability)} is not a number in (0, 1]")
     if selected not in SELECTED_BY:
-        raise _Bad(f"sampling.selectedBy {str(selected)[:40]!r} is not one of {', '.join(SELECTED_BY)}")
+        raise _Bad(f"sampling.selectedBy {_shown(selected)} is not one of {', '.join(SELECTED_BY)}")
     return float(probability), selected
 
 
@@ -125,7 +134,7 @@ def parse_line(raw: bytes, source: str, line: int, arrived: Any) -> Label:
         raise _Bad("no eventMetadata.eventId (the record ID: the capture's inferenceId, else its eventId)")
     row_index = metadata.get("rowIndex", 0)
     if isinstance(row_index, bool) or not isinstance(row_index, int) or row_index < 0:
-        raise _Bad(f"eventMetadata.rowIndex {str(row_index)[:40]!r} is not a whole number >= 0")
+        raise _Bad(f"eventMetadata.rowIndex {_shown(row_index)} is not a whole number >= 0")
     value = _label_value(record.get("groundTruthData"))
     probability, selected = _sampling(record.get("sampling"))
     return Label(metadata["eventId"], row_index, value, probability, selected, (arrived, source, line), source, line)

@@ -30,10 +30,12 @@ NAMES = {
     "accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "auc": "AUC",
     "log_loss": "Log loss", "brier_score": "Brier score",
 }  # fmt: skip
+HEADINGS = {WEIGHTED: "Weighted: all predictions", REVIEWED: "Unweighted: reviewed rows", LABELLED: "Unweighted: all labelled rows"}
 QUALITY_CSS = f"""
 .plots{{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:10px}}
 .card{{background:#fff;border:1px solid #ccc;padding:8px}}
-.figures td,.figures th{{font-variant-numeric:tabular-nums}}.interval{{color:#444;font-size:.85em;white-space:nowrap}}
+.figures td,.figures th{{font-variant-numeric:tabular-nums}}.interval{{color:#444;font-size:.85em}}
+.wide{{max-width:720px}}
 .axis{{font-size:{FONT_UNITS}px;fill:#333}}
 """
 
@@ -68,13 +70,11 @@ def _cell(figure: metrics.Figure | None) -> str:
 def figures_table(evaluation: Evaluation, baseline: Mapping[str, Any], constraints: Mapping[str, Mapping[str, Any]]) -> list[str]:
     columns = [(name, evaluation.bases.get(name)) for name in (WEIGHTED, REVIEWED, LABELLED)]
     head = "".join(
-        f'<th>{escape(name.title())}<br><span class="interval">{escape(BASES[name])}; '
-        f"{figures.rows if figures else 0} rows</span></th>"
-        for name, figures in columns
+        f'<th>{escape(HEADINGS[name])}<br><span class="interval">{figures.rows if figures else 0:,} rows</span></th>' for name, figures in columns
     )
     estimate = evaluation.estimate
-    head += f'<th>Estimated<br><span class="interval">from the scores, no labels (CBPE); {estimate.rows if estimate else 0} rows</span></th>'
-    head += '<th>Test set<br><span class="interval">the baseline; constraint threshold</span></th>'
+    head += f'<th>Estimated, no labels<br><span class="interval">{estimate.rows if estimate else 0:,} rows</span></th>'
+    head += '<th>Test set<br><span class="interval">and threshold</span></th>'
     out = [f'<table class="figures"><thead><tr><th>Figure</th>{head}</tr></thead><tbody>']
     reference = baseline.get("binary_classification_metrics") or {}
     for name in NAMES:
@@ -254,6 +254,15 @@ def _history_table(points: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def _response(found: Any) -> str:
+    text = f"{found.labelled:,} of {found.selected:,} selected rows labelled"
+    if math.isnan(found.rate):
+        return text
+    if found.rate > 1:
+        return f'{text} <span class="flag">(more than were selected: the review rule or audit percentage changed, or labels came from elsewhere; weights not adjusted)</span>'
+    return f"{text} ({found.rate:.0%})"
+
+
 def render(
     evaluation: Evaluation,
     baseline: Mapping[str, Any],
@@ -293,10 +302,7 @@ def render(
         f"{selection['all']:,} labelled in full, {selection['unknown']:,} without a known selection probability (unweighted figures only)</dd>"
     )
     if evaluation.response is not None:
-        rates = "; ".join(
-            f"{stratum}: {found.labelled:,} of {found.selected:,} selected ({'&#8212;' if math.isnan(found.rate) else f'{found.rate:.0%}'})"
-            for stratum, found in evaluation.response.items()
-        )
+        rates = "; ".join(f"{stratum}: {_response(found)}" for stratum, found in evaluation.response.items())
         out.append(f"<dt>Response</dt><dd>{rates}. Unanswered rows are assumed missing at random within their stratum.</dd>")
     else:
         out.append("<dt>Response</dt><dd>unknown: the monitor is not told the review rule (no adjustment for unanswered tasks)</dd>")
@@ -334,10 +340,13 @@ def render(
 
     out.append("<h2>Figures</h2>")
     out.append(
-        '<p class="note">The weighted column estimates quality over all predictions: each labelled row counts '
-        "1 / (the probability it was chosen for review), adjusted for unanswered tasks. The reviewed rows alone are a "
-        "biased sample (the review rule picks uncertain rows). Intervals are 95 %; the estimate assumes the scores keep "
-        "the test set's calibration (no concept change). Log loss and Brier score: lower is better.</p>"
+        '<p class="note"><strong>Weighted</strong>: quality over all predictions; each labelled row counts '
+        "1 / (the probability it was chosen for review, capture sampling included), adjusted for unanswered tasks "
+        "(Horvitz-Thompson). <strong>Unweighted, reviewed rows</strong>: the reviewers' labels as they are, a biased "
+        "sample (the review rule picks uncertain rows). <strong>Unweighted, all labelled rows</strong>: with uploaded labels "
+        "that say nothing of how their rows were chosen. <strong>Estimated</strong>: from the scores alone (CBPE), assuming "
+        "they keep the test set's calibration (no concept change). Intervals are 95 %. Log loss and Brier score: lower is better; "
+        "a violation needs the figure's whole interval below the test set's figure less the tolerance.</p>"
     )
     out += figures_table(evaluation, baseline, constraints)
 
@@ -356,7 +365,7 @@ def render(
 
     points = [*page.history, current]
     out.append("<h2>Recent periods</h2>")
-    out.append(history_plot(points))
+    out.append(f'<div class="wide">{history_plot(points)}</div>')
     out += _history_table(points)
     out.append("</main></body></html>")
     return "\n".join(out)

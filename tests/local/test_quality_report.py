@@ -1,0 +1,139 @@
+"""`make quality-report`: the deployed monitor's code on local capture and ground-truth files.
+
+The capture file is the committed held-out sample (``samples/captures/held-out.jsonl``: the 114
+test rows with the bundled model's scores); the labels are the test rows' true labels, written in
+Model Monitor's ground-truth format by the test, keyed by the sample's event IDs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from local import quality_report
+from stacks.shared.default_model import TEST_CSV
+from stacks.shared.default_model.captures import HELD_OUT, SAMPLES_DIR
+
+ROOT = Path(__file__).resolve().parents[2]
+CAPTURE = SAMPLES_DIR / HELD_OUT
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(event IDs, scores, true labels) of the held-out sample's rows, in order."""
+    records = [json.loads(line) for line in CAPTURE.read_text().splitlines()]
+    ids = [r["eventMetadata"]["eventId"] for r in records]
+    scores = np.array([float(r["captureData"]["endpointOutput"]["data"]) for r in records])
+    return ids, scores, np.loadtxt(TEST_CSV, delimiter=",")[:, 0].astype(int)
+
+
+def write_labels(path: Path, ids: list[str], values, sampling=None, extra: list[str] = ()) -> Path:
+    lines = []
+    for index, (event, value) in enumerate(zip(ids, values, strict=True)):
+        record = {"groundTruthData": {"data": str(int(value)), "encoding": "CSV"}, "eventMetadata": {"eventId": event}, "eventVersion": "0"}
+        if sampling is not None:
+            record["sampling"] = sampling(index)
+        lines.append(json.dumps(record))
+    path.write_text("\n".join([*lines, *extra]) + "\n")
+    return path
+
+
+def test_labelled_capture_files_give_the_figures_the_monitor_gives(tmp_path, sample, capsys):
+    ids, scores, truth = sample
+    probability = {index: (1.0 if 0.1 < scores[index] < 0.9 else 0.25) for index in range(len(ids))}
+    labels = write_labels(
+        tmp_path / "labels.jsonl", ids, truth, lambda i: {"inclusionProbability": probability[i], "selectedBy": "rule" if probability[i] == 1.0 else "audit"}
+    )
+    out = tmp_path / "report"
+    assert quality_report.main([str(CAPTURE), "--labels", str(labels), "--out", str(out)]) == 0
+
+    assert sorted(p.name for p in out.iterdir()) == ["constraint_violations.json", "report.html", "statistics.json"]
+    statistics = json.loads((out / "statistics.json").read_text())
+    predicted = (scores >= 0.5).astype(int)
+    weights = np.array([1 / probability[i] for i in range(len(ids))])
+    documented = statistics["binary_classification_metrics"]
+    assert documented["accuracy"]["value"] == pytest.approx(sk.accuracy_score(truth, predicted, sample_weight=weights), abs=1e-9)
+    assert documented["auc"]["value"] == pytest.approx(sk.roc_auc_score(truth, scores, sample_weight=weights), abs=1e-9)
+    assert statistics["open_monitor"]["basis"] == "weighted" and statistics["open_monitor"]["labels"]["joined"] == 114
+    # dev reviews the band with a 2 % audit: the sample's rows the rule selects are all labelled.
+    response = statistics["open_monitor"]["labels"]["response"]["rule"]
+    assert response["selected"] == response["labelled"] == int(((scores > 0.1) & (scores < 0.9)).sum())
+    assert json.loads((out / "constraint_violations.json").read_text()) == {"violations": []}
+    html = (out / "report.html").read_text()
+    assert "Model-quality report: dev" in html and "Weighted: all predictions" in html and "Unweighted: reviewed rows" in html
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].startswith("weighted (weighted by 1 / inclusion probability")
+    assert "114 label(s), 114 joined, 0 for no captured row, 0 line(s) set aside" in printed
+
+
+def test_without_labels_it_writes_the_estimate_only(tmp_path, capsys):
+    out = tmp_path / "estimate"
+    assert quality_report.main([str(CAPTURE), "--out", str(out)]) == 0
+    statistics = json.loads((out / "statistics.json").read_text())
+    assert "binary_classification_metrics" not in statistics and statistics["dataset"] == {"item_count": 0}
+    estimated = statistics["open_monitor"]["estimate"]["figures"]
+    assert estimated["accuracy"]["value"] == pytest.approx(0.9508, abs=1e-3)
+    low, high = estimated["accuracy"]["interval_95"]
+    assert low < 0.9508 < high
+    assert capsys.readouterr().out.startswith("estimated (from the scores, no labels; 114 rows): accuracy 0.9508")
+
+
+def test_bad_labels_are_set_aside_counted_and_the_good_ones_evaluated(tmp_path, sample, capsys):
+    ids, scores, truth = sample
+    wrong = 1 - (scores >= 0.5).astype(int)  # reviewers disagree with the model on every row
+    labels = write_labels(tmp_path / "labels.jsonl", ids, wrong, extra=['{"broken', json.dumps({"groundTruthData": {"data": "1"}, "eventMetadata": {"eventId": "nobody"}})])
+    out = tmp_path / "bad"
+    assert quality_report.main([str(CAPTURE), "--labels", str(labels), "--out", str(out)]) == 0
+    statistics = json.loads((out / "statistics.json").read_text())
+    intake = statistics["open_monitor"]["intake"]
+    assert intake["labels"] == 115 and intake["unknown_ids"] == 1 and intake["rejected_lines"] == 1
+    [parked] = [json.loads(line) for line in (out / "rejected_labels.jsonl").read_text().splitlines()]
+    assert parked["line"] == 115 and parked["reason"].startswith("not JSON") and parked["text"] == '{"broken'
+    assert statistics["open_monitor"]["basis"] == "labelled"  # uploads without sampling: unweighted
+    violations = json.loads((out / "constraint_violations.json").read_text())["violations"]
+    assert {v["metric_name"] for v in violations} == {"accuracy", "precision", "recall", "f1", "auc"}
+    assert "accuracy: LessThanThreshold: Metric accuracy with 0" in capsys.readouterr().out
+
+
+def test_a_later_labels_file_wins_for_a_row_labelled_twice(tmp_path, sample):
+    ids, _, truth = sample
+    first = write_labels(tmp_path / "first.jsonl", ids, truth)
+    second = write_labels(tmp_path / "second.jsonl", ids[:1], [1 - truth[0]])
+    out = tmp_path / "twice"
+    assert quality_report.main([str(CAPTURE), "--labels", str(first), str(second), "--out", str(out)]) == 0
+    labels = json.loads((out / "statistics.json").read_text())["open_monitor"]["labels"]
+    assert labels["duplicates"] == labels["conflicting"] == 1
+    matrix = json.loads((out / "statistics.json").read_text())["binary_classification_metrics"]["confusion_matrix"]
+    assert sum(matrix["0"].values()) == int((truth == 0).sum()) + (1 if truth[0] == 1 else -1)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["missing.jsonl"], "CAPTURE missing.jsonl: no such readable file"),
+        ([str(CAPTURE), "--env", "income"], "names its test-set scores s3://amzn-s3-demo-bucket/REPLACE-ME/income/test-scores-with-header.csv in S3"),
+        ([str(CAPTURE), "--scores", str(TEST_CSV)], "the header is"),
+    ],
+)
+def test_a_usage_error_is_one_message_and_writes_nothing(tmp_path, arguments, message):
+    out = tmp_path / "nothing"
+    result = subprocess.run(
+        [sys.executable, "-m", "local.quality_report", *arguments, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_the_make_target_runs_the_command():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "quality-report:" in makefile and "-m local.quality_report" in makefile
+    result = subprocess.run(["make", "--no-print-directory", "-n", "quality-report", "LABELS=a.jsonl b.jsonl", "OUT=x"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert '--out "x"' in result.stdout and "held-out.jsonl --labels a.jsonl b.jsonl" in result.stdout
