@@ -46,14 +46,15 @@ def build(app: App) -> Stacks:
 
     storage = stack(StorageStack, "Storage", "KMS key and data buckets", termination_protection=config.retain_data)
     serving = stack(ServingStack, "Serving", "model, endpoint, data capture and the alert topic", storage=storage)
-    monitoring = (
-        stack(MonitoringStack, "Monitoring", MONITORING_DESCRIPTIONS[config.monitoring.backend], storage=storage, serving=serving)
-        if config.monitoring.any_enabled
-        else None
-    )
     review = (
         stack(ReviewStack, "Review", REVIEW_DESCRIPTIONS[config.review.backend], storage=storage, serving=serving)
         if config.review.enabled
+        else None
+    )
+    # Model quality reads review's selection band (which captured rows went to review).
+    monitoring = (
+        stack(MonitoringStack, "Monitoring", MONITORING_DESCRIPTIONS[config.monitoring.backend], storage=storage, serving=serving, review=review)
+        if config.monitoring.any_enabled
         else None
     )
     retraining = (

@@ -2,12 +2,14 @@
 
     sagemaker back end: SageMaker "Processing Job State Change" (our schedules, finished) --> run-events
         queue --> monitoring_runs --> "Monitoring Run Ended" (source <app>.monitoring) + MonitoringRuns metric
-    open back end: each evaluator publishes "Monitoring Run Ended" and MonitoringRuns itself (open.py)
+    open back end, and the model-quality monitor with either back end: each evaluator publishes
+        "Monitoring Run Ended" and MonitoringRuns itself (open.py)
     "Monitoring Run Ended" with violations, failed or stopped --> alert topic (a JSON summary, published
         through the rule's own role; what cannot be delivered goes to an alarmed queue)
     hourly --> monitoring watchdog --> MonitoringScheduleOverdue metric per schedule --> alarm; it asks
         SageMaker (DescribeMonitoringSchedule) or EventBridge Scheduler (GetSchedule, and the
-        evaluation's latest.json run marker) whichever back end runs
+        evaluation's latest.json run marker) whichever runs the schedule: with the sagemaker back end
+        and model quality on, a second watchdog watches the model-quality schedule on Scheduler
 
 Retraining consumes "Monitoring Run Ended"; its shape is in the README.
 """
@@ -33,6 +35,7 @@ from stacks.shared import aws_facts
 from stacks.shared.compliance import acknowledge, acknowledge_wildcards
 from stacks.shared.config import AppConfig
 from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, METRICS_NAMESPACE, AppFunction, Invocation
+from stacks.monitoring.open import OpenMonitor
 from stacks.monitoring.sagemaker import DATA_QUALITY_PREFIX, EXPLAINABILITY_PREFIX
 from stacks.shared.work_queue import WorkQueue, alarm_at_one_message, encrypted_queue
 
@@ -58,7 +61,7 @@ class MonitoringEvents(Construct):
         construct_id: str,
         *,
         config: AppConfig,
-        monitors: list,  # DataQualityMonitor | ExplainabilityMonitor, or the open back end's
+        monitors: list,  # DataQualityMonitor | ExplainabilityMonitor, or the open back end's, and OpenModelQualityMonitor
         endpoint_name: str,
         monitoring_bucket: s3.IBucket,
         key: kms.IKey,
@@ -70,7 +73,10 @@ class MonitoringEvents(Construct):
         self.backend = config.monitoring.backend
         self.event_source = event_source(config)
         self.monitor_kinds = [monitor.kind for monitor in monitors]
-        schedules = {monitor.schedule_name: {"monitor": monitor.kind, "endpoint": endpoint_name} for monitor in monitors}
+        # Who runs each schedule: EventBridge Scheduler (the open monitors, model quality with either
+        # back end) or Model Monitor and Clarify.
+        runs_on = {"open": [m for m in monitors if isinstance(m, OpenMonitor)], "sagemaker": [m for m in monitors if not isinstance(m, OpenMonitor)]}
+        schedules = {kind: {m.schedule_name: {"monitor": m.kind, "endpoint": endpoint_name} for m in group} for kind, group in runs_on.items()}
         # Powertools adds the service as a dimension to every metric the functions emit; the open
         # back end's evaluators use the same one.
         self.service = f"{prefix}-monitoring-runs"
@@ -78,12 +84,17 @@ class MonitoringEvents(Construct):
         timeout = Duration.minutes(1)
         # The alarms the dashboard shows beside the drift alarms.
         self.alarms: list[cloudwatch.Alarm] = []
-        if self.backend == "sagemaker":
-            self._processing_job_runs(monitors, schedules, monitoring_bucket, key, alarm_topic, common, timeout)
-        else:
-            self.alarms += [monitor.evaluation.alarm for monitor in monitors]
+        if runs_on["sagemaker"]:
+            self._processing_job_runs(runs_on["sagemaker"], schedules["sagemaker"], monitoring_bucket, key, alarm_topic, common, timeout)
+        self.alarms += [monitor.evaluation.alarm for monitor in runs_on["open"]]
         self._alerts(key, alarm_topic)
-        self._watchdog(config, schedules, monitoring_bucket, alarm_topic, common, timeout)
+        self.watchdogs: dict[str, AppFunction] = {}
+        self.overdue_alarms: list[cloudwatch.Alarm] = []
+        # The stack's back end's watchdog keeps its construct ID; the other one (Scheduler's, for model
+        # quality beside Model Monitor) gets its own.
+        for backend in sorted(schedules, key=lambda kind: kind != self.backend):
+            if schedules[backend]:
+                self._watchdog(config, backend, schedules[backend], monitoring_bucket, alarm_topic, common, timeout)
 
     def _processing_job_runs(self, monitors: list, schedules: dict, monitoring_bucket: s3.IBucket, key: kms.IKey, alarm_topic: sns.ITopic, common: dict, timeout: Duration) -> None:
         """SageMaker's processing-job events of our schedules' runs --> monitoring_runs --> Monitoring Run Ended."""
@@ -204,15 +215,16 @@ class MonitoringEvents(Construct):
         )
         acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
 
-    def _watchdog(self, config: AppConfig, schedules: dict, monitoring_bucket: s3.IBucket, alarm_topic: sns.ITopic, common: dict, timeout: Duration) -> None:
+    def _watchdog(self, config: AppConfig, backend: str, schedules: dict, monitoring_bucket: s3.IBucket, alarm_topic: sns.ITopic, common: dict, timeout: Duration) -> None:
         """A schedule whose runs stopped happening (or that is not running) raises an alarm."""
         stack, prefix = Stack.of(self), config.prefix
-        environment = {"SCHEDULES": json.dumps(schedules), "EVENT_SOURCE": self.event_source, "CADENCES": json.dumps(aws_facts.MONITORING_CADENCES), "BACKEND": self.backend}
-        if self.backend == "open":
+        environment = {"SCHEDULES": json.dumps(schedules), "EVENT_SOURCE": self.event_source, "CADENCES": json.dumps(aws_facts.MONITORING_CADENCES), "BACKEND": backend}
+        if backend == "open":
             environment["MONITORING_BUCKET"] = monitoring_bucket.bucket_name
-        self.watchdog = AppFunction(
+        construct_id = "Watchdog" if backend == self.backend else f"{backend.title()}Watchdog"
+        watchdog = self.watchdogs[backend] = AppFunction(
             self,
-            "Watchdog",
+            construct_id,
             handler="lambdas.monitoring.runs.handler.watchdog",
             description="Hourly: reports monitoring schedules that are not running or whose runs stopped happening",
             invocation=Invocation.schedule(
@@ -224,31 +236,30 @@ class MonitoringEvents(Construct):
             environment=environment,
             **common,
         )
-        if self.backend == "sagemaker":
-            self.watchdog.allow(
+        if backend == "sagemaker":
+            watchdog.allow(
                 ["sagemaker:DescribeMonitoringSchedule"],
                 [stack.format_arn(service="sagemaker", resource="monitoring-schedule", resource_name=name) for name in schedules],
             )
         else:
             # The schedules (default group) and each evaluation's run marker: HEAD is authorised as
             # s3:GetObject, and listing the exact key tells a missing marker (404) from a denied one.
-            self.watchdog.allow(
+            watchdog.allow(
                 ["scheduler:GetSchedule"],
                 [stack.format_arn(service="scheduler", resource="schedule", resource_name=f"default/{name}") for name in schedules],
             )
             markers = [latest_marker_key(where["monitor"], where["endpoint"], name) for name, where in schedules.items()]
-            self.watchdog.allow(["s3:GetObject"], [monitoring_bucket.arn_for_objects(marker) for marker in markers])
-            self.watchdog.role.add_to_policy(
+            watchdog.allow(["s3:GetObject"], [monitoring_bucket.arn_for_objects(marker) for marker in markers])
+            watchdog.role.add_to_policy(
                 iam.PolicyStatement(actions=["s3:ListBucket"], resources=[monitoring_bucket.bucket_arn], conditions={"StringEquals": {"s3:prefix": markers}})
             )
         events.Rule(
             self,
-            "WatchdogSchedule",
+            f"{construct_id}Schedule",
             description="Checks every hour that each monitoring schedule still runs",
             schedule=events.Schedule.rate(WATCHDOG_INTERVAL),
-            targets=[targets.LambdaFunction(self.watchdog.function, retry_attempts=2)],
+            targets=[targets.LambdaFunction(watchdog.function, retry_attempts=2)],
         )
-        self.overdue_alarms = []
         for name in schedules:
             alarm = cloudwatch.Alarm(
                 self,
@@ -272,7 +283,13 @@ class MonitoringEvents(Construct):
             alarm.add_insufficient_data_action(cw_actions.SnsAction(alarm_topic))
             self.overdue_alarms.append(alarm)
 
+    @property
+    def watchdog(self) -> AppFunction:
+        """The watchdog of the stack's back end's schedules (or the only one)."""
+        return self.watchdogs.get(self.backend) or next(iter(self.watchdogs.values()))
+
     def overdue_metric(self, schedule: str) -> cloudwatch.Metric:
+        # Every watchdog has the runs' service (Powertools' dimension), so one metric per schedule.
         return self.watchdog.metric(OVERDUE_METRIC, statistic="Maximum", period=WATCHDOG_INTERVAL, Schedule=schedule)
 
     def runs_metric(self, monitor: str, outcome: str, period: Duration) -> cloudwatch.Metric:

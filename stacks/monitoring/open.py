@@ -1,9 +1,11 @@
-"""The open monitoring back end: the app's own data-quality and feature-attribution monitors, which
-any account can deploy (Lambda, S3, EventBridge Scheduler, CloudWatch; no Model Monitor or Clarify).
+"""The open monitoring back end: the app's own data-quality, feature-attribution and model-quality
+monitors, which any account can deploy (Lambda, S3, EventBridge Scheduler, CloudWatch; no Model
+Monitor or Clarify). The model-quality monitor is the app's own with either back end.
 
     capture objects --> capture Lambda (profiling: sketches and samples per capture object)
     EventBridge Scheduler, at minute 20 of each cadence --> evaluator Lambda --> report, latest.json,
-        EMF metrics (drift distances, SHAP), "Monitoring Run Ended"
+        EMF metrics (drift distances, SHAP, model quality), "Monitoring Run Ended"
+    (model quality reads the capture files and the ground-truth labels themselves, not profiles)
     deploy --> baseline custom resource --> <monitor>/current/ (the same code the evaluators use)
 
 Each monitor exposes what the rest of the app reads from the SageMaker back end's monitors
@@ -31,8 +33,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from lambdas.capture.records import ParseOptions
 from lambdas.monitoring.drift.evaluate import DRIFT_METRIC, SIGNIFICANT_DRIFT_METRIC
-from lambdas.monitoring.runs.runs import CADENCE_START, EVALUATION_MINUTE, LATEST_MARKER
+from lambdas.monitoring.open.model_quality import MONITOR as MODEL_QUALITY
+from lambdas.review.results.results import GROUND_TRUTH_PREFIX
+from lambdas.monitoring.runs.runs import CADENCE_START, EVALUATION_MINUTE, LATEST_MARKER, RUN_ENDED
 from lambdas.shared import baseline as baseline_dataset
 from lambdas.shared.aws import split_s3_uri
 from stacks.shared import aws_facts
@@ -53,6 +58,12 @@ BASELINE_TIMEOUT = Duration.minutes(15)
 DELIVERY_RETRIES = 185
 # Lambda's own retries of a failed evaluation (its asynchronous-invocation default).
 EVALUATION_RETRIES = 2
+
+# The metrics the model-quality evaluator publishes beside Model Monitor's (aws_facts.MODEL_QUALITY_METRICS_NAMESPACE): the label-free estimate of each
+# figure, the rows labelled in the period, and 1 when a figure violates its constraint (0 when it does not).
+ESTIMATED_METRIC = "estimated_{metric}"
+LABELLED_ROWS_METRIC = "labelled_rows"
+VIOLATION_METRIC = "{metric}_violation"
 
 
 def evaluation_expression(cadence: str) -> str:
@@ -87,7 +98,7 @@ class S3Source:
 
 
 class OpenBaselines(Construct):
-    """The deploy-time baseline custom resource of both open monitors: ``lambdas.monitoring.open.
+    """The deploy-time baseline custom resource of the open monitors: ``lambdas.monitoring.open.
     baseline.handler`` behind aws-cdk-lib's Provider (on_event only: the baseline is computed within
     the call), writing ``<monitor>/baselines/<hash>/`` then ``<monitor>/current/`` unless a retraining
     promoted its own (lambdas/shared/baseline.py's marker)."""
@@ -241,7 +252,7 @@ class EvaluationSchedule(Construct):
         self.schedule_arn = stack.format_arn(service="scheduler", resource="schedule", resource_name=f"default/{name}")
 
 
-class _OpenMonitor(Construct):
+class OpenMonitor(Construct):
     """What the stack, the run events, retraining and the dashboard read from any monitor."""
 
     kind: str
@@ -323,7 +334,7 @@ class _OpenMonitor(Construct):
         }
 
 
-class OpenDataQualityMonitor(_OpenMonitor):
+class OpenDataQualityMonitor(OpenMonitor):
     kind = DATA_QUALITY_PREFIX
 
     def __init__(
@@ -423,7 +434,7 @@ class OpenDataQualityMonitor(_OpenMonitor):
             self.drift_alarms.append(alarm)
 
 
-class OpenExplainabilityMonitor(_OpenMonitor):
+class OpenExplainabilityMonitor(OpenMonitor):
     """Feature-attribution drift with exact TreeSHAP on a uniform sample of the period's rows, using
     the model the endpoint serves now (lambdas/shared/explain), compared with the baseline by nDCG."""
 
@@ -523,3 +534,142 @@ class OpenExplainabilityMonitor(_OpenMonitor):
             feature: fn.metric(aws_facts.EXPLAINABILITY_FEATURE_METRIC.format(feature=feature), statistic="Average", period=period, label=feature, **dimensions)
             for feature in model.feature_names
         }
+
+
+class OpenModelQualityMonitor(OpenMonitor):
+    """Model quality, realized from the labels that arrived (reviewers' and uploaded, in Model Monitor's
+    ground-truth format) joined with the captured predictions they label, and estimated from the scores
+    where labels are missing (lambdas/monitoring/open/model_quality.py). The app's own monitor with
+    either monitoring back end: Model Monitor's model-quality monitor is not used."""
+
+    kind = MODEL_QUALITY
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        baselines: OpenBaselines,
+        dataset: S3Source | None,  # the test-set scores (label,probability); None: figures without constraints or estimate
+        endpoint_name: str,
+        capture_bucket: s3.IBucket,
+        capture_prefix: str,  # this endpoint's capture files: <capture destination prefix>/<endpoint>/
+        labels_bucket: s3.IBucket,
+        monitoring_bucket: s3.IBucket,
+        key: kms.IKey,
+        layer: lambda_.ILayerVersion,
+        explain: lambda_.ILayerVersion,
+        alarm_topic: sns.ITopic,
+        schedule_expression: str,
+        event_source: str,
+        review_selection: dict[str, str],  # the review rule's variables as capture_filter has them; empty without review
+    ) -> None:
+        super().__init__(scope, construct_id)
+        mq, model = config.monitoring.model_quality, config.model
+        bucket = monitoring_bucket
+        self.schedule_name = f"{config.prefix}-model-quality"
+        self.reports_s3_uri = f"s3://{bucket.bucket_name}/{self.kind}/reports"
+        current = f"s3://{bucket.bucket_name}/{self.kind}/{CURRENT}"
+        self.statistics_s3_uri, self.constraints_s3_uri = f"{current}/statistics.json", f"{current}/constraints.json"
+        self.latest_marker_s3_uri = f"{self.reports_s3_uri}/{endpoint_name}/{self.schedule_name}/{LATEST_MARKER}"
+        # Its runs that found a quality drop (the "Monitoring Run Ended" events retraining may start on).
+        self.violations_pattern = {"source": [event_source], "detail-type": [RUN_ENDED], "detail": {"monitor": [self.kind], "outcome": ["CompletedWithViolations"]}}
+        self.capture_prefix = capture_prefix.rstrip("/") + "/"
+        self.ground_truth_prefix = f"{GROUND_TRUTH_PREFIX}/"
+        # The evaluator's label for a score, as capture_filter's (records.ParseOptions' default).
+        self.decision_threshold = ParseOptions().threshold
+
+        # Without a dataset (your own model and no test-set scores) the baseline still publishes current/,
+        # saying so: the evaluator then computes figures without constraints or estimate.
+        self.baseline = baselines.resource(
+            self,
+            "Baseline",
+            monitor=self.kind,
+            resource_type="Custom::OpenModelQualityBaseline",
+            sources=[dataset] if dataset is not None else [],
+            properties={
+                "Monitor": self.kind,
+                "MonitoringBucket": bucket.bucket_name,
+                **({"DatasetS3Uri": dataset.uri} if dataset is not None else {}),
+                # A constraint's threshold is the test-set figure, at the evaluator's decision threshold, less the tolerance.
+                "DecisionThreshold": str(self.decision_threshold),
+                "Tolerance": str(mq.tolerance),
+            },
+        )
+
+        self.function = self._evaluator(
+            config=config,
+            handler="lambdas.monitoring.open.model_quality.handler",
+            description="Open model-quality monitor: joins labels with the captured predictions, estimates quality where labels are missing",
+            key=key,
+            layer=layer,
+            environment={
+                **self.environment(config, bucket=bucket, endpoint_name=endpoint_name, schedule_name=self.schedule_name, event_source=event_source),
+                "CAPTURE_BUCKET": capture_bucket.bucket_name,
+                "CAPTURE_PREFIX": self.capture_prefix,
+                "LABELS_BUCKET": labels_bucket.bucket_name,
+                "GROUND_TRUTH_PREFIX": self.ground_truth_prefix,
+                "LABEL_WINDOW_HOURS": str(mq.label_window_hours),
+                "DECISION_THRESHOLD": str(self.decision_threshold),
+                "SCORE_PATH": model.score_path or "",
+                "FEATURES_PATH": model.features_path,
+                "TOLERANCE": str(mq.tolerance),
+                "ESTIMATE": "true" if mq.estimate else "false",
+                **review_selection,
+            },
+            # A day's capture files parsed and joined, and numpy (the explain layer's) for the curves and intervals.
+            memory_size=2048,
+            extra_layers=(explain,),
+        )
+        self._grant_period_files(bucket, key, "reports")
+        fn = self.function
+        # The endpoint's capture files and the labels' ground-truth lines, listed and read by hour folder.
+        for source, prefix in ((capture_bucket, self.capture_prefix), (labels_bucket, self.ground_truth_prefix)):
+            fn.role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[source.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}}))
+            fn.allow(["s3:GetObject"], [source.arn_for_objects(f"{prefix}*")])
+        self._grant_events()
+        fn.acknowledge_wildcards(
+            "The evaluator lists and reads only this endpoint's capture files (capture/<endpoint>/<variant>/<hour>/, named by "
+            "SageMaker), the ground-truth/<hour>/ label files (named by the reviewers' results writer or the user who uploads "
+            "them), its monitor's current/ baseline and its earlier reports (the metrics over recent periods), and writes only "
+            "under its reports/<endpoint>/<schedule>/<hour>/ folders; kms:GenerateDataKey* and kms:ReEncrypt* are what "
+            "aws-cdk-lib's grant_send_messages gives for the KMS-encrypted dead-letter queue (the on-failure destination of its "
+            "failed runs), on the app's key only."
+        )
+        self._schedule(schedule_expression, key, alarm_topic, "Open model-quality monitor: realized and estimated quality of the last cadence's predictions")
+        fn.function.node.add_dependency(self.baseline)  # no run before current/ holds the baseline
+
+        period = Duration.seconds(aws_facts.MONITORING_CADENCES[mq.schedule])
+        dimensions = {"Endpoint": endpoint_name, "MonitoringSchedule": self.schedule_name}
+
+        def metric(name: str, statistic: str = "Average", label: str | None = None) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=aws_facts.MODEL_QUALITY_METRICS_NAMESPACE, metric_name=name, dimensions_map=dimensions, statistic=statistic, period=period, label=label
+            )
+
+        # Model Monitor's names for the realized figures, ours for the label-free estimates beside them.
+        self.quality_metrics = {name: metric(name, label=f"{name} (labels)") for name in aws_facts.MODEL_QUALITY_BINARY_METRICS}
+        self.estimated_metrics = {name: metric(ESTIMATED_METRIC.format(metric=name), label=f"{name} (estimated)") for name in aws_facts.MODEL_QUALITY_BINARY_METRICS}
+        self.labelled_rows_metric = metric(LABELLED_ROWS_METRIC, statistic="Maximum", label="labelled rows")
+        self.violation_alarm_prefix = f"{config.prefix}-model-quality-"
+        self.violation_alarms = []
+        for name in aws_facts.MODEL_QUALITY_BINARY_METRICS:
+            alarm = cloudwatch.Alarm(
+                self,
+                f"Violation{name.title()}",
+                alarm_name=f"{self.violation_alarm_prefix}{name}",
+                alarm_description=(
+                    f"Model quality: the evaluation's {name} (from labels, or without labels its estimate from the scores) fell below "
+                    f"its test-set value less the tolerance ({mq.tolerance}), its whole 95 % interval below; see the run's "
+                    "constraint_violations.json and report.html."
+                ),
+                metric=metric(VIOLATION_METRIC.format(metric=name), statistic="Maximum"),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                # A period without enough labels, or without constraints, reports no violation.
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+            self.violation_alarms.append(alarm)

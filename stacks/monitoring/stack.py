@@ -1,34 +1,41 @@
-"""Monitor: data quality and explainability, each switchable, with their baselines, schedules,
-drift alarms, run events and watchdog, on one of two back ends (``monitoring.backend``):
+"""Monitor: data quality, explainability and model quality, each switchable, with their baselines,
+schedules, alarms, run events and watchdog. Data quality and explainability run on one of two back
+ends (``monitoring.backend``):
 
 - ``open`` (default): the app's own monitors (stacks/monitoring/open.py): capture profiling,
   EventBridge Scheduler evaluations in Lambda, baselines from the same code; any account;
 - ``sagemaker``: Model Monitor and Clarify schedules (stacks/monitoring/sagemaker.py), for accounts
   that still have them.
 
-Either way the schedules, drift alarms, run events and dashboard rows have the same names."""
+Model quality is the app's own monitor (open.py's OpenModelQualityMonitor) with either back end.
+Either way the schedules, alarms, run events and dashboard rows have the same names."""
 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, CfnParameter, Stack
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from lambdas.retraining.steps import RETRAINING_PREFIX
 from stacks.shared import aws_facts, default_model
 from stacks.monitoring import clarify
-from stacks.shared.config import AppConfig, MonitorJobConfig
+from stacks.shared.config import AppConfig, ModelQualityConfig, MonitorJobConfig
 from stacks.shared.functions import dependency_layer, explain_layer
 from stacks.serving.inference import CAPTURE_PREFIX
 from stacks.monitoring.sagemaker import BaselineJobs, DataQualityMonitor, ExplainabilityMonitor
 from stacks.monitoring.events import MonitoringEvents, event_source
-from stacks.monitoring.open import OpenBaselines, OpenDataQualityMonitor, OpenExplainabilityMonitor, S3Source
+from stacks.monitoring.open import OpenBaselines, OpenDataQualityMonitor, OpenExplainabilityMonitor, OpenModelQualityMonitor, S3Source
 from stacks.review.capture import CapturePipeline, profiling_target
+from stacks.review.stack import ReviewStack
 from stacks.shared.ops_parameters import OpsParameters
 from stacks.serving.stack import ServingStack
 from stacks.storage.stack import StorageStack
 
 
-def _schedule_parameter(parameters: OpsParameters, name: str, group: str, job: MonitorJobConfig, backend: str) -> CfnParameter:
+MODEL_QUALITY_BASELINE_REASON = "the model-quality baseline reads the model's scores on its test set (label,probability) as configured, if any"
+
+
+def _schedule_parameter(parameters: OpsParameters, name: str, group: str, job: MonitorJobConfig | ModelQualityConfig, backend: str) -> CfnParameter:
     if backend == "open":
         # An evaluation reads sketch files, well within any cadence: every cadence is allowed.
         cadences = list(aws_facts.MONITORING_CADENCES)
@@ -49,16 +56,20 @@ def _schedule_parameter(parameters: OpsParameters, name: str, group: str, job: M
 
 
 class MonitoringStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, storage: StorageStack, serving: ServingStack, **kwargs) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, storage: StorageStack, serving: ServingStack, review: ReviewStack | None = None, **kwargs
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         monitoring = config.monitoring
         self.backend = monitoring.backend
+        self.review = review
         self.parameters = OpsParameters(self)
         endpoint = serving.inference
         self.layer = dependency_layer(self, "Dependencies")
         self.data_quality: DataQualityMonitor | OpenDataQualityMonitor | None = None
         self.capture: CapturePipeline | None = None  # the open back end's profiling, when review does not build it
         self.explainability: ExplainabilityMonitor | OpenExplainabilityMonitor | None = None
+        self.model_quality: OpenModelQualityMonitor | None = None
         if self.backend == "open":
             self._open(config, storage, serving)
         else:
@@ -75,7 +86,11 @@ class MonitoringStack(Stack):
             if isinstance(self.explainability, ExplainabilityMonitor):
                 CfnOutput(self, "ExplainabilityAnalysisConfigS3Uri", value=self.explainability.analysis_config_s3_uri, description="analysis_config.json each run reads (retraining replaces it)")
 
-        self.monitors = [monitor for monitor in (self.data_quality, self.explainability) if monitor is not None]
+        if self.model_quality is not None:
+            CfnOutput(self, "ModelQualityScheduleName", value=self.model_quality.schedule_name, description="Open model-quality schedule (EventBridge Scheduler), with either back end")
+            CfnOutput(self, "ModelQualityReportsS3Uri", value=self.model_quality.reports_s3_uri, description="Model-quality reports: <endpoint>/<schedule>/yyyy/mm/dd/hh/")
+
+        self.monitors = [monitor for monitor in (self.data_quality, self.explainability, self.model_quality) if monitor is not None]
         self.events = MonitoringEvents(
             self,
             "RunEvents",
@@ -145,6 +160,9 @@ class MonitoringStack(Stack):
                 schedule_expression=_schedule_parameter(self.parameters, "ExplainabilitySchedule", "Explainability monitoring", ex, self.backend).value_as_string,
             )
             reasons.append("the attribution baseline reads its training rows and the served model's artefact (a retrained one under retraining/<execution>/)")
+        if monitoring.model_quality.enabled:
+            self._model_quality(config, storage, serving, baselines, explain)
+            reasons.append(MODEL_QUALITY_BASELINE_REASON)
         baselines.acknowledge("; ".join(reasons) + ".")
         # The open monitors read what capture_filter profiles from each capture object. With review on,
         # the review pipeline's capture_filter does it beside review selection (one read per object);
@@ -162,6 +180,58 @@ class MonitoringStack(Stack):
                 report_bucket=bucket,
                 profiling=profiling,
             )
+
+    def _model_quality_dataset(self, config: AppConfig, serving: ServingStack) -> S3Source | None:
+        """The test-set scores the model-quality constraints come from: yours, the bundled model's, or
+        none (your own model without them: figures and estimates, no constraints)."""
+        mq, bundled = config.monitoring.model_quality, serving.bundled_model
+        if mq.dataset_s3_uri is not None:
+            return S3Source.configured(self, mq.dataset_s3_uri)
+        if bundled is not None:
+            # Deployed with its other datasets (default_model.DATASETS), in test.csv's folder.
+            return S3Source.object(bundled.datasets_bucket, f"{bundled.test_key.rsplit('/', 1)[0]}/{default_model.TEST_SCORES_CSV.name}")
+        return None
+
+    def _model_quality(self, config: AppConfig, storage: StorageStack, serving: ServingStack, baselines: OpenBaselines, explain: lambda_.ILayerVersion) -> None:
+        """The app's own model-quality monitor, with either back end."""
+        endpoint = serving.inference
+        self.model_quality = OpenModelQualityMonitor(
+            self,
+            "ModelQuality",
+            config=config,
+            baselines=baselines,
+            dataset=self._model_quality_dataset(config, serving),
+            endpoint_name=endpoint.endpoint_name,
+            # Where SageMaker writes this endpoint's capture files (the serving stack's destination).
+            capture_bucket=storage.capture,
+            capture_prefix=f"{CAPTURE_PREFIX}/{endpoint.endpoint_name}/",
+            labels_bucket=storage.buckets["labels"],
+            monitoring_bucket=storage.buckets["monitoring"],
+            key=storage.key,
+            layer=self.layer,
+            explain=explain,
+            alarm_topic=serving.alerts.topic,
+            schedule_expression=_schedule_parameter(self.parameters, "ModelQualitySchedule", "Model quality monitoring", config.monitoring.model_quality, "open").value_as_string,
+            event_source=event_source(config),
+            review_selection=self._review_selection(config),
+        )
+
+    def _review_selection(self, config: AppConfig) -> dict[str, str]:
+        """The review rule as capture_filter applies it (stacks/review/capture.py), so the evaluator knows
+        which captured rows went to review and can report each stratum's response rate; the band's
+        thresholds are the review stack's parameters. Nothing without review."""
+        if self.review is None:
+            return {}
+        review = config.review
+        band = {name: self.review.node.find_child(f"Review{name.title()}Threshold").value_as_string for name in ("lower", "upper")}
+        return {
+            "REVIEW_SELECTION": "true",
+            "SELECTION_RULE": review.rule,
+            "LOWER_THRESHOLD": band["lower"],
+            "UPPER_THRESHOLD": band["upper"],
+            "SELECTED_OUTCOME": str(review.outcome),
+            "AUDIT_PERCENTAGE": str(review.audit_percentage),
+        }
 
     def _sagemaker(self, config: AppConfig, storage: StorageStack, serving: ServingStack) -> None:
         """Model Monitor and Clarify: baseline processing jobs, job definitions and monitoring schedules."""
@@ -208,3 +278,10 @@ class MonitoringStack(Stack):
                 shap_baseline=clarify.shap_baseline(config, default_model.TRAIN_CSV),
                 schedule_expression=_schedule_parameter(parameters, "ExplainabilitySchedule", "Explainability monitoring", ex, self.backend).value_as_string,
             )
+        if monitoring.model_quality.enabled:
+            # Model Monitor's model-quality monitor is not used: the app's own, as with the open back end,
+            # with the open baselines' custom resource for its constraints.
+            explain = explain_layer(self)
+            open_baselines = OpenBaselines(self, "Baselines", config=config, key=key, layer=layer, explain=explain, monitoring_bucket=monitoring_bucket)
+            self._model_quality(config, storage, serving, open_baselines, explain)
+            open_baselines.acknowledge(MODEL_QUALITY_BASELINE_REASON + ".")

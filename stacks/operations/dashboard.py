@@ -1,7 +1,8 @@
 """Operate: the CloudWatch dashboard an ops team opens first.
 
 Rows, top to bottom: the endpoint (traffic, latency, errors), data quality (drift per feature and
-run outcomes), explainability (global SHAP per feature) and human review (backlog, loops, labels).
+run outcomes), explainability (global SHAP per feature), model quality (each figure from labels with
+its label-free estimate beside it, and the rows labelled) and human review (backlog, loops, labels).
 A row whose part is switched off is left out; the dashboard always exists. The monitoring rows are
 the same for either monitoring back end: each monitor gives its own metrics (Model Monitor's and
 Clarify's namespaces, or the open evaluators' MlLoop metrics) and alarms.
@@ -60,6 +61,8 @@ class DashboardStack(Stack):
             self.dashboard.add_widgets(*self._data_quality(monitoring))
         if monitoring is not None and monitoring.explainability is not None:
             self.dashboard.add_widgets(*self._explainability(monitoring))
+        if monitoring is not None and monitoring.model_quality is not None:
+            self.dashboard.add_widgets(*self._model_quality(monitoring))
         if monitoring is not None:
             self.dashboard.add_widgets(*self._monitoring_runs(monitoring))
         if review is not None:
@@ -128,6 +131,25 @@ class DashboardStack(Stack):
         ]
 
     @staticmethod
+    def _model_quality(monitoring: MonitoringStack) -> list[cloudwatch.IWidget]:
+        mq = monitoring.model_quality
+        figures = list(mq.quality_metrics)
+        width = WIDTH // (len(figures) + 1)
+        return [
+            *(
+                cloudwatch.GraphWidget(
+                    title=f"Model quality: {name}, from labels and estimated from scores",
+                    left=[mq.quality_metrics[name], mq.estimated_metrics[name]],
+                    left_y_axis=cloudwatch.YAxisProps(min=0, max=1, show_units=False),
+                    width=width,
+                    height=6,
+                )
+                for name in figures
+            ),
+            cloudwatch.GraphWidget(title="Model quality: labelled rows per evaluation", left=[mq.labelled_rows_metric], width=WIDTH - width * len(figures), height=6),
+        ]
+
+    @staticmethod
     def _monitoring_runs(monitoring: MonitoringStack) -> list[cloudwatch.IWidget]:
         runs = monitoring.events
         day = Duration.days(1)
@@ -140,8 +162,13 @@ class DashboardStack(Stack):
                 width=12,
             ),
             cloudwatch.AlarmStatusWidget(
-                title="Monitoring alarms (overdue schedules, run-event dead letters, drift)",
-                alarms=[*runs.overdue_alarms, *runs.alarms, *(monitoring.data_quality.drift_alarms if monitoring.data_quality else [])],
+                title="Monitoring alarms (overdue schedules, failed runs, drift, model quality)",
+                alarms=[
+                    *runs.overdue_alarms,
+                    *runs.alarms,
+                    *(monitoring.data_quality.drift_alarms if monitoring.data_quality else []),
+                    *(monitoring.model_quality.violation_alarms if monitoring.model_quality else []),
+                ],
                 width=12,
                 height=6,
             ),

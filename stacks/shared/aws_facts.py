@@ -168,6 +168,19 @@ EXPLAINABILITY_FEATURE_METRIC = "feature_{feature}"
 EXPLAINABILITY_METHOD = "KernelShap"
 EXPLAINABILITY_VALUE_TYPE = "GlobalShapValues"
 
+# Model Monitor's model-quality metrics (enable_cloudwatch_metrics): "Model quality metrics appear in
+# the following namespace: For real-time endpoints: aws/sagemaker/Endpoints/model-metrics"; each metric
+# is named after its key in statistics.json's ``binary_classification_metrics`` ("For a list of the
+# metrics that are emitted, see the previous sections on this page"), with the dimensions Endpoint and
+# MonitoringSchedule (the SageMaker Python SDK's model-quality dashboard searches
+# ``{aws/sagemaker/Endpoints/model-metrics,Endpoint,MonitoringSchedule}``, sagemaker/dashboard/
+# automatic_model_quality_dashboard.py). The open model-quality monitor publishes its figures there
+# under these names, whichever monitoring back end runs; log loss, Brier score, the label-free
+# estimates and the labelled row count are the app's own additions beside them.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html
+MODEL_QUALITY_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
+MODEL_QUALITY_BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "auc")
+
 # Clarify runs each baseline and monitoring job against a temporary "shadow" endpoint that it
 # creates from the analysis config's model_name and deletes afterwards; its endpoint and endpoint
 # config names start with these prefixes (the SageMaker MLOps Workload Orchestrator solution

@@ -553,7 +553,8 @@ class MonitoringConfig(_Section):
 
     @property
     def any_enabled(self) -> bool:
-        return self.data_quality.enabled or self.explainability.enabled
+        """Whether the monitoring stack is deployed: model quality alone needs it too (its monitor is the app's own with either back end)."""
+        return self.data_quality.enabled or self.explainability.enabled or self.model_quality.enabled
 
     @model_validator(mode="before")
     @classmethod

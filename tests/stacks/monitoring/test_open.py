@@ -204,7 +204,8 @@ def test_evaluator_environments_are_what_the_handlers_read(template: Template, m
 def test_drift_alarms_keep_their_names_and_watch_the_significant_distance(template: Template) -> None:
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in _resources(template, "AWS::CloudWatch::Alarm").values() if "AlarmName" in a["Properties"]}
     features = baseline_dataset.header(FEATURES)[1:]
-    assert set(alarms) == {f"mlloop-dev-drift-{f}" for f in features}
+    # Beside them, only the model-quality alarms (tests/stacks/monitoring/test_model_quality.py).
+    assert set(alarms) == {f"mlloop-dev-drift-{f}" for f in features} | {f"mlloop-dev-model-quality-{m}" for m in aws_facts.MODEL_QUALITY_BINARY_METRICS}
     for feature in features:
         alarm = alarms[f"mlloop-dev-drift-{feature}"]
         assert (alarm["Namespace"], alarm["MetricName"]) == ("MlLoop", SIGNIFICANT_DRIFT_METRIC.format(feature=feature))
@@ -247,8 +248,10 @@ def test_baselines_are_computed_at_deploy_from_the_bundled_datasets_and_the_serv
     tails = {r.split("}}")[-1] for r in grants["s3:GetObject"]}
     assert {f"/data-quality/baselines/*", "/explainability/baselines/*", "/retraining/*"} <= tails
     assert any(t.endswith(default_model.BASELINE_CSV.name) for t in tails) and any(t.endswith(default_model.TRAIN_CSV.name) for t in tails)
-    assert {r.split("}}")[-1] for r in grants["s3:PutObject"]} == {f"/{m}/{f}/*" for m in ("data-quality", "explainability") for f in ("baselines", "current")}
-    assert {r.split("}}")[-1] for r in grants["s3:DeleteObject"]} == {f"/{m}/current/promoted.json" for m in ("data-quality", "explainability")}
+    # The model-quality baseline shares the handler (tests/stacks/monitoring/test_model_quality.py).
+    monitors = ("data-quality", "explainability", "model-quality")
+    assert {r.split("}}")[-1] for r in grants["s3:PutObject"]} == {f"/{m}/{f}/*" for m in monitors for f in ("baselines", "current")}
+    assert {r.split("}}")[-1] for r in grants["s3:DeleteObject"]} == {f"/{m}/current/promoted.json" for m in monitors}
     assert all("StringEquals" in listing and "promoted.json" in listing for listing in grants["s3:ListBucket"])
     assert handler["Timeout"] == 900 and len(handler["Layers"]) == 2
 
@@ -288,12 +291,11 @@ def test_the_watchdog_asks_scheduler_and_reads_the_run_markers(template: Templat
     variables = watchdog["Environment"]["Variables"]
     assert variables["BACKEND"] == "open" and "MONITORING_BUCKET" in variables
     grants = _grants(_statements(template, watchdog["Role"]))
-    assert grants["scheduler:GetSchedule"] == {
-        f"arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/default/{name}" for name in ("mlloop-dev-data-quality", "mlloop-dev-explainability")
-    }
-    markers = [runs.latest_marker_key(kind, "mlloop-dev", f"mlloop-dev-{kind}") for kind in ("data-quality", "explainability")]
+    kinds = ("data-quality", "explainability", "model-quality")
+    assert grants["scheduler:GetSchedule"] == {f"arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/default/mlloop-dev-{kind}" for kind in kinds}
+    markers = [runs.latest_marker_key(kind, "mlloop-dev", f"mlloop-dev-{kind}") for kind in kinds]
     # The evaluators write the same keys (lambdas/monitoring/open/common.py).
-    for kind, marker in zip(("data-quality", "explainability"), markers, strict=True):
+    for kind, marker in zip(kinds, markers, strict=True):
         settings = common.EvaluatorSettings("b", "mlloop-dev", f"mlloop-dev-{kind}", "s", "default", {})
         assert common.latest_key(kind, settings) == marker
     assert {r.split("}}")[-1] for r in grants["s3:GetObject"]} == {f"/{m}" for m in markers}

@@ -198,8 +198,8 @@ def test_turning_one_monitor_off_removes_exactly_its_resources(tmp_path, templat
     assert not any(k.startswith(prefix) for k in one)
 
 
-def test_turning_both_monitors_off_removes_the_monitoring_stack(tmp_path) -> None:
-    off = {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}
+def test_turning_every_monitor_off_removes_the_monitoring_stack(tmp_path) -> None:
+    off = {"data_quality": {"enabled": False}, "explainability": {"enabled": False}, "model_quality": {"enabled": False}}
     built = build_app(tmp_path, environment={"removal_policy": "destroy", "monitoring": off})
     built.app.synth()
     assert built.monitoring is None
@@ -257,6 +257,8 @@ def test_a_schedule_that_stops_running_raises_an_alarm(template: Template) -> No
     assert dimensions == [
         (("Schedule", "mlloop-dev-data-quality"), ("service", "mlloop-dev-monitoring-runs")),
         (("Schedule", "mlloop-dev-explainability"), ("service", "mlloop-dev-monitoring-runs")),
+        # The app's own model-quality schedule, watched by a watchdog that asks Scheduler (test_model_quality.py).
+        (("Schedule", "mlloop-dev-model-quality"), ("service", "mlloop-dev-monitoring-runs")),
     ]
     for alarm in alarms.values():
         props = alarm["Properties"]
@@ -265,9 +267,9 @@ def test_a_schedule_that_stops_running_raises_an_alarm(template: Template) -> No
         # Not ALARM from creation until the watchdog's first run (missing data is not "overdue"), and a
         # watchdog that stops reporting notifies through INSUFFICIENT_DATA.
         assert props["TreatMissingData"] == "missing" and props["InsufficientDataActions"] == props["AlarmActions"]
-    # The watchdog's function is the one whose service the alarm names (Powertools adds it as a dimension).
-    [watchdog] = template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": "lambdas.monitoring.runs.handler.watchdog"}}).values()
-    assert watchdog["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "mlloop-dev-monitoring-runs"
+    # The watchdogs' functions are the ones whose service the alarm names (Powertools adds it as a dimension).
+    watchdogs = template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": "lambdas.monitoring.runs.handler.watchdog"}}).values()
+    assert [w["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] for w in watchdogs] == ["mlloop-dev-monitoring-runs"] * 2
 
 
 def test_job_role_wildcards_are_exactly_the_explained_ones(sagemaker_app, template: Template) -> None:
