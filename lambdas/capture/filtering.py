@@ -1,6 +1,10 @@
 """Read one capture object line by line: send the rows a human should see to the review queue, and
 profile every row for the open monitors (``profiling``), each part switchable, in one read and one parse.
 
+A row goes to review when the rule selects it or, among the rows it does not select, when it is in
+the audit sample (``selection``); each carries ``selectedBy`` and ``inclusionProbability``, and audit
+rows join the same groups as rule rows, in file order, so a task does not show which is which.
+
 Memory stays flat whatever the object's size: lines are streamed, selected rows leave in groups of
 at most ``rows_per_loop`` as soon as a group is full, and rejected lines are spooled to a temporary
 file that becomes a report next to the review data. Time is linear in the object's size: lines are
@@ -23,7 +27,7 @@ from botocore.exceptions import ClientError
 from lambdas.capture.events import CaptureObject
 from lambdas.capture.profiling import BaselineUnavailable, Profiler, ProfileReport, ProfilingSettings, baselines, hour_of
 from lambdas.capture.records import ParseOptions, parse_line
-from lambdas.capture.selection import SelectionRule
+from lambdas.capture.selection import AUDIT, Audit, SelectionRule, inclusion_probability, selected_by
 from lambdas.shared import aws
 from lambdas.shared.review_group import ReviewGroup
 
@@ -64,6 +68,7 @@ class FilterSettings:
     max_line: int = MAX_LINE  # bytes; a longer line is reported as "row too large", unread
     review: bool = True  # select rows for human review
     profiling: ProfilingSettings | None = None  # profile rows for the open monitors
+    audit: Audit | None = None  # the audit sample of the rows the rule does not select (None: none)
 
 
 def _never(probability: float, prediction: int) -> bool:
@@ -74,7 +79,8 @@ def _never(probability: float, prediction: int) -> bool:
 class FilterReport:
     records: int = 0
     rows: int = 0
-    selected: int = 0
+    selected: int = 0  # rows sent to review, audit rows included
+    audited: int = 0  # of which audit rows
     groups: int = 0
     rejected: int = 0
     blank_lines: int = 0
@@ -142,20 +148,29 @@ def read_lines(body: Any, *, chunk_size: int = READ_CHUNK, max_line: int = MAX_L
 
 
 def filter_capture_object(
-    s3: Any, sqs: Any, obj: CaptureObject, settings: FilterSettings, time_left: Callable[[], float] | None = None
+    s3: Any,
+    sqs: Any,
+    obj: CaptureObject,
+    settings: FilterSettings,
+    time_left: Callable[[], float] | None = None,
+    capture_fraction: float | None = None,
 ) -> FilterReport:
     """``time_left`` (seconds): when it runs low, the complete groups so far are sent, the report is
-    written and ``OutOfTime`` says where reading stopped, rather than a timeout that says nothing."""
+    written and ``OutOfTime`` says where reading stopped, rather than a timeout that says nothing.
+
+    ``capture_fraction``: the endpoint's capture sampling fraction for this object's rows (``s`` of
+    each row's ``inclusionProbability``); None when it is not known, and then rows carry none."""
     report = FilterReport()
     body = open_capture_object(s3, obj)
     profiler = _profiler(s3, settings.profiling, report, obj)
-    # Without profiling, rows the rule does not select are counted, never decoded; profiling needs
-    # every row's features, so then every row is decoded and the rule asked for each.
+    # Without profiling, rows neither the rule nor the audit selects are counted, never decoded;
+    # profiling needs every row's features, so then every row is decoded and the selection asked for each.
     keep = None if profiler is not None else settings.rule.selects_prediction if settings.review else _never
-    options = replace(settings.options, keep=keep, profile=profiler is not None)
+    audit = settings.audit.selects if settings.audit is not None and keep is not None and settings.review else None
+    options = replace(settings.options, keep=keep, audit=audit, profile=profiler is not None)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as rejected:
         try:
-            _filter_lines(body, sqs, obj, settings, options, report, rejected, time_left, profiler)
+            _filter_lines(body, sqs, obj, settings, options, report, rejected, time_left, profiler, capture_fraction)
             if profiler is not None:  # only for an object read to its end: a partial profile would look whole
                 report.profile = profiler.write(s3, settings.profiling.bucket, obj, hour_of(obj))
         finally:
@@ -194,14 +209,16 @@ def _filter_lines(
     rejected: BinaryIO,
     time_left: Callable[[], float] | None,
     profiler: Profiler | None = None,
+    capture_fraction: float | None = None,
 ) -> None:
     def reject(line: int, reason: str, event_id: str | None, row: int | None) -> None:
         _reject(report, rejected, obj, line, reason, event_id, row)
 
     outbox = _Outbox(sqs, settings.review_queue_url, obj.uri, reject)
     group: list[dict[str, Any]] = []
-    # The parser selected the rows already (ParseOptions.keep) unless every row is decoded for profiling.
-    review, select = settings.review, settings.rule.selects_prediction if options.keep is None else None
+    # The parser kept only the selected rows (ParseOptions.keep and .audit) unless every row is
+    # decoded for profiling; either way each kept row is asked again which selected it (few rows).
+    review, rule, audit = settings.review, settings.rule, settings.audit
     profile = profiler.add if profiler is not None else None  # a line's rows at once
     for number, line in enumerate(read_lines(body, max_line=settings.max_line), start=1):
         if time_left is not None and number % _CLOCK_EVERY == 0 and time_left() < TIME_RESERVE_SECONDS:
@@ -229,20 +246,24 @@ def _filter_lines(
         if profile is not None and result.rows:
             profile(result.rows)
         for row in result.rows if review else ():
-            if select is not None and not select(row.probability, row.prediction):
+            by = selected_by(rule, audit, row.probability, row.prediction, row.record_id, row.row_index)
+            if by is None:
                 continue
             if isinstance(row.raw_features, str) and len(row.raw_features) > SQS_MESSAGE_MAX:
                 # Known before the row is split into features (millions of strings, for nothing).
                 reject(number, TOO_LARGE_FOR_MESSAGE, row.event_id, row.row_index)
                 continue
-            group.append({**row.to_json(), "captureLine": number})
+            group.append({
+                **row.to_json(), "captureLine": number,
+                "selectedBy": by, "inclusionProbability": inclusion_probability(by, capture_fraction, audit),
+            })
             if len(group) == settings.rows_per_loop:
                 outbox.add(group)
                 group = []
     if group:
         outbox.add(group)
     outbox.flush()
-    report.selected, report.groups = outbox.rows, outbox.groups
+    report.selected, report.audited, report.groups = outbox.rows, outbox.audited, outbox.groups
 
 
 def _reject(report: FilterReport, spool: BinaryIO, obj: CaptureObject, line: int, reason: str, event_id: str | None, row: int | None) -> None:
@@ -267,6 +288,7 @@ class _Outbox:
         self._pending: list[str] = []
         self.groups = 0
         self.rows = 0
+        self.audited = 0
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         body = ReviewGroup(self._capture_uri, tuple(rows)).to_body()
@@ -282,6 +304,7 @@ class _Outbox:
         self._pending.append(body)
         self.groups += 1
         self.rows += len(rows)
+        self.audited += sum(row["selectedBy"] == AUDIT for row in rows)
         if len(self._pending) == SQS_BATCH:
             self.flush()
 

@@ -7,8 +7,9 @@ too big to read within the function's timeout) is parked on the dead-letter queu
 a transient failure (S3 or SQS errors) fails just that record, so SQS retries it
 (``lambdas.shared.consumer``).
 
-Environment: ``REVIEW_SELECTION`` ("true" | "false", default true) with the rule's variables and
-``REVIEW_QUEUE_URL``; ``PROFILING`` (comma-separated subset of data-quality,explainability; empty:
+Environment: ``REVIEW_SELECTION`` ("true" | "false", default true) with the rule's variables,
+``AUDIT_PERCENTAGE`` (0: no audit sample), ``ENDPOINT_NAME`` (whose capture sampling percentage each
+row's inclusion probability includes: ``capture_sampling``) and ``REVIEW_QUEUE_URL``; ``PROFILING`` (comma-separated subset of data-quality,explainability; empty:
 none) with ``MONITORING_BUCKET``, ``SAMPLE_ROWS`` and, for explainability, ``FEATURE_NAMES`` (JSON).
 
 No usable data-quality baseline (none computed yet, or one half-replaced): the object is still
@@ -27,11 +28,12 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from lambdas.capture.capture_sampling import CaptureSampling
 from lambdas.capture.events import capture_objects
 from lambdas.capture.filtering import FilterSettings, ObjectGone, OutOfTime, filter_capture_object
 from lambdas.capture.profiling import MONITORS, ProfilingSettings
 from lambdas.capture.records import ParseOptions
-from lambdas.capture.selection import SelectionRule
+from lambdas.capture.selection import Audit, SelectionRule
 from lambdas.shared import aws
 from lambdas.shared.consumer import Environment, SettingsError, SqsConsumer, Unfixable, from_environment, logger, metrics
 
@@ -50,6 +52,9 @@ def settings(env: Environment) -> FilterSettings:
     profiling = _profiling(env)
     if not review and profiling is None:
         raise SettingsError("REVIEW_SELECTION is false and PROFILING is empty: capture_filter has nothing to do")
+    audit_percentage = env.number("AUDIT_PERCENTAGE", 0.0) if review else 0.0
+    if review:
+        capture_sampling()  # its variable too is checked before the first record
     return FilterSettings(
         options=ParseOptions(
             score_path=env.get("SCORE_PATH") or None,
@@ -69,7 +74,14 @@ def settings(env: Environment) -> FilterSettings:
         report_bucket=env["REPORT_BUCKET"],
         review=review,
         profiling=profiling,
+        audit=Audit(audit_percentage) if audit_percentage else None,
     )
+
+
+@from_environment
+def capture_sampling(env: Environment) -> CaptureSampling:
+    """The endpoint's capture sampling fraction, asked of the endpoint every few minutes."""
+    return CaptureSampling(aws.client("sagemaker"), env["ENDPOINT_NAME"])
 
 
 def _flag(env: Environment, name: str) -> bool:
@@ -104,8 +116,9 @@ def filter_event(record: SQSRecord, config: FilterSettings, context: Any) -> Non
         raise Unfixable(f"not a capture-object event: {error}") from error
     unreadable, unprofiled = [], []
     for obj in objects:
+        fraction = _capture_fraction(obj.uri) if config.review else None
         try:
-            report = filter_capture_object(aws.client("s3"), aws.client("sqs"), obj, config, time_left)
+            report = filter_capture_object(aws.client("s3"), aws.client("sqs"), obj, config, time_left, fraction)
         except (ObjectGone, OutOfTime) as error:  # reading it again cannot help; the event's other objects still can be read
             unreadable.append(str(error))
             continue
@@ -113,7 +126,7 @@ def filter_event(record: SQSRecord, config: FilterSettings, context: Any) -> Non
         logger.info(
             "capture object filtered",
             extra={"captureObject": obj.uri, "records": report.records, "rows": report.rows, "selected": report.selected,
-                   "groups": report.groups, "rejected": report.rejected, "reasons": dict(report.reasons), "report": report.report_key,
+                   "audited": report.audited, "groups": report.groups, "rejected": report.rejected, "reasons": dict(report.reasons), "report": report.report_key,
                    "profiled": profile.rows if profile else 0, "partialRowsProfiled": profile.partial_rows if profile else 0,
                    "sketch": profile.sketch_key if profile else None, "sample": profile.sample_key if profile else None,
                    "sketchBytes": profile.sketch_bytes if profile else 0, "notProfiled": profile.not_profiled if profile else {}},
@@ -122,6 +135,8 @@ def filter_event(record: SQSRecord, config: FilterSettings, context: Any) -> Non
         metrics.add_metric("CaptureLinesRejected", MetricUnit.Count, report.rejected)
         if config.review:
             metrics.add_metric("RowsSelectedForReview", MetricUnit.Count, report.selected)
+            if config.audit is not None:
+                metrics.add_metric("RowsSelectedForAudit", MetricUnit.Count, report.audited)
         if profile is not None:
             metrics.add_metric("RowsProfiled", MetricUnit.Count, profile.rows)
             metrics.add_metric("PartialRowsProfiled", MetricUnit.Count, profile.partial_rows)
@@ -141,6 +156,18 @@ def filter_event(record: SQSRecord, config: FilterSettings, context: Any) -> Non
             for u in unprofiled
         ]
         raise Unfixable("; ".join(reasons))
+
+
+def _capture_fraction(uri: str) -> float | None:
+    """``s`` for this object's rows; when it is not known, rows go to review without an inclusion
+    probability (their labels count in the unweighted figures only), and that is logged and counted."""
+    sampling = capture_sampling()
+    fraction = sampling.fraction()
+    if fraction is None:
+        logger.warning("capture sampling percentage not known: reviewed rows carry no inclusion probability",
+                       extra={"captureObject": uri, "reason": sampling.unknown_reason})
+        metrics.add_metric("CaptureSamplingUnknown", MetricUnit.Count, 1)
+    return fraction
 
 
 handler = SqsConsumer(source="capture_filter", settings=settings, record=filter_event, parked_metric="CaptureEventsParked").handler

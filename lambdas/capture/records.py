@@ -67,6 +67,12 @@ class PredictionRow:
         }
 
 
+def record_id_of(metadata: dict[str, Any]) -> str:
+    """``PredictionRow.record_id`` of a line's ``eventMetadata`` (whose ``eventId`` is a string)."""
+    inference_id = metadata.get("inferenceId")
+    return inference_id if isinstance(inference_id, str) and inference_id else metadata["eventId"]
+
+
 @dataclass(frozen=True)
 class Rejected:
     """A line, or one row of it, that could not be used, and why."""
@@ -87,6 +93,9 @@ class ParseOptions:
     # Which rows to materialise, by (probability, prediction); the others are only counted.
     # None keeps every row. Skipping the rows nobody will review is most of the filter's speed.
     keep: Callable[[float, int], bool] | None = None
+    # With ``keep``: rows it refuses are still kept when this says so, by (record ID, row index):
+    # the audit sample (``selection.Audit.selects``). Asked only for the rows ``keep`` refuses.
+    audit: Callable[[str, int], bool] | None = None
     # Also return what can be profiled but not reviewed (``LineResult.profile_only``).
     profile: bool = False
 
@@ -161,11 +170,15 @@ def parse_line(raw: bytes | str, line_number: int, options: ParseOptions) -> Lin
         if not outputs:
             raise _Reject("response has no predictions")
         scored = [_probability(output, options) for output in outputs]
-        keep, threshold = options.keep, options.threshold
+        keep, audit, threshold = options.keep, options.audit, options.threshold
         wanted = [
             reason is None and (keep is None or keep(probability, int(probability >= threshold)))
             for probability, reason in scored
         ]
+        if audit is not None and keep is not None:
+            record_id = record_id_of(metadata)
+            for index, (_, reason) in enumerate(scored):
+                wanted[index] = wanted[index] or (reason is None and audit(record_id, index))
         # Rows are split here to pair them with the outputs; a row's features are decoded only
         # if it is wanted (_row_features).
         input_kind, inputs = _input_rows(_payload(capture["endpointInput"], "endpointInput"), options)
@@ -240,7 +253,7 @@ def _single_line(part: Any) -> str | None:
 
 def _unselected_single_row(record: Any, options: ParseOptions) -> bool:
     """True when ``record`` is the common shape (one row, a valid probability) and its row is not
-    selected: by far most lines, so they are settled here with a handful of lookups. Anything
+    selected (neither ``keep`` nor ``audit`` wants it): by far most lines, so they are settled here with a handful of lookups. Anything
     else, and every selected row, goes through the general path, which gives the same answer
     (tests/lambdas/capture/test_records.py checks both paths agree).
     """
@@ -273,6 +286,8 @@ def _unselected_single_row(record: Any, options: ParseOptions) -> bool:
     if not 0.0 <= probability <= 1.0:  # also False for NaN
         return False
     if options.keep(probability, int(probability >= options.threshold)):
+        return False
+    if options.audit is not None and options.audit(record_id_of(record["eventMetadata"]), 0):
         return False
     try:
         return _single_line(capture["endpointInput"]) is not None  # one row, readable text

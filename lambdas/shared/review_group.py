@@ -5,6 +5,12 @@ at most N rows; ``human_loop_starter`` starts one human loop per group. The loop
 the rows' identities (``eventId`` + row index), so a repeated S3 event, a redelivered message or a
 retry after a timeout asks A2I for the same name again, and A2I's ``ConflictException`` for that
 name means the loop already exists: nothing is reviewed twice.
+
+A row also says why it is reviewed and how likely that was: ``selectedBy`` (``"rule"`` or
+``"audit"``) and ``inclusionProbability`` (the probability with which the row came to be reviewed,
+capture sampling included, or null when the capture sampling percentage was not known;
+``lambdas/capture/selection.py``). Both are optional: groups sent before they existed still work,
+and their labels carry no ``sampling``. They are not part of the loop name.
 """
 
 from __future__ import annotations
@@ -17,10 +23,15 @@ from typing import Any
 
 import orjson
 
+from lambdas.capture.selection import AUDIT, RULE
+
 VERSION = 1
 # HumanLoopName: ^[a-z0-9](-*[a-z0-9])*$, at most 63 characters (botocore sagemaker-a2i-runtime).
 LOOP_NAME_MAX = 63
 _ROW_FIELDS = ("recordId", "eventId", "rowIndex", "features", "probability", "prediction")
+SELECTED_BY = (RULE, AUDIT)
+# How a row came to be reviewed: carried from the group to the task's input and into its label line.
+SAMPLING_FIELDS = ("selectedBy", "inclusionProbability")
 
 
 class InvalidGroup(ValueError):
@@ -71,10 +82,17 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_probability(value: Any, *, positive: bool = False) -> bool:
+    """A number in [0, 1] (``positive``: in (0, 1]), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return 0 < value <= 1 if positive else 0 <= value <= 1
+
+
 def _check_row(index: int, row: dict[str, Any]) -> None:
     """The types the starter relies on, checked here so a wrong one is parked with its reason."""
     probability = row["probability"]
-    if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not math.isfinite(probability) or not 0 <= probability <= 1:
+    if not is_probability(probability):
         raise InvalidGroup(f"row {index} has probability {probability!r}, not a number in [0, 1]")
     if not _is_int(row["prediction"]) or row["prediction"] < 0:
         raise InvalidGroup(f"row {index} has prediction {row['prediction']!r}, not a label number")
@@ -85,6 +103,10 @@ def _check_row(index: int, row: dict[str, Any]) -> None:
             raise InvalidGroup(f"row {index} has {name} {row[name]!r}, not a string")
     if row.get("inferenceId") is not None and not isinstance(row["inferenceId"], str):
         raise InvalidGroup(f"row {index} has inferenceId {row['inferenceId']!r}, not a string")
+    if row.get("selectedBy") is not None and row["selectedBy"] not in SELECTED_BY:
+        raise InvalidGroup(f"row {index} has selectedBy {row['selectedBy']!r}, not one of {', '.join(SELECTED_BY)}")
+    if row.get("inclusionProbability") is not None and not is_probability(row["inclusionProbability"], positive=True):
+        raise InvalidGroup(f"row {index} has inclusionProbability {row['inclusionProbability']!r}, not a number in (0, 1]")
     features = row["features"]
     if not isinstance(features, list) or not all(v is None or isinstance(v, (str, int, float)) for v in features):
         raise InvalidGroup(f"row {index} has features of type {type(features).__name__}, not a list of values (strings or numbers)")

@@ -8,6 +8,14 @@ input as a string; both are read here.
 A row's label is the majority of the usable answers; a tie, or no usable answer, is recorded in
 the loop report and not used. Everything is written under keys named after the loop, so a replayed
 event overwrites what it wrote before and never adds a duplicate.
+
+A label line is Model Monitor's ground-truth format plus two additions: ``eventMetadata.rowIndex``
+(the row's index in its request, when not 0: rows of one request share the record ID) and
+``sampling`` (``inclusionProbability`` and ``selectedBy``: how likely it was that this row came to be
+reviewed, and whether the review rule or the audit sample chose it), taken from the loop's input
+rows. A row without a known inclusion probability (a loop started before rows carried one, or the
+capture sampling percentage was not known) gets no ``sampling``; a malformed one is reported in the
+loop report, and the label is still written, without it.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdas.shared import aws
+from lambdas.shared.review_group import SELECTED_BY, is_probability
 
 GROUND_TRUTH_PREFIX = "ground-truth"
 TRAINING_PREFIX = "training-rows"
@@ -61,8 +70,20 @@ class Verdict:
     features: list[Any]
     prediction: int
     label: int | None
+    row_index: int = 0
+    sampling: dict[str, Any] | None = None  # the label line's ``sampling``
     votes: dict[int, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+
+    def ground_truth(self) -> dict[str, Any]:
+        """The row's label line (needs ``label``)."""
+        metadata: dict[str, Any] = {"eventId": self.record_id}
+        if self.row_index:
+            metadata["rowIndex"] = self.row_index
+        line = {"groundTruthData": {"data": str(self.label), "encoding": "CSV"}, "eventMetadata": metadata, "eventVersion": "0"}
+        if self.sampling is not None:
+            line["sampling"] = self.sampling
+        return line
 
     @property
     def note(self) -> str:
@@ -148,7 +169,27 @@ def _verdict(index: int, row: Any) -> Verdict:
     features = row["features"]
     if not isinstance(features, list) or not all(isinstance(f, dict) and "value" in f for f in features):
         raise InvalidLoopEvent(f"{where}.features is not a list of {{name, value}} objects")
-    return Verdict(key=row["key"], record_id=row["recordId"], features=[f["value"] for f in features], prediction=prediction, label=None)
+    # Part of the label's join key: a label written for another row than it was given for is worse than none.
+    row_index = row.get("rowIndex", 0)
+    if isinstance(row_index, bool) or not isinstance(row_index, int) or row_index < 0:
+        raise InvalidLoopEvent(f"{where}.rowIndex is {row_index!r}, not a whole number")
+    verdict = Verdict(key=row["key"], record_id=row["recordId"], features=[f["value"] for f in features], prediction=prediction, label=None, row_index=row_index)
+    verdict.sampling, problem = _sampling(row)
+    if problem is not None:
+        verdict.problems.append(f"sampling not written: {problem}")
+    return verdict
+
+
+def _sampling(row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the label's ``sampling`` or None, what was wrong with the row's fields or None)."""
+    selected_by, probability = row.get("selectedBy"), row.get("inclusionProbability")
+    if probability is None:  # an older loop's row, or the capture sampling percentage was not known
+        return None, None
+    if selected_by not in SELECTED_BY:
+        return None, f"selectedBy is {selected_by!r}, not one of {', '.join(SELECTED_BY)}"
+    if not is_probability(probability, positive=True):
+        return None, f"inclusionProbability is {probability!r}, not a number in (0, 1]"
+    return {"inclusionProbability": probability, "selectedBy": selected_by}, None
 
 
 def decide(output: dict[str, Any], label_count: int) -> list[Verdict]:
@@ -231,16 +272,13 @@ def record_loop(s3: Any, events: Any, event: LoopEvent, settings: ResultsSetting
     labelled = [v for v in verdicts if v.label is not None]
     result.labelled, result.unused = len(labelled), len(verdicts) - len(labelled)
     report["rows"] = [
-        {"recordId": v.record_id, "prediction": v.prediction, "label": v.label, "decision": v.note, "votes": {str(k): n for k, n in v.votes.items()}, "problems": v.problems}
+        {"recordId": v.record_id, "rowIndex": v.row_index, "sampling": v.sampling, "prediction": v.prediction, "label": v.label, "decision": v.note, "votes": {str(k): n for k, n in v.votes.items()}, "problems": v.problems}
         for v in verdicts
     ]
     report["answers"] = len(output.get("humanAnswers") or [])
     if labelled:
         result.ground_truth_key = f"{GROUND_TRUTH_PREFIX}/{_hour_prefix(output, event.time)}/{event.name}.jsonl"
-        lines = [
-            json.dumps({"groundTruthData": {"data": str(v.label), "encoding": "CSV"}, "eventMetadata": {"eventId": v.record_id}, "eventVersion": "0"})
-            for v in labelled
-        ]
+        lines = [json.dumps(v.ground_truth()) for v in labelled]
         s3.put_object(Bucket=settings.labels_bucket, Key=result.ground_truth_key, Body="\n".join(lines).encode() + b"\n")
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

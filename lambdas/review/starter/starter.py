@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from lambdas.review.app.tasks import Tasks
 from lambdas.review.starter.attributions import OFF
 from lambdas.shared import aws
-from lambdas.shared.review_group import ReviewGroup
+from lambdas.shared.review_group import SAMPLING_FIELDS, ReviewGroup
 
 BUDGET_TTL_DAYS = 7
 
@@ -170,7 +170,11 @@ def feature_names(settings: StarterSettings, count: int) -> tuple[str, ...]:
 
 def task_input(group: ReviewGroup, settings: StarterSettings, explanations: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What the worker template reads as ``task.input``: rows with named features, labels and, per
-    row, the explanation of its prediction (``attributions.py``)."""
+    row, the explanation of its prediction (``attributions.py``).
+
+    A row's ``selectedBy`` and ``inclusionProbability`` ride along for review_results, which writes
+    them into the row's label; the worker templates never show them (a reviewer is not told which
+    rows are audits). A group sent before they existed has neither, and its rows get none."""
     labels = [{"value": index, "name": name} for index, name in enumerate(settings.label_names)]
     rows = []
     for position, row in enumerate(group.rows):
@@ -188,6 +192,7 @@ def task_input(group: ReviewGroup, settings: StarterSettings, explanations: Sequ
                 "predictionName": settings.label_names[prediction] if 0 <= prediction < len(settings.label_names) else str(prediction),
                 "features": [{"name": name, "value": value} for name, value in zip(feature_names(settings, len(features)), features)],
                 "explanation": explanations[position] if explanations is not None else OFF,
+                **{name: row[name] for name in SAMPLING_FIELDS if name in row},
             }
         )
     return {"captureObject": group.capture_object, "labels": labels, "rows": rows}

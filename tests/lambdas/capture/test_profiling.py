@@ -19,7 +19,9 @@ from lambdas.monitoring.drift import sketch as sketches
 from lambdas.monitoring.drift.baseline import baseline_documents, load
 from lambdas.shared.review_group import ReviewGroup
 from tests.lambdas.aws_env import REGION, LambdaContext, drain, sqs_event
-from tests.lambdas.capture.test_handler import CAPTURE_BUCKET, KEY, LINES, REPORT_BUCKET, eventbridge, pipeline  # noqa: F401 (fixture)
+from tests.lambdas.capture.test_handler import (  # noqa: F401 (fixtures: endpoint, pipeline)
+    AUDIT_PERCENTAGE, CAPTURE_BUCKET, KEY, LINES, REPORT_BUCKET, audited_lines, endpoint, eventbridge, expected_selection, pipeline,
+)
 from tests.lambdas.capture.test_records import capture_line
 
 MONITORING_BUCKET = "monitoring-bucket"
@@ -102,6 +104,21 @@ def test_one_read_selects_for_review_and_profiles_every_row(monitored) -> None:
     assert [(r.event_id, r.row_index) for r in sample.rows] == [(r.event_id, r.row_index) for r in everything.rows]
     assert all(isinstance(v, float) for r in sample.rows for v in r.features)
     assert drain(dlq) == []
+
+
+def test_with_profiling_every_row_is_decoded_and_the_audit_still_draws_the_same_rows(monitored, monkeypatch) -> None:
+    """Profiling decodes every row (no fast path): the filter asks the rule and the draw itself."""
+    s3, review, _ = monitored
+    put_baseline(s3, baseline_csv())
+    monkeypatch.setenv("AUDIT_PERCENTAGE", str(AUDIT_PERCENTAGE))
+    monkeypatch.setenv("ROWS_PER_LOOP", "3")
+    handler.settings.cache_clear()
+    lines = audited_lines()
+    s3.put_object(Bucket=CAPTURE_BUCKET, Key=KEY, Body="\n".join(lines).encode())
+    assert run(eventbridge()) == {"batchItemFailures": []}
+    rows = [row for m in drain(review) for row in ReviewGroup.from_body(m["Body"]).rows]
+    assert [(r["recordId"], r["rowIndex"], r["selectedBy"]) for r in rows] == expected_selection(lines)
+    assert read(s3, SKETCH_KEY)  # and every row was profiled
 
 
 def test_profiling_alone_sends_nothing_to_review(monitored, monkeypatch) -> None:

@@ -21,7 +21,7 @@ from lambdas.capture.selection import SelectionRule
 from lambdas.shared import aws
 from lambdas.shared.review_group import ReviewGroup
 from tests.lambdas.aws_env import REGION, LambdaContext, drain, sqs_event
-from tests.lambdas.capture.test_handler import CAPTURE_BUCKET, KEY, eventbridge, pipeline  # noqa: F401 (moto fixture)
+from tests.lambdas.capture.test_handler import CAPTURE_BUCKET, KEY, endpoint, eventbridge, pipeline  # noqa: F401 (fixtures)
 from tests.lambdas.capture.test_records import capture_line
 
 MB = 1024 * 1024
@@ -223,7 +223,8 @@ def test_the_handler_parks_a_deleted_object_read_without_list_permission(pipelin
     _, _, dlq = pipeline
     client, stubber = s3_stub
     sqs = boto3.client("sqs", region_name=REGION)
-    monkeypatch.setattr(aws, "client", lambda service: client if service == "s3" else sqs)
+    stubbed = aws.client  # the endpoint's (test_handler.endpoint)
+    monkeypatch.setattr(aws, "client", lambda service: {"s3": client, "sqs": sqs}.get(service) or stubbed(service))
     denied(stubber, KEY)
     listed(stubber, KEY)
     denied(stubber, "capture/still-there.jsonl")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lambdas.capture.records import ParseOptions, parse_line
-from lambdas.capture.selection import SelectionRule
+from lambdas.capture.selection import Audit, SelectionRule, selected_by
 
 CSV = ParseOptions()
 JSONL = ParseOptions(score_path="score")
@@ -187,13 +187,21 @@ def _bench_lines() -> list[str]:
 ODD_OUTPUTS = [" 0.5 ", "0.95", "nan", "inf", "1.5", "-0", "1", "0", "0.5,0.6", "abc", ""]
 
 
+@pytest.mark.parametrize("audit", [None, Audit(30.0)], ids=["rule", "rule+audit"])
 @pytest.mark.parametrize("rule", [SelectionRule(), SelectionRule(rule="outcome", outcome=1), SelectionRule(lower=0.3, upper=0.35)])
-def test_skipping_unselected_rows_selects_exactly_what_the_full_parse_selects(rule: SelectionRule) -> None:
+def test_skipping_unselected_rows_selects_exactly_what_the_full_parse_selects(rule: SelectionRule, audit: Audit | None) -> None:
+    """With an audit sample the fast path asks the draw of each row the rule leaves, by the same
+    record ID (inference ID, else event ID) and row index as the full parse's rows have."""
     lines = _bench_lines() + [capture_line("1,2", out) for out in ODD_OUTPUTS]
     lines += [capture_line(json.dumps({"features": [1, 2]}), json.dumps({"score": s}), content_type="application/jsonlines") for s in (0.5, 0.05, "0.5", True, None, [0.5])]
+    lines += [capture_line("1,2", "0.99", event_id=f"e{i}", inference_id=[None, "", f"inf-{i}"][i % 3]) for i in range(300)]
+    audited = 0
     for number, line in enumerate(lines):
         score = "score" if "jsonlines" in line else None
         full = parse_line(line, number, ParseOptions(score_path=score))
-        fast = parse_line(line, number, ParseOptions(score_path=score, keep=rule.selects_prediction))
-        assert [r.to_json() for r in fast.rows] == [r.to_json() for r in full.rows if rule.selects_prediction(r.probability, r.prediction)], line
+        fast = parse_line(line, number, ParseOptions(score_path=score, keep=rule.selects_prediction, audit=audit.selects if audit else None))
+        expected = [r for r in full.rows if selected_by(rule, audit, r.probability, r.prediction, r.record_id, r.row_index)]
+        assert [r.to_json() for r in fast.rows] == [r.to_json() for r in expected], line
         assert len(fast.rows) + fast.skipped + len(fast.rejected) == len(full.rows) + len(full.rejected), line
+        audited += sum(not rule.selects_prediction(r.probability, r.prediction) for r in fast.rows)
+    assert (audited > 100) == (audit is not None)  # the audit's rows came through both paths

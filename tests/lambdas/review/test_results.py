@@ -95,6 +95,48 @@ def test_completed_loop_writes_ground_truth_training_rows_report_and_one_event(w
     assert [r["decision"] for r in report["rows"]] == ["single reviewer", "single reviewer"]
 
 
+def test_each_label_keeps_its_rows_index_and_the_probability_it_was_chosen_with(world) -> None:
+    """Rows of one request share a record ID: a row other than the first is told apart by
+    eventMetadata.rowIndex; ``sampling`` comes from the loop's input rows (brief's contract)."""
+    s3, dlq, _ = world
+    rows = [
+        {**row("row-0", "inf-1", 0), "rowIndex": 0, "selectedBy": "rule", "inclusionProbability": 0.34},
+        {**row("row-1", "inf-1", 1), "rowIndex": 2, "selectedBy": "audit", "inclusionProbability": 0.0068},
+        {**row("row-2", "e3", 0), "rowIndex": 1},  # a loop started before rows carried sampling
+        {**row("row-3", "e4", 0), "rowIndex": 0, "selectedBy": "audit", "inclusionProbability": None},  # capture sampling unknown
+    ]
+    agree = {f"row-{i}-verdict": radio("agree", "disagree") for i in range(4)}
+    put_output(s3, output(rows, [answer(agree)]))
+    assert run(status_event()) == {"batchItemFailures": []}
+
+    truth = s3.get_object(Bucket=LABELS, Key=f"ground-truth/2026/11/22/11/{LOOP}.jsonl")["Body"].read().decode().splitlines()
+    assert [json.loads(line) for line in truth] == [
+        {"groundTruthData": {"data": "0", "encoding": "CSV"}, "eventMetadata": {"eventId": "inf-1"}, "eventVersion": "0",
+         "sampling": {"inclusionProbability": 0.34, "selectedBy": "rule"}},
+        {"groundTruthData": {"data": "1", "encoding": "CSV"}, "eventMetadata": {"eventId": "inf-1", "rowIndex": 2}, "eventVersion": "0",
+         "sampling": {"inclusionProbability": 0.0068, "selectedBy": "audit"}},
+        {"groundTruthData": {"data": "0", "encoding": "CSV"}, "eventMetadata": {"eventId": "e3", "rowIndex": 1}, "eventVersion": "0"},
+        {"groundTruthData": {"data": "0", "encoding": "CSV"}, "eventMetadata": {"eventId": "e4"}, "eventVersion": "0"},
+    ]
+    assert drain(dlq) == []
+
+
+@pytest.mark.parametrize(("fields", "problem"), [
+    ({"selectedBy": "chosen", "inclusionProbability": 0.5}, "selectedBy is 'chosen', not one of rule, audit"),
+    ({"selectedBy": "audit", "inclusionProbability": 0}, "inclusionProbability is 0, not a number in (0, 1]"),
+    ({"selectedBy": "rule", "inclusionProbability": "0.3"}, "inclusionProbability is '0.3', not a number in (0, 1]"),
+])
+def test_a_malformed_sampling_is_reported_and_the_label_is_written_without_it(world, fields: dict, problem: str) -> None:
+    s3, dlq, _ = world
+    rows = [{**row("row-0", "e1"), **fields}, {**row("row-1", "e2"), "selectedBy": "rule", "inclusionProbability": 1.0}]
+    put_output(s3, output(rows, [answer({"row-0-verdict": radio("agree"), "row-1-verdict": radio("agree")})]))
+    assert run(status_event()) == {"batchItemFailures": []}
+    truth = [json.loads(line) for line in s3.get_object(Bucket=LABELS, Key=f"ground-truth/2026/11/22/11/{LOOP}.jsonl")["Body"].read().decode().splitlines()]
+    assert "sampling" not in truth[0] and truth[1]["sampling"] == {"inclusionProbability": 1.0, "selectedBy": "rule"}
+    report = json.loads(s3.get_object(Bucket=REVIEW, Key=f"loop-reports/{LOOP}.json")["Body"].read())
+    assert report["rows"][0]["problems"] == [f"sampling not written: {problem}"] and drain(dlq) == []
+
+
 def test_replayed_event_overwrites_and_never_duplicates(world) -> None:
     s3, _, _ = world
     put_output(s3, output([row("row-0", "e1")], [answer({"row-0-verdict": radio("agree"), "row-0-label": radio("0")})]))
@@ -162,6 +204,8 @@ def test_contradictory_answers_are_not_used() -> None:
         (output([{**row("row-0", "e1"), "features": [1.5, 2]}], []), "inputContent.rows[0].features is not a list of {name, value} objects"),
         (output([{**row("row-0", "e1"), "key": 0}], []), "inputContent.rows[0].key is a JSON int, not a string"),
         (output([{**row("row-0", "e1"), "recordId": None}], []), "inputContent.rows[0].recordId is a JSON null, not a string"),
+        (output([{**row("row-0", "e1"), "rowIndex": "1"}], []), "inputContent.rows[0].rowIndex is '1', not a whole number"),
+        (output([{**row("row-0", "e1"), "rowIndex": -1}], []), "inputContent.rows[0].rowIndex is -1, not a whole number"),
         (output(["row-0"], []), "inputContent.rows[0] is a JSON str, not an object"),
         (output([{"key": "row-0"}], []), "inputContent.rows[0] lacks recordId, features, prediction"),
         ({**output([], []), "inputContent": [1]}, "inputContent is a JSON list, not an object"),

@@ -88,6 +88,21 @@ def test_a_group_starts_one_loop_with_named_features_and_labels(world) -> None:
     assert task["rows"][0]["predictionName"] == "malignant"
 
 
+def test_each_rows_selection_and_inclusion_probability_ride_in_the_loop_input(world) -> None:
+    """For review_results, which writes them into the labels; rows of a group sent before they
+    existed get none (and their labels no ``sampling``)."""
+    stubber, *_ = world
+    rows = [
+        {**group("e1").rows[0], "selectedBy": "rule", "inclusionProbability": 0.34},
+        {**group("e2").rows[0], "rowIndex": 2, "selectedBy": "audit", "inclusionProbability": 0.0068},
+        {**group("e3").rows[0], "selectedBy": "audit", "inclusionProbability": None},  # capture sampling unknown
+    ]
+    task = started_task(stubber, ReviewGroup("s3://capture/x.jsonl", tuple(rows)))
+    assert [(r["selectedBy"], r["inclusionProbability"], r["rowIndex"]) for r in task["rows"]] == [("rule", 0.34, 0), ("audit", 0.0068, 2), ("audit", None, 0)]
+    older = started_task(stubber, group("e4"))
+    assert not {"selectedBy", "inclusionProbability"} & set(older["rows"][0])
+
+
 def test_conflict_means_the_loop_exists_and_is_success(world) -> None:
     stubber, sqs, dynamodb, urls = world
     g = group("e1")

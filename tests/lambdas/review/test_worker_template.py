@@ -32,7 +32,7 @@ ARTIFACTS = ROOT / "build" / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SETTINGS = StarterSettings("arn", "p", default_model.LABEL_NAMES, default_model.FEATURE_NAMES, "dlq", "deferred")
 TOP_K = 10
-# Records the starter would send with each template: seed 000's unsure ones, seed 002's negative outcomes.
+# Records the starter would send with each template: seed 000's band of uncertain scores, seed 002's negative outcomes.
 PICK = {"low_confidence": lambda p: 0.1 < p < 0.9, "outcome_review": lambda p: p < 0.5}
 # Runs after load: notes what a reviewer sees first, opens every <details>, then measures the page
 # and writes the result into the DOM, which --dump-dom prints.
@@ -159,7 +159,7 @@ def test_every_record_has_its_bars_sorted_coloured_by_sign_and_drawn_to_scale(pa
         widths = [b["width"] for b in bars]
         assert widths[0] == max(widths) and all(a >= b - 0.5 for a, b in zip(widths, widths[1:]))
     assert {b["direction"] for s in probe["sections"] for b in s["bars"]} == {"positive", "negative"}
-    # Seed 002's reviewers see the attributions at once; the unsure-record reviewers open them.
+    # Seed 002's reviewers see the attributions at once; low_confidence's reviewers open them.
     assert probe["barsVisibleAtFirst"] == (3 * TOP_K if template == "outcome_review" else 0)
 
 
@@ -192,6 +192,18 @@ def test_without_attributions_the_task_says_why_and_keeps_its_answers(template: 
     assert third.count('class="bar ') == TOP_K
     for i in range(3):
         assert all(f'name="row-{i}-{answer}"' in html for answer in ("verdict", "label", "reason"))
+
+
+@pytest.mark.parametrize("template", REVIEW_TEMPLATES)
+def test_a_task_holding_an_audit_row_shows_no_trace_of_how_its_rows_were_chosen(template: str) -> None:
+    """A reviewer is never told a record is an audit, nor that the model was unsure of it: the rows'
+    selectedBy and inclusionProbability (a value no record holds) are in the task's input, not on the page."""
+    task = realistic_task(template)
+    for row, (selected, probability) in zip(task["rows"], [("rule", 0.51234567), ("audit", 0.00012345), ("audit", 0.00012345)]):
+        row.update(selectedBy=selected, inclusionProbability=probability)
+    html = render(template, task).lower()
+    assert all(f'id="row-{i}"' in html for i in range(3))
+    assert not [trace for trace in ("audit", "inclusion", "selectedby", "0.51234567", "0.00012345", "unsure") if trace in html]
 
 
 def test_templates_are_whole_documents_within_the_task_ui_limit() -> None:

@@ -214,7 +214,7 @@ def local_env(mocked_aws, monkeypatch):
 
 
 def test_the_tasks_are_the_records_the_environments_selection_rule_picks(local_env) -> None:
-    """dev's rule (band 0.1-0.9, three rows a task): "the model was unsure" is true of every record shown."""
+    """dev's rule (band 0.1-0.9, three rows a task), shown with the template's neutral instructions."""
     review = local.review_settings("dev")
     assert (review.rule.rule, review.rule.lower, review.rule.upper, review.rows_per_loop) == ("band", 0.1, 0.9, 3)
     running = local.start(review=review)
@@ -225,7 +225,7 @@ def test_the_tasks_are_the_records_the_environments_selection_rule_picks(local_e
         assert running.selected == len(expected) and running.tasks == len(all_tasks()) == -(-len(expected) // 3)
         from lambdas.review.app.render import task_html
 
-        assert "The model was unsure about each record below." in task_html(review.template, all_tasks()[0].input_content)
+        assert "Check the model's prediction for each record below." in task_html(review.template, all_tasks()[0].input_content)
     finally:
         running.stop()
 
