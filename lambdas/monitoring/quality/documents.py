@@ -36,6 +36,8 @@ HEADER = ["label", "probability"]
 CONSTRAINED = ("accuracy", "precision", "recall", "f1", "auc")
 OPERATOR = "LessThanThreshold"
 CUSTOM = "open_monitor"
+# Our metrics beside Model Monitor's (the stack's alarms and dashboard read these names).
+ESTIMATED_METRIC, VIOLATION_METRIC, LABELLED_ROWS_METRIC = "estimated_{metric}", "{metric}_violation", "labelled_rows"
 # The figures the page and the metrics put first.
 HEADLINE = ("accuracy", "precision", "recall", "f1", "auc", "log_loss", "brier_score")
 
@@ -182,8 +184,9 @@ def violations(evaluation: Evaluation) -> dict[str, Any]:
 
 def metric_values(evaluation: Evaluation) -> dict[str, float]:
     """The run's CloudWatch metrics: Model Monitor's names for the period's figures (its basis), ours
-    beside them (``log_loss``, ``brier_score``, ``estimated_<metric>``, ``labelled_rows``)."""
-    values: dict[str, float] = {"labelled_rows": float(evaluation.joined)}
+    beside them (``log_loss``, ``brier_score``, ``estimated_<metric>``, ``labelled_rows``, and
+    ``<metric>_violation``, 1 or 0, for each constrained figure that could be checked)."""
+    values: dict[str, float] = {LABELLED_ROWS_METRIC: float(evaluation.joined)}
     primary = evaluation.primary_figures
     if primary is not None:
         for name in (*metrics.DOCUMENTED, *metrics.OURS):
@@ -193,7 +196,9 @@ def metric_values(evaluation: Evaluation) -> dict[str, float]:
     if evaluation.estimate is not None:
         for name, figure in evaluation.estimate.figures.items():
             if figure.defined:
-                values[f"estimated_{name}"] = figure.value
+                values[ESTIMATED_METRIC.format(metric=name)] = figure.value
+    for name, violated in evaluation.checked.items():
+        values[VIOLATION_METRIC.format(metric=name)] = 1.0 if violated else 0.0
     return values
 
 

@@ -141,6 +141,7 @@ class Evaluation:
     estimate: Estimate | None
     estimate_note: str | None  # why there is no estimate
     violations: list[Violation]
+    checked: dict[str, bool]  # constrained figure -> violated, for each figure that could be checked
     response: dict[str, Response] | None  # None: which rows went to review is not known
     joined: int
     without_probability: int
@@ -209,13 +210,14 @@ def evaluate(
     else:
         found_estimate = estimate(calibration, np.frombuffer(captured.scores, dtype=np.float64), threshold)
 
-    violations = check(constraints, bases.get(primary) if primary else None, BASES.get(primary or "", ""), found_estimate)
+    violations, checked = check(constraints, bases.get(primary) if primary else None, BASES.get(primary or "", ""), found_estimate)
     return Evaluation(
         bases=bases,
         primary=primary,
         estimate=found_estimate,
         estimate_note=note,
         violations=violations,
+        checked=checked,
         response=response,
         joined=len(keys),
         without_probability=int((~known).sum()),
@@ -228,10 +230,11 @@ def evaluate(
 
 def check(
     constraints: Mapping[str, Mapping[str, Any]], realized: metrics.Figures | None, basis: str, estimated: Estimate | None
-) -> list[Violation]:
+) -> tuple[list[Violation], dict[str, bool]]:
     """A violation for each constraint whose figure's whole 95 % interval lies beyond its threshold:
-    the realized figure, else the estimate (``estimated_<metric>``)."""
-    violations = []
+    the realized figure, else the estimate (``estimated_<metric>``); and whether each constrained
+    figure that could be checked (one with an interval) was violated."""
+    violations, checked = [], {}
     for name, constraint in constraints.items():
         operator, threshold = constraint.get("comparison_operator"), constraint.get("threshold")
         if operator not in COMPARISONS or not isinstance(threshold, (int, float)):
@@ -242,6 +245,7 @@ def check(
         if figure is None or not figure.defined or math.isnan(figure.low):
             continue
         beyond = figure.high < threshold if operator == "LessThanThreshold" else figure.low > threshold
+        checked[name] = beyond
         if beyond:
             violations.append(Violation(metric, operator, float(threshold), figure, where))
-    return violations
+    return violations, checked

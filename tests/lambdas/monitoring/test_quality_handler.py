@@ -202,10 +202,13 @@ def test_a_period_with_reviewed_labels_reports_weighted_figures_equal_to_scikit_
     assert values["labelled_rows"][0] == [114.0]
     assert values["estimated_accuracy"][0][0] == pytest.approx(0.95, abs=0.03)
     assert values["accuracy"][1] == {"Endpoint": ENDPOINT, "MonitoringSchedule": SCHEDULE, "service": "tests"}
+    assert {name: value for name, (value, _) in values.items() if name.endswith("_violation")} == {
+        f"{name}_violation": [0.0] for name in ("accuracy", "precision", "recall", "f1", "auc")
+    }
     assert values["MonitoringRuns"] == ([1.0], {"Monitor": "model-quality", "Outcome": "Completed", "service": "tests"})
 
 
-def test_a_model_that_is_wrong_violates_its_constraints_with_model_monitors_check_type(aws, held_out, truth):
+def test_a_model_that_is_wrong_violates_its_constraints_with_model_monitors_check_type(aws, held_out, truth, capsys):
     s3, events, queue = aws
     put_captures(s3, held_out)
     predicted = (held_out[:, 0] >= 0.5).astype(int)
@@ -217,6 +220,23 @@ def test_a_model_that_is_wrong_violates_its_constraints_with_model_monitors_chec
     assert all(v["constraint_check_type"] == "LessThanThreshold" and set(v) == {"constraint_check_type", "description", "metric_name"} for v in violations)
     assert ended.outcome == "CompletedWithViolations" and ended.detail["checkTypes"] == ["LessThanThreshold"]
     assert ended.detail["exitMessage"].startswith("CompletedWithViolations: 5 violation(s)")
+    values = metric_values(emf(capsys))
+    assert all(values[f"{name}_violation"][0] == [1.0] for name in ("accuracy", "precision", "recall", "f1", "auc"))
+
+
+def test_without_labels_the_estimate_is_checked_against_the_constraints(aws, held_out, capsys):
+    """No labels: the estimated figures stand in; the held-out rows' estimate is within tolerance."""
+    s3, events, _ = aws
+    put_captures(s3, held_out)
+    capsys.readouterr()
+    ended = model_quality.run(RUN, settings(), s3, events)
+    assert ended.outcome == "Completed"
+    values = metric_values(emf(capsys))
+    assert "accuracy" not in values and values["labelled_rows"][0] == [0.0]
+    assert values["estimated_accuracy"][0][0] == pytest.approx(0.9508, abs=1e-3)
+    assert values["accuracy_violation"][0] == [0.0]
+    statistics = get_json(s3, f"{REPORT}/statistics.json")
+    assert "binary_classification_metrics" not in statistics and statistics["open_monitor"]["basis"] is None
 
 
 def test_bad_labels_are_parked_counted_and_reported_and_the_good_ones_still_count(aws, held_out, truth):
