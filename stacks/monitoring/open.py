@@ -35,7 +35,6 @@ from constructs import Construct
 
 from lambdas.capture.records import ParseOptions
 from lambdas.monitoring.drift.evaluate import DRIFT_METRIC, SIGNIFICANT_DRIFT_METRIC
-from lambdas.monitoring.open.model_quality import MONITOR as MODEL_QUALITY
 from lambdas.review.results.results import GROUND_TRUTH_PREFIX
 from lambdas.monitoring.runs.runs import CADENCE_START, EVALUATION_MINUTE, LATEST_MARKER, RUN_ENDED
 from lambdas.shared import baseline as baseline_dataset
@@ -59,8 +58,11 @@ DELIVERY_RETRIES = 185
 # Lambda's own retries of a failed evaluation (its asynchronous-invocation default).
 EVALUATION_RETRIES = 2
 
-# The metrics the model-quality evaluator publishes beside Model Monitor's (aws_facts.MODEL_QUALITY_METRICS_NAMESPACE): the label-free estimate of each
+# The model-quality monitor's folder in the monitoring bucket and its events' "monitor" (the evaluator's
+# MONITOR: lambdas/monitoring/open/model_quality.py imports Powertools and numpy, which synthesis lacks),
+# and the metrics its evaluator publishes beside Model Monitor's (aws_facts.MODEL_QUALITY_METRICS_NAMESPACE): the label-free estimate of each
 # figure, the rows labelled in the period, and 1 when a figure violates its constraint (0 when it does not).
+MODEL_QUALITY = "model-quality"
 ESTIMATED_METRIC = "estimated_{metric}"
 LABELLED_ROWS_METRIC = "labelled_rows"
 VIOLATION_METRIC = "{metric}_violation"

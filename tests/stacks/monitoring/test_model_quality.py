@@ -63,6 +63,8 @@ def _deployed(variables: dict) -> Environment:
 def test_the_evaluator_environment_is_the_handlers_contract(dev_app, template: Template) -> None:
     _, function = _function(template, HANDLER)
     variables = function["Environment"]["Variables"]
+    # The stack's name for the monitor (its folder, its events' "monitor") is the evaluator's.
+    assert dev_app.monitoring.model_quality.kind == model_quality.MONITOR
     # Read by the handler's own settings reader (lambdas/monitoring/open/model_quality.py).
     read = model_quality.read_settings(_deployed(variables))
     settings = read.evaluator
