@@ -9,6 +9,8 @@ import copy
 import datetime as dt
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 from aws_cdk.assertions import Template
@@ -21,7 +23,7 @@ from lambdas.shared.consumer import Environment
 from stacks.monitoring.open import ESTIMATED_METRIC, LABELLED_ROWS_METRIC, VIOLATION_METRIC
 from stacks.shared import aws_facts, default_model
 from stacks.shared.compliance import flatten_reference, wildcard_findings
-from tests.conftest import CDK_CONTEXT, build_app
+from tests.conftest import CDK_CONTEXT, ROOT, build_app
 from tests.stacks.monitoring.test_open import _evaluate, _function, _grants, _resources, _schedule, _statements
 from tests.stacks.test_cfn_lint import lint, templates
 
@@ -337,3 +339,22 @@ def test_the_baseline_handler_publishes_what_the_evaluator_loads_from_the_synthe
         baseline = model_quality.load_baseline(s3, names["Monitoring"])
     assert set(baseline.constraints) == set(FIGURES) and baseline.calibration is not None
     assert all(c["comparison_operator"] == "LessThanThreshold" for c in baseline.constraints.values())
+
+
+def test_the_stacks_build_with_the_synthesis_requirements_alone(tmp_path) -> None:
+    """make synth installs requirements.txt only: the stacks may read the evaluator's constants only
+    from modules that import neither Powertools nor numpy (this monitor's evaluator imports both)."""
+    script = f"""
+import importlib.abc, json, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("aws_lambda_powertools", "numpy", "scipy", "xgboost", "sklearn"):
+            raise ImportError("not a synthesis requirement: " + name)
+sys.meta_path.insert(0, Absent())
+from aws_cdk import App
+import app
+context = {{**json.load(open("cdk.json"))["context"], "env": "dev"}}
+app.build(App(context=context, outdir={str(tmp_path)!r}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
