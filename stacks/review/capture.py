@@ -45,11 +45,14 @@ TIMEOUT = Duration.minutes(5)
 
 @dataclass(frozen=True)
 class ReviewSelection:
-    """Where selected rows go and the band's thresholds (CloudFormation parameters' values)."""
+    """Where selected rows go, the band's thresholds (CloudFormation parameters' values), and the
+    endpoint whose capture sampling percentage is part of each row's inclusion probability."""
 
     queue: WorkQueue
     lower: str
     upper: str
+    endpoint_name: str
+    endpoint_arn: str
 
 
 @dataclass(frozen=True)
@@ -121,12 +124,14 @@ class CapturePipeline(Construct):
                 SELECTED_OUTCOME=str(config.review.outcome),
                 ROWS_PER_LOOP=str(config.review.rows_per_loop),
                 REVIEW_QUEUE_URL=review.queue.queue.queue_url,
+                AUDIT_PERCENTAGE=str(config.review.audit_percentage),
+                ENDPOINT_NAME=review.endpoint_name,
             )
         if profiling is not None:
             environment.update(MONITORING_BUCKET=profiling.bucket.bucket_name, SAMPLE_ROWS=str(profiling.sample_rows))
             if EXPLAINABILITY in profiling.monitors:  # the sample's columns
                 environment["FEATURE_NAMES"] = json.dumps(list(config.model.feature_names))
-        parts = [part for part, on in (("queues low-confidence predictions for human review", review), ("profiles every row for the monitors", profiling)) if on]
+        parts = [part for part, on in (("queues the predictions the review rule selects, and an audit sample, for human review", review), ("profiles every row for the monitors", profiling)) if on]
         self.filter = AppFunction(
             self,
             "CaptureFilter",
@@ -155,6 +160,9 @@ class CapturePipeline(Construct):
         function.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
         if review is not None:
             review.queue.queue.grant_send_messages(function.role)
+            # The capture sampling percentage in force (lambdas/capture/capture_sampling.py): DescribeEndpoint
+            # answers it for the endpoint itself, so no grant on its configs (whose names change) is needed.
+            function.allow(["sagemaker:DescribeEndpoint"], [review.endpoint_arn])
         if profiling is not None:
             writes = []
             if DATA_QUALITY in profiling.monitors:

@@ -97,7 +97,7 @@ class ReviewPipeline(Construct):
             layer=layer,
             alarm_topic=alarm_topic,
             report_bucket=review_bucket,
-            review=ReviewSelection(self.review_queue, lower, upper),
+            review=ReviewSelection(self.review_queue, lower, upper, endpoint.endpoint_name, endpoint.endpoint_arn),
             profiling=profiling_target(config, storage),
         )
         self.capture_events, self.capture_filter = self.capture.events, self.capture.filter

@@ -57,6 +57,25 @@ def test_with_review_and_the_open_monitors_one_filter_does_both(dev_app) -> None
     assert sorted(listings) == [["capture/mlloop-dev/AllTraffic/*"], ["data-quality/current/*"]]
 
 
+def test_capture_filter_learns_the_audit_share_and_may_describe_exactly_its_own_endpoint(dev_app) -> None:
+    """The audit percentage from the configuration; the capture sampling percentage asked of the
+    endpoint (DescribeEndpoint on its ARN only: no other SageMaker action, no wildcard)."""
+    review = dev_app.review
+    pipeline = review.pipeline.capture
+    template = dev_app.template("review")
+    variables = _function(template, pipeline, review)["Environment"]["Variables"]
+    config = _config(dev_app)
+    assert float(variables["AUDIT_PERCENTAGE"]) == config.review.audit_percentage == 2.0
+    assert variables["ENDPOINT_NAME"] == dev_app.serving.inference.endpoint_name == config.endpoint.name
+    statements = _statements(template, pipeline, review)
+    sagemaker = [s for s in statements if any(a.startswith("sagemaker:") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    assert [s["Action"] for s in sagemaker] == ["sagemaker:DescribeEndpoint"]
+    resource = sagemaker[0]["Resource"]
+    assert review.resolve(resource) == review.resolve(dev_app.serving.inference.endpoint_arn)
+    assert json.dumps(review.resolve(resource)).endswith(f':endpoint/{config.endpoint.name.lower()}"]]}}')
+    assert not wildcard_findings(sagemaker)
+
+
 @pytest.fixture(scope="module")
 def sagemaker_app(tmp_path_factory):
     environment = copy.deepcopy(CDK_CONTEXT["environments"]["dev"])
