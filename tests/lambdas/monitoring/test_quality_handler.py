@@ -24,7 +24,9 @@ from lambdas.monitoring.open import baseline, common, model_quality
 from lambdas.monitoring.runs import runs
 from stacks.shared.aws_facts import MONITORING_CADENCES
 from stacks.shared.default_model import TEST_CSV, TEST_SCORES_CSV, captures
-from tests.lambdas.aws_env import REGION, LambdaContext, drain
+from tests.lambdas.aws_env import REGION, LambdaContext
+from tests.lambdas.monitoring.test_open_data_quality import emf, metric_values, published
+from tests.lambdas.monitoring.test_quality_metrics import scikit_learn
 
 MONITORING, CAPTURE, LABELS = "monitoring-bucket", "capture-bucket", "labels-bucket"
 SOURCE = "mlloop.monitoring"
@@ -124,24 +126,6 @@ def aws(mocked_aws):
     return s3, events, queue
 
 
-def published(queue: str) -> list[dict]:
-    return [json.loads(m["Body"]) for m in drain(queue)]
-
-
-def emf(capsys) -> list[dict]:
-    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{") and '"_aws"' in line]
-
-
-def metric_values(documents: list[dict]) -> dict[str, tuple[float, dict]]:
-    found = {}
-    for document in documents:
-        [directive] = document["_aws"]["CloudWatchMetrics"]
-        [dimension_set] = directive["Dimensions"]
-        for metric in directive["Metrics"]:
-            found[metric["Name"]] = (document[metric["Name"]], {name: document[name] for name in dimension_set})
-    return found
-
-
 def get_json(s3, key: str):
     return json.loads(s3.get_object(Bucket=MONITORING, Key=key)["Body"].read())
 
@@ -161,15 +145,7 @@ def test_a_period_with_reviewed_labels_reports_weighted_figures_equal_to_scikit_
     weights = np.array([1 / sampling_of(s)["inclusionProbability"] for s in scores])
     predicted = (scores >= 0.5).astype(int)
     documented = statistics["binary_classification_metrics"]
-    expected = {
-        "accuracy": sk.accuracy_score(truth, predicted, sample_weight=weights),
-        "precision": sk.precision_score(truth, predicted, sample_weight=weights),
-        "recall": sk.recall_score(truth, predicted, sample_weight=weights),
-        "f1": sk.f1_score(truth, predicted, sample_weight=weights),
-        "auc": sk.roc_auc_score(truth, scores, sample_weight=weights),
-        "log_loss": sk.log_loss(truth, scores, sample_weight=weights),
-        "brier_score": sk.brier_score_loss(truth, scores, sample_weight=weights),
-    }
+    expected = scikit_learn(truth, scores, predicted, weights)
     for name, value in expected.items():
         assert documented[name]["value"] == pytest.approx(value, abs=1e-9), name
         assert documented[name]["standard_deviation"] >= 0, name  # 0 where no row could move it: recall is 1 on every row
@@ -198,14 +174,14 @@ def test_a_period_with_reviewed_labels_reports_weighted_figures_equal_to_scikit_
     assert latest["outcome"] == "Completed" and latest["scheduledTime"] == RUN["scheduledTime"]
 
     values = metric_values(emf(capsys))
-    assert values["accuracy"][0] == pytest.approx([expected["accuracy"]])
-    assert values["labelled_rows"][0] == [114.0]
-    assert values["estimated_accuracy"][0][0] == pytest.approx(0.95, abs=0.03)
+    assert values["accuracy"][0] == pytest.approx(expected["accuracy"])
+    assert values["labelled_rows"][0] == 114.0
+    assert values["estimated_accuracy"][0] == pytest.approx(0.95, abs=0.03)
     assert values["accuracy"][1] == {"Endpoint": ENDPOINT, "MonitoringSchedule": SCHEDULE, "service": "tests"}
     assert {name: value for name, (value, _) in values.items() if name.endswith("_violation")} == {
-        f"{name}_violation": [0.0] for name in ("accuracy", "precision", "recall", "f1", "auc")
+        f"{name}_violation": 0.0 for name in ("accuracy", "precision", "recall", "f1", "auc")
     }
-    assert values["MonitoringRuns"] == ([1.0], {"Monitor": "model-quality", "Outcome": "Completed", "service": "tests"})
+    assert values["MonitoringRuns"] == (1.0, {"Monitor": "model-quality", "Outcome": "Completed", "service": "tests"})
 
 
 def test_a_model_that_is_wrong_violates_its_constraints_with_model_monitors_check_type(aws, held_out, truth, capsys):
@@ -221,7 +197,7 @@ def test_a_model_that_is_wrong_violates_its_constraints_with_model_monitors_chec
     assert ended.outcome == "CompletedWithViolations" and ended.detail["checkTypes"] == ["LessThanThreshold"]
     assert ended.detail["exitMessage"].startswith("CompletedWithViolations: 5 violation(s)")
     values = metric_values(emf(capsys))
-    assert all(values[f"{name}_violation"][0] == [1.0] for name in ("accuracy", "precision", "recall", "f1", "auc"))
+    assert all(values[f"{name}_violation"][0] == 1.0 for name in ("accuracy", "precision", "recall", "f1", "auc"))
 
 
 def test_without_labels_the_estimate_is_checked_against_the_constraints(aws, held_out, capsys):
@@ -232,9 +208,9 @@ def test_without_labels_the_estimate_is_checked_against_the_constraints(aws, hel
     ended = model_quality.run(RUN, settings(), s3, events)
     assert ended.outcome == "Completed"
     values = metric_values(emf(capsys))
-    assert "accuracy" not in values and values["labelled_rows"][0] == [0.0]
-    assert values["estimated_accuracy"][0][0] == pytest.approx(0.9508, abs=1e-3)
-    assert values["accuracy_violation"][0] == [0.0]
+    assert "accuracy" not in values and values["labelled_rows"][0] == 0.0
+    assert values["estimated_accuracy"][0] == pytest.approx(0.9508, abs=1e-3)
+    assert values["accuracy_violation"][0] == 0.0
     statistics = get_json(s3, f"{REPORT}/statistics.json")
     assert "binary_classification_metrics" not in statistics and statistics["open_monitor"]["basis"] is None
 
