@@ -102,7 +102,7 @@ def summary_lines(evaluation: Evaluation, threshold: float) -> list[str]:
         if check == BASELINE_DRIFT and found is not None:
             detail = (
                 f"distance {found.distance:.4f} > threshold {threshold:g} and KS critical value {found.critical_value:.4f} "
-                f"({found.baseline_count} baseline, {found.current_count} current values)"
+                f"at alpha {found.level:.3g} ({found.baseline_count} baseline, {found.current_count} current values)"
             )
         else:
             detail = violation["description"]
@@ -157,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if evaluation.too_few:
         outcome += f" (drift: {evaluation.too_few})"
+    if evaluation.drift:
+        outcome += f"; drift test: {evaluation.drift_rule}"
     print(
         f"env {config.environment}: {len(captures)} capture file(s), {evaluation.statistics['dataset']['item_count']} rows profiled, "
         f"{period.rejected} rejected{rejected}; baseline {source}; {outcome}; written to {args.out}/"

@@ -1,13 +1,14 @@
 """The evaluation of a period as one self-contained HTML page (seed 001's visualisation, without a notebook).
 
 The page has a header (environment, period, captures read, rows, rejected lines and their
-reasons), the violations table (with each feature's drift distance, largest first), and per column
-a card, drifted columns first: the verdict (or "too few values to judge" when the period has fewer
-values than can ever pass the KS critical value), the baseline's and the period's mean, minimum and
-maximum, how many values lie outside the baseline's range, and a plot of both cumulative
-distributions at the baseline's bin edges (inline SVG) on an axis that spans the baseline's range:
-values beyond it are drawn at its ends and counted in the note, so a few outliers do not flatten
-the curves. No script, no external style, image or font; every value that comes from data is
+reasons, the drift test with its family-wise false-alarm rate), the violations table (with each
+feature's drift distance, largest first), and per column a card, drifted columns first: the verdict
+with the distance and the column's KS critical value at the level Holm's procedure judged it (or
+"too few values to judge" when the period has fewer values than can ever pass the strictest, first
+step), the baseline's and the period's mean, minimum and maximum, how many values lie outside the
+baseline's range, and a plot of both cumulative distributions at the baseline's bin edges (inline
+SVG) on an axis that spans the baseline's range: values beyond it are drawn at its ends and counted
+in the note, so a few outliers do not flatten the curves. No script, no external style, image or font; every value that comes from data is
 HTML-escaped. The plots read without colour: the baseline is a solid line, the period a dashed one,
 and the largest gap (the drift distance) is marked and labelled; their text is at least 11 px on
 the narrowest card (``CARD_MIN_PX``).
@@ -66,6 +67,16 @@ class Period:
     @property
     def rejected(self) -> int:
         return sum(c.rejected for c in self.captures)
+
+
+def drift_test(evaluation: Evaluation) -> str:
+    """The period's drift rule in one line, for the report's header and the CLI's summary."""
+    threshold = evaluation.statistics.get(CUSTOM, {}).get("drift_test", {}).get("comparison_threshold")
+    floor = f"; a drift also needs a distance above {threshold:g}" if threshold is not None else ""
+    return (
+        f"two-sample Kolmogorov-Smirnov per column, {evaluation.drift_rule}: a period drawn from the baseline's "
+        f"distribution flags any column at most {evaluation.alpha * 100:g} % of the time{floor}"
+    )
 
 
 def cumulative(buckets: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
@@ -267,6 +278,8 @@ def render(evaluation: Evaluation, baseline_statistics: Mapping[str, Any], perio
     if period.sketch_files is None:
         out.append(f"<dt>Rejected lines</dt><dd>{period.rejected}</dd>")
     out.append(f"<dt>Violations</dt><dd>{len(violations)} in {len(by_feature)} column(s)</dd>")
+    if evaluation.drift:
+        out.append(f"<dt>Drift test</dt><dd>{e(drift_test(evaluation))}</dd>")
     out.append("</dl>")
     if period.captures:
         out.append("<ul>")
@@ -339,7 +352,8 @@ def render(evaluation: Evaluation, baseline_statistics: Mapping[str, Any], perio
                 verdict = f'<span class="flag">too few values to judge: {found.current_count} values, at least {found.needed} needed</span>' if found.needed else '<span class="flag">too few values to judge: the baseline is too small</span>'
             out.append(
                 f'<p class="note">{verdict}: distance {found.distance:.4f}, '
-                f"KS critical value {found.critical_value:.4f}; {found.baseline_count} baseline, {found.current_count} current values</p>"
+                f"KS critical value {found.critical_value:.4f} (at alpha {found.level:.3g}, Holm); "
+                f"{found.baseline_count} baseline, {found.current_count} current values</p>"
             )
         elif found is not None:
             out.append(f'<p class="note">No finite current values ({found.baseline_count} baseline values).</p>')

@@ -26,8 +26,11 @@ from lambdas.monitoring.drift.evaluate import (
     DATA_TYPE,
     DEFAULT_ALPHA,
     evaluate,
+    holm,
     ks_critical_value,
+    ks_p_value,
     linf_distance,
+    rows_needed,
 )
 from lambdas.monitoring.drift.sketch import Layout, dumps, profile
 from stacks.shared.default_model import BASELINE_CSV, MODEL_ARTIFACT, TEST_CSV, captures
@@ -117,9 +120,11 @@ def test_held_out_rows_raise_no_drift_violation(baseline, held_out):
     distances = {d.name: round(d.distance, 4) for d in result.drift}
     print("held-out max distance", max(distances.values()), distances)
     # Some features differ by more than the threshold alone: the sample-size rule is what keeps 114
-    # rows from alarming (critical value 0.189 for 455 and 114 values).
+    # rows from alarming (critical value 0.234 for 455 and 114 values at Holm's first level, 0.003 / 31).
     assert max(distances.values()) > 0.1
-    assert all(d.critical_value == pytest.approx(ks_critical_value(455, 114)) for d in result.drift)
+    # Nothing passes the first step, so Holm stops there: every column is judged at alpha / K.
+    assert result.compared == 31 and all(d.level == pytest.approx(DEFAULT_ALPHA / 31) and not d.significant for d in result.drift)
+    assert all(d.critical_value == pytest.approx(ks_critical_value(455, 114, DEFAULT_ALPHA / 31)) for d in result.drift)
 
 
 def test_three_shifted_features_are_flagged_and_no_other(baseline, shifted):
@@ -141,13 +146,17 @@ def test_rescored_the_models_output_drifts_with_its_inputs(baseline, shifted_res
 
 
 def test_a_handful_of_requests_cannot_alarm(baseline, shifted):
-    # Against 455 baseline values the critical value exceeds 1 (the largest possible distance)
-    # below 4 values, and is 0.64 for 8: a few requests alarm only if they are far off together.
-    assert ks_critical_value(455, 3) > 1 > ks_critical_value(455, 4)
-    few = shifted[:3]
-    result = evaluate(baseline, sketch_files(baseline.layout, few, parts=3))
+    # Against 455 baseline values, at Holm's first level for 31 columns (the strongest column must
+    # pass it), the critical value exceeds 1 (the largest possible distance) below 6 values, and is
+    # 0.79 for 8: a few requests alarm only if they are far off together.
+    first = DEFAULT_ALPHA / 31
+    assert ks_critical_value(455, 5, first) > 1 > ks_critical_value(455, 6, first)
+    assert rows_needed(455, first) == 6 and rows_needed(455, DEFAULT_ALPHA) == 4
+    few = shifted[:5]
+    result = evaluate(baseline, sketch_files(baseline.layout, few, parts=5))
     assert result.violations == {"violations": []}
-    assert max(d.distance for d in result.drift) > 0.9  # far apart, but 3 values prove nothing
+    assert result.too_few == "too few rows to judge: 5 rows, at least 6 needed"
+    assert max(d.distance for d in result.drift) > 0.8  # far apart, but 5 values prove nothing
 
 
 def test_drift_descriptions_parse_as_seed_001s_utilities_read_them(baseline, shifted):
@@ -173,6 +182,64 @@ def test_the_critical_value_is_kolmogorovs_at_the_stated_alpha():
     # scipy inverts the full series.
     assert ks_critical_value(1, 1, DEFAULT_ALPHA) / math.sqrt(2) == pytest.approx(kolmogi(DEFAULT_ALPHA), rel=1e-6)
     assert ks_critical_value(455, 114) == pytest.approx(1.8 * math.sqrt((455 + 114) / (455 * 114)), rel=0.01)
+
+
+def test_the_p_value_is_below_alpha_exactly_beyond_the_critical_value():
+    for n, m, alpha in [(455, 114, 0.003), (455, 20, 0.003 / 31), (1000, 7, 0.05), (455, 1000, 0.003 / 29)]:
+        critical = ks_critical_value(n, m, alpha)
+        assert ks_p_value(critical, n, m) == pytest.approx(alpha, rel=1e-9)
+        assert ks_p_value(critical * 1.001, n, m) < alpha < ks_p_value(critical * 0.999, n, m)
+    assert ks_p_value(0.0, 455, 114) == 1.0
+
+
+def holm_reference(p_values: list[float], alpha: float) -> list[bool]:
+    """Holm (1979) as textbooks state it, from adjusted p-values: ``max over j <= i of (K - j + 1) p_(j)``."""
+    family = len(p_values)
+    order = sorted(range(family), key=lambda i: p_values[i])
+    rejected, adjusted = [False] * family, 0.0
+    for step, index in enumerate(order):
+        adjusted = max(adjusted, min(1.0, (family - step) * p_values[index]))
+        rejected[index] = adjusted < alpha
+    return rejected
+
+
+def test_holm_rejects_what_the_textbook_procedure_rejects():
+    rng = np.random.default_rng(21)
+    for _ in range(2000):
+        family = int(rng.integers(1, 40))
+        # standardised statistics around the critical values that matter (c(0.003 / 40) .. c(0.003))
+        statistics = rng.uniform(1.5, 2.6, family).tolist()
+        if rng.random() < 0.3:
+            statistics[0] = 5.0  # one column far off
+        verdicts = holm(statistics, DEFAULT_ALPHA)
+        p_values = [min(1.0, 2 * math.exp(-2 * s * s)) for s in statistics]
+        assert [significant for significant, _ in verdicts] == holm_reference(p_values, DEFAULT_ALPHA)
+        # a significant column is above its level's c, every other at or below the level where Holm stopped
+        for s, (significant, level) in zip(statistics, verdicts, strict=True):
+            c = math.sqrt(-math.log(level / 2) / 2)
+            assert (s > c) == significant
+    # Bonferroni's first step: the strongest column needs c(alpha / K); once it passed, the next needs
+    # only c(alpha / (K - 1)). A column just below c(alpha / K) is not significant on its own...
+    first, second = math.sqrt(-math.log(DEFAULT_ALPHA / 62) / 2), math.sqrt(-math.log(DEFAULT_ALPHA / 60) / 2)
+    assert second < first
+    assert [v[0] for v in holm([first - 1e-9, *[0.0] * 30], DEFAULT_ALPHA)] == [False] * 31
+    # ...but is after a stronger one, and one below c(alpha / (K - 1)) is not, nor anything after it.
+    assert [v[0] for v in holm([first - 1e-9, 9.0, *[0.0] * 29], DEFAULT_ALPHA)] == [True, True, *[False] * 29]
+    assert [v[0] for v in holm([second - 1e-9, 9.0, *[0.0] * 29], DEFAULT_ALPHA)] == [False, True, *[False] * 29]
+    # Each column's level: its own step's when significant, the stopping step's otherwise.
+    assert holm([second - 1e-9, 9.0, 1.0], DEFAULT_ALPHA) == [(True, DEFAULT_ALPHA / 2), (True, DEFAULT_ALPHA / 3), (False, DEFAULT_ALPHA)]
+
+
+def test_a_column_is_significant_exactly_when_above_its_critical_value_and_alarms_exactly_when_drifted(baseline, held_out, shifted):
+    rng = np.random.default_rng(7)
+    for table in (held_out, shifted, shifted[:20], held_out[:40]):
+        for _ in range(5):
+            rows = table[rng.integers(0, len(table), len(table))]
+            result = evaluate(baseline, sketch_files(baseline.layout, rows, parts=1))
+            for d in result.drift:
+                assert (d.distance > d.critical_value) == d.significant, d
+                assert (d.significant_distance > baseline.threshold) == d.drifted, d
+                assert d.critical_value == pytest.approx(ks_critical_value(d.baseline_count, d.current_count, d.level))
 
 
 def test_linf_distance_of_known_histograms():

@@ -122,19 +122,36 @@ def test_shifted_features_are_flagged_and_named(tmp_path: Path, shifted) -> None
     assert result.returncode == 0, result.stderr
     *lines, summary = result.stdout.splitlines()
     assert sorted(line.split(":")[0] for line in lines) == sorted(SHIFTS)
+    levels = []
     for line in lines:
-        assert re.fullmatch(
-            r"\w+: baseline_drift_check: distance 0\.\d{4} > threshold 0\.1 and KS critical value 0\.\d{4} \(455 baseline, 114 current values\)", line
-        ), line
-    assert "3 violation(s) in 3 feature(s)" in summary
+        found = re.fullmatch(
+            r"\w+: baseline_drift_check: distance 0\.\d{4} > threshold 0\.1 and KS critical value 0\.\d{4} at alpha ([\d.e-]+) "
+            r"\(455 baseline, 114 current values\)",
+            line,
+        )
+        assert found, line
+        levels.append(float(found.group(1)))
+    # Holm's steps: the three shifted features pass at 0.003 / 31, / 30 and / 29 (in some order)
+    assert sorted(levels) == pytest.approx([0.003 / 31, 0.003 / 30, 0.003 / 29], rel=1e-2)
+    assert "3 violation(s) in 3 feature(s)" in summary and "drift test: family-wise 0.3 % over 31 columns, Holm" in summary
     violations = json.loads((out / "constraint_violations.json").read_text())["violations"]
     assert sorted(v["feature_name"] for v in violations) == sorted(SHIFTS)
+    assert all("(family-wise 0.3 % over 31 columns, Holm; p = " in v["description"] for v in violations)
     statistics = json.loads((out / "statistics.json").read_text())
+    assert statistics["open_monitor"]["drift_test"] == {
+        "test": "two-sample Kolmogorov-Smirnov (asymptotic), Holm's step-down over the columns compared",
+        "family_wise_alpha": 0.003,
+        "columns_compared": 31,
+        "comparison_threshold": 0.1,
+        "rule": "family-wise 0.3 % over 31 columns, Holm",
+    }
     assert [f["name"] for f in statistics["features"]] == ["probability", *FEATURE_NAMES]
 
     html = (out / "report.html").read_text()
     page = parsed(html)
     assert page.tags.count("svg") == 1 + len(FEATURE_NAMES)
+    assert "<dt>Drift test</dt><dd>two-sample Kolmogorov-Smirnov per column, family-wise 0.3 % over 31 columns, Holm: " in html
+    assert "flags any column at most 0.3 % of the time; a drift also needs a distance above 0.1</dd>" in html
     assert "script" not in page.tags and not any(name.startswith("on") for name, _ in page.attributes)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html) and "@import" not in html and "url(" not in html
     # drifted features first, in the order of the plots
@@ -237,15 +254,16 @@ def test_a_card_gives_mean_min_max_and_the_values_beyond_the_baselines_range_on_
 
 def test_a_period_too_small_to_judge_says_so_instead_of_no_drift(tmp_path: Path, held_out) -> None:  # noqa: F811
     page, evaluation, _ = rendered(held_out[:3])
-    assert evaluation.too_few == "too few rows to judge: 3 rows, at least 4 needed"
+    assert evaluation.too_few == "too few rows to judge: 3 rows, at least 6 needed"
     assert "No violations." not in page and "no drift" not in page
-    assert "Drift: too few rows to judge: 3 rows, at least 4 needed." in page
-    assert "too few values to judge: 3 values, at least 4 needed" in card(page, "worst_area")
-    page, evaluation, _ = rendered(held_out[:4])  # 4 rows can show drift: judged as usual
+    assert "Drift: too few rows to judge: 3 rows, at least 6 needed." in page
+    assert "too few values to judge: 3 values, at least 6 needed" in card(page, "worst_area")
+    # 6 rows can show drift (the critical value at Holm's first level, 0.003 / 31, is below 1): judged as usual
+    page, evaluation, _ = rendered(held_out[:6])
     assert evaluation.too_few is None and "too few" not in page
     path = write_captures(tmp_path, held_out[:3], parts=1)[0]
     result = run_cli(path, "--out", tmp_path / "out")
-    assert result.returncode == 0 and "no violations (drift: too few rows to judge: 3 rows, at least 4 needed)" in result.stdout
+    assert result.returncode == 0 and "no violations (drift: too few rows to judge: 3 rows, at least 6 needed)" in result.stdout
 
 
 def test_plot_text_is_at_least_11_px_on_the_narrowest_card() -> None:

@@ -207,9 +207,9 @@ def test_a_period_too_small_to_show_drift_says_so_in_the_event_and_the_report(aw
     put_table(s3, layout, held_out[:3], parts=1)
     ended = data_quality.run(RUN, SETTINGS, s3, events)
     assert ended.outcome == "Completed"
-    assert ended.detail["exitMessage"] == "Completed: no violations; 3 rows from 1 sketch file(s); drift: too few rows to judge: 3 rows, at least 4 needed"
+    assert ended.detail["exitMessage"] == "Completed: no violations; 3 rows from 1 sketch file(s); drift: too few rows to judge: 3 rows, at least 6 needed"
     page = s3.get_object(Bucket=BUCKET, Key=f"{REPORT}/report.html")["Body"].read().decode()
-    assert "too few rows to judge: 3 rows, at least 4 needed" in page and "No violations." not in page
+    assert "too few rows to judge: 3 rows, at least 6 needed" in page and "No violations." not in page
 
 
 def test_only_the_periods_hours_are_read_and_a_daily_period_reads_24(aws, layout, held_out, shifted):
