@@ -14,8 +14,15 @@ A decision (after each message):
   that was lost) is released; a lock taken for the same pending triggers (a replayed message after
   a crash) resumes that start, which is idempotent. An execution started by hand outside the
   triggers holds no lock; ListExecutions still makes decisions wait for it;
-- drift triggers (``drift-alarm``, ``violations``) within ``cooldown`` of the last start are marked
-  ``cooled-down``: a drift that outlives a fresh model reports again after the cooldown;
+- drift and quality triggers (``drift-alarm``, ``violations``, ``quality``) within ``cooldown`` of
+  the last start are marked ``cooled-down``: a drift that outlives a fresh model reports again after
+  the cooldown;
+- a drift trigger starts a run only with the same evidence in ``drift_consecutive_periods`` (N,
+  default 2) consecutive periods of its schedule (below); one without it is marked ``unconfirmed``
+  (with N = 1 every drift trigger starts a run, as before);
+- a ``quality`` trigger (a model-quality run with violations, its schedule named ``*-model-quality``)
+  starts a run when ``quality_violations`` is on, with no consecutive rule: its figures are judged
+  against their intervals already;
 - ``labels`` triggers start a run once at least ``label_threshold`` labelled rows exist in
   ``training-rows/`` objects that the last completed training did not use (counted by object: one
   per review loop, named after it, listed in that training's dataset manifest). A replayed A2I event
@@ -26,9 +33,34 @@ A start marks every pending trigger ``started`` with the execution's ARN; its na
 those triggers, so a replayed message starts nothing new (StartExecution is idempotent on name and
 input).
 
+Consecutive periods. Every "Monitoring Run Ended" of a schedule (except model quality's) is one
+period of that schedule, whatever its outcome, and is recorded in the state table (pk
+``period#<schedule>``, sk the period's ``yyyy/mm/dd/hh``, the folder of its report: Model Monitor's
+and the open back end's layout) with what it flagged, ``{check type: [feature, or label]}`` from the
+event's violations. A run without violations (or only of check types that start nothing, or one that
+failed) is a period that flagged nothing: it is recorded (kind ``period``: no trigger, no run) and
+breaks every streak. A period evaluated again (the open back end's late data) replaces its record;
+an older copy of the event redelivered later does not (the event time decides). Periods recorded
+before the last promotion count as flagging nothing: they were compared with the old model's baseline.
+- a ``violations`` trigger (a period whose violations include configured check types) is confirmed
+  when one of its (check type, feature) pairs is flagged in N consecutive recorded periods of its
+  schedule that include its own period (the periods after it count too, so a period re-evaluated
+  with late data can complete a streak), else ``unconfirmed``: its period stays on record as evidence
+  for the next one. Different features in consecutive periods are different evidence;
+- a ``drift-alarm`` trigger (the alarm names its feature and schedule in its metric and dimensions)
+  has no period of its own: the alarm enters ALARM during its period's run, so it waits (stays
+  ``pending``) for the next N - 1 periods of the schedule after the hour it entered ALARM, and is
+  confirmed when the feature's ``baseline_drift_check`` is flagged in the last of them and the N - 1
+  periods before it, ``unconfirmed`` as soon as one of them does not flag it. An alarm that stays
+  in ALARM sends no second event, so the period runs are its only evidence.
+This relies on every run of the schedules reaching this function (the retraining stack's rule for
+"Monitoring Run Ended" forwards every data-quality outcome, not only violations): a run that never
+reports (its failure is alarmed by the watchdog) cannot break a streak.
+
 When an execution ends: its lock is released; a success records its dataset manifest (the label
-objects it consumed); if it promoted a model, drift triggers that arrived while it ran are
-``superseded`` (the monitors now compare against the new model's baseline). A failed, timed-out or
+objects it consumed); if it promoted a model, drift and quality triggers that arrived while it ran
+are ``superseded`` (the monitors now compare against the new model's baseline), and the promotion's
+time is kept (``lastPromotedAt``) so earlier periods no longer count as evidence. A failed, timed-out or
 aborted run starts nothing by itself (no retry loop); its pending triggers wait for the next trigger
 or a manual request.
 """
@@ -38,15 +70,24 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from lambdas.monitoring.drift.evaluate import BASELINE_DRIFT, DRIFT_METRIC, SIGNIFICANT_DRIFT_METRIC
 from lambdas.monitoring.runs.runs import RUN_ENDED
 from lambdas.review.results.results import LABELS_AVAILABLE
 from lambdas.shared import aws
 
 DRIFT_KINDS = ("drift-alarm", "violations")
+QUALITY = "quality"  # a model-quality run with violations
+COOLED_KINDS = (*DRIFT_KINDS, QUALITY)  # the cooldown applies; a promotion supersedes them
 ALWAYS_KINDS = ("schedule", "manual")
+PERIOD = "period"  # a run that flagged nothing that starts a run: recorded as a period only
+MODEL_QUALITY_SUFFIX = "-model-quality"  # the model-quality schedule: <prefix>-model-quality
+DEFAULT_CONSECUTIVE_PERIODS = 2
+HOUR_FORMAT = "%Y/%m/%d/%H"  # a period's key: the hour folder of its report
+REPORT_HOUR = re.compile(r"/(\d{4}/\d{2}/\d{2}/\d{2})/?$")
 RETENTION_DAYS = 90
 RETRAINING_REQUESTED = "Retraining Requested"
 # AWS's events (the stacks' rules use these too). CloudWatch alarm transitions reach EventBridge once
@@ -78,6 +119,13 @@ class TriggerSettings:
     check_types: tuple[str, ...]
     cooldown: dt.timedelta
     sources: dict[str, str]  # {"monitoring": "<app>.monitoring", "review": ..., "retraining": ...}
+    # DRIFT_CONSECUTIVE_PERIODS, QUALITY_VIOLATIONS (retraining.drift_consecutive_periods, .quality_violations)
+    drift_consecutive_periods: int = DEFAULT_CONSECUTIVE_PERIODS
+    quality_violations: bool = True
+
+    def __post_init__(self) -> None:
+        if self.drift_consecutive_periods < 1:
+            raise ValueError(f"drift_consecutive_periods must be at least 1, got {self.drift_consecutive_periods}")
 
 
 @dataclass(frozen=True)
@@ -110,12 +158,13 @@ def classify(event: Any, settings: TriggerSettings) -> Trigger | dict[str, Any]:
     if source == CLOUDWATCH_SOURCE and kind == ALARM_STATE_CHANGE:
         if (detail.get("state") or {}).get("value") != "ALARM":
             raise InvalidTriggerEvent(f"alarm {detail.get('alarmName')!r} did not enter ALARM")
-        return trigger("drift-alarm", alarmName=detail.get("alarmName"), reason=(detail.get("state") or {}).get("reason"))
+        feature, schedule = alarmed(detail)
+        return trigger(
+            "drift-alarm", alarmName=detail.get("alarmName"), reason=(detail.get("state") or {}).get("reason"),
+            feature=feature, scheduleName=schedule, hour=period_key(None, None, str(event["time"])),
+        )  # fmt: skip
     if source == settings.sources.get("monitoring") and kind == RUN_ENDED:
-        checks = sorted(set(detail.get("checkTypes") or ()) & set(settings.check_types))
-        if detail.get("outcome") != "CompletedWithViolations" or not checks:
-            raise InvalidTriggerEvent(f"monitoring run without violations of {', '.join(settings.check_types) or 'no check types'}")
-        return trigger("violations", monitor=detail.get("monitor"), processingJobName=detail.get("processingJobName"), checkTypes=checks, features=(detail.get("features") or [])[:20])
+        return _run_ended(detail, settings, trigger, str(event["time"]))
     if source == settings.sources.get("review") and kind == LABELS_AVAILABLE:
         if settings.labels_bucket is None:
             raise InvalidTriggerEvent("labels event but review is off")
@@ -127,6 +176,86 @@ def classify(event: Any, settings: TriggerSettings) -> Trigger | dict[str, Any]:
     raise InvalidTriggerEvent(f"not a retraining trigger: source {source!r}, detail-type {kind!r}")
 
 
+def _run_ended(detail: dict[str, Any], settings: TriggerSettings, trigger: Any, time: str) -> Trigger:
+    """A monitoring run: a ``quality`` trigger (model quality), else a period of its schedule, a
+    ``violations`` trigger when it flagged configured check types."""
+    schedule = str(detail.get("scheduleName") or detail.get("monitor") or "unknown")
+    checks = sorted(set(detail.get("checkTypes") or ()) & set(settings.check_types))
+    violated = detail.get("outcome") == "CompletedWithViolations"
+    if detail.get("monitor") == "model-quality" or schedule.endswith(MODEL_QUALITY_SUFFIX):
+        if not settings.quality_violations:
+            raise InvalidTriggerEvent("model-quality violations do not start a retraining (retraining.quality_violations is off)")
+        if not violated:
+            raise InvalidTriggerEvent(f"model-quality run without violations (outcome {detail.get('outcome')!r})")
+        return trigger(QUALITY, monitor=detail.get("monitor"), scheduleName=schedule, processingJobName=detail.get("processingJobName"), checkTypes=sorted(detail.get("checkTypes") or ()))
+    period = period_key(detail.get("reportS3Uri"), detail.get("processingJobName"), str(detail.get("endedAt") or time))
+    summary = {"monitor": detail.get("monitor"), "scheduleName": schedule, "period": period, "processingJobName": detail.get("processingJobName"), "flagged": flagged(detail)}
+    if violated and checks:
+        return trigger("violations", **summary, checkTypes=checks, features=(detail.get("features") or [])[:20])
+    return trigger(PERIOD, **summary, outcome=detail.get("outcome"))
+
+
+def flagged(detail: dict[str, Any]) -> dict[str, list[str]]:
+    """What a run flagged: ``{check type: [feature, or label]}`` from the event's violations (the
+    first 50). An event without them (hand-made) names its check types with its ``features``."""
+    found: dict[str, set[str]] = {}
+    for violation in detail.get("violations") or []:
+        if isinstance(violation, dict) and violation.get("checkType"):
+            found.setdefault(str(violation["checkType"]), set()).add(str(violation.get("feature") or violation.get("label") or ""))
+    if not found and detail.get("outcome") == "CompletedWithViolations":
+        for check in detail.get("checkTypes") or ():
+            found[str(check)] = {str(f) for f in detail.get("features") or ()} or {""}
+    return {check: sorted(names) for check, names in sorted(found.items())}
+
+
+def pairs(found: dict[str, list[str]], checks: tuple[str, ...] | None = None) -> set[str]:
+    """The ``check:name`` pairs of ``found`` (of ``checks`` only, when given): a period's evidence."""
+    return {f"{check}:{name}" for check, names in found.items() if checks is None or check in checks for name in names}
+
+
+def period_key(report_uri: Any, job_name: Any, time: str) -> str:
+    """A period's ``yyyy/mm/dd/hh``: its report's hour folder (both back ends write reports under
+    ``.../<schedule>/yyyy/mm/dd/hh``), else the open back end's run name ``<schedule>-yyyymmddhh``,
+    else the hour of ``time`` (the run's end, or the event's time)."""
+    if isinstance(report_uri, str) and (found := REPORT_HOUR.search(report_uri)):
+        return found.group(1)
+    if isinstance(job_name, str) and (found := re.search(r"-(\d{10})$", job_name)):
+        return dt.datetime.strptime(found.group(1), "%Y%m%d%H").strftime(HOUR_FORMAT)
+    try:
+        return dt.datetime.fromisoformat(time.replace("Z", "+00:00")).astimezone(dt.UTC).strftime(HOUR_FORMAT)
+    except ValueError:
+        return "0000/00/00/00"
+
+
+def alarmed(detail: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(feature, schedule) of a drift alarm: from its metric, ``feature_baseline_drift_significant_<f>``
+    (open back end) or ``feature_baseline_drift_<f>`` (Model Monitor's), and its MonitoringSchedule
+    dimension (CloudWatch's event carries both under ``configuration.metrics``:
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html)."""
+    for metric in (detail.get("configuration") or {}).get("metrics") or []:
+        described = ((metric or {}).get("metricStat") or {}).get("metric") or {}
+        name = str(described.get("name") or "")
+        for pattern in (SIGNIFICANT_DRIFT_METRIC, DRIFT_METRIC):
+            prefix = pattern.format(feature="")
+            if name.startswith(prefix) and name != prefix:
+                schedule = (described.get("dimensions") or {}).get("MonitoringSchedule")
+                return name.removeprefix(prefix), str(schedule) if schedule else None
+    return None, None
+
+
+@dataclass(frozen=True)
+class Period:
+    """One recorded run of a schedule: its key (``yyyy/mm/dd/hh``) and what it flagged."""
+
+    key: str
+    flagged: frozenset[str]  # check:name pairs, every check type
+    received_at: str
+
+    def flags(self, pair: str, since: str | None) -> bool:
+        """Whether this period is evidence of ``pair`` (periods recorded before ``since`` are not)."""
+        return pair in self.flagged and (since is None or self.received_at >= since)
+
+
 class TriggerState:
     """The state table: triggers (pk ``trigger``) and the loop's state (pk ``state``)."""
 
@@ -135,7 +264,12 @@ class TriggerState:
         self.table = table
 
     def record(self, trigger: Trigger, now: dt.datetime) -> bool:
-        """Store a trigger as pending; False when this event was stored before."""
+        """Store a trigger as pending; False when this event was stored before. A monitoring run's
+        period is recorded too; a ``period`` (a run that starts nothing) only as that."""
+        if trigger.kind in (PERIOD, "violations"):
+            written = self.record_period(trigger, now)
+            if trigger.kind == PERIOD:
+                return written
         item = {
             "pk": {"S": "trigger"},
             "sk": {"S": trigger.sort_key},
@@ -150,6 +284,42 @@ class TriggerState:
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def record_period(self, trigger: Trigger, now: dt.datetime) -> bool:
+        """Record what the run flagged for its period; False when a later evaluation of that period is on record."""
+        summary = trigger.summary
+        item = {
+            "pk": {"S": f"period#{summary['scheduleName']}"},
+            "sk": {"S": summary["period"]},
+            "flagged": {"S": json.dumps(summary["flagged"])},
+            "eventTime": {"S": trigger.time},
+            "processingJobName": {"S": str(summary.get("processingJobName"))},
+            "receivedAt": {"S": now.isoformat()},
+            "expiresAt": {"N": str(int((now + dt.timedelta(days=RETENTION_DAYS)).timestamp()))},
+        }
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(sk) OR eventTime <= :time",
+                ExpressionAttributeValues={":time": {"S": trigger.time}},
+            )  # fmt: skip
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def periods(self, schedule: str, *, through: str | None = None, after: str | None = None, limit: int) -> list[Period]:
+        """Up to ``limit`` recorded periods of ``schedule``, oldest first: the last ones up to and
+        including ``through``, or the first ones after ``after``."""
+        condition, values = "pk = :pk", {":pk": {"S": f"period#{schedule}"}}
+        if through is not None:
+            condition, values[":key"] = condition + " AND sk <= :key", {"S": through}
+        if after is not None:
+            condition, values[":key"] = condition + " AND sk > :key", {"S": after}
+        items = self.dynamodb.query(
+            TableName=self.table, KeyConditionExpression=condition, ExpressionAttributeValues=values,
+            ScanIndexForward=after is not None, Limit=limit, ConsistentRead=True,
+        )["Items"]  # fmt: skip
+        found = [Period(i["sk"]["S"], frozenset(pairs(json.loads(i["flagged"]["S"]))), i["receivedAt"]["S"]) for i in items]
+        return found if after is not None else found[::-1]
 
     def pending(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -214,6 +384,43 @@ class TriggerState:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues={f":{i}": {"S": value} for i, value in enumerate(values.values())},
         )
+
+
+def streak(state: TriggerState, schedule: str, period: str, pair: str, count: int, since: str | None) -> bool:
+    """Whether ``pair`` is flagged in ``count`` consecutive recorded periods of ``schedule`` that
+    include ``period``: among the ``count - 1`` periods on either side of it."""
+    around = state.periods(schedule, through=period, limit=count) + state.periods(schedule, after=period, limit=count - 1)
+    run = 0
+    for recorded in around:
+        run = run + 1 if recorded.flags(pair, since) else 0
+        if run >= count:
+            return True
+    return False
+
+
+def confirm(state: TriggerState, settings: TriggerSettings, trigger: dict[str, Any], since: str | None) -> tuple[str, str]:
+    """("confirmed" | "wait" | "unconfirmed", why) for a drift trigger under the consecutive rule."""
+    count, summary = settings.drift_consecutive_periods, trigger["summary"]
+    schedule = summary.get("scheduleName")
+    if trigger["kind"] == "violations":
+        candidates = sorted(pairs(summary.get("flagged") or {}, settings.check_types))
+        held = [pair for pair in candidates if streak(state, schedule, summary["period"], pair, count, since)]
+        if held:
+            return "confirmed", f"{', '.join(held)} in {count} consecutive periods of {schedule}"
+        return "unconfirmed", f"{', '.join(candidates) or 'nothing'} not in {count} consecutive periods of {schedule} (period {summary['period']} recorded)"
+    feature = summary.get("feature")
+    if not feature or not schedule:
+        return "unconfirmed", "the alarm names no drift metric with a MonitoringSchedule: its schedule's runs decide instead"
+    pair = f"{BASELINE_DRIFT}:{feature}"
+    later = state.periods(schedule, after=summary["hour"], limit=count - 1)
+    missing = next((p.key for p in later if not p.flags(pair, since)), None)
+    if missing is not None:
+        return "unconfirmed", f"{pair} not flagged in period {missing} of {schedule}, after the alarm"
+    if len(later) < count - 1:
+        return "wait", f"{len(later)} of the {count - 1} periods of {schedule} after the alarm recorded"
+    if streak(state, schedule, later[-1].key, pair, count, since):
+        return "confirmed", f"{pair} in {count} consecutive periods of {schedule} up to {later[-1].key}"
+    return "unconfirmed", f"{pair} not in {count} consecutive periods of {schedule} up to {later[-1].key}"
 
 
 def consumed_label_objects(s3: Any, manifest_s3_uri: str | None) -> set[str]:
@@ -298,10 +505,17 @@ def decide(clients: dict[str, Any], settings: TriggerSettings, now: dt.datetime)
     last_start = dt.datetime.fromisoformat(loop["lastStartedAt"]) if "lastStartedAt" in loop else None
     reasons: list[str] = []
     for trigger in list(pending):
-        if trigger["kind"] in DRIFT_KINDS and last_start is not None and dt.datetime.fromisoformat(trigger["receivedAt"]) < last_start + settings.cooldown:
+        if trigger["kind"] in COOLED_KINDS and last_start is not None and dt.datetime.fromisoformat(trigger["receivedAt"]) < last_start + settings.cooldown:
             state.mark(trigger["sk"], "cooled-down", f"within {settings.cooldown} of the run started {last_start.isoformat()}")
             pending.remove(trigger)
-        elif trigger["kind"] in (*DRIFT_KINDS, *ALWAYS_KINDS):
+        elif trigger["kind"] in DRIFT_KINDS and settings.drift_consecutive_periods > 1:
+            verdict, why = confirm(state, settings, trigger, loop.get("lastPromotedAt"))
+            if verdict == "confirmed":
+                reasons.append(trigger["kind"])
+            elif verdict == "unconfirmed":
+                state.mark(trigger["sk"], "unconfirmed", why)
+                pending.remove(trigger)
+        elif trigger["kind"] in (*COOLED_KINDS, *ALWAYS_KINDS):
             reasons.append(trigger["kind"])
     if any(t["kind"] == "labels" for t in pending) and settings.labels_bucket is not None:
         consumed = consumed_label_objects(clients["s3"], loop.get("labelsManifest"))
@@ -350,12 +564,15 @@ def execution_ended(clients: dict[str, Any], settings: TriggerSettings, detail: 
             output = {}
         if isinstance(output, dict) and output.get("labelsManifest"):
             updates["labelsManifest"] = str(output["labelsManifest"])
+    promoted = status == "SUCCEEDED" and isinstance(output, dict) and bool(output.get("promoted"))
+    if promoted:
+        updates["lastPromotedAt"] = now.isoformat()
     state.update_state(**updates)
     if status != "SUCCEEDED":
         return {"decision": "held", "status": status, "pending": len(state.pending())}
-    if isinstance(output, dict) and output.get("promoted"):
+    if promoted:
         started = detail.get("startDate")
         for trigger in state.pending():
-            if trigger["kind"] in DRIFT_KINDS:
+            if trigger["kind"] in COOLED_KINDS:
                 state.mark(trigger["sk"], "superseded", f"arrived while {detail.get('name')} ran, which promoted a new model (started {started})")
     return decide(clients, settings, now)

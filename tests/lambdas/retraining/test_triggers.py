@@ -1,9 +1,11 @@
 """Trigger decisions on moto (DynamoDB, Step Functions, S3): one run at a time (a lock item, not
 ListExecutions), nothing lost, labels counted once per review loop, a stuck alarm or repeated
-violations do not start a run each time."""
+violations do not start a run each time, and drift starts one only with the same evidence in
+consecutive periods (``drift_consecutive_periods``; the fixture's 1 is the rule without it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -34,7 +36,8 @@ def loop(mocked_aws):
     for bucket in ("labels", "datasets"):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     settings = triggers.TriggerSettings(
-        table="state", state_machine_arn=arn, labels_bucket="labels", label_threshold=5, check_types=("baseline_drift_check",), cooldown=dt.timedelta(hours=24), sources=SOURCES
+        table="state", state_machine_arn=arn, labels_bucket="labels", label_threshold=5, check_types=("baseline_drift_check",), cooldown=dt.timedelta(hours=24), sources=SOURCES,
+        drift_consecutive_periods=1,
     )
     clients = {"dynamodb": dynamodb, "stepfunctions": sfn, "s3": s3}
     return clients, settings
@@ -44,8 +47,41 @@ def event(source: str, detail_type: str, detail: dict, *, id: str = "e-1", time:
     return {"id": id, "time": time, "source": source, "detail-type": detail_type, "detail": detail, "resources": [], **extra}
 
 
-def alarm(id: str = "a-1", time: str = "2026-11-22T10:00:00Z") -> dict:
-    return event("aws.cloudwatch", "CloudWatch Alarm State Change", {"alarmName": "mlloop-dev-drift-mean_radius", "state": {"value": "ALARM", "reason": "x"}}, id=id, time=time)
+def alarm(id: str = "a-1", time: str = "2026-11-22T10:00:00Z", feature: str = "mean_radius") -> dict:
+    """A drift alarm entering ALARM, as CloudWatch sends it (its metric and dimensions under configuration)."""
+    metric = {"name": f"feature_baseline_drift_significant_{feature}", "namespace": "MlLoop", "dimensions": {"Endpoint": "mlloop-dev", "MonitoringSchedule": SCHEDULE}}
+    detail = {"alarmName": f"mlloop-dev-drift-{feature}", "configuration": {"metrics": [{"id": "m1", "metricStat": {"metric": metric, "period": 3600, "stat": "Maximum"}, "returnData": True}]}, "state": {"value": "ALARM", "reason": "x"}}
+    return event("aws.cloudwatch", "CloudWatch Alarm State Change", detail, id=id, time=time)
+
+
+SCHEDULE = "mlloop-dev-data-quality"
+
+
+def run_ended(hour: int, *features: str, check: str = "baseline_drift_check", id: str | None = None, schedule: str = SCHEDULE, day: int = 22) -> dict:
+    """The open data-quality run of the period ending at ``hour`` (its report folder names it), with
+    a violation of ``check`` per feature (none: a clean run)."""
+    folder = f"2026/11/{day:02}/{hour:02}"
+    violations = [{"checkType": check, "feature": f, "label": None, "description": "…"} for f in features]
+    detail = {
+        "version": "1", "monitor": "data-quality", "scheduleName": schedule, "endpointName": "mlloop-dev",
+        "processingJobName": f"{schedule}-202611{day:02}{hour:02}", "outcome": "CompletedWithViolations" if features else "Completed",
+        "reportS3Uri": f"s3://monitoring/data-quality/reports/mlloop-dev/{schedule}/{folder}", "violationCount": len(violations),
+        "checkTypes": [check] if features else [], "features": sorted(features), "violations": violations, "endedAt": f"2026-11-{day:02}T{hour:02}:20:05Z",
+    }  # fmt: skip
+    return event("mlloop.monitoring", "Monitoring Run Ended", detail, id=id or f"run-{day}-{hour}", time=f"2026-11-{day:02}T{hour:02}:20:06Z")
+
+
+def quality_run(outcome: str = "CompletedWithViolations") -> dict:
+    detail = {
+        "version": "1", "monitor": "model-quality", "scheduleName": "mlloop-dev-model-quality", "endpointName": "mlloop-dev",
+        "processingJobName": "mlloop-dev-model-quality-2026112200", "outcome": outcome, "checkTypes": ["LessThanThreshold"] if outcome != "Completed" else [],
+        "features": [], "violations": [{"checkType": "LessThanThreshold", "feature": None, "label": None, "description": "accuracy 0.81 below 0.90"}],
+    }  # fmt: skip
+    return event("mlloop.monitoring", "Monitoring Run Ended", detail, id="q-1")
+
+
+def at(hour: int, day: int = 22) -> dt.datetime:
+    return dt.datetime(2026, 11, day, hour, 21, tzinfo=dt.UTC)
 
 
 def labels(id: str) -> dict:
@@ -268,12 +304,143 @@ def test_a_redelivered_event_is_stored_once_and_starts_nothing_new(loop) -> None
     assert first["decision"] == "started"
 
 
+# Consecutive periods (drift_consecutive_periods = 2, the default).
+
+
+@pytest.fixture
+def consecutive(loop):
+    clients, settings = loop
+    return clients, dataclasses.replace(settings, drift_consecutive_periods=2)
+
+
+def recorded_periods(clients, schedule: str = SCHEDULE) -> dict[str, dict]:
+    items = clients["dynamodb"].query(TableName="state", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"period#{schedule}"}})["Items"]
+    return {i["sk"]["S"]: json.loads(i["flagged"]["S"]) for i in items}
+
+
+def notes(clients) -> dict[str, str]:
+    items = clients["dynamodb"].query(TableName="state", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "trigger"}})["Items"]
+    return {i["sk"]["S"].split("#", 1)[1]: i.get("note", {}).get("S", "") for i in items}
+
+
+def test_one_flagged_period_is_recorded_and_starts_nothing(consecutive) -> None:
+    clients, settings = consecutive
+    outcome = receive(clients, settings, run_ended(10, "mean_radius"), at(10))
+    assert outcome["decision"] == "none" and running(clients, settings) == []
+    assert statuses(clients) == {"run-22-10": "unconfirmed"}
+    assert "baseline_drift_check:mean_radius not in 2 consecutive periods of mlloop-dev-data-quality" in notes(clients)["run-22-10"]
+    assert recorded_periods(clients) == {"2026/11/22/10": {"baseline_drift_check": ["mean_radius"]}}
+
+
+def test_the_same_feature_in_two_consecutive_periods_starts_a_run(consecutive) -> None:
+    clients, settings = consecutive
+    receive(clients, settings, run_ended(10, "mean_radius", "worst_area"), at(10))
+    outcome = receive(clients, settings, run_ended(11, "mean_radius"), at(11))
+    assert outcome["decision"] == "started" and outcome["reasons"] == ["violations"]
+    assert statuses(clients) == {"run-22-10": "unconfirmed", "run-22-11": "started"}
+    [arn] = running(clients, settings)
+    [trigger] = json.loads(clients["stepfunctions"].describe_execution(executionArn=arn)["input"])["triggers"]
+    assert trigger["period"] == "2026/11/22/11" and trigger["flagged"] == {"baseline_drift_check": ["mean_radius"]}
+
+
+def test_a_period_without_that_drift_in_between_resets_the_count(consecutive) -> None:
+    clients, settings = consecutive
+    receive(clients, settings, run_ended(10, "mean_radius"), at(10))
+    clean = receive(clients, settings, run_ended(11), at(11))  # a clean run: a period, no trigger
+    assert clean["decision"] == "none" and statuses(clients) == {"run-22-10": "unconfirmed"}
+    # a run that flagged only a check type that starts nothing is a period without drift evidence too
+    assert receive(clients, settings, run_ended(12, "mean_radius", check="data_type_check"), at(12))["decision"] == "none"
+    assert receive(clients, settings, run_ended(13, "mean_radius"), at(13))["decision"] == "none"
+    assert recorded_periods(clients) == {
+        "2026/11/22/10": {"baseline_drift_check": ["mean_radius"]}, "2026/11/22/11": {},
+        "2026/11/22/12": {"data_type_check": ["mean_radius"]}, "2026/11/22/13": {"baseline_drift_check": ["mean_radius"]},
+    }  # fmt: skip
+    assert receive(clients, settings, run_ended(14, "mean_radius"), at(14))["decision"] == "started"
+
+
+def test_different_features_in_consecutive_periods_are_not_the_same_evidence(consecutive) -> None:
+    clients, settings = consecutive
+    receive(clients, settings, run_ended(10, "mean_radius"), at(10))
+    assert receive(clients, settings, run_ended(11, "worst_area"), at(11))["decision"] == "none"
+    # nor another schedule's period (another endpoint's monitor)
+    assert receive(clients, settings, run_ended(11, "mean_radius", schedule="other-data-quality", id="other-11"), at(11))["decision"] == "none"
+    assert running(clients, settings) == [] and set(statuses(clients).values()) == {"unconfirmed"}
+
+
+def test_with_one_period_a_flagged_period_starts_a_run_at_once(loop) -> None:
+    clients, settings = loop  # drift_consecutive_periods = 1
+    outcome = receive(clients, settings, run_ended(10, "mean_radius"), at(10))
+    assert outcome["decision"] == "started" and outcome["reasons"] == ["violations"]
+
+
+def test_a_model_quality_violation_starts_a_run_without_waiting_for_another_period(consecutive) -> None:
+    clients, settings = consecutive
+    outcome = receive(clients, settings, quality_run(), at(1))
+    assert outcome["decision"] == "started" and outcome["reasons"] == ["quality"] and statuses(clients) == {"q-1": "started"}
+    assert recorded_periods(clients, "mlloop-dev-model-quality") == {}  # no streak for model quality
+    with pytest.raises(triggers.InvalidTriggerEvent, match="quality_violations is off"):
+        triggers.classify(quality_run(), dataclasses.replace(settings, quality_violations=False))
+
+
+def test_a_drift_alarm_waits_for_the_next_period_to_confirm_it(consecutive) -> None:
+    clients, settings = consecutive
+    receive(clients, settings, run_ended(10, "mean_radius"), at(10))
+    waiting = receive(clients, settings, alarm(id="a-1", time="2026-11-22T10:22:00Z"), at(10))  # the alarm of period 10
+    assert waiting["decision"] == "none" and statuses(clients)["a-1"] == "pending"
+    assert triggers.classify(alarm(), settings).summary == {
+        "alarmName": "mlloop-dev-drift-mean_radius", "reason": "x", "feature": "mean_radius", "scheduleName": SCHEDULE, "hour": "2026/11/22/10",
+    }  # fmt: skip
+    outcome = receive(clients, settings, run_ended(11, "mean_radius"), at(11))
+    assert outcome["decision"] == "started" and outcome["reasons"] == ["drift-alarm", "violations"]
+    assert statuses(clients) == {"run-22-10": "unconfirmed", "a-1": "started", "run-22-11": "started"}
+
+
+def test_a_drift_alarm_whose_drift_does_not_persist_is_unconfirmed(consecutive) -> None:
+    clients, settings = consecutive
+    receive(clients, settings, alarm(id="a-1", time="2026-11-22T10:22:00Z"), at(10))  # before its run's event, even
+    receive(clients, settings, run_ended(10, "mean_radius"), at(10))
+    assert statuses(clients) == {"a-1": "pending", "run-22-10": "unconfirmed"}
+    assert receive(clients, settings, run_ended(11, "worst_area"), at(11))["decision"] == "none"
+    assert statuses(clients) == {"a-1": "unconfirmed", "run-22-10": "unconfirmed", "run-22-11": "unconfirmed"}
+    assert notes(clients)["a-1"] == f"baseline_drift_check:mean_radius not flagged in period 2026/11/22/11 of {SCHEDULE}, after the alarm"
+
+
+def test_a_period_evaluated_again_with_late_data_can_complete_a_streak(consecutive) -> None:
+    clients, settings = consecutive
+    receive(clients, settings, run_ended(10), at(10))
+    assert receive(clients, settings, run_ended(11, "mean_radius"), at(11))["decision"] == "none"
+    # the late sketches of period 10 show the drift: its event again, later, under another ID
+    again = run_ended(10, "mean_radius", id="run-22-10-late") | {"time": "2026-11-22T11:20:09Z"}
+    assert receive(clients, settings, again, at(11))["decision"] == "started"
+    # the first evaluation, redelivered after it, does not overwrite the later one
+    receive(clients, settings, run_ended(10, id="run-22-10-redelivered"), at(12))
+    assert recorded_periods(clients)["2026/11/22/10"] == {"baseline_drift_check": ["mean_radius"]}
+
+
+def test_periods_before_a_promotion_are_not_evidence(consecutive) -> None:
+    clients, settings = consecutive
+    settings = dataclasses.replace(settings, cooldown=dt.timedelta(0))
+    receive(clients, settings, run_ended(10, "mean_radius"), at(10))
+    started = receive(clients, settings, event("mlloop.retraining", "Retraining Requested", {}, id="m-1", time="2026-11-22T10:30:00Z"), at(10))
+    clients["stepfunctions"].stop_execution(executionArn=started["executionArn"])
+    receive(clients, settings, ended(settings, started["executionArn"], "SUCCEEDED", {"promoted": True}), at(10) + dt.timedelta(minutes=30))
+    # period 10 was compared with the old model's baseline: 10 and 11 are not two periods of evidence
+    assert receive(clients, settings, run_ended(11, "mean_radius"), at(11))["decision"] == "none"
+    assert receive(clients, settings, run_ended(12, "mean_radius"), at(12))["decision"] == "started"
+
+
+def test_the_settings_refuse_fewer_than_one_period(loop) -> None:
+    _, settings = loop
+    with pytest.raises(ValueError, match="at least 1"):
+        dataclasses.replace(settings, drift_consecutive_periods=0)
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
         ({"detail": {}}, "not an EventBridge event"),
         (event("aws.cloudwatch", "CloudWatch Alarm State Change", {"alarmName": "x", "state": {"value": "OK"}}), "did not enter ALARM"),
-        (event("mlloop.monitoring", "Monitoring Run Ended", {"outcome": "CompletedWithViolations", "checkTypes": ["data_type_check"]}), "without violations of baseline_drift_check"),
+        (quality_run("Completed"), "model-quality run without violations"),
         (event("aws.states", "Step Functions Execution Status Change", {"stateMachineArn": "arn:other", "status": "FAILED"}), "another state machine"),
         (event("someone.else", "Thing", {}), "not a retraining trigger"),
     ],
@@ -294,7 +461,8 @@ def test_handler_parks_bad_messages_beside_a_good_one(loop, monkeypatch) -> None
     }.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     handler.trigger_settings.cache_clear()
-    result = handler.handler(sqs_event("not json", json.dumps(alarm())), LambdaContext())
+    good = event("mlloop.retraining", "Retraining Requested", {"reason": "test"}, id="m-1")
+    result = handler.handler(sqs_event("not json", json.dumps(good)), LambdaContext())
     assert result == {"batchItemFailures": []}
     [parked] = drain(dlq)
     assert parked["Body"] == "not json" and "JSONDecodeError" in parked["MessageAttributes"]["reason"]["StringValue"]
