@@ -224,7 +224,7 @@ def history_plot(points: Sequence[Mapping[str, Any]], metric: str = "accuracy") 
         if len(line) > 1:
             dash = ' stroke-dasharray="5 3"' if dashed else ""
             parts.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="{colour}" stroke-width="1.4"{dash}/>')
-    step = max(1, count // 6)
+    step = max(1, math.ceil(count / 5))  # at most six labels: they do not overlap
     for index, point in enumerate(points):
         if index % step == 0 or index == count - 1:
             parts.append(f'<text x="{x_of(index):.1f}" y="{height - bottom + FONT_UNITS + 4}" text-anchor="middle" class="axis">{escape(str(point.get("label", "")))}</text>')
