@@ -72,6 +72,9 @@ def step_settings(env: Environment) -> steps.StepSettings:
         feature_names=env.names("FEATURE_NAMES"),
         label_count=env.integer("LABEL_COUNT"),
         validation_percentage=env.integer("VALIDATION_PERCENTAGE"),
+        holdout_percentage=env.integer("HOLDOUT_PERCENTAGE"),
+        test_data_s3_uri=env.get("TEST_DATA_S3_URI") or None,
+        variant_name=env["VARIANT_NAME"],
         objective_metric=env["OBJECTIVE_METRIC"],
         objective_goal=env["OBJECTIVE_GOAL"],
         tolerance=env.number("TOLERANCE"),
@@ -86,6 +89,8 @@ def step(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = step_settings()
     if name == "assemble":
         result = steps.assemble(event, settings, aws.client("s3"))
+    elif name == "servingModel":
+        result = steps.serving_model(settings, aws.client("sagemaker"))
     elif name == "evaluate":
         result = steps.evaluate(event, settings, aws.client("s3"), aws.client("sagemaker"))
     elif name == "baselineDataset":

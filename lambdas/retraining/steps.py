@@ -1,9 +1,14 @@
 """The retraining state machine's Lambda steps. Each takes the state's input and returns a small
 JSON result; SageMaker jobs themselves run as Step Functions ``.sync`` tasks between them.
 
-- ``assemble``: the training set (``dataset.assemble``) and the names of everything this run creates;
-- ``evaluate``: the new model's objective metric (DescribeTrainingJob's ``FinalMetricDataList``)
-  against the serving model's, with the tolerance;
+- ``assemble``: the training set and the evaluation rows (``dataset.assemble``) and the names of
+  everything this run creates;
+- ``servingModel``: the model the endpoint serves now, which the gate scores beside the candidate;
+- ``evaluate``: the promotion gate. Both models scored the same evaluation rows (two batch
+  transforms, each line the evaluation row joined to the model's score); the paired comparison of
+  ``lambdas.retraining.comparison`` gives both figures, their difference and its 95 % interval, and
+  promotes when the interval's worse end is within the tolerance. Every run is judged so, the first
+  one included: there is always a serving model;
 - ``baselineDataset``: the data-quality baseline dataset of the new model: the batch transform's
   joined output (each training row followed by the new model's score) rewritten as the header of
   ``lambdas.shared.baseline`` and one row per record, score first, then the features;
@@ -28,8 +33,10 @@ import copy
 import csv
 import datetime as dt
 import json
+import math
 import os
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +45,7 @@ from botocore.exceptions import ClientError
 from lambdas.monitoring.baseline_job.handler import processing_job_request, publish_outputs, write_documents
 from lambdas.monitoring.open import baseline as open_baseline
 from lambdas.retraining import dataset
+from lambdas.retraining.objectives import objective
 from lambdas.shared import aws
 from lambdas.shared.baseline import header, write_promoted_marker
 
@@ -45,6 +53,11 @@ RETRAINING_PREFIX = "retraining"  # in the datasets and models buckets
 CURRENT_LINEAGE = "current.json"
 LINEAGE_FILE = "lineage.json"
 SCORES_FOLDER = "scores"  # the batch transform's output: each training row, then the new model's score
+# The evaluation transforms' outputs: each evaluation line, then the candidate's or the serving model's score.
+EVALUATION_SCORES_FOLDER = "evaluation-scores"
+CANDIDATE, SERVING = "candidate", "serving"
+EVALUATION_RESULT_FILE = "evaluation.json"
+EVALUATION_REJECTED_FILE = "evaluation-rejected.jsonl"
 BASELINE_FOLDER = "baseline"  # the data-quality baseline dataset built from it
 BASELINE_FILE = "baseline.csv"
 BASELINE_REJECTED_FILE = "baseline-rejected.jsonl"
@@ -67,6 +80,9 @@ class StepSettings:
     feature_names: tuple[str, ...]
     label_count: int
     validation_percentage: int
+    holdout_percentage: int
+    test_data_s3_uri: str | None  # None: the validation split of the original data judges (dataset.py)
+    variant_name: str
     objective_metric: str
     objective_goal: str  # minimize | maximize
     tolerance: float
@@ -79,11 +95,16 @@ class StepSettings:
 
 
 def names(settings: StepSettings, execution: str) -> dict[str, str]:
-    """Every SageMaker name this run uses: ``<app>-<env>-<execution>`` (at most 63 characters)."""
+    """Every SageMaker name this run uses: ``<app>-<env>-<execution>``, and for the evaluation
+    transforms that with ``-candidate`` or ``-serving`` (each at most 63 characters)."""
     base = f"{settings.prefix}-{execution}"
-    if len(base) > 63:
-        raise StepError(f"execution name {execution!r} makes {base!r} longer than SageMaker's 63 characters; start runs with put-events")
-    return {"execution": execution, "trainingJob": base, "model": base, "transformJob": base, "endpointConfig": base}
+    longest = f"{base}-{CANDIDATE}"
+    if len(longest) > 63:
+        raise StepError(f"execution name {execution!r} makes {longest!r} longer than SageMaker's 63 characters; start runs with put-events")
+    return {
+        "execution": execution, "trainingJob": base, "model": base, "transformJob": base, "endpointConfig": base,
+        "candidateTransformJob": f"{base}-{CANDIDATE}", "servingTransformJob": f"{base}-{SERVING}",
+    }  # fmt: skip
 
 
 def run_locations(datasets_bucket: str, models_bucket: str, execution: str) -> dict[str, str]:
@@ -94,6 +115,9 @@ def run_locations(datasets_bucket: str, models_bucket: str, execution: str) -> d
         "outputS3Uri": output,
         "trainS3Uri": f"{output}{dataset.TRAIN_CHANNEL}",
         "validationS3Uri": f"{output}{dataset.VALIDATION_CHANNEL}",
+        "evaluationS3Uri": f"{output}{dataset.EVALUATION_CHANNEL}",
+        "candidateScoresS3Uri": f"{output}{EVALUATION_SCORES_FOLDER}/{CANDIDATE}/",
+        "servingScoresS3Uri": f"{output}{EVALUATION_SCORES_FOLDER}/{SERVING}/",
         "modelOutputS3Uri": f"s3://{models_bucket}/{RETRAINING_PREFIX}/{execution}/",
         "scoresS3Uri": f"{output}{SCORES_FOLDER}/",
         "baselineS3Uri": f"{output}{BASELINE_FOLDER}/",
@@ -113,50 +137,124 @@ def assemble(event: dict[str, Any], settings: StepSettings, s3: Any) -> dict[str
             feature_count=settings.feature_count,
             label_count=settings.label_count,
             validation_percentage=settings.validation_percentage,
+            holdout_percentage=settings.holdout_percentage,
+            test_data_s3_uri=settings.test_data_s3_uri,
         ),
     )
     return {**result, **locations, "names": run}
 
 
-def _metric(metrics: list[dict[str, Any]] | None, name: str) -> float | None:
-    values = [m["Value"] for m in metrics or [] if m.get("MetricName") == name]
-    return float(values[-1]) if values else None
-
-
-def current_lineage(s3: Any, settings: StepSettings) -> dict[str, Any] | None:
-    try:
-        body = s3.get_object(Bucket=settings.models_bucket, Key=f"{RETRAINING_PREFIX}/{CURRENT_LINEAGE}")["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    return json.loads(body)
+def serving_model(settings: StepSettings, sagemaker: Any) -> dict[str, Any]:
+    """The model the endpoint serves now: the configured variant's (or the only variant's). During a
+    blue/green update DescribeEndpoint names the config still serving. The gate scores this model, so
+    the first retraining is judged against the model deployed with the app, like every later one."""
+    described = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    variants = config["ProductionVariants"]
+    chosen = [v for v in variants if v["VariantName"] == settings.variant_name] or (variants if len(variants) == 1 else [])
+    if not chosen:
+        raise StepError(f"endpoint {settings.endpoint_name} has no variant {settings.variant_name} (it has {', '.join(v['VariantName'] for v in variants)})")
+    name = chosen[0]["ModelName"]
+    model = sagemaker.describe_model(ModelName=name)
+    container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+    artefact = container.get("ModelDataUrl") or ((container.get("ModelDataSource") or {}).get("S3DataSource") or {}).get("S3Uri")
+    return {"modelName": name, "endpointConfigName": described["EndpointConfigName"], "variantName": chosen[0]["VariantName"], "artifactS3Uri": artefact}
 
 
 def evaluate(event: dict[str, Any], settings: StepSettings, s3: Any, sagemaker: Any) -> dict[str, Any]:
-    """Promote when the candidate is not worse than the serving model by more than the tolerance.
+    """The promotion gate: the paired comparison of the candidate and the serving model on the
+    same evaluation rows (``lambdas.retraining.comparison`` states the method and the rule).
 
-    The metrics are read here, not selected in the Train state: a job that reports none has no
-    ``FinalMetricDataList``, and a state's ResultSelector on a missing field is a ``States.Runtime``
-    error no catch handles; here it is a StepError, which the execution notifies.
+    Each transform's output line is the evaluation line (row, weight, source, label, features)
+    followed by the model's score. A line that is not of that shape, or whose score the figure
+    cannot take, is parked in ``evaluation-rejected.jsonl`` with its reason; the comparison is on the
+    rows both models scored. The serving model's unusable rows only leave the comparison; the
+    candidate's refuse it (a model that fails on rows the serving one answers is not promoted).
     """
-    metric, job = settings.objective_metric, event["training"]["TrainingJobName"]
-    reported = sagemaker.describe_training_job(TrainingJobName=job).get("FinalMetricDataList") or []
-    candidate = _metric(reported, metric)
-    if candidate is None:
-        names = sorted({m.get("MetricName") for m in reported})
-        raise StepError(f"training job {job} reported no {metric}; it reported: {', '.join(names) or 'nothing'}")
-    lineage = current_lineage(s3, settings)
-    current = (lineage or {}).get("metrics", {}).get(metric)
+    from lambdas.retraining import comparison  # numpy, from the explain layer; the stacks import this module
+
+    goal = objective(settings.objective_metric, goal=settings.objective_goal)
+    run, data = event["names"], event["dataset"]
+    parked: list[dict[str, Any]] = []
+    scored = {model: _scored_rows(s3, data[f"{model}ScoresS3Uri"], model, settings, goal.probabilities, parked) for model in (CANDIDATE, SERVING)}
+    both = sorted(scored[CANDIDATE].keys() & scored[SERVING].keys())
+    for row in both:
+        if scored[CANDIDATE][row][:3] != scored[SERVING][row][:3]:
+            raise StepError(f"the two transforms' outputs differ on evaluation row {row}'s weight, source or label: they did not score the same rows")
+    unscored_by_candidate = len(scored[SERVING].keys() - scored[CANDIDATE].keys())
+    expected = int((data.get("counts") or {}).get("evaluationRows") or 0)
+    rejected_uri = None
+    if parked:
+        rejected_key = f"{RETRAINING_PREFIX}/{run['execution']}/{EVALUATION_REJECTED_FILE}"
+        s3.put_object(Bucket=settings.datasets_bucket, Key=rejected_key, Body="".join(json.dumps(p) + "\n" for p in parked).encode())
+        rejected_uri = f"s3://{settings.datasets_bucket}/{rejected_key}"
+    rows = [scored[CANDIDATE][row] for row in both]
+    try:
+        compared = comparison.paired_comparison(
+            goal, [r[2] for r in rows], [r[0] for r in rows], [r[3] for r in rows], [scored[SERVING][row][3] for row in both]
+        )
+    except comparison.ComparisonError as error:
+        raise StepError(f"the evaluation rows cannot judge the candidate ({error}); {len(parked)} transform lines rejected{f': {rejected_uri}' if rejected_uri else ''}") from None
+    sources = Counter(r[1] for r in rows)
+    promote = compared.promotes(settings.tolerance) and unscored_by_candidate == 0
+    reported = sagemaker.describe_training_job(TrainingJobName=event["training"]["TrainingJobName"]).get("FinalMetricDataList") or []
     result = {
-        "metric": metric, "goal": settings.objective_goal, "tolerance": settings.tolerance, "candidate": candidate, "current": current,
-        "metrics": {m["MetricName"]: m["Value"] for m in reported},
+        "metric": goal.name, "figure": goal.description, "goal": goal.goal, "tolerance": settings.tolerance,
+        **compared.as_dict(),
+        "candidate": {**compared.candidate.as_dict(), "model": run["model"], "artifactS3Uri": event["training"]["ModelArtifacts"]["S3ModelArtifacts"]},
+        "serving": {**compared.serving.as_dict(), "model": event["serving"]["modelName"], "artifactS3Uri": event["serving"].get("artifactS3Uri")},
+        "evaluationRows": expected, "rowsBySource": dict(sorted(sources.items())),
+        "rowsNotCompared": expected - len(both), "rowsUnscoredByCandidate": unscored_by_candidate, "rejectedS3Uri": rejected_uri,
+        "promote": promote, "reason": _reason(compared, sources, settings.tolerance, unscored_by_candidate, rejected_uri),
+        "trainingJobMetrics": {m["MetricName"]: m["Value"] for m in reported},
     }  # fmt: skip
-    if current is None:
-        return {**result, "promote": True, "reason": f"no {metric} is recorded for the serving model; the candidate's {candidate:.6g} becomes the reference"}
-    worse_by = (candidate - current) if settings.objective_goal == "minimize" else (current - candidate)
-    promote = worse_by <= settings.tolerance
-    verdict = "not worse than" if worse_by <= 0 else ("within tolerance of" if promote else "worse than")
-    reason = f"candidate {metric} {candidate:.6g} is {verdict} the serving model's {current:.6g} ({settings.objective_goal}, tolerance {settings.tolerance:g})"
-    return {**result, "promote": promote, "reason": reason}
+    s3.put_object(
+        Bucket=settings.datasets_bucket, Key=f"{RETRAINING_PREFIX}/{run['execution']}/{EVALUATION_RESULT_FILE}",
+        Body=json.dumps(result, indent=1).encode(), ContentType="application/json",
+    )  # fmt: skip
+    return result
+
+
+def _reason(compared: Any, sources: Counter[str], tolerance: float, unscored_by_candidate: int, rejected_uri: str | None) -> str:
+    """Both figures, the difference, its interval and the decision, in one sentence."""
+    c, s, d, worse = compared.candidate, compared.serving, compared.difference, compared.worse_by
+    rows = ", ".join(f"{count} {source}" for source, count in sorted(sources.items()))
+    within = worse.high <= tolerance
+    text = (
+        f"{compared.objective.description} on the same {compared.rows} evaluation rows ({rows}; weighted): "
+        f"candidate {c.value:.4f} [{c.low:.4f}, {c.high:.4f}], serving model {s.value:.4f} [{s.low:.4f}, {s.high:.4f}]; "
+        f"difference (candidate - serving) {d.value:+.4f}, 95 % interval [{d.low:+.4f}, {d.high:+.4f}]; "
+        f"the candidate is worse by at most {worse.high:+.4f} with 95 % confidence, {'within' if within else 'beyond'} the tolerance {tolerance:g}"
+    )
+    if unscored_by_candidate:
+        text += f"; the candidate gave no usable score for {unscored_by_candidate} rows the serving model scored ({rejected_uri})"
+    return text
+
+
+def _scored_rows(s3: Any, uri: str, model: str, settings: StepSettings, probabilities: bool, parked: list[dict[str, Any]]) -> dict[int, tuple[float, str, int, float]]:
+    """row -> (weight, source, label, score) of one evaluation transform's output."""
+    expected = len(dataset.EVALUATION_COLUMNS) + 1 + settings.feature_count + 1
+    rows: dict[int, tuple[float, str, int, float]] = {}
+    for source, number, fields in dataset.records_under(s3, uri):
+        try:
+            row = _evaluation_row(fields, expected, probabilities)
+        except ValueError as error:
+            parked.append({"model": model, "source": source, "line": number, "row": fields[: expected + 5], "reason": str(error)})
+            continue
+        rows[row[0]] = row[1:]
+    return rows
+
+
+def _evaluation_row(fields: list[str], expected: int, probabilities: bool) -> tuple[int, float, str, int, float]:
+    if len(fields) != expected:
+        raise ValueError(f"{len(fields)} fields, expected {expected} (row, weight, source, label, {expected - 5} features, then one score)")
+    row, weight, source, label = int(fields[0]), float(fields[1]), fields[2], int(fields[3])
+    score = float(dataset.normalised_number(fields[-1].strip()))
+    if probabilities and not 0 <= score <= 1:
+        raise ValueError(f"score {score!r} is not a probability, which the figure needs")
+    if not (math.isfinite(weight) and weight > 0 and label in (0, 1)):
+        raise ValueError(f"weight {weight!r} or label {label!r} out of range")
+    return row, weight, source, label, score
 
 
 def baseline_dataset(event: dict[str, Any], settings: StepSettings, s3: Any) -> dict[str, Any]:
@@ -169,7 +267,6 @@ def baseline_dataset(event: dict[str, Any], settings: StepSettings, s3: Any) -> 
     of that shape is written to ``baseline-rejected.jsonl`` with its reason.
     """
     run = event["names"]
-    scores_bucket, scores_prefix = aws.split_s3_uri(event["dataset"]["scoresS3Uri"])
     out_bucket, out_prefix = aws.split_s3_uri(event["dataset"]["baselineS3Uri"])
     rejected_key = f"{RETRAINING_PREFIX}/{run['execution']}/{BASELINE_REJECTED_FILE}"
     expected = settings.feature_count + 2
@@ -179,19 +276,14 @@ def baseline_dataset(event: dict[str, Any], settings: StepSettings, s3: Any) -> 
         with open(path, "w", newline="", encoding="utf-8") as output, open(rejected_path, "w", encoding="utf-8") as parked:
             writer = csv.writer(output, lineterminator="\n")
             writer.writerow(header(settings.feature_names))
-            for item in sorted(dataset.objects_under(s3, scores_bucket, scores_prefix), key=lambda o: o["Key"]):
-                body = s3.get_object(Bucket=scores_bucket, Key=item["Key"])["Body"]
-                lines = (line.decode("utf-8", errors="replace") for line in body.iter_lines())
-                for number, fields in enumerate(csv.reader(lines), start=1):
-                    if not fields:
-                        continue
-                    reason = _scored_row_problem(fields, expected)
-                    if reason is not None:
-                        rejected += 1
-                        parked.write(json.dumps({"source": f"s3://{scores_bucket}/{item['Key']}", "line": number, "row": fields[:expected + 5], "reason": reason}) + "\n")
-                        continue
-                    writer.writerow([fields[-1].strip(), *(value.strip() for value in fields[1:-1])])
-                    rows += 1
+            for source, number, fields in dataset.records_under(s3, event["dataset"]["scoresS3Uri"]):
+                reason = _scored_row_problem(fields, expected)
+                if reason is not None:
+                    rejected += 1
+                    parked.write(json.dumps({"source": source, "line": number, "row": fields[:expected + 5], "reason": reason}) + "\n")
+                    continue
+                writer.writerow([fields[-1].strip(), *(value.strip() for value in fields[1:-1])])
+                rows += 1
         if rows == 0:
             raise StepError(f"the batch transform of {run['transformJob']} wrote no usable rows under {event['dataset']['scoresS3Uri']} ({rejected} rejected)")
         s3.upload_file(path, out_bucket, f"{out_prefix}{BASELINE_FILE}")
@@ -350,8 +442,8 @@ def promote(event: dict[str, Any], settings: StepSettings, s3: Any, ssm: Any) ->
         "previousEndpointConfig": event["deployment"]["previousEndpointConfigName"],
         "trainingJob": training["TrainingJobName"],
         "data": {k: event["dataset"][k] for k in ("trainS3Uri", "validationS3Uri", "manifestS3Uri", "rejectedS3Uri", "counts", "labelsThrough")},
-        "metrics": evaluation.get("metrics") or {},
-        "evaluation": evaluation,
+        "metrics": evaluation.get("trainingJobMetrics") or {},  # as the training job reported them (its validation channel)
+        "evaluation": evaluation,  # the gate: both figures on the same rows, the difference and its interval
         "baselines": {name: b["publish"] for name, b in (event.get("baselines") or {}).items()},
         "triggers": event.get("triggers", []),
     }

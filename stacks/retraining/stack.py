@@ -1,7 +1,7 @@
 """Retrain: triggers -> one-at-a-time decisions -> the retraining state machine.
 
     drift alarm enters ALARM ─────────────┐
-    Monitoring Run Ended with violations ─┤
+    Monitoring Run Ended with violations ─┤  (data quality's configured check types; model quality's)
     Labels Available ─────────────────────┤  EventBridge rules
     schedule (optional) ──────────────────┼──► Triggers (FIFO queue, one group) ──► retraining_triggers
     Retraining Requested (manual) ────────┤        │ state table: every trigger, the run's lock, the labels used
@@ -27,7 +27,8 @@ from constructs import Construct
 
 from lambdas.monitoring.runs.runs import RUN_ENDED
 from lambdas.retraining import triggers
-from lambdas.retraining.dataset import LABELS_PREFIX, MANIFEST_FILE
+from lambdas.retraining.dataset import GROUND_TRUTH_PREFIX, LABELS_PREFIX, MANIFEST_FILE
+from lambdas.retraining.objectives import objective
 from lambdas.retraining.steps import RETRAINING_PREFIX, SCORED_DATASET, TRAINING_DATASET, run_locations
 from lambdas.shared.aws import split_s3_uri
 from lambdas.review.results.results import TRAINING_PREFIX
@@ -64,6 +65,8 @@ class RetrainingStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         retraining, prefix, key = config.retraining, config.prefix, storage.key
+        # The gate computes the objective itself on the evaluation rows: refuse one it cannot, naming the key.
+        objective(retraining.objective_metric, goal=retraining.objective_goal, label_count=len(config.model.label_names))
         endpoint = serving.inference
         layer = dependency_layer(self, "Dependencies")
         parameters = OpsParameters(self)
@@ -81,6 +84,9 @@ class RetrainingStack(Stack):
         datasets, models = storage.datasets, storage.models
         labels_bucket = storage.buckets["labels"] if review is not None else None
         training_data = retraining.training_data_s3_uri or serving.bundled_model.train_s3_uri
+        # The evaluation rows' test set: the bundled model's; with your own model none yet, and the
+        # validation split of the training data judges instead (lambdas/retraining/dataset.py).
+        test_data = serving.bundled_model.test_s3_uri if serving.bundled_model is not None else None
 
         # --- the training job's role and fixed request fields -------------------------------
         if retraining.training_image_uri is not None:
@@ -142,12 +148,11 @@ class RetrainingStack(Stack):
         # The open back end has no job templates: the steps Lambda computes its baselines.
         self.open_baselines = open_baselines(config, monitoring, storage)
         scoring = any(t["dataset"] == SCORED_DATASET for t in templates.values()) or "dataQuality" in self.open_baselines
-        explains = "explainability" in self.open_baselines
         self.steps = AppFunction(
             self,
             "Steps",
             handler="lambdas.retraining.handler.step",
-            description="Retraining steps: assemble data, evaluate, baseline requests, deploy, promote",
+            description="Retraining steps: assemble data, the promotion gate, baseline requests, deploy, promote",
             service=f"{prefix}-retraining-steps",
             invocation=Invocation.state_machine_task(state_machine="retraining"),
             key=key,
@@ -156,9 +161,9 @@ class RetrainingStack(Stack):
             timeout=Duration.minutes(15),
             memory_size=2048,
             ephemeral_storage_mib=10_240,
-            # XGBoost for the open back end's attribution baseline (TreeSHAP of the new model), numpy
-            # for its data-quality baseline's sketch.
-            extra_layers=(explain_layer(self),) if explains or "dataQuality" in self.open_baselines else (),
+            # numpy for the gate's paired bootstrap; XGBoost for the open back end's attribution
+            # baseline (TreeSHAP of the new model), numpy for its data-quality baseline's sketch.
+            extra_layers=(explain_layer(self),),
             environment={
                 "PREFIX": prefix,
                 "ENDPOINT_NAME": endpoint.endpoint_name,
@@ -169,6 +174,9 @@ class RetrainingStack(Stack):
                 "FEATURE_NAMES": json.dumps(list(config.model.feature_names)),
                 "LABEL_COUNT": str(len(config.model.label_names)),
                 "VALIDATION_PERCENTAGE": str(retraining.validation_percentage),
+                "HOLDOUT_PERCENTAGE": str(retraining.holdout_percentage),
+                "TEST_DATA_S3_URI": test_data or "",
+                "VARIANT_NAME": endpoint.variant_name,
                 "OBJECTIVE_METRIC": retraining.objective_metric,
                 "OBJECTIVE_GOAL": retraining.objective_goal,
                 "TOLERANCE": str(retraining.tolerance),
@@ -176,7 +184,7 @@ class RetrainingStack(Stack):
                 "SERVED_MODEL_PARAMETER": config.served_model_parameter,
             },
         )
-        self._grant_steps(prefix, storage, training_data, labels_bucket, monitoring, endpoint, key, config.served_model_parameter)
+        self._grant_steps(prefix, storage, [training_data, *([test_data] if test_data else [])], labels_bucket, monitoring, endpoint, key, config.served_model_parameter)
         pass_roles = [self.training_role, endpoint.role] + [m.role for m in (monitoring.monitors if monitoring else []) if m.baseline_template is not None]
         self.workflow = RetrainingWorkflow(
             self,
@@ -187,9 +195,8 @@ class RetrainingStack(Stack):
             key=key,
             training=training,
             model=model,
-            transform_resources={"InstanceType": retraining.transform_instance_type, "InstanceCount": 1, **aws_facts.volume_key(retraining.transform_instance_type, key.key_arn)}
-            if scoring
-            else None,
+            transform_resources={"InstanceType": retraining.transform_instance_type, "InstanceCount": 1, **aws_facts.volume_key(retraining.transform_instance_type, key.key_arn)},
+            score_training_set=scoring,
             pass_roles=pass_roles,
             baseline_templates=templates,
             open_baselines=self.open_baselines,
@@ -201,7 +208,7 @@ class RetrainingStack(Stack):
         self.job_requests = {name: at_synth(request, every_run) for name, request in self.workflow.job_requests.items()}
         for statement in job_data_statements([self.job_requests["Train"]]):
             self.training_role.add_to_policy(statement)
-        self._grant_model_role(endpoint, key, scoring=self.job_requests.get("ScoreTrainingSet"))
+        self._grant_model_role(endpoint, key, transforms=[request for name, request in self.job_requests.items() if name.startswith("Score")])
 
         # --- triggers ---------------------------------------------------------------------------
         self.table = dynamodb.Table(
@@ -249,6 +256,8 @@ class RetrainingStack(Stack):
                 "LABEL_THRESHOLD": str(retraining.label_threshold),
                 "CHECK_TYPES": json.dumps(list(retraining.violation_check_types)),
                 "COOLDOWN_HOURS": str(retraining.cooldown_hours),
+                "DRIFT_CONSECUTIVE_PERIODS": str(retraining.drift_consecutive_periods),
+                "QUALITY_VIOLATIONS": "true" if retraining.quality_violations else "false",
                 "EVENT_SOURCES": json.dumps(sources),
                 "DEAD_LETTER_QUEUE_URL": self.queue.dead_letter_queue.queue_url,
             },
@@ -306,11 +315,13 @@ class RetrainingStack(Stack):
         acknowledge(policy, ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
         return role
 
-    def _grant_steps(self, prefix: str, storage: StorageStack, training_data: str, labels_bucket, monitoring: MonitoringStack | None, endpoint, key, parameter: str) -> None:
+    def _grant_steps(self, prefix: str, storage: StorageStack, data: list[str], labels_bucket, monitoring: MonitoringStack | None, endpoint, key, parameter: str) -> None:
+        """``data``: the training data and the test set (dataset.py lists and reads each as a prefix)."""
         steps, stack = self.steps, Stack.of(self)
-        data_bucket, data_key = split_s3_uri(training_data)
-        # Listings by prefix: the training data (dataset.py) and the run's batch-transform scores (steps.py).
-        steps.role.add_to_policy(list_prefix(f"arn:{stack.partition}:s3:::{data_bucket}", f"{data_key}*", like=True))
+        located = [split_s3_uri(uri) for uri in data]
+        # Listings by prefix: the training data and test set (dataset.py) and the run's batch-transform scores (steps.py).
+        for data_bucket, data_key in located:
+            steps.role.add_to_policy(list_prefix(f"arn:{stack.partition}:s3:::{data_bucket}", f"{data_key}*", like=True))
         steps.role.add_to_policy(list_prefix(storage.datasets.bucket_arn, f"{RETRAINING_PREFIX}/*", like=True))
         # Unconditioned on the models bucket: GetObject of a run's files there tells a missing object
         # (404) from a denied one only with ListBucket, and AWS does not document which s3:prefix that
@@ -319,15 +330,17 @@ class RetrainingStack(Stack):
         steps.allow(
             ["s3:GetObject"],
             [
-                f"arn:{stack.partition}:s3:::{data_bucket}/{data_key}*",
+                *(f"arn:{stack.partition}:s3:::{data_bucket}/{data_key}*" for data_bucket, data_key in located),
                 storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*"),
-                storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*"),  # the batch transform's scores
+                storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*"),  # the batch transforms' scores
             ],
         )
         steps.allow(["s3:PutObject"], [storage.datasets.arn_for_objects(f"{RETRAINING_PREFIX}/*"), storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*")])
         if labels_bucket is not None:
-            steps.role.add_to_policy(list_prefix(labels_bucket.bucket_arn, LABELS_PREFIX))  # dataset.py reads training-rows/
-            steps.allow(["s3:GetObject"], [labels_bucket.arn_for_objects(f"{TRAINING_PREFIX}/*")])
+            # dataset.py reads training-rows/, and the ground-truth lines beside them for the labels' sampling.
+            steps.role.add_to_policy(list_prefix(labels_bucket.bucket_arn, LABELS_PREFIX))
+            steps.role.add_to_policy(list_prefix(labels_bucket.bucket_arn, GROUND_TRUTH_PREFIX))
+            steps.allow(["s3:GetObject"], [labels_bucket.arn_for_objects(f"{TRAINING_PREFIX}/*"), labels_bucket.arn_for_objects(f"{GROUND_TRUTH_PREFIX}*")])
         if monitoring is not None:
             bucket = storage.buckets["monitoring"]
             kinds = [m.kind for m in monitoring.monitors if m.baseline_template is not None] + [spec["monitor"] for spec in self.open_baselines.values()]
@@ -340,7 +353,9 @@ class RetrainingStack(Stack):
             iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
         )
         sagemaker = lambda kind, name: stack.format_arn(service="sagemaker", resource=kind, resource_name=name)  # noqa: E731
-        steps.allow(["sagemaker:DescribeTrainingJob"], [sagemaker("training-job", f"{prefix}-*")])  # Evaluate reads the metrics
+        steps.allow(["sagemaker:DescribeTrainingJob"], [sagemaker("training-job", f"{prefix}-*")])  # Evaluate records the job's own metrics
+        # ServingModel: the endpoint's current model (CloudFormation-named, or a previous run's) and its artefact.
+        steps.allow(["sagemaker:DescribeModel"], [sagemaker("model", "*")])
         # UpdateEndpoint's auto-rollback watches this alarm; AWS asks "your IAM execution role" to be
         # able to describe it: the caller here, the model's role in _grant_model_role.
         steps.allow(["cloudwatch:DescribeAlarms"], [self.rollback_alarm.alarm_arn])
@@ -354,26 +369,28 @@ class RetrainingStack(Stack):
         steps.allow(["sagemaker:DescribeEndpointConfig"], [sagemaker("endpoint-config", "*")])
         steps.allow(["sagemaker:CreateEndpointConfig", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"], [sagemaker("endpoint-config", f"{prefix}-*")])
         steps.acknowledge_wildcards(
-            "Retraining objects live under retraining/<execution>/ and baselines under <monitor>/baselines|current/; the "
-            "endpoint's current config has a CloudFormation-generated name (or a previous run's), so DescribeEndpointConfig "
-            f"is on any config, while new configs and training jobs are only {prefix}-*; KMS data-key actions are on the app's key only."
+            "Retraining objects live under retraining/<execution>/, baselines under <monitor>/baselines|current/ and label "
+            "lines under ground-truth/<hour>/; the endpoint's current config and model have CloudFormation-generated names (or "
+            "a previous run's), so DescribeEndpointConfig and DescribeModel (read-only metadata) are on any config and model, "
+            f"while new configs and training jobs are only {prefix}-*; KMS data-key actions are on the app's key only."
         )
 
-    def _grant_model_role(self, endpoint, key, *, scoring: dict | None) -> None:
+    def _grant_model_role(self, endpoint, key, *, transforms: list[dict]) -> None:
         """What retraining needs of the model's execution role, in a policy of this stack (turning
         retraining off removes it; the serving stack's own policy is unchanged):
         - the blue/green auto-rollback alarm: "Ensure that your IAM execution role has permission to
           perform the cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify"
           (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html;
           the steps function, which calls UpdateEndpoint, has it too);
-        - with a data-quality re-baseline, the batch transform that scores the training set runs as
-          this role: what its request (``scoring``) reads, lists, writes and encrypts with, and its
-          logs and metrics."""
+        - the batch transforms run as this role (the candidate's model and the serving one have it):
+          the two that score the evaluation rows and, with a data-quality re-baseline, the one that
+          scores the training set: what their requests (``transforms``) read, list, write and
+          encrypt with, and their logs and metrics."""
         stack = Stack.of(self)
         statements = [iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=[self.rollback_alarm.alarm_arn])]
-        if scoring is not None:
+        if transforms:
             statements += [
-                *job_data_statements([scoring]),
+                *job_data_statements(transforms),
                 iam.PolicyStatement(actions=["kms:Decrypt", "kms:DescribeKey"], resources=[key.key_arn]),  # the SSE-KMS input
                 iam.PolicyStatement(
                     actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
@@ -386,15 +403,16 @@ class RetrainingStack(Stack):
         policy = iam.ManagedPolicy(
             self,
             "ModelRolePolicy",
-            description="Retraining's needs of the model's execution role: the rollback alarm, the batch transform that scores the training set",
+            description="Retraining's needs of the model's execution role: the rollback alarm, the batch transforms of the promotion gate and the baseline",
             roles=[endpoint.role],
             statements=statements,
         )
         acknowledge_wildcards(
             policy,
             policy.document,
-            "The transform reads retraining/<execution>/train/ and writes retraining/<execution>/scores/ with names chosen at run "
-            "time; SageMaker names the log streams; cloudwatch:PutMetricData takes no resource and is limited by a namespace condition.",
+            "The transforms read retraining/<execution>/evaluation/ (and train/) and write under retraining/<execution>/ "
+            "(evaluation-scores/, scores/) with names chosen at run time; SageMaker names the log streams; "
+            "cloudwatch:PutMetricData takes no resource and is limited by a namespace condition.",
         )
 
     def _rules(self, config: AppConfig, monitoring: MonitoringStack | None, review: ReviewStack | None) -> dict[str, dict]:
@@ -416,6 +434,8 @@ class RetrainingStack(Stack):
             }
         if monitoring is not None and retraining.violation_check_types:
             patterns["Violations"] = violations_pattern(monitoring.events.event_source, retraining.violation_check_types)
+        if monitoring is not None and config.monitoring.model_quality.enabled and retraining.quality_violations:
+            patterns["QualityViolations"] = quality_violations_pattern(monitoring.events.event_source, model_quality_schedule(config))
         if review is not None:
             patterns["Labels"] = dict(review.pipeline.labels_available_pattern)
         for name, pattern in patterns.items():
@@ -453,6 +473,16 @@ def violations_pattern(event_source: str, check_types: Sequence[str]) -> dict[st
         "detail-type": [RUN_ENDED],
         "detail": {"outcome": ["CompletedWithViolations"], "checkTypes": list(check_types)},
     }
+
+
+def model_quality_schedule(config: AppConfig) -> str:
+    """The model-quality monitor's schedule name (its runs' ``scheduleName``), either back end."""
+    return f"{config.prefix}-model-quality"
+
+
+def quality_violations_pattern(event_source: str, schedule: str) -> dict[str, Any]:
+    """Monitoring Run Ended with violations of the model-quality monitor, whatever their check types."""
+    return {"source": [event_source], "detail-type": [RUN_ENDED], "detail": {"outcome": ["CompletedWithViolations"], "scheduleName": [schedule]}}
 
 
 def at_synth(request: dict[str, Any], uris: dict[str, str]) -> dict[str, Any]:

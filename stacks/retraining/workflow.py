@@ -3,10 +3,13 @@
     Run (names, triggers, baseline templates)
     -> Assemble (Lambda: original data + labels -> train/ and validation/ under retraining/<execution>/)
     -> Train (sagemaker:createTrainingJob.sync)
-    -> Evaluate (Lambda: objective metric vs the serving model's, with tolerance)
-    -> [not better] NotifyNotPromoted -> NotPromoted (succeeds, promoted: false)
+    -> CreateModel (sagemaker:createModel: the candidate)
+    -> ServingModel (Lambda: the model the endpoint serves now)
+    -> ScoreEvaluationSet (Parallel: sagemaker:createTransformJob.sync of the candidate and of the
+       serving model over the same evaluation rows, each line joined to the model's score)
+    -> Evaluate (Lambda: the paired comparison, both figures, the difference and its interval, vs tolerance)
+    -> [not promoted] NotifyNotPromoted -> NotPromoted (succeeds, promoted: false)
     -> [manual approval] Approve (sns:publish.waitForTaskToken; timeout or reject -> NotifyNotPromoted)
-    -> CreateModel (sagemaker:createModel)
     -> [data-quality baseline] ScoreTrainingSet (sagemaker:createTransformJob.sync: the new model's score
        joined to each training row) -> BaselineDataset (Lambda: header + score, features per row)
     -> Baselines (Lambda: requests) -> BaselineJobs (Parallel: sagemaker:createProcessingJob.sync per monitor);
@@ -35,6 +38,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from lambdas.retraining.dataset import EVALUATION_INPUT_FILTER
+from lambdas.retraining.steps import CANDIDATE, SERVING
 from stacks.shared import aws_facts
 from stacks.shared.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
 from stacks.shared.config import AppConfig
@@ -51,6 +56,9 @@ TRANSFORM_TIMEOUT = Duration.hours(2)
 # for CSV "the joined data has the original input data followed by the transformed data"):
 # https://docs.aws.amazon.com/sagemaker/latest/dg/batch-transform-data-processing.html
 SCORING_DATA_PROCESSING = {"InputFilter": "$[1:]", "JoinSource": "Input"}
+# The evaluation transforms: the model reads the features of each evaluation line (row, weight,
+# source and label filtered out), and each output line is the whole evaluation line, then the score.
+EVALUATION_DATA_PROCESSING = {"InputFilter": EVALUATION_INPUT_FILTER, "JoinSource": "Input"}
 # The fields of CreateProcessingJob the Baselines step returns (each present, so every path resolves);
 # RoleArn is the monitor's own role, fixed in the definition.
 PROCESSING_FIELDS = (
@@ -84,7 +92,8 @@ class RetrainingWorkflow(Construct):
         key: kms.IKey,
         training: dict[str, Any],  # CreateTrainingJob fields fixed at deploy time
         model: dict[str, Any],  # CreateModel fields fixed at deploy time (image, execution role)
-        transform_resources: dict[str, Any] | None,  # CreateTransformJob's; None: no data-quality re-baseline
+        transform_resources: dict[str, Any],  # CreateTransformJob's (the evaluation transforms, and the training set's)
+        score_training_set: bool,  # the data-quality baseline reads the new model's scores of the training set
         pass_roles: list[iam.IRole],
         baseline_templates: dict[str, Any],
         open_baselines: dict[str, Any] | None = None,  # the open back end's monitors (steps.open_baselines)
@@ -184,7 +193,54 @@ class RetrainingWorkflow(Construct):
                 ResultPath="$.training",
             )
         )
-        evaluate = caught(lambda_step("Evaluate", "evaluate", "$.evaluation", **{"training.$": "$.training"}))
+        create_model = caught(
+            sagemaker_task(
+                "CreateModel",
+                "createModel",
+                {"ModelName.$": "$.dataset.names.model", **model, "PrimaryContainer": {**model["PrimaryContainer"], "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts"}},
+                Duration.minutes(5),
+                ResultPath=sfn.JsonPath.DISCARD,
+            )
+        )
+        serving_model = caught(lambda_step("ServingModel", "servingModel", "$.serving"))
+
+        def transform(name: str, job: str, model_name: str, source: str, output: str, processing: dict[str, str]) -> dict[str, Any]:
+            """A CreateTransformJob request: the CSV lines under ``source`` through the model, each
+            output line the input line joined to the model's output (``processing``)."""
+            self.job_requests[name] = {
+                "TransformJobName.$": job,
+                "ModelName.$": model_name,
+                "TransformInput": {
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": source}},
+                    "ContentType": "text/csv",
+                    "SplitType": "Line",
+                    "CompressionType": "None",
+                },
+                "TransformOutput": {"S3OutputPath.$": output, "Accept": "text/csv", "AssembleWith": "Line", "KmsKeyId": key.key_arn},
+                "TransformResources": transform_resources,
+                "DataProcessing": processing,
+            }
+            return self.job_requests[name]
+
+        # Both models score the same evaluation rows; the serving model is the endpoint's own
+        # SageMaker model (ServingModel), so nothing is created for it.
+        evaluation_scores = [
+            sagemaker_task(
+                f"Score{model.capitalize()}",
+                "createTransformJob.sync",
+                transform(f"Score{model.capitalize()}", f"$.dataset.names.{model}TransformJob", model_name, "$.dataset.evaluationS3Uri", f"$.dataset.{model}ScoresS3Uri", EVALUATION_DATA_PROCESSING),
+                TRANSFORM_TIMEOUT,
+                ResultPath=sfn.JsonPath.DISCARD,
+            )
+            for model, model_name in ((CANDIDATE, "$.dataset.names.model"), (SERVING, "$.serving.modelName"))
+        ]
+        score_evaluation = caught(sfn.Parallel(self, "ScoreEvaluationSet", result_path=sfn.JsonPath.DISCARD).branch(*evaluation_scores))
+        evaluate = caught(
+            lambda_step(
+                "Evaluate", "evaluate", "$.evaluation",
+                **{"names.$": "$.dataset.names", "dataset.$": "$.dataset", "serving.$": "$.serving", "training.$": "$.training"},
+            )  # fmt: skip
+        )
 
         not_promoted = sfn.Pass(
             self,
@@ -203,40 +259,13 @@ class RetrainingWorkflow(Construct):
             template="Retraining {} did not promote its model: {}. Training job: {}. The endpoint keeps its model.",
         ).next(not_promoted)
 
-        create_model = caught(
-            sagemaker_task(
-                "CreateModel",
-                "createModel",
-                {"ModelName.$": "$.dataset.names.model", **model, "PrimaryContainer": {**model["PrimaryContainer"], "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts"}},
-                Duration.minutes(5),
-                ResultPath=sfn.JsonPath.DISCARD,
-            )
-        )
         baseline_inputs = {"templates.$": "$.templates", "dataset.$": "$.dataset", "names.$": "$.dataset.names"}
         scoring: sfn.IChainable | None = None
-        if transform_resources is not None:
-            self.job_requests["ScoreTrainingSet"] = {
-                "TransformJobName.$": "$.dataset.names.transformJob",
-                "ModelName.$": "$.dataset.names.model",
-                "TransformInput": {
-                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": "$.dataset.trainS3Uri"}},
-                    "ContentType": "text/csv",
-                    "SplitType": "Line",
-                    "CompressionType": "None",
-                },
-                "TransformOutput": {"S3OutputPath.$": "$.dataset.scoresS3Uri", "Accept": "text/csv", "AssembleWith": "Line", "KmsKeyId": key.key_arn},
-                "TransformResources": transform_resources,
-                "DataProcessing": SCORING_DATA_PROCESSING,
-            }
-            score = caught(
-                sagemaker_task(
-                    "ScoreTrainingSet",
-                    "createTransformJob.sync",
-                    self.job_requests["ScoreTrainingSet"],
-                    TRANSFORM_TIMEOUT,
-                    ResultPath=sfn.JsonPath.DISCARD,
-                )
+        if score_training_set:
+            request = transform(
+                "ScoreTrainingSet", "$.dataset.names.transformJob", "$.dataset.names.model", "$.dataset.trainS3Uri", "$.dataset.scoresS3Uri", SCORING_DATA_PROCESSING
             )
+            score = caught(sagemaker_task("ScoreTrainingSet", "createTransformJob.sync", request, TRANSFORM_TIMEOUT, ResultPath=sfn.JsonPath.DISCARD))
             baseline_dataset = caught(
                 lambda_step("BaselineDataset", "baselineDataset", "$.baselineDataset", **{"dataset.$": "$.dataset", "names.$": "$.dataset.names"})
             )
@@ -316,7 +345,7 @@ class RetrainingWorkflow(Construct):
             template="Retraining {} deployed a new model: {}. Model: {}. Lineage: {}",
         ).next(promoted)
 
-        baselined = create_model.next(scoring).next(baselines) if scoring is not None else create_model.next(baselines)
+        baselined: sfn.IChainable = scoring.next(baselines) if scoring is not None else baselines
         if baseline_jobs is not None:
             baselined = baselined.next(baseline_jobs)
         deployment = (
@@ -334,7 +363,7 @@ class RetrainingWorkflow(Construct):
         gate: sfn.IChainable = deployment
         if retraining.manual_approval:
             gate = self._approval(retraining.approval_timeout_hours, topic, prefix, deployment, notify_not_promoted, caught)
-        definition = run.next(assemble).next(train).next(evaluate).next(
+        definition = run.next(assemble).next(train).next(create_model).next(serving_model).next(score_evaluation).next(evaluate).next(
             sfn.Choice(self, "Better").when(sfn.Condition.boolean_equals("$.evaluation.promote", True), gate).otherwise(notify_not_promoted)
         )
 
@@ -351,7 +380,7 @@ class RetrainingWorkflow(Construct):
             comment="Retrains the model on the original data plus reviewers' labels and redeploys it safely",
         )
         ignore_lint_check(self.state_machine.node.default_child, "W3005", "aws-cdk-lib's StateMachine adds a construct dependency on its role next to the GetAtt.")
-        self._grant(stack, prefix, key, pass_roles, transform=transform_resources is not None, processing=bool(baseline_templates))
+        self._grant(stack, prefix, key, pass_roles, processing=bool(baseline_templates))
 
     def _approval(self, hours: int, topic: sns.ITopic, prefix: str, approved: sfn.IChainable, rejected: sfn.IChainable, caught) -> sfn.IChainable:
         """Publish approve/reject commands with the task token; no answer within ``hours`` rejects."""
@@ -389,12 +418,12 @@ class RetrainingWorkflow(Construct):
         caught(approve)
         return approve.next(approved)
 
-    def _grant(self, stack: Stack, prefix: str, key: kms.IKey, pass_roles: list[iam.IRole], *, transform: bool, processing: bool) -> None:
+    def _grant(self, stack: Stack, prefix: str, key: kms.IKey, pass_roles: list[iam.IRole], *, processing: bool) -> None:
         """The SageMaker integrations' permissions, on this app's names only, except ListTags,
         which AWS's policy for the ``.sync`` integrations grants on "*".
         https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html"""
         sagemaker = lambda kind: stack.format_arn(service="sagemaker", resource=kind, resource_name=f"{prefix}-*")  # noqa: E731
-        jobs = {"training": "TrainingJob", **({"processing": "ProcessingJob"} if processing else {}), **({"transform": "TransformJob"} if transform else {})}
+        jobs = {"training": "TrainingJob", **({"processing": "ProcessingJob"} if processing else {}), "transform": "TransformJob"}
         statements = [
             *(
                 iam.PolicyStatement(

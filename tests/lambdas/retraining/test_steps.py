@@ -1,6 +1,7 @@
-"""The state machine's Lambda steps: evaluate (figures; DescribeTrainingJob on Stubber), deploy and
-endpoint (Stubber: botocore's model checks every parameter, DeploymentConfig included), the baseline
-dataset, baselines and promote (moto S3 and SSM)."""
+"""The state machine's Lambda steps: the promotion gate (both transforms' outputs on moto S3,
+DescribeTrainingJob on Stubber), the serving model, deploy and endpoint (Stubber: botocore's model
+checks every parameter, DeploymentConfig included), the baseline dataset, baselines and promote
+(moto S3 and SSM)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import io
 import json
 
 import boto3
+import numpy as np
 import pytest
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
+from sklearn.metrics import log_loss, roc_auc_score
 
 from lambdas.retraining import steps
 from lambdas.shared.baseline import PROMOTED_MARKER, is_promoted
@@ -22,16 +25,19 @@ from tests.lambdas.aws_env import REGION
 CONFIG = app_config.parse_environment("dev", {"retraining": {"deployment": "canary", "canary_percentage": 25, "bake_minutes": 10}})
 DEPLOYMENT = deployment_config(CONFIG, ["mlloop-dev-deployment-errors"])
 BASE = "mlloop-dev-20261122-100000-abc123"
-NAMES = {"execution": "20261122-100000-abc123", "trainingJob": BASE, "model": BASE, "transformJob": BASE, "endpointConfig": BASE}
+NAMES = {
+    "execution": "20261122-100000-abc123", "trainingJob": BASE, "model": BASE, "transformJob": BASE, "endpointConfig": BASE,
+    "candidateTransformJob": f"{BASE}-candidate", "servingTransformJob": f"{BASE}-serving",
+}  # fmt: skip
 PARAMETER = "/mlloop/dev/serving/model-data-url"
 
 
-def settings(goal: str = "minimize", tolerance: float = 0.01) -> steps.StepSettings:
+def settings(metric: str = "validation:logloss", goal: str = "minimize", tolerance: float = 0.01) -> steps.StepSettings:
     return steps.StepSettings(
         prefix="mlloop-dev", endpoint_name="mlloop-dev", datasets_bucket="datasets", models_bucket="models",
         training_data_s3_uri="s3://datasets/bundled/train.csv", labels_bucket="labels", feature_names=("a", "b", "c"), label_count=2,
-        validation_percentage=20, objective_metric="validation:logloss", objective_goal=goal, tolerance=tolerance, deployment=DEPLOYMENT,
-        served_model_parameter=PARAMETER,
+        validation_percentage=20, holdout_percentage=20, test_data_s3_uri="s3://datasets/bundled/test.csv", variant_name="AllTraffic",
+        objective_metric=metric, objective_goal=goal, tolerance=tolerance, deployment=DEPLOYMENT, served_model_parameter=PARAMETER,
     )  # fmt: skip
 
 
@@ -68,42 +74,143 @@ def metrics(value: float):
     return reporting(("train:logloss", 0.05), ("validation:logloss", value))
 
 
-def serving_metric(s3, value: float) -> None:
-    s3.put_object(Bucket="models", Key="retraining/current.json", Body=json.dumps({"metrics": {"validation:logloss": value}}).encode())
+RUN = f"s3://datasets/retraining/{NAMES['execution']}/"
+SERVING_MODEL = {"modelName": "Model-old", "endpointConfigName": "Config-old", "variantName": "AllTraffic", "artifactS3Uri": "s3://models/bundled/model.tar.gz"}
 
 
-def test_the_first_retraining_becomes_the_reference(s3) -> None:
-    result = steps.evaluate({"training": TRAINING}, settings(), s3, metrics(0.2))
-    assert result["promote"] is True and result["current"] is None and "becomes the reference" in result["reason"]
-    assert result["metrics"] == {"train:logloss": 0.05, "validation:logloss": 0.2}
+def evaluation_rows(seed: int = 4, n: int = 300) -> list[tuple[float, str, int]]:
+    """(weight, source, label) of evaluation rows: the test set (weight 1) and audit rows (1/0.02)."""
+    rng = np.random.default_rng(seed)
+    return [(50.0, "reviewed-audit", int(y)) if i % 10 == 0 else (1.0, "test", int(y)) for i, y in enumerate(rng.integers(0, 2, n))]
 
 
-@pytest.mark.parametrize(
-    ("candidate", "current", "goal", "promote", "verdict"),
-    [
-        (0.20, 0.25, "minimize", True, "not worse than"),
-        (0.255, 0.25, "minimize", True, "within tolerance of"),
-        (0.27, 0.25, "minimize", False, "worse than"),
-        (0.90, 0.95, "maximize", False, "worse than"),
-        (0.945, 0.95, "maximize", True, "within tolerance of"),
-    ],
-)
-def test_promotion_compares_both_figures_with_the_tolerance(s3, candidate, current, goal, promote, verdict) -> None:
-    serving_metric(s3, current)
-    result = steps.evaluate({"training": TRAINING}, settings(goal), s3, metrics(candidate))
-    assert result["promote"] is promote and result["candidate"] == candidate and result["current"] == current
-    assert f"is {verdict} the serving model's" in result["reason"] and f"{candidate:.6g}" in result["reason"] and f"{current:.6g}" in result["reason"]
+def transformed(s3, model: str, rows: list[tuple[float, str, int]], scores, *, extra: str = "") -> None:
+    """What the evaluation transform of ``model`` writes: each evaluation line, then the score."""
+    lines = "".join(f"{i},{weight!r},{source},{label},{i},{i % 7},{i % 3},{score!r}\n" for i, ((weight, source, label), score) in enumerate(zip(rows, scores, strict=True)))
+    s3.put_object(Bucket="datasets", Key=f"retraining/{NAMES['execution']}/evaluation-scores/{model}/evaluation.csv.out", Body=(lines + extra).encode())
 
 
-def test_a_training_job_without_the_metric_fails_the_step_naming_what_it_reported(s3) -> None:
-    with pytest.raises(steps.StepError, match="reported no validation:logloss; it reported: train:logloss"):
-        steps.evaluate({"training": TRAINING}, settings(), s3, reporting(("train:logloss", 0.05)))
+def scores(rows, spread: float, seed: int) -> list[float]:
+    """Probabilities that separate the labels by ``spread`` (larger: a better model)."""
+    rng = np.random.default_rng(seed)
+    return [float(np.clip(0.5 + (label - 0.5) * spread + rng.normal(0, 0.1), 0.01, 0.99)) for _, _, label in rows]
 
 
-def test_a_training_job_that_reports_no_metrics_fails_the_step_not_the_machine(s3) -> None:
-    # DescribeTrainingJob then has no FinalMetricDataList at all (a custom image without metric definitions).
-    with pytest.raises(steps.StepError, match="reported no validation:logloss; it reported: nothing"):
-        steps.evaluate({"training": TRAINING}, settings(), s3, reporting(none=True))
+def evaluation_event(rows: int) -> dict:
+    """Evaluate's input: the run's names, both transforms' output folders, the serving model."""
+    scores = {f"{model}ScoresS3Uri": f"{RUN}evaluation-scores/{model}/" for model in ("candidate", "serving")}
+    return {"names": NAMES, "serving": SERVING_MODEL, "training": TRAINING, "dataset": {**scores, "counts": {"evaluationRows": rows}}}
+
+
+def gate(s3, rows, candidate, serving, **kwargs) -> dict:
+    transformed(s3, "candidate", rows, candidate)
+    transformed(s3, "serving", rows, serving)
+    event = evaluation_event(len(rows))
+    return steps.evaluate(event, settings(**kwargs), s3, metrics(0.2))
+
+
+def test_a_worse_candidate_is_refused_with_both_figures_on_the_same_rows(s3) -> None:
+    rows = evaluation_rows()
+    candidate, serving = scores(rows, 0.3, 1), scores(rows, 0.8, 2)
+    result = gate(s3, rows, candidate, serving)  # no lineage: the first retraining is judged like every other
+    labels, weights = [r[2] for r in rows], [r[0] for r in rows]
+    expected = [log_loss(labels, p, sample_weight=weights) for p in (candidate, serving)]
+    assert result["candidate"]["value"] == pytest.approx(expected[0], abs=1e-9) and result["serving"]["value"] == pytest.approx(expected[1], abs=1e-9)
+    low, high = result["difference"]["interval"]
+    assert result["difference"]["value"] == pytest.approx(expected[0] - expected[1], abs=1e-9)
+    assert 0.01 < low < result["difference"]["value"] < high
+    assert result["promote"] is False and result["rows"] == 300 and result["rowsBySource"] == {"reviewed-audit": 30, "test": 270}
+    assert result["serving"]["model"] == "Model-old" and result["candidate"]["model"] == NAMES["model"]
+    reason = result["reason"]
+    assert reason.startswith("log loss on the same 300 evaluation rows (30 reviewed-audit, 270 test; weighted): ")
+    assert f"candidate {expected[0]:.4f} [" in reason and f"serving model {expected[1]:.4f} [" in reason
+    assert f"difference (candidate - serving) {expected[0] - expected[1]:+.4f}, 95 % interval [{low:+.4f}, {high:+.4f}]" in reason
+    assert reason.endswith(f"the candidate is worse by at most {high:+.4f} with 95 % confidence, beyond the tolerance 0.01")
+    assert result["trainingJobMetrics"] == {"train:logloss": 0.05, "validation:logloss": 0.2}  # recorded, not judged on
+    written = json.loads(s3.get_object(Bucket="datasets", Key=f"retraining/{NAMES['execution']}/evaluation.json")["Body"].read())
+    assert written == result
+
+
+def test_a_better_candidate_is_promoted_and_auc_is_maximised(s3) -> None:
+    rows = evaluation_rows()
+    candidate, serving = scores(rows, 0.8, 1), scores(rows, 0.3, 2)
+    result = gate(s3, rows, candidate, serving, metric="validation:auc", goal="maximize", tolerance=0.0)
+    weights, labels = [r[0] for r in rows], [r[2] for r in rows]
+    assert result["candidate"]["value"] == pytest.approx(roc_auc_score(labels, candidate, sample_weight=weights), abs=1e-9)
+    assert result["difference"]["value"] > 0 and result["worseBy"]["interval"][1] < 0 and result["promote"] is True
+    assert result["figure"] == "AUC" and "within the tolerance 0" in result["reason"]
+
+
+def test_identical_models_differ_by_zero_and_are_promoted_at_zero_tolerance(s3) -> None:
+    rows = evaluation_rows()
+    same = scores(rows, 0.5, 3)
+    result = gate(s3, rows, same, same, tolerance=0.0)
+    assert result["difference"] == {"value": 0.0, "interval": [0.0, 0.0]} and result["promote"] is True
+
+
+def test_unusable_transform_lines_are_parked_and_a_candidate_that_fails_rows_is_refused(s3) -> None:
+    rows = evaluation_rows(n=100)
+    candidate, serving = scores(rows, 0.8, 1), scores(rows, 0.3, 2)
+    candidate[5], serving[7] = 1.5, float("nan")  # not probabilities
+    transformed(s3, "candidate", rows, candidate, extra="oops\n")
+    transformed(s3, "serving", rows, serving)
+    event = evaluation_event(100)
+    result = steps.evaluate(event, settings(), s3, metrics(0.2))
+    assert result["rows"] == 98 and result["rowsNotCompared"] == 2 and result["rowsUnscoredByCandidate"] == 1
+    assert result["promote"] is False and "the candidate gave no usable score for 1 rows the serving model scored" in result["reason"]
+    parked = [json.loads(line) for line in s3.get_object(Bucket="datasets", Key=f"retraining/{NAMES['execution']}/evaluation-rejected.jsonl")["Body"].read().splitlines()]
+    assert [(p["model"], p["line"], p["reason"]) for p in parked] == [
+        ("candidate", 6, "score 1.5 is not a probability, which the figure needs"),
+        ("candidate", 101, "1 fields, expected 8 (row, weight, source, label, 3 features, then one score)"),
+        ("serving", 8, "'nan' is not a decimal number"),
+    ]
+    assert result["rejectedS3Uri"] == f"{RUN}evaluation-rejected.jsonl"
+
+
+def test_transforms_of_different_rows_or_no_usable_rows_fail_the_step(s3) -> None:
+    rows = evaluation_rows(n=20)
+    flipped = [(w, s, 1 - y) for w, s, y in rows]
+    transformed(s3, "serving", flipped, scores(rows, 0.5, 1))
+    transformed(s3, "candidate", rows, scores(rows, 0.5, 1))
+    event = evaluation_event(20)
+    with pytest.raises(steps.StepError, match="differ on evaluation row 0's weight, source or label"):
+        steps.evaluate(event, settings(), s3, reporting(none=True))
+    s3.put_object(Bucket="datasets", Key=f"retraining/{NAMES['execution']}/evaluation-scores/serving/evaluation.csv.out", Body=b"x\n")
+    with pytest.raises(steps.StepError, match=r"cannot judge the candidate \(there are no evaluation rows scored by both models\); 1 transform lines rejected"):
+        steps.evaluate(event, settings(), s3, reporting(none=True))
+
+
+def test_a_training_job_that_reports_no_metrics_is_still_judged(s3) -> None:
+    rows = evaluation_rows(n=50)
+    transformed(s3, "candidate", rows, scores(rows, 0.5, 1))
+    transformed(s3, "serving", rows, scores(rows, 0.5, 2))
+    event = evaluation_event(50)
+    result = steps.evaluate(event, settings(), s3, reporting(none=True))
+    assert result["trainingJobMetrics"] == {} and result["rows"] == 50
+
+
+def describe_model(name: str, url: str) -> dict:
+    return {"ModelName": name, "ModelArn": f"arn:aws:sagemaker:eu-west-1:123456789012:model/{name.lower()}", "CreationTime": "2026-11-01T00:00:00Z",
+            "PrimaryContainer": {"Image": "img", "ModelDataUrl": url}, "ExecutionRoleArn": "arn:aws:iam::123456789012:role/r"}  # fmt: skip
+
+
+def test_the_serving_model_is_the_configured_variants_model(sagemaker) -> None:
+    client, stubber = sagemaker
+    two = {**LIVE_CONFIG, "ProductionVariants": [{**LIVE_CONFIG["ProductionVariants"][0], "VariantName": "Shadow", "ModelName": "Other"}, LIVE_CONFIG["ProductionVariants"][0]]}
+    stubber.add_response("describe_endpoint", describe_endpoint("InService", "Config-abc"), {"EndpointName": "mlloop-dev"})
+    stubber.add_response("describe_endpoint_config", two, {"EndpointConfigName": "Config-abc"})
+    stubber.add_response("describe_model", describe_model("Model-old", "s3://models/bundled/model.tar.gz"), {"ModelName": "Model-old"})
+    assert steps.serving_model(settings(), client) == {
+        "modelName": "Model-old", "endpointConfigName": "Config-abc", "variantName": "AllTraffic", "artifactS3Uri": "s3://models/bundled/model.tar.gz",
+    }  # fmt: skip
+    stubber.add_response("describe_endpoint", describe_endpoint("InService", "Config-abc"), {"EndpointName": "mlloop-dev"})
+    stubber.add_response("describe_endpoint_config", {**two, "ProductionVariants": two["ProductionVariants"][:1]}, {"EndpointConfigName": "Config-abc"})
+    stubber.add_response("describe_model", describe_model("Other", "s3://m/other.tar.gz"), {"ModelName": "Other"})
+    assert steps.serving_model(settings(), client)["modelName"] == "Other"  # the only variant, whatever its name
+    stubber.add_response("describe_endpoint", describe_endpoint("InService", "Config-abc"), {"EndpointName": "mlloop-dev"})
+    stubber.add_response("describe_endpoint_config", {**two, "ProductionVariants": [two["ProductionVariants"][0]] * 2}, {"EndpointConfigName": "Config-abc"})
+    with pytest.raises(steps.StepError, match="endpoint mlloop-dev has no variant AllTraffic \\(it has Shadow, Shadow\\)"):
+        steps.serving_model(settings(), client)
 
 
 LIVE_CONFIG = {
@@ -264,7 +371,10 @@ def test_promote_publishes_the_baselines_and_records_the_lineage(s3) -> None:
     event = {
         "names": NAMES,
         "training": TRAINING,
-        "evaluation": {"promote": True, "reason": "r", "candidate": 0.2, "current": None, "metrics": {"train:logloss": 0.05, "validation:logloss": 0.2}},
+        "evaluation": {
+            "promote": True, "reason": "r", "candidate": {"value": 0.1, "interval": [0.08, 0.12]}, "serving": {"value": 0.3, "interval": [0.25, 0.35]},
+            "difference": {"value": -0.2, "interval": [-0.26, -0.15]}, "trainingJobMetrics": {"train:logloss": 0.05, "validation:logloss": 0.2},
+        },  # fmt: skip
         "dataset": {"trainS3Uri": "t", "validationS3Uri": "v", "manifestS3Uri": "m", "rejectedS3Uri": "x", "counts": {"trainRows": 1}, "labelsThrough": "2026-11-22T09:00:00+00:00"},
         "deployment": {"endpointConfigName": NAMES["endpointConfig"], "previousEndpointConfigName": "Config-abc"},
         "baselines": {"dataQuality": {"outputS3Uri": output, "publish": TEMPLATES["dataQuality"]["publish"], "job": "job-1"}},
@@ -283,13 +393,14 @@ def test_promote_publishes_the_baselines_and_records_the_lineage(s3) -> None:
     assert current == per_run and result["lineageS3Uri"].endswith(f"/{NAMES['execution']}/lineage.json")
     assert current["metrics"]["validation:logloss"] == 0.2 and current["model"]["name"] == NAMES["model"]
     assert current["data"]["labelsThrough"] == "2026-11-22T09:00:00+00:00" and current["previousEndpointConfig"] == "Config-abc"
-    # The next evaluation compares against this model's figure.
-    assert steps.evaluate({"training": TRAINING}, settings(), s3, metrics(0.3))["current"] == 0.2
+    # The gate's figures: both models on the same rows, the difference and its interval.
+    assert current["evaluation"] == event["evaluation"]
 
 
 def test_names_that_would_pass_sagemakers_limit_fail_clearly() -> None:
     with pytest.raises(steps.StepError, match="longer than SageMaker's 63"):
-        steps.names(settings(), "x" * 53)
+        steps.names(settings(), "x" * 43)  # mlloop-dev-<43>-candidate: 64
+    assert len(steps.names(settings(), "x" * 42)["candidateTransformJob"]) == 63
     assert steps.names(settings(), NAMES["execution"]) == NAMES
 
 

@@ -1,24 +1,37 @@
 """The synthesised retraining state machine, executed by moto's Step Functions interpreter.
 
 What runs for real: the definition exactly as synthesised (tokens resolved to this test's
-resources), moto's interpretation of every state (Pass, Choice, Wait, Map, catches), the Lambda
-steps (our handler, called in-process with moto S3 and SageMaker), SNS notifications (moto, read
-back through an SQS subscription), the task-token approval, SageMaker CreateModel /
-CreateTrainingJob / DescribeTrainingJob / CreateTransformJob / CreateProcessingJob /
-CreateEndpointConfig / DescribeEndpoint on moto, and the served model's SSM parameter on moto.
+resources), moto's interpretation of every state (Pass, Choice, Parallel, Wait, catches), the Lambda
+steps (our handler, called in-process with moto S3 and SageMaker: the evaluation rows assembled
+from the bundled model's real test set and reviewed labels with their ground-truth lines, the
+serving model read from the endpoint, the paired comparison), SNS notifications (moto, read back
+through an SQS subscription), the task-token approval, SageMaker CreateModel / CreateTrainingJob /
+DescribeTrainingJob / CreateTransformJob / CreateProcessingJob / CreateEndpointConfig /
+DescribeEndpoint / DescribeModel on moto, and the served model's SSM parameter on moto.
 
 What this harness supplies because moto 5.2 lacks it (and why the real service is not needed to
 trust the rest):
 - ``.sync`` for SageMaker: moto runs only waitForTaskToken for SageMaker, so ``_build_sync_resolver``
-  returns DescribeTrainingJob / DescribeProcessingJob once the job ended, as Step Functions does;
-  the training job reports the validation metric the test chose (the XGBoost container would), or
-  none at all (then DescribeTrainingJob has no FinalMetricDataList, as for an image without metric
-  definitions); the batch transform writes what a CSV join writes (each input row followed by the
-  model's output, in ``<input file>.out``); a baseline job writes the files its analyzer writes
-  (statistics.json, constraints.json / analysis.json);
+  returns DescribeTrainingJob / DescribeTransformJob / DescribeProcessingJob once the job ended, as
+  Step Functions does;
+- the training job: it writes the artefact the test chose as the candidate (the bundled model, or a
+  weak one: two depth-1 trees trained here on the bundled training data) and reports a validation
+  metric (the XGBoost container would), or none at all (then DescribeTrainingJob has no
+  FinalMetricDataList, as for an image without metric definitions);
+- the batch transform: what the XGBoost container computes, done here with XGBoost itself: the
+  model named in the request is described (moto), its artefact read from S3 and loaded, each input
+  line is filtered by the request's ``InputFilter`` (``$[k:]``) and scored, and the output is what a
+  CSV join writes (the whole input line, then the model's score, in ``<input file>.out``). An
+  artefact that does not load fails the job, as the container would, and the task fails as Step
+  Functions fails a ``.sync`` task whose job failed: ``States.TaskFailed``, the job's description
+  (status Failed, FailureReason) as the cause (moto's own ``.sync`` of Step Functions does the same);
+- a baseline job writes the files its analyzer writes (statistics.json, constraints.json / analysis.json);
 - ``UpdateEndpoint``: not implemented by moto; the shim sets the endpoint's config (or keeps the old
   one, for the rollback test) as SageMaker does when the update finishes;
 - Lambda: moto's Docker-less backend echoes the payload, so ``invoke`` is routed to our handler;
+- a Parallel branch's ``States.*`` error: moto re-raises a failed branch's error as a custom error
+  name, which refuses the ``States.`` prefix (a ValueError no catch handles); Step Functions fails
+  the Parallel state with the branch's error, which ``_branch_error`` keeps;
 - a caught error without a cause: moto passes ``send-task-failure`` on without its cause and writes
   ``"Cause": null``; Step Functions writes ``""`` (moto's interpreter, from LocalStack, says so) and
   the review feared no field at all; ``without_cause`` makes moto leave the field out.
@@ -28,24 +41,38 @@ and IAM (checked in test_retraining_stack.py against the exact actions).
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import tarfile
 import time
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
+import xgboost as xgb
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.sagemaker import models as sagemaker_models
 from moto.sagemaker.responses import SageMakerResponse
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_unsupported as unsupported
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from lambdas.retraining import handler
 from lambdas.shared import aws
 from lambdas.shared.baseline import header
+from lambdas.shared.explain.results import Unexplainable
+from lambdas.shared.explain.tree import TreeExplainer
 from stacks.shared import default_model
 from tests.conftest import build_app
 from tests.lambdas.aws_env import ACCOUNT, REGION
@@ -54,7 +81,42 @@ FEATURES = 30
 ORIGINAL = "\n".join(f"{i % 2}," + ",".join(str(i + f) for f in range(FEATURES)) for i in range(60)) + "\n"
 PLACEHOLDER_BUCKET = "app-monitoring"  # every other token of the definition (buckets, roles, images)
 PARAMETER = "/mlloop/dev/serving/model-data-url"  # the serving stack's (AppConfig.served_model_parameter)
-SCORE = "0.625"  # what the new model answers for every training row in the batch transform
+SERVING_ARTEFACT = "s3://models/bundled/model.tar.gz"  # the endpoint's model's (Model-old)
+RUN = "20261122-100000-abc123"
+NAME = f"mlloop-dev-{RUN}"
+BUNDLED = default_model.MODEL_ARTIFACT.read_bytes()
+# Reviewed labels: 40 captured requests (the test set's first rows, each feature 1 % larger: records
+# neither model trained on) labelled with the truth, half audit rows (capture sampling 100 %, audit
+# 2 %: inclusion probability 0.02) and half chosen by the review rule (probability 1), with
+# review_results' ground-truth lines; and one loop from before sampling was recorded (no lines).
+_TEST_ROWS = default_model.TEST_CSV.read_text().splitlines()
+REVIEWED = "".join(row.split(",")[0] + "," + ",".join(f"{float(v) * 1.01:.6g}" for v in row.split(",")[1:]) + "\n" for row in _TEST_ROWS[:40])
+GROUND_TRUTH = "".join(
+    json.dumps({
+        "groundTruthData": {"data": row.split(",")[0], "encoding": "CSV"}, "eventMetadata": {"eventId": f"request-{i}"}, "eventVersion": "0",
+        "sampling": {"inclusionProbability": 0.02, "selectedBy": "audit"} if i % 2 else {"inclusionProbability": 1.0, "selectedBy": "rule"},
+    }) + "\n"
+    for i, row in enumerate(REVIEWED.splitlines())
+)  # fmt: skip
+UNSAMPLED = "1," + ",".join("7" for _ in range(FEATURES)) + "\n"
+
+
+def archive(booster: xgb.Booster) -> bytes:
+    """A model.tar.gz as the XGBoost container writes it: the booster saved as ``xgboost-model``."""
+    data, buffer = bytes(booster.save_raw(raw_format="ubj")), io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        member = tarfile.TarInfo("xgboost-model")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def weak() -> bytes:
+    """A worse model than the bundled one: two depth-1 trees on the bundled training data."""
+    train = np.loadtxt(default_model.TRAIN_CSV, delimiter=",")
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 1, "eta": 0.3, "seed": 0}, xgb.DMatrix(train[:, 1:], label=train[:, 0]), num_boost_round=2)
+    return archive(booster)
 
 
 class FakeContext:
@@ -84,20 +146,44 @@ def resolved_definition(app, topic_arn: str, function_arn: str) -> str:
     return "".join(resolve(part) for part in machine["Properties"]["DefinitionString"]["Fn::Join"][1])
 
 
+def _branch_error(error_name: str):
+    return StatesErrorName.from_name(error_name) if error_name.startswith("States.") else CustomErrorName(error_name=error_name)
+
+
+def failed_job(env, action: str, described: dict[str, Any]):
+    """The resolver of a ``.sync`` task whose job failed: States.TaskFailed with the job's description."""
+
+    def resolve():
+        details = TaskFailedEventDetails(resource=f"{action}.sync", resourceType="sagemaker", error="States.TaskFailed", cause=json.dumps(described, default=str))
+        raise FailureEventException(
+            FailureEvent(env=env, error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed), event_type=HistoryEventType.TaskFailed, event_details=EventDetails(taskFailedEventDetails=details))
+        )
+
+    return resolve
+
+
 class Harness:
     """moto with the shims above; ``run`` executes one retraining and returns the execution."""
 
-    def __init__(self, app, monkeypatch: pytest.MonkeyPatch, candidate_metric: float | None, rollback: bool = False) -> None:
-        self.candidate_metric, self.rollback = candidate_metric, rollback  # candidate_metric None: the job reports no metrics
+    def __init__(
+        self, app, monkeypatch: pytest.MonkeyPatch, *, candidate: bytes, serving: bytes, candidate_metric: float | None = 0.2, rollback: bool = False
+    ) -> None:
+        # candidate, serving: the artefacts of the new model and of the endpoint's; candidate_metric
+        # None: the training job reports no metrics.
+        self.candidate, self.candidate_metric, self.rollback = candidate, candidate_metric, rollback
         self.requests: dict[str, list[dict]] = {}  # the .sync requests, by API action
         self.s3 = boto3.client("s3", region_name=REGION)
         for bucket in ("datasets", "models", "labels", PLACEHOLDER_BUCKET):
             self.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         self.s3.put_object(Bucket="datasets", Key="bundled/train.csv", Body=ORIGINAL.encode())
-        self.s3.put_object(Bucket="labels", Key="training-rows/loop-1.csv", Body=("1," + ",".join("7" for _ in range(FEATURES)) + "\n").encode())
+        self.s3.put_object(Bucket="datasets", Key="bundled/test.csv", Body=default_model.TEST_CSV.read_bytes())
+        self.s3.put_object(Bucket="labels", Key="training-rows/loop-1.csv", Body=REVIEWED.encode())
+        self.s3.put_object(Bucket="labels", Key="ground-truth/2026/11/22/09/loop-1.jsonl", Body=GROUND_TRUTH.encode())
+        self.s3.put_object(Bucket="labels", Key="training-rows/loop-0.csv", Body=UNSAMPLED.encode())
+        self.s3.put_object(Bucket="models", Key=aws.split_s3_uri(SERVING_ARTEFACT)[1], Body=serving)
         self.sagemaker = boto3.client("sagemaker", region_name=REGION)
         role = f"arn:aws:iam::{ACCOUNT}:role/sagemaker"
-        self.sagemaker.create_model(ModelName="Model-old", ExecutionRoleArn=role, PrimaryContainer={"Image": "img", "ModelDataUrl": "s3://models/bundled/model.tar.gz"})
+        self.sagemaker.create_model(ModelName="Model-old", ExecutionRoleArn=role, PrimaryContainer={"Image": "img", "ModelDataUrl": SERVING_ARTEFACT})
         self.sagemaker.create_endpoint_config(
             EndpointConfigName="Config-old",
             ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "Model-old", "InitialInstanceCount": 1, "InstanceType": "ml.m5.xlarge", "InitialVariantWeight": 1.0}],
@@ -105,7 +191,7 @@ class Harness:
         )
         self.sagemaker.create_endpoint(EndpointName="mlloop-dev", EndpointConfigName="Config-old")
         self.ssm = boto3.client("ssm", region_name=REGION)
-        self.ssm.put_parameter(Name=PARAMETER, Value="s3://models/bundled/model.tar.gz", Type="String")  # the storage stack's
+        self.ssm.put_parameter(Name=PARAMETER, Value=SERVING_ARTEFACT, Type="String")  # the storage stack's
         sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
         self.topic = sns.create_topic(Name="retraining")["TopicArn"]
         self.inbox = sqs.create_queue(QueueName="inbox")["QueueUrl"]
@@ -127,10 +213,11 @@ class Harness:
         stack = app.retraining
         function_id = stack.get_logical_id(stack.steps.function.node.default_child)
         environment = app.template_json("retraining")["Resources"][function_id]["Properties"]["Environment"]["Variables"]
-        fixed = {"DATASETS_BUCKET": "datasets", "MODELS_BUCKET": "models", "LABELS_BUCKET": "labels", "TRAINING_DATA_S3_URI": "s3://datasets/bundled/train.csv"}
+        fixed = {
+            "DATASETS_BUCKET": "datasets", "MODELS_BUCKET": "models", "LABELS_BUCKET": "labels",
+            "TRAINING_DATA_S3_URI": "s3://datasets/bundled/train.csv", "TEST_DATA_S3_URI": "s3://datasets/bundled/test.csv",
+        }  # fmt: skip
         for name, value in {**environment, **fixed}.items():
-            if name in ("DATASETS_BUCKET", "MODELS_BUCKET", "LABELS_BUCKET", "TRAINING_DATA_S3_URI") and name not in fixed:
-                continue
             assert isinstance(value, str), name  # every other setting is a plain value at synth
             monkeypatch.setenv(name, value)
         handler.step_settings.cache_clear()
@@ -150,20 +237,16 @@ class Harness:
                 job.final_metric_data_list = None
                 if harness.candidate_metric is not None:
                     job.final_metric_data_list = [{"MetricName": "validation:logloss", "Value": harness.candidate_metric, "Timestamp": job.training_end_time}]
-                # The artefact the container would write: the bundled model (30 features), which the
-                # open back end's attribution baseline explains.
+                # The artefact the container would write: the candidate the test chose (30 features).
                 artefact = harness.sagemaker.describe_training_job(TrainingJobName=job.training_job_name)["ModelArtifacts"]["S3ModelArtifacts"]
-                harness.s3.put_object(Bucket=aws.split_s3_uri(artefact)[0], Key=aws.split_s3_uri(artefact)[1], Body=default_model.MODEL_ARTIFACT.read_bytes())
+                harness.s3.put_object(Bucket=aws.split_s3_uri(artefact)[0], Key=aws.split_s3_uri(artefact)[1], Body=harness.candidate)
                 return lambda: harness.sagemaker.describe_training_job(TrainingJobName=job.training_job_name)
             if action == "createTransformJob":
                 name = normalised_parameters["TransformJobName"]
-                source = normalised_parameters["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
-                bucket, prefix = aws.split_s3_uri(source)
-                output_bucket, output_prefix = aws.split_s3_uri(normalised_parameters["TransformOutput"]["S3OutputPath"])
-                for item in harness.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
-                    rows = harness.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
-                    joined = "".join(f"{row},{SCORE}\n" for row in rows if row)
-                    harness.s3.put_object(Bucket=output_bucket, Key=f"{output_prefix}{item['Key'].rsplit('/', 1)[1]}.out", Body=joined.encode())
+                try:
+                    harness.transform(normalised_parameters)
+                except Unexplainable as error:
+                    return failed_job(env, action, {**harness.sagemaker.describe_transform_job(TransformJobName=name), "TransformJobStatus": "Failed", "FailureReason": str(error)})
                 return lambda: harness.sagemaker.describe_transform_job(TransformJobName=name)
             if action == "createProcessingJob":
                 name = normalised_parameters["ProcessingJobName"]
@@ -187,6 +270,23 @@ class Harness:
         monkeypatch.setattr(unsupported.StateTaskServiceUnsupported, "_build_sync_resolver", build_sync_resolver)
         monkeypatch.setattr(unsupported, "_SUPPORTED_INTEGRATION_PATTERNS", {ResourceCondition.WaitForTaskToken, ResourceCondition.Sync})
         monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
+        monkeypatch.setattr(branches_decl, "CustomErrorName", _branch_error)
+
+    def transform(self, request: dict[str, Any]) -> None:
+        """A batch transform of the XGBoost container: the input lines filtered by ``InputFilter``
+        scored by the request's model, each output line the input line joined to the score."""
+        url = self.sagemaker.describe_model(ModelName=request["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
+        bucket, key = aws.split_s3_uri(url)
+        booster = TreeExplainer.from_artifact(self.s3.get_object(Bucket=bucket, Key=key)["Body"], request["ModelName"]).booster  # fails as the container would
+        first = int(re.fullmatch(r"\$\[(\d+):\]", request["DataProcessing"]["InputFilter"])[1])
+        bucket, prefix = aws.split_s3_uri(request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
+        output_bucket, output_prefix = aws.split_s3_uri(request["TransformOutput"]["S3OutputPath"])
+        for item in self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+            lines = [line for line in self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines() if line]
+            features = np.array([[float(v) for v in line.split(",")[first:]] for line in lines])
+            scores = booster.predict(xgb.DMatrix(features))
+            joined = "".join(f"{line},{float(score)!r}\n" for line, score in zip(lines, scores, strict=True))
+            self.s3.put_object(Bucket=output_bucket, Key=f"{output_prefix}{item['Key'].rsplit('/', 1)[1]}.out", Body=joined.encode())
 
     def without_cause(self, monkeypatch) -> None:
         construct = ExecutionState._construct_error_output_value
@@ -198,9 +298,10 @@ class Harness:
         monkeypatch.setattr(ExecutionState, "_construct_error_output_value", output)
 
     def serving_metric(self, value: float) -> None:
+        """A lineage record of an earlier promotion, with its training job's own metric (the gate reads none of it)."""
         self.s3.put_object(Bucket="models", Key="retraining/current.json", Body=json.dumps({"metrics": {"validation:logloss": value}}).encode())
 
-    def start(self, name: str = "20261122-100000-abc123") -> str:
+    def start(self, name: str = RUN) -> str:
         return self.sfn.start_execution(stateMachineArn=self.machine, name=name, input=json.dumps({"triggers": [{"kind": "manual", "id": "t"}]}))["executionArn"]
 
     def wait(self, arn: str, timeout: float = 240) -> dict:
@@ -249,67 +350,138 @@ def moto_sfn(monkeypatch):
     aws.client.cache_clear()
 
 
-def test_promote_path_trains_baselines_deploys_and_records_the_new_model(sagemaker_app, moto_sfn, monkeypatch) -> None:
-    harness = Harness(sagemaker_app, monkeypatch, candidate_metric=0.20)
+def figures(evaluation: dict) -> tuple[float, float, float, list[float]]:
+    """Both figures, the difference and its interval, as the evaluation result gives them."""
+    return evaluation["candidate"]["value"], evaluation["serving"]["value"], evaluation["difference"]["value"], evaluation["difference"]["interval"]
+
+
+def assert_judged_on_the_same_rows(evaluation: dict) -> None:
+    """The bundled test set (114 rows, weight 1) and the held-out reviewed labels, both models on each."""
+    assert evaluation["metric"] == "validation:logloss" and evaluation["rowsNotCompared"] == 0
+    assert evaluation["rowsBySource"]["test"] == 114 and evaluation["rows"] == evaluation["evaluationRows"] == sum(evaluation["rowsBySource"].values())
+    assert set(evaluation["rowsBySource"]) <= {"test", "reviewed-audit", "reviewed-rule", "reviewed-unweighted"} and len(evaluation["rowsBySource"]) > 1
+    assert evaluation["serving"]["model"] == "Model-old" and evaluation["serving"]["artifactS3Uri"] == SERVING_ARTEFACT
+    low, high = evaluation["difference"]["interval"]
+    assert low <= evaluation["difference"]["value"] <= high
+
+
+def assert_notified_with_both_figures(message: str, evaluation: dict) -> None:
+    candidate, serving, difference, (low, high) = figures(evaluation)
+    assert f"candidate {candidate:.4f} [" in message and f"serving model {serving:.4f} [" in message
+    assert f"difference (candidate - serving) {difference:+.4f}, 95 % interval [{low:+.4f}, {high:+.4f}]" in message
+
+
+def test_promote_path_trains_baselines_deploys_and_records_the_new_model(sagemaker_app, moto_sfn, monkeypatch, weak) -> None:
+    harness = Harness(sagemaker_app, monkeypatch, candidate=BUNDLED, serving=weak)
     harness.serving_metric(0.25)
     execution = harness.wait(harness.start())
     assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
     output = json.loads(execution["output"])
-    assert output["promoted"] is True and output["evaluation"]["candidate"] == 0.2 and output["evaluation"]["current"] == 0.25
-    assert output["labelsManifest"] == "s3://datasets/retraining/20261122-100000-abc123/manifest.json"  # the labels it used, for the trigger Lambda
-    name = "mlloop-dev-20261122-100000-abc123"
-    assert harness.endpoint_config() == name
-    config = harness.sagemaker.describe_endpoint_config(EndpointConfigName=name)
-    assert config["ProductionVariants"][0]["ModelName"] == name and config["DataCaptureConfig"]["InitialSamplingPercentage"] == 34
-    model = harness.sagemaker.describe_model(ModelName=name)
-    assert model["PrimaryContainer"]["ModelDataUrl"].startswith("s3://models/retraining/20261122-100000-abc123/")
-    job = harness.sagemaker.describe_training_job(TrainingJobName=name)
-    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://datasets/retraining/20261122-100000-abc123/train/"
+    assert output["promoted"] is True and output["evaluation"]["promote"] is True
+    assert output["labelsManifest"] == f"s3://datasets/retraining/{RUN}/manifest.json"  # the labels it used, for the trigger Lambda
+    assert harness.endpoint_config() == NAME
+    config = harness.sagemaker.describe_endpoint_config(EndpointConfigName=NAME)
+    assert config["ProductionVariants"][0]["ModelName"] == NAME and config["DataCaptureConfig"]["InitialSamplingPercentage"] == 34
+    model = harness.sagemaker.describe_model(ModelName=NAME)
+    assert model["PrimaryContainer"]["ModelDataUrl"].startswith(f"s3://models/retraining/{RUN}/")
+    job = harness.sagemaker.describe_training_job(TrainingJobName=NAME)
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://datasets/retraining/{RUN}/train/"
     lineage = json.loads(harness.s3.get_object(Bucket="models", Key="retraining/current.json")["Body"].read())
-    assert lineage["model"]["name"] == name and lineage["metrics"]["validation:logloss"] == 0.2 and lineage["data"]["counts"]["labelRows"] == 1
+    assert lineage["model"]["name"] == NAME and lineage["metrics"]["validation:logloss"] == 0.2 and lineage["data"]["counts"]["labelRows"] == 41
+    assert lineage["evaluation"] == output["evaluation"]  # both figures, the difference and its interval
     current = harness.s3.list_objects_v2(Bucket=PLACEHOLDER_BUCKET, Prefix="data-quality/current/")["Contents"]
     assert sorted(o["Key"] for o in current) == ["data-quality/current/constraints.json", "data-quality/current/promoted.json", "data-quality/current/statistics.json"]
     # The serving stack now deploys the new artefact, and a monitoring-stack update keeps these baselines.
     assert harness.ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == model["PrimaryContainer"]["ModelDataUrl"]
     # The data-quality baseline read the new model's scores (with the features) under a header, not the training labels.
-    transform = harness.sagemaker.describe_transform_job(TransformJobName=name)
-    assert transform["ModelName"] == name and transform["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input"}
+    transform = harness.sagemaker.describe_transform_job(TransformJobName=NAME)
+    assert transform["ModelName"] == NAME and transform["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input"}
     [quality] = [r for r in harness.requests["createProcessingJob"] if "dq-baseline" in r["ProcessingJobName"]]
-    assert quality["ProcessingInputs"][0]["S3Input"]["S3Uri"] == "s3://datasets/retraining/20261122-100000-abc123/baseline/"
+    assert quality["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://datasets/retraining/{RUN}/baseline/"
     assert json.loads(quality["Environment"]["dataset_format"])["csv"]["header"] is True
-    baseline = harness.s3.get_object(Bucket="datasets", Key="retraining/20261122-100000-abc123/baseline/baseline.csv")["Body"].read().decode().splitlines()
+    baseline = harness.s3.get_object(Bucket="datasets", Key=f"retraining/{RUN}/baseline/baseline.csv")["Body"].read().decode().splitlines()
     assert baseline[0].split(",") == header(default_model.FEATURE_NAMES)
-    assert len(baseline) > 1 and all(line.startswith(f"{SCORE},") and len(line.split(",")) == FEATURES + 1 for line in baseline[1:])
+    rows = np.array([[float(v) for v in line.split(",")] for line in baseline[1:]])
+    bundled = TreeExplainer.from_artifact(io.BytesIO(BUNDLED), "bundled").booster
+    assert rows.shape == (lineage["data"]["counts"]["trainRows"], FEATURES + 1)  # one per training row
+    assert np.allclose(rows[:, 0], bundled.predict(xgb.DMatrix(rows[:, 1:])), atol=1e-6)  # score first: the new model's, then the features
     analysis = json.loads(harness.s3.get_object(Bucket=PLACEHOLDER_BUCKET, Key="explainability/current/analysis_config.json")["Body"].read())
-    assert analysis["predictor"]["model_name"] == name  # Clarify now explains the new model
+    assert analysis["predictor"]["model_name"] == NAME  # Clarify now explains the new model
     [message] = harness.messages(wait=1)
-    assert "deployed a new model" in message and "0.2" in message and "0.25" in message
+    assert "deployed a new model" in message
+    assert_notified_with_both_figures(message, output["evaluation"])
 
 
-def test_reject_path_keeps_the_serving_model_and_notifies_both_figures(dev_app, moto_sfn, monkeypatch) -> None:
-    harness = Harness(dev_app, monkeypatch, candidate_metric=0.40)
-    harness.serving_metric(0.25)
+def test_a_worse_candidate_is_refused_with_both_figures_on_the_same_rows(dev_app, moto_sfn, monkeypatch, weak) -> None:
+    """The lineage says the serving model's own training job reported 0.9, which the old gate would
+    have compared the candidate's 0.2 with: the gate reads neither, and scores both models."""
+    harness = Harness(dev_app, monkeypatch, candidate=weak, serving=BUNDLED)
+    harness.serving_metric(0.9)
     execution = harness.wait(harness.start())
-    assert execution["status"] == "SUCCEEDED"
+    assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
     output = json.loads(execution["output"])
-    assert output["promoted"] is False and output["evaluation"]["promote"] is False
+    evaluation = output["evaluation"]
+    assert output["promoted"] is False and evaluation["promote"] is False
+    assert_judged_on_the_same_rows(evaluation)
+    candidate, serving, difference, (low, _) = figures(evaluation)
+    assert candidate > serving and low > evaluation["tolerance"]  # worse beyond the tolerance, with 95 % confidence
     assert harness.endpoint_config() == "Config-old"
-    assert [m["ModelName"] for m in harness.sagemaker.list_models()["Models"]] == ["Model-old"]  # no model created
+    assert sorted(m["ModelName"] for m in harness.sagemaker.list_models()["Models"]) == ["Model-old", NAME]  # the candidate, scored, not deployed
+    # Both models scored the same evaluation file; no training-set transform ran for a refused model.
+    transforms = {r["TransformJobName"]: r for r in harness.requests["createTransformJob"]}
+    assert set(transforms) == {f"{NAME}-candidate", f"{NAME}-serving"}
+    assert {r["ModelName"] for r in transforms.values()} == {NAME, "Model-old"}
+    assert len({r["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] for r in transforms.values()}) == 1
     [message] = harness.messages(wait=1)
-    assert "did not promote" in message and "0.4" in message and "0.25" in message and "worse than" in message
+    assert "did not promote" in message and "beyond the tolerance 0.01" in message
+    assert_notified_with_both_figures(message, evaluation)
+    saved = json.loads(harness.s3.get_object(Bucket="datasets", Key=f"retraining/{RUN}/evaluation.json")["Body"].read())
+    assert saved == evaluation
 
 
-def test_a_training_job_that_reports_no_metrics_ends_with_a_notification(dev_app, moto_sfn, monkeypatch) -> None:
-    harness = Harness(dev_app, monkeypatch, candidate_metric=None)
+def test_a_better_candidate_is_promoted_with_both_figures(dev_app, moto_sfn, monkeypatch, weak) -> None:
+    harness = Harness(dev_app, monkeypatch, candidate=BUNDLED, serving=weak)
+    harness.serving_metric(0.01)  # the old gate would have refused: the candidate's job reports 0.2
     execution = harness.wait(harness.start())
-    assert execution["status"] == "FAILED" and execution["error"] == "RetrainingFailed"  # not an uncatchable States.Runtime
+    assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
+    output = json.loads(execution["output"])
+    evaluation = output["evaluation"]
+    assert output["promoted"] is True and evaluation["promote"] is True
+    assert_judged_on_the_same_rows(evaluation)
+    candidate, serving, _, (_, high) = figures(evaluation)
+    assert candidate < serving and high <= evaluation["tolerance"]
+    assert harness.endpoint_config() == NAME
     [message] = harness.messages(wait=1)
-    assert "failed; the endpoint keeps its model" in message and "reported no validation:logloss; it reported: nothing" in message
+    assert "deployed a new model" in message and "within the tolerance 0.01" in message
+    assert_notified_with_both_figures(message, evaluation)
+
+
+def test_the_first_run_is_judged_against_the_serving_model(dev_app, moto_sfn, monkeypatch, weak) -> None:
+    """No lineage (the model deployed with the app serves): the candidate is scored against it on
+    the same rows and, being worse, is not promoted (the old gate promoted every first run)."""
+    harness = Harness(dev_app, monkeypatch, candidate=weak, serving=BUNDLED)
+    assert harness.s3.list_objects_v2(Bucket="models", Prefix="retraining/").get("KeyCount") == 0
+    execution = harness.wait(harness.start())
+    assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
+    output = json.loads(execution["output"])
+    assert output["promoted"] is False
+    assert_judged_on_the_same_rows(output["evaluation"])
     assert harness.endpoint_config() == "Config-old"
+    [message] = harness.messages(wait=1)
+    assert "did not promote" in message
+    assert_notified_with_both_figures(message, output["evaluation"])
 
 
-def test_a_rolled_back_deployment_fails_visibly_and_leaves_the_old_model(dev_app, moto_sfn, monkeypatch) -> None:
-    harness = Harness(dev_app, monkeypatch, candidate_metric=0.20, rollback=True)
+def test_a_training_job_that_reports_no_metrics_is_judged_all_the_same(dev_app, moto_sfn, monkeypatch, weak) -> None:
+    harness = Harness(dev_app, monkeypatch, candidate=BUNDLED, serving=weak, candidate_metric=None)
+    execution = harness.wait(harness.start())
+    assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
+    output = json.loads(execution["output"])
+    assert output["promoted"] is True and output["evaluation"]["trainingJobMetrics"] == {}
+
+
+def test_a_rolled_back_deployment_fails_visibly_and_leaves_the_old_model(dev_app, moto_sfn, monkeypatch, weak) -> None:
+    harness = Harness(dev_app, monkeypatch, candidate=BUNDLED, serving=weak, rollback=True)
     execution = harness.wait(harness.start())
     assert execution["status"] == "FAILED" and execution["error"] == "DeploymentRolledBack"
     assert harness.endpoint_config() == "Config-old"
@@ -318,11 +490,13 @@ def test_a_rolled_back_deployment_fails_visibly_and_leaves_the_old_model(dev_app
     assert "could not deploy" in message and "Config-old" in message
 
 
-def test_manual_approval_waits_for_the_token_and_a_rejection_keeps_the_model(approval_app, moto_sfn, monkeypatch) -> None:
-    harness = Harness(approval_app, monkeypatch, candidate_metric=0.20)
+def test_manual_approval_waits_for_the_token_and_a_rejection_keeps_the_model(approval_app, moto_sfn, monkeypatch, weak) -> None:
+    harness = Harness(approval_app, monkeypatch, candidate=BUNDLED, serving=weak)
     arn = harness.start()
     request, token = harness.approval_request()
     assert "send-task-success" in request and "no answer within 2 h rejects" in request
+    evaluation = json.loads(harness.s3.get_object(Bucket="datasets", Key=f"retraining/{RUN}/evaluation.json")["Body"].read())
+    assert_notified_with_both_figures(request, evaluation)  # the approver sees both figures, the difference and its interval
     harness.sfn.send_task_failure(taskToken=token, error="Rejected", cause="not this one")
     execution = harness.wait(arn)
     assert execution["status"] == "SUCCEEDED" and json.loads(execution["output"])["promoted"] is False
@@ -331,8 +505,8 @@ def test_manual_approval_waits_for_the_token_and_a_rejection_keeps_the_model(app
     assert "did not promote its model: not approved (Rejected)." in message  # moto drops the cause of send_task_failure: null
 
 
-def test_a_rejection_without_a_cause_still_keeps_the_model_and_notifies(approval_app, moto_sfn, monkeypatch) -> None:
-    harness = Harness(approval_app, monkeypatch, candidate_metric=0.20)
+def test_a_rejection_without_a_cause_still_keeps_the_model_and_notifies(approval_app, moto_sfn, monkeypatch, weak) -> None:
+    harness = Harness(approval_app, monkeypatch, candidate=BUNDLED, serving=weak)
     harness.without_cause(monkeypatch)
     arn = harness.start()
     _, token = harness.approval_request()
@@ -346,59 +520,55 @@ def test_a_rejection_without_a_cause_still_keeps_the_model_and_notifies(approval
     assert "did not promote its model: not approved (Rejected)" in message
 
 
-def test_manual_approval_then_deploys_when_approved(approval_app, moto_sfn, monkeypatch) -> None:
-    harness = Harness(approval_app, monkeypatch, candidate_metric=0.20)
+def test_manual_approval_then_deploys_when_approved(approval_app, moto_sfn, monkeypatch, weak) -> None:
+    harness = Harness(approval_app, monkeypatch, candidate=BUNDLED, serving=weak)
     arn = harness.start()
     _, token = harness.approval_request()
     harness.sfn.send_task_success(taskToken=token, output="true")  # what the documented command sends
     execution = harness.wait(arn)
     assert execution["status"] == "SUCCEEDED" and json.loads(execution["output"])["promoted"] is True
-    assert harness.endpoint_config() == "mlloop-dev-20261122-100000-abc123"
+    assert harness.endpoint_config() == NAME
 
 
-def test_open_back_end_computes_the_baselines_in_the_steps_lambda_and_promotes_them(dev_app, moto_sfn, monkeypatch) -> None:
+def test_open_back_end_computes_the_baselines_in_the_steps_lambda_and_promotes_them(dev_app, moto_sfn, monkeypatch, weak) -> None:
     """The default (open) monitoring back end: no processing job; the Baselines step computes the
     data-quality baseline from the new model's scored dataset and the attribution baseline with the
     new model's artefact, under <monitor>/baselines/<execution>/, and Promote publishes both."""
     from lambdas.monitoring.drift.baseline import load
 
     assert dev_app.monitoring.backend == "open"
-    harness = Harness(dev_app, monkeypatch, candidate_metric=0.20)
-    harness.serving_metric(0.25)
+    harness = Harness(dev_app, monkeypatch, candidate=BUNDLED, serving=weak)
     execution = harness.wait(harness.start())
     assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
     assert json.loads(execution["output"])["promoted"] is True
-    assert "createProcessingJob" not in harness.requests and "createTransformJob" in harness.requests
-    run = "20261122-100000-abc123"
+    assert "createProcessingJob" not in harness.requests and NAME in {r["TransformJobName"] for r in harness.requests["createTransformJob"]}
     keys = sorted(o["Key"] for o in harness.s3.list_objects_v2(Bucket=PLACEHOLDER_BUCKET)["Contents"])
     assert keys == [
-        f"data-quality/baselines/{run}/constraints.json", f"data-quality/baselines/{run}/statistics.json",
+        f"data-quality/baselines/{RUN}/constraints.json", f"data-quality/baselines/{RUN}/statistics.json",
         "data-quality/current/constraints.json", "data-quality/current/promoted.json", "data-quality/current/statistics.json",
-        f"explainability/baselines/{run}/analysis.json",
+        f"explainability/baselines/{RUN}/analysis.json",
         "explainability/current/analysis.json", "explainability/current/promoted.json",
     ]  # fmt: skip
     read = lambda key: json.loads(harness.s3.get_object(Bucket=PLACEHOLDER_BUCKET, Key=key)["Body"].read())  # noqa: E731
     baseline = load(read("data-quality/current/statistics.json"), read("data-quality/current/constraints.json"))
-    # The new model's scores (the transform's 0.625) then the features, as captures hold them.
-    assert baseline.layout.columns == tuple(header(default_model.FEATURE_NAMES)) and baseline.layout.edges[0] == (float(SCORE),)
-    assert read("data-quality/current/statistics.json")["dataset"]["item_count"] == read(f"data-quality/baselines/{run}/statistics.json")["dataset"]["item_count"] > 0
+    # The new model's scores then the features, as captures hold them.
+    assert baseline.layout.columns == tuple(header(default_model.FEATURE_NAMES)) and all(0 < edge < 1 for edge in baseline.layout.edges[0])
+    assert read("data-quality/current/statistics.json")["dataset"]["item_count"] == read(f"data-quality/baselines/{RUN}/statistics.json")["dataset"]["item_count"] > 0
     analysis = read("explainability/current/analysis.json")
     assert set(analysis["explanations"]["tree_shap"]["benign"]["global_shap_values"]) == set(default_model.FEATURE_NAMES)
-    assert read("explainability/current/promoted.json")["execution"] == run
+    assert read("explainability/current/promoted.json")["execution"] == RUN
     lineage = json.loads(harness.s3.get_object(Bucket="models", Key="retraining/current.json")["Body"].read())
     assert lineage["baselines"]["explainability"] == {"analysis.json": f"s3://{PLACEHOLDER_BUCKET}/explainability/current/analysis.json"}
 
 
-def test_open_back_end_notifies_a_baseline_that_cannot_be_computed(dev_app, moto_sfn, monkeypatch, tmp_path) -> None:
-    """The new model's artefact cannot be explained: the Baselines step fails, the execution
-    notifies why, and the endpoint keeps its model (the baselines come before the deployment)."""
-    broken = tmp_path / "model.tar.gz"
-    broken.write_bytes(b"not a model")
-    monkeypatch.setattr(default_model, "MODEL_ARTIFACT", broken)  # what the training shim writes as the artefact
-    harness = Harness(dev_app, monkeypatch, candidate_metric=0.20)
+def test_a_candidate_artefact_that_does_not_load_fails_the_evaluation_and_notifies(dev_app, moto_sfn, monkeypatch) -> None:
+    """The new model's artefact cannot be loaded: its evaluation transform fails (as the container
+    would), the execution notifies why, and the endpoint keeps its model."""
+    harness = Harness(dev_app, monkeypatch, candidate=b"not a model", serving=BUNDLED)
     execution = harness.wait(harness.start())
     assert execution["status"] == "FAILED" and execution["error"] == "RetrainingFailed"
     [message] = harness.messages(wait=1)
-    assert "explainability baseline of s3://models/retraining/20261122-100000-abc123/" in message and "not a readable .tar.gz" in message
+    assert "failed; the endpoint keeps its model. Error: States.TaskFailed." in message and '"TransformJobStatus": "Failed"' in message
+    assert "not a readable .tar.gz" in message and f"{NAME}-candidate" in message
     assert harness.endpoint_config() == "Config-old"
     assert harness.s3.list_objects_v2(Bucket=PLACEHOLDER_BUCKET, Prefix="explainability/current/").get("KeyCount") == 0

@@ -101,6 +101,22 @@ def test_violations_rule_matches_monitoring_run_ended_with_the_configured_checks
     assert pattern["source"] == [dev_app.monitoring.events.event_source]
 
 
+def test_quality_violations_rule_matches_the_model_quality_monitors_runs_with_violations(dev_app) -> None:
+    pattern = dev_app.retraining.patterns["QualityViolations"]
+    # What lambdas/monitoring/runs/runs.py's ended() publishes for the model-quality monitor (either back end).
+    detail = {"version": "1", "monitor": "model-quality", "scheduleName": "mlloop-dev-model-quality", "outcome": "CompletedWithViolations", "checkTypes": ["LessThanThreshold"], "violationCount": 1}
+    assert matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", detail))
+    assert not matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "outcome": "Completed", "checkTypes": []}))
+    assert not matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "scheduleName": "mlloop-dev-data-quality"}))
+    assert not matches(dev_app.retraining.patterns["Violations"], aws_event("mlloop.monitoring", "Monitoring Run Ended", detail))  # the data-quality rule's check types
+
+
+def test_the_trigger_function_gets_the_drift_and_quality_settings(dev_app) -> None:
+    function = dev_app.retraining.get_logical_id(dev_app.retraining.triggers.function.node.default_child)
+    variables = dev_app.template_json("retraining")["Resources"][function]["Properties"]["Environment"]["Variables"]
+    assert (variables["DRIFT_CONSECUTIVE_PERIODS"], variables["QUALITY_VIOLATIONS"]) == ("2", "true")
+
+
 def test_labels_rule_is_the_review_stacks_own_pattern(dev_app) -> None:
     pattern = dev_app.retraining.patterns["Labels"]
     event = aws_event("mlloop.review", "Labels Available", {"humanLoopName": "mlloop-dev-x", "labelCount": 2, "unusedCount": 0, "trainingRowsS3Uri": "s3://l/training-rows/x.csv"})
@@ -121,7 +137,7 @@ def test_execution_ended_rule_matches_only_this_state_machine_ending(dev_app, te
 
 def test_every_trigger_goes_to_one_fifo_queue_group(template: Template) -> None:
     rules = template.find_resources("AWS::Events::Rule")
-    assert len(rules) == 5  # requested, execution ended, drift alarm, violations, labels (no schedule by default)
+    assert len(rules) == 6  # requested, execution ended, drift alarm, violations, quality violations, labels (no schedule by default)
     for rule in rules.values():
         [target] = rule["Properties"]["Targets"]
         assert target["SqsParameters"] == {"MessageGroupId": "all"} and "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 185
@@ -132,15 +148,18 @@ def test_every_trigger_goes_to_one_fifo_queue_group(template: Template) -> None:
 def test_every_task_times_out_retries_and_is_caught(sagemaker_app) -> None:
     states = all_states(definition(sagemaker_app)["States"])
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
-    assert {"Assemble", "Train", "Evaluate", "CreateModel", "ScoreTrainingSet", "BaselineDataset", "Baselines", "DataQualityBaseline", "ExplainabilityBaseline", "Deploy", "CheckEndpoint", "Promote"} <= set(tasks)
+    assert {
+        "Assemble", "Train", "CreateModel", "ServingModel", "ScoreCandidate", "ScoreServing", "Evaluate", "ScoreTrainingSet", "BaselineDataset",
+        "Baselines", "DataQualityBaseline", "ExplainabilityBaseline", "Deploy", "CheckEndpoint", "Promote",
+    } <= set(tasks)  # fmt: skip
     for name, task in tasks.items():
         assert task.get("TimeoutSeconds"), name
         if name.startswith("Notify"):
             continue  # the notifications are what the catches lead to
         assert task.get("Retry"), name
-        if not name.endswith("Baseline"):  # branches: the Parallel state catches
+        if not name.endswith("Baseline") and name not in ("ScoreCandidate", "ScoreServing"):  # branches: the Parallel state catches
             assert any(c["ErrorEquals"] == ["States.ALL"] and c["Next"] == "NotifyFailure" for c in task["Catch"]), name
-    assert states["BaselineJobs"]["Catch"][0]["Next"] == "NotifyFailure"
+    assert states["BaselineJobs"]["Catch"][0]["Next"] == "NotifyFailure" and states["ScoreEvaluationSet"]["Catch"][0]["Next"] == "NotifyFailure"
     assert tasks["Train"]["Resource"].endswith(":states:::sagemaker:createTrainingJob.sync")
     assert tasks["DataQualityBaseline"]["Resource"].endswith(":states:::sagemaker:createProcessingJob.sync")
     assert tasks["ScoreTrainingSet"]["Resource"].endswith(":states:::sagemaker:createTransformJob.sync")
@@ -206,14 +225,14 @@ def run_state() -> dict:
     """The state the SageMaker tasks read: what Assemble returns (names from steps.names)."""
     settings = steps.StepSettings(
         prefix="mlloop-dev", endpoint_name="mlloop-dev", datasets_bucket="datasets", models_bucket="models", training_data_s3_uri="s3://datasets/b/train.csv",
-        labels_bucket=None, feature_names=("a",), label_count=2, validation_percentage=20, objective_metric="m", objective_goal="minimize", tolerance=0.0,
-        deployment={}, served_model_parameter="/mlloop/dev/serving/model-data-url",
+        labels_bucket=None, feature_names=("a",), label_count=2, validation_percentage=20, holdout_percentage=20, test_data_s3_uri=None, variant_name="AllTraffic",
+        objective_metric="validation:logloss", objective_goal="minimize", tolerance=0.0, deployment={}, served_model_parameter="/mlloop/dev/serving/model-data-url",
     )  # fmt: skip
-    run = "s3://datasets/retraining/20261122-100000-abc123/"
-    return {"dataset": {
-        "names": steps.names(settings, "20261122-100000-abc123"), "trainS3Uri": f"{run}train/", "validationS3Uri": f"{run}validation/",
-        "modelOutputS3Uri": "s3://models/retraining/20261122-100000-abc123/", "scoresS3Uri": f"{run}scores/", "baselineS3Uri": f"{run}baseline/",
-    }}  # fmt: skip
+    execution = "20261122-100000-abc123"
+    return {
+        "dataset": {"names": steps.names(settings, execution), **steps.run_locations("datasets", "models", execution)},
+        "serving": {"modelName": "Model-old"},
+    }
 
 
 def test_the_training_request_is_valid_and_turns_the_profiler_off(dev_app) -> None:
@@ -238,12 +257,50 @@ def test_the_scoring_transform_joins_each_training_row_to_the_new_models_score(s
     assert request["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input"}  # the label is not sent to the model
     assert request["TransformOutput"]["S3OutputPath"] == state["dataset"]["scoresS3Uri"] and request["TransformOutput"]["AssembleWith"] == "Line"
     assert request["TransformOutput"]["KmsKeyId"] and request["TransformResources"]["VolumeKmsKeyId"]
-    # CreateModel -> ScoreTrainingSet -> BaselineDataset -> Baselines, which hands the dataset to the data-quality job.
-    assert states["CreateModel"]["Next"] == "ScoreTrainingSet" and states["ScoreTrainingSet"]["Next"] == "BaselineDataset"
+    # (approved) -> ScoreTrainingSet -> BaselineDataset -> Baselines, which hands the dataset to the data-quality job.
+    assert states["Better"]["Choices"][0]["Next"] == "ScoreTrainingSet" and states["ScoreTrainingSet"]["Next"] == "BaselineDataset"
     assert states["BaselineDataset"]["Next"] == "Baselines"
     assert states["Baselines"]["Parameters"]["baselineDataset.$"] == "$.baselineDataset"
     templates = states["Run"]["Parameters"]["templates"]
     assert templates["dataQuality"]["dataset"] == steps.SCORED_DATASET and templates["explainability"]["dataset"] == steps.TRAINING_DATASET
+
+
+def test_the_gate_scores_both_models_on_the_same_evaluation_rows_before_it_decides(sagemaker_app) -> None:
+    """Train -> CreateModel (the candidate) -> ServingModel -> ScoreEvaluationSet (both transforms
+    over the same evaluation rows, in parallel) -> Evaluate -> Better."""
+    states = all_states(definition(sagemaker_app, token=PLACEHOLDER_ARN)["States"])
+    chain = ["Train", "CreateModel", "ServingModel", "ScoreEvaluationSet", "Evaluate", "Better"]
+    assert [states[name]["Next"] for name in chain[:-1]] == chain[1:]
+    assert states["ServingModel"]["Parameters"] == {"step": "servingModel"} and states["ServingModel"]["ResultPath"] == "$.serving"
+    assert states["Evaluate"]["Parameters"] == {"step": "evaluate", "names.$": "$.dataset.names", "dataset.$": "$.dataset", "serving.$": "$.serving", "training.$": "$.training"}
+    state = run_state()
+    requests = {name: render(states[name]["Parameters"], state) for name in ("ScoreCandidate", "ScoreServing")}
+    for model, request in requests.items():
+        validate_parameters(request, _input_shape("CreateTransformJob"))
+        assert states[model]["Resource"].endswith(":states:::sagemaker:createTransformJob.sync")
+        assert request["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "S3Prefix", "S3Uri": state["dataset"]["evaluationS3Uri"]}
+        # The model reads the features only (row, weight, source and label filtered out); each output
+        # line is the whole evaluation line, then the score.
+        assert request["DataProcessing"] == {"InputFilter": "$[4:]", "JoinSource": "Input"}
+        assert request["TransformInput"]["SplitType"] == "Line" and request["TransformOutput"]["AssembleWith"] == "Line"
+    assert requests["ScoreCandidate"]["ModelName"] == state["dataset"]["names"]["model"] and requests["ScoreServing"]["ModelName"] == "Model-old"
+    assert requests["ScoreCandidate"]["TransformJobName"] == f"{state['dataset']['names']['model']}-candidate"
+    assert requests["ScoreServing"]["TransformOutput"]["S3OutputPath"] == "s3://datasets/retraining/20261122-100000-abc123/evaluation-scores/serving/"
+    assert requests["ScoreCandidate"]["TransformOutput"]["S3OutputPath"] == "s3://datasets/retraining/20261122-100000-abc123/evaluation-scores/candidate/"
+
+
+def test_an_objective_the_gate_cannot_compute_is_refused_at_synth_naming_the_key(tmp_path, dev_app) -> None:
+    environment = json.loads(json.dumps(dev_app.app.node.try_get_context("environments")["dev"]))
+    environment["retraining"] = {"objective_metric": "validation:rmse"}
+    with pytest.raises(ValueError, match=r"retraining\.objective_metric: 'validation:rmse' is not a figure the promotion gate computes"):
+        build_app(tmp_path, environment=environment)
+
+
+def test_the_steps_function_gets_the_evaluation_settings(dev_app) -> None:
+    function = dev_app.retraining.get_logical_id(dev_app.retraining.steps.function.node.default_child)
+    variables = dev_app.template_json("retraining")["Resources"][function]["Properties"]["Environment"]["Variables"]
+    assert (variables["HOLDOUT_PERCENTAGE"], variables["VARIANT_NAME"]) == ("20", "AllTraffic")
+    assert "/test.csv" in json.dumps(variables["TEST_DATA_S3_URI"])  # the bundled model's test set
 
 
 def _input_shape(operation: str):
@@ -259,10 +316,12 @@ def test_the_models_role_may_describe_the_rollback_alarm_and_run_the_transform_b
     alarm_id = dev_app.retraining.get_logical_id(dev_app.retraining.rollback_alarm.node.default_child)
     [alarms] = [s for s in statements if "cloudwatch:DescribeAlarms" in actions(s)]
     assert actions(alarms) == ["cloudwatch:DescribeAlarms"] and alarms["Resource"] == {"Fn::GetAtt": [alarm_id, "Arn"]}
-    # Derived from the transform request (stacks/shared/job_roles.py): its input prefix of every run, its output, its keys.
+    # Derived from the transform requests (stacks/shared/job_roles.py): their input prefixes of every run, their outputs, their keys.
     by_action = {a: resources(s) for s in statements for a in actions(s)}
-    assert [r.split("}}", 1)[1] for r in by_action["s3:GetObject"]] == ["/retraining/*/train/*"]
-    assert [r.split("}}", 1)[1] for r in by_action["s3:PutObject"]] == ["/retraining/*/scores/*"]
+    assert sorted(r.split("}}", 1)[1] for r in by_action["s3:GetObject"]) == ["/retraining/*/evaluation/*", "/retraining/*/train/*"]
+    assert sorted(r.split("}}", 1)[1] for r in by_action["s3:PutObject"]) == [
+        "/retraining/*/evaluation-scores/candidate/*", "/retraining/*/evaluation-scores/serving/*", "/retraining/*/scores/*",
+    ]  # fmt: skip
     assert len(by_action["s3:ListBucket"]) == 1 and "Datasets" in by_action["s3:ListBucket"][0]
     assert {"kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt", "kms:CreateGrant"} <= set(by_action)
 
@@ -353,8 +412,9 @@ def test_jobs_on_instances_with_local_storage_request_no_volume_key(tmp_path, sa
     built = build_app(tmp_path, environment=environment)
     built.app.synth()
     states = all_states(definition(built, token=PLACEHOLDER_ARN)["States"])
-    train, score = (render(states[name]["Parameters"], run_state()) for name in ("Train", "ScoreTrainingSet"))
+    train, score, candidate = (render(states[name]["Parameters"], run_state()) for name in ("Train", "ScoreTrainingSet", "ScoreCandidate"))
     assert "VolumeKmsKeyId" not in train["ResourceConfig"] and "VolumeKmsKeyId" not in score["TransformResources"]
+    assert candidate["TransformResources"] == score["TransformResources"]
     monitoring = built.template("monitoring")
     assert "VolumeKmsKeyId" not in _baseline_request(monitoring)["ProcessingResources"]["ClusterConfig"]
     [definition_] = monitoring.find_resources("AWS::SageMaker::DataQualityJobDefinition").values()
@@ -367,12 +427,12 @@ def test_jobs_on_instances_with_local_storage_request_no_volume_key(tmp_path, sa
 
 
 def test_open_back_end_baselines_in_the_steps_lambda_with_no_job(dev_app) -> None:
-    """The default (open) monitoring back end: CreateModel -> ScoreTrainingSet -> BaselineDataset ->
+    """The default (open) monitoring back end: (approved) ScoreTrainingSet -> BaselineDataset ->
     Baselines (the steps Lambda computes both baselines, from fixed monitor settings) -> Deploy."""
     assert dev_app.monitoring.backend == "open"
     states = all_states(definition(dev_app, token="TOKEN")["States"])
     assert not {"BaselineJobs", "DataQualityBaseline", "ExplainabilityBaseline", "NoBaselines"} & set(states)
-    assert states["CreateModel"]["Next"] == "ScoreTrainingSet" and states["BaselineDataset"]["Next"] == "Baselines"
+    assert states["Better"]["Choices"][0]["Next"] == "ScoreTrainingSet" and states["BaselineDataset"]["Next"] == "Baselines"
     assert states["Baselines"]["Next"] == "Deploy" and states["Baselines"]["Catch"][0]["Next"] == "NotifyFailure"
     assert states["Baselines"]["TimeoutSeconds"] and states["Baselines"]["Retry"]
     payload = states["Baselines"]["Parameters"]  # payload_response_only: the Parameters are the payload
@@ -392,12 +452,12 @@ def test_open_back_end_steps_may_write_the_monitors_baselines_and_load_xgboost(d
     assert [w.rsplit("/", 2)[-2:] for w in writes] == [["baselines", "*"], ["current", "*"], ["baselines", "*"], ["current", "*"]]
     assert {w.split("/")[-3] for w in writes} == {"data-quality", "explainability"}
     function = dev_app.template_json("retraining")["Resources"][dev_app.retraining.get_logical_id(steps_function.function.node.default_child)]
-    assert len(function["Properties"]["Layers"]) == 2  # Powertools, and XGBoost for the attribution baseline's TreeSHAP
+    assert len(function["Properties"]["Layers"]) == 2  # Powertools, and numpy (the gate) with XGBoost (the attribution baseline's TreeSHAP)
 
 
 def test_the_trigger_and_steps_roles_list_and_write_only_what_their_code_does(dev_app) -> None:
     """Least privilege (deploy-fidelity review F7): the table actions triggers.py calls, and listings
-    limited to the prefixes the code lists (training-rows/, the training data, retraining/)."""
+    limited to the prefixes the code lists (training-rows/, ground-truth/, the training data and test set, retraining/)."""
     triggers = statements_of(dev_app, dev_app.retraining.triggers.role)
     table_actions = {a for s in triggers for a in actions(s) if a.startswith("dynamodb:")}
     assert table_actions == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"}
@@ -406,6 +466,10 @@ def test_the_trigger_and_steps_roles_list_and_write_only_what_their_code_does(de
         if "FnGetAttModels" in str(statement["Resource"]):  # the models bucket, read through the storage stack's output
             continue  # a GetObject's 404 there needs an unconditioned ListBucket (the stack says why)
         prefixes = next(iter(statement["Condition"].values()))["s3:prefix"]
-        assert prefixes and all(p.startswith(("training-rows/", "retraining/")) or p.endswith("*") for p in prefixes)
+        assert prefixes and all(p.startswith(("training-rows/", "ground-truth/", "retraining/")) or p.endswith("*") for p in prefixes)
     labelled = [s for s in triggers if "s3:ListBucket" in actions(s)]
     assert [s["Condition"] for s in labelled] == [{"StringEquals": {"s3:prefix": ["training-rows/"]}}]
+    # The steps list the bundled training data and test set, the run's folder, the labels and their ground-truth lines.
+    listed = sorted(next(iter(s["Condition"].values()))["s3:prefix"][0] for s in steps if "s3:ListBucket" in actions(s) and "Condition" in s)
+    bundled = [p.rsplit("/", 1)[1] for p in listed if p.startswith("bundled/")]
+    assert sorted(bundled) == ["test.csv*", "train.csv*"] and [p for p in listed if not p.startswith("bundled/")] == ["ground-truth/", "retraining/*", "training-rows/"]
