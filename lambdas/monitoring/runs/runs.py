@@ -140,10 +140,12 @@ def read_violations(s3: Any, report_uri: str) -> list[dict[str, Any]]:
 
 
 def _summary(violation: dict[str, Any]) -> dict[str, Any]:
-    # Data quality names a feature; Clarify's feature-attribution check names a label instead.
+    # Data quality names a feature; Clarify's feature-attribution check names a label instead; model
+    # quality names the figure (metric_name) that fell below its threshold.
     return {
         "checkType": violation.get("constraint_check_type"),
         "feature": violation.get("feature_name"),
+        "metric": violation.get("metric_name"),
         "label": violation.get("label"),
         "description": str(violation.get("description", ""))[:MAX_DESCRIPTION],
     }

@@ -165,8 +165,8 @@ def test_a_header_that_is_not_the_models_features_fails(s3):
 
 
 def test_an_unknown_monitor_or_threshold_fails(s3):
-    with pytest.raises(baseline.DatasetError, match="property Monitor must be one of data-quality, explainability, got 'model-quality'"):
-        create(s3, {**PROPERTIES, "Monitor": "model-quality"})
+    with pytest.raises(baseline.DatasetError, match="property Monitor must be one of data-quality, explainability, model-quality, got 'model-monitor'"):
+        create(s3, {**PROPERTIES, "Monitor": "model-monitor"})
     with pytest.raises(baseline.DatasetError, match="property DriftThreshold must be a number, got 'high'"):
         create(s3, {**PROPERTIES, "DriftThreshold": "high"})
 

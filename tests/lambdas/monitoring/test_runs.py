@@ -84,7 +84,7 @@ def test_violations_are_read_from_the_report_and_summarised(world) -> None:
     [run] = published(sink)
     assert run["outcome"] == "CompletedWithViolations" and run["violationCount"] == 3
     assert run["checkTypes"] == ["baseline_drift_check", "data_type_check"] and run["features"] == ["mean_radius", "worst_area"]
-    assert run["violations"][0] == {"checkType": "baseline_drift_check", "feature": "mean_radius", "label": None, "description": violations[0]["description"]}
+    assert run["violations"][0] == {"checkType": "baseline_drift_check", "feature": "mean_radius", "label": None, "metric": None, "description": violations[0]["description"]}
     assert len(run["violations"][2]["description"]) == 300
 
 
@@ -106,6 +106,7 @@ def test_explainability_violations_name_a_label_not_a_feature(world) -> None:
     [run] = published(sink)
     assert run["monitor"] == "explainability" and run["outcome"] == "CompletedWithViolations"
     assert run["checkTypes"] == ["feature_attribution_drift_check"] and run["features"] == [] and run["violations"][0]["label"] == "benign"
+    assert run["violations"][0]["metric"] == "shap"  # model quality names its figure the same way
 
 
 def test_the_exit_message_alone_marks_violations_when_the_report_is_missing(world) -> None:
