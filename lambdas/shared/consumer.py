@@ -89,6 +89,13 @@ class Environment:
     def json_value(self, name: str) -> Any:
         return self._parse(name, json.loads, "JSON")
 
+    def flag(self, name: str, default: bool) -> bool:
+        """"true" or "false" (any case); ``default`` when unset or empty."""
+        text = (self.get(name) or str(default)).strip().lower()
+        if text not in ("true", "false"):
+            raise SettingsError(f"environment variable {name} is {text!r}, not true or false")
+        return text == "true"
+
     def names(self, name: str) -> tuple[str, ...]:
         """A JSON list of strings (label names, feature names, check types)."""
         value = self.json_value(name)

@@ -106,13 +106,6 @@ class QualitySettings:
         return ParseOptions(score_path=self.score_path, features_path=self.features_path, threshold=self.threshold)
 
 
-def _flag(env: Environment, name: str, default: bool) -> bool:
-    text = (env.get(name) or str(default)).strip().lower()
-    if text not in ("true", "false"):
-        raise SettingsError(f"environment variable {name} is {text!r}, not true or false")
-    return text == "true"
-
-
 def _prefix(env: Environment, name: str) -> str:
     value = env[name]
     if value and not value.endswith("/"):
@@ -121,7 +114,7 @@ def _prefix(env: Environment, name: str) -> str:
 
 
 def _review(env: Environment) -> Review | None:
-    if env.get("REVIEW_SELECTION") is None or not _flag(env, "REVIEW_SELECTION", True):
+    if env.get("REVIEW_SELECTION") is None or not env.flag("REVIEW_SELECTION", True):
         return None
     try:
         rule = SelectionRule(
@@ -154,7 +147,7 @@ def read_settings(env: Environment) -> QualitySettings:
         score_path=env.get("SCORE_PATH") or None,
         features_path=env.get("FEATURES_PATH") or "features",
         tolerance=env.number("TOLERANCE", 0.05),
-        estimate=_flag(env, "ESTIMATE", True),
+        estimate=env.flag("ESTIMATE", True),
         review=_review(env),
     )
 
