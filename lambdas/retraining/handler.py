@@ -32,6 +32,8 @@ def trigger_settings(env: Environment) -> triggers.TriggerSettings:
         check_types=env.names("CHECK_TYPES"),
         cooldown=dt.timedelta(hours=env.integer("COOLDOWN_HOURS")),
         sources=env.json_value("EVENT_SOURCES"),
+        drift_consecutive_periods=env.integer("DRIFT_CONSECUTIVE_PERIODS", triggers.DEFAULT_CONSECUTIVE_PERIODS),
+        quality_violations=env.flag("QUALITY_VIOLATIONS", True),
     )
 
 
