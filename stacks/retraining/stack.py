@@ -1,7 +1,7 @@
 """Retrain: triggers -> one-at-a-time decisions -> the retraining state machine.
 
     drift alarm enters ALARM ─────────────┐
-    Monitoring Run Ended with violations ─┤  (data quality's configured check types; model quality's)
+    Monitoring Run Ended ─────────────────┤  (every run of a drift schedule: a period; model quality's with violations)
     Labels Available ─────────────────────┤  EventBridge rules
     schedule (optional) ──────────────────┼──► Triggers (FIFO queue, one group) ──► retraining_triggers
     Retraining Requested (manual) ────────┤        │ state table: every trigger, the run's lock, the labels used
@@ -432,8 +432,11 @@ class RetrainingStack(Stack):
                 "detail-type": [triggers.ALARM_STATE_CHANGE],
                 "detail": {"alarmName": [{"prefix": monitoring.data_quality.drift_alarm_prefix}], "state": {"value": ["ALARM"]}},
             }
-        if monitoring is not None and retraining.violation_check_types:
-            patterns["Violations"] = violations_pattern(monitoring.events.event_source, retraining.violation_check_types)
+        if monitoring is not None and (retraining.violation_check_types or retraining.drift_alarms):
+            # Every run, clean ones included: each is a period of its schedule, and drift starts a run only
+            # with the same evidence in consecutive periods (lambdas/retraining/triggers.py); model quality's
+            # runs come through the next rule.
+            patterns["MonitoringRuns"] = monitoring_runs_pattern(monitoring.events.event_source, model_quality_schedule(config))
         if monitoring is not None and config.monitoring.model_quality.enabled and retraining.quality_violations:
             patterns["QualityViolations"] = quality_violations_pattern(monitoring.events.event_source, model_quality_schedule(config))
         if review is not None:
@@ -466,8 +469,14 @@ def open_baselines(config: AppConfig, monitoring: MonitoringStack | None, storag
     return monitors
 
 
+def monitoring_runs_pattern(event_source: str, model_quality_schedule: str) -> dict[str, Any]:
+    """Monitoring Run Ended of every schedule but model quality's, whatever its outcome (either back end publishes it)."""
+    return {"source": [event_source], "detail-type": [RUN_ENDED], "detail": {"scheduleName": [{"anything-but": [model_quality_schedule]}]}}
+
+
 def violations_pattern(event_source: str, check_types: Sequence[str]) -> dict[str, Any]:
-    """Monitoring Run Ended with violations of one of ``check_types`` (either back end publishes it)."""
+    """Monitoring Run Ended with violations of one of ``check_types``. The stack forwards every run
+    (``monitoring_runs_pattern``); tests/lambdas/monitoring/test_open_end_to_end.py still reads this."""
     return {
         "source": [event_source],
         "detail-type": [RUN_ENDED],

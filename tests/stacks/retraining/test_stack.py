@@ -92,12 +92,15 @@ def test_drift_alarm_rule_matches_our_drift_alarms_entering_alarm_only(dev_app) 
     assert len(names) == 30 and all(n.startswith(dev_app.monitoring.data_quality.drift_alarm_prefix) for n in names)
 
 
-def test_violations_rule_matches_monitoring_run_ended_with_the_configured_checks(dev_app) -> None:
-    pattern = dev_app.retraining.patterns["Violations"]
-    detail = {"version": "1", "monitor": "data-quality", "outcome": "CompletedWithViolations", "checkTypes": ["baseline_drift_check", "data_type_check"], "violationCount": 3}
+def test_monitoring_runs_rule_forwards_every_run_but_model_qualitys(dev_app) -> None:
+    """Each run is a period of its schedule for the consecutive-periods rule, clean ones included."""
+    pattern = dev_app.retraining.patterns["MonitoringRuns"]
+    detail = {"version": "1", "monitor": "data-quality", "scheduleName": "mlloop-dev-data-quality", "outcome": "CompletedWithViolations", "checkTypes": ["baseline_drift_check"], "violationCount": 3}
     assert matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", detail))
-    assert not matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "checkTypes": ["data_type_check"]}))
-    assert not matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "outcome": "Completed", "checkTypes": []}))
+    assert matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "outcome": "Completed", "checkTypes": [], "violationCount": 0}))
+    assert matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "monitor": "explainability", "scheduleName": "mlloop-dev-explainability"}))
+    assert not matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "monitor": "model-quality", "scheduleName": "mlloop-dev-model-quality"}))
+    assert not matches(pattern, aws_event("mlloop.review", "Monitoring Run Ended", detail))
     assert pattern["source"] == [dev_app.monitoring.events.event_source]
 
 
@@ -108,7 +111,7 @@ def test_quality_violations_rule_matches_the_model_quality_monitors_runs_with_vi
     assert matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", detail))
     assert not matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "outcome": "Completed", "checkTypes": []}))
     assert not matches(pattern, aws_event("mlloop.monitoring", "Monitoring Run Ended", {**detail, "scheduleName": "mlloop-dev-data-quality"}))
-    assert not matches(dev_app.retraining.patterns["Violations"], aws_event("mlloop.monitoring", "Monitoring Run Ended", detail))  # the data-quality rule's check types
+    assert not matches(dev_app.retraining.patterns["MonitoringRuns"], aws_event("mlloop.monitoring", "Monitoring Run Ended", detail))  # one rule per run
 
 
 def test_the_trigger_function_gets_the_drift_and_quality_settings(dev_app) -> None:
@@ -137,7 +140,7 @@ def test_execution_ended_rule_matches_only_this_state_machine_ending(dev_app, te
 
 def test_every_trigger_goes_to_one_fifo_queue_group(template: Template) -> None:
     rules = template.find_resources("AWS::Events::Rule")
-    assert len(rules) == 6  # requested, execution ended, drift alarm, violations, quality violations, labels (no schedule by default)
+    assert len(rules) == 6  # requested, execution ended, drift alarm, monitoring runs, quality violations, labels (no schedule by default)
     for rule in rules.values():
         [target] = rule["Properties"]["Targets"]
         assert target["SqsParameters"] == {"MessageGroupId": "all"} and "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 185
