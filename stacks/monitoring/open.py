@@ -36,7 +36,7 @@ from constructs import Construct
 from lambdas.capture.records import ParseOptions
 from lambdas.monitoring.drift.evaluate import DRIFT_METRIC, SIGNIFICANT_DRIFT_METRIC
 from lambdas.review.results.results import GROUND_TRUTH_PREFIX
-from lambdas.monitoring.runs.runs import CADENCE_START, EVALUATION_MINUTE, LATEST_MARKER, RUN_ENDED
+from lambdas.monitoring.runs.runs import CADENCE_START, EVALUATION_MINUTE, LATEST_MARKER
 from lambdas.shared import baseline as baseline_dataset
 from lambdas.shared.aws import split_s3_uri
 from stacks.shared import aws_facts
@@ -575,8 +575,6 @@ class OpenModelQualityMonitor(OpenMonitor):
         current = f"s3://{bucket.bucket_name}/{self.kind}/{CURRENT}"
         self.statistics_s3_uri, self.constraints_s3_uri = f"{current}/statistics.json", f"{current}/constraints.json"
         self.latest_marker_s3_uri = f"{self.reports_s3_uri}/{endpoint_name}/{self.schedule_name}/{LATEST_MARKER}"
-        # Its runs that found a quality drop (the "Monitoring Run Ended" events retraining may start on).
-        self.violations_pattern = {"source": [event_source], "detail-type": [RUN_ENDED], "detail": {"monitor": [self.kind], "outcome": ["CompletedWithViolations"]}}
         self.capture_prefix = capture_prefix.rstrip("/") + "/"
         self.ground_truth_prefix = f"{GROUND_TRUTH_PREFIX}/"
         # The evaluator's label for a score, as capture_filter's (records.ParseOptions' default).

@@ -174,6 +174,15 @@ def test_the_baseline_is_computed_at_deploy_from_the_bundled_test_set_scores(dev
     assert custom in template.to_json()["Resources"][function_id]["DependsOn"]
 
 
+def test_the_metric_names_are_the_evaluators() -> None:
+    """The stack keeps its own copies (the evaluator's modules import numpy, which synthesis lacks)."""
+    from lambdas.monitoring.quality import documents, metrics
+
+    assert (ESTIMATED_METRIC, VIOLATION_METRIC, LABELLED_ROWS_METRIC) == (documents.ESTIMATED_METRIC, documents.VIOLATION_METRIC, documents.LABELLED_ROWS_METRIC)
+    # One violation alarm per constrained figure, each a metric Model Monitor names.
+    assert set(FIGURES) == set(documents.CONSTRAINED) and set(FIGURES) <= set(metrics.DOCUMENTED)
+
+
 def test_one_alarm_per_figure_on_its_violation_and_the_runs_failures_and_overdue(template: Template) -> None:
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in _resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("AlarmName", "").startswith("mlloop-dev-model-quality-")}
     assert set(alarms) == {f"mlloop-dev-model-quality-{m}" for m in FIGURES}
@@ -198,9 +207,11 @@ def test_a_run_with_violations_reaches_the_alert_rule_and_the_retraining_pattern
              "time": "2026-11-22T00:25:00Z", "region": "eu-west-1", "resources": [], "detail": json.loads(json.dumps(run.detail, default=str))}  # fmt: skip
     [alert] = [r["Properties"] for r in _resources(template, "AWS::Events::Rule").values() if r["Properties"].get("EventPattern", {}).get("source") == ["mlloop.monitoring"]]
     assert EventPattern.load(json.dumps(alert["EventPattern"])).matches_event(event)
-    pattern = dev_app.monitoring.model_quality.violations_pattern
+    # Retraining's trigger (retraining.quality_violations) matches it by the schedule's name.
+    pattern = dev_app.retraining.patterns["QualityViolations"]
     assert EventPattern.load(json.dumps(pattern)).matches_event(event)
-    for other in ({**event["detail"], "monitor": "data-quality"}, {**event["detail"], "outcome": "Completed"}):
+    other_monitor = {**event["detail"], "monitor": "data-quality", "scheduleName": "mlloop-dev-data-quality"}
+    for other in (other_monitor, {**event["detail"], "outcome": "Completed"}):
         assert not EventPattern.load(json.dumps(pattern)).matches_event({**event, "detail": other})
 
 
