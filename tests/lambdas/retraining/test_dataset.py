@@ -263,3 +263,29 @@ def test_an_empty_evaluation_set_fails_clearly(s3) -> None:
     s3.delete_object(Bucket="datasets", Key="original/test.csv")
     with pytest.raises(dataset.DatasetError, match="no test set at s3://datasets/original/test.csv"):
         dataset.assemble(s3, settings(labels=None, test=TEST_SET))
+
+
+def test_the_weights_come_from_what_review_results_writes(s3) -> None:
+    """The contract with lambdas/review/results/results.py: its training rows and ground-truth lines
+    of one loop line up, so each held-out label gets its own row's inclusion probability."""
+    from lambdas.review.results import results
+
+    rows = [
+        {"key": f"row-{i}", "recordId": f"r{i}", "features": [{"name": n, "value": v} for n, v in zip("abc", (7_000 + i, 1, 1), strict=True)],
+         "prediction": i % 2, "selectedBy": "audit" if i % 2 else "rule", "inclusionProbability": 0.01 if i % 2 else 0.25}
+        for i in range(6)
+    ]  # fmt: skip
+    answers = {f"row-{i}-verdict": {"agree": True, "disagree": False} for i in range(6) if i != 2}  # row 2 unanswered: no label
+    output = {"humanLoopName": "loop-x", "inputContent": {"rows": rows}, "humanAnswers": [{"answerContent": answers, "submissionTime": "2026-11-22T10:00:00Z"}]}
+    s3.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="reports", Key="a2i/loop-x/output.json", Body=json.dumps(output).encode())
+    event = results.LoopEvent("loop-x", "Completed", "s3://reports/a2i/loop-x/output.json", None, "2026-11-22T10:00:00Z")
+    written = results.record_loop(s3, boto3.client("events", region_name=REGION), event, results.ResultsSettings("labels", "reports", ("0", "1"), "default", "mlloop.review"))
+    assert written.labelled == 5
+    dataset.assemble(s3, settings(holdout=100))  # every label held out: each judges with its weight
+    judged = {r[4]: (float(r[1]), r[2]) for r in evaluation(s3) if r[2].startswith("reviewed-")}
+    assert judged == {
+        "7000": (4.0, "reviewed-rule"), "7001": (100.0, "reviewed-audit"), "7003": (100.0, "reviewed-audit"),
+        "7004": (4.0, "reviewed-rule"), "7005": (100.0, "reviewed-audit"),
+    }  # fmt: skip
+    assert output(s3)[3]["unweightedLabelObjects"] == []
