@@ -276,9 +276,9 @@ def test_the_weights_come_from_what_review_results_writes(s3) -> None:
         for i in range(6)
     ]  # fmt: skip
     answers = {f"row-{i}-verdict": {"agree": True, "disagree": False} for i in range(6) if i != 2}  # row 2 unanswered: no label
-    output = {"humanLoopName": "loop-x", "inputContent": {"rows": rows}, "humanAnswers": [{"answerContent": answers, "submissionTime": "2026-11-22T10:00:00Z"}]}
+    answered = {"humanLoopName": "loop-x", "inputContent": {"rows": rows}, "humanAnswers": [{"answerContent": answers, "submissionTime": "2026-11-22T10:00:00Z"}]}
     s3.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
-    s3.put_object(Bucket="reports", Key="a2i/loop-x/output.json", Body=json.dumps(output).encode())
+    s3.put_object(Bucket="reports", Key="a2i/loop-x/output.json", Body=json.dumps(answered).encode())
     event = results.LoopEvent("loop-x", "Completed", "s3://reports/a2i/loop-x/output.json", None, "2026-11-22T10:00:00Z")
     written = results.record_loop(s3, boto3.client("events", region_name=REGION), event, results.ResultsSettings("labels", "reports", ("0", "1"), "default", "mlloop.review"))
     assert written.labelled == 5
