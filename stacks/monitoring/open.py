@@ -60,7 +60,7 @@ EVALUATION_RETRIES = 2
 
 # The model-quality monitor's folder in the monitoring bucket and its events' "monitor" (the evaluator's
 # MONITOR: lambdas/monitoring/open/model_quality.py imports Powertools and numpy, which synthesis lacks),
-# and the metrics its evaluator publishes beside Model Monitor's (aws_facts.MODEL_QUALITY_METRICS_NAMESPACE): the label-free estimate of each
+# and the metrics its evaluator publishes (Model Monitor's names, aws_facts.MODEL_QUALITY_BINARY_METRICS, in the app's namespace) beside: the label-free estimate of each
 # figure, the rows labelled in the period, and 1 when a figure violates its constraint (0 when it does not).
 MODEL_QUALITY = "model-quality"
 ESTIMATED_METRIC = "estimated_{metric}"
@@ -644,9 +644,7 @@ class OpenModelQualityMonitor(OpenMonitor):
         dimensions = {"Endpoint": endpoint_name, "MonitoringSchedule": self.schedule_name}
 
         def metric(name: str, statistic: str = "Average", label: str | None = None) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=aws_facts.MODEL_QUALITY_METRICS_NAMESPACE, metric_name=name, dimensions_map=dimensions, statistic=statistic, period=period, label=label
-            )
+            return self.function.metric(name, statistic=statistic, period=period, label=label, **dimensions)
 
         # Model Monitor's names for the realized figures, ours for the label-free estimates beside them.
         self.quality_metrics = {name: metric(name, label=f"{name} (labels)") for name in aws_facts.MODEL_QUALITY_BINARY_METRICS}

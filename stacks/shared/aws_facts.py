@@ -174,14 +174,11 @@ EXPLAINABILITY_VALUE_TYPE = "GlobalShapValues"
 # metrics that are emitted, see the previous sections on this page"), with the dimensions Endpoint and
 # MonitoringSchedule (the SageMaker Python SDK's model-quality dashboard searches
 # ``{aws/sagemaker/Endpoints/model-metrics,Endpoint,MonitoringSchedule}``, sagemaker/dashboard/
-# automatic_model_quality_dashboard.py). The open model-quality monitor publishes its figures there
-# under these names, whichever monitoring back end runs; log loss, Brier score, the label-free
-# estimates and the labelled row count are the app's own additions beside them. CloudWatch reserves
-# namespaces that begin with "AWS/" (PutMetricData, Namespace); this one is lower case, as Model
-# Monitor's jobs publish it, and the evaluator writes it through EMF: check it on the first deployed
-# run (CloudWatch > All metrics) and change it only here and in the evaluator.
+# automatic_model_quality_dashboard.py). The open model-quality monitor uses the same metric names and
+# dimensions but, like the other open monitors, publishes them through EMF in the app's own namespace
+# (functions.METRICS_NAMESPACE, with Powertools' ``service``): a Lambda writing into a SageMaker
+# namespace is unverified and would mix with a Model Monitor job's figures.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html
-# https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html
 MODEL_QUALITY_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
 MODEL_QUALITY_BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "auc")
 

@@ -22,6 +22,7 @@ from lambdas.review.results.results import GROUND_TRUTH_PREFIX
 from lambdas.shared.consumer import Environment
 from stacks.monitoring.open import ESTIMATED_METRIC, LABELLED_ROWS_METRIC, VIOLATION_METRIC
 from stacks.shared import aws_facts, default_model
+from stacks.shared.functions import METRICS_NAMESPACE
 from stacks.shared.compliance import flatten_reference, wildcard_findings
 from tests.conftest import CDK_CONTEXT, ROOT, build_app
 from tests.stacks.monitoring.test_open import _evaluate, _function, _grants, _resources, _schedule, _statements
@@ -30,7 +31,7 @@ from tests.stacks.test_cfn_lint import lint, templates
 HANDLER = "lambdas.monitoring.open.model_quality.handler"
 SCHEDULE = "mlloop-dev-model-quality"
 FIGURES = aws_facts.MODEL_QUALITY_BINARY_METRICS
-DIMENSIONS = {"Endpoint": "mlloop-dev", "MonitoringSchedule": SCHEDULE}
+DIMENSIONS = {"Endpoint": "mlloop-dev", "MonitoringSchedule": SCHEDULE, "service": "mlloop-dev-monitoring-runs"}  # Powertools adds service
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +189,7 @@ def test_one_alarm_per_figure_on_its_violation_and_the_runs_failures_and_overdue
     assert set(alarms) == {f"mlloop-dev-model-quality-{m}" for m in FIGURES}
     for figure in FIGURES:
         alarm = alarms[f"mlloop-dev-model-quality-{figure}"]
-        assert (alarm["Namespace"], alarm["MetricName"]) == ("aws/sagemaker/Endpoints/model-metrics", VIOLATION_METRIC.format(metric=figure))
+        assert (alarm["Namespace"], alarm["MetricName"]) == (METRICS_NAMESPACE, VIOLATION_METRIC.format(metric=figure))
         assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == DIMENSIONS
         assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"], alarm["Period"]) == ("Maximum", 1, "GreaterThanOrEqualToThreshold", 86_400)
         assert alarm["TreatMissingData"] == "notBreaching" and len(alarm["AlarmActions"]) == 1
@@ -228,12 +229,12 @@ def test_the_dashboard_row_shows_each_figure_beside_its_estimate_and_the_labelle
     for figure in FIGURES:
         metrics = graphs[f"Model quality: {figure}, from labels and estimated from scores"]
         assert [(m[0], m[1], m[-1]["label"]) for m in metrics] == [
-            ("aws/sagemaker/Endpoints/model-metrics", figure, f"{figure} (labels)"),
-            ("aws/sagemaker/Endpoints/model-metrics", ESTIMATED_METRIC.format(metric=figure), f"{figure} (estimated)"),
+            (METRICS_NAMESPACE, figure, f"{figure} (labels)"),
+            (METRICS_NAMESPACE, ESTIMATED_METRIC.format(metric=figure), f"{figure} (estimated)"),
         ]
         assert all(dict(zip(m[2:-1:2], m[3:-1:2], strict=True)) == DIMENSIONS for m in metrics)
     [rows] = graphs["Model quality: labelled rows per evaluation"]
-    assert (rows[0], rows[1]) == ("aws/sagemaker/Endpoints/model-metrics", LABELLED_ROWS_METRIC)
+    assert (rows[0], rows[1]) == (METRICS_NAMESPACE, LABELLED_ROWS_METRIC)
     # The violation alarms are in the monitoring alarms' status widget (cross-stack ARNs: counted): three
     # overdue and three failed-run alarms (one per schedule), 30 drift alarms, then the model-quality ones.
     [status] = [w for w in _widgets(dev_app) if w["type"] == "alarm" and w["properties"]["title"].startswith("Monitoring alarms")]
