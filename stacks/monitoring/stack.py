@@ -189,7 +189,7 @@ class MonitoringStack(Stack):
             return S3Source.configured(self, mq.dataset_s3_uri)
         if bundled is not None:
             # Deployed with its other datasets (default_model.DATASETS), in test.csv's folder.
-            return S3Source.object(bundled.datasets_bucket, f"{bundled.test_key.rsplit('/', 1)[0]}/{default_model.TEST_SCORES_CSV.name}")
+            return S3Source.object(bundled.datasets_bucket, bundled.test_scores_key)
         return None
 
     def _model_quality(self, config: AppConfig, storage: StorageStack, serving: ServingStack, baselines: OpenBaselines, explain: lambda_.ILayerVersion) -> None:

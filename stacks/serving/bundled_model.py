@@ -49,6 +49,7 @@ class BundledModel(Construct):
         self.train_key = f"{data_prefix}/{default_model.TRAIN_CSV.name}"
         self.test_key = f"{data_prefix}/{default_model.TEST_CSV.name}"
         self.baseline_key = f"{data_prefix}/{default_model.BASELINE_CSV.name}"
+        self.test_scores_key = f"{data_prefix}/{default_model.TEST_SCORES_CSV.name}"
 
         self.log_group = encrypted_log_group(self, "DeploymentLogs", key=key, retain=retain_logs)
         self.role = iam.Role(self, "CopyRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="Copies the bundled model and datasets (BucketDeployment)")

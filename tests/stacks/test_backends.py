@@ -30,11 +30,10 @@ OTHER_STACKS_DIFFER = {
     },
     ("retraining", "Resources"): {
         # Retraining re-baselines each back end's monitors its own way: SageMaker processing jobs in the
-        # state machine, or the steps Lambda computing the open baselines (with XGBoost for TreeSHAP).
+        # state machine, or the steps Lambda computing the open baselines (the steps function has the
+        # explain layer with either: the promotion gate's paired bootstrap uses numpy).
         "WorkflowStateMachine8F1B1C15",
         "WorkflowStateMachineRoleDefaultPolicyB2EAF58E",  # PassRole to the monitors' job roles, processing-job .sync rules
-        "StepsFunction23E0B919",
-        "ExplainDependenciesF1CDD7AC",
     },
     # The Model Monitor and Clarify image tables the processing jobs' requests copy.
     ("retraining", "Mappings"): {"MappingCopyRegionsc8be137bd5e9e0191e023fa48333e07cff3ddad51d", "MappingCopyRegionsc8f02b900b37a9d756bfba14b62033111f337b0aab"},
@@ -76,18 +75,21 @@ def test_the_monitoring_stack_holds_each_back_ends_own_resources(dev_app, sagema
     def types(built: SynthesisedApp) -> set[str]:
         return {r["Type"] for r in built.template_json("monitoring")["Resources"].values()}
 
-    open_only = {"AWS::Scheduler::Schedule", "Custom::OpenDataQualityBaseline", "Custom::OpenExplainabilityBaseline", "AWS::Lambda::EventInvokeConfig"}
+    open_only = {"Custom::OpenDataQualityBaseline", "Custom::OpenExplainabilityBaseline"}
+    # The model-quality monitor is the app's own with either back end.
+    model_quality = {"AWS::Scheduler::Schedule", "AWS::Lambda::EventInvokeConfig", "Custom::OpenModelQualityBaseline"}
     sagemaker_only = {
         "AWS::SageMaker::MonitoringSchedule", "AWS::SageMaker::DataQualityJobDefinition", "AWS::SageMaker::ModelExplainabilityJobDefinition",
         "Custom::DataQualityBaseline", "Custom::ExplainabilityBaseline", "AWS::StepFunctions::StateMachine", "AWS::Lambda::EventSourceMapping",
     }  # fmt: skip
     assert open_only <= types(dev_app) and not sagemaker_only & types(dev_app)
     assert sagemaker_only <= types(sagemaker_app) and not open_only & types(sagemaker_app)
+    assert model_quality <= types(dev_app) and model_quality <= types(sagemaker_app)
     # The names every consumer relies on are the same.
     for built in (dev_app, sagemaker_app):
         monitoring = built.monitoring
-        assert [m.schedule_name for m in monitoring.monitors] == ["mlloop-dev-data-quality", "mlloop-dev-explainability"]
-        assert [m.kind for m in monitoring.monitors] == ["data-quality", "explainability"]
+        assert [m.schedule_name for m in monitoring.monitors] == ["mlloop-dev-data-quality", "mlloop-dev-explainability", "mlloop-dev-model-quality"]
+        assert [m.kind for m in monitoring.monitors] == ["data-quality", "explainability", "model-quality"]
         assert monitoring.data_quality.drift_alarm_prefix == "mlloop-dev-drift-" and len(monitoring.data_quality.drift_alarms) == 30
         assert monitoring.events.event_source == "mlloop.monitoring"
     # The stack's description names its back end.

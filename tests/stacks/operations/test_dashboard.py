@@ -80,17 +80,20 @@ def test_dashboard_shows_endpoint_drift_shap_runs_and_review(backend_app) -> Non
         "Endpoint invocations", "Endpoint latency (microseconds)", "Endpoint errors", "Endpoint instances",
         *(f"Data drift per feature (baseline distance) {i}/3" for i in (1, 2, 3)),
         "Global SHAP per feature (mean |SHAP|, label benign), latest run",
-        "Monitoring run outcomes per day", "Monitoring alarms (overdue schedules, run-event dead letters, drift)",
+        *(f"Model quality: {m}, from labels and estimated from scores" for m in ("accuracy", "precision", "recall", "f1", "auc")),
+        "Model quality: labelled rows per evaluation",
+        "Monitoring run outcomes per day", "Monitoring alarms (overdue schedules, failed runs, drift, model quality)",
     ]  # fmt: skip
     runs = next(w for w in widgets if w["properties"].get("title") == "Monitoring run outcomes per day")
     assert {m[1] for m in runs["properties"]["metrics"]} == {"MonitoringRuns"} and all(_dimensions(m)["service"] == SERVICE for m in runs["properties"]["metrics"])
     alarms = next(w for w in widgets if w["properties"].get("title", "").startswith("Monitoring alarms"))
-    # Two overdue alarms, then the run-event queue's (sagemaker) or the two evaluation queues' (open), then 30 drift alarms.
-    assert len(alarms["properties"]["alarms"]) == {"sagemaker": 2 + 1 + 30, "open": 2 + 2 + 30}[backend]
+    # Three overdue alarms (model quality's too), then the run-event queue's and model quality's evaluation queue's
+    # (sagemaker) or the three evaluation queues' (open), then 30 drift alarms and 5 model-quality violation alarms.
+    assert len(alarms["properties"]["alarms"]) == {"sagemaker": 3 + 2 + 30 + 5, "open": 3 + 3 + 30 + 5}[backend]
 
 
 def test_dashboard_leaves_out_the_parts_that_are_off(tmp_path) -> None:
-    off = {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}
+    off = {"data_quality": {"enabled": False}, "explainability": {"enabled": False}, "model_quality": {"enabled": False}}
     built = build_app(tmp_path, environment={"monitoring": off, "review": {"enabled": False}})
     widgets = _widgets(built)
     names = _metric_names(widgets)
