@@ -84,9 +84,9 @@ class RetrainingStack(Stack):
         datasets, models = storage.datasets, storage.models
         labels_bucket = storage.buckets["labels"] if review is not None else None
         training_data = retraining.training_data_s3_uri or serving.bundled_model.train_s3_uri
-        # The evaluation rows' test set: the bundled model's; with your own model none yet, and the
-        # validation split of the training data judges instead (lambdas/retraining/dataset.py).
-        test_data = serving.bundled_model.test_s3_uri if serving.bundled_model is not None else None
+        # The evaluation rows' test set: retraining.test_data_s3_uri, else the bundled model's; with your own
+        # model and none given, the validation split of the training data judges (lambdas/retraining/dataset.py).
+        test_data = retraining.test_data_s3_uri or (serving.bundled_model.test_s3_uri if serving.bundled_model is not None else None)
 
         # --- the training job's role and fixed request fields -------------------------------
         if retraining.training_image_uri is not None:

@@ -606,9 +606,15 @@ class RetrainingConfig(_Section):
     volume_size_gb: int = Field(30, ge=1, le=16_384)
     max_runtime_seconds: int = Field(3_600, ge=60, le=aws_facts.TRAINING_MAX_RUNTIME)
     transform_instance_type: _TransformInstanceType = Field(
-        "ml.m5.xlarge", description="the batch transform that scores the training set for the new baseline"
+        "ml.m5.xlarge", description="the batch transforms: both models on the evaluation rows (two at once), then the new model on the training set"
     )
     validation_percentage: int = Field(20, ge=1, le=50, description="of records, chosen by a hash of each record, so stable across runs")
+    test_data_s3_uri: _S3Uri | None = Field(
+        None,
+        description="your model's labelled test set (CSV, label first, no header, the model's features): it judges every candidate "
+        "against the serving model beside the held-out labels; none: the bundled model's test.csv, or with your own model the "
+        "validation split of the training data",
+    )
     holdout_percentage: int = Field(
         20, ge=1, le=50, description="of reviewed labels, chosen by a hash of each record: they never train a model and judge every candidate against the serving model"
     )

@@ -45,7 +45,7 @@ def test_review_shows_attributions_of_xgboost_models_with_either_template() -> N
 
 
 def test_review_and_monitoring_can_be_turned_off_where_they_are_not_offered() -> None:
-    off = {"data_quality": {"enabled": False}, "explainability": {"enabled": False}}
+    off = {"data_quality": {"enabled": False}, "explainability": {"enabled": False}, "model_quality": {"enabled": False}}
     config = parse_environment("dev", {"region": "cn-north-1", "review": {"enabled": False}, "monitoring": off})
     assert not config.review.enabled and not config.monitoring.any_enabled
 
