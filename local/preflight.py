@@ -58,7 +58,7 @@ def needs(config) -> list[Need]:
     retraining = config.retraining
     if retraining.enabled:
         parts.append((retraining.instance_type, TRAINING, 0, retraining.instance_count, f"retraining's training job: {retraining.instance_count}"))
-        parts.append((retraining.transform_instance_type, TRANSFORM, 0, 1, "retraining's batch transform (scores the training set for the new baseline): 1"))
+        parts.append((retraining.transform_instance_type, TRANSFORM, 0, 2, "retraining's batch transforms: the candidate and the serving model score the evaluation rows at once (2), then the new model the training set (1)"))
     monitoring = config.monitoring
     if monitoring.backend == "sagemaker":
         for name, job in (("data-quality", monitoring.data_quality), ("explainability", monitoring.explainability)):

@@ -14,7 +14,6 @@ approval, baselines and deploys the new model with blue/green guardrails, and no
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
@@ -472,16 +471,6 @@ def open_baselines(config: AppConfig, monitoring: MonitoringStack | None, storag
 def monitoring_runs_pattern(event_source: str, model_quality_schedule: str) -> dict[str, Any]:
     """Monitoring Run Ended of every schedule but model quality's, whatever its outcome (either back end publishes it)."""
     return {"source": [event_source], "detail-type": [RUN_ENDED], "detail": {"scheduleName": [{"anything-but": [model_quality_schedule]}]}}
-
-
-def violations_pattern(event_source: str, check_types: Sequence[str]) -> dict[str, Any]:
-    """Monitoring Run Ended with violations of one of ``check_types``. The stack forwards every run
-    (``monitoring_runs_pattern``); tests/lambdas/monitoring/test_open_end_to_end.py still reads this."""
-    return {
-        "source": [event_source],
-        "detail-type": [RUN_ENDED],
-        "detail": {"outcome": ["CompletedWithViolations"], "checkTypes": list(check_types)},
-    }
 
 
 def model_quality_schedule(config: AppConfig) -> str:

@@ -44,7 +44,7 @@ def test_dev_needs_its_endpoint_twice_over_and_the_retraining_jobs() -> None:
     endpoint = by_name[f"{dev.endpoint.instance_type} for endpoint usage"]
     assert (endpoint.to_create, endpoint.at_peak) == (1, 2)
     assert by_name[f"{dev.retraining.instance_type} for training job usage"].at_peak == 1
-    assert by_name[f"{dev.retraining.transform_instance_type} for transform job usage"].at_peak == 1
+    assert by_name[f"{dev.retraining.transform_instance_type} for transform job usage"].at_peak == 2  # both models score the evaluation rows at once
     assert not any(n.usage == preflight.PROCESSING for n in by_name.values())  # the open monitors run no processing job
 
 

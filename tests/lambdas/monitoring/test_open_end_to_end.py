@@ -31,7 +31,7 @@ from lambdas.monitoring.drift.__main__ import environment_config
 from lambdas.monitoring.open import attribution, baseline, common, data_quality
 from lambdas.shared.explain.tree import TreeExplainer
 from stacks.monitoring.events import event_source
-from stacks.retraining.stack import violations_pattern
+from stacks.retraining.stack import model_quality_schedule, monitoring_runs_pattern
 from stacks.shared.aws_facts import MONITORING_CADENCES
 from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES, LABEL_NAMES, MODEL_ARTIFACT, TEST_CSV, TRAIN_CSV, captures
 from tests.lambdas.aws_env import REGION, LambdaContext, drain
@@ -66,10 +66,11 @@ def loop(mocked_aws, config, monkeypatch):
     queue = sqs.create_queue(QueueName="retraining-triggers")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events = boto3.client("events", region_name=REGION)
-    # The retraining stack's Violations rule, as it builds it from this configuration.
-    pattern = violations_pattern(event_source(config), config.retraining.violation_check_types)
-    events.put_rule(Name="violations", EventPattern=json.dumps(pattern))
-    events.put_targets(Rule="violations", Targets=[{"Id": "triggers", "Arn": queue_arn}])
+    # The retraining stack's MonitoringRuns rule, as it builds it from this configuration: every run
+    # reaches the triggers (a clean period breaks a drift streak: retraining.drift_consecutive_periods).
+    pattern = monitoring_runs_pattern(event_source(config), model_quality_schedule(config))
+    events.put_rule(Name="monitoring-runs", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="monitoring-runs", Targets=[{"Id": "triggers", "Arn": queue_arn}])
     # Deploy: the baseline custom resource on the bundled baseline dataset.
     s3.put_object(Bucket=DATASETS, Key="bundled/baseline.csv", Body=BASELINE_CSV.read_bytes())
     baseline.on_event(
@@ -152,14 +153,16 @@ def test_capture_to_retraining_trigger(loop, config, periods, capsys):
     sketches = [o["Key"] for o in s3.list_objects_v2(Bucket=MONITORING, Prefix="data-quality/sketches/")["Contents"]]
     assert len(sketches) == 8 and all(k.endswith(".jsonl.json") for k in sketches)
 
-    # The clean hour: evaluated at 10:20; nothing crosses the alarm threshold, nothing triggers retraining.
+    # The clean hour: evaluated at 10:20; nothing crosses the alarm threshold; its run reaches the
+    # triggers as a clean period (which starts nothing).
     capsys.readouterr()
     clean = data_quality.handler({"scheduledTime": "2026-11-22T10:20:00Z", "schedule": config.monitoring.data_quality.schedule}, LambdaContext())
     assert clean["outcome"] == "Completed" and clean["violationCount"] == 0
     values = emf_values(capsys.readouterr().out)
     significant = {name: value for name, (value, _) in values.items() if name.startswith("feature_baseline_drift_significant_")}
     assert len(significant) == 31 and max(significant.values()) <= threshold
-    assert drain(queue) == []
+    [message] = drain(queue)
+    assert json.loads(message["Body"])["detail"]["outcome"] == "Completed"
 
     # The shifted hour: evaluated at 11:20; the three shifted features cross it, and only they.
     shifted_run = data_quality.handler({"scheduledTime": "2026-11-22T11:20:00Z", "schedule": config.monitoring.data_quality.schedule}, LambdaContext())
@@ -179,7 +182,7 @@ def test_capture_to_retraining_trigger(loop, config, periods, capsys):
     page = s3.get_object(Bucket=MONITORING, Key=f"{folder}/report.html")["Body"].read().decode()
     assert all(feature in page for feature in SHIFTS) and "DRIFT" in page
 
-    [message] = drain(queue)  # the retraining rule matched the shifted run's event, not the clean one's
+    [message] = drain(queue)  # the shifted run's event, with its violations
     event = json.loads(message["Body"])
     assert event["detail-type"] == "Monitoring Run Ended" and event["source"] == event_source(config)
     assert event["detail"]["processingJobName"] == f"{schedule}-2026112211" and event["detail"]["checkTypes"] == ["baseline_drift_check"]
