@@ -259,7 +259,8 @@ def _unselected_single_row(record: Any, options: ParseOptions) -> bool:
     """
     try:
         capture = record["captureData"]
-        if not isinstance(record["eventMetadata"]["eventId"], str):
+        metadata = record["eventMetadata"]
+        if not isinstance(metadata["eventId"], str):
             return False
         # One input row: CSV or JSON Lines (a JSON document may hold many); its text is checked
         # last, once the output says the row is not selected (selected rows take the general path).
@@ -287,8 +288,11 @@ def _unselected_single_row(record: Any, options: ParseOptions) -> bool:
         return False
     if options.keep(probability, int(probability >= options.threshold)):
         return False
-    if options.audit is not None and options.audit(record_id_of(record["eventMetadata"]), 0):
-        return False
+    audit = options.audit
+    if audit is not None:
+        inference_id = metadata.get("inferenceId")  # record_id_of, inlined: this runs for most lines
+        if audit(inference_id if inference_id and isinstance(inference_id, str) else metadata["eventId"], 0):
+            return False
     try:
         return _single_line(capture["endpointInput"]) is not None  # one row, readable text
     except (KeyError, TypeError, ValueError, binascii.Error):

@@ -88,12 +88,15 @@ class Audit:
         if not 0.0 < self.percentage <= 100.0:
             raise ValueError(f"audit percentage must be in (0, 100], got {self.percentage} (0 turns the audit off: no Audit)")
         threshold = math.ceil(Fraction(self.fraction) * _DRAWS)  # N < threshold  <=>  N / 2**64 < a
-        copy, from_bytes = _SALTED.copy, int.from_bytes
+        # 8-byte big-endian strings compare as the integers they spell, so no int is made for each
+        # row: N < threshold <=> digest <= threshold - 1, which fits 8 bytes (1 <= threshold <= 2**64).
+        at_most = (threshold - 1).to_bytes(8, "big")
+        copy = _SALTED.copy
 
         def selects(record_id: str, row_index: int) -> bool:
             digest = copy()  # _drawn, inlined
             digest.update(f"{record_id}/{row_index}".encode())
-            return from_bytes(digest.digest(), "big") < threshold
+            return digest.digest() <= at_most
 
         object.__setattr__(self, "selects", selects)
 
