@@ -22,7 +22,15 @@ JSON with the keys in SageMaker's order (``captureData`` -> ``endpointInput``, `
   ``smoothness_error`` -2.0 sd (-0.00611, which takes 75 of the 114 values below the baseline's
   minimum). The scores are the model's on the unshifted rows, so only the inputs moved: the drift
   report flags exactly these three features (distances 0.43, 0.75 and 0.77, each against a KS
-  critical value of 0.19 for 114 rows).
+  critical value of about 0.23 for 114 rows: Holm's family-wise level over 31 columns).
+- ``held-out-labels.jsonl``: ground truth for ``held-out.jsonl`` in Model Monitor's format with the
+  app's ``sampling`` object, as the default configuration's review would have chosen its rows (capture
+  sampling 100 %): every row the review rule selects (0.1 < score < 0.9) with inclusion probability 1
+  (``selectedBy: rule``), and the rows of the others that the capture filter's own audit draw
+  (``lambdas.capture.selection.Audit``, ``review.audit_percentage``'s default 2 %) picks, with
+  probability 0.02 (``selectedBy: audit``), each answered with its true label.
+  ``make quality-report LABELS=samples/captures/held-out-labels.jsonl`` joins them with the captures:
+  realized figures weighted by 1/probability beside the unweighted ones and the estimate.
 
 Reproducible: the rows, the model and the shifts are fixed, numbers are written in Python's
 shortest round-trip form, event ids are UUIDs derived from the file and the line (``uuid5``), and
@@ -44,11 +52,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lambdas.capture.selection import Audit, SelectionRule
 from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES, MODEL_ARTIFACT, TEST_CSV
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES_DIR = ROOT / "samples" / "captures"
 HELD_OUT, SHIFTED = "held-out.jsonl", "shifted.jsonl"
+HELD_OUT_LABELS = "held-out-labels.jsonl"
 # Feature -> shift in standard deviations of the feature in the baseline dataset.
 SHIFTS: dict[str, float] = {"mean_texture": 1.0, "worst_area": 1.5, "smoothness_error": -2.0}
 START = {HELD_OUT: dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC), SHIFTED: dt.datetime(2026, 11, 22, 11, tzinfo=dt.UTC)}
@@ -115,8 +125,29 @@ def capture_text(table: np.ndarray, name: str) -> str:
     return "".join(lines)
 
 
+def labels_text(table: np.ndarray, labels: np.ndarray, name: str = HELD_OUT) -> str:
+    """Ground-truth lines for the capture file ``name`` of ``table``: the rule's rows and an audit sample."""
+    from stacks.shared.config import ReviewConfig  # the defaults: review.lower, upper, audit_percentage
+
+    defaults = {name: field.default for name, field in ReviewConfig.model_fields.items()}
+    rule = SelectionRule(lower=defaults["lower"], upper=defaults["upper"])
+    audit = Audit(defaults["audit_percentage"])
+    lines = []
+    for number, (score, label) in enumerate(zip(table[:, 0].tolist(), labels.tolist(), strict=True)):
+        event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{name}:{number}"))
+        if rule.selects_prediction(score, int(score >= 0.5)):
+            sampling = {"inclusionProbability": 1.0, "selectedBy": "rule"}
+        elif audit.selects(event_id, 0):
+            sampling = {"inclusionProbability": audit.fraction, "selectedBy": "audit"}
+        else:
+            continue
+        line = {"groundTruthData": {"data": str(int(label)), "encoding": "CSV"}, "eventMetadata": {"eventId": event_id}, "eventVersion": "0", "sampling": sampling}
+        lines.append(json.dumps(line, separators=(",", ":")) + "\n")
+    return "".join(lines)
+
+
 def build(out: Path = SAMPLES_DIR) -> list[Path]:
-    """Write both files into ``out``; returns their paths."""
+    """Write the three files into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     table = held_out()
     paths = []
@@ -124,12 +155,15 @@ def build(out: Path = SAMPLES_DIR) -> list[Path]:
         path = out / name
         path.write_text(capture_text(rows, name), encoding="utf-8")
         paths.append(path)
+    path = out / HELD_OUT_LABELS
+    path.write_text(labels_text(table, np.loadtxt(TEST_CSV, delimiter=",")[:, 0]), encoding="utf-8")
+    paths.append(path)
     return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stacks.shared.default_model.captures", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=SAMPLES_DIR, help=f"folder for {HELD_OUT} and {SHIFTED} (default: samples/captures/)")
+    parser.add_argument("--out", type=Path, default=SAMPLES_DIR, help=f"folder for {HELD_OUT}, {SHIFTED} and {HELD_OUT_LABELS} (default: samples/captures/)")
     args = parser.parse_args(argv)
     for path in build(args.out):
         print(path)

@@ -15,6 +15,7 @@ from stacks.shared.default_model import BASELINE_CSV, FEATURE_NAMES, captures
 from tests.conftest import ROOT
 
 FILES = (captures.HELD_OUT, captures.SHIFTED)
+GENERATED = (*FILES, captures.HELD_OUT_LABELS)
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess:
@@ -24,8 +25,8 @@ def run(*args: str | Path) -> subprocess.CompletedProcess:
 def test_the_committed_samples_are_exactly_what_the_generator_writes(tmp_path: Path) -> None:
     made = run("-m", "stacks.shared.default_model.captures", "--out", tmp_path)
     assert made.returncode == 0, made.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILES)
-    for name in FILES:
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(GENERATED)
+    for name in GENERATED:
         assert (tmp_path / name).read_bytes() == (captures.SAMPLES_DIR / name).read_bytes(), f"{name}: run python -m stacks.shared.default_model.captures"
 
 
@@ -82,3 +83,29 @@ def test_the_review_preview_reads_the_held_out_file() -> None:
     selected = [json.loads(line) for line in preview.stdout.splitlines() if line.startswith("{")]
     assert selected and all(0.1 < s["probability"] < 0.9 for s in selected)  # the default band
     assert "records read: 114, rows: 114" in preview.stdout + preview.stderr
+
+
+def test_the_sample_labels_are_what_review_would_have_chosen_and_the_weighted_accuracy_is_unbiased(tmp_path: Path) -> None:
+    lines = [json.loads(line) for line in (captures.SAMPLES_DIR / captures.HELD_OUT_LABELS).read_text().splitlines()]
+    by = {kind: [line for line in lines if line["sampling"]["selectedBy"] == kind] for kind in ("rule", "audit")}
+    assert len(by["rule"]) + len(by["audit"]) == len(lines) and by["rule"] and by["audit"]
+    assert {line["sampling"]["inclusionProbability"] for line in by["audit"]} == {0.02}  # review.audit_percentage's default
+    made = run("-m", "local.quality_report", "--env", "dev", "--out", tmp_path, captures.SAMPLES_DIR / captures.HELD_OUT,
+               "--labels", captures.SAMPLES_DIR / captures.HELD_OUT_LABELS)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    test = np.loadtxt(captures.TEST_CSV, delimiter=",")
+    held_out = captures.held_out()
+    truth = float(np.mean((held_out[:, 0] >= 0.5) == test[:, 0]))  # the accuracy over all 114 predictions
+    figures = json.loads((tmp_path / "statistics.json").read_text())["binary_classification_metrics"]
+    weighted = figures["accuracy"]["value"]
+    reviewed = sum((line["groundTruthData"]["data"] == "1") == (score >= 0.5) for line, score in _scores(lines, held_out)) / len(lines)
+    # The reviewers' rows alone are the uncertain ones: their accuracy is far below the truth; weighted by
+    # 1/probability the same labels estimate the accuracy over every prediction.
+    assert reviewed < truth - 0.05 and abs(weighted - truth) < 0.02
+
+
+def _scores(lines: list[dict], held_out: np.ndarray) -> list[tuple[dict, float]]:
+    import uuid
+
+    ids = {str(uuid.uuid5(captures.EVENT_NAMESPACE, f"{captures.HELD_OUT}:{n}")): n for n in range(len(held_out))}
+    return [(line, float(held_out[ids[line["eventMetadata"]["eventId"]], 0])) for line in lines]
