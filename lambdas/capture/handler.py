@@ -48,7 +48,7 @@ class BaselineNotReady(RuntimeError):
 
 @from_environment
 def settings(env: Environment) -> FilterSettings:
-    review = _flag(env, "REVIEW_SELECTION")
+    review = env.flag("REVIEW_SELECTION", True)
     profiling = _profiling(env)
     if not review and profiling is None:
         raise SettingsError("REVIEW_SELECTION is false and PROFILING is empty: capture_filter has nothing to do")
@@ -82,13 +82,6 @@ def settings(env: Environment) -> FilterSettings:
 def capture_sampling(env: Environment) -> CaptureSampling:
     """The endpoint's capture sampling fraction, asked of the endpoint every few minutes."""
     return CaptureSampling(aws.client("sagemaker"), env["ENDPOINT_NAME"])
-
-
-def _flag(env: Environment, name: str) -> bool:
-    text = (env.get(name) or "true").strip().lower()
-    if text not in ("true", "false"):
-        raise SettingsError(f"environment variable {name} is {text!r}, not true or false")
-    return text == "true"
 
 
 def _profiling(env: Environment) -> ProfilingSettings | None:

@@ -195,6 +195,7 @@ class DashboardStack(Stack):
                     function.metric(name, label=name)
                     for function, name in (
                         (pipeline.capture_filter, "RowsSelectedForReview"),
+                        (pipeline.capture_filter, "RowsSelectedForAudit"),
                         (pipeline.starter, "HumanLoopsStarted"),
                         (pipeline.starter, "RowsOverDailyCap"),
                         (pipeline.starter, "RecordsNotExplained"),

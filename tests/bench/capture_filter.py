@@ -35,7 +35,7 @@ from lambdas.capture.events import CaptureObject
 from lambdas.capture.filtering import FilterSettings, filter_capture_object, read_lines
 from lambdas.capture.profiling import PACK_ROWS, ProfilingSettings, csv_values
 from lambdas.capture.records import ParseOptions, parse_line
-from lambdas.capture.selection import SelectionRule
+from lambdas.capture.selection import Audit, SelectionRule
 from lambdas.monitoring.drift.baseline import baseline_documents
 from tests.bench import median_ratio, verdict
 
@@ -147,6 +147,7 @@ def run_filter(path: Path, kind: str) -> int:
     settings = FilterSettings(
         options=ParseOptions(score_path="score" if kind == "jsonl" else None),
         rule=SelectionRule(rule="band", lower=0.1, upper=0.9),
+        audit=Audit(2.0),  # review.audit_percentage's default: the deployed filter hashes every row the rule leaves
         rows_per_loop=3,
         review_queue_url="sink",
         report_bucket="reports",
@@ -179,6 +180,7 @@ def profiled_settings(kind: str, bucket: str = "monitoring") -> FilterSettings:
     return FilterSettings(
         options=ParseOptions(score_path="score" if kind == "jsonl" else None),
         rule=SelectionRule(rule="band", lower=0.1, upper=0.9),
+        audit=Audit(2.0),  # review.audit_percentage's default: the deployed filter hashes every row the rule leaves
         rows_per_loop=3,
         review_queue_url="sink",
         report_bucket="reports",
