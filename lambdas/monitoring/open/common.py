@@ -211,6 +211,24 @@ def read_json(s3: Any, bucket: str, key: str) -> Any:
 CONTENT_TYPES = {".json": "application/json", ".html": "text/html; charset=utf-8"}
 
 
+def read_baseline(s3: Any, bucket: str, prefix: str, names: Iterable[str], error: type[Exception]) -> dict[str, Any]:
+    """The baseline's JSON documents ``names`` under ``prefix`` (a monitor's ``current/``); ``error``,
+    the monitor's own, says which is absent or not JSON (the run fails with that reason)."""
+    documents = {}
+    for name in names:
+        uri = f"s3://{bucket}/{prefix}/{name}"
+        try:
+            documents[name] = read_json(s3, bucket, f"{prefix}/{name}")
+        except ClientError as failure:
+            code = failure.response["Error"]["Code"]
+            if code in ("NoSuchKey", "AccessDenied"):  # AccessDenied: absent, read without ListBucket
+                raise error(f"no baseline {name} at {uri} ({code}): the baseline custom resource or retraining writes it") from None
+            raise
+        except ValueError as failure:
+            raise error(f"baseline {uri} is not JSON: {failure}") from None
+    return documents
+
+
 def write_files(s3: Any, bucket: str, prefix: str, files: Mapping[str, bytes | str]) -> dict[str, str]:
     """Each file under ``prefix``; returns their URIs by file name."""
     uris = {}

@@ -62,18 +62,7 @@ LOOKBACK_PERIODS = 6
 def load_baseline(s3: Any, bucket: str) -> tuple[Baseline, dict[str, Any]]:
     """The current baseline and its ``statistics.json`` (the report plots it); ``BaselineError`` says
     what is missing or wrong."""
-    documents = {}
-    for name in (STATISTICS_FILE, CONSTRAINTS_FILE):
-        uri = f"s3://{bucket}/{CURRENT_PREFIX}/{name}"
-        try:
-            documents[name] = common.read_json(s3, bucket, f"{CURRENT_PREFIX}/{name}")
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code in ("NoSuchKey", "AccessDenied"):  # AccessDenied: absent, read without ListBucket
-                raise BaselineError(f"no baseline {name} at {uri} ({code}): the baseline custom resource or retraining writes it") from None
-            raise
-        except ValueError as error:
-            raise BaselineError(f"baseline {uri} is not JSON: {error}") from None
+    documents = common.read_baseline(s3, bucket, CURRENT_PREFIX, (STATISTICS_FILE, CONSTRAINTS_FILE), BaselineError)
     return load(documents[STATISTICS_FILE], documents[CONSTRAINTS_FILE]), documents[STATISTICS_FILE]
 
 

@@ -171,18 +171,7 @@ class BaselineError(ValueError):
 
 
 def load_baseline(s3: Any, bucket: str) -> Baseline:
-    found = {}
-    for name in documents.BASELINE_FILES:
-        uri = f"s3://{bucket}/{CURRENT_PREFIX}/{name}"
-        try:
-            found[name] = common.read_json(s3, bucket, f"{CURRENT_PREFIX}/{name}")
-        except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code in ("NoSuchKey", "AccessDenied"):  # AccessDenied: absent, read without ListBucket
-                raise BaselineError(f"no baseline {name} at {uri} ({code}): the baseline custom resource or retraining writes it") from None
-            raise
-        except ValueError as error:
-            raise BaselineError(f"baseline {uri} is not JSON: {error}") from None
+    found = common.read_baseline(s3, bucket, CURRENT_PREFIX, documents.BASELINE_FILES, BaselineError)
     try:
         constraints, calibration, note = documents.load_baseline(found)
     except (CalibrationError, ValueError) as error:
