@@ -97,12 +97,14 @@ def summary_lines(evaluation: Evaluation) -> list[str]:
             if figure.defined:
                 interval = f" [{figure.low:.4f}, {figure.high:.4f}]" if figure.low == figure.low else ""
                 shown.append(f"{metric} {figure.value:.4f}{interval}")
-        lines.append(f"{name} ({BASES[name]}; {figures.rows} rows): {', '.join(shown)}")
+        lines.append(f"{name}: {BASES[name]}; {figures.rows} rows: {', '.join(shown)}")
     if evaluation.estimate is not None:
         shown = [f"{name} {f.value:.4f} [{f.low:.4f}, {f.high:.4f}]" for name, f in evaluation.estimate.figures.items() if f.defined]
         lines.append(f"estimated (from the scores, no labels; {evaluation.estimate.rows} rows): {', '.join(shown)}")
     else:
         lines.append(f"no estimate: {evaluation.estimate_note}")
+    if evaluation.unrepresented:
+        lines.append(f"warning: {report.unrepresented_note(evaluation.unrepresented)}")
     lines += [f"{v.metric}: {v.operator}: {v.document()['description']}" for v in evaluation.violations]
     return lines
 
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "rejected": ground_truth.reasons(rejected),
         "rejected_file": documents.REJECTED_LABELS_FILE if rejected else None,
     }
-    window = f"the {len(args.capture)} capture file(s) given"
+    window = f"the {len(args.capture)} capture file(s) given: {', '.join(p.name for p in args.capture[:5])}{', ...' if len(args.capture) > 5 else ''}"
     labels_window = f"the {len(args.labels)} ground-truth file(s) given" if args.labels else "no ground-truth files given: the estimate only"
     custom = {"period": {"capture_files": [str(p) for p in args.capture]}, "label_window": labels_window, "captures": captured.document(),
               "intake": intake, "decision_threshold": DECISION_THRESHOLD, "test_set_scores": source}  # fmt: skip
@@ -168,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
 
     for line in summary_lines(evaluation):
         print(line)
+    if labels and not evaluation.joined:
+        print(f"warning: none of the {len(labels)} label(s) matches a captured row: are these labels for these capture files? "
+              "(a label joins by its eventMetadata.eventId: the capture's inferenceId, else its eventId)", file=sys.stderr)  # fmt: skip
     written = [documents.STATISTICS_FILE, documents.VIOLATIONS_FILE, report.REPORT_FILE] + ([documents.REJECTED_LABELS_FILE] if rejected else [])
     print(
         f"env {config.environment}: {captured.files} capture file(s), {captured.rows} rows, {sum(captured.rejected.values())} not read; "

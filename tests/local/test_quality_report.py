@@ -68,7 +68,8 @@ def test_labelled_capture_files_give_the_figures_the_monitor_gives(tmp_path, sam
     html = (out / "report.html").read_text()
     assert "Model-quality report: dev" in html and "Weighted: all predictions" in html and "Unweighted: reviewed rows" in html
     printed = capsys.readouterr().out
-    assert printed.splitlines()[0].startswith("weighted (weighted by 1 / inclusion probability")
+    assert printed.splitlines()[0].startswith("weighted: each labelled row counts 1 / its inclusion probability")
+    assert "warning" not in printed  # every stratum the review chose from is labelled
     assert "114 label(s), 114 joined, 0 for no captured row, 0 line(s) set aside" in printed
 
 
@@ -137,3 +138,28 @@ def test_the_make_target_runs_the_command():
     result = subprocess.run(["make", "--no-print-directory", "-n", "quality-report", "LABELS=a.jsonl b.jsonl", "OUT=x"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert '--out "x"' in result.stdout and "held-out.jsonl --labels a.jsonl b.jsonl" in result.stdout
+
+
+def test_labels_of_the_rule_alone_say_the_audit_is_unrepresented_and_the_constraints_use_the_estimate(tmp_path, sample, capsys):
+    ids, scores, truth = sample
+    band = [i for i in range(len(ids)) if 0.1 < scores[i] < 0.9]  # the uncertain rows: accuracy well below the test set's
+    labels = write_labels(tmp_path / "rule.jsonl", [ids[i] for i in band], truth[band], lambda i: {"inclusionProbability": 1.0, "selectedBy": "rule"})
+    out = tmp_path / "rule-only"
+    assert quality_report.main([str(CAPTURE), "--labels", str(labels), "--out", str(out)]) == 0
+    statistics = json.loads((out / "statistics.json").read_text())
+    assert statistics["open_monitor"]["labels"]["unrepresented"] == ["audit"]
+    # The band's own accuracy is far below the constraint, but it describes the band, not all predictions:
+    # the check falls back on the estimate, which covers every prediction, and finds nothing.
+    assert statistics["binary_classification_metrics"]["accuracy"]["value"] < 0.9
+    assert json.loads((out / "constraint_violations.json").read_text()) == {"violations": []}
+    printed = capsys.readouterr()
+    assert "warning: no audit row is labelled yet: the weighted figures cover only the other rows" in printed.out
+    assert "no audit row is labelled yet" in (out / "report.html").read_text()
+
+
+def test_labels_that_join_no_captured_row_are_called_out(tmp_path, sample, capsys):
+    ids, _, truth = sample
+    labels = write_labels(tmp_path / "other.jsonl", [f"other-{i}" for i in ids[:5]], truth[:5])
+    assert quality_report.main([str(CAPTURE), "--labels", str(labels), "--out", str(tmp_path / "none")]) == 0
+    err = capsys.readouterr().err
+    assert "none of the 5 label(s) matches a captured row: are these labels for these capture files?" in err

@@ -170,6 +170,7 @@ def statistics(evaluation: Evaluation, custom: Mapping[str, Any]) -> dict[str, A
                 if evaluation.response is not None
                 else "unknown: the monitor is not told the review rule"
             ),
+            "unrepresented": list(evaluation.unrepresented),
         },
         "estimate": evaluation.estimate.document() if evaluation.estimate is not None else {"none": evaluation.estimate_note},
         **custom,

@@ -20,6 +20,13 @@ documents name the basis). A constraint is violated only when the figure's whole
 beyond its threshold (below it, for ``LessThanThreshold``): a figure on few labels does not alarm on
 noise. A metric without a realized figure (no labels) is checked on its estimate, as
 ``estimated_<metric>``, when the estimate is on.
+
+A stratum with rows selected for review but no label yet (no audit row answered, say) leaves part of
+the traffic unrepresented: the weighted figures then describe the other strata only, not all
+predictions (at a response rate of 0 no weighting can restore it). The evaluation says so
+(``Evaluation.unrepresented``: the documents, the page and the console name the strata), and the
+constraints are checked on the estimate instead, as with no labels: the figures over the uncertain
+band alone would raise violations the model does not deserve.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from lambdas.monitoring.quality.labels import Key, Latest
 
 WEIGHTED, REVIEWED, LABELLED = "weighted", "reviewed", "labelled"
 BASES = {
-    WEIGHTED: "weighted by 1 / inclusion probability (Horvitz-Thompson): all predictions",
+    WEIGHTED: "each labelled row counts 1 / its inclusion probability (Horvitz-Thompson): all predictions",
     REVIEWED: "unweighted, reviewed rows only (biased by the review rule)",
     LABELLED: "unweighted, every labelled row",
 }
@@ -143,6 +150,8 @@ class Evaluation:
     violations: list[Violation]
     checked: dict[str, bool]  # constrained figure -> violated, for each figure that could be checked
     response: dict[str, Response] | None  # None: which rows went to review is not known
+    # Strata with rows selected for review but none labelled: the weighted figures do not cover them.
+    unrepresented: tuple[str, ...]
     joined: int
     without_probability: int
     by_selection: dict[str, int]
@@ -210,7 +219,12 @@ def evaluate(
     else:
         found_estimate = estimate(calibration, np.frombuffer(captured.scores, dtype=np.float64), threshold)
 
-    violations, checked = check(constraints, bases.get(primary) if primary else None, BASES.get(primary or "", ""), found_estimate)
+    # Only the weighted basis claims all predictions from the strata review chose from (uploads without
+    # sampling are the unweighted "labelled" basis, which claims nothing about how its rows were chosen).
+    strata = (response or {}).items() if primary == WEIGHTED else ()
+    unrepresented = tuple(stratum for stratum, found in strata if found.selected and not found.labelled)
+    realized = bases.get(primary) if primary and not unrepresented else None
+    violations, checked = check(constraints, realized, BASES.get(primary or "", ""), found_estimate)
     return Evaluation(
         bases=bases,
         primary=primary,
@@ -219,6 +233,7 @@ def evaluate(
         violations=violations,
         checked=checked,
         response=response,
+        unrepresented=unrepresented,
         joined=len(keys),
         without_probability=int((~known).sum()),
         by_selection={name: sum(1 for s in selected if (s or "unknown") == name) for name in ("rule", "audit", "all", "unknown")},

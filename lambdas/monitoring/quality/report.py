@@ -254,6 +254,14 @@ def _history_table(points: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def unrepresented_note(strata: tuple[str, ...]) -> str:
+    """What the page and the console say when a stratum has rows selected but none labelled."""
+    return (
+        f"no {' or '.join(strata)} row is labelled yet: the weighted figures cover only the other rows, not all predictions, "
+        "and the constraints are checked on the estimate instead"
+    )
+
+
 def _response(found: Any) -> str:
     text = f"{found.labelled:,} of {found.selected:,} selected rows labelled"
     if math.isnan(found.rate):
@@ -299,11 +307,15 @@ def render(
     selection = evaluation.by_selection
     out.append(
         f"<dt>Labelled rows</dt><dd>{evaluation.joined:,} joined: {selection['rule']:,} chosen by the review rule, {selection['audit']:,} audit, "
-        f"{selection['all']:,} labelled in full, {selection['unknown']:,} without a known selection probability (unweighted figures only)</dd>"
+        f"{selection['all']:,} labelled in full, {selection['unknown']:,} without a known selection probability (these count in the unweighted figures only)</dd>"
     )
-    if evaluation.response is not None:
+    if evaluation.response is not None and not evaluation.joined:
+        out.append("<dt>Response</dt><dd>no labels given or joined</dd>")
+    elif evaluation.response is not None:
         rates = "; ".join(f"{stratum}: {_response(found)}" for stratum, found in evaluation.response.items())
         out.append(f"<dt>Response</dt><dd>{rates}. Unanswered rows are assumed missing at random within their stratum.</dd>")
+        if evaluation.unrepresented:
+            out.append(f'<dt>Coverage</dt><dd class="flag">{e(unrepresented_note(evaluation.unrepresented))}</dd>')
     else:
         out.append("<dt>Response</dt><dd>unknown: the monitor is not told the review rule (no adjustment for unanswered tasks)</dd>")
     if evaluation.duplicates or evaluation.shared_ids:
@@ -345,8 +357,9 @@ def render(
         "(Horvitz-Thompson). <strong>Unweighted, reviewed rows</strong>: the reviewers' labels as they are, a biased "
         "sample (the review rule picks uncertain rows). <strong>Unweighted, all labelled rows</strong>: with uploaded labels "
         "that say nothing of how their rows were chosen. <strong>Estimated</strong>: from the scores alone (CBPE), assuming "
-        "they keep the test set's calibration (no concept change). Intervals are 95 %. Log loss and Brier score: lower is better; "
-        "a violation needs the figure's whole interval below the test set's figure less the tolerance.</p>"
+        "they keep the test set's calibration (no concept change). Intervals are 95 %. Log loss and Brier score: lower is better "
+        "(no threshold). For the other figures a violation needs the figure's whole interval below the test set's figure less "
+        "the tolerance.</p>"
     )
     out += figures_table(evaluation, baseline, constraints)
 
