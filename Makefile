@@ -33,7 +33,7 @@ $(VENV)/.synth-deps: requirements.txt requirements-image-tables.txt
 	touch $@
 
 $(VENV)/.tools-deps: $(VENV)/.synth-deps requirements-tools.txt
-	$(VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements-tools.txt  # numpy alone; --no-deps: pip would list sagemaker-core's uninstalled dependencies
 	touch $@
 
 $(VENV)/.test-deps: $(VENV)/.tools-deps requirements-dev.txt

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     counts["other shape"] += 1
                 print(json.dumps({**row.to_json(), "captureFile": str(args.capture_file), "line": number}))
     detail = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
+    print("the rows listed are the rule's; the deployed filter also sends an audit sample of the others (review.audit_percentage), not listed", file=sys.stderr)
     print(
         f"records read: {counts['records']}, rows: {counts['rows']}, selected: {counts['selected']}, "
         f"rejected: {counts['rejected']}" + (f" ({detail})" if detail else "") + (f", blank lines: {counts['blank']}" if counts["blank"] else ""),

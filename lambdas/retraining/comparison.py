@@ -7,7 +7,9 @@ Figures are weighted means, sum(w * loss) / sum(w) (with w = 1 / inclusion proba
 form of the Horvitz-Thompson estimator):
 - log loss: -(y log p + (1 - y) log(1 - p)), p clipped to [eps, 1 - eps] with eps float64's machine
   epsilon, as scikit-learn's ``log_loss``;
-- error rate: 1 when (p > 0.5) differs from y (XGBoost's ``error``);
+- error rate: 1 when (p > 0.5) differs from y (XGBoost's ``error``, which ``validation:error`` is; the
+  endpoint's decision and the model-quality monitor count p >= 0.5 as positive, which differs only for
+  a score of exactly 0.5);
 - AUC: the weighted share of (positive, negative) pairs in which the positive scores higher, a tie
   counting one half, each pair weighted w_i * w_j (scikit-learn's ``roc_auc_score`` with
   ``sample_weight``).
@@ -23,7 +25,8 @@ percentile interval from the same resamples.
 Decision: "worse by" is the difference for a figure to minimise and minus the difference for one to
 maximise. The candidate is promoted when the worse end of the 95 % interval of "worse by" (its
 97.5th percentile, a one-sided 97.5 % upper bound) is at most the tolerance: the candidate is then
-not worse than the serving model by more than the tolerance, with 95 % confidence. Identical scores
+not worse than the serving model by more than the tolerance, with 97.5 % confidence (one-sided: the
+upper end of the two-sided 95 % interval). Identical scores
 give a difference of exactly 0 in every resample, and promote.
 
 Cost: O(n) per resample (for AUC the scores are grouped once; a resample is then one weighted count

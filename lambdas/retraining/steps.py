@@ -224,7 +224,7 @@ def _reason(compared: Any, sources: Counter[str], tolerance: float, unscored_by_
         f"{compared.objective.description} on the same {compared.rows} evaluation rows ({rows}; weighted): "
         f"candidate {c.value:.4f} [{c.low:.4f}, {c.high:.4f}], serving model {s.value:.4f} [{s.low:.4f}, {s.high:.4f}]; "
         f"difference (candidate - serving) {d.value:+.4f}, 95 % interval [{d.low:+.4f}, {d.high:+.4f}]; "
-        f"the candidate is worse by at most {worse.high:+.4f} with 95 % confidence, {'within' if within else 'beyond'} the tolerance {tolerance:g}"
+        f"the candidate is worse by at most {worse.high:+.4f} with 97.5 % confidence (one-sided), {'within' if within else 'beyond'} the tolerance {tolerance:g}"
     )
     if unscored_by_candidate:
         text += f"; the candidate gave no usable score for {unscored_by_candidate} rows the serving model scored ({rejected_uri})"

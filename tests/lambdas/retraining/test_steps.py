@@ -125,7 +125,7 @@ def test_a_worse_candidate_is_refused_with_both_figures_on_the_same_rows(s3) -> 
     assert reason.startswith("log loss on the same 300 evaluation rows (30 reviewed-audit, 270 test; weighted): ")
     assert f"candidate {expected[0]:.4f} [" in reason and f"serving model {expected[1]:.4f} [" in reason
     assert f"difference (candidate - serving) {expected[0] - expected[1]:+.4f}, 95 % interval [{low:+.4f}, {high:+.4f}]" in reason
-    assert reason.endswith(f"the candidate is worse by at most {high:+.4f} with 95 % confidence, beyond the tolerance 0.01")
+    assert reason.endswith(f"the candidate is worse by at most {high:+.4f} with 97.5 % confidence (one-sided), beyond the tolerance 0.01")
     assert result["trainingJobMetrics"] == {"train:logloss": 0.05, "validation:logloss": 0.2}  # recorded, not judged on
     written = json.loads(s3.get_object(Bucket="datasets", Key=f"retraining/{NAMES['execution']}/evaluation.json")["Body"].read())
     assert written == result

@@ -424,7 +424,7 @@ def test_a_worse_candidate_is_refused_with_both_figures_on_the_same_rows(dev_app
     assert output["promoted"] is False and evaluation["promote"] is False
     assert_judged_on_the_same_rows(evaluation)
     candidate, serving, difference, (low, _) = figures(evaluation)
-    assert candidate > serving and low > evaluation["tolerance"]  # worse beyond the tolerance, with 95 % confidence
+    assert candidate > serving and low > evaluation["tolerance"]  # worse beyond the tolerance, with 97.5 % confidence (one-sided)
     assert harness.endpoint_config() == "Config-old"
     assert sorted(m["ModelName"] for m in harness.sagemaker.list_models()["Models"]) == ["Model-old", NAME]  # the candidate, scored, not deployed
     # Both models scored the same evaluation file; no training-set transform ran for a refused model.
