@@ -146,21 +146,21 @@ SAMPLES := samples/captures
 # selected row on stdout, the summary (records, rows, selected, rejected with reasons) on stderr.
 CAPTURE_PREVIEW = $(if $(CAPTURE),$(CAPTURE),$(SAMPLES)/held-out.jsonl)
 review-preview: $(VENV)/.synth-deps node_modules/.installed ## rows of a capture file ENV's review rule picks [CAPTURE=file, default the held-out sample; ARGS=flags] (no account; seconds)
-	@$(VENV)/bin/python -m lambdas.capture --env "$(ENV)" "$(CAPTURE_PREVIEW)" $(ARGS)
+	@$(VENV)/bin/python -m local.review_preview --env "$(ENV)" "$(CAPTURE_PREVIEW)" $(ARGS)
 
 # The reviewers' app on this machine (issue 16): the page and the API's routes on one origin on
 # 127.0.0.1, the real API handler over moto (DynamoDB, S3, EventBridge), the bundled test records as
 # tasks, signed in as a local reviewer (a local stand-in for Cognito's managed login). Ctrl-C stops it.
 REVIEW_PORT ?= 8765
 review-local: $(VENV)/.test-deps node_modules/.installed ## the reviewers' app on 127.0.0.1:8765 over an in-memory AWS (no account; ~1 min first time)
-	@$(VENV)/bin/python -m lambdas.review.app.local --port $(REVIEW_PORT) --env "$(ENV)"
+	@$(VENV)/bin/python -m local.review_local --port $(REVIEW_PORT) --env "$(ENV)"
 
 # Data-quality drift of local capture files against a baseline, with the open monitor's code:
 # statistics.json, constraint_violations.json and report.html in OUT, one line per violation.
 CAPTURE_DRIFT = $(if $(CAPTURE),$(CAPTURE),$(SAMPLES)/shifted.jsonl)
 OUT ?= drift-report
 drift-report: $(VENV)/.tools-deps node_modules/.installed ## drift report of capture files [CAPTURE="files", default the shifted sample; OUT=dir, default drift-report; BASELINE=csv] (no account; seconds)
-	@$(VENV)/bin/python -m lambdas.monitoring.drift --env "$(ENV)" --out "$(OUT)" $(if $(BASELINE),--baseline "$(BASELINE)") $(CAPTURE_DRIFT)
+	@$(VENV)/bin/python -m local.drift_report --env "$(ENV)" --out "$(OUT)" $(if $(BASELINE),--baseline "$(BASELINE)") $(CAPTURE_DRIFT)
 
 # Model quality of local capture files and ground-truth files, with the open monitor's code: the
 # realized figures (weighted by how each row came to be labelled, and unweighted) with 95 % intervals,

@@ -17,7 +17,7 @@ SEED_003_LINES = [
 
 def run_cli(path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lambdas.capture", str(path), *args], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "local.review_preview", str(path), *args], cwd=ROOT, capture_output=True, text=True, check=False
     )
 
 

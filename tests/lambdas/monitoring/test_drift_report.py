@@ -52,7 +52,7 @@ def write_captures(folder: Path, table: np.ndarray, parts: int = 3) -> list[Path
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lambdas.monitoring.drift", *map(str, args)], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "local.drift_report", *map(str, args)], cwd=ROOT, capture_output=True, text=True, check=False
     )
 
 

@@ -27,7 +27,7 @@ from lambdas.capture.filtering import FilterSettings, filter_capture_object
 from lambdas.capture.profiling import ProfilingSettings
 from lambdas.capture.records import ParseOptions
 from lambdas.capture.selection import SelectionRule
-from lambdas.monitoring.drift.__main__ import environment_config
+from local.drift_report import environment_config
 from lambdas.monitoring.open import attribution, baseline, common, data_quality
 from lambdas.shared.explain.tree import TreeExplainer
 from stacks.monitoring.events import event_source

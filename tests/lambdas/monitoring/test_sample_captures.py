@@ -66,19 +66,19 @@ def test_the_shifted_file_moves_the_documented_features_by_the_documented_amount
 
 
 def test_the_drift_report_flags_the_three_shifted_features_and_nothing_in_the_held_out_file(tmp_path: Path) -> None:
-    shifted = run("-m", "lambdas.monitoring.drift", captures.SAMPLES_DIR / captures.SHIFTED, "--out", tmp_path / "shifted")
+    shifted = run("-m", "local.drift_report", captures.SAMPLES_DIR / captures.SHIFTED, "--out", tmp_path / "shifted")
     assert shifted.returncode == 0, shifted.stderr
     violations = json.loads((tmp_path / "shifted" / "constraint_violations.json").read_text())["violations"]
     assert sorted((v["feature_name"], v["constraint_check_type"]) for v in violations) == sorted((f, "baseline_drift_check") for f in captures.SHIFTS)
     assert "114 rows profiled, 0 rejected" in shifted.stdout and "3 violation(s) in 3 feature(s)" in shifted.stdout
-    held_out = run("-m", "lambdas.monitoring.drift", captures.SAMPLES_DIR / captures.HELD_OUT, "--out", tmp_path / "held-out")
+    held_out = run("-m", "local.drift_report", captures.SAMPLES_DIR / captures.HELD_OUT, "--out", tmp_path / "held-out")
     assert held_out.returncode == 0, held_out.stderr
     assert json.loads((tmp_path / "held-out" / "constraint_violations.json").read_text()) == {"violations": []}
     assert "114 rows profiled, 0 rejected" in held_out.stdout and "; no violations;" in held_out.stdout
 
 
 def test_the_review_preview_reads_the_held_out_file() -> None:
-    preview = run("-m", "lambdas.capture", captures.SAMPLES_DIR / captures.HELD_OUT)
+    preview = run("-m", "local.review_preview", captures.SAMPLES_DIR / captures.HELD_OUT)
     assert preview.returncode == 0, preview.stderr
     selected = [json.loads(line) for line in preview.stdout.splitlines() if line.startswith("{")]
     assert selected and all(0.1 < s["probability"] < 0.9 for s in selected)  # the default band

@@ -9,7 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from lambdas.review.app import api, local
+from lambdas.review.app import api
+from local import review_local as local
 from lambdas.review.app.tasks import Reviewer, Tasks
 from lambdas.shared import aws
 from tests.lambdas.aws_env import REGION, LambdaContext

@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import ClientError
 
-from lambdas.review.app import api, local
+from lambdas.review.app import api
+from local import review_local as local
 from lambdas.review.app.tasks import DONE, Tasks
 from lambdas.shared import aws
 from tests.conftest import ROOT

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from lambdas.review.app import local
+from local import review_local as local
 from tests.lambdas.review.app.test_api import ROUTES
 
 

@@ -16,7 +16,7 @@ import json
 import boto3
 import pytest
 
-from lambdas.review.app import local
+from local import review_local as local
 from lambdas.review.app.tasks import DONE, Tasks
 from lambdas.review.results.results import LoopEvent, ResultsSettings, record_loop
 from lambdas.shared import aws

@@ -265,7 +265,7 @@ def test_claims_of_one_reviewer_at_once_take_one_task(world) -> None:
     """Many requests of one reviewer at the same moment (a script hoarding tasks) get one task."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lambdas.review.app.local import item_atomicity
+    from local.review_local import item_atomicity
 
     for i in range(12):
         world.tasks.put(f"t-{i}", task_input(), 1, 3600)

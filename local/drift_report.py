@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lambdas.monitoring.drift", usage=USAGE, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m local.drift_report", usage=USAGE, description=__doc__.splitlines()[0])
     parser.add_argument("capture", type=Path, nargs="+", help="capture .jsonl files (one sketch each)")
     parser.add_argument("--out", type=Path, required=True, help="directory for statistics.json, constraint_violations.json, report.html")
     parser.add_argument("--baseline", type=Path, default=None, help="baseline CSV (header: probability, then the features)")

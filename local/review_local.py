@@ -1,4 +1,4 @@
-"""The reviewers' app on this machine: ``make review-local`` (``python -m lambdas.review.app.local``).
+"""The reviewers' app on this machine: ``make review-local`` (``python -m local.review_local``).
 
 One origin on 127.0.0.1 serves what CloudFront serves when deployed: the page (``site/``, the
 partials' style sheets under ``/partials/``, a ``config.json``) and the API routes under ``/api/``,
@@ -48,7 +48,7 @@ from typing import Any
 
 from lambdas.review.app.render import STYLESHEETS, TEMPLATES
 
-SITE = Path(__file__).resolve().parent / "site"
+SITE = Path(__file__).resolve().parents[1] / "lambdas" / "review" / "app" / "site"  # the deployed page
 REGION = "eu-west-1"
 CLIENT_ID = "local-reviewers-app"
 REVIEWERS_GROUP = "reviewers"
