@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-from botocore.exceptions import ClientError
 
 from lambdas.monitoring.drift import report, sample
 from lambdas.monitoring.drift.sketch import RANGE_LIMIT
@@ -313,16 +312,8 @@ def deployed_model(env: Environment) -> DeployedModel:
 
 
 def load_baseline(s3: Any, bucket: str, label: str, feature_names: Sequence[str]) -> dict[str, float]:
-    uri = f"s3://{bucket}/{BASELINE_KEY}"
-    try:
-        analysis = common.read_json(s3, bucket, BASELINE_KEY)
-    except ClientError as error:
-        code = error.response["Error"]["Code"]
-        if code in ("NoSuchKey", "AccessDenied"):  # AccessDenied: absent, read without ListBucket
-            raise BaselineMismatch(f"no baseline at {uri} ({code}): the baseline custom resource or retraining writes it") from None
-        raise
-    except ValueError as error:
-        raise BaselineMismatch(f"the baseline {uri} is not JSON: {error}") from None
+    folder, name = BASELINE_KEY.rsplit("/", 1)
+    analysis = common.read_baseline(s3, bucket, folder, (name,), BaselineMismatch)[name]
     return baseline_values(analysis, label, feature_names)
 
 
@@ -447,16 +438,11 @@ def run(event: Any, config: AttributionSettings, s3: Any, events: Any, model: Ca
             report.REPORT_FILE: page,
         },
     )
-    ended = runs.ended(
-        **identity,
-        outcome=outcome,
-        exit_message=exit_message(outcome, score, config.ndcg_threshold, found, result, no_data),
-        failure_reason=None,
-        report_uri=f"s3://{settings.bucket}/{prefix}",
-        report_html_uri=uris[report.REPORT_FILE],
+    ended = common.completed(
+        identity, settings, prefix, uris[report.REPORT_FILE],
+        outcome=outcome, message=exit_message(outcome, score, config.ndcg_threshold, found, result, no_data), late=None,
         violations=violations["violations"],
-        ended_at=common.now_text(),
-    )
+    )  # fmt: skip
     metrics = {}
     if score is not None:
         metrics = {FEATURE_METRIC.format(feature=name): value for name, value in result.global_values.items()}

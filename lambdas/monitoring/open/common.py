@@ -297,6 +297,18 @@ def finish_again(events: Any, settings: EvaluatorSettings, period: Period, ended
         emit_metrics(metrics, {"Endpoint": settings.endpoint, "MonitoringSchedule": settings.schedule}, period.scheduled)
 
 
+def completed(
+    identity: Mapping[str, str], settings: EvaluatorSettings, prefix: str, report_html_uri: str, *,
+    outcome: str, message: str, late: str | None, violations: list[dict[str, Any]],
+) -> runs.RunEnded:
+    """A run that wrote its report under ``prefix`` (its page at ``report_html_uri``), its exit
+    message led by ``late``, the note of a re-evaluation with late data; ``failed`` is the other end."""
+    return runs.ended(
+        **identity, outcome=outcome, exit_message=clip(f"{late}; {message}") if late is not None else message, failure_reason=None,
+        report_uri=f"s3://{settings.bucket}/{prefix}", report_html_uri=report_html_uri, violations=violations, ended_at=now_text(),
+    )  # fmt: skip
+
+
 def failed(s3: Any, events: Any, settings: EvaluatorSettings, period: Period, identity: Mapping[str, str], reason: str) -> runs.RunEnded:
     """A run that could not evaluate its period (no usable baseline, a model it cannot explain)."""
     ended = runs.ended(

@@ -164,6 +164,7 @@ def report_period(
 ) -> runs.RunEnded:
     """Write the period's files (``late``: the note of a re-evaluation) and return its event."""
     prefix = common.report_prefix(MONITOR, settings, period)
+    note = late_note(late) if late is not None else None
     violations = evaluation.violations["violations"]
     outcome = "CompletedWithViolations" if violations else "Completed"
     custom = {**evaluation.statistics.get("open_monitor", {}), "inputs": {"sketch_files": listing.files, "fingerprint": listing.fingerprint}}
@@ -175,7 +176,7 @@ def report_period(
         baseline_statistics,
         report.Period(
             environment=f"{settings.endpoint}, {settings.schedule}", window=period.describe(), sketch_files=listing.files,
-            re_evaluated=late_note(late) if late is not None else None,
+            re_evaluated=note,
         ),
     )  # fmt: skip
     uris = common.write_files(
@@ -188,17 +189,10 @@ def report_period(
             report.REPORT_FILE: page,
         },
     )
-    message = exit_message(evaluation, outcome, listing.files)
-    return runs.ended(
-        **common.identity(MONITOR, settings, period),
-        outcome=outcome,
-        exit_message=common.clip(f"{late_note(late)}; {message}") if late is not None else message,
-        failure_reason=None,
-        report_uri=f"s3://{settings.bucket}/{prefix}",
-        report_html_uri=uris[report.REPORT_FILE],
-        violations=violations,
-        ended_at=common.now_text(),
-    )
+    return common.completed(
+        common.identity(MONITOR, settings, period), settings, prefix, uris[report.REPORT_FILE],
+        outcome=outcome, message=exit_message(evaluation, outcome, listing.files), late=note, violations=violations,
+    )  # fmt: skip
 
 
 def late_note(late: dict[str, Any]) -> str:

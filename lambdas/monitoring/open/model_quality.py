@@ -334,6 +334,7 @@ def report_period(
         constraints=baseline.constraints, estimate_on=settings.estimate,
     )  # fmt: skip
     prefix = common.report_prefix(MONITOR, settings.evaluator, period)
+    note = late_note(late) if late is not None else None
     custom: dict[str, Any] = {
         "period": {"start": period.start.isoformat().replace("+00:00", "Z"), "end": period.end.isoformat().replace("+00:00", "Z")},
         "label_window": label_window_text(period, settings.label_window_hours, now),
@@ -352,32 +353,25 @@ def report_period(
         report.Page(
             environment=f"{settings.evaluator.endpoint}, {settings.evaluator.schedule}", window=period.describe(),
             labels_window=custom["label_window"], captured=captured.document(), intake=intake,
-            re_evaluated=late_note(late) if late is not None else None, tolerance=settings.tolerance,
+            re_evaluated=note, tolerance=settings.tolerance,
             history=history(s3, settings, period),
         ),
         current,
     )  # fmt: skip
+    violations = documents.violations(evaluation)
     files: dict[str, bytes | str] = {
         documents.STATISTICS_FILE: orjson.dumps(statistics, option=orjson.OPT_INDENT_2),
-        documents.VIOLATIONS_FILE: orjson.dumps(documents.violations(evaluation), option=orjson.OPT_INDENT_2),
+        documents.VIOLATIONS_FILE: orjson.dumps(violations, option=orjson.OPT_INDENT_2),
         report.REPORT_FILE: page,
     }
     if rejected:
         files[documents.REJECTED_LABELS_FILE] = b"".join(orjson.dumps(line.document()) + b"\n" for line in rejected)
     uris = common.write_files(s3, settings.evaluator.bucket, prefix, files)
-    violations = documents.violations(evaluation)["violations"]
-    outcome = "CompletedWithViolations" if violations else "Completed"
-    message = exit_message(evaluation, captured, outcome)
-    ended = runs.ended(
-        **common.identity(MONITOR, settings.evaluator, period),
-        outcome=outcome,
-        exit_message=common.clip(f"{late_note(late)}; {message}") if late is not None else message,
-        failure_reason=None,
-        report_uri=f"s3://{settings.evaluator.bucket}/{prefix}",
-        report_html_uri=uris[report.REPORT_FILE],
-        violations=violations,
-        ended_at=common.now_text(),
-    )
+    outcome = "CompletedWithViolations" if violations["violations"] else "Completed"
+    ended = common.completed(
+        common.identity(MONITOR, settings.evaluator, period), settings.evaluator, prefix, uris[report.REPORT_FILE],
+        outcome=outcome, message=exit_message(evaluation, captured, outcome), late=note, violations=violations["violations"],
+    )  # fmt: skip
     return ended, evaluation
 
 

@@ -405,8 +405,8 @@ def test_a_model_with_another_feature_count_fails_the_run_and_says_why(aws, trai
 @pytest.mark.parametrize(
     ("analysis", "reason"),
     [
-        (None, "no baseline at s3://monitoring-bucket/explainability/current/analysis.json (NoSuchKey)"),
-        (b"not json", "the baseline s3://monitoring-bucket/explainability/current/analysis.json is not JSON"),
+        (None, "no baseline analysis.json at s3://monitoring-bucket/explainability/current/analysis.json (NoSuchKey)"),
+        (b"not json", "baseline s3://monitoring-bucket/explainability/current/analysis.json is not JSON"),
         (
             {"version": "1.0", "explanations": {"kernel_shap": {"label0": {"global_shap_values": {"a": 1.0}}}}},
             "the baseline analysis.json has no tree_shap explanations (it has: kernel_shap)",
