@@ -25,21 +25,10 @@ from lambdas.monitoring.drift import report
 from lambdas.monitoring.drift.baseline import STATISTICS_FILE, BaselineError, baseline_documents, load
 from lambdas.monitoring.drift.evaluate import BASELINE_DRIFT, VIOLATIONS_FILE, Evaluation, evaluate
 from lambdas.monitoring.drift.sketch import BATCH_ROWS, Layout, Sketch, dumps
+from local import cli
+from local.cli import UsageError, environment_config
 
 USAGE = 'make drift-report CAPTURE="<capture .jsonl files>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]'
-
-
-class UsageError(Exception):
-    """A problem with the command's arguments or inputs: reported with exit code 2."""
-
-
-def environment_config(environment: str):  # -> AppConfig; imported here: only the CLI needs the stacks package
-    from stacks.shared.config import ConfigError, load_environment
-
-    try:
-        return load_environment(environment)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
 
 
 def baseline_text(path: Path | None, config) -> tuple[str, str]:
@@ -173,12 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for statistics.json, constraint_violations.json, report.html")
     parser.add_argument("--baseline", type=Path, default=None, help="baseline CSV (header: probability, then the features)")
     parser.add_argument("--env", default="dev", help="environment in cdk.json (default dev)")
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UsageError as error:
-        parser.error(str(error))  # exit code 2, with the usage line
-    return 2
+    return cli.main(parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -32,22 +32,11 @@ from lambdas.capture.records import ParseOptions
 from lambdas.capture.selection import Audit, SelectionRule
 from lambdas.monitoring.quality import documents, labels as ground_truth, report
 from lambdas.monitoring.quality.evaluation import BASES, Captured, Evaluation, evaluate
+from local import cli
+from local.cli import UsageError, environment_config
 
 USAGE = 'make quality-report CAPTURE="<capture .jsonl files>" [LABELS="<ground-truth .jsonl files>"] OUT=<dir> [SCORES=<csv>] [ENV=<env>]'
 DECISION_THRESHOLD = 0.5  # the capture filter's and the deployed monitor's default (DECISION_THRESHOLD)
-
-
-class UsageError(Exception):
-    """A problem with the command's arguments or inputs: reported with exit code 2."""
-
-
-def environment_config(environment: str):  # -> AppConfig
-    from stacks.shared.config import ConfigError, load_environment
-
-    try:
-        return load_environment(environment)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
 
 
 def reference(path: Path | None, config, tolerance: float) -> tuple[dict[str, Any], str]:
@@ -189,12 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for statistics.json, constraint_violations.json, report.html")
     parser.add_argument("--scores", type=Path, default=None, help="the model's test-set scores (CSV: label,probability)")
     parser.add_argument("--env", default="dev", help="environment in cdk.json (default dev)")
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UsageError as error:
-        parser.error(str(error))  # exit code 2, with the usage line
-    return 2
+    return cli.main(parser, run, argv)
 
 
 if __name__ == "__main__":
