@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -40,6 +41,17 @@ def drain(queue_url: str) -> list[dict[str, Any]]:
         messages.extend(batch)
         for m in batch:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def event_sink(pattern: dict[str, Any]) -> tuple[Any, str]:
+    """An EventBridge client and a queue that receives what ``pattern`` matches on the default bus."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="runs")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events", region_name=REGION)
+    events.put_rule(Name="runs", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="runs", Targets=[{"Id": "q", "Arn": arn}])
+    return events, queue
 
 
 class LambdaContext:

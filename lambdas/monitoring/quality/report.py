@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from lambdas.monitoring.drift.report import CSS, FONT_UNITS
+from lambdas.monitoring.drift.report import CSS, FONT_UNITS, REPORT_FILE
 from lambdas.monitoring.quality import metrics
 from lambdas.monitoring.quality.evaluation import BASES, LABELLED, REVIEWED, WEIGHTED, Evaluation
 from lambdas.monitoring.quality.estimate import Calibration
 
-REPORT_FILE = "report.html"
 PERIOD_COLOUR, REFERENCE_COLOUR, ESTIMATE_COLOUR = "#c2410c", "#1f5fa8", "#555"
 SIZE, MARGIN = 260, 40  # square plots: SVG user units
 NAMES = {

@@ -33,7 +33,7 @@ from lambdas.shared.explain.tree import TreeExplainer
 from stacks.shared.aws_facts import MONITORING_CADENCES
 from stacks.shared.default_model import FEATURE_NAMES, LABEL_NAMES, MODEL_ARTIFACT, TEST_CSV, TRAIN_CSV
 from tests.conftest import ROOT
-from tests.lambdas.aws_env import REGION, LambdaContext, drain
+from tests.lambdas.aws_env import REGION, LambdaContext, drain, event_sink
 
 BUCKET = "monitoring-bucket"
 SOURCE = "mlloop.monitoring"
@@ -136,12 +136,7 @@ def aws(mocked_aws, baseline):
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=BUCKET, Key="explainability/current/analysis.json", Body=json.dumps(baseline).encode())
-    sqs = boto3.client("sqs", region_name=REGION)
-    queue = sqs.create_queue(QueueName="runs")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events = boto3.client("events", region_name=REGION)
-    events.put_rule(Name="runs", EventPattern=json.dumps({"source": [SOURCE], "detail-type": [runs.RUN_ENDED]}))
-    events.put_targets(Rule="runs", Targets=[{"Id": "q", "Arn": arn}])
+    events, queue = event_sink({"source": [SOURCE], "detail-type": [runs.RUN_ENDED]})
     return s3, events, queue
 
 

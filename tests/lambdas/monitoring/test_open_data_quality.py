@@ -26,7 +26,7 @@ from lambdas.monitoring.open import common, data_quality
 from lambdas.monitoring.runs import runs
 from stacks.shared.aws_facts import MONITORING_CADENCES
 from stacks.shared.default_model import BASELINE_CSV, MODEL_ARTIFACT, TEST_CSV, captures
-from tests.lambdas.aws_env import LambdaContext, REGION, drain
+from tests.lambdas.aws_env import LambdaContext, REGION, drain, event_sink
 
 BUCKET = "monitoring-bucket"
 SOURCE = "mlloop.monitoring"
@@ -93,12 +93,7 @@ def aws(mocked_aws, documents):
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     for name, document in documents.items():
         s3.put_object(Bucket=BUCKET, Key=f"data-quality/current/{name}", Body=json.dumps(document).encode())
-    sqs = boto3.client("sqs", region_name=REGION)
-    queue = sqs.create_queue(QueueName="runs")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events = boto3.client("events", region_name=REGION)
-    events.put_rule(Name="runs", EventPattern=json.dumps({"source": [SOURCE], "detail-type": [runs.RUN_ENDED]}))
-    events.put_targets(Rule="runs", Targets=[{"Id": "q", "Arn": arn}])
+    events, queue = event_sink({"source": [SOURCE], "detail-type": [runs.RUN_ENDED]})
     return s3, events, queue
 
 

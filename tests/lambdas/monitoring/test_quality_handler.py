@@ -24,7 +24,7 @@ from lambdas.monitoring.open import baseline, common, model_quality
 from lambdas.monitoring.runs import runs
 from stacks.shared.aws_facts import MONITORING_CADENCES
 from stacks.shared.default_model import TEST_CSV, TEST_SCORES_CSV, captures
-from tests.lambdas.aws_env import REGION, LambdaContext
+from tests.lambdas.aws_env import REGION, LambdaContext, event_sink
 from tests.lambdas.monitoring.test_open_data_quality import emf, metric_values, published
 from tests.lambdas.monitoring.test_quality_metrics import scikit_learn
 
@@ -117,12 +117,7 @@ def aws(mocked_aws):
         }},
         s3=s3,
     )  # fmt: skip
-    sqs = boto3.client("sqs", region_name=REGION)
-    queue = sqs.create_queue(QueueName="runs")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events = boto3.client("events", region_name=REGION)
-    events.put_rule(Name="runs", EventPattern=json.dumps({"source": [SOURCE], "detail-type": [runs.RUN_ENDED]}))
-    events.put_targets(Rule="runs", Targets=[{"Id": "q", "Arn": arn}])
+    events, queue = event_sink({"source": [SOURCE], "detail-type": [runs.RUN_ENDED]})
     return s3, events, queue
 
 
