@@ -22,6 +22,9 @@ from typing import Any
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 # Windows virtual key codes for the keys the tests press.
+# How long the browser may take to answer its first command.
+STARTUP_SECONDS = 120
+
 _KEYS = {"Tab": 9, "Enter": 13, " ": 32, "ArrowDown": 40, "ArrowUp": 38, "ArrowRight": 39, "ArrowLeft": 37}
 
 
@@ -39,16 +42,25 @@ class Browser:
                  f"--window-size={width},{height}", "about:blank"]
         # The shell puts the pipe ends on fds 3 and 4, where the browser expects them.
         wiring = f'exec "$0" "$@" 3<&{to_browser_read} 4>&{from_browser_write} {to_browser_read}<&- {from_browser_write}>&-'
-        self.process = subprocess.Popen(["bash", "-c", wiring, CHROMIUM, *flags], pass_fds=(to_browser_read, from_browser_write),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        profile.mkdir(parents=True, exist_ok=True)
+        self._log = profile.parent / "chromium.log"  # the browser's own output, quoted when it does not answer
+        with self._log.open("wb") as log:
+            self.process = subprocess.Popen(["bash", "-c", wiring, CHROMIUM, *flags], pass_fds=(to_browser_read, from_browser_write),
+                                            stdout=log, stderr=log)
         os.close(to_browser_read)
         os.close(from_browser_write)
         self._next_id = 0
         self._answers: dict[int, dict[str, Any]] = {}
         self._ready = threading.Condition()
+        self._closed = False  # the browser closed its end of the pipe (it exited)
         self.console: list[str] = []  # console messages, script exceptions and CSP reports, as text
         threading.Thread(target=self._listen, daemon=True).start()
-        target = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        # A cold start (fresh profile, cold disk cache, a busy CI machine) has taken over 30 s; later calls are quick.
+        try:
+            target = next(t for t in self.call("Target.getTargets", timeout=STARTUP_SECONDS)["targetInfos"] if t["type"] == "page")
+        except BaseException:
+            self.process.kill()
+            raise
         self.session = self.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable", session=True)
@@ -77,6 +89,9 @@ class Browser:
                     self.console.append(f"exception: {message['params']['exceptionDetails'].get('exception', {}).get('description', '')}")
                 elif message.get("method") == "Log.entryAdded":
                     self.console.append(f"{message['params']['entry'].get('source')}: {message['params']['entry'].get('text')}")
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
 
     def call(self, method: str, session: bool = False, timeout: float = 30, **params: Any) -> dict[str, Any]:
         self._next_id += 1
@@ -89,13 +104,20 @@ class Browser:
         with self._ready:
             while number not in self._answers:
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{method}: no answer in {timeout} s")
+                if self._closed or left <= 0:
+                    why = f"the browser exited ({self.process.poll()})" if self._closed else f"no answer in {timeout} s"
+                    raise TimeoutError(f"{method}: {why}; its output:\n{self._output()}")
                 self._ready.wait(left)
             answer = self._answers.pop(number)
         if "error" in answer:
             raise RuntimeError(f"{method}: {answer['error']}")
         return answer.get("result", {})
+
+    def _output(self) -> str:
+        try:
+            return self._log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return "(none)"
 
     def resize(self, width: int, height: int) -> None:
         self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height, deviceScaleFactor=1, mobile=width < 600)
