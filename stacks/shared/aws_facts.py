@@ -243,6 +243,34 @@ def transform_instance_types() -> tuple[str, ...]:
     """Instance types a batch transform job accepts: botocore's ``TransformInstanceType`` enum."""
     return tuple(_sagemaker_model().shape_for("TransformInstanceType").enum)
 
+
+# --- Batch transform (the nightly batch path, stacks/batch) ---------------------------------------
+# CreateTransformJob ``MaxPayloadInMB``: "The value of MaxPayloadInMB cannot be greater than 100 MB",
+# default 6 (botocore sagemaker model: min 0); with BatchStrategy MultiRecord and SplitType Line a
+# mini-batch holds as many lines as fit in it.
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
+TRANSFORM_MAX_PAYLOAD_MB = 100
+# TransformResources.InstanceCount: botocore ``TransformInstanceCount`` min 1; the default quota for
+# transform instances of one type per account is far lower than any value above 100.
+TRANSFORM_MAX_INSTANCE_COUNT = 100
+# TransformInput.DataSource.S3DataSource.S3DataType ``ManifestFile``: "an S3 object that is a
+# manifest file containing a list of object keys": [{"prefix": "s3://bucket/"}, "key1", ...].
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformS3DataSource.html
+TRANSFORM_MANIFEST_DATA_TYPE = "ManifestFile"
+# Content types the nightly batch takes for now: CSV lines, one record per line (SplitType Line).
+BATCH_CONTENT_TYPES = ("text/csv",)
+# The transform's outcome as DescribeTransformJob reports it (TransformJobStatus) and the times its
+# instance-seconds are counted from (TransformStartTime, TransformEndTime).
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeTransformJob.html
+TRANSFORM_STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
+# EventBridge Scheduler's ScheduleExpressionTimezone: an IANA time zone name of 1-50 characters
+# (botocore scheduler model ``ScheduleExpressionTimezone``).
+# https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html#cron-based
+SCHEDULER_TIMEZONE_MAX = 50
+# Scheduler's cron(minutes hours day-of-month month day-of-week year): one of day-of-month and
+# day-of-week must be "?". https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html#cron-based
+SCHEDULER_CRON_PATTERN = re.compile(r"cron\((\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\)")
+
 # --- EventBridge Scheduler (the open monitoring back end's evaluation schedules) -----------------
 # A schedule's target input may hold context keywords that Scheduler replaces at each invocation;
 # "<aws.scheduler.scheduled-time>" is "the time you specified for the schedule to invoke its

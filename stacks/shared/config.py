@@ -51,6 +51,9 @@ _SHAP_AGG_METHODS = ("mean_abs", "median", "mean_sq")
 # resource, less the waiting provider's 5-minute answer margin (stacks/shared/waiting_provider.py) and 10
 # minutes to start the job's instances, download its data and upload and publish its files.
 BASELINE_MAX_RUNTIME = aws_facts.CUSTOM_RESOURCE_MAX_TIMEOUT_SECONDS - 15 * 60
+# Where each nightly batch run writes its files in the datasets bucket: batch/runs/<run id>/ holds
+# manifest.json, input/, output/, capture/, rejected.jsonl, report.json and report.html.
+BATCH_RUNS_PREFIX = "batch/runs/"
 
 # Worker templates in a2i_templates/: seed 000's review of unsure predictions, and seed 002's review
 # of predicted outcomes with the attributions that drove them.
@@ -661,6 +664,67 @@ class RetrainingConfig(_Section):
         return self
 
 
+class ServingConfig(_Section):
+    """How the model serves: a real-time endpoint, or only the nightly batch (``batch``)."""
+
+    endpoint: bool = Field(True, description="false: no real-time endpoint (no idle instance cost); the model serves only the nightly batch (batch.enabled)")
+
+
+class BatchConfig(_Section):
+    """The nightly batch (seed 002): EventBridge Scheduler -> Step Functions -> a batch transform of the
+    CSV files dropped under ``input_prefix`` of the datasets bucket, then the same review loop as captures."""
+
+    enabled: bool = False
+    schedule: Annotated[
+        str,
+        _Matches(aws_facts.SCHEDULER_CRON_PATTERN, "an EventBridge Scheduler cron(minutes hours day-of-month month day-of-week year) expression"),
+    ] = Field("cron(0 2 * * ? *)", description="when the run starts, in timezone; default 02:00 every day")
+    timezone: str = Field("UTC", description="an IANA time zone name (Europe/Paris, America/New_York...) the schedule is read in")
+    input_prefix: Annotated[
+        str, _Matches(re.compile(r"[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/"), "an S3 key prefix ending with / (no leading /)")
+    ] = Field("batch/input/", description="where input files are dropped in the datasets bucket: CSV, one row per line, no header, the model's features in order")
+    content_type: str = Field("text/csv", json_schema_extra={"enum": list(aws_facts.BATCH_CONTENT_TYPES)}, description="of the input files")
+    instance_type: _TransformInstanceType = "ml.m5.xlarge"
+    instance_count: int = Field(1, ge=1, le=aws_facts.TRANSFORM_MAX_INSTANCE_COUNT)
+    max_payload_mb: int = Field(6, ge=1, le=aws_facts.TRANSFORM_MAX_PAYLOAD_MB, description="the largest mini-batch of lines sent to the model at once")
+    overdue_hours: int = Field(26, ge=2, le=24 * 8, description="alarm when no run has ended well for this long (a day and two hours by default)")
+
+    @field_validator("content_type")
+    @classmethod
+    def _supported_content_type(cls, value: str) -> str:
+        if value not in aws_facts.BATCH_CONTENT_TYPES:
+            raise _invalid(
+                f"{value!r} is not allowed; allowed values: {', '.join(aws_facts.BATCH_CONTENT_TYPES)} "
+                "(the nightly batch splits input files into lines of CSV for now)"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import available_timezones  # the IANA database Scheduler reads time zones from
+
+        if len(value) > aws_facts.SCHEDULER_TIMEZONE_MAX or value not in available_timezones():
+            raise _invalid(f"{value!r} is not an IANA time zone name such as UTC, Europe/Paris or America/New_York")
+        return value
+
+    @model_validator(mode="after")
+    def _runs(self, info: ValidationInfo) -> Self:
+        minutes, hours, day_of_month, month, day_of_week, year = aws_facts.SCHEDULER_CRON_PATTERN.fullmatch(self.schedule).groups()
+        if (day_of_month == "?") == (day_of_week == "?"):
+            raise _invalid(f"{self.schedule!r}: exactly one of day-of-month and day-of-week must be '?', as in cron(0 2 * * ? *)", "schedule")
+        if self.input_prefix.startswith(BATCH_RUNS_PREFIX) or BATCH_RUNS_PREFIX.startswith(self.input_prefix):
+            raise _invalid(f"{self.input_prefix!r} overlaps {BATCH_RUNS_PREFIX!r}, where each run writes its files; choose another prefix", "input_prefix")
+        model = _parsed(info).get("model")
+        if self.enabled and model is not None and model.content_type != self.content_type:
+            raise _invalid(
+                f"the nightly batch sends {self.content_type} lines to the model, and model.content_type is {model.content_type!r}: "
+                "set batch.enabled to false, or serve a text/csv model",
+                "enabled",
+            )
+        return self
+
+
 class AppConfig(_Section):
     """One environment of cdk.json (context.environments.<name>): every key optional."""
 
@@ -675,9 +739,11 @@ class AppConfig(_Section):
     review: ReviewConfig = _section()
     monitoring: MonitoringConfig = _section()
     retraining: RetrainingConfig = _section()
+    serving: ServingConfig = _section()
+    batch: BatchConfig = _section()
     _environment: str = PrivateAttr()
 
-    @field_validator("endpoint", "review", "monitoring", "retraining", mode="wrap")
+    @field_validator("endpoint", "review", "monitoring", "retraining", "batch", mode="wrap")
     @classmethod
     def _after_model(cls, value: Any, handler: Callable[[Any], Any], info: ValidationInfo) -> Any:
         _parsed(info).update(info.data)  # the sections below read app_name and model from the context
@@ -687,6 +753,12 @@ class AppConfig(_Section):
         if not isinstance(context, dict) or "environment" not in context:
             raise TypeError("build an AppConfig with parse_environment(environment, raw)")
         self._environment = context["environment"]
+
+    @model_validator(mode="after")
+    def _something_serves(self) -> Self:
+        if not self.serving.endpoint and not self.batch.enabled:
+            raise _invalid("false deploys no real-time endpoint, and batch.enabled is false: nothing would serve the model; set batch.enabled to true, or endpoint to true", "serving.endpoint")
+        return self
 
     @model_validator(mode="after")
     def _offered_in_region(self) -> Self:

@@ -21,6 +21,22 @@ def test_defaults_serve_the_bundled_model() -> None:
     assert config.retain_data  # data is kept unless an environment says otherwise
 
 
+def test_batch_is_off_and_nightly_by_default_and_the_endpoint_on() -> None:
+    config = parse_environment("dev", {})
+    assert config.serving.endpoint and not config.batch.enabled
+    batch = config.batch
+    assert (batch.schedule, batch.timezone, batch.input_prefix, batch.content_type) == ("cron(0 2 * * ? *)", "UTC", "batch/input/", "text/csv")
+    assert (batch.instance_type, batch.instance_count, batch.max_payload_mb, batch.overdue_hours) == ("ml.m5.xlarge", 1, 6, 26)
+    batch_only = parse_environment("dev", {"serving": {"endpoint": False}, "batch": {"enabled": True, "timezone": "Europe/Paris"}})
+    assert not batch_only.serving.endpoint and batch_only.batch.enabled and batch_only.batch.timezone == "Europe/Paris"
+
+
+def test_income_is_batch_only() -> None:
+    income = app_config.load_environment("income")
+    assert not income.serving.endpoint and income.batch.enabled
+    assert income.review.rule == "outcome" and income.review.rows_per_loop == 3
+
+
 def test_review_defaults_follow_seed_000() -> None:
     review = parse_environment("dev", {}).review
     assert review.enabled and review.rule == "band" and (review.lower, review.upper) == (0.1, 0.9)
@@ -227,6 +243,22 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"retraining": {"bake_minutes": 61}}, r"retraining\.bake_minutes: must be a whole number from 0 to 60, got 61"),
         ({"retraining": {"manual_approvals": True}}, r"retraining: unknown key\(s\) manual_approvals; allowed keys: .*manual_approval"),
         ({"removal_policy": "delete"}, r"removal_policy: 'delete' is not allowed; allowed values: destroy, retain"),
+        ({"serving": {"endpoint": False}}, r"environments\.dev\.serving\.endpoint: false deploys no real-time endpoint, and batch\.enabled is false: nothing would serve"),
+        ({"serving": {"endpoint": "no"}}, r"serving\.endpoint: 'no' is not allowed; allowed values: true, false"),
+        ({"batch": {"content_type": "application/json"}}, r"batch\.content_type: 'application/json' is not allowed; allowed values: text/csv \(the nightly batch splits input files into lines of CSV"),
+        ({"batch": {"schedule": "rate(1 day)"}}, r"batch\.schedule: 'rate\(1 day\)' is not valid; must be an EventBridge Scheduler cron\(minutes hours"),
+        ({"batch": {"schedule": "cron(0 2 * * * *)"}}, r"batch\.schedule: 'cron\(0 2 \* \* \* \*\)': exactly one of day-of-month and day-of-week must be '\?'"),
+        ({"batch": {"timezone": "Paris"}}, r"batch\.timezone: 'Paris' is not an IANA time zone name"),
+        ({"batch": {"input_prefix": "/batch/input"}}, r"batch\.input_prefix: '/batch/input' is not valid; must be an S3 key prefix ending with /"),
+        ({"batch": {"input_prefix": "batch/"}}, r"batch\.input_prefix: 'batch/' overlaps 'batch/runs/', where each run writes its files"),
+        ({"batch": {"instance_type": "ml.t2.medium"}}, r"batch\.instance_type: 'ml\.t2\.medium' is not a SageMaker batch transform instance type"),
+        ({"batch": {"instance_count": 0}}, r"batch\.instance_count: must be a whole number from 1 to 100, got 0"),
+        ({"batch": {"max_payload_mb": 101}}, r"batch\.max_payload_mb: must be a whole number from 1 to 100, got 101"),
+        ({"batch": {"overdue_hours": 1}}, r"batch\.overdue_hours: must be a whole number from 2 to 192, got 1"),
+        (
+            {"batch": {"enabled": True}, "retraining": {"enabled": False}, "model": {"content_type": "application/json"}},
+            r"batch\.enabled: the nightly batch sends text/csv lines to the model, and model\.content_type is 'application/json'",
+        ),
         ({"app_name": "My_App"}, r"app_name: 'My_App' is not valid; must be 1-20 lower-case letters"),
         ({"account": "1234"}, r"account: '1234' is not valid; must be a 12-digit AWS account ID"),
         ({"region": "mars-1"}, r"region: 'mars-1' is not valid; must be an AWS region name"),
@@ -287,7 +319,7 @@ def test_every_bad_value_is_reported_at_once() -> None:
         "environments.dev.capture.sampling_percentage: must be a whole number from 0 to 100, got 140",
         "environments.dev.review.rule: 'random' is not allowed; allowed values: band, outcome",
         "environments.dev.review.task_keywords: 'a_b' is not valid; each name must be 1-30 letters or digits, words separated by single spaces (no _, - or leading/trailing spaces)",
-        "environments.dev: unknown key(s) captur; allowed keys: account, app_name, capture, endpoint, model, monitoring, region, removal_policy, retraining, review",
+        "environments.dev: unknown key(s) captur; allowed keys: account, app_name, batch, capture, endpoint, model, monitoring, region, removal_policy, retraining, review, serving",
     ]
 
 
