@@ -14,7 +14,7 @@ export AWS_EC2_METADATA_DISABLED := true
 
 CDK := cdk --context env=$(ENV)
 
-.PHONY: help setup layer synth test bench deploy diff destroy bootstrap preflight model samples clean review-preview drift-report review-local quality-report
+.PHONY: help setup layer synth test bench deploy diff destroy bootstrap preflight model samples clean review-preview drift-report review-local quality-report rehearse
 .DEFAULT_GOAL := help
 
 help: ## this list: each target, what it needs, about how long it takes (no account; instant)
@@ -169,6 +169,16 @@ CAPTURE_QUALITY = $(if $(CAPTURE),$(CAPTURE),$(SAMPLES)/held-out.jsonl)
 QUALITY_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),quality-report)
 quality-report: $(VENV)/.tools-deps node_modules/.installed ## model quality of capture files [CAPTURE="files", default the held-out sample; LABELS="ground-truth files", none: estimate only; OUT=dir, default quality-report; SCORES=csv] (no account; seconds)
 	@$(VENV)/bin/python -m local.quality_report --env "$(ENV)" --out "$(QUALITY_OUT)" $(if $(SCORES),--scores "$(SCORES)") $(CAPTURE_QUALITY) $(if $(LABELS),--labels $(LABELS))
+
+# The whole loop on this machine (issue 23): the app synthesised for ENV, what its templates declare
+# created in an in-memory AWS (moto) and its functions run with their template settings, SageMaker
+# stand-ins, simulated reviewers and HOURS of traffic in simulated time. Writes OUT/index.html (the
+# timeline), OUT/summary.json and every object the loop wrote under OUT/s3/.
+REHEARSAL_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),rehearsal)
+HOURS ?= 24
+REVIEWERS ?= simulated
+rehearse: $(VENV)/.test-deps node_modules/.installed layer ## the whole loop offline in simulated time [HOURS=24; OUT=dir, default rehearsal; TRAFFIC=csv; REVIEWERS=simulated|browser] (no account; ~5 min)
+	@$(VENV)/bin/python -m local.rehearse --env "$(ENV)" --out "$(REHEARSAL_OUT)" --hours "$(HOURS)" --reviewers "$(REVIEWERS)" $(if $(TRAFFIC),--traffic "$(TRAFFIC)")
 
 # Retrain the bundled model; the committed artefacts must not change unless the script does.
 model: $(VENV)/.test-deps ## retrain the bundled model; the committed artefacts must not change (no account; seconds)

@@ -1,0 +1,84 @@
+"""Simulated time for a rehearsal: every ``datetime.now``, ``time.time`` and ``time.gmtime`` in this
+process (our handlers, Powertools, moto's own timestamps) reads the rehearsal's clock.
+
+The handlers read the wall clock, not their events, for what depends on the day or the hour: the
+review budget's day, the label windows, the watchdog's "overdue", the retraining lock's age, moto's
+LastModified and execution start times. Patching each call site would miss some; time-machine
+(pinned in requirements-dev.txt) replaces the C-level clock functions once, so every caller, ours
+or a library's, sees the same simulated instant. The clock does not tick by itself (``tick=False``):
+it stands still while a handler runs and moves only when the rehearsal moves it, so a run is
+reproducible. ``time.monotonic`` and ``time.perf_counter`` are left alone (time-machine does not
+patch them): waits and timeouts inside moto and our own progress timings measure real time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import TracebackType
+
+import time_machine
+
+UTC = dt.UTC
+# A fixed start, so two rehearsals of the same traffic write the same timeline (a Monday, 00:00 UTC:
+# the daily schedules and the review budget's day start with the run).
+DEFAULT_START = dt.datetime(2026, 11, 23, tzinfo=UTC)
+
+
+class ClockError(ValueError):
+    """The rehearsal asked the clock to go back in time."""
+
+
+class SimulatedClock:
+    """The process's clock pinned to ``start`` while active; ``advance_to`` moves it forwards only."""
+
+    def __init__(self, start: dt.datetime = DEFAULT_START) -> None:
+        if start.tzinfo is None:
+            raise ClockError(f"the simulated start must be timezone-aware (UTC), got {start.isoformat()}")
+        self._now = start.astimezone(UTC)
+        self._travel: time_machine.travel | None = None
+        self._coordinates: time_machine.Coordinates | None = None
+
+    @property
+    def now(self) -> dt.datetime:
+        return self._now
+
+    @property
+    def active(self) -> bool:
+        return self._coordinates is not None
+
+    def start(self) -> SimulatedClock:
+        if self._coordinates is None:
+            self._travel = time_machine.travel(self._now, tick=False)
+            self._coordinates = self._travel.start()
+        return self
+
+    def stop(self) -> None:
+        if self._travel is not None:
+            self._travel.stop()
+        self._travel = self._coordinates = None
+
+    def advance_to(self, when: dt.datetime) -> dt.datetime:
+        """Move the clock to ``when`` (not earlier than now: time in a rehearsal only goes forwards)."""
+        if when.tzinfo is None:
+            raise ClockError(f"simulated times are timezone-aware (UTC), got {when.isoformat()}")
+        when = when.astimezone(UTC)
+        if when < self._now:
+            raise ClockError(f"the clock is at {self._now.isoformat()} and cannot go back to {when.isoformat()}")
+        self._now = when
+        if self._coordinates is not None:
+            self._coordinates.move_to(when)
+        return when
+
+    def advance(self, delta: dt.timedelta) -> dt.datetime:
+        return self.advance_to(self._now + delta)
+
+    def __enter__(self) -> SimulatedClock:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.stop()
+
+
+def hour_starts(start: dt.datetime, hours: int) -> list[dt.datetime]:
+    """The start of each simulated hour of a rehearsal of ``hours`` hours."""
+    return [start + dt.timedelta(hours=hour) for hour in range(hours)]

@@ -1,0 +1,242 @@
+"""What a rehearsal leaves in its output folder, and the progress line per simulated hour.
+
+- ``index.html``: one page, no script and nothing fetched: the timeline hour by hour (requests,
+  captured, selected for review, reviewed, labels written, drift per feature, model quality, each
+  decision and why), links to every report the loop wrote (copied under ``s3/``), what the
+  rehearsal could not take from the templates, and its notes;
+- ``summary.json``: ``captured``, ``review_tasks_completed``, ``labels_written``,
+  ``drifted_features`` ({feature: periods flagged}), ``retraining_runs``, ``promoted``, the served
+  model before and after with the reason, ``unrehearsed`` and ``notes``, and the timeline itself;
+- ``s3/<bucket>/<key>``: every object the loop wrote, as it was at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+INDEX, SUMMARY, OBJECTS = "index.html", "summary.json", "s3"
+
+
+@dataclass
+class Decision:
+    """Something the loop decided (a review rule, the retraining triggers, the promotion gate) and why."""
+
+    at: str
+    what: str
+    why: str
+
+
+@dataclass
+class Hour:
+    """What happened in one simulated hour ``[start, end)``, counted from what the loop wrote."""
+
+    index: int
+    start: str
+    end: str
+    requests: int = 0
+    captured: int = 0  # records in the capture files written this hour
+    selected: int = 0  # rows sent to review (tasks created this hour, their rows)
+    tasks_created: int = 0
+    reviewed: int = 0  # tasks answered this hour
+    labels: int = 0  # ground-truth lines written this hour
+    monitor_runs: list[str] = field(default_factory=list)  # "<monitor> <outcome>" of each run this hour
+    drift: dict[str, list[str]] = field(default_factory=dict)  # feature -> check types flagged this hour
+    quality: dict[str, float] = field(default_factory=dict)  # model quality's figures of a run this hour
+    decisions: list[Decision] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)  # paths under OUT/s3/ of the reports written this hour
+    wall_seconds: float = 0.0
+
+
+@dataclass
+class Outcome:
+    """A whole rehearsal: its settings, its hours and what the loop ended with."""
+
+    environment: str
+    hours: list[Hour]
+    start: str
+    requests: int
+    traffic: str
+    reviewers: str
+    retraining_runs: list[dict[str, Any]] = field(default_factory=list)  # {execution, status, promoted, why}
+    served_model: dict[str, Any] = field(default_factory=dict)  # {parameter, before, after, updated, why}
+    unrehearsed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seams: list[str] = field(default_factory=list)  # handoffs that broke during the run (errors, parked messages)
+    # Each data-quality period's report as it stands at the end (a period re-evaluated with late
+    # data counts once): "<schedule>/yyyy/mm/dd/hh" -> the input features it flagged.
+    drift_periods: dict[str, list[str]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    peak_memory_mb: float = 0.0
+
+    def drifted_features(self) -> dict[str, int]:
+        """Each input feature flagged by a data-quality run, with the number of periods it was flagged in."""
+        counts: Counter[str] = Counter()
+        for features in self.drift_periods.values():
+            counts.update(set(features))
+        return dict(sorted(counts.items()))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "start": self.start,
+            "hours": len(self.hours),
+            "traffic": self.traffic,
+            "reviewers": self.reviewers,
+            "requests": self.requests,
+            "captured": sum(h.captured for h in self.hours),
+            "selected": sum(h.selected for h in self.hours),
+            "review_tasks_created": sum(h.tasks_created for h in self.hours),
+            "review_tasks_completed": sum(h.reviewed for h in self.hours),
+            "labels_written": sum(h.labels for h in self.hours),
+            "drifted_features": self.drifted_features(),
+            "retraining_runs": len(self.retraining_runs),
+            "promoted": sum(1 for run in self.retraining_runs if run.get("promoted")),
+            "retraining": self.retraining_runs,
+            "served_model": self.served_model,
+            "unrehearsed": self.unrehearsed,
+            "notes": self.notes,
+            "seams": self.seams,
+            "wall_seconds": round(self.wall_seconds, 1),
+            "peak_memory_mb": round(self.peak_memory_mb, 1),
+            "timeline": [asdict(hour) for hour in self.hours],
+        }
+
+
+def progress_line(hour: Hour, total: int) -> str:
+    """One line per simulated hour while the rehearsal runs."""
+    drift = ",".join(sorted(hour.drift)) or "-"
+    decisions = "; ".join(d.what for d in hour.decisions) or "-"
+    return (
+        f"[{hour.index + 1:>3}/{total}] {hour.start[:16].replace('T', ' ')} UTC  requests {hour.requests:>4}  captured {hour.captured:>4}  "
+        f"selected {hour.selected:>3}  reviewed {hour.reviewed:>3}  labels {hour.labels:>3}  drift {drift}  decisions {decisions}  "
+        f"({hour.wall_seconds:.1f} s)"
+    )
+
+
+def safe_path(root: Path, bucket: str, key: str) -> Path:
+    """``root/bucket/key``, refusing a key that would leave ``root`` (``..``, absolute)."""
+    parts = PurePosixPath(bucket, key).parts
+    if any(part in ("..", "") or part.startswith("/") for part in parts):
+        raise ValueError(f"refusing to copy s3://{bucket}/{key}: the key leaves the output folder")
+    return root.joinpath(*parts)
+
+
+def copy_objects(objects: Iterable[tuple[str, str, bytes]], out: Path) -> int:
+    """Write each ``(bucket, key, body)`` to ``out/s3/<bucket>/<key>``; a key that is also a
+    "folder" of another key (``a`` and ``a/b``) keeps its body in ``a/_object``."""
+    root, count = out / OBJECTS, 0
+    for bucket, key, body in objects:
+        path = safe_path(root, bucket, key if not key.endswith("/") else key + "_object")
+        if path.is_dir():
+            path = path / "_object"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        count += 1
+    return count
+
+
+def link(path: str) -> str:
+    return f"{OBJECTS}/{path}"
+
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1b1b1b;max-width:1500px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#555;margin-bottom:16px}
+.cards{display:flex;gap:12px;flex-wrap:wrap;margin:12px 0}
+.card{border:1px solid #ccd;border-radius:6px;padding:8px 14px;min-width:120px}
+.card b{display:block;font-size:22px}
+table{border-collapse:collapse;width:100%} th,td{border-bottom:1px solid #e3e3ea;padding:4px 6px;text-align:left;vertical-align:top}
+th{background:#f3f3f8;position:sticky;top:0} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.drift{background:#fde2e1;border-radius:3px;padding:0 4px;margin-right:3px;white-space:nowrap}
+.ok{color:#2a7a2a} .dec{margin:0;padding-left:16px} .why{color:#555}
+ul.reports{margin:0;padding-left:16px;font-size:12px}
+"""
+
+
+def _cell(value: int) -> str:
+    return f'<td class="n">{value or ""}</td>'
+
+
+def _hour_row(hour: Hour) -> str:
+    drift = "".join(f'<span class="drift" title="{html.escape(", ".join(checks))}">{html.escape(feature)}</span>' for feature, checks in sorted(hour.drift.items()))
+    if not drift and any(run.startswith("data-quality") for run in hour.monitor_runs):
+        drift = '<span class="ok">none</span>'
+    quality = ", ".join(f"{html.escape(name)} {value:.3f}" for name, value in sorted(hour.quality.items()))
+    runs = "<br>".join(html.escape(run) for run in hour.monitor_runs)
+    decisions = "".join(f'<li>{html.escape(d.what)} <span class="why">— {html.escape(d.why)}</span></li>' for d in hour.decisions)
+    reports = "".join(f'<li><a href="{html.escape(link(path))}">{html.escape(path)}</a></li>' for path in hour.reports)
+    return (
+        f"<tr><td>{html.escape(hour.start[11:16])}<br><small>{html.escape(hour.start[:10])}</small></td>"
+        + "".join(_cell(v) for v in (hour.requests, hour.captured, hour.selected, hour.reviewed, hour.labels))
+        + f"<td>{runs}</td><td>{drift}</td><td>{quality}</td>"
+        + f'<td><ul class="dec">{decisions}</ul></td><td><ul class="reports">{reports}</ul></td></tr>'
+    )
+
+
+def render(outcome: Outcome) -> str:
+    summary = outcome.summary()
+    cards = [
+        ("requests", summary["requests"]), ("captured", summary["captured"]), ("selected for review", summary["selected"]),
+        ("review tasks completed", summary["review_tasks_completed"]), ("labels written", summary["labels_written"]),
+        ("drifted features", len(summary["drifted_features"])), ("retraining runs", summary["retraining_runs"]), ("promoted", summary["promoted"]),
+    ]  # fmt: skip
+    served = outcome.served_model
+    retraining = "".join(
+        f"<li><b>{html.escape(str(run.get('execution', '')))}</b>: {html.escape(str(run.get('status', '')))}, "
+        f"{'promoted' if run.get('promoted') else 'not promoted'} <span class=\"why\">— {html.escape(str(run.get('why', '')))}</span></li>"
+        for run in outcome.retraining_runs
+    ) or "<li>none started</li>"
+    drifted = ", ".join(f"{html.escape(f)} ({n})" for f, n in summary["drifted_features"].items()) or "none"
+
+    def items(values: Iterable[str]) -> str:
+        return "".join(f"<li>{html.escape(v)}</li>" for v in values) or "<li>none</li>"
+
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Rehearsal of {html.escape(outcome.environment)}: {len(outcome.hours)} hours</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
+<body>
+<h1>Rehearsal of the loop: environment {html.escape(outcome.environment)}, {len(outcome.hours)} simulated hours</h1>
+<div class="meta">from {html.escape(outcome.start)} · traffic: {html.escape(outcome.traffic)} · reviewers: {html.escape(outcome.reviewers)} ·
+ran in {outcome.wall_seconds:.0f} s, peak memory {outcome.peak_memory_mb:.0f} MB · every object the loop wrote is under <a href="{OBJECTS}/">{OBJECTS}/</a>,
+the figures in <a href="{SUMMARY}">{SUMMARY}</a></div>
+<div class="cards">{"".join(f'<div class="card"><b>{value}</b>{html.escape(name)}</div>' for name, value in cards)}</div>
+<p>Drifted features (periods flagged): {drifted}.</p>
+<p>Served model ({html.escape(str(served.get("parameter", "")))}): {"updated" if served.get("updated") else "kept"}
+<span class="why">— {html.escape(str(served.get("why", "")))}</span></p>
+<h2>Retraining</h2><ul>{retraining}</ul>
+<h2>Timeline</h2>
+<table><thead><tr><th>hour (UTC)</th><th>requests</th><th>captured</th><th>selected</th><th>reviewed</th><th>labels</th>
+<th>monitor runs</th><th>drift per feature</th><th>quality</th><th>decisions and why</th><th>reports</th></tr></thead>
+<tbody>{"".join(_hour_row(hour) for hour in outcome.hours)}</tbody></table>
+<h2>Not rehearsed</h2><ul>{items(outcome.unrehearsed)}</ul>
+<h2>Seams found during the run</h2><ul>{items(outcome.seams)}</ul>
+<h2>Notes</h2><ul>{items(outcome.notes)}</ul>
+</body></html>
+"""
+
+
+def write(outcome: Outcome, out: Path) -> dict[str, Any]:
+    """``index.html`` and ``summary.json`` into ``out`` (the objects are copied by ``copy_objects``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = outcome.summary()
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / INDEX).write_text(render(outcome))
+    return summary
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def merge_counts(target: dict[str, list[str]], flagged: Mapping[str, Iterable[str]]) -> None:
+    for feature, checks in flagged.items():
+        target.setdefault(feature, [])
+        target[feature] = sorted(set(target[feature]) | set(checks))

@@ -1,0 +1,486 @@
+"""The rehearsal's hour loop: traffic through the endpoint stand-in, the loop's own functions wired
+from the synthesised templates, reviewers, schedules at their simulated times, and the record of
+what happened.
+
+Each simulated hour ``[start, start + 1 h)``:
+1. every request of the hour goes through the endpoint stand-in at its own time (the clock is
+   moved to it first), which writes data capture as SageMaker does; the capture bucket's events
+   then reach the capture filter through the templates' rule and queue (``cloud.settle``);
+2. the reviewers answer the tasks opened ``review_delay_hours`` before (default 1: a label arrives
+   an hour or more after its prediction, as a person's answer does), through the reviewers' app
+   API handler; their completion events reach review_results, which writes the labels;
+3. the clock moves to the hour's end and every schedule due by then fires (hourly data quality,
+   daily attribution and model quality, the review budget's redrive, the watchdogs, the sweep),
+   then everything they started settles, a retraining execution included (run to its end by moto's
+   Step Functions interpreter with the SageMaker stand-ins);
+4. what the loop wrote that hour is read back (S3 objects, the tasks and trigger tables, the
+   retraining executions) into the timeline, and one progress line is printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from local.rehearse import report
+from local.rehearse.clock import DEFAULT_START, SimulatedClock
+from local.rehearse.report import Decision, Hour, Outcome
+from stacks.shared.config import AppConfig, load_environment
+
+REVIEWERS = ("simulated", "browser")
+CAPTURE_SUFFIX = ".jsonl"
+GROUND_TRUTH = "ground-truth/"
+LOOP_REPORTS = "loop-reports/"
+REPORT_FILES = ("report.html", "statistics.json", "constraint_violations.json", "analysis.json")
+EXECUTION_WAIT_SECONDS = 300.0  # real seconds a retraining execution may take in moto before the rehearsal says so
+
+
+class RehearsalError(RuntimeError):
+    """The rehearsal cannot go on (a bad argument, a stage that did not hand over)."""
+
+
+@dataclass
+class Settings:
+    environment: str = "dev"
+    out: Path = Path("rehearsal")
+    hours: int = 24
+    traffic: Path | None = None  # a CSV: label first, then the model's features; None: the bundled data
+    reviewers: str = "simulated"
+    error_rate: float = 0.0  # of the simulated reviewers' answers
+    review_delay_hours: int = 1
+    start: dt.datetime = DEFAULT_START
+    seed: int = 0
+    workdir: Path | None = None  # where the app is synthesised; None: a temporary folder
+
+    def check(self) -> None:
+        if self.hours < 1:
+            raise RehearsalError(f"HOURS must be at least 1, got {self.hours}")
+        if self.reviewers not in REVIEWERS:
+            raise RehearsalError(f"REVIEWERS must be one of {', '.join(REVIEWERS)}, got {self.reviewers!r}")
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise RehearsalError(f"the reviewers' error rate must be between 0 and 1, got {self.error_rate}")
+        if self.review_delay_hours < 0:
+            raise RehearsalError(f"the review delay must be 0 hours or more, got {self.review_delay_hours}")
+        if self.traffic is not None and not self.traffic.is_file():
+            raise RehearsalError(f"TRAFFIC: no such file {self.traffic}")
+
+
+@dataclass
+class Request:
+    at: dt.datetime
+    label: Any
+    features: list[Any]
+    record_id: str
+
+
+def request_body(config: AppConfig, features: Sequence[Any]) -> tuple[str, str]:
+    """The request as a client sends it for the model's content type: a CSV line, or the features
+    under ``model.features_path`` for JSON and JSON Lines."""
+    content_type = config.model.content_type
+    if content_type == "text/csv":
+        return ",".join(str(value) for value in features), content_type
+    path = config.model.features_path
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", path):
+        raise RehearsalError(f"model.features_path {path!r}: the rehearsal builds JSON requests for a plain key only")
+    return json.dumps({path: list(features)}), content_type
+
+
+def as_time(at: Any, start: dt.datetime) -> dt.datetime:
+    """A traffic row's time: a datetime as given, or an offset from the rehearsal's start."""
+    if isinstance(at, dt.datetime):
+        return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+    if isinstance(at, dt.timedelta):
+        return start + at
+    raise RehearsalError(f"a traffic row's time must be a datetime or an offset, got {at!r}")
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- reading back what the loop wrote -------------------------------------------------------------
+
+
+@dataclass
+class Observer:
+    """What changed in the embedded AWS since the last look: S3 objects (new or rewritten), tasks,
+    trigger decisions and retraining executions."""
+
+    cloud: Any
+    config: AppConfig
+    seen_objects: dict[tuple[str, str], str] = field(default_factory=dict)  # (bucket, key) -> ETag
+    seen_tasks: dict[str, str] = field(default_factory=dict)  # taskId -> status
+    seen_triggers: dict[tuple[str, str], str] = field(default_factory=dict)  # (pk, sk) -> status
+    seen_executions: dict[str, str] = field(default_factory=dict)  # arn -> status
+    executions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _boto(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=os.environ.get("AWS_DEFAULT_REGION", "eu-west-1"))
+
+    def objects(self) -> Iterator[tuple[str, str, str]]:
+        s3 = self._boto("s3")
+        for bucket in s3.list_buckets().get("Buckets", []):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
+                for item in page.get("Contents", []):
+                    yield bucket["Name"], item["Key"], item["ETag"]
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self._boto("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def observe(self, hour: Hour) -> None:
+        self._objects(hour)
+        self._tasks(hour)
+        self._triggers(hour)
+        self._executions(hour)
+
+    def _objects(self, hour: Hour) -> None:
+        features = set(self.config.model.feature_names)
+        for bucket, key, etag in sorted(self.objects()):
+            if self.seen_objects.get((bucket, key)) == etag:
+                continue
+            self.seen_objects[(bucket, key)] = etag
+            name = key.rsplit("/", 1)[-1]
+            if key.startswith("capture/") and key.endswith(CAPTURE_SUFFIX):
+                hour.captured += sum(1 for line in self.read(bucket, key).splitlines() if line.strip())
+            elif GROUND_TRUTH in key and key.endswith(".jsonl"):
+                hour.labels += sum(1 for line in self.read(bucket, key).splitlines() if line.strip())
+            elif "/reports/" in key and name in REPORT_FILES:
+                monitor = key.split("/reports/", 1)[0].rsplit("/", 1)[-1]
+                if name == "report.html":
+                    hour.reports.append(f"{bucket}/{key}")
+                if name == "constraint_violations.json" and monitor == "data-quality":
+                    flagged = drifted(self.read(bucket, key), features)
+                    report.merge_counts(hour.drift, flagged)
+                if name == "statistics.json" and monitor == "model-quality":
+                    hour.quality.update(quality_figures(self.read(bucket, key)))
+            elif LOOP_REPORTS in key and key.endswith(".json"):
+                hour.reports.append(f"{bucket}/{key}")
+            elif name == "latest.json" and "/reports/" not in key:
+                try:
+                    latest = json.loads(self.read(bucket, key))
+                except ValueError:
+                    continue
+                outcome = latest.get("outcome") or latest.get("status")
+                monitor = key.split("/", 1)[0]
+                if outcome:
+                    hour.monitor_runs.append(f"{monitor} {outcome}")
+
+    def drift_periods(self) -> dict[str, list[str]]:
+        """Each data-quality period's flagged input features, from the reports as they stand now."""
+        features, periods = set(self.config.model.feature_names), {}
+        for bucket, key, _ in self.objects():
+            if key.startswith("data-quality/reports/") and key.endswith("/constraint_violations.json"):
+                period = key[len("data-quality/reports/") : -len("/constraint_violations.json")]
+                periods[period] = sorted(drifted(self.read(bucket, key), features))
+        return periods
+
+    def _tables(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        dynamodb, plain = self._boto("dynamodb"), TypeDeserializer()
+        for table in dynamodb.list_tables().get("TableNames", []):
+            items: list[dict[str, Any]] = []
+            for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+                items.extend({k: plain.deserialize(v) for k, v in item.items()} for item in page.get("Items", []))
+            yield table, items
+
+    def _tasks(self, hour: Hour) -> None:
+        for _, items in self._tables():
+            for item in items:
+                task, status = item.get("taskId"), item.get("status")
+                if not isinstance(task, str) or task.startswith("#") or not isinstance(status, str):
+                    continue
+                before = self.seen_tasks.get(task)
+                if before == status:
+                    continue
+                self.seen_tasks[task] = status
+                if before is None:
+                    hour.tasks_created += 1
+                    try:
+                        hour.selected += len(json.loads(item.get("inputContent") or "{}").get("rows") or [])
+                    except ValueError:
+                        pass
+                if status in ("answered", "done") and before not in ("answered", "done"):
+                    hour.reviewed += 1
+
+    def _triggers(self, hour: Hour) -> None:
+        for _, items in self._tables():
+            for item in items:
+                if item.get("pk") != "trigger" or "kind" not in item:
+                    continue
+                key, status = (str(item["pk"]), str(item.get("sk"))), str(item.get("status", ""))
+                if self.seen_triggers.get(key) == status:
+                    continue
+                self.seen_triggers[key] = status
+                summary = item.get("summary") if isinstance(item.get("summary"), dict) else {}
+                detail = ", ".join(f"{k} {v}" for k, v in sorted(summary.items()) if isinstance(v, (str, int, float)))[:200]
+                hour.decisions.append(Decision(at=str(item.get("eventTime") or hour.end), what=f"retraining trigger {item['kind']}: {status}", why=detail or TRIGGER_STATUS.get(status, status)))
+
+    def _executions(self, hour: Hour) -> None:
+        sfn = self._boto("stepfunctions")
+        for machine in sfn.list_state_machines().get("stateMachines", []):
+            for execution in sfn.list_executions(stateMachineArn=machine["stateMachineArn"]).get("executions", []):
+                arn, status = execution["executionArn"], execution["status"]
+                if self.seen_executions.get(arn) == status:
+                    continue
+                self.seen_executions[arn] = status
+                described = sfn.describe_execution(executionArn=arn)
+                run = execution_outcome(machine["name"], described)
+                self.executions[arn] = run
+                hour.decisions.append(Decision(at=report.iso(execution["startDate"]), what=f"{machine['name']} {execution['name']}: {status}", why=run["why"]))
+
+    def running(self) -> list[str]:
+        sfn = self._boto("stepfunctions")
+        return [
+            e["executionArn"]
+            for m in sfn.list_state_machines().get("stateMachines", [])
+            for e in sfn.list_executions(stateMachineArn=m["stateMachineArn"], statusFilter="RUNNING").get("executions", [])
+        ]
+
+
+TRIGGER_STATUS = {
+    "pending": "waiting: not enough evidence yet (labels under the threshold, or a drift streak not complete)",
+    "started": "started a retraining run",
+    "cooled-down": "within the cooldown after the last run's start",
+    "unconfirmed": "not flagged in the consecutive periods a drift needs",
+}
+
+
+def drifted(document: bytes, features: set[str]) -> dict[str, list[str]]:
+    """The input features a data-quality ``constraint_violations.json`` flags, with their check types."""
+    try:
+        violations = json.loads(document).get("violations") or []
+    except (ValueError, AttributeError):
+        return {}
+    flagged: dict[str, list[str]] = {}
+    for violation in violations:
+        feature, check = violation.get("feature_name"), violation.get("constraint_check_type")
+        if feature in features and check == "baseline_drift_check":
+            flagged.setdefault(feature, []).append(check)
+    return flagged
+
+
+def quality_figures(document: bytes) -> dict[str, float]:
+    """Model quality's headline figures from its ``statistics.json`` (Model Monitor's shape)."""
+    try:
+        metrics = json.loads(document).get("binary_classification_metrics") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return {name: float(metrics[name]["value"]) for name in ("accuracy", "f1", "auc") if isinstance(metrics.get(name), dict) and isinstance(metrics[name].get("value"), (int, float))}
+
+
+def execution_outcome(machine: str, described: dict[str, Any]) -> dict[str, Any]:
+    """A retraining execution's end: promoted or not, and why (the gate's figures, or the error)."""
+    status = described["status"]
+    run: dict[str, Any] = {"machine": machine, "execution": described.get("name") or described["executionArn"].rsplit(":", 1)[-1], "status": status, "promoted": False}
+    if status == "SUCCEEDED":
+        try:
+            output = json.loads(described.get("output") or "{}")
+        except ValueError:
+            output = {}
+        evaluation = output.get("evaluation") or {}
+        run["promoted"] = bool(output.get("promoted"))
+        run["evaluation"] = evaluation
+        difference = evaluation.get("difference") or {}
+        if difference:
+            low, high = (difference.get("interval") or [None, None])[:2]
+            run["why"] = (
+                f"{evaluation.get('metric', 'metric')}: candidate {_figure(evaluation.get('candidate'))}, serving {_figure(evaluation.get('serving'))}, "
+                f"difference {difference.get('value')!s} (95 % interval {low!s} to {high!s}), tolerance {evaluation.get('tolerance')!s}: "
+                + ("promoted" if run["promoted"] else "kept the serving model")
+            )
+        else:
+            run["why"] = str(evaluation.get("reason") or output.get("reason") or ("promoted" if run["promoted"] else "not promoted"))
+    elif status == "RUNNING":
+        run["why"] = "running"
+    else:
+        run["why"] = f"{described.get('error') or status}: {str(described.get('cause') or '')[:300]}"
+    return run
+
+
+def _figure(side: Any) -> str:
+    return f"{side['value']:.4f}" if isinstance(side, dict) and isinstance(side.get("value"), (int, float)) else "?"
+
+
+# -- the loop --------------------------------------------------------------------------------------
+
+
+class Rehearsal:
+    """One rehearsal: ``run()`` returns the outcome and writes the output folder."""
+
+    def __init__(self, settings: Settings, *, stream: TextIO = sys.stdout) -> None:
+        settings.check()
+        self.settings, self.stream = settings, stream
+        self.config = load_environment(settings.environment)
+        self.clock = SimulatedClock(settings.start)
+
+    def say(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def traffic(self) -> list[Request]:
+        from local.rehearse import traffic
+
+        rows = traffic.from_csv(self.settings.traffic, self.settings.hours) if self.settings.traffic else traffic.default(self.settings.environment, self.settings.hours)
+        notes = list(getattr(rows, "notes", []) or [])
+        self.notes.extend(notes)
+        requests = [Request(as_time(at, self.settings.start), label, list(features), f"rehearsal-{index:07d}") for index, (at, label, features) in enumerate(rows)]
+        end = self.settings.start + dt.timedelta(hours=self.settings.hours)
+        outside = [r for r in requests if not self.settings.start <= r.at < end]
+        if outside:
+            raise RehearsalError(f"{len(outside)} traffic rows fall outside the rehearsal's {self.settings.hours} hours (first at {outside[0].at.isoformat()})")
+        return sorted(requests, key=lambda r: r.at)
+
+    def run(self) -> Outcome:
+        began = time.monotonic()
+        self.notes: list[str] = []
+        self.seams: list[str] = []
+        workdir = self.settings.workdir or Path(tempfile.mkdtemp(prefix="rehearsal-"))
+        with self.clock:
+            from local.rehearse import sagemaker
+            from local.rehearse.cloud import Cloud
+
+            self.say(f"rehearsal of {self.settings.environment}: synthesising the app and creating what its templates declare")
+            cloud = Cloud.from_app(self.settings.environment, workdir)
+            cloud.start()
+            try:
+                sagemaker.install_sagemaker(cloud)
+                return self._loop(cloud, began)
+            finally:
+                stop = getattr(cloud, "stop", None)
+                if callable(stop):
+                    stop()
+
+    def _served_model(self) -> str | None:
+        import boto3
+
+        try:
+            return boto3.client("ssm", region_name=os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")).get_parameter(Name=self.config.served_model_parameter)["Parameter"]["Value"]
+        except Exception as error:  # the parameter's absence is itself a seam, reported
+            self.seams.append(f"served-model parameter {self.config.served_model_parameter} unreadable: {error}")
+            return None
+
+    def _loop(self, cloud: Any, began: float) -> Outcome:
+        from local.rehearse import sagemaker
+        from local.rehearse.reviewers import SimulatedReviewers
+
+        settings = self.settings
+        requests = self.traffic()
+        self.say(f"{len(requests)} requests over {settings.hours} hours from {report.iso(settings.start)}")
+        endpoint = sagemaker.Endpoint(cloud, self.config.endpoint.name)
+        truth: dict[str, Any] = {}
+        reviewers = self._reviewers(cloud, truth, SimulatedReviewers)
+        observer = Observer(cloud, self.config)
+        observer.observe(Hour(-1, "", ""))  # what deploying wrote (baselines, the bundled model) is not the loop's
+        served_before = self._served_model()
+        hours: list[Hour] = []
+        position = 0
+        for index in range(settings.hours):
+            started = time.monotonic()
+            start = settings.start + dt.timedelta(hours=index)
+            end = start + dt.timedelta(hours=1)
+            hour = Hour(index, report.iso(start), report.iso(end))
+            self.clock.advance_to(max(start, self.clock.now))
+            while position < len(requests) and requests[position].at < end:
+                request = requests[position]
+                self.clock.advance_to(max(request.at, self.clock.now))
+                body, content_type = request_body(self.config, request.features)
+                endpoint.invoke(body, content_type, at=request.at, inference_id=request.record_id)
+                truth[request.record_id] = request.label
+                hour.requests += 1
+                position += 1
+            self._settle(cloud)
+            if reviewers is not None:
+                answer_at = end - dt.timedelta(minutes=1)
+                self.clock.advance_to(max(answer_at, self.clock.now))
+                reviewers.answer_open_tasks(answer_at, older_than=dt.timedelta(hours=settings.review_delay_hours)) if _takes_delay(reviewers) else reviewers.answer_open_tasks(answer_at)
+                self._settle(cloud)
+            self.clock.advance_to(end)
+            fired = cloud.fire_schedules(end)
+            for item in fired or []:
+                hour.decisions.append(Decision(at=report.iso(end), what=f"schedule {_name(item)} fired", why="its expression was due"))
+            self._settle(cloud)
+            self._wait_for_executions(cloud, observer)
+            observer.observe(hour)
+            hour.wall_seconds = time.monotonic() - started
+            hours.append(hour)
+            self.say(report.progress_line(hour, settings.hours))
+        served_after = self._served_model()
+        runs = [run for run in observer.executions.values() if "retraining" in run["machine"]]
+        why = next((run["why"] for run in reversed(runs) if run["status"] != "RUNNING"), "no retraining run ended in the rehearsal")
+        outcome = Outcome(
+            environment=settings.environment,
+            hours=hours,
+            start=report.iso(settings.start),
+            requests=len(requests),
+            traffic=str(settings.traffic) if settings.traffic else "the environment's bundled data, three features shifted from the middle of the run",
+            reviewers=f"{settings.reviewers}" + (f" (error rate {settings.error_rate})" if settings.reviewers == "simulated" else ""),
+            retraining_runs=runs,
+            served_model={"parameter": self.config.served_model_parameter, "before": served_before, "after": served_after, "updated": served_before != served_after, "why": why},
+            unrehearsed=list(getattr(cloud, "unrehearsed", []) or []),
+            notes=self.notes,
+            seams=self.seams,
+            drift_periods=observer.drift_periods(),
+        )
+        outcome.wall_seconds = time.monotonic() - began
+        outcome.peak_memory_mb = peak_memory_mb()
+        out = settings.out
+        copied = report.copy_objects(((b, k, observer.read(b, k)) for b, k, _ in observer.objects()), out)
+        summary = report.write(outcome, out)
+        self.say(
+            f"done in {outcome.wall_seconds:.0f} s (peak memory {outcome.peak_memory_mb:.0f} MB): captured {summary['captured']}, "
+            f"tasks completed {summary['review_tasks_completed']}, labels {summary['labels_written']}, drifted {summary['drifted_features'] or 'none'}, "
+            f"retraining runs {summary['retraining_runs']}, promoted {summary['promoted']}; {copied} objects under {out / report.OBJECTS}; open {out / report.INDEX}"
+        )
+        return outcome
+
+    def _reviewers(self, cloud: Any, truth: dict[str, Any], simulated: Callable[..., Any]) -> Any:
+        if self.settings.reviewers == "browser":
+            raise RehearsalError("REVIEWERS=browser is not available yet: run with REVIEWERS=simulated (make review-local serves the reviewers' app on its own)")
+        return simulated(cloud, truth, error_rate=self.settings.error_rate, seed=self.settings.seed) if _takes_seed(simulated) else simulated(cloud, truth, error_rate=self.settings.error_rate)
+
+    def _settle(self, cloud: Any) -> None:
+        cloud.settle()
+
+    def _wait_for_executions(self, cloud: Any, observer: Observer) -> None:
+        """Let a state machine execution started this hour run to its end before the next hour."""
+        deadline = time.monotonic() + EXECUTION_WAIT_SECONDS
+        while (running := observer.running()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            cloud.settle()
+        if running:
+            self.seams.append(f"still running after {EXECUTION_WAIT_SECONDS:.0f} s: {', '.join(running)}")
+        cloud.settle()
+
+
+def _takes_delay(reviewers: Any) -> bool:
+    import inspect
+
+    return "older_than" in inspect.signature(reviewers.answer_open_tasks).parameters
+
+
+def _takes_seed(factory: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        return "seed" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _name(fired: Any) -> str:
+    if isinstance(fired, dict):
+        return str(fired.get("name") or fired.get("schedule") or fired)
+    return str(getattr(fired, "name", fired))
