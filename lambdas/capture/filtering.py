@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from lambdas.capture.events import CaptureObject
 from lambdas.capture.profiling import BaselineUnavailable, Profiler, ProfileReport, ProfilingSettings, baselines, hour_of
-from lambdas.capture.records import ParseOptions, parse_line
+from lambdas.capture.records import LineResult, ParseOptions, parse_line
 from lambdas.capture.selection import AUDIT, Audit, SelectionRule, inclusion_probability, selected_by
 from lambdas.shared import aws
 from lambdas.shared.review_group import ReviewGroup
@@ -211,28 +211,65 @@ def _filter_lines(
     profiler: Profiler | None = None,
     capture_fraction: float | None = None,
 ) -> None:
-    def reject(line: int, reason: str, event_id: str | None, row: int | None) -> None:
-        _reject(report, rejected, obj, line, reason, event_id, row)
+    def parsed() -> Iterator[tuple[int, LineResult | None]]:
+        for number, line in enumerate(read_lines(body, max_line=settings.max_line), start=1):
+            yield number, None if line is None else parse_line(line, number, options)
 
-    outbox = _Outbox(sqs, settings.review_queue_url, obj.uri, reject)
+    route_rows(parsed(), sqs, obj.uri, settings, report, RejectSpool(rejected, obj.uri), time_left, profiler, capture_fraction)
+
+
+class RejectSpool:
+    """Where an object's rejected lines go: one JSON line each, ``source`` naming the object."""
+
+    def __init__(self, spool: BinaryIO, source: str, source_field: str = "captureObject") -> None:
+        self.spool, self.source, self.source_field = spool, source, source_field
+
+    def __call__(self, report: FilterReport, line: int, reason: str, event_id: str | None, row: int | None, origin: dict[str, Any] | None = None) -> None:
+        report.rejected += 1
+        report.reasons[reason.split(":")[0]] += 1
+        entry = {self.source_field: self.source, "line": line, "reason": reason, "eventId": event_id, "rowIndex": row}
+        if origin is not None:
+            entry["origin"] = origin
+        self.spool.write(json.dumps(entry).encode() + b"\n")
+
+
+def route_rows(
+    parsed: Iterable[tuple[int, LineResult | None]],
+    sqs: Any,
+    source_uri: str,
+    settings: FilterSettings,
+    report: FilterReport,
+    spool: RejectSpool,
+    time_left: Callable[[], float] | None = None,
+    profiler: Profiler | None = None,
+    capture_fraction: float | None = None,
+) -> None:
+    """The one path from parsed lines to review and profiling, for real-time capture objects and
+    batch transform output alike: each line's rejected rows reported, its rows profiled, the rows
+    the rule or the audit selects sent to review in groups of ``rows_per_loop`` (named after
+    ``source_uri``). A ``None`` line is one too long to read (``read_lines``)."""
+
+    def reject(line: int, reason: str, event_id: str | None, row: int | None, origin: dict[str, Any] | None = None) -> None:
+        spool(report, line, reason, event_id, row, origin)
+
+    outbox = _Outbox(sqs, settings.review_queue_url, source_uri, reject)
     group: list[dict[str, Any]] = []
     # The parser kept only the selected rows (ParseOptions.keep and .audit) unless every row is
     # decoded for profiling; either way each kept row is asked again which selected it (few rows).
     review, rule, audit = settings.review, settings.rule, settings.audit
     profile = profiler.add if profiler is not None else None  # a line's rows at once
-    for number, line in enumerate(read_lines(body, max_line=settings.max_line), start=1):
+    for number, result in parsed:
         if time_left is not None and number % _CLOCK_EVERY == 0 and time_left() < TIME_RESERVE_SECONDS:
             outbox.flush()  # whole groups only: a cut group would get another loop name on a redrive
             raise OutOfTime(
-                f"{obj.uri} was not read to its end within the function's timeout: stopped before line {number}; the "
+                f"{source_uri} was not read to its end within the function's timeout: stopped before line {number}; the "
                 f"{outbox.groups} complete review groups before it were sent (a redrive sends them again under the same "
-                "loop names). Raise capture_filter's timeout or memory, or split the object."
+                "loop names). Raise the function's timeout or memory, or split the object."
             )
-        if line is None:
+        if result is None:
             report.records += 1
             reject(number, f"row too large: the line is longer than {settings.max_line:,} bytes, more than any capture record holds; skipped unread", None, None)
             continue
-        result = parse_line(line, number, options)
         if result.blank:
             report.blank_lines += 1
             continue
@@ -251,7 +288,7 @@ def _filter_lines(
                 continue
             if isinstance(row.raw_features, str) and len(row.raw_features) > SQS_MESSAGE_MAX:
                 # Known before the row is split into features (millions of strings, for nothing).
-                reject(number, TOO_LARGE_FOR_MESSAGE, row.event_id, row.row_index)
+                reject(number, TOO_LARGE_FOR_MESSAGE, row.event_id, row.row_index, row.origin)
                 continue
             group.append({
                 **row.to_json(), "captureLine": number,
@@ -266,13 +303,6 @@ def _filter_lines(
     report.selected, report.audited, report.groups = outbox.rows, outbox.audited, outbox.groups
 
 
-def _reject(report: FilterReport, spool: BinaryIO, obj: CaptureObject, line: int, reason: str, event_id: str | None, row: int | None) -> None:
-    report.rejected += 1
-    report.reasons[reason.split(":")[0]] += 1
-    entry = {"captureObject": obj.uri, "line": line, "reason": reason, "eventId": event_id, "rowIndex": row}
-    spool.write(json.dumps(entry).encode() + b"\n")
-
-
 class _Outbox:
     """Sends review groups ten at a time; a group SQS refuses raises, so the object is retried.
 
@@ -280,7 +310,7 @@ class _Outbox:
     it cannot be reviewed and is reported as rejected.
     """
 
-    def __init__(self, sqs: Any, queue_url: str, capture_uri: str, reject: Callable[[int, str, str | None, int | None], None]) -> None:
+    def __init__(self, sqs: Any, queue_url: str, capture_uri: str, reject: Callable[..., None]) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._capture_uri = capture_uri
@@ -295,7 +325,7 @@ class _Outbox:
         if len(body.encode()) > SQS_MESSAGE_MAX:
             if len(rows) == 1:
                 row = rows[0]
-                self._reject(row["captureLine"], TOO_LARGE_FOR_MESSAGE, row["eventId"], row["rowIndex"])
+                self._reject(row["captureLine"], TOO_LARGE_FOR_MESSAGE, row["eventId"], row["rowIndex"], row.get("origin"))
                 return
             half = len(rows) // 2
             self.add(rows[:half])

@@ -42,6 +42,9 @@ class PredictionRow:
     raw_features: str | list[Any]
     probability: float
     prediction: int
+    # Where a batch row came from: {"file": input object key, "line": line number in it}; None for
+    # real-time capture. Review rows, labels and training rows keep it (``parse_joined_line``).
+    origin: dict[str, Any] | None = None
 
     @property
     def features(self) -> list[Any]:
@@ -64,6 +67,7 @@ class PredictionRow:
             "features": self.features,
             "probability": self.probability,
             "prediction": self.prediction,
+            **({"origin": self.origin} if self.origin is not None else {}),
         }
 
 
@@ -406,3 +410,97 @@ def _probability(value: Any, options: ParseOptions) -> tuple[float, str | None]:
     if not 0.0 <= probability <= 1.0:
         return math.nan, f"probability {probability} is outside [0, 1]"
     return probability, None
+
+
+# --- Batch transform data capture -----------------------------------------------------------------
+#
+# A batch transform with DataCaptureConfig {DestinationS3Uri, GenerateInferenceId} (SageMaker API
+# reference, CreateTransformJob / BatchDataCaptureConfig; "Capture data from batch transform job",
+# https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-data-capture-batch.html) writes, under
+# DestinationS3Uri, ``input/yyyy/mm/dd/hh/<name>.json`` and ``output/yyyy/mm/dd/hh/<name>.json``: each
+# a manifest in the ManifestFile format (API reference, TransformS3DataSource.S3Uri:
+# ``[{"prefix": "s3://bucket/prefix/"}, "relative/key-1", ...]``) naming the job's input objects and
+# the output objects it wrote (``<S3OutputPath>/<input key relative to the manifest's prefix>.out``,
+# API reference, TransformOutput.S3OutputPath). The rows are in those output objects, not in the
+# capture files: with SplitType Line, AssembleWith Line and DataProcessing JoinSource Input, output
+# line i is input line i with the model's output appended (CSV: ``features...,score``), and
+# GenerateInferenceId "append[s] the inference ID and time to your output" (the page above):
+# ``features...,score,inferenceId,inferenceTime``. What AWS does not show is a captured file's
+# name, so any file under input/ or output/ is read as a manifest and one that is not is reported.
+BATCH_CAPTURE_PARTS = ("input", "output")
+_CAPTURE_PART = re.compile(r"(?:^|/)(input|output)/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+$")
+
+
+def batch_capture_part(key: str) -> str | None:
+    """``input`` or ``output`` for a key in the batch capture layout, else None."""
+    match = _CAPTURE_PART.search(key)
+    return match.group(1) if match else None
+
+
+def manifest_uris(raw: bytes | str) -> list[str]:
+    """The S3 URIs a ManifestFile document names (prefix + each key); ValueError saying what is wrong."""
+    try:
+        document = loads(raw)
+    except JSONDecodeError as error:
+        raise ValueError(f"not a manifest: not JSON ({error.msg})") from None
+    if not isinstance(document, list) or not document or not isinstance(document[0], dict):
+        raise ValueError('not a manifest: not a JSON list starting with {"prefix": "s3://..."}')
+    prefix = document[0].get("prefix")
+    if not isinstance(prefix, str) or not prefix.startswith("s3://"):
+        raise ValueError(f"not a manifest: prefix is {prefix!r}, not an s3:// URI")
+    keys = document[1:]
+    bad = [key for key in keys if not isinstance(key, str) or not key]
+    if bad:
+        raise ValueError(f"not a manifest: {len(bad)} entries are not object keys (first: {bad[0]!r})")
+    return [prefix + key for key in keys]
+
+
+def manifest_document(bucket: str, keys: list[str]) -> bytes:
+    """The ManifestFile document naming ``keys`` of ``bucket`` (the inverse of ``manifest_uris``)."""
+    return json.dumps([{"prefix": f"s3://{bucket}/"}, *keys]).encode()
+
+
+def parse_joined_line(raw: bytes | str, line_number: int, options: ParseOptions, feature_count: int, origin_file: str, origin_line: int) -> LineResult:
+    """One line of a batch transform's joined CSV output (``features...,score`` or, with generated
+    inference IDs, ``features...,score,inferenceId,inferenceTime``) as the capture parser's
+    ``LineResult``, never raising. The row's event ID is ``<origin_file>:<origin_line>`` (stable
+    across re-runs of the same file, so its review loop keeps its name) and its record ID the
+    generated inference ID when there is one; ``origin`` says which input file and line it was."""
+    result = LineResult()
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            result.rejected.append(Rejected(line_number, f"not UTF-8: {bad.reason} at byte {bad.start}"))
+            return result
+    text = raw.rstrip("\r")
+    if not text or text.isspace():
+        result.blank = True
+        return result
+    event_id = f"{origin_file}:{origin_line}"
+    fields = text.count(",") + 1
+    if fields == feature_count + 1:
+        features, score = text.rsplit(",", 1)
+        inference_id = inference_time = None
+    elif fields == feature_count + 3:
+        features, score, inference_id, inference_time = text.rsplit(",", 3)
+        inference_id, inference_time = inference_id.strip() or None, inference_time.strip() or None
+    else:
+        reason = (f"{fields} fields; a joined output line has {feature_count + 1} (the {feature_count} features and the score) "
+                  f"or {feature_count + 3} (with the generated inference ID and time)")
+        result.rejected.append(Rejected(line_number, reason, event_id, 0))
+        return result
+    probability, reason = _probability(score.strip(), options)
+    if reason is not None:
+        result.rejected.append(Rejected(line_number, reason, event_id, 0))
+        if options.profile:
+            result.profile_only.append((score.strip(), features))
+        return result
+    prediction = int(probability >= options.threshold)
+    keep, audit = options.keep, options.audit
+    if keep is not None and not keep(probability, prediction) and not (audit is not None and audit(inference_id or event_id, 0)):
+        result.skipped = 1
+        return result
+    result.rows.append(PredictionRow(event_id, inference_id, inference_time, 0, features, probability, prediction,
+                                     {"file": origin_file, "line": origin_line}))
+    return result
