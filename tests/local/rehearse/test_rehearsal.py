@@ -1,0 +1,173 @@
+"""`make rehearse`: the simulated clock, the output folder, the command line, and a short rehearsal
+of the whole loop (the app synthesised for dev, wired from its templates, in simulated time)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.rehearse import report
+from local.rehearse.__main__ import main
+from local.rehearse.clock import ClockError, SimulatedClock
+from local.rehearse.report import Decision, Hour, Outcome
+from local.rehearse.run import Observer, drifted, execution_outcome, quality_figures, request_body
+from stacks.shared.config import load_environment
+
+UTC = dt.UTC
+START = dt.datetime(2026, 11, 23, tzinfo=UTC)
+
+
+# -- the clock --------------------------------------------------------------------------------------
+
+
+def test_clock_pins_every_clock_the_handlers_and_moto_read() -> None:
+    with SimulatedClock(START) as clock:
+        assert dt.datetime.now(UTC) == START and time.time() == START.timestamp()
+        clock.advance_to(START + dt.timedelta(hours=5, minutes=3))
+        assert dt.datetime.now(UTC) == START + dt.timedelta(hours=5, minutes=3)
+        assert time.gmtime().tm_hour == 5
+        time.sleep(0.01)  # it does not tick by itself: a handler's run takes no simulated time
+        assert dt.datetime.now(UTC) == START + dt.timedelta(hours=5, minutes=3)
+        with mock_aws():
+            s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+            s3.create_bucket(Bucket="clock-test", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+            s3.put_object(Bucket="clock-test", Key="k", Body=b"x")
+            assert s3.head_object(Bucket="clock-test", Key="k")["LastModified"] == START + dt.timedelta(hours=5, minutes=3)
+    before = time.time()
+    time.sleep(0.01)
+    assert time.time() > before and dt.datetime.now(UTC) != START + dt.timedelta(hours=5, minutes=3)  # the real clock again
+
+
+def test_clock_only_goes_forwards_and_refuses_naive_times() -> None:
+    clock = SimulatedClock(START)
+    clock.advance_to(START + dt.timedelta(hours=1))
+    with pytest.raises(ClockError, match="cannot go back"):
+        clock.advance_to(START)
+    with pytest.raises(ClockError, match="timezone-aware"):
+        clock.advance_to(dt.datetime(2026, 11, 24))
+    with pytest.raises(ClockError, match="timezone-aware"):
+        SimulatedClock(dt.datetime(2026, 11, 24))
+
+
+# -- reading what the loop wrote ---------------------------------------------------------------------
+
+
+def test_drift_counts_input_features_with_a_drift_check_only() -> None:
+    document = json.dumps({"violations": [
+        {"feature_name": "mean_radius", "constraint_check_type": "baseline_drift_check"},
+        {"feature_name": "_score", "constraint_check_type": "baseline_drift_check"},
+        {"feature_name": "mean_texture", "constraint_check_type": "data_type_check"},
+    ]}).encode()  # fmt: skip
+    assert drifted(document, {"mean_radius", "mean_texture"}) == {"mean_radius": ["baseline_drift_check"]}
+    assert drifted(b"not json", {"mean_radius"}) == {}
+
+
+def test_quality_figures_read_model_monitors_shape() -> None:
+    document = json.dumps({"binary_classification_metrics": {"accuracy": {"value": 0.9, "standard_deviation": 0.01}, "f1": {"value": 0.8}, "recall": {"value": 0.7}}}).encode()
+    assert quality_figures(document) == {"accuracy": 0.9, "f1": 0.8}
+
+
+def test_execution_outcome_says_why_it_promoted_or_kept() -> None:
+    evaluation = {
+        "metric": "validation:logloss", "tolerance": 0.01, "promote": False,
+        "candidate": {"value": 0.31}, "serving": {"value": 0.12}, "difference": {"value": 0.19, "interval": [0.1, 0.28]},
+    }  # fmt: skip
+    run = execution_outcome("mlloop-dev-retraining", {"executionArn": "arn:x:run-1", "name": "run-1", "status": "SUCCEEDED", "output": json.dumps({"promoted": False, "evaluation": evaluation})})
+    assert run["promoted"] is False and "candidate 0.3100, serving 0.1200" in run["why"] and "kept the serving model" in run["why"]
+    failed = execution_outcome("m", {"executionArn": "arn:x:run-2", "status": "FAILED", "error": "States.TaskFailed", "cause": "no rows"})
+    assert failed["why"] == "States.TaskFailed: no rows" and failed["promoted"] is False
+
+
+def test_request_body_is_what_a_client_sends() -> None:
+    assert request_body(load_environment("dev"), [1.5, 2, "3"]) == ("1.5,2,3", "text/csv")
+
+
+def test_observer_counts_what_changed_since_it_last_looked() -> None:
+    config = load_environment("dev")
+    feature = config.model.feature_names[0]
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+        for bucket in ("capture-bucket", "monitoring-bucket", "labels-bucket"):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        observer = Observer(cloud=None, config=config)
+        s3.put_object(Bucket="capture-bucket", Key="capture/mlloop-dev/AllTraffic/2026/11/23/00/00-00-000-a.jsonl", Body=b"{}\n{}\n")
+        first = Hour(0, "2026-11-23T00:00:00Z", "2026-11-23T01:00:00Z")
+        observer._objects(first)
+        assert first.captured == 2
+        s3.put_object(Bucket="labels-bucket", Key="ground-truth/2026/11/23/01/loop-1.jsonl", Body=b"{}\n{}\n{}\n")
+        folder = "data-quality/reports/mlloop-dev/mlloop-dev-data-quality/2026/11/23/01"
+        s3.put_object(Bucket="monitoring-bucket", Key=f"{folder}/constraint_violations.json", Body=json.dumps({"violations": [{"feature_name": feature, "constraint_check_type": "baseline_drift_check"}]}).encode())
+        s3.put_object(Bucket="monitoring-bucket", Key=f"{folder}/report.html", Body=b"<html>")
+        second = Hour(1, "2026-11-23T01:00:00Z", "2026-11-23T02:00:00Z")
+        observer._objects(second)
+        assert (second.captured, second.labels, second.drift) == (0, 3, {feature: ["baseline_drift_check"]})
+        assert second.reports == [f"monitoring-bucket/{folder}/report.html"]
+        assert observer.drift_periods() == {"mlloop-dev/mlloop-dev-data-quality/2026/11/23/01": [feature]}
+
+
+# -- the output folder --------------------------------------------------------------------------------
+
+
+def outcome() -> Outcome:
+    hours = [
+        Hour(0, "2026-11-23T00:00:00Z", "2026-11-23T01:00:00Z", requests=10, captured=10, selected=2, tasks_created=1),
+        Hour(1, "2026-11-23T01:00:00Z", "2026-11-23T02:00:00Z", requests=10, captured=10, reviewed=1, labels=2,
+             drift={"mean_radius": ["baseline_drift_check"]}, monitor_runs=["data-quality CompletedWithViolations"],
+             decisions=[Decision("2026-11-23T02:00:00Z", "retraining trigger violations: unconfirmed", "one period <script>")],
+             reports=["monitoring/data-quality/reports/x/report.html"]),
+    ]  # fmt: skip
+    return Outcome(
+        environment="dev", hours=hours, start="2026-11-23T00:00:00Z", requests=20, traffic="t", reviewers="simulated",
+        retraining_runs=[{"execution": "r1", "status": "SUCCEEDED", "promoted": True, "why": "not worse"}],
+        served_model={"parameter": "/mlloop/dev/serving/model-data-url", "before": "s3://a", "after": "s3://b", "updated": True, "why": "not worse"},
+        unrehearsed=["AWS::CloudFront::Distribution: served by make review-local instead"], notes=["n"],
+        drift_periods={"p/01": ["mean_radius"], "p/02": ["mean_radius", "mean_texture"]},
+    )  # fmt: skip
+
+
+def test_summary_has_the_figures_the_issue_asks_for(tmp_path: Path) -> None:
+    summary = report.write(outcome(), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert {k: summary[k] for k in ("captured", "review_tasks_completed", "labels_written", "drifted_features", "retraining_runs", "promoted")} == {
+        "captured": 20, "review_tasks_completed": 1, "labels_written": 2, "drifted_features": {"mean_radius": 2, "mean_texture": 1}, "retraining_runs": 1, "promoted": 1,
+    }  # fmt: skip
+    assert summary["unrehearsed"] and summary["notes"] == ["n"] and len(summary["timeline"]) == 2
+    page = (tmp_path / "index.html").read_text()
+    assert 'href="s3/monitoring/data-quality/reports/x/report.html"' in page and "one period &lt;script&gt;" in page and "<script>" not in page
+
+
+def test_objects_are_copied_under_s3_and_a_key_cannot_leave_the_folder(tmp_path: Path) -> None:
+    assert report.copy_objects([("b", "a/b.json", b"1"), ("b", "a", b"2")], tmp_path) == 2
+    assert (tmp_path / "s3/b/a/b.json").read_bytes() == b"1" and (tmp_path / "s3/b/a/_object").read_bytes() == b"2"
+    with pytest.raises(ValueError, match="leaves the output folder"):
+        report.copy_objects([("b", "../../etc/x", b"")], tmp_path)
+
+
+def test_progress_line_names_the_hour_and_what_happened() -> None:
+    line = report.progress_line(outcome().hours[1], 24)
+    assert line.startswith("[  2/24] 2026-11-23 01:00 UTC") and "labels   2" in line and "drift mean_radius" in line
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--env", "nope"], "env: 'nope' is not an environment in cdk.json; allowed values: churn, dev, income, jsonl, prod"),
+        (["--hours", "0"], "HOURS must be at least 1, got 0"),
+        (["--reviewers", "robots"], "REVIEWERS must be one of simulated, browser, got 'robots'"),
+        (["--traffic", "/nonexistent.csv"], "TRAFFIC: no such file /nonexistent.csv"),
+        (["--start", "2026-11-23T00:00:00"], "has no time zone"),
+    ],
+)
+def test_bad_arguments_are_usage_errors_naming_the_key(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
