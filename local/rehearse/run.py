@@ -60,6 +60,7 @@ class Settings:
     review_delay_hours: int = 1
     start: dt.datetime = DEFAULT_START
     seed: int = 0
+    per_hour: int | None = None  # requests an hour of the default traffic; None: traffic.DEFAULT_PER_HOUR
     workdir: Path | None = None  # where the app is synthesised; None: a temporary folder
 
     def check(self) -> None:
@@ -71,6 +72,8 @@ class Settings:
             raise RehearsalError(f"the reviewers' error rate must be between 0 and 1, got {self.error_rate}")
         if self.review_delay_hours < 0:
             raise RehearsalError(f"the review delay must be 0 hours or more, got {self.review_delay_hours}")
+        if self.per_hour is not None and self.per_hour < 1:
+            raise RehearsalError(f"the requests an hour must be at least 1, got {self.per_hour}")
         if self.traffic is not None and not self.traffic.is_file():
             raise RehearsalError(f"TRAFFIC: no such file {self.traffic}")
 
@@ -333,20 +336,32 @@ class Rehearsal:
     def traffic(self) -> list[Request]:
         from local.rehearse import traffic
 
-        rows = traffic.from_csv(self.settings.traffic, self.settings.hours) if self.settings.traffic else traffic.default(self.settings.environment, self.settings.hours)
-        notes = list(getattr(rows, "notes", []) or [])
-        self.notes.extend(notes)
-        requests = [Request(as_time(at, self.settings.start), label, list(features), f"rehearsal-{index:07d}") for index, (at, label, features) in enumerate(rows)]
-        end = self.settings.start + dt.timedelta(hours=self.settings.hours)
-        outside = [r for r in requests if not self.settings.start <= r.at < end]
+        settings = self.settings
+        if settings.traffic is not None:
+            rows = traffic.from_csv(settings.traffic, settings.hours, start=settings.start, feature_names=tuple(self.config.model.feature_names))
+            for line, reason in rows.rejected:
+                self.seams.append(f"TRAFFIC line {line} not sent: {reason}")
+        else:
+            extra = {"per_hour": settings.per_hour} if settings.per_hour else {}
+            rows = traffic.default(settings.environment, settings.hours, start=settings.start, seed=settings.seed, **extra)
+        self.notes.extend(rows.notes)
+        if getattr(rows, "artefact", None) is not None:
+            self.notes.append("the environment's model is a placeholder: the endpoint serves the stand-in model trained on the synthetic traffic")
+        self.shifted = dict(getattr(rows, "shifted", {}) or {})
+        requests = [Request(as_time(at, settings.start), label, list(features), f"rehearsal-{index:07d}") for index, (at, label, features) in enumerate(rows)]
+        end = settings.start + dt.timedelta(hours=settings.hours)
+        outside = [r for r in requests if not settings.start <= r.at < end]
         if outside:
-            raise RehearsalError(f"{len(outside)} traffic rows fall outside the rehearsal's {self.settings.hours} hours (first at {outside[0].at.isoformat()})")
+            raise RehearsalError(f"{len(outside)} traffic rows fall outside the rehearsal's {settings.hours} hours (first at {outside[0].at.isoformat()})")
+        if not requests:
+            raise RehearsalError("the traffic has no request")
         return sorted(requests, key=lambda r: r.at)
 
     def run(self) -> Outcome:
         began = time.monotonic()
         self.notes: list[str] = []
         self.seams: list[str] = []
+        self.shifted: dict[str, float] = {}
         workdir = self.settings.workdir or Path(tempfile.mkdtemp(prefix="rehearsal-"))
         with self.clock:
             from local.rehearse import sagemaker
@@ -379,7 +394,7 @@ class Rehearsal:
         settings = self.settings
         requests = self.traffic()
         self.say(f"{len(requests)} requests over {settings.hours} hours from {report.iso(settings.start)}")
-        endpoint = sagemaker.Endpoint(cloud, self.config.endpoint.name)
+        endpoint = sagemaker.Endpoint(cloud, self.config.endpoint.name, seed=settings.seed)
         truth: dict[str, Any] = {}
         reviewers = self._reviewers(cloud, truth, SimulatedReviewers)
         observer = Observer(cloud, self.config)
@@ -401,6 +416,7 @@ class Rehearsal:
                 truth[request.record_id] = request.label
                 hour.requests += 1
                 position += 1
+            endpoint.flush()  # the hour's last capture file (SageMaker writes one every few minutes)
             self._settle(cloud)
             if reviewers is not None:
                 answer_at = end - dt.timedelta(minutes=1)
