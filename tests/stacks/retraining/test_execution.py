@@ -9,15 +9,16 @@ through an SQS subscription), the task-token approval, SageMaker CreateModel / C
 DescribeTrainingJob / CreateTransformJob / CreateProcessingJob / CreateEndpointConfig /
 DescribeEndpoint / DescribeModel on moto, and the served model's SSM parameter on moto.
 
-What this harness supplies because moto 5.2 lacks it (and why the real service is not needed to
-trust the rest):
-- ``.sync`` for SageMaker: moto runs only waitForTaskToken for SageMaker, so ``_build_sync_resolver``
-  returns DescribeTrainingJob / DescribeTransformJob / DescribeProcessingJob once the job ended, as
+What the SageMaker stand-ins supply because moto 5.2 lacks it (local/rehearse/sagemaker.py, which the
+rehearsal uses too: one way of doing it; and why the real service is not needed to trust the rest):
+- ``.sync`` for SageMaker: moto runs only waitForTaskToken for SageMaker, so the stand-ins return
+  DescribeTrainingJob / DescribeTransformJob / DescribeProcessingJob once the job ended, as
   Step Functions does;
-- the training job: it writes the artefact the test chose as the candidate (the bundled model, or a
-  weak one: two depth-1 trees trained here on the bundled training data) and reports a validation
-  metric (the XGBoost container would), or none at all (then DescribeTrainingJob has no
-  FinalMetricDataList, as for an image without metric definitions);
+- the training job: here the test's trainer replaces the stand-in's XGBoost training, writing the
+  artefact the test chose as the candidate (the bundled model, or a weak one: two depth-1 trees
+  trained here on the bundled training data) and reporting a validation metric (the XGBoost
+  container would), or none at all (then DescribeTrainingJob has no FinalMetricDataList, as for an
+  image without metric definitions);
 - the batch transform: what the XGBoost container computes, done here with XGBoost itself: the
   model named in the request is described (moto), its artefact read from S3 and loaded, each input
   line is filtered by the request's ``InputFilter`` (``$[k:]``) and scored, and the output is what a
@@ -28,7 +29,8 @@ trust the rest):
 - a baseline job writes the files its analyzer writes (statistics.json, constraints.json / analysis.json);
 - ``UpdateEndpoint``: not implemented by moto; the shim sets the endpoint's config (or keeps the old
   one, for the rollback test) as SageMaker does when the update finishes;
-- Lambda: moto's Docker-less backend echoes the payload, so ``invoke`` is routed to our handler;
+- Lambda: moto's Docker-less backend echoes the payload, so ``invoke`` is routed to our handler
+  (``route_lambda``);
 - a Parallel branch's ``States.*`` error: moto re-raises a failed branch's error as a custom error
   name, which refuses the ``States.`` prefix (a ValueError no catch handles); Step Functions fails
   the Parallel state with the branch's error, which ``_branch_error`` keeps;
@@ -43,8 +45,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
-import tarfile
 import time
 from typing import Any
 
@@ -53,26 +53,14 @@ import numpy as np
 import pytest
 import xgboost as xgb
 from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
-from moto.sagemaker import models as sagemaker_models
-from moto.sagemaker.responses import SageMakerResponse
-from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
-from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
-from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_unsupported as unsupported
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
-from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from lambdas.retraining import handler
 from lambdas.shared import aws
 from lambdas.shared.baseline import header
-from lambdas.shared.explain.results import Unexplainable
 from lambdas.shared.explain.tree import TreeExplainer
+from local.rehearse.sagemaker import archive, install_sagemaker, route_lambda
 from stacks.shared import default_model
 from tests.conftest import build_app
 from tests.lambdas.aws_env import ACCOUNT, REGION
@@ -99,16 +87,6 @@ GROUND_TRUTH = "".join(
     for i, row in enumerate(REVIEWED.splitlines())
 )  # fmt: skip
 UNSAMPLED = "1," + ",".join("7" for _ in range(FEATURES)) + "\n"
-
-
-def archive(booster: xgb.Booster) -> bytes:
-    """A model.tar.gz as the XGBoost container writes it: the booster saved as ``xgboost-model``."""
-    data, buffer = bytes(booster.save_raw(raw_format="ubj")), io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        member = tarfile.TarInfo("xgboost-model")
-        member.size = len(data)
-        tar.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -146,22 +124,6 @@ def resolved_definition(app, topic_arn: str, function_arn: str) -> str:
     return "".join(resolve(part) for part in machine["Properties"]["DefinitionString"]["Fn::Join"][1])
 
 
-def _branch_error(error_name: str):
-    return StatesErrorName.from_name(error_name) if error_name.startswith("States.") else CustomErrorName(error_name=error_name)
-
-
-def failed_job(env, action: str, described: dict[str, Any]):
-    """The resolver of a ``.sync`` task whose job failed: States.TaskFailed with the job's description."""
-
-    def resolve():
-        details = TaskFailedEventDetails(resource=f"{action}.sync", resourceType="sagemaker", error="States.TaskFailed", cause=json.dumps(described, default=str))
-        raise FailureEventException(
-            FailureEvent(env=env, error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed), event_type=HistoryEventType.TaskFailed, event_details=EventDetails(taskFailedEventDetails=details))
-        )
-
-    return resolve
-
-
 class Harness:
     """moto with the shims above; ``run`` executes one retraining and returns the execution."""
 
@@ -171,7 +133,6 @@ class Harness:
         # candidate, serving: the artefacts of the new model and of the endpoint's; candidate_metric
         # None: the training job reports no metrics.
         self.candidate, self.candidate_metric, self.rollback = candidate, candidate_metric, rollback
-        self.requests: dict[str, list[dict]] = {}  # the .sync requests, by API action
         self.s3 = boto3.client("s3", region_name=REGION)
         for bucket in ("datasets", "models", "labels", PLACEHOLDER_BUCKET):
             self.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -223,70 +184,13 @@ class Harness:
         handler.step_settings.cache_clear()
 
     def _shims(self, monkeypatch) -> None:
-        harness = self
+        def train(s3, request):  # the candidate the test chose, and the metric its job reports
+            metrics = None if self.candidate_metric is None else [{"MetricName": "validation:logloss", "Value": self.candidate_metric}]
+            return self.candidate, metrics
 
-        def invoke(backend, function_name, qualifier, body, headers, response_headers):
-            return json.dumps(handler.step(json.loads(body), FakeContext())).encode()
-
-        def build_sync_resolver(task, env, resource_runtime_part, normalised_parameters, state_credentials):
-            action = task.resource.api_action
-            harness.requests.setdefault(action, []).append(normalised_parameters)  # as Step Functions sent it
-            backend = sagemaker_models.sagemaker_backends[ACCOUNT][REGION]
-            if action == "createTrainingJob":
-                job = backend.training_jobs[normalised_parameters["TrainingJobName"]]
-                job.final_metric_data_list = None
-                if harness.candidate_metric is not None:
-                    job.final_metric_data_list = [{"MetricName": "validation:logloss", "Value": harness.candidate_metric, "Timestamp": job.training_end_time}]
-                # The artefact the container would write: the candidate the test chose (30 features).
-                artefact = harness.sagemaker.describe_training_job(TrainingJobName=job.training_job_name)["ModelArtifacts"]["S3ModelArtifacts"]
-                harness.s3.put_object(Bucket=aws.split_s3_uri(artefact)[0], Key=aws.split_s3_uri(artefact)[1], Body=harness.candidate)
-                return lambda: harness.sagemaker.describe_training_job(TrainingJobName=job.training_job_name)
-            if action == "createTransformJob":
-                name = normalised_parameters["TransformJobName"]
-                try:
-                    harness.transform(normalised_parameters)
-                except Unexplainable as error:
-                    return failed_job(env, action, {**harness.sagemaker.describe_transform_job(TransformJobName=name), "TransformJobStatus": "Failed", "FailureReason": str(error)})
-                return lambda: harness.sagemaker.describe_transform_job(TransformJobName=name)
-            if action == "createProcessingJob":
-                name = normalised_parameters["ProcessingJobName"]
-                output = normalised_parameters["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
-                bucket, prefix = aws.split_s3_uri(output + "/")
-                files = ("analysis.json",) if "shap" in name else ("statistics.json", "constraints.json")
-                for file in files:
-                    harness.s3.put_object(Bucket=bucket, Key=f"{prefix}{file}", Body=json.dumps({"job": name, "file": file}).encode())
-                return lambda: harness.sagemaker.describe_processing_job(ProcessingJobName=name)
-            raise AssertionError(f"no .sync shim for {action}")
-
-        def update_endpoint(response):
-            params = json.loads(response.body)
-            endpoint = response.sagemaker_backend.endpoints[params["EndpointName"]]
-            harness.deployment_config = params.get("DeploymentConfig")
-            if not harness.rollback:
-                endpoint.endpoint_config_name = params["EndpointConfigName"]
-            return json.dumps({"EndpointArn": endpoint.arn})
-
-        monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
-        monkeypatch.setattr(unsupported.StateTaskServiceUnsupported, "_build_sync_resolver", build_sync_resolver)
-        monkeypatch.setattr(unsupported, "_SUPPORTED_INTEGRATION_PATTERNS", {ResourceCondition.WaitForTaskToken, ResourceCondition.Sync})
-        monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
-        monkeypatch.setattr(branches_decl, "CustomErrorName", _branch_error)
-
-    def transform(self, request: dict[str, Any]) -> None:
-        """A batch transform of the XGBoost container: the input lines filtered by ``InputFilter``
-        scored by the request's model, each output line the input line joined to the score."""
-        url = self.sagemaker.describe_model(ModelName=request["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
-        bucket, key = aws.split_s3_uri(url)
-        booster = TreeExplainer.from_artifact(self.s3.get_object(Bucket=bucket, Key=key)["Body"], request["ModelName"]).booster  # fails as the container would
-        first = int(re.fullmatch(r"\$\[(\d+):\]", request["DataProcessing"]["InputFilter"])[1])
-        bucket, prefix = aws.split_s3_uri(request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
-        output_bucket, output_prefix = aws.split_s3_uri(request["TransformOutput"]["S3OutputPath"])
-        for item in self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
-            lines = [line for line in self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines() if line]
-            features = np.array([[float(v) for v in line.split(",")[first:]] for line in lines])
-            scores = booster.predict(xgb.DMatrix(features))
-            joined = "".join(f"{line},{float(score)!r}\n" for line, score in zip(lines, scores, strict=True))
-            self.s3.put_object(Bucket=output_bucket, Key=f"{output_prefix}{item['Key'].rsplit('/', 1)[1]}.out", Body=joined.encode())
+        self.stand_ins = install_sagemaker(patch=monkeypatch, trainer=train, rollback=self.rollback, region=REGION, account=ACCOUNT)
+        self.requests = self.stand_ins.requests  # the .sync requests, by API action, as Step Functions sent them
+        route_lambda(monkeypatch, lambda function, payload: handler.step(payload, FakeContext()))
 
     def without_cause(self, monkeypatch) -> None:
         construct = ExecutionState._construct_error_output_value
