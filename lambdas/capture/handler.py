@@ -48,13 +48,20 @@ class BaselineNotReady(RuntimeError):
 
 @from_environment
 def settings(env: Environment) -> FilterSettings:
+    config = filter_settings(env, "capture_filter")
+    if config.review:
+        capture_sampling()  # its variable too is checked before the first record
+    return config
+
+
+def filter_settings(env: Environment, function: str) -> FilterSettings:
+    """Review selection and profiling as the environment sets them: the same variables for the
+    capture filter and the batch run's finish step (``lambdas.batch``), so both select alike."""
     review = env.flag("REVIEW_SELECTION", True)
     profiling = _profiling(env)
     if not review and profiling is None:
-        raise SettingsError("REVIEW_SELECTION is false and PROFILING is empty: capture_filter has nothing to do")
+        raise SettingsError(f"REVIEW_SELECTION is false and PROFILING is empty: {function} has nothing to do")
     audit_percentage = env.number("AUDIT_PERCENTAGE", 0.0) if review else 0.0
-    if review:
-        capture_sampling()  # its variable too is checked before the first record
     return FilterSettings(
         options=ParseOptions(
             score_path=env.get("SCORE_PATH") or None,

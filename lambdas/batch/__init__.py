@@ -1,0 +1,1 @@
+"""The nightly batch run's Lambda steps (plan, finish, fail): ``handler.step``."""
