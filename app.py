@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from aws_cdk import App, Environment
 
+from stacks.batch.stack import BatchStack
 from stacks.shared import config as app_config
 from stacks.shared.compliance import register_rule_packs
 from stacks.operations.dashboard import DashboardStack
@@ -33,6 +34,7 @@ class Stacks(NamedTuple):
     review: ReviewStack | None
     retraining: RetrainingStack | None
     dashboard: DashboardStack
+    batch: BatchStack | None = None
 
 
 def build(app: App) -> Stacks:
@@ -45,7 +47,12 @@ def build(app: App) -> Stacks:
         return kind(app, construct_id, config=config, env=env, stack_name=config.stack_name(part), description=f"{title}: {what}", **props)
 
     storage = stack(StorageStack, "Storage", "KMS key and data buckets", termination_protection=config.retain_data)
-    serving = stack(ServingStack, "Serving", "model, endpoint, data capture and the alert topic", storage=storage)
+    serving = stack(
+        ServingStack,
+        "Serving",
+        "model, endpoint, data capture and the alert topic" if config.serving.endpoint else "the model's execution role and the alert topic (batch only: no endpoint)",
+        storage=storage,
+    )
     review = (
         stack(ReviewStack, "Review", REVIEW_DESCRIPTIONS[config.review.backend], storage=storage, serving=serving)
         if config.review.enabled
@@ -70,9 +77,21 @@ def build(app: App) -> Stacks:
         if config.retraining.enabled
         else None
     )
-    dashboard = stack(DashboardStack, "Operations", "CloudWatch dashboard of the whole loop", serving=serving, monitoring=monitoring, review=review)
+    batch = (
+        stack(
+            BatchStack,
+            "Batch",
+            "the nightly batch: EventBridge Scheduler, the Step Functions run of a batch transform, and its review hand-off",
+            storage=storage,
+            serving=serving,
+            review=review,
+        )
+        if config.batch.enabled
+        else None
+    )
+    dashboard = stack(DashboardStack, "Operations", "CloudWatch dashboard of the whole loop", serving=serving, monitoring=monitoring, review=review, batch=batch)
     register_rule_packs(app)
-    return Stacks(storage, serving, monitoring, review, retraining, dashboard)
+    return Stacks(storage, serving, monitoring, review, retraining, dashboard, batch)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from aws_cdk import App  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
 import app as composition_root  # noqa: E402
+from stacks.batch.stack import BatchStack
 from stacks.monitoring.stack import MonitoringStack
 from stacks.retraining.stack import RetrainingStack
 from stacks.operations.dashboard import DashboardStack
@@ -40,6 +41,7 @@ class SynthesisedApp:
     review: ReviewStack | None
     retraining: RetrainingStack | None
     operations: DashboardStack
+    batch: BatchStack | None = None
 
     def template(self, stack: str) -> Template:
         return Template.from_stack(getattr(self, stack))

@@ -2,7 +2,8 @@
 
 Rows, top to bottom: the endpoint (traffic, latency, errors), data quality (drift per feature and
 run outcomes), explainability (global SHAP per feature), model quality (each figure from labels with
-its label-free estimate beside it, and the rows labelled) and human review (backlog, loops, labels).
+its label-free estimate beside it, and the rows labelled), human review (backlog, loops, labels) and
+the nightly batch (runs, rows, alarms). A batch-only environment has no endpoint row.
 A row whose part is switched off is left out; the dashboard always exists. The monitoring rows are
 the same for either monitoring back end: each monitor gives its own metrics (Model Monitor's and
 Clarify's namespaces, or the open evaluators' MlLoop metrics) and alarms.
@@ -14,6 +15,7 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
+from stacks.batch.stack import BatchStack
 from stacks.shared import aws_facts
 from stacks.shared.config import AppConfig
 from stacks.monitoring.events import OUTCOMES
@@ -39,6 +41,7 @@ class DashboardStack(Stack):
         serving: ServingStack,
         monitoring: MonitoringStack | None,
         review: ReviewStack | None,
+        batch: BatchStack | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -49,14 +52,17 @@ class DashboardStack(Stack):
             cloudwatch.TextWidget(
                 markdown=(
                     f"# {config.app_name} ({config.environment}): serve, capture, monitor, review, label\n"
-                    f"Endpoint **{config.endpoint.name}**. Alarms notify the alert topic (output `AlertTopicArn` of "
-                    f"`{config.stack_name('serving')}`). Rows below follow the loop."
+                    + (f"Endpoint **{config.endpoint.name}**. " if config.serving.endpoint else f"Batch only: nightly run **{config.prefix}-batch**. ")
+                    + f"Alarms notify the alert topic (output `AlertTopicArn` of `{config.stack_name('serving')}`). Rows below follow the loop."
                 ),
                 width=WIDTH,
                 height=2,
             )
         )
-        self.dashboard.add_widgets(*self._endpoint(config))
+        if config.serving.endpoint:
+            self.dashboard.add_widgets(*self._endpoint(config))
+        if batch is not None:
+            self.dashboard.add_widgets(*self._batch(batch))
         if monitoring is not None and monitoring.data_quality is not None:
             self.dashboard.add_widgets(*self._data_quality(monitoring))
         if monitoring is not None and monitoring.explainability is not None:
@@ -97,6 +103,20 @@ class DashboardStack(Stack):
                 left=[metric(name, "Average", namespace=aws_facts.ENDPOINT_INSTANCE_METRICS_NAMESPACE) for name in ("CPUUtilization", "MemoryUtilization", "DiskUtilization")],
                 width=6,
             ),
+        ]
+
+    @staticmethod
+    def _batch(batch: BatchStack) -> list[cloudwatch.IWidget]:
+        machine, day = batch.state_machine, Duration.days(1)
+        outcomes = [machine.metric(name, statistic="Sum", period=day, label=name.removeprefix("Executions")) for name in ("ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted")]
+        return [
+            cloudwatch.GraphWidget(title="Nightly batch runs per day", left=outcomes, stacked=True, width=8),
+            cloudwatch.GraphWidget(
+                title="Nightly batch rows per day",
+                left=[batch.steps.metric(name, period=day, label=name) for name in ("RowsPredicted", "RowsRejected", "RowsSelectedForReview", "RowsSelectedForAudit")],
+                width=8,
+            ),
+            cloudwatch.AlarmStatusWidget(title="Nightly batch alarms (run failed, overdue)", alarms=[batch.failed_alarm, batch.overdue_alarm], width=8, height=6),
         ]
 
     @staticmethod

@@ -46,13 +46,14 @@ TIMEOUT = Duration.minutes(5)
 @dataclass(frozen=True)
 class ReviewSelection:
     """Where selected rows go, the band's thresholds (CloudFormation parameters' values), and the
-    endpoint whose capture sampling percentage is part of each row's inclusion probability."""
+    endpoint whose capture sampling percentage is part of each row's inclusion probability (None:
+    the nightly batch's rows, every one of which is predicted and read)."""
 
     queue: WorkQueue
     lower: str
     upper: str
-    endpoint_name: str
-    endpoint_arn: str
+    endpoint_name: str | None
+    endpoint_arn: str | None
 
 
 @dataclass(frozen=True)
@@ -109,28 +110,10 @@ class CapturePipeline(Construct):
         key, prefix = storage.key, config.prefix
         self.events = WorkQueue(self, "CaptureEvents", key=key, consumer_timeout=TIMEOUT, alarm_topic=alarm_topic, purpose="New capture objects waiting for capture_filter")
         environment = {
-            "REVIEW_SELECTION": "true" if review else "false",
-            "SCORE_PATH": config.model.score_path or "",
-            "FEATURES_PATH": config.model.features_path,
+            **selection_environment(config, review, profiling),
             "DEAD_LETTER_QUEUE_URL": self.events.dead_letter_queue.queue_url,
             "REPORT_BUCKET": report_bucket.bucket_name,
-            "PROFILING": ",".join(profiling.monitors) if profiling else "",
         }
-        if review is not None:
-            environment.update(
-                SELECTION_RULE=config.review.rule,
-                LOWER_THRESHOLD=review.lower,
-                UPPER_THRESHOLD=review.upper,
-                SELECTED_OUTCOME=str(config.review.outcome),
-                ROWS_PER_LOOP=str(config.review.rows_per_loop),
-                REVIEW_QUEUE_URL=review.queue.queue.queue_url,
-                AUDIT_PERCENTAGE=str(config.review.audit_percentage),
-                ENDPOINT_NAME=review.endpoint_name,
-            )
-        if profiling is not None:
-            environment.update(MONITORING_BUCKET=profiling.bucket.bucket_name, SAMPLE_ROWS=str(profiling.sample_rows))
-            if EXPLAINABILITY in profiling.monitors:  # the sample's columns
-                environment["FEATURE_NAMES"] = json.dumps(list(config.model.feature_names))
         parts = [part for part, on in (("queues the predictions the review rule selects, and an audit sample, for human review", review), ("profiles every row for the monitors", profiling)) if on]
         self.filter = AppFunction(
             self,
@@ -158,21 +141,7 @@ class CapturePipeline(Construct):
         _allow_listing(function, storage.capture, f"{capture_prefix}/*")
         function.allow(["s3:PutObject"], [report_bucket.arn_for_objects(f"{REJECTED_PREFIX}/*")])
         function.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
-        if review is not None:
-            review.queue.queue.grant_send_messages(function.role)
-            # The capture sampling percentage in force (lambdas/capture/capture_sampling.py): DescribeEndpoint
-            # answers it for the endpoint itself, so no grant on its configs (whose names change) is needed.
-            function.allow(["sagemaker:DescribeEndpoint"], [review.endpoint_arn])
-        if profiling is not None:
-            writes = []
-            if DATA_QUALITY in profiling.monitors:
-                # The current baseline's layout; listing it tells "no baseline yet" from a denied read.
-                function.allow(["s3:GetObject"], [profiling.bucket.arn_for_objects(f"{BASELINE_PREFIX}/*")])
-                _allow_listing(function, profiling.bucket, f"{BASELINE_PREFIX}/*")
-                writes.append(profiling.bucket.arn_for_objects(f"{SKETCHES_PREFIX}/*"))
-            if EXPLAINABILITY in profiling.monitors:
-                writes.append(profiling.bucket.arn_for_objects(f"{SAMPLES_PREFIX}/*"))
-            function.allow(["s3:PutObject"], writes)
+        allow_selection(function, review, profiling)
         self.events.dead_letter_queue.grant_send_messages(function.role)
         # One capture object per invocation: a huge or bad object times out or fails alone, and never
         # re-runs or parks the objects that would have shared its batch.
@@ -192,6 +161,56 @@ class CapturePipeline(Construct):
             "rejected-line reports, and, when it profiles, the current baseline it reads and the sketches and samples it "
             "writes); KMS data-key actions (GenerateDataKey*, ReEncrypt*) are on the app's key only."
         )
+
+
+def selection_environment(config: AppConfig, review: ReviewSelection | None, profiling: Profiling | None) -> dict[str, str]:
+    """What capture_filter's review selection and profiling read from the environment: the nightly
+    batch's finish step (stacks/batch) selects, groups and profiles its rows with the same code and
+    so the same settings."""
+    environment = {
+        "REVIEW_SELECTION": "true" if review else "false",
+        "SCORE_PATH": config.model.score_path or "",
+        "FEATURES_PATH": config.model.features_path,
+        "PROFILING": ",".join(profiling.monitors) if profiling else "",
+    }
+    if review is not None:
+        environment.update(
+            SELECTION_RULE=config.review.rule,
+            LOWER_THRESHOLD=review.lower,
+            UPPER_THRESHOLD=review.upper,
+            SELECTED_OUTCOME=str(config.review.outcome),
+            ROWS_PER_LOOP=str(config.review.rows_per_loop),
+            REVIEW_QUEUE_URL=review.queue.queue.queue_url,
+            AUDIT_PERCENTAGE=str(config.review.audit_percentage),
+        )
+        if review.endpoint_name is not None:
+            environment["ENDPOINT_NAME"] = review.endpoint_name
+    if profiling is not None:
+        environment.update(MONITORING_BUCKET=profiling.bucket.bucket_name, SAMPLE_ROWS=str(profiling.sample_rows))
+        if EXPLAINABILITY in profiling.monitors:  # the sample's columns
+            environment["FEATURE_NAMES"] = json.dumps(list(config.model.feature_names))
+    return environment
+
+
+def allow_selection(function: AppFunction, review: ReviewSelection | None, profiling: Profiling | None) -> None:
+    """The grants of :func:`selection_environment`'s parts: the review queue, the endpoint's capture
+    sampling, the profiles' baseline and folders."""
+    if review is not None:
+        review.queue.queue.grant_send_messages(function.role)
+        if review.endpoint_arn is not None:
+            # The capture sampling percentage in force (lambdas/capture/capture_sampling.py): DescribeEndpoint
+            # answers it for the endpoint itself, so no grant on its configs (whose names change) is needed.
+            function.allow(["sagemaker:DescribeEndpoint"], [review.endpoint_arn])
+    if profiling is not None:
+        writes = []
+        if DATA_QUALITY in profiling.monitors:
+            # The current baseline's layout; listing it tells "no baseline yet" from a denied read.
+            function.allow(["s3:GetObject"], [profiling.bucket.arn_for_objects(f"{BASELINE_PREFIX}/*")])
+            _allow_listing(function, profiling.bucket, f"{BASELINE_PREFIX}/*")
+            writes.append(profiling.bucket.arn_for_objects(f"{SKETCHES_PREFIX}/*"))
+        if EXPLAINABILITY in profiling.monitors:
+            writes.append(profiling.bucket.arn_for_objects(f"{SAMPLES_PREFIX}/*"))
+        function.allow(["s3:PutObject"], writes)
 
 
 def _allow_listing(function: AppFunction, bucket: s3.IBucket, prefix: str) -> None:

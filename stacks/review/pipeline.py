@@ -100,6 +100,8 @@ class ReviewPipeline(Construct):
             review=ReviewSelection(self.review_queue, lower, upper, endpoint.endpoint_name, endpoint.endpoint_arn),
             profiling=profiling_target(config, storage),
         )
+        # The band's thresholds as this stack's parameters give them: the nightly batch selects with them too.
+        self.band = (lower, upper)
         self.capture_events, self.capture_filter = self.capture.events, self.capture.filter
 
         # --- human_loop_starter ---------------------------------------------------------------

@@ -24,6 +24,12 @@ class ModelEndpoint(Construct):
     Model and endpoint-config names are generated: every property of both is create-only, so a
     change replaces them and CloudFormation moves the endpoint (whose name callers use, and so is
     fixed) onto the new config in place.
+
+    With ``serving.endpoint`` false (batch only) there is no model, endpoint config, endpoint or
+    endpoint log group: only the execution role, which the nightly batch's per-run model and
+    retraining's models run as (``deployed`` is False; ``model``, ``endpoint_config`` and
+    ``endpoint`` are None, and ``endpoint_name`` is the name an endpoint would have, which names the
+    capture and report folders).
     """
 
     def __init__(
@@ -33,12 +39,12 @@ class ModelEndpoint(Construct):
         *,
         config: AppConfig,
         image: ContainerImage,
-        model_data_url: str,
+        model_data_url: str | None,  # None: batch only
         model_data_arn: str,
         retrained_models_arn: str | None,
         capture_bucket: s3.IBucket,
         key: kms.IKey,
-        sampling_percentage: int | float,
+        sampling_percentage: int | float | None,  # None: batch only
     ) -> None:
         super().__init__(scope, construct_id)
         endpoint_cfg = config.endpoint
@@ -48,18 +54,26 @@ class ModelEndpoint(Construct):
         self.capture_s3_uri = f"s3://{capture_bucket.bucket_name}/{CAPTURE_PREFIX}"
         self.model_data_url = model_data_url
         self.model_data_arn = model_data_arn
+        self.image = image
+        self.deployed = config.serving.endpoint
+        self.endpoint_arn = Stack.of(self).format_arn(service="sagemaker", resource="endpoint", resource_name=endpoint_cfg.name.lower())
+        self.log_group = None
+        self.model = self.endpoint_config = self.endpoint = None
 
-        # SageMaker creates /aws/sagemaker/Endpoints/<name> on first start if it does not exist;
-        # creating it first (the endpoint depends on it) gives it a retention period and our key.
-        self.log_group = encrypted_log_group(
-            self, "Logs", key=key, retain=config.retain_data, name=f"/aws/sagemaker/Endpoints/{endpoint_cfg.name}"
-        )
+        if self.deployed:
+            # SageMaker creates /aws/sagemaker/Endpoints/<name> on first start if it does not exist;
+            # creating it first (the endpoint depends on it) gives it a retention period and our key.
+            self.log_group = encrypted_log_group(
+                self, "Logs", key=key, retain=config.retain_data, name=f"/aws/sagemaker/Endpoints/{endpoint_cfg.name}"
+            )
 
         self.role = iam.Role(
             self,
             "ExecutionRole",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"SageMaker execution role of the {endpoint_cfg.name} model and endpoint",
+            description=f"SageMaker execution role of the {endpoint_cfg.name} model and endpoint"
+            if self.deployed
+            else f"SageMaker execution role of the {config.prefix} models (batch transforms)",
         )
         model_objects = [model_data_arn] if retrained_models_arn is None else [model_data_arn, retrained_models_arn]
         statements = self._execution_statements(image, model_objects, capture_bucket, key)
@@ -67,9 +81,13 @@ class ModelEndpoint(Construct):
         acknowledge_wildcards(
             self.policy,
             self.policy.document,
-            "Wildcards only where AWS allows nothing narrower: ecr:GetAuthorizationToken and "
-            "cloudwatch:PutMetricData (limited by a namespace condition) take no resource ARN; data "
-            f"capture writes objects under the '{CAPTURE_PREFIX}/' prefix with keys SageMaker chooses"
+            "Wildcards only where AWS allows nothing narrower: ecr:GetAuthorizationToken"
+            + (
+                " and cloudwatch:PutMetricData (limited by a namespace condition) take no resource ARN; data "
+                f"capture writes objects under the '{CAPTURE_PREFIX}/' prefix with keys SageMaker chooses"
+                if self.deployed
+                else " takes no resource ARN"
+            )
             + (
                 "; the model may serve any artefact retraining wrote under its prefix of the models bucket (keys named "
                 "by each execution), because Promote names it in the served-model parameter the model reads"
@@ -79,6 +97,13 @@ class ModelEndpoint(Construct):
             + ".",
         )
 
+        if self.deployed:
+            self._endpoint(config, image, model_data_url, capture_bucket, key, sampling_percentage)
+
+    def _endpoint(
+        self, config: AppConfig, image: ContainerImage, model_data_url: str, capture_bucket: s3.IBucket, key: kms.IKey, sampling_percentage: int | float
+    ) -> None:
+        endpoint_cfg = config.endpoint
         self.model = sagemaker.CfnModel(
             self,
             "Model",
@@ -136,9 +161,6 @@ class ModelEndpoint(Construct):
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
         )
         self.endpoint.node.add_dependency(self.log_group)
-        self.endpoint_arn = Stack.of(self).format_arn(
-            service="sagemaker", resource="endpoint", resource_name=endpoint_cfg.name.lower()
-        )
 
     def _execution_statements(
         self, image: ContainerImage, model_object_arns: list[str], capture_bucket: s3.IBucket, key: kms.IKey
@@ -147,8 +169,21 @@ class ModelEndpoint(Construct):
 
         https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createmodel-perms
         """
-        return [
+        model = [
             iam.PolicyStatement(actions=["s3:GetObject"], resources=model_object_arns),
+        ]
+        if not self.deployed:  # the artefact and the image: the batch stack grants its transforms' data, logs and metrics
+            return [
+                *model,
+                iam.PolicyStatement(actions=["kms:Decrypt", "kms:DescribeKey"], resources=[key.key_arn]),
+                iam.PolicyStatement(
+                    actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                    resources=[image.repository_arn],
+                ),
+                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            ]
+        return [
+            *model,
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[capture_bucket.arn_for_objects(f"{CAPTURE_PREFIX}/*")]),
             # Decrypt the artefact, encrypt captured data and the endpoint's storage volume.
             iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], resources=[key.key_arn]),

@@ -23,15 +23,21 @@ class ServingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, storage: StorageStack, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.parameters = OpsParameters(self)
-        sampling = self.parameters.add(
-            "CaptureSamplingPercentage",
-            group="Data capture",
-            label="Capture sampling percentage",
-            description="Percentage of endpoint requests whose input and output are captured to S3 (0-100).",
-            type="Number",
-            default=config.capture.sampling_percentage,
-            min_value=0,
-            max_value=100,
+        # Batch only (serving.endpoint false): no endpoint, so no capture sampling to set and no model
+        # resource to deploy from the served-model parameter (each nightly run reads it: stacks/batch).
+        sampling = (
+            self.parameters.add(
+                "CaptureSamplingPercentage",
+                group="Data capture",
+                label="Capture sampling percentage",
+                description="Percentage of endpoint requests whose input and output are captured to S3 (0-100).",
+                type="Number",
+                default=config.capture.sampling_percentage,
+                min_value=0,
+                max_value=100,
+            )
+            if config.serving.endpoint
+            else None
         )
 
         self.alerts = AlertTopic(self, "Alerts", parameters=self.parameters, key=storage.key, display_name=f"{config.app_name} {config.environment} alerts")
@@ -58,39 +64,45 @@ class ServingStack(Stack):
         # console's "Use existing value" is chosen (that keeps the key, not its value), so an update (a
         # changed sampling percentage, say) deploys the promoted model, never the one this template knew.
         # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/systems-manager-parameter-types.html
-        served = CfnParameter(
-            self,
-            "ServedModelDataUrl",
-            type="AWS::SSM::Parameter::Value<String>",
-            default=config.served_model_parameter,
-            description="Name of the SSM parameter holding the served model's ModelDataUrl (kept by the storage stack and retraining).",
+        served = (
+            CfnParameter(
+                self,
+                "ServedModelDataUrl",
+                type="AWS::SSM::Parameter::Value<String>",
+                default=config.served_model_parameter,
+                description="Name of the SSM parameter holding the served model's ModelDataUrl (kept by the storage stack and retraining).",
+            )
+            if config.serving.endpoint
+            else None
         )
         self.inference = ModelEndpoint(
             self,
             "Inference",
             config=config,
             image=image,
-            model_data_url=served.value_as_string,
+            model_data_url=served.value_as_string if served is not None else None,
             model_data_arn=model_data_arn,
             # Models the retraining state machine trains and Promote names in the parameter.
             retrained_models_arn=storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*") if config.retraining.enabled else None,
             capture_bucket=storage.capture,
             key=storage.key,
-            sampling_percentage=sampling.value_as_number,
+            sampling_percentage=sampling.value_as_number if sampling is not None else None,
         )
-        if self.bundled_model is not None:
+        if self.bundled_model is not None and self.inference.model is not None:
             for deployment in self.bundled_model.deployments:
                 self.inference.model.node.add_dependency(deployment)
 
-        CfnOutput(self, "EndpointName", value=self.inference.endpoint_name, description="SageMaker endpoint to invoke")
-        CfnOutput(
-            self,
-            "CaptureS3Uri",
-            value=f"{self.inference.capture_s3_uri}/{self.inference.endpoint_name}/{self.inference.variant_name}/",
-            description="Where captured requests and responses land, under yyyy/mm/dd/hh/ (UTC)",
-        )
+        if self.inference.deployed:
+            CfnOutput(self, "EndpointName", value=self.inference.endpoint_name, description="SageMaker endpoint to invoke")
+            CfnOutput(
+                self,
+                "CaptureS3Uri",
+                value=f"{self.inference.capture_s3_uri}/{self.inference.endpoint_name}/{self.inference.variant_name}/",
+                description="Where captured requests and responses land, under yyyy/mm/dd/hh/ (UTC)",
+            )
         CfnOutput(self, "AlertTopicArn", value=self.alerts.topic.topic_arn, description="SNS topic every alarm of the app notifies")
-        CfnOutput(self, "ModelName", value=self.inference.model.attr_model_name, description="SageMaker model this stack deployed")
+        if self.inference.model is not None:
+            CfnOutput(self, "ModelName", value=self.inference.model.attr_model_name, description="SageMaker model this stack deployed")
         CfnOutput(self, "ServedModelParameter", value=config.served_model_parameter, description="SSM parameter naming the ModelDataUrl this stack deploys")
         if self.bundled_model is not None:
             CfnOutput(self, "TrainingDataS3Uri", value=self.bundled_model.train_s3_uri, description="Bundled model's training CSV (label first, no header)")

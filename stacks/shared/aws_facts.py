@@ -263,6 +263,11 @@ BATCH_CONTENT_TYPES = ("text/csv",)
 # instance-seconds are counted from (TransformStartTime, TransformEndTime).
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeTransformJob.html
 TRANSFORM_STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
+# A CloudWatch alarm's Period x EvaluationPeriods: "can't be more than 604,800 seconds. For alarms
+# with a period of less than one hour (3,600 seconds), the total evaluation period can't be longer
+# than one day" (PutMetricAlarm, Period). The batch's overdue alarm is one period of overdue_hours.
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html
+ALARM_MAX_EVALUATION_SECONDS = 604_800
 # EventBridge Scheduler's ScheduleExpressionTimezone: an IANA time zone name of 1-50 characters
 # (botocore scheduler model ``ScheduleExpressionTimezone``).
 # https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html#cron-based

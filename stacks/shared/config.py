@@ -687,7 +687,9 @@ class BatchConfig(_Section):
     instance_type: _TransformInstanceType = "ml.m5.xlarge"
     instance_count: int = Field(1, ge=1, le=aws_facts.TRANSFORM_MAX_INSTANCE_COUNT)
     max_payload_mb: int = Field(6, ge=1, le=aws_facts.TRANSFORM_MAX_PAYLOAD_MB, description="the largest mini-batch of lines sent to the model at once")
-    overdue_hours: int = Field(26, ge=2, le=24 * 8, description="alarm when no run has ended well for this long (a day and two hours by default)")
+    overdue_hours: int = Field(
+        26, ge=2, le=aws_facts.ALARM_MAX_EVALUATION_SECONDS // 3_600, description="alarm when no run has ended well for this long (a day and two hours by default)"
+    )
 
     @field_validator("content_type")
     @classmethod
@@ -758,6 +760,14 @@ class AppConfig(_Section):
     def _something_serves(self) -> Self:
         if not self.serving.endpoint and not self.batch.enabled:
             raise _invalid("false deploys no real-time endpoint, and batch.enabled is false: nothing would serve the model; set batch.enabled to true, or endpoint to true", "serving.endpoint")
+        if not self.serving.endpoint and self.monitoring.backend == "sagemaker":
+            for monitor in ("data_quality", "explainability"):
+                if getattr(self.monitoring, monitor).enabled:
+                    raise _invalid(
+                        "Model Monitor and Clarify schedules watch an endpoint, and serving.endpoint is false (batch only): "
+                        "set it to false, or monitoring.backend to open",
+                        f"monitoring.{monitor}.enabled",
+                    )
         return self
 
     @model_validator(mode="after")

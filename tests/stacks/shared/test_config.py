@@ -254,7 +254,7 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"batch": {"instance_type": "ml.t2.medium"}}, r"batch\.instance_type: 'ml\.t2\.medium' is not a SageMaker batch transform instance type"),
         ({"batch": {"instance_count": 0}}, r"batch\.instance_count: must be a whole number from 1 to 100, got 0"),
         ({"batch": {"max_payload_mb": 101}}, r"batch\.max_payload_mb: must be a whole number from 1 to 100, got 101"),
-        ({"batch": {"overdue_hours": 1}}, r"batch\.overdue_hours: must be a whole number from 2 to 192, got 1"),
+        ({"batch": {"overdue_hours": 1}}, r"batch\.overdue_hours: must be a whole number from 2 to 168, got 1"),
         (
             {"batch": {"enabled": True}, "retraining": {"enabled": False}, "model": {"content_type": "application/json"}},
             r"batch\.enabled: the nightly batch sends text/csv lines to the model, and model\.content_type is 'application/json'",
