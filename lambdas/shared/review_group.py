@@ -11,6 +11,10 @@ A row also says why it is reviewed and how likely that was: ``selectedBy`` (``"r
 capture sampling included, or null when the capture sampling percentage was not known;
 ``lambdas/capture/selection.py``). Both are optional: groups sent before they existed still work,
 and their labels carry no ``sampling``. They are not part of the loop name.
+
+A batch row also says where it came from: ``origin`` ``{"file": <input object key>, "line": <line
+number>}`` (``lambdas/batch``), carried like the sampling fields into the task and into the row's
+label and ground-truth line. Real-time rows have none.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ _ROW_FIELDS = ("recordId", "eventId", "rowIndex", "features", "probability", "pr
 SELECTED_BY = (RULE, AUDIT)
 # How a row came to be reviewed: carried from the group to the task's input and into its label line.
 SAMPLING_FIELDS = ("selectedBy", "inclusionProbability")
+ORIGIN = "origin"
+# What a row carries from its group through the task's input to its label (never shown to reviewers).
+CARRIED_FIELDS = (*SAMPLING_FIELDS, ORIGIN)
 
 
 class InvalidGroup(ValueError):
@@ -107,6 +114,21 @@ def _check_row(index: int, row: dict[str, Any]) -> None:
         raise InvalidGroup(f"row {index} has selectedBy {row['selectedBy']!r}, not one of {', '.join(SELECTED_BY)}")
     if row.get("inclusionProbability") is not None and not is_probability(row["inclusionProbability"], positive=True):
         raise InvalidGroup(f"row {index} has inclusionProbability {row['inclusionProbability']!r}, not a number in (0, 1]")
+    if row.get(ORIGIN) is not None:
+        problem = origin_problem(row[ORIGIN])
+        if problem is not None:
+            raise InvalidGroup(f"row {index} has {problem}")
     features = row["features"]
     if not isinstance(features, list) or not all(v is None or isinstance(v, (str, int, float)) for v in features):
         raise InvalidGroup(f"row {index} has features of type {type(features).__name__}, not a list of values (strings or numbers)")
+
+
+def origin_problem(origin: Any) -> str | None:
+    """What is wrong with a row's ``origin`` (None: it is ``{"file": text, "line": number >= 1}``)."""
+    if not isinstance(origin, dict) or set(origin) != {"file", "line"}:
+        return f"origin {origin!r}, not {{file, line}}"
+    if not isinstance(origin["file"], str) or not origin["file"]:
+        return f"origin file {origin['file']!r}, not an object key"
+    if not _is_int(origin["line"]) or origin["line"] < 1:
+        return f"origin line {origin['line']!r}, not a line number"
+    return None

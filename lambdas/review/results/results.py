@@ -15,7 +15,8 @@ A label line is Model Monitor's ground-truth format plus two additions: ``eventM
 reviewed, and whether the review rule or the audit sample chose it), taken from the loop's input
 rows. A row without a known inclusion probability (a loop started before rows carried one, or the
 capture sampling percentage was not known) gets no ``sampling``; a malformed one is reported in the
-loop report, and the label is still written, without it.
+loop report, and the label is still written, without it. A batch row's ``origin`` (its input file
+and line: ``{"file", "line"}``) is written into its label line and the loop report the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdas.shared import aws
-from lambdas.shared.review_group import SELECTED_BY, is_probability
+from lambdas.shared.review_group import ORIGIN, SELECTED_BY, is_probability, origin_problem
 
 GROUND_TRUTH_PREFIX = "ground-truth"
 TRAINING_PREFIX = "training-rows"
@@ -72,6 +73,7 @@ class Verdict:
     label: int | None
     row_index: int = 0
     sampling: dict[str, Any] | None = None  # the label line's ``sampling``
+    origin: dict[str, Any] | None = None  # a batch row's input file and line (``review_group.ORIGIN``)
     votes: dict[int, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -83,6 +85,8 @@ class Verdict:
         line = {"groundTruthData": {"data": str(self.label), "encoding": "CSV"}, "eventMetadata": metadata, "eventVersion": "0"}
         if self.sampling is not None:
             line["sampling"] = self.sampling
+        if self.origin is not None:
+            line["origin"] = self.origin
         return line
 
     @property
@@ -177,6 +181,12 @@ def _verdict(index: int, row: Any) -> Verdict:
     verdict.sampling, problem = _sampling(row)
     if problem is not None:
         verdict.problems.append(f"sampling not written: {problem}")
+    if row.get(ORIGIN) is not None:
+        problem = origin_problem(row[ORIGIN])
+        if problem is None:
+            verdict.origin = row[ORIGIN]
+        else:
+            verdict.problems.append(f"origin not written: the row has {problem}")
     return verdict
 
 
@@ -272,7 +282,7 @@ def record_loop(s3: Any, events: Any, event: LoopEvent, settings: ResultsSetting
     labelled = [v for v in verdicts if v.label is not None]
     result.labelled, result.unused = len(labelled), len(verdicts) - len(labelled)
     report["rows"] = [
-        {"recordId": v.record_id, "rowIndex": v.row_index, "sampling": v.sampling, "prediction": v.prediction, "label": v.label, "decision": v.note, "votes": {str(k): n for k, n in v.votes.items()}, "problems": v.problems}
+        {"recordId": v.record_id, "rowIndex": v.row_index, "sampling": v.sampling, **({"origin": v.origin} if v.origin else {}), "prediction": v.prediction, "label": v.label, "decision": v.note, "votes": {str(k): n for k, n in v.votes.items()}, "problems": v.problems}
         for v in verdicts
     ]
     report["answers"] = len(output.get("humanAnswers") or [])

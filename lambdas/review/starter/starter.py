@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from lambdas.review.app.tasks import Tasks
 from lambdas.review.starter.attributions import OFF
 from lambdas.shared import aws
-from lambdas.shared.review_group import SAMPLING_FIELDS, ReviewGroup
+from lambdas.shared.review_group import CARRIED_FIELDS, ReviewGroup
 
 BUDGET_TTL_DAYS = 7
 
@@ -192,7 +192,7 @@ def task_input(group: ReviewGroup, settings: StarterSettings, explanations: Sequ
                 "predictionName": settings.label_names[prediction] if 0 <= prediction < len(settings.label_names) else str(prediction),
                 "features": [{"name": name, "value": value} for name, value in zip(feature_names(settings, len(features)), features)],
                 "explanation": explanations[position] if explanations is not None else OFF,
-                **{name: row[name] for name in SAMPLING_FIELDS if name in row},
+                **{name: row[name] for name in CARRIED_FIELDS if name in row},
             }
         )
     return {"captureObject": group.capture_object, "labels": labels, "rows": rows}

@@ -248,3 +248,40 @@ def test_an_event_naming_another_loops_output_is_parked_and_writes_nothing(world
         f"InvalidLoopEvent: s3://{REVIEW}/{OUTPUT_KEY} is the output of loop {named!r}, not of {LOOP!r}")
     assert "Contents" not in s3.list_objects_v2(Bucket=LABELS) and drain(sink) == []
     assert "Contents" not in s3.list_objects_v2(Bucket=REVIEW, Prefix="loop-reports/")
+
+
+def test_a_batch_rows_origin_rides_from_its_review_group_through_the_task_into_its_label(world) -> None:
+    """A batch row's input file and line (``origin``) go from the group the finish step sends, through
+    the starter's task input, into the row's ground-truth line and the loop report."""
+    from lambdas.capture.records import ParseOptions, parse_joined_line
+    from lambdas.review.starter.starter import StarterSettings, task_input
+    from lambdas.shared.review_group import ReviewGroup
+
+    s3, dlq, _ = world
+    parsed = [parse_joined_line(line, n, ParseOptions(), 2, "batch/input/a.csv", n + 2) for n, line in enumerate(["1.5,2,0.2,inf-1,t", "3,4,0.3"], start=1)]
+    rows = [{**r.rows[0].to_json(), "captureLine": i, "selectedBy": "rule", "inclusionProbability": 1.0} for i, r in enumerate(parsed, start=1)]
+    group = ReviewGroup.from_body(ReviewGroup("s3://data/batch/runs/r/output/batch/input/a.csv.out", tuple(rows)).to_body())
+    settings = StarterSettings(None, "app-dev", ("malignant", "benign"), ("a", "b"), "dlq", "deferred")
+    task = task_input(group, settings)
+    assert [r["origin"] for r in task["rows"]] == [{"file": "batch/input/a.csv", "line": 3}, {"file": "batch/input/a.csv", "line": 4}]
+    put_output(s3, {"humanLoopName": LOOP, "inputContent": task, "humanAnswers": [answer({"row-0-verdict": radio("agree"), "row-1-verdict": radio("disagree"), "row-1-label": radio("1", "0")})]})
+    assert run(status_event()) == {"batchItemFailures": []}
+
+    truth = [json.loads(line) for line in s3.get_object(Bucket=LABELS, Key=f"ground-truth/2026/11/22/11/{LOOP}.jsonl")["Body"].read().decode().splitlines()]
+    assert [(t["eventMetadata"]["eventId"], t["groundTruthData"]["data"], t["origin"]) for t in truth] == [
+        ("inf-1", "0", {"file": "batch/input/a.csv", "line": 3}),
+        ("batch/input/a.csv:4", "1", {"file": "batch/input/a.csv", "line": 4}),
+    ]
+    report = json.loads(s3.get_object(Bucket=REVIEW, Key=f"loop-reports/{LOOP}.json")["Body"].read())
+    assert [r["origin"]["line"] for r in report["rows"]] == [3, 4] and drain(dlq) == []
+
+
+def test_a_malformed_origin_is_reported_and_the_label_is_written_without_it(world) -> None:
+    s3, dlq, _ = world
+    rows = [{**row("row-0", "e1"), "origin": {"file": "a.csv", "line": 0}}]
+    put_output(s3, output(rows, [answer({"row-0-verdict": radio("agree")})]))
+    assert run(status_event()) == {"batchItemFailures": []}
+    [truth] = [json.loads(line) for line in s3.get_object(Bucket=LABELS, Key=f"ground-truth/2026/11/22/11/{LOOP}.jsonl")["Body"].read().decode().splitlines()]
+    assert "origin" not in truth
+    report = json.loads(s3.get_object(Bucket=REVIEW, Key=f"loop-reports/{LOOP}.json")["Body"].read())
+    assert report["rows"][0]["problems"] == ["origin not written: the row has origin line 0, not a line number"] and drain(dlq) == []
