@@ -113,6 +113,17 @@ class Environment:
             raise SettingsError(f"environment variable {name} is {text!r}, not {what}") from None
 
 
+# Every settings reader made by ``from_environment``, so that one call clears them all: the local
+# rehearsal runs every function of the app in one process, each with its own environment.
+_READERS: list[_lru_cache_wrapper[Any]] = []
+
+
+def clear_settings() -> None:
+    """Forget every settings value read so far: the next call of each reader reads the environment again."""
+    for reader in _READERS:
+        reader.cache_clear()
+
+
 def from_environment(read: Callable[[Environment], S]) -> _lru_cache_wrapper[S]:
     """``read`` made a cached function of no arguments: the environment is read on the first call only.
 
@@ -129,6 +140,7 @@ def from_environment(read: Callable[[Environment], S]) -> _lru_cache_wrapper[S]:
         except (ValueError, TypeError, KeyError) as error:
             raise SettingsError(f"{read.__module__}.{read.__qualname__}: the environment holds a value it cannot use: {type(error).__name__}: {error}") from error
 
+    _READERS.append(settings)
     return settings
 
 
