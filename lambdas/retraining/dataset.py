@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdas.shared import aws
+from lambdas.shared.review_group import origin_problem
 
 LABELS_PREFIX = "training-rows/"
 GROUND_TRUTH_PREFIX = "ground-truth/"  # review_results' label lines, with their sampling
@@ -109,6 +110,7 @@ class Label:
     features: list[str]
     source: str  # s3://.../training-rows/<loop>.csv:<line>
     sampling: Sampling | None
+    origin: dict[str, Any] | None = None  # a batch row's input file and line, from its ground-truth line
 
 
 @dataclass
@@ -127,6 +129,7 @@ class Assembly:
     held_out_labels: int = 0
     evaluation_rows: int = 0
     evaluation_sources: Counter[str] = field(default_factory=Counter)
+    labels_with_origin: int = 0  # label rows of batch rows (their ground-truth line names the input file and line)
     excluded_as_test_records: int = 0  # original rows and labels with a test-set row's identity
     unweighted_objects: list[dict[str, Any]] = field(default_factory=list)
     labels_through: str | None = None  # newest LastModified of the label objects used
@@ -290,17 +293,21 @@ def _read_labels(s3: Any, settings: DatasetSettings, result: Assembly, outputs: 
         # One object per review loop: small enough to hold, and read whole to line it up with its ground truth.
         text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("utf-8", errors="replace")
         records = list(csv.reader(io.StringIO(text)))
-        sampling = _loop_sampling(s3, bucket, item["Key"], records, ground_truth, result)
+        documents = _loop_ground_truth(s3, bucket, item["Key"], records, ground_truth, result)
         for line, label, features, identity in _parsed_rows(records, source, settings, result, outputs):
             result.label_rows += 1
+            origin = _origin(documents.get(line))
+            result.labels_with_origin += origin is not None
             earlier = labels.get(identity)
             if earlier is not None:
                 result.duplicate_labels += 1
                 if earlier.label != label:
                     result.conflict_count += 1
                     if len(result.conflicts) < MAX_REPORTED_CONFLICTS:
-                        result.conflicts.append({"kept": {"label": label, "source": f"{source}:{line}"}, "replaced": {"label": earlier.label, "source": earlier.source}})
-            labels[identity] = Label(label, features, f"{source}:{line}", sampling.get(line))
+                        kept = {"label": label, "source": f"{source}:{line}", **({"origin": origin} if origin else {})}
+                        replaced = {"label": earlier.label, "source": earlier.source, **({"origin": earlier.origin} if earlier.origin else {})}
+                        result.conflicts.append({"kept": kept, "replaced": replaced})
+            labels[identity] = Label(label, features, f"{source}:{line}", _sampling(documents.get(line)), origin)
     return labels
 
 
@@ -312,8 +319,9 @@ def _ground_truth_files(s3: Any, bucket: str) -> dict[str, list[str]]:
     return files
 
 
-def _loop_sampling(s3: Any, bucket: str, key: str, records: list[list[str]], ground_truth: dict[str, list[str]], result: Assembly) -> dict[int, Sampling]:
-    """Line -> sampling of a loop's training rows, from its ground-truth file (see the module docstring)."""
+def _loop_ground_truth(s3: Any, bucket: str, key: str, records: list[list[str]], ground_truth: dict[str, list[str]], result: Assembly) -> dict[int, dict[str, Any]]:
+    """Line -> the ground-truth line of a loop's training row (its sampling and origin), when the
+    loop's ground-truth file lines up with its rows (see the module docstring); else {}."""
     name = f"{key[len(LABELS_PREFIX):].removesuffix('.csv')}.jsonl"
     candidates = ground_truth.get(name, [])
     matched = []
@@ -331,12 +339,13 @@ def _loop_sampling(s3: Any, bucket: str, key: str, records: list[list[str]], gro
         if len(result.unweighted_objects) < MAX_REPORTED_CONFLICTS:
             result.unweighted_objects.append({"key": key, "reason": reason})
         return {}
-    sampling = {}
-    for line, document in enumerate(matched[0], start=1):
-        found = _sampling(document)
-        if found is not None:
-            sampling[line] = found
-    return sampling
+    return {line: document for line, document in enumerate(matched[0], start=1) if document is not None}
+
+
+def _origin(document: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A ground-truth line's ``origin`` (a batch row's input file and line), if it is well formed."""
+    origin = (document or {}).get("origin")
+    return origin if origin is not None and origin_problem(origin) is None else None
 
 
 def _json_object(line: str) -> dict[str, Any] | None:
@@ -438,6 +447,7 @@ def _manifest(settings: DatasetSettings, result: Assembly) -> dict[str, Any]:
             "originalRows": result.original_rows,
             "originalRowsReplacedByLabels": result.replaced_rows,
             "labelRows": result.label_rows,
+            "labelRowsWithOrigin": result.labels_with_origin,
             "labelledRecords": result.label_rows - result.duplicate_labels,
             "duplicateLabels": result.duplicate_labels,
             "conflictingLabels": result.conflict_count,
