@@ -69,8 +69,8 @@ def step(event: dict[str, Any], context: Any) -> dict[str, Any]:
     s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
     if name == "plan":
         time = event.get("time")
-        if not isinstance(time, str) or not time:
-            raise ValueError(f"event key 'time' is {time!r}: the run's ISO time is required")
+        if not isinstance(time, str) or nightly.parse_time(time) is None:
+            raise ValueError(f"event key 'time' is {time!r}: the run's ISO 8601 time is required")
         result = nightly.plan(s3, dynamodb, config, run, time)
         logger.info("batch run planned", extra={k: v for k, v in result.items() if k != "files"} | {"fileCount": len(result["files"])})
         metrics.add_metric("BatchRowsRejected", MetricUnit.Count, result["rejected"])

@@ -4,10 +4,12 @@ fail (the run's files given back for the next night). The state machine calls th
 ``handler.step``; this module holds what they do.
 
 Idempotent per input file: the manifest table holds one item per input key. Plan claims a file
-with a conditional put (``attribute_not_exists(file) OR status = failed OR run = <this run>``), so
-a file already claimed by another run or done is never planned again, a failed one is retried the
-next night and a retried plan of the same run takes its own files again. Finish marks them done
-and fail marks them failed, each only while the item still names its run.
+with a conditional put (``attribute_not_exists(file) OR status = failed OR run = <this run> OR
+(status = claimed AND claimedAt < <this run's time - STALE_CLAIM>)``), so a file already claimed by
+another run or done is never planned again, a failed one is retried the next night, a retried plan
+of the same run takes its own files again, and a file whose run died without saying so (its
+execution stopped or timed out between its steps) is taken by a run a day later. Finish marks them
+done and fail marks them failed, each only while the item still names its run.
 
 A re-run that reaches review again (finish retried after a partial hand-off, or a failed night's
 files retried) sends the same rows under the same loop names: a batch row's event ID is
@@ -50,6 +52,9 @@ CONTENT_TYPES = ("text/csv",)
 # inclusion probability is the selection's alone (``selection.inclusion_probability`` with s = 1).
 CAPTURE_FRACTION = 1.0
 OUTPUT_SUFFIX = ".out"  # TransformOutput.S3OutputPath: "<input object name>.out" (SageMaker API reference)
+# A run that still holds a claim this long after it began has died without reaching finish or fail:
+# longer than any run lasts (the transform's own limit is hours), shorter than a second night.
+STALE_CLAIM = dt.timedelta(hours=20)
 _SPOOL_IN_MEMORY = 1024 * 1024
 _MB = 1024 * 1024
 
@@ -161,13 +166,17 @@ def _list(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
 
 
 def _claim(dynamodb: Any, table: str, key: str, etag: str, run: str, time: str) -> bool:
+    began = _when(time)
+    if began is None:
+        raise ValueError(f"event key 'time' is {time!r}, not an ISO 8601 time")
+    claimed_at, stale = (moment.strftime("%Y-%m-%dT%H:%M:%SZ") for moment in (began, began - STALE_CLAIM))
     try:
         dynamodb.put_item(
             TableName=table,
-            Item={"file": {"S": key}, "run": {"S": run}, "status": {"S": CLAIMED}, "etag": {"S": etag}, "claimedAt": {"S": time}},
-            ConditionExpression="attribute_not_exists(#file) OR #status = :failed OR #run = :run",
-            ExpressionAttributeNames={"#file": "file", "#status": "status", "#run": "run"},
-            ExpressionAttributeValues={":failed": {"S": FAILED}, ":run": {"S": run}},
+            Item={"file": {"S": key}, "run": {"S": run}, "status": {"S": CLAIMED}, "etag": {"S": etag}, "claimedAt": {"S": claimed_at}},
+            ConditionExpression="attribute_not_exists(#file) OR #status = :failed OR #run = :run OR (#status = :claimed AND #at < :stale)",
+            ExpressionAttributeNames={"#file": "file", "#status": "status", "#run": "run", "#at": "claimedAt"},
+            ExpressionAttributeValues={":failed": {"S": FAILED}, ":run": {"S": run}, ":claimed": {"S": CLAIMED}, ":stale": {"S": stale}},
         )
     except ClientError as error:
         if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -282,6 +291,11 @@ def instance_seconds(transform: dict[str, Any]) -> float | None:
     if start is None or end is None or not isinstance(count, int):
         return None
     return round((end - start).total_seconds() * count, 3)
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """An ISO 8601 text, epoch number or datetime as an aware UTC datetime; None when it is none of them."""
+    return _when(value)
 
 
 def _when(value: Any) -> dt.datetime | None:

@@ -231,6 +231,7 @@ def test_a_finish_without_capture_fails_with_the_reason(night) -> None:
     ({"step": "predict", "run": RUN}, "event key 'step' is 'predict'; allowed values: plan, finish, fail"),
     ({"step": "plan", "run": "a/b", "time": TIME}, "event key 'run' is 'a/b'"),
     ({"step": "plan", "run": RUN}, "event key 'time' is None"),
+    ({"step": "plan", "run": RUN, "time": "tonight"}, "event key 'time' is 'tonight': the run's ISO 8601 time is required"),
     ({"step": "finish", "run": RUN}, "event key 'transform' is missing"),
 ])
 def test_a_wrong_event_names_the_key_and_what_it_takes(night, event, message) -> None:
@@ -253,3 +254,13 @@ def test_a_wrong_setting_is_refused_with_its_name_and_the_allowed_values(night, 
 def test_origin_line_maps_a_cleaned_copys_lines_back() -> None:
     planned = nightly.PlannedFile("k", "e", "s", rows=5, rejected_lines=[2, 3, 7])
     assert [planned.origin_line()(n) for n in range(1, 6)] == [1, 4, 5, 6, 8]
+
+
+def test_a_run_that_died_between_its_steps_gives_its_files_to_a_run_a_day_later(night) -> None:
+    s3, dynamodb, _ = night
+    s3.put_object(Bucket=DATA, Key="batch/input/a.csv", Body=FILE_A.encode())
+    plan()  # its execution stopped here: neither finish nor fail ran
+    assert step({"step": "plan", "run": "soon-after", "time": "2026-12-07T06:00:00Z"})["files"] == []
+    later = step({"step": "plan", "run": "next-night", "time": "2026-12-08T02:00:00.123Z"})
+    assert later["files"] == ["batch/input/a.csv"]
+    assert dynamodb.get_item(TableName=TABLE, Key={"file": {"S": "batch/input/a.csv"}})["Item"]["run"]["S"] == "next-night"
