@@ -1,0 +1,190 @@
+"""The rehearsal's embedded AWS, built from the dev environment's synthesised templates.
+
+Each test deploys the templates into a fresh moto (about 7 s); the app is synthesised once for the
+module. What a test puts in is what the deployed loop would receive (a capture object in the
+capture bucket, the clock reaching a schedule's time); what it checks is what the templates' own
+wiring delivered.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.rehearse.cloud import Cloud, due_times
+from local.rehearse.templates import ACCOUNT, REGION, StackTemplate, synthesise
+from stacks.shared import config as app_config
+from tests.conftest import CDK_CONTEXT
+
+ROOT = Path(__file__).resolve().parents[3]
+CAPTURE_SAMPLE = ROOT / "samples" / "captures" / "held-out.jsonl"
+START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+CAPTURE_FILTER = "lambdas.capture.handler.handler"
+
+
+@pytest.fixture(scope="module")
+def dev_stacks(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[StackTemplate], Path]:
+    workdir = tmp_path_factory.mktemp("rehearsal-dev")
+    return synthesise("dev", workdir), workdir
+
+
+@pytest.fixture(scope="module")
+def dev_config() -> app_config.AppConfig:
+    context = copy.deepcopy(CDK_CONTEXT)
+    context["env"] = "dev"
+    return app_config.load(context.get)
+
+
+def deployed(dev_stacks, mutate=None) -> Cloud:
+    stacks, workdir = dev_stacks
+    stacks = copy.deepcopy(stacks)
+    if mutate is not None:
+        mutate(stacks)
+    return Cloud(stacks, workdir)
+
+
+@pytest.fixture
+def cloud(dev_stacks):
+    with deployed(dev_stacks) as built:
+        built.start(now=START)
+        yield built
+
+
+def capture_key(config: app_config.AppConfig, at: datetime) -> str:
+    # SageMaker's real-time capture layout: <DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-sss>-<uuid>.jsonl
+    return f"capture/{config.endpoint.name}/AllTraffic/{at:%Y/%m/%d/%H}/{at:%M-%S}-000-0b6c0c8e-4f4e-4a41-9a52-8c7d0a1f2e3d.jsonl"
+
+
+def invocations(cloud: Cloud, handler: str) -> list[dict[str, Any]]:
+    return [entry for entry in cloud.log if entry["kind"] == "invoke" and entry.get("handler") == handler]
+
+
+def keys(cloud: Cloud, bucket: str, prefix: str) -> list[str]:
+    return [o["Key"] for o in cloud.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def test_the_dev_templates_deploy_with_their_wiring_and_name_what_is_not_rehearsed(dev_stacks, dev_config) -> None:
+    started = time.monotonic()
+    with deployed(dev_stacks) as cloud:
+        cloud.start(now=START)
+        seconds = time.monotonic() - started
+        assert seconds < 60, f"deploying the dev templates took {seconds:.0f} s"
+        # Every function the templates declare, with its template environment; the app's ones runnable.
+        capture_filter = cloud.function(CAPTURE_FILTER)
+        assert capture_filter.runnable and capture_filter.environment["ROWS_PER_LOOP"] == "3"
+        assert capture_filter.environment["REVIEW_QUEUE_URL"].startswith(f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/") or capture_filter.environment["REVIEW_QUEUE_URL"].startswith("https://")
+        assert capture_filter.environment["MONITORING_BUCKET"] == cloud.bucket("monitoring")  # a cross-stack reference, resolved
+        # The capture queue's mapping: the template's batch size and partial batch responses.
+        [mapping] = [m for m in cloud.esms if m.function == capture_filter.name]
+        assert mapping.batch_size == 1 and mapping.report_failures
+        # Schedules: the data-quality monitor at minute 20 of every hour (its parameter's default, resolved through Join/Select/Split).
+        expressions = {s.name: s.expression for s in cloud.schedules}
+        assert expressions[f"{dev_config.app_name}-dev-data-quality"] == "cron(20 * ? * * *)"
+        # Deploy-time work: the bundled model and data copied by BucketDeployment, the baselines computed by their custom resources.
+        served = cloud.client("ssm").get_parameter(Name=dev_config.served_model_parameter)["Parameter"]["Value"]
+        bucket, key = served[len("s3://") :].split("/", 1)
+        assert key in keys(cloud, bucket, key)
+        current = keys(cloud, cloud.bucket("monitoring"), "data-quality/current/")
+        assert sorted(k.rsplit("/", 1)[1] for k in current) == ["constraints.json", "statistics.json"]
+        assert cloud.client("sagemaker").describe_endpoint(EndpointName=dev_config.endpoint.name)["EndpointStatus"]
+        text = "\n".join(cloud.unrehearsed)
+        for part in ("API Gateway", "CloudFront", "Cognito", "CloudWatch alarms", "Lambda layers", "IAM", "S3AutoDeleteObjects"):
+            assert part in text, f"{part} missing from unrehearsed:\n{text}"
+
+
+def test_a_capture_object_reaches_the_capture_filter_through_the_templates_rule_and_queue(cloud, dev_config) -> None:
+    key = capture_key(dev_config, START + timedelta(minutes=5))
+    cloud.client("s3").put_object(Bucket=cloud.bucket("capture"), Key=key, Body=CAPTURE_SAMPLE.read_bytes())
+    cloud.settle()
+    [call] = invocations(cloud, CAPTURE_FILTER)
+    assert call["ok"] and call["source"].startswith("sqs:"), call
+    [delivery] = [e for e in cloud.log if e["kind"] == "deliver" and e["target"].endswith(call["source"][len("sqs:") :])]
+    event = json.loads(delivery["payload"])
+    assert event["detail-type"] == "Object Created" and event["detail"]["object"]["key"] == key
+    # What the filter did with it, downstream: sketches for the monitors, review groups to the starter, tasks opened.
+    assert keys(cloud, cloud.bucket("monitoring"), "data-quality/sketches/")
+    starter = invocations(cloud, "lambdas.review.starter.handler.handler")
+    assert starter and all(entry["ok"] for entry in starter)
+    table = cloud.function("lambdas.review.app.api.handler").environment["TASKS_TABLE"]
+    assert cloud.client("dynamodb").scan(TableName=table)["Count"] > 0
+
+
+def test_a_wrong_pattern_in_the_template_delivers_nothing(dev_stacks, dev_config) -> None:
+    def wrong_prefix(stacks: list[StackTemplate]) -> None:
+        [review] = [s for s in stacks if s.id == "Review"]
+        patterns = [r["Properties"]["EventPattern"] for r in review.of_type("AWS::Events::Rule").values() if r["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]]
+        [pattern] = patterns
+        assert pattern["detail"]["object"]["key"] == [{"prefix": f"capture/{dev_config.endpoint.name}/AllTraffic/"}]
+        pattern["detail"]["object"]["key"] = [{"prefix": f"capture/{dev_config.endpoint.name}-typo/AllTraffic/"}]
+
+    with deployed(dev_stacks, wrong_prefix) as cloud:
+        cloud.start(now=START)
+        cloud.client("s3").put_object(Bucket=cloud.bucket("capture"), Key=capture_key(dev_config, START), Body=CAPTURE_SAMPLE.read_bytes())
+        cloud.settle()
+        assert invocations(cloud, CAPTURE_FILTER) == []
+        assert not [e for e in cloud.log if e["kind"] == "deliver" and e["source"].startswith("rule:") and "Capture" in e["target"]]
+        assert keys(cloud, cloud.bucket("monitoring"), "data-quality/sketches/") == []
+
+
+def test_schedules_fire_at_their_simulated_time_with_the_scheduler_context(cloud, dev_config) -> None:
+    data_quality = f"{dev_config.app_name}-dev-data-quality"
+    fired = cloud.fire_schedules(START + timedelta(minutes=59))
+    [hourly] = [f for f in fired if f["schedule"] == data_quality]
+    assert hourly["time"] == (START + timedelta(minutes=20)).isoformat()
+    [delivery] = [e for e in cloud.log if e["kind"] == "deliver" and e["source"] == f"schedule:{data_quality}"]
+    assert json.loads(delivery["payload"]) == {"scheduledTime": "2026-11-22T10:20:00Z", "schedule": "cron(0 * ? * * *)"}
+    # Nothing daily yet; the next hour fires the hourly one once more, the day's end the daily ones.
+    assert not [f for f in fired if f["schedule"].endswith(("-explainability", "-model-quality"))]
+    fired = cloud.fire_schedules(START + timedelta(hours=15))
+    assert [f["time"] for f in fired if f["schedule"] == data_quality] == [(START + timedelta(hours=h, minutes=20)).isoformat() for h in range(1, 15)]
+    daily = sorted(f["schedule"] for f in fired if f["time"] == "2026-11-23T00:20:00+00:00" and f["kind"] == "scheduler")
+    assert daily == sorted([data_quality, f"{dev_config.app_name}-dev-explainability", f"{dev_config.app_name}-dev-model-quality"])
+    redrive = [f for f in fired if f["kind"] == "rule" and "NightlyRedrive" in f["schedule"]]
+    assert [f["time"] for f in redrive] == ["2026-11-23T00:05:00+00:00"]  # the review stack's nightly redrive rule, cron(5 0 * * ? *)
+    cloud.settle()
+    evaluator = invocations(cloud, "lambdas.monitoring.open.data_quality.handler")
+    assert len(evaluator) == 15 and all(entry["source"] == f"schedule:{data_quality}" for entry in evaluator)
+
+
+def test_a_variable_missing_from_the_template_fails_each_delivery_until_the_queue_redrive_parks_it(dev_stacks, dev_config) -> None:
+    """The capture filter's template without REVIEW_QUEUE_URL: every invocation fails on its settings
+    (the whole batch back to the queue), SQS delivers the event maxReceiveCount times, then the
+    queue's redrive policy moves it to the dead-letter queue."""
+
+    def without_review_queue(stacks: list[StackTemplate]) -> None:
+        [review] = [s for s in stacks if s.id == "Review"]
+        [function] = [r for r in review.of_type("AWS::Lambda::Function").values() if r["Properties"].get("Handler") == CAPTURE_FILTER]
+        del function["Properties"]["Environment"]["Variables"]["REVIEW_QUEUE_URL"]
+
+    with deployed(dev_stacks, without_review_queue) as cloud:
+        cloud.start(now=START)
+        key = capture_key(dev_config, START)
+        cloud.client("s3").put_object(Bucket=cloud.bucket("capture"), Key=key, Body=CAPTURE_SAMPLE.read_bytes())
+        cloud.settle()
+        [mapping] = [m for m in cloud.esms if m.function == cloud.function(CAPTURE_FILTER).name]
+        sqs = cloud.client("sqs")
+        url = sqs.get_queue_url(QueueName=mapping.queue_arn.split(":")[5])["QueueUrl"]
+        redrive = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+        calls = invocations(cloud, CAPTURE_FILTER)
+        assert len(calls) == int(redrive["maxReceiveCount"]) and all("REVIEW_QUEUE_URL" in c["error"] for c in calls), calls
+        dead_letters = sqs.get_queue_url(QueueName=redrive["deadLetterTargetArn"].split(":")[5])["QueueUrl"]
+        parked = sqs.receive_message(QueueUrl=dead_letters, MaxNumberOfMessages=10)["Messages"]
+        assert [json.loads(m["Body"])["detail"]["object"]["key"] for m in parked] == [key]
+
+
+def test_schedule_expressions_as_eventbridge_reads_them() -> None:
+    since = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)
+    until = since + timedelta(days=2)
+    assert due_times("cron(5 0 * * ? *)", "UTC", since, until, since) == [datetime(2026, 11, 23, 0, 5, tzinfo=UTC), datetime(2026, 11, 24, 0, 5, tzinfo=UTC)]
+    # Day of week 1 is Sunday: 2026-11-22 is a Sunday.
+    assert due_times("cron(0 12 ? * 1 *)", "UTC", since - timedelta(days=1), until, since) == [datetime(2026, 11, 22, 12, 0, tzinfo=UTC)]
+    assert due_times("cron(0 2 * * ? *)", "Europe/Paris", since, until, since) == [datetime(2026, 11, 23, 1, 0, tzinfo=UTC), datetime(2026, 11, 24, 1, 0, tzinfo=UTC)]
+    assert len(due_times("rate(5 minutes)", "UTC", since, since + timedelta(hours=1), since)) == 12
+    with pytest.raises(ValueError, match="L, W and #"):
+        due_times("cron(0 0 L * ? *)", "UTC", since, until, since)
