@@ -188,3 +188,50 @@ def test_schedule_expressions_as_eventbridge_reads_them() -> None:
     assert len(due_times("rate(5 minutes)", "UTC", since, since + timedelta(hours=1), since)) == 12
     with pytest.raises(ValueError, match="L, W and #"):
         due_times("cron(0 0 L * ? *)", "UTC", since, until, since)
+
+
+def test_a_retraining_request_runs_the_synthesised_state_machine_and_its_end_comes_back_as_an_event(cloud) -> None:
+    """Retraining Requested -> the template's rule -> the FIFO triggers queue -> the trigger function
+    -> StartExecution of the synthesised definition -> its Lambda task runs the steps handler here.
+    Without the SageMaker stand-ins (local.rehearse.sagemaker) the training task cannot run and the
+    execution fails; its end reaches the trigger function again through the ExecutionEnded rule."""
+    cloud.client("events").put_events(Entries=[{"Source": "mlloop.retraining", "DetailType": "Retraining Requested", "Detail": json.dumps({"reason": "test"})}])
+    cloud.settle()
+    triggers = invocations(cloud, "lambdas.retraining.handler.handler")
+    steps = invocations(cloud, "lambdas.retraining.handler.step")
+    assert len(triggers) == 2 and all(entry["ok"] for entry in triggers), triggers
+    assert steps and steps[0]["source"] == "lambda:Invoke" and steps[0]["ok"]
+    [ended] = [e for e in cloud.log if e["kind"] == "execution"]
+    assert ended["status"] == "FAILED" and ended["source"].endswith(":stateMachine:mlloop-dev-retraining")
+    [back] = [e for e in cloud.log if e["kind"] == "deliver" and e["source"].startswith("rule:") and "ExecutionEnded" in e["source"]]
+    event = json.loads(back["payload"])
+    assert event["detail-type"] == "Step Functions Execution Status Change" and event["detail"]["status"] == "FAILED"
+    assert event["detail"]["executionArn"] == ended["target"]
+
+
+def test_an_asynchronous_invocation_that_keeps_failing_goes_to_its_on_failure_destination(dev_stacks, dev_config) -> None:
+    """The data-quality evaluator without MONITORING_BUCKET: the schedule's invocation fails, Lambda
+    retries it MaximumRetryAttempts times (its EventInvokeConfig), then sends the invocation record
+    to the on-failure destination (the schedule-failures queue, which an alarm watches)."""
+
+    def without_bucket(stacks: list[StackTemplate]) -> None:
+        [monitoring] = [s for s in stacks if s.id == "Monitoring"]
+        [function] = [r for r in monitoring.of_type("AWS::Lambda::Function").values() if r["Properties"].get("Handler") == "lambdas.monitoring.open.data_quality.handler"]
+        del function["Properties"]["Environment"]["Variables"]["MONITORING_BUCKET"]
+
+    with deployed(dev_stacks, without_bucket) as cloud:
+        cloud.start(now=START)
+        evaluator = cloud.function("lambdas.monitoring.open.data_quality.handler")
+        config = cloud.invoke_configs[evaluator.name]
+        cloud.fire_schedules(START + timedelta(minutes=30))
+        cloud.settle()
+        calls = invocations(cloud, evaluator.handler)
+        assert len(calls) == 1 + int(config["MaximumRetryAttempts"]) and not any(c["ok"] for c in calls)
+        destination = config["DestinationConfig"]["OnFailure"]["Destination"]
+        sqs = cloud.client("sqs")
+        url = sqs.get_queue_url(QueueName=destination.split(":")[5])["QueueUrl"]
+        [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        record = json.loads(message["Body"])
+        assert record["requestContext"]["condition"] == "RetriesExhausted" and record["requestContext"]["approximateInvokeCount"] == len(calls)
+        assert record["requestPayload"] == {"scheduledTime": "2026-11-22T10:20:00Z", "schedule": "cron(0 * ? * * *)"}
+        assert "MONITORING_BUCKET" in record["responsePayload"]["errorMessage"]
