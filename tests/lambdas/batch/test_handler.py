@@ -80,7 +80,9 @@ def report(s3, run: str = RUN) -> dict:
 
 
 def groups(review: str) -> list[ReviewGroup]:
-    return [ReviewGroup.from_body(message["Body"]) for message in drain(review)]
+    """The groups on the review queue in file order (the finish step sends several at once)."""
+    sent = [ReviewGroup.from_body(message["Body"]) for message in drain(review)]
+    return sorted(sent, key=lambda group: (group.capture_object, group.rows[0]["origin"]["line"]))
 
 
 def test_a_night_with_two_files_reviews_the_negative_outcomes_three_rows_at_a_time(night) -> None:
@@ -147,7 +149,7 @@ def test_a_rerun_of_the_same_night_reviews_nothing_twice(night) -> None:
     # A retried finish of the same run (new inference IDs) sends the same groups under the same loop
     # names, which the starter recognises as started; the report is not doubled.
     finish(s3, planned, job="job-1-retry")
-    assert [group.loop_name("app") for group in groups(review)] == first
+    assert sorted(group.loop_name("app") for group in groups(review)) == sorted(first)
     assert report(s3)["rows"] == 4 and status(dynamodb, "batch/input/a.csv") == "done"
 
     # A file that arrives later is the next run's only file.
@@ -264,3 +266,39 @@ def test_a_run_that_died_between_its_steps_gives_its_files_to_a_run_a_day_later(
     later = step({"step": "plan", "run": "next-night", "time": "2026-12-08T02:00:00.123Z"})
     assert later["files"] == ["batch/input/a.csv"]
     assert dynamodb.get_item(TableName=TABLE, Key={"file": {"S": "batch/input/a.csv"}})["Item"]["run"]["S"] == "next-night"
+
+
+class _RefusingQueue:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def send_message_batch(self, QueueUrl: str, Entries: list) -> dict:  # noqa: N803 (boto3's names)
+        self.calls += 1
+        if self.calls == 2:
+            return {"Successful": [], "Failed": [{"Id": e["Id"], "Code": "KMS.ThrottlingException", "Message": "slow down"} for e in Entries]}
+        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+
+def test_groups_the_review_queue_refuses_fail_the_step_before_any_file_is_done(night, monkeypatch) -> None:
+    s3, dynamodb, _ = night
+    s3.put_object(Bucket=DATA, Key="batch/input/a.csv", Body=(FILE_A * 20).encode())  # 40 rows to review: 14 groups, 2 calls
+    planned = plan()
+    answer = transform(s3, planned)
+    real = handler.aws.client
+    monkeypatch.setattr(handler.aws, "client", lambda service: _RefusingQueue() if service == "sqs" else real(service))
+    with pytest.raises(RuntimeError, match="review queue refused 4 groups: KMS.ThrottlingException: slow down"):
+        step({**planned, "step": "finish", "transform": answer})
+    assert status(dynamodb, "batch/input/a.csv") == "claimed"
+
+
+def test_parallel_sends_check_every_answer() -> None:
+    queue = _RefusingQueue()
+    sends = nightly.ParallelSends(queue, senders=2)
+    try:
+        for _ in range(3):
+            assert sends.send_message_batch(QueueUrl="q", Entries=[{"Id": "0", "MessageBody": "x"}])["Failed"] == []
+        with pytest.raises(RuntimeError, match="refused 1 groups"):
+            sends.wait()
+    finally:
+        sends.close()
+    assert queue.calls == 3
