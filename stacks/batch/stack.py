@@ -29,7 +29,6 @@ Every file the run writes is in the datasets bucket (``batch.input_prefix`` for 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
@@ -42,6 +41,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from lambdas.capture.filtering import REJECTED_PREFIX
 from lambdas.capture.profiling import DATA_QUALITY
 from stacks.review.capture import ReviewSelection, allow_selection, profiling_target, selection_environment
 from stacks.review.stack import ReviewStack
@@ -152,17 +152,19 @@ class BatchStack(Stack):
                 "INPUT_PREFIX": batch.input_prefix,
                 "RUNS_PREFIX": BATCH_RUNS_PREFIX,
                 "MANIFEST_TABLE": self.table.table_name,
-                "FEATURE_NAMES": json.dumps(list(config.model.feature_names)),
-                "LABEL_NAMES": json.dumps(list(config.model.label_names)),
+                "FEATURE_COUNT": str(len(config.model.feature_names)),
                 "CONTENT_TYPE": batch.content_type,
-                "EVENT_SOURCE": self.event_source,
+                "MAX_PAYLOAD_MB": str(batch.max_payload_mb),
+                # Joined output lines the capture parser rejects: rejected-captures/<bucket>/<key>.jsonl, as capture_filter's.
+                "REPORT_BUCKET": datasets.bucket_name,
             },
         )
         self._grant_steps(datasets, batch.input_prefix, key)
         allow_selection(self.steps, selection, profiling)
         self.steps.acknowledge_wildcards(
             f"Object-level S3 access is limited to the input files under {batch.input_prefix} (read) and the runs' files under "
-            f"{BATCH_RUNS_PREFIX} (read and written), whose names come from the input files and the run; with review, the "
+            f"{BATCH_RUNS_PREFIX} (read and written), whose names come from the input files and the run, and the reports of rejected "
+            f"output lines under {REJECTED_PREFIX}/ (written); with review, the "
             "review queue; when it profiles, the current baseline it reads and the sketches and samples it writes (as capture_filter); "
             "KMS data-key actions (GenerateDataKey*, ReEncrypt*: aws-cdk-lib's grants for the KMS-encrypted queue) are on the app's key only."
         )
@@ -250,10 +252,10 @@ class BatchStack(Stack):
                 iam.PolicyStatement(actions=["s3:ListBucket"], resources=[datasets.bucket_arn], conditions={"StringLike": {"s3:prefix": [listed]}})
             )
         steps.allow(["s3:GetObject"], [datasets.arn_for_objects(f"{input_prefix}*"), datasets.arn_for_objects(runs)])
-        steps.allow(["s3:PutObject"], [datasets.arn_for_objects(runs)])
+        steps.allow(["s3:PutObject"], [datasets.arn_for_objects(runs), datasets.arn_for_objects(f"{REJECTED_PREFIX}/*")])
         steps.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])
-        # The claims (a conditional PutItem), the claimed files' states (UpdateItem), and reads.
-        self.table.grant(steps.role, "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        # The claims (a conditional PutItem) and the claimed files' states (a conditional UpdateItem): lambdas/batch/nightly.py.
+        self.table.grant(steps.role, "dynamodb:PutItem", "dynamodb:UpdateItem")
 
     def _grant_model_role(self, role: iam.IRole, datasets, input_prefix: str, key, config: AppConfig) -> None:
         """What a nightly transform needs of the model's execution role (the transform runs as it):
@@ -335,12 +337,13 @@ class BatchStack(Stack):
         batch, prefix = config.batch, config.prefix
         stack = self
 
-        def step(name: str, payload: sfn.TaskInput) -> tasks.LambdaInvoke:
+        def step(name: str, payload: sfn.TaskInput | None = None, input_path: str | None = None) -> tasks.LambdaInvoke:
             task = tasks.LambdaInvoke(
                 self,
                 name,
                 lambda_function=self.steps.function,
                 payload=payload,
+                input_path=input_path,
                 payload_response_only=True,
                 result_path="$.summary" if name != "Plan" else "$.plan",
                 task_timeout=sfn.Timeout.duration(STEP_TIMEOUT),
@@ -365,7 +368,13 @@ class BatchStack(Stack):
             return task
 
         def outcome(status: str) -> sfn.Pass:
-            return sfn.Pass(self, f"{status}Outcome", result=sfn.Result.from_object({"status": status}), result_path="$.outcome")
+            return sfn.Pass(self, f"{status}Outcome", result=sfn.Result.from_string(status), result_path="$.summary.status")
+
+        def step_input(name: str, step_name: str, field: str, path: str) -> sfn.Chain:
+            """The plan's output with ``step`` and ``field`` (the transform's description, or the error)
+            added: the steps function's event (``$.plan``, its task's InputPath)."""
+            first = sfn.Pass(self, name, result=sfn.Result.from_string(step_name), result_path="$.plan.step")
+            return sfn.Chain.start(first).next(sfn.Pass(self, f"{name}{field.capitalize()}", input_path=path, result_path=f"$.plan.{field}"))
 
         def ended(name: str) -> tasks.EventBridgePutEvents:
             return tasks.EventBridgePutEvents(
@@ -373,7 +382,7 @@ class BatchStack(Stack):
                 name,
                 entries=[
                     tasks.EventBridgePutEventsEntry(
-                        detail=sfn.TaskInput.from_json_path_at("States.JsonMerge($.summary, $.outcome, false)"),
+                        detail=sfn.TaskInput.from_json_path_at("$.summary"),
                         detail_type=RUN_ENDED,
                         source=self.event_source,
                     )
@@ -412,8 +421,8 @@ class BatchStack(Stack):
         failure_summary = sfn.Pass(self, "FailureSummary", parameters={"run.$": "$$.Execution.Name", "error.$": "$.error"}, result_path="$.summary")
         failure_summary.next(notify)
 
-        fail_input = sfn.Pass(self, "FailInput", parameters={"step": "fail", "error.$": "$.error"}, result_path="$.failing")
-        fail_step = step("FailRun", sfn.TaskInput.from_json_path_at("States.JsonMerge($.plan, $.failing, false)"))
+        fail_input = step_input("FailInput", "fail", "error", "$.error")
+        fail_step = step("FailRun", input_path="$.plan")
         fail_step.add_catch(failure_summary, errors=["States.ALL"], result_path="$.failError")
         delete_after_failure = delete_model("DeleteModelAfterFailure")
         delete_after_failure.add_catch(notify, errors=["States.ALL"], result_path="$.deleteError")
@@ -497,8 +506,8 @@ class BatchStack(Stack):
             sagemaker_task("Transform", "createTransformJob.sync", self.job_request, TRANSFORM_TIMEOUT, ResultPath="$.transform"),
             fail_input,
         )
-        finish_input = sfn.Pass(self, "FinishInput", parameters={"step": "finish", "transform.$": "$.transform"}, result_path="$.finishing")
-        finish = caught(step("Finish", sfn.TaskInput.from_json_path_at("States.JsonMerge($.plan, $.finishing, false)")), failure_summary)
+        finish_input = step_input("FinishInput", "finish", "transform", "$.transform")
+        finish = caught(step("Finish", input_path="$.plan"), failure_summary)
         completed = outcome("Completed")
         delete_after_run = delete_model("DeleteModel")
         delete_after_run.add_catch(completed, errors=["States.ALL"], result_path="$.deleteError")  # the run's predictions stand
