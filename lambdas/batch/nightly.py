@@ -371,7 +371,7 @@ def finish(s3: Any, sqs: Any, dynamodb: Any, settings: BatchSettings, event: dic
     try:
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as rejected:
             for uri in outputs:
-                planned = by_source.get(_source_of(uri, output_path))
+                planned = by_source.get(_source_of(uri, output_path, by_source))
                 if planned is None:
                     unknown.append(uri)
                     continue
@@ -381,7 +381,7 @@ def finish(s3: Any, sqs: Any, dynamodb: Any, settings: BatchSettings, event: dic
             _write_rejected(s3, settings, prefix, rejected)
     finally:
         sends.close()
-    missing = sorted(set(by_source) - {_source_of(u, output_path) for u in outputs})
+    missing = sorted(set(by_source) - {_source_of(u, output_path, by_source) for u in outputs})
     done = [f.key for f in files if f.rows and f.source not in missing]
     for key in done:
         _mark(dynamodb, settings.manifest_table, key, run, DONE)
@@ -438,10 +438,17 @@ class ParallelSends:
             raise RuntimeError(f"review queue refused {len(failed)} groups: {reasons}")
 
 
-def _source_of(output_uri: str, output_path: str) -> str | None:
+def _source_of(output_uri: str, output_path: str, sources: dict[str, Any]) -> str | None:
+    """The manifest key an output object was written for: ``<S3OutputPath><key>.out``, the key
+    relative to the manifest's prefix (the bucket's root); should SageMaker write it relative to a
+    deeper folder, the one planned key ending with that relative path."""
     if not output_uri.startswith(output_path) or not output_uri.endswith(OUTPUT_SUFFIX):
         return None
-    return output_uri[len(output_path):-len(OUTPUT_SUFFIX)]
+    relative = output_uri[len(output_path):-len(OUTPUT_SUFFIX)]
+    if relative in sources:
+        return relative
+    candidates = [source for source in sources if source.endswith("/" + relative)]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def route_output(s3: Any, sqs: Any, settings: BatchSettings, uri: str, planned: PlannedFile, ended: dt.datetime, rejected: Any,
@@ -521,12 +528,12 @@ def _rejected_reasons(s3: Any, settings: BatchSettings, run: str) -> dict[str, i
 def fail(s3: Any, dynamodb: Any, settings: BatchSettings, event: dict[str, Any]) -> dict[str, Any]:
     run = check_run(event)
     error = event.get("error") if isinstance(event.get("error"), dict) else {}
-    files = event.get("files")
-    if not isinstance(files, list):
-        try:
-            files = [item["key"] for item in load_plan(s3, settings, run)["files"]]
-        except ClientError:
-            files = []
+    try:  # the files the transform was to predict (a file with no good line was done at plan)
+        files = [item["key"] for item in load_plan(s3, settings, run)["files"] if item["rows"]]
+    except ClientError as problem:
+        if problem.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+            raise
+        files = event.get("files") if isinstance(event.get("files"), list) else []
     marked = [key for key in files if isinstance(key, str) and _mark(dynamodb, settings.manifest_table, key, run, FAILED)]
     summary = {"run": run, "status": FAILED_RUN, "files": len(marked), "rows": 0, "selected": 0, "tasks": 0,
                "error": str(error.get("Error") or "unknown"), "cause": str(error.get("Cause") or "")[:2000]}

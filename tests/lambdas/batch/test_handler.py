@@ -302,3 +302,21 @@ def test_parallel_sends_check_every_answer() -> None:
     finally:
         sends.close()
     assert queue.calls == 3
+
+
+def test_a_failed_run_gives_back_only_the_files_the_transform_was_to_predict(night) -> None:
+    s3, dynamodb, _ = night
+    s3.put_object(Bucket=DATA, Key="batch/input/a.csv", Body=FILE_A.encode())
+    s3.put_object(Bucket=DATA, Key="batch/input/all-bad.csv", Body=b"a,b,c\n")
+    planned = plan()
+    step({**planned, "step": "fail", "error": {"Error": "States.Timeout", "Cause": ""}})
+    assert status(dynamodb, "batch/input/a.csv") == "failed" and status(dynamodb, "batch/input/all-bad.csv") == "done"
+
+
+def test_an_output_object_is_matched_to_the_manifest_key_it_was_written_for() -> None:
+    sources = {"batch/input/a.csv": 1, "batch/input/day2/b.csv": 2}
+    out = "s3://data/batch/runs/r/output/"
+    assert nightly._source_of(f"{out}batch/input/a.csv.out", out, sources) == "batch/input/a.csv"
+    assert nightly._source_of(f"{out}day2/b.csv.out", out, sources) == "batch/input/day2/b.csv"  # relative to a deeper folder
+    assert nightly._source_of(f"{out}c.csv.out", out, sources) is None
+    assert nightly._source_of(f"{out}batch/input/a.csv", out, sources) is None  # not an output object
