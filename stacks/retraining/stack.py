@@ -117,24 +117,9 @@ class RetrainingStack(Stack):
 
         # --- deployment guardrail: roll back when the new variant returns server errors -------
         rollback_alarm = f"{prefix}-deployment-errors"
-        self.rollback_alarm = cloudwatch.Alarm(
-            self,
-            "DeploymentErrors",
-            alarm_name=rollback_alarm,
-            alarm_description="Endpoint 5XX errors; a retraining's blue/green deployment rolls back when this alarms during its bake time.",
-            metric=cloudwatch.Metric(
-                namespace=aws_facts.ENDPOINT_METRICS_NAMESPACE,
-                metric_name="Invocation5XXErrors",
-                dimensions_map={"EndpointName": endpoint.endpoint_name, "VariantName": endpoint.variant_name},
-                statistic="Sum",
-                period=Duration.minutes(1),
-            ),
-            threshold=1,
-            evaluation_periods=2,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        self.rollback_alarm.add_alarm_action(cw_actions.SnsAction(serving.alerts.topic))
+        self.rollback_alarm: cloudwatch.Alarm | None = None
+        if config.serving.endpoint:  # batch only: no endpoint to deploy to, so no rollback to watch for
+            self._rollback_alarm(rollback_alarm, endpoint, serving)
 
         # --- the steps Lambda and the state machine --------------------------------------------
         # Data quality re-baselines on the new model's scores joined to the training rows (what
@@ -298,6 +283,26 @@ class RetrainingStack(Stack):
             description="Starts a retraining (queued if one runs)",
         )  # fmt: skip
 
+    def _rollback_alarm(self, name: str, endpoint, serving: ServingStack) -> None:
+        self.rollback_alarm = cloudwatch.Alarm(
+            self,
+            "DeploymentErrors",
+            alarm_name=name,
+            alarm_description="Endpoint 5XX errors; a retraining's blue/green deployment rolls back when this alarms during its bake time.",
+            metric=cloudwatch.Metric(
+                namespace=aws_facts.ENDPOINT_METRICS_NAMESPACE,
+                metric_name="Invocation5XXErrors",
+                dimensions_map={"EndpointName": endpoint.endpoint_name, "VariantName": endpoint.variant_name},
+                statistic="Sum",
+                period=Duration.minutes(1),
+            ),
+            threshold=1,
+            evaluation_periods=2,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.rollback_alarm.add_alarm_action(cw_actions.SnsAction(serving.alerts.topic))
+
     def _training_role(self, image: ContainerImage, storage: StorageStack, key) -> iam.Role:
         """What CreateTrainingJob's role needs: https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createtrainingjob-perms"""
         role = iam.Role(self, "TrainingRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description="SageMaker training jobs of the retraining state machine")
@@ -347,26 +352,29 @@ class RetrainingStack(Stack):
                 steps.allow(["s3:GetObject"], [bucket.arn_for_objects(f"{kind}/baselines/*") for kind in kinds])
                 steps.allow(["s3:PutObject"], [bucket.arn_for_objects(f"{kind}/{folder}/*") for kind in kinds for folder in ("baselines", "current")])
         steps.allow(["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key.key_arn])
-        # CreateEndpointConfig/UpdateEndpoint with KMS keys: SageMaker creates grants as the caller.
-        steps.role.add_to_policy(
-            iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
-        )
+        if endpoint.deployed:
+            # CreateEndpointConfig/UpdateEndpoint with KMS keys: SageMaker creates grants as the caller.
+            steps.role.add_to_policy(
+                iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
+            )
         sagemaker = lambda kind, name: stack.format_arn(service="sagemaker", resource=kind, resource_name=name)  # noqa: E731
         steps.allow(["sagemaker:DescribeTrainingJob"], [sagemaker("training-job", f"{prefix}-*")])  # Evaluate records the job's own metrics
         # ServingModel: the endpoint's current model (CloudFormation-named, or a previous run's) and its artefact.
         steps.allow(["sagemaker:DescribeModel"], [sagemaker("model", "*")])
-        # UpdateEndpoint's auto-rollback watches this alarm; AWS asks "your IAM execution role" to be
-        # able to describe it: the caller here, the model's role in _grant_model_role.
-        steps.allow(["cloudwatch:DescribeAlarms"], [self.rollback_alarm.alarm_arn])
+        if self.rollback_alarm is not None:
+            # UpdateEndpoint's auto-rollback watches this alarm; AWS asks "your IAM execution role" to be
+            # able to describe it: the caller here, the model's role in _grant_model_role.
+            steps.allow(["cloudwatch:DescribeAlarms"], [self.rollback_alarm.alarm_arn])
         # Promote records the served model where the serving stack reads it (a plain String parameter).
         steps.allow(
             ["ssm:PutParameter"],
             [stack.format_arn(service="ssm", resource="parameter", resource_name=parameter.lstrip("/"))],
         )
-        endpoint_arn = sagemaker("endpoint", endpoint.endpoint_name.lower())
-        steps.allow(["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"], [endpoint_arn])
-        steps.allow(["sagemaker:DescribeEndpointConfig"], [sagemaker("endpoint-config", "*")])
-        steps.allow(["sagemaker:CreateEndpointConfig", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"], [sagemaker("endpoint-config", f"{prefix}-*")])
+        if endpoint.deployed:  # batch only: Promote's parameter update is the deployment (stacks/retraining/workflow.py)
+            endpoint_arn = sagemaker("endpoint", endpoint.endpoint_name.lower())
+            steps.allow(["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"], [endpoint_arn])
+            steps.allow(["sagemaker:DescribeEndpointConfig"], [sagemaker("endpoint-config", "*")])
+            steps.allow(["sagemaker:CreateEndpointConfig", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"], [sagemaker("endpoint-config", f"{prefix}-*")])
         steps.acknowledge_wildcards(
             "Retraining objects live under retraining/<execution>/, baselines under <monitor>/baselines|current/ and label "
             "lines under ground-truth/<hour>/; the endpoint's current config and model have CloudFormation-generated names (or "
@@ -386,7 +394,7 @@ class RetrainingStack(Stack):
           scores the training set: what their requests (``transforms``) read, list, write and
           encrypt with, and their logs and metrics."""
         stack = Stack.of(self)
-        statements = [iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=[self.rollback_alarm.alarm_arn])]
+        statements = [iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=[self.rollback_alarm.alarm_arn])] if self.rollback_alarm is not None else []
         if transforms:
             statements += [
                 *job_data_statements(transforms),

@@ -19,6 +19,12 @@
     -> [rolled back or failed] NotifyRollback -> Fail (the old model keeps serving)
     -> Promote (Lambda: baselines into current/, the served model's parameter, lineage) -> NotifySuccess -> Promoted
 
+Batch only (``serving.endpoint`` false) there is no endpoint to ask or update: the serving model is
+the served-model parameter's artefact (GetServedModel: ssm:GetParameter, then CreateServingModel,
+named ``<run>-serving`` like its transform), and a promoted model is deployed by Promote's update of
+that parameter alone (NoEndpoint records no endpoint config): the next nightly run creates its model
+from it (stacks/batch).
+
 Every task has a timeout and retries throttling; any error is caught, notified with its cause, and
 fails the execution (no state reads a field a service may leave out: such a path would be a
 ``States.Runtime`` error, which no catch handles). The output (``promoted``, ``labelsManifest``: the
@@ -98,6 +104,8 @@ class RetrainingWorkflow(Construct):
         baseline_templates: dict[str, Any],
         open_baselines: dict[str, Any] | None = None,  # the open back end's monitors (steps.open_baselines)
     ) -> None:
+        endpoint = config.serving.endpoint
+        keeps = "the endpoint keeps its model" if endpoint else "the served model is unchanged"
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         retraining, prefix = config.retraining, config.prefix
@@ -149,7 +157,7 @@ class RetrainingWorkflow(Construct):
             "$$.Execution.Name",
             "$.error.Error",
             "$.error.Cause",
-            template="Retraining {} failed; the endpoint keeps its model. Error: {}. Cause: {}",
+            template=f"Retraining {{}} failed; {keeps}. Error: {{}}. Cause: {{}}",
         ).next(failed)
 
         def caught(state):
@@ -202,7 +210,41 @@ class RetrainingWorkflow(Construct):
                 ResultPath=sfn.JsonPath.DISCARD,
             )
         )
-        serving_model = caught(lambda_step("ServingModel", "servingModel", "$.serving"))
+        serving_model: sfn.IChainable
+        if endpoint:
+            serving_model = caught(lambda_step("ServingModel", "servingModel", "$.serving"))
+        else:
+            parameter = config.served_model_parameter
+            served = caught(
+                tasks.CallAwsService(
+                    self,
+                    "GetServedModel",
+                    service="ssm",
+                    action="getParameter",
+                    parameters={"Name": parameter},
+                    iam_resources=[stack.format_arn(service="ssm", resource="parameter", resource_name=parameter.lstrip("/"))],
+                    result_selector={"artifactS3Uri.$": "$.Parameter.Value"},
+                    result_path="$.served",
+                    task_timeout=sfn.Timeout.duration(Duration.minutes(1)),
+                )
+            )
+            create_serving = caught(
+                sagemaker_task(
+                    "CreateServingModel",
+                    "createModel",
+                    {"ModelName.$": "$.dataset.names.servingTransformJob", **model, "PrimaryContainer": {**model["PrimaryContainer"], "ModelDataUrl.$": "$.served.artifactS3Uri"}},
+                    Duration.minutes(5),
+                    ResultPath=sfn.JsonPath.DISCARD,
+                )
+            )
+            serving_model = sfn.Chain.start(served).next(create_serving).next(
+                sfn.Pass(
+                    self,
+                    "ServingModel",
+                    parameters={"modelName.$": "$.dataset.names.servingTransformJob", "artifactS3Uri.$": "$.served.artifactS3Uri"},
+                    result_path="$.serving",
+                )
+            )
 
         def transform(name: str, job: str, model_name: str, source: str, output: str, processing: dict[str, str]) -> dict[str, Any]:
             """A CreateTransformJob request: the CSV lines under ``source`` through the model, each
@@ -256,7 +298,7 @@ class RetrainingWorkflow(Construct):
             "$$.Execution.Name",
             "$.evaluation.reason",
             "$.dataset.names.trainingJob",
-            template="Retraining {} did not promote its model: {}. Training job: {}. The endpoint keeps its model.",
+            template=f"Retraining {{}} did not promote its model: {{}}. Training job: {{}}. {keeps[0].upper()}{keeps[1:]}.",
         ).next(not_promoted)
 
         baseline_inputs = {"templates.$": "$.templates", "dataset.$": "$.dataset", "names.$": "$.dataset.names"}
@@ -298,19 +340,20 @@ class RetrainingWorkflow(Construct):
             baseline_jobs = None
         else:
             baseline_jobs = sfn.Pass(self, "NoBaselines", comment="No monitor computes a baseline")
-        deploy = caught(lambda_step("Deploy", "deploy", "$.deployment", **{"names.$": "$.dataset.names"}))
-        wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(ENDPOINT_POLL))
-        check = caught(lambda_step("CheckEndpoint", "endpoint", "$.endpoint", **{"deployment.$": "$.deployment"}))
-        rolled_back = sfn.Fail(self, "DeploymentRolledBack", error="DeploymentRolledBack", cause="The endpoint did not take the new model; it serves the previous one.")
-        notify_rollback = notify(
-            "NotifyRollback",
-            "deployment rolled back",
-            "$$.Execution.Name",
-            "$.endpoint.status",
-            "$.endpoint.endpointConfigName",
-            "$.endpoint.failureReason",
-            template="Retraining {} could not deploy its model: the endpoint is {} on {} ({}). The previous model keeps serving.",
-        ).next(rolled_back)
+        if endpoint:
+            deploy = caught(lambda_step("Deploy", "deploy", "$.deployment", **{"names.$": "$.dataset.names"}))
+            wait = sfn.Wait(self, "WaitForEndpoint", time=sfn.WaitTime.duration(ENDPOINT_POLL))
+            check = caught(lambda_step("CheckEndpoint", "endpoint", "$.endpoint", **{"deployment.$": "$.deployment"}))
+            rolled_back = sfn.Fail(self, "DeploymentRolledBack", error="DeploymentRolledBack", cause="The endpoint did not take the new model; it serves the previous one.")
+            notify_rollback = notify(
+                "NotifyRollback",
+                "deployment rolled back",
+                "$$.Execution.Name",
+                "$.endpoint.status",
+                "$.endpoint.endpointConfigName",
+                "$.endpoint.failureReason",
+                template="Retraining {} could not deploy its model: the endpoint is {} on {} ({}). The previous model keeps serving.",
+            ).next(rolled_back)
         promote = caught(
             lambda_step(
                 "Promote",
@@ -348,18 +391,28 @@ class RetrainingWorkflow(Construct):
         baselined: sfn.IChainable = scoring.next(baselines) if scoring is not None else baselines
         if baseline_jobs is not None:
             baselined = baselined.next(baseline_jobs)
-        deployment = (
-            baselined
-            .next(deploy)
-            .next(wait)
-            .next(check)
-            .next(
-                sfn.Choice(self, "EndpointState")
-                .when(sfn.Condition.string_equals("$.endpoint.state", "updating"), wait)
-                .when(sfn.Condition.string_equals("$.endpoint.state", "deployed"), promote.next(notify_success))
-                .otherwise(notify_rollback)
+        if endpoint:
+            deployment = (
+                baselined
+                .next(deploy)
+                .next(wait)
+                .next(check)
+                .next(
+                    sfn.Choice(self, "EndpointState")
+                    .when(sfn.Condition.string_equals("$.endpoint.state", "updating"), wait)
+                    .when(sfn.Condition.string_equals("$.endpoint.state", "deployed"), promote.next(notify_success))
+                    .otherwise(notify_rollback)
+                )
             )
-        )
+        else:  # batch only: Promote's parameter update is the deployment
+            no_endpoint = sfn.Pass(
+                self,
+                "NoEndpoint",
+                comment="Batch only: the served-model parameter Promote updates is what the next nightly run predicts with",
+                result=sfn.Result.from_object({"endpointConfigName": None, "previousEndpointConfigName": None}),
+                result_path="$.deployment",
+            )
+            deployment = baselined.next(no_endpoint).next(promote).next(notify_success)
         gate: sfn.IChainable = deployment
         if retraining.manual_approval:
             gate = self._approval(retraining.approval_timeout_hours, topic, prefix, deployment, notify_not_promoted, caught)
