@@ -1,4 +1,6 @@
-"""Turns one line of a SageMaker data-capture file into prediction rows, never raising.
+"""Turns one line of a SageMaker data-capture file into prediction rows, never raising; and reads a
+batch transform's data capture (manifests of its output objects) and its joined output lines into
+the same rows (``parse_joined_line``), so batch rows go through the same selection and review.
 
 A capture line holds one invocation: ``captureData.endpointInput`` / ``endpointOutput`` (each with
 ``observedContentType``, ``data`` and ``encoding`` CSV | JSON | BASE64) and ``eventMetadata``
@@ -415,18 +417,19 @@ def _probability(value: Any, options: ParseOptions) -> tuple[float, str | None]:
 # --- Batch transform data capture -----------------------------------------------------------------
 #
 # A batch transform with DataCaptureConfig {DestinationS3Uri, GenerateInferenceId} (SageMaker API
-# reference, CreateTransformJob / BatchDataCaptureConfig; "Capture data from batch transform job",
-# https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-data-capture-batch.html) writes, under
-# DestinationS3Uri, ``input/yyyy/mm/dd/hh/<name>.json`` and ``output/yyyy/mm/dd/hh/<name>.json``: each
-# a manifest in the ManifestFile format (API reference, TransformS3DataSource.S3Uri:
-# ``[{"prefix": "s3://bucket/prefix/"}, "relative/key-1", ...]``) naming the job's input objects and
-# the output objects it wrote (``<S3OutputPath>/<input key relative to the manifest's prefix>.out``,
-# API reference, TransformOutput.S3OutputPath). The rows are in those output objects, not in the
-# capture files: with SplitType Line, AssembleWith Line and DataProcessing JoinSource Input, output
-# line i is input line i with the model's output appended (CSV: ``features...,score``), and
-# GenerateInferenceId "append[s] the inference ID and time to your output" (the page above):
-# ``features...,score,inferenceId,inferenceTime``. What AWS does not show is a captured file's
-# name, so any file under input/ or output/ is read as a manifest and one that is not is reported.
+# reference, CreateTransformJob / BatchDataCaptureConfig) logs what it captured under two
+# subdirectories of DestinationS3Uri, ``input`` and ``output`` ("Capture data from batch transform
+# job", How to view data captured: https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-data-capture-batch.html),
+# in files ``<part>/yyyy/mm/dd/hh/<name>.json`` (the hour folders as real-time capture's; the brief's
+# layout, not shown on that page). To avoid duplicating the data, those files are manifests, not the
+# rows (the same page): each names the S3 objects in the ManifestFile format (API reference,
+# TransformS3DataSource.S3Uri: ``[{"prefix": "s3://bucket/prefix/"}, "relative/key-1", ...]``), the
+# page calls them JSON Lines, so a file may hold one manifest or one a line (``manifest_uris`` reads both).
+# The output manifests name the output objects, ``<S3OutputPath>/<input key relative to the manifest's
+# prefix>.out`` (API reference, TransformOutput.S3OutputPath). With SplitType Line, AssembleWith Line
+# and DataProcessing JoinSource Input, output line i is input line i with the model's output appended
+# (CSV: ``features...,score``), and GenerateInferenceId "append[s] the inference ID and time to your
+# output" (the page above): ``features...,score,inferenceId,inferenceTime``.
 BATCH_CAPTURE_PARTS = ("input", "output")
 _CAPTURE_PART = re.compile(r"(?:^|/)(input|output)/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+$")
 
@@ -438,10 +441,14 @@ def batch_capture_part(key: str) -> str | None:
 
 
 def manifest_uris(raw: bytes | str) -> list[str]:
-    """The S3 URIs a ManifestFile document names (prefix + each key); ValueError saying what is wrong."""
+    """The S3 URIs a ManifestFile document names (prefix + each key), or those of every manifest of a
+    JSON Lines file of them; ValueError saying what is wrong."""
     try:
         document = loads(raw)
     except JSONDecodeError as error:
+        lines = [line for line in (raw.splitlines() if raw else []) if line.strip()]
+        if len(lines) > 1:
+            return [uri for line in lines for uri in manifest_uris(line)]
         raise ValueError(f"not a manifest: not JSON ({error.msg})") from None
     if not isinstance(document, list) or not document or not isinstance(document[0], dict):
         raise ValueError('not a manifest: not a JSON list starting with {"prefix": "s3://..."}')

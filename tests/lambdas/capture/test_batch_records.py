@@ -39,6 +39,10 @@ def test_capture_files_in_the_documented_layout_are_told_apart_and_read_as_manif
     body = b'[{"prefix": "s3://data/batch/runs/r1/output/"}, "batch/input/a.csv.out", "batch/input/b.csv.out"]'
     assert manifest_uris(body) == ["s3://data/batch/runs/r1/output/batch/input/a.csv.out", "s3://data/batch/runs/r1/output/batch/input/b.csv.out"]
     assert manifest_uris(manifest_document("data", ["k1", "k2"])) == ["s3://data/k1", "s3://data/k2"]
+    # A JSON Lines file of manifests, one a line, as the page calls them.
+    assert manifest_uris(manifest_document("a", ["k1"]) + b"\n" + manifest_document("b", ["k2"]) + b"\n") == ["s3://a/k1", "s3://b/k2"]
+    pretty = json.dumps([{"prefix": "s3://a/"}, "k1"], indent=4).encode()  # one manifest over several lines
+    assert manifest_uris(pretty) == ["s3://a/k1"]
 
 
 @pytest.mark.parametrize(("body", "reason"), [
