@@ -45,6 +45,7 @@ What the rehearsal does not take from the templates is listed in ``unrehearsed``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import re
@@ -53,7 +54,7 @@ import time
 import uuid
 import zipfile
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,6 +89,13 @@ NOT_REHEARSED = {
     "AWS::CloudWatch::Dashboard": "the CloudWatch dashboard is not rehearsed",
     "AWS::Lambda::LayerVersion": "Lambda layers are not rehearsed: the functions import this environment's packages",
     "AWS::IAM::ManagedPolicy": "IAM is not rehearsed: every call is allowed (permissions are checked by the stack tests and cdk-nag)",
+    # The SageMaker back ends (monitoring.backend sagemaker, review.backend a2i)
+    "AWS::SageMaker::MonitoringSchedule": "Model Monitor and Clarify (the SageMaker monitoring back end) are not rehearsed: their schedules never run",
+    "AWS::SageMaker::DataQualityJobDefinition": "Model Monitor and Clarify (the SageMaker monitoring back end) are not rehearsed: their schedules never run",
+    "AWS::SageMaker::ModelQualityJobDefinition": "Model Monitor and Clarify (the SageMaker monitoring back end) are not rehearsed: their schedules never run",
+    "AWS::SageMaker::ModelExplainabilityJobDefinition": "Model Monitor and Clarify (the SageMaker monitoring back end) are not rehearsed: their schedules never run",
+    "AWS::SageMaker::ModelBiasJobDefinition": "Model Monitor and Clarify (the SageMaker monitoring back end) are not rehearsed: their schedules never run",
+    "Custom::A2IFlowDefinition": "A2I (the SageMaker review back end) is not rehearsed: its flow definition is not created and no human loop runs",
     "Custom::S3AutoDeleteObjects": "S3AutoDeleteObjects custom resources are skipped (they act only when a stack is deleted)",
 }
 
@@ -136,6 +144,7 @@ class Cloud:
         self.stacks = stacks
         self.workdir = workdir
         self._not_rehearsed: dict[str, list[str]] = {}  # reason -> what it applies to
+        self.unrehearsed: list[str] = _Unrehearsed(self)  # what the rehearsal did not take from the templates, each with why
         self.log: list[dict[str, Any]] = []
         self.functions: dict[str, Function] = {}  # by name
         self.esms: list[EventSourceMapping] = []
@@ -148,6 +157,8 @@ class Cloud:
         self._executions: dict[str, str] = {}  # execution ARN -> last status seen
         self._in_flight = 0
         self._redrive: dict[str, bool] = {}
+        self._queue_urls: dict[str, str] = {}
+        self._clients: dict[str, Any] = {}
         self._state = threading.Lock()
         self._mock: Any = None
         self._patches: list[tuple[Any, str, Any]] = []
@@ -165,8 +176,12 @@ class Cloud:
         """An app already synthesised into ``directory`` (a cloud assembly, e.g. ``cdk.out``)."""
         return cls(read_assembly(Path(directory)), Path(directory))
 
-    def start(self, now: datetime | None = None) -> Cloud:
-        """Start moto and deploy every stack; schedules count from ``now`` (default: the clock's now)."""
+    def start(self, now: datetime | None = None, objects: Mapping[str, bytes] | None = None) -> Cloud:
+        """Start moto and deploy every stack; schedules count from ``now`` (default: the clock's now).
+
+        ``objects`` ({s3 URI: body}) are put before the first stack deploys, creating their buckets:
+        what the configuration points at outside the app's own buckets (a model artefact or dataset
+        the user provides), which a deploy reads (a baseline custom resource) but no template creates."""
         from moto import mock_aws
 
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
@@ -174,6 +189,13 @@ class Cloud:
         self._patch_moto()
         self._schedules_until = (now or datetime.now(UTC)).astimezone(UTC)
         self.runner = Runner({name for stack in self.stacks for r in stack.of_type("AWS::Lambda::Function").values() for name in r.get("Properties", {}).get("Environment", {}).get("Variables", {})})
+        s3 = self.client("s3")
+        for uri, body in (objects or {}).items():
+            bucket, key = uri[len("s3://") :].split("/", 1)
+            if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+            self._unrehearsed("objects outside the app's buckets, supplied by the rehearsal (a deploy expects them to exist)", uri)
         for stack in self.stacks:
             self._deploy(stack)
         return self
@@ -185,6 +207,7 @@ class Cloud:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
+        self._clients.clear()
 
     def __enter__(self) -> Cloud:
         return self
@@ -193,17 +216,16 @@ class Cloud:
         self.stop()
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+        """A boto3 client of the embedded AWS (one per service; boto3 clients are thread-safe)."""
+        if service not in self._clients:
+            self._clients[service] = boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+        return self._clients[service]
 
     def _unrehearsed(self, reason: str, what: str = "") -> None:
         items = self._not_rehearsed.setdefault(reason, [])
         if what and what not in items:
             items.append(what)
-
-    @property
-    def unrehearsed(self) -> list[str]:
-        """What the rehearsal did not take from the templates (or could not deliver), each with why."""
-        return [f"{reason}: {', '.join(items)}" if items else reason for reason, items in self._not_rehearsed.items()]
+        list.__setitem__(self.unrehearsed, slice(None), [f"{reason}: {', '.join(items)}" if items else reason for reason, items in self._not_rehearsed.items()])
 
     # -- lookups ---------------------------------------------------------------------------------
     def _stack(self, stack: str) -> StackTemplate:
@@ -255,7 +277,9 @@ class Cloud:
                 return CDK_BOOTSTRAP_VERSION
             return ssm.get_parameter(Name=name)["Parameter"]["Value"]
 
-        parameters = parameter_defaults(stack, read_ssm)
+        parameters, placeholders = parameter_defaults(stack, read_ssm)
+        for name in placeholders:
+            self._unrehearsed("parameters without a default (a deploy must give them) get a placeholder value", f"{stack.id}/{name} = {parameters[name]!r}")
         resolver = Resolver(
             stack, parameters,
             ref=lambda lid: self._deployed[(stack.id, lid)].ref,
@@ -307,10 +331,13 @@ class Cloud:
 
     @staticmethod
     def _name(stack: StackTemplate, logical_id: str, limit: int = 64, lower: bool = False) -> str:
-        """A generated physical name, as CloudFormation makes one: stack name and logical ID."""
+        """A generated physical name, as CloudFormation makes one: stack name and logical ID, cut to
+        the service's limit with a digest of the whole kept unique."""
         name = f"{stack.name}-{logical_id}"
         name = name.lower() if lower else name
-        return name[:limit]
+        if len(name) <= limit:
+            return name
+        return f"{name[: limit - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
     def _create_KMS_Key(self, stack, lid, p) -> Deployed:
         key = self.client("kms").create_key(Description=p.get("Description", lid))["KeyMetadata"]
@@ -478,28 +505,23 @@ class Cloud:
         return Deployed(arn, {"Arn": arn, "Name": name})
 
     def _create_SageMaker_Model(self, stack, lid, p) -> Deployed:
-        name = p.get("ModelName") or self._name(stack, lid, 63).replace("_", "-")
-        request = {k: p[k] for k in ("PrimaryContainer", "Containers", "EnableNetworkIsolation") if k in p}
-        arn = self.client("sagemaker").create_model(ModelName=name, ExecutionRoleArn=p["ExecutionRoleArn"], **request)["ModelArn"]
-        return Deployed(arn, {"ModelName": name})
+        return self._sagemaker_resource("AWS::SageMaker::Model", stack, lid, p)
 
     def _create_SageMaker_EndpointConfig(self, stack, lid, p) -> Deployed:
-        name = p.get("EndpointConfigName") or self._name(stack, lid, 63)
-        variants = [{**v, "InitialInstanceCount": int(v.get("InitialInstanceCount", 1)), "InitialVariantWeight": float(v.get("InitialVariantWeight", 1))} for v in p["ProductionVariants"]]
-        request: dict[str, Any] = {"ProductionVariants": variants}
+        # CloudFormation converts a Ref'd parameter (a string) to the property's type (Integer, Double).
+        p = {**p, "ProductionVariants": [{**v, "InitialInstanceCount": int(v.get("InitialInstanceCount", 1)), "InitialVariantWeight": float(v.get("InitialVariantWeight", 1))} for v in p["ProductionVariants"]]}
         if "DataCaptureConfig" in p:
-            capture = dict(p["DataCaptureConfig"])
-            capture["InitialSamplingPercentage"] = int(capture["InitialSamplingPercentage"])
-            request["DataCaptureConfig"] = capture
-        if "KmsKeyId" in p:
-            request["KmsKeyId"] = p["KmsKeyId"]
-        arn = self.client("sagemaker").create_endpoint_config(EndpointConfigName=name, **request)["EndpointConfigArn"]
-        return Deployed(arn, {"EndpointConfigName": name})
+            p["DataCaptureConfig"] = {**p["DataCaptureConfig"], "InitialSamplingPercentage": int(p["DataCaptureConfig"]["InitialSamplingPercentage"])}
+        return self._sagemaker_resource("AWS::SageMaker::EndpointConfig", stack, lid, p)
 
     def _create_SageMaker_Endpoint(self, stack, lid, p) -> Deployed:
-        name = p.get("EndpointName") or self._name(stack, lid, 63)
-        arn = self.client("sagemaker").create_endpoint(EndpointName=name, EndpointConfigName=p["EndpointConfigName"])["EndpointArn"]
-        return Deployed(arn, {"EndpointName": name})
+        return self._sagemaker_resource("AWS::SageMaker::Endpoint", stack, lid, p)
+
+    def _sagemaker_resource(self, kind: str, stack: StackTemplate, lid: str, p: dict[str, Any]) -> Deployed:
+        from local.rehearse.sagemaker import create_sagemaker_resource  # the stand-ins' one way of creating them
+
+        ref, attributes = create_sagemaker_resource(kind, lid, p, stack=stack.name, region=REGION)
+        return Deployed(ref, attributes)
 
     def _create_custom_CDKBucketDeployment(self, stack, lid, p) -> Deployed:
         """CDK's BucketDeployment: each source zip from the cloud assembly, markers substituted, into the destination."""
@@ -695,7 +717,7 @@ class Cloud:
             return False
         sqs = self.client("sqs")
         name = mapping.queue_arn.split(":")[5]
-        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        url = self._queue_urls.get(name) or self._queue_urls.setdefault(name, sqs.get_queue_url(QueueName=name)["QueueUrl"])
         received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(mapping.batch_size, 10), AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
         if not received:
             return False
@@ -865,6 +887,21 @@ class Cloud:
         for placeholder in SCHEDULER_CONTEXT:
             text = text.replace(placeholder, values[placeholder])
         return text
+
+
+class _Unrehearsed(list):
+    """``Cloud.unrehearsed``: one line per reason, with what it applies to; the stand-ins append theirs."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        super().__init__()
+        self._cloud = cloud
+
+    def append(self, text: str) -> None:
+        self._cloud._unrehearsed(text)
+
+    def extend(self, texts: Any) -> None:
+        for text in texts:
+            self.append(text)
 
 
 def _strings(value: Any) -> Any:

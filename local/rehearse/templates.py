@@ -289,23 +289,27 @@ _FUNCTIONS: dict[str, Callable[[Resolver, Any], Any]] = {
 }
 
 
-def parameter_defaults(stack: StackTemplate, read_ssm: Callable[[str], str]) -> dict[str, Any]:
-    """The stack's parameters as a deploy without overrides gives them: each default, SSM parameter
-    types (``AWS::SSM::Parameter::Value<String>``) read from SSM, numbers as numbers' strings (as
-    CloudFormation passes them to Ref)."""
+def parameter_defaults(stack: StackTemplate, read_ssm: Callable[[str], str]) -> tuple[dict[str, Any], list[str]]:
+    """The stack's parameters as a deploy without overrides gives them, and the names of those with no
+    default (given a placeholder: ``rehearsal-<name>``, or 0 for a number). Each default as
+    CloudFormation passes it to Ref: SSM parameter types (``AWS::SSM::Parameter::Value<String>``) read
+    from SSM, lists split on commas, anything else a string."""
     values: dict[str, Any] = {}
+    placeholders: list[str] = []
     for name, declaration in stack.template.get("Parameters", {}).items():
-        if "Default" not in declaration:
-            raise TemplateError(f"{stack.id}: parameter {name} has no default (the rehearsal deploys with defaults only)")
-        default = declaration["Default"]
         kind = declaration.get("Type", "String")
+        if "Default" not in declaration:
+            placeholders.append(name)
+            values[name] = "0" if kind == "Number" else f"rehearsal-{name}"
+            continue
+        default = declaration["Default"]
         if kind.startswith("AWS::SSM::Parameter::Value<"):
             values[name] = read_ssm(default)
         elif kind.startswith("List<") or kind == "CommaDelimitedList":
             values[name] = str(default).split(",")
         else:
             values[name] = str(default)
-    return values
+    return values, placeholders
 
 
 def resource_order(stack: StackTemplate, resolver: Resolver) -> list[str]:
