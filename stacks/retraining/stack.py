@@ -164,7 +164,8 @@ class RetrainingStack(Stack):
                 "OBJECTIVE_METRIC": retraining.objective_metric,
                 "OBJECTIVE_GOAL": retraining.objective_goal,
                 "TOLERANCE": str(retraining.tolerance),
-                "DEPLOYMENT_CONFIG": json.dumps(deployment_config(config, [rollback_alarm])),
+                # Batch only: no endpoint to deploy to, and no rollback alarm (Deploy is not in the machine).
+                "DEPLOYMENT_CONFIG": json.dumps(deployment_config(config, [rollback_alarm] if self.rollback_alarm is not None else [])),
                 "SERVED_MODEL_PARAMETER": config.served_model_parameter,
             },
         )

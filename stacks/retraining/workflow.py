@@ -221,6 +221,7 @@ class RetrainingWorkflow(Construct):
                     "GetServedModel",
                     service="ssm",
                     action="getParameter",
+                    iam_action="ssm:GetParameter",
                     parameters={"Name": parameter},
                     iam_resources=[stack.format_arn(service="ssm", resource="parameter", resource_name=parameter.lstrip("/"))],
                     result_selector={"artifactS3Uri.$": "$.Parameter.Value"},
@@ -409,7 +410,8 @@ class RetrainingWorkflow(Construct):
                 self,
                 "NoEndpoint",
                 comment="Batch only: the served-model parameter Promote updates is what the next nightly run predicts with",
-                result=sfn.Result.from_object({"endpointConfigName": None, "previousEndpointConfigName": None}),
+                # No endpoint config, new or previous: Promote's lineage records them empty.
+                result=sfn.Result.from_object({"endpointConfigName": "", "previousEndpointConfigName": ""}),
                 result_path="$.deployment",
             )
             deployment = baselined.next(no_endpoint).next(promote).next(notify_success)
