@@ -40,7 +40,9 @@ def settings(env: Environment) -> nightly.BatchSettings:
     if feature_count < 1:
         raise SettingsError(f"environment variable FEATURE_COUNT is {feature_count}, not a positive number of features")
     payload = env.number("MAX_PAYLOAD_MB", 6.0)
-    if not 0 < payload <= 100:  # CreateTransformJob's MaxPayloadInMB: 0-100 (botocore sagemaker model)
+    # "The value of MaxPayloadInMB cannot be greater than 100 MB"; 0 is for HTTP chunked encoding, which
+    # SageMaker's built-in algorithms do not support (botocore's sagemaker model, CreateTransformJob).
+    if not 0 < payload <= 100:
         raise SettingsError(f"environment variable MAX_PAYLOAD_MB is {payload}, not in (0, 100]")
     prefixes = {name: env.get(name) or default for name, default in (("INPUT_PREFIX", "batch/input/"), ("RUNS_PREFIX", "batch/runs/"))}
     for name, value in prefixes.items():

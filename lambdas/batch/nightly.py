@@ -53,7 +53,11 @@ CONTENT_TYPES = ("text/csv",)
 # A batch transform's whole output is captured: every row was predicted, so a reviewed row's
 # inclusion probability is the selection's alone (``selection.inclusion_probability`` with s = 1).
 CAPTURE_FRACTION = 1.0
-OUTPUT_SUFFIX = ".out"  # TransformOutput.S3OutputPath: "<input object name>.out" (SageMaker API reference)
+# "For every S3 object used as input for the transform job, batch transform stores the transformed
+# data with an .out suffix in a corresponding subfolder in the location in the output prefix", and
+# "creates an .out file only if the transform job succeeds on the entire file" (botocore's sagemaker
+# model, TransformOutput.S3OutputPath).
+OUTPUT_SUFFIX = ".out"
 # A run that still holds a claim this long after it began has died without reaching finish or fail:
 # longer than any run lasts (the transform's own limit is hours), shorter than a second night.
 STALE_CLAIM = dt.timedelta(hours=20)
@@ -441,13 +445,17 @@ class ParallelSends:
 def _source_of(output_uri: str, output_path: str, sources: dict[str, Any]) -> str | None:
     """The manifest key an output object was written for: ``<S3OutputPath><key>.out``, the key
     relative to the manifest's prefix (the bucket's root); should SageMaker write it relative to a
-    deeper folder, the one planned key ending with that relative path."""
+    deeper folder, the one planned key ending with that relative path, else the one with its name
+    (an object matching none or several is reported in ``outputsNotPlanned``)."""
     if not output_uri.startswith(output_path) or not output_uri.endswith(OUTPUT_SUFFIX):
         return None
     relative = output_uri[len(output_path):-len(OUTPUT_SUFFIX)]
     if relative in sources:
         return relative
     candidates = [source for source in sources if source.endswith("/" + relative)]
+    if not candidates:  # the API reference's own example keeps neither: its object's name, if only one has it
+        name = relative.rsplit("/", 1)[-1]
+        candidates = [source for source in sources if source.rsplit("/", 1)[-1] == name]
     return candidates[0] if len(candidates) == 1 else None
 
 

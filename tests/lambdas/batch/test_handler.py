@@ -318,5 +318,7 @@ def test_an_output_object_is_matched_to_the_manifest_key_it_was_written_for() ->
     out = "s3://data/batch/runs/r/output/"
     assert nightly._source_of(f"{out}batch/input/a.csv.out", out, sources) == "batch/input/a.csv"
     assert nightly._source_of(f"{out}day2/b.csv.out", out, sources) == "batch/input/day2/b.csv"  # relative to a deeper folder
+    assert nightly._source_of(f"{out}input-prefix/b.csv.out", out, sources) == "batch/input/day2/b.csv"  # by its name alone
     assert nightly._source_of(f"{out}c.csv.out", out, sources) is None
+    assert nightly._source_of(f"{out}x/a.csv.out", out, {**sources, "batch/input/day3/a.csv": 3}) is None  # two of that name
     assert nightly._source_of(f"{out}batch/input/a.csv", out, sources) is None  # not an output object
