@@ -85,8 +85,11 @@ def step(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info("batch run finished", extra=summary)
         metrics.add_metric("BatchRunsCompleted", MetricUnit.Count, 1)  # the overdue alarm's metric
         metrics.add_metric("BatchRowsPredicted", MetricUnit.Count, summary["rows"])
-        metrics.add_metric("BatchRowsRejected", MetricUnit.Count, summary["rejected"])
+        # The plan counted the input lines it rejected; these are the output lines the parser rejected.
+        metrics.add_metric("BatchRowsRejected", MetricUnit.Count, summary["rejectedOutputRows"])
         metrics.add_metric("RowsSelectedForReview", MetricUnit.Count, summary["selected"])
+        metrics.add_metric("RowsSelectedForAudit", MetricUnit.Count, summary["audited"])
+        metrics.add_metric("RowsProfiled", MetricUnit.Count, summary["profiled"])
         return summary
     summary = nightly.fail(s3, dynamodb, config, event)
     logger.warning("batch run failed", extra=summary)

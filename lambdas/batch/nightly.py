@@ -394,6 +394,7 @@ def finish(s3: Any, sqs: Any, dynamodb: Any, settings: BatchSettings, event: dic
     rejected_plan = sum(len(f.rejected_lines) for f in files)
     summary = {
         "run": run, "status": COMPLETED, "files": len(done), "rows": totals.predicted, "rejected": rejected_plan + totals.rejected,
+        "rejectedOutputRows": totals.rejected,
         "selected": totals.selected, "audited": totals.audited, "tasks": totals.groups, "profiled": totals.profiled,
         "instanceSeconds": instance_seconds(transform), "transformJob": transform.get("TransformJobName"),
     }

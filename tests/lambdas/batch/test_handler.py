@@ -188,7 +188,7 @@ def test_malformed_lines_are_rejected_with_their_reasons_and_the_rest_goes_on_wi
     assert report(s3)["rejectedReasons"] == {"feature 1 is not a number": 2, "2 fields": 1, "blank line": 1, "4 fields": 1, "feature 2 is not a number": 1}
 
 
-def test_an_output_line_that_cannot_be_read_is_reported_and_the_others_are_reviewed(night) -> None:
+def test_an_output_line_that_cannot_be_read_is_reported_and_the_others_are_reviewed(night, capsys) -> None:
     s3, _, review = night
     s3.put_object(Bucket=DATA, Key="batch/input/a.csv", Body=FILE_A.encode())
     planned = plan()
@@ -198,8 +198,12 @@ def test_an_output_line_that_cannot_be_read_is_reported_and_the_others_are_revie
     lines[2] = "1,3,3,not-a-score"
     s3.put_object(Bucket=DATA, Key=out_key, Body=("\n".join(lines) + "\n").encode())
 
+    capsys.readouterr()
     summary = step({**planned, "step": "finish", "transform": answer})
     assert summary["rejected"] == 1 and summary["selected"] == 1
+    metrics = capsys.readouterr().out  # the dashboard's batch row: rows rejected here, not the plan's again
+    assert '"BatchRowsRejected":[1.0]' in metrics and '"BatchRowsPredicted":[3.0]' in metrics and '"RowsSelectedForAudit":[0.0]' in metrics
+    assert '"BatchRunsCompleted":[1.0]' in metrics
     [entry] = [json.loads(line) for line in s3.get_object(Bucket=DATA, Key=f"batch/runs/{RUN}/rejected.jsonl")["Body"].read().splitlines()]
     assert entry["line"] == 3 and entry["eventId"] == "batch/input/a.csv:3" and entry["reason"].startswith("probability is not a number")
     assert [row["origin"]["line"] for group in groups(review) for row in group.rows] == [1]
