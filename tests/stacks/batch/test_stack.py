@@ -12,6 +12,7 @@ from botocore.validate import validate_parameters
 from lambdas.batch import handler
 from stacks.batch.stack import RUN_ENDED, job_name_prefix
 from tests.conftest import CDK_CONTEXT, build_app
+from tests.stacks.test_cfn_lint import lint, templates
 from tests.stacks.retraining.test_stack import _input_shape, actions, all_states, render, resources
 
 TOKEN = "arn:aws:iam::123456789012:role/placeholder"
@@ -27,7 +28,9 @@ def dev_batch(tmp_path_factory):
     """dev with the nightly batch on beside its endpoint, in Paris time on weekdays."""
     environment = json.loads(json.dumps(CDK_CONTEXT["environments"]["dev"]))
     environment["batch"] = {"enabled": True, "timezone": "Europe/Paris", "schedule": "cron(30 1 ? * MON-FRI *)", "instance_count": 2, "max_payload_mb": 20}
-    return build_app(tmp_path_factory.mktemp("dev-batch"), environment=environment)
+    built = build_app(tmp_path_factory.mktemp("dev-batch"), environment=environment)
+    built.app.synth()  # runs the cdk-nag packs: raises on any unacknowledged finding
+    return built
 
 
 def resources_of(built, stack: str, kind: str) -> dict[str, dict]:
@@ -62,6 +65,15 @@ def test_batch_only_deploys_no_endpoint_and_keeps_the_model_role(income) -> None
         assert not {"sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:CreateEndpointConfig"} & granted(income, stack), stack
     operations = json.dumps(income.template_json("operations"))
     assert "Endpoint invocations" not in operations and "Nightly batch runs per day" in operations
+
+
+def test_batch_beside_an_endpoint_with_the_band_rule_and_profiling_is_nag_and_lint_clean(dev_batch) -> None:
+    [template] = [t for t in templates(dev_batch) if t.name == "Batch.template.json"]
+    assert lint(template) == []
+    [function] = [f for f in resources_of(dev_batch, "batch", "AWS::Lambda::Function").values() if f["Properties"]["Handler"] == "lambdas.batch.handler.step"]
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["SELECTION_RULE"] == "band" and variables["PROFILING"] == "data-quality,explainability" and "MONITORING_BUCKET" in variables
+    assert "AWS::SageMaker::Endpoint" in {r["Type"] for r in dev_batch.template_json("serving")["Resources"].values()}  # the endpoint stays
 
 
 def test_the_schedule_starts_the_state_machine_nightly_with_its_scheduled_time(income, dev_batch) -> None:
