@@ -216,7 +216,7 @@ def train_xgboost(s3: Any, request: dict[str, Any]) -> tuple[bytes, list[dict[st
     sets = [(name, xgb.DMatrix(rows[:, 1:], label=rows[:, 0])) for name, rows in channels.items() if name in ("train", "validation")]
     history: dict[str, dict[str, list[float]]] = {}
     try:
-        booster = xgb.train(params, dict(sets)["train"], num_boost_round=rounds, evals=sets, evals_result=history, verbose_eval=False)
+        booster = xgb.train(params, dict(sets)["train"], num_boost_round=rounds, evals=[(matrix, name) for name, matrix in sets], evals_result=history, verbose_eval=False)
     except xgb.core.XGBoostError as error:
         raise JobFailed(f"AlgorithmError: {str(error).splitlines()[0]}") from None
     metrics = [{"MetricName": f"{name}:{metric}", "Value": float(values[-1])} for name, by_metric in history.items() for metric, values in by_metric.items()]
@@ -292,6 +292,19 @@ def transform(s3: Any, sagemaker: Any, request: dict[str, Any]) -> list[str]:
 # -- the .sync tasks, UpdateEndpoint, Lambda, Parallel errors --------------------------------------
 
 
+def _plain(value: Any) -> Any:
+    """A Describe* response as a task's JSON output: timestamps as epoch milliseconds (numbers, which
+    is how this stand-in writes them; moto's interpreter cannot serialise datetimes, and the service
+    was not checked here), no ResponseMetadata."""
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "ResponseMetadata"}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def failed_job(env: Any, action: str, described: dict[str, Any]) -> Callable[[], Any]:
     """The resolver of a ``.sync`` task whose job failed: States.TaskFailed with the job's description."""
 
@@ -355,7 +368,7 @@ class SageMakerStandIns:
             bucket, key = aws.split_s3_uri(job.model_artifacts["S3ModelArtifacts"])
             s3.put_object(Bucket=bucket, Key=key, Body=artefact)
             self.log.append({"kind": "training", "job": name, "artefact": f"s3://{bucket}/{key}", "metrics": job.final_metric_data_list})
-            return lambda: sagemaker.describe_training_job(TrainingJobName=name)
+            return lambda: _plain(sagemaker.describe_training_job(TrainingJobName=name))
         if action == "createTransformJob":
             name = request["TransformJobName"]
             try:
@@ -366,7 +379,7 @@ class SageMakerStandIns:
             if request.get("DataCaptureConfig"):
                 self._note("batch transform DataCaptureConfig: the transform stand-in writes no batch data capture")
             self.log.append({"kind": "transform", "job": name, "outputs": outputs})
-            return lambda: sagemaker.describe_transform_job(TransformJobName=name)
+            return lambda: _plain(sagemaker.describe_transform_job(TransformJobName=name))
         if action == "createProcessingJob":
             name = request["ProcessingJobName"]
             output = request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
@@ -376,7 +389,7 @@ class SageMakerStandIns:
                 s3.put_object(Bucket=bucket, Key=f"{prefix}{file}", Body=json.dumps({"job": name, "file": file}).encode())
             self._note("SageMaker processing jobs (Model Monitor and Clarify baselines): placeholder documents, not computed")
             self.log.append({"kind": "processing", "job": name, "outputs": [f"s3://{bucket}/{prefix}{file}" for file in files]})
-            return lambda: sagemaker.describe_processing_job(ProcessingJobName=name)
+            return lambda: _plain(sagemaker.describe_processing_job(ProcessingJobName=name))
         raise NotImplementedError(f"no .sync stand-in for SageMaker {action}")
 
     def update_endpoint(self, params: dict[str, Any]) -> str:
