@@ -35,15 +35,14 @@ import math
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from botocore.exceptions import ClientError
 
 from lambdas.capture.events import CaptureObject
-from lambdas.capture.filtering import FilterReport, FilterSettings, RejectSpool, read_lines, route_rows
-from lambdas.capture.profiling import BaselineUnavailable, Profiler, baselines
+from lambdas.capture.filtering import FilterReport, FilterSettings, RejectSpool, read_lines, reading, route_rows
 from lambdas.capture.records import LineResult, batch_capture_part, manifest_document, manifest_uris, parse_joined_line
 from lambdas.shared import aws
 
@@ -468,20 +467,7 @@ def route_output(s3: Any, sqs: Any, settings: BatchSettings, uri: str, planned: 
     bucket, key = aws.split_s3_uri(uri)
     obj = CaptureObject(bucket, key, time=ended)
     report = FilterReport()
-    profiler = None
-    profiling = config.profiling
-    if profiling is not None and profiling.monitors:
-        layout = None
-        if profiling.data_quality:
-            try:
-                layout = baselines.layout(s3, profiling.bucket)
-            except BaselineUnavailable as error:
-                report.profiling_error = str(error)
-        if layout is not None or profiling.explainability:
-            profiler = Profiler(layout, profiling, uri)
-    keep = None if profiler is not None else config.rule.selects_prediction if config.review else (lambda p, y: False)
-    audit = config.audit.selects if config.audit is not None and keep is not None and config.review else None
-    options = replace(config.options, keep=keep, audit=audit, profile=profiler is not None)
+    profiler, options = reading(s3, config, report, uri)
     origin = planned.origin_line()
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
 
@@ -491,7 +477,7 @@ def route_output(s3: Any, sqs: Any, settings: BatchSettings, uri: str, planned: 
 
     route_rows(parsed(), sqs, uri, config, report, RejectSpool(rejected, uri, "output"), time_left, profiler, CAPTURE_FRACTION)
     if profiler is not None:
-        report.profile = profiler.write(s3, profiling.bucket, obj, ended.astimezone(dt.UTC).strftime("%Y/%m/%d/%H"))
+        report.profile = profiler.write(s3, config.profiling.bucket, obj, ended.astimezone(dt.UTC).strftime("%Y/%m/%d/%H"))
     return report
 
 

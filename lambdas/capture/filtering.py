@@ -162,12 +162,7 @@ def filter_capture_object(
     each row's ``inclusionProbability``); None when it is not known, and then rows carry none."""
     report = FilterReport()
     body = open_capture_object(s3, obj)
-    profiler = _profiler(s3, settings.profiling, report, obj)
-    # Without profiling, rows neither the rule nor the audit selects are counted, never decoded;
-    # profiling needs every row's features, so then every row is decoded and the selection asked for each.
-    keep = None if profiler is not None else settings.rule.selects_prediction if settings.review else _never
-    audit = settings.audit.selects if settings.audit is not None and keep is not None and settings.review else None
-    options = replace(settings.options, keep=keep, audit=audit, profile=profiler is not None)
+    profiler, options = reading(s3, settings, report, obj.uri)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as rejected:
         try:
             _filter_lines(body, sqs, obj, settings, options, report, rejected, time_left, profiler, capture_fraction)
@@ -183,7 +178,19 @@ def filter_capture_object(
     return report
 
 
-def _profiler(s3: Any, profiling: ProfilingSettings | None, report: FilterReport, obj: CaptureObject) -> Profiler | None:
+def reading(s3: Any, settings: FilterSettings, report: FilterReport, source_uri: str) -> tuple[Profiler | None, ParseOptions]:
+    """How to read one object (a capture object, or a batch transform's output): its profiler, if
+    it is profiled, and the parse options that go with it.
+
+    Without profiling, rows neither the rule nor the audit selects are counted, never decoded;
+    profiling needs every row's features, so then every row is decoded and the selection asked for each."""
+    profiler = _profiler(s3, settings.profiling, report, source_uri)
+    keep = None if profiler is not None else settings.rule.selects_prediction if settings.review else _never
+    audit = settings.audit.selects if settings.audit is not None and keep is not None and settings.review else None
+    return profiler, replace(settings.options, keep=keep, audit=audit, profile=profiler is not None)
+
+
+def _profiler(s3: Any, profiling: ProfilingSettings | None, report: FilterReport, source_uri: str) -> Profiler | None:
     """The object's profiler; without a usable baseline, no data-quality sketch (``report.profiling_error``
     says why) but still the explainability sample, which needs no baseline."""
     if profiling is None or not profiling.monitors:
@@ -196,7 +203,7 @@ def _profiler(s3: Any, profiling: ProfilingSettings | None, report: FilterReport
             report.profiling_error = str(error)
     if layout is None and not profiling.explainability:
         return None
-    return Profiler(layout, profiling, obj.uri)
+    return Profiler(layout, profiling, source_uri)
 
 
 def _filter_lines(
