@@ -40,8 +40,9 @@ for SageMaker is not implemented by its interpreter. What stands in here, and th
     output ``<S3OutputPath>/<path of the input object under the input prefix>.out``
     (https://docs.aws.amazon.com/sagemaker/latest/dg/batch-transform-data-processing.html ,
     https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html);
-    ``S3Prefix`` and ``ManifestFile`` inputs. An artefact that does not load fails the job, as the
-    container would.
+    ``S3Prefix`` and ``ManifestFile`` inputs; with ``DataCaptureConfig``, batch data capture in the
+    layout ``lambdas/capture/records.py`` reads (``transform``). An artefact that does not load fails
+    the job, as the container would.
   - processing: not rehearsed (Model Monitor and Clarify are SageMaker back ends): the job's first
     output receives placeholder documents of the analyzer's file names (statistics.json and
     constraints.json, or analysis.json for Clarify), named in ``unrehearsed``.
@@ -262,17 +263,23 @@ def _transform_inputs(s3: Any, data_source: dict[str, Any]) -> list[tuple[str, s
     return [(bucket, key, key[len(folder):]) for key in _objects(s3, bucket, prefix)]
 
 
-def transform(s3: Any, sagemaker: Any, request: dict[str, Any]) -> list[str]:
-    """A batch transform of the XGBoost container; returns the output URIs."""
+def transform(s3: Any, sagemaker: Any, request: dict[str, Any], now: dt.datetime | None = None) -> list[str]:
+    """A batch transform of the XGBoost container; returns the output URIs. With ``DataCaptureConfig``
+    it also writes batch data capture as ``lambdas/capture/records.py`` documents it (and cites):
+    ``<DestinationS3Uri>/input|output/yyyy/mm/dd/hh/<uuid>.json``, each a ManifestFile document naming
+    the input objects and the output objects, and, with ``GenerateInferenceId``, each output line
+    followed by ``,<inference ID>,<inference time>``."""
     url = sagemaker.describe_model(ModelName=request["ModelName"])["PrimaryContainer"]["ModelDataUrl"]
     try:
         booster = load_booster(s3, url, request["ModelName"])
     except Unexplainable as error:
         raise JobFailed(str(error)) from None
     processing = request.get("DataProcessing") or {}
+    capture = request.get("DataCaptureConfig")
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     output_bucket, output_prefix = aws.split_s3_uri(request["TransformOutput"]["S3OutputPath"].rstrip("/") + "/")
-    written = []
-    for bucket, key, relative in _transform_inputs(s3, request["TransformInput"]["DataSource"]):
+    inputs, written = _transform_inputs(s3, request["TransformInput"]["DataSource"]), []
+    for bucket, key, relative in inputs:
         lines = [line for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines() if line.strip()]
         try:
             features = np.array([[float(v) for v in json_path_filter(processing.get("InputFilter"), line.split(","))] for line in lines])
@@ -282,10 +289,25 @@ def transform(s3: Any, sagemaker: Any, request: dict[str, Any]) -> list[str]:
         out = []
         for line, score in zip(lines, scores, strict=True):
             values = line.split(",") + [repr(float(score))] if processing.get("JoinSource") == "Input" else [repr(float(score))]
-            out.append(",".join(json_path_filter(processing.get("OutputFilter"), values)) + "\n")
+            values = json_path_filter(processing.get("OutputFilter"), values)
+            if capture and capture.get("GenerateInferenceId"):
+                values = [*values, str(uuid.uuid4()), inference_time(now)]
+            out.append(",".join(values) + "\n")
         target = f"{output_prefix}{relative}.out"
         s3.put_object(Bucket=output_bucket, Key=target, Body="".join(out).encode())
         written.append(f"s3://{output_bucket}/{target}")
+    if capture:
+        from lambdas.capture.records import manifest_document  # the batch capture parser's own writer of the format
+
+        bucket, prefix = aws.split_s3_uri(capture["DestinationS3Uri"].rstrip("/") + "/")
+        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": capture["KmsKeyId"]} if capture.get("KmsKeyId") else {}
+        for part, uris in (("input", [f"s3://{b}/{k}" for b, k, _ in inputs]), ("output", written)):
+            grouped: dict[str, list[str]] = {}
+            for uri in uris:
+                object_bucket, object_key = aws.split_s3_uri(uri)
+                grouped.setdefault(object_bucket, []).append(object_key)
+            for object_bucket, keys in grouped.items():
+                s3.put_object(Bucket=bucket, Key=f"{prefix}{part}/{now:%Y/%m/%d/%H}/{uuid.uuid4()}.json", Body=manifest_document(object_bucket, keys), **extra)
     return written
 
 
@@ -376,8 +398,6 @@ class SageMakerStandIns:
             except JobFailed as error:
                 self.backend().transform_jobs[name].transform_job_status = "Failed"
                 return failed_job(env, action, {**sagemaker.describe_transform_job(TransformJobName=name), "TransformJobStatus": "Failed", "FailureReason": str(error)})
-            if request.get("DataCaptureConfig"):
-                self._note("batch transform DataCaptureConfig: the transform stand-in writes no batch data capture")
             self.log.append({"kind": "transform", "job": name, "outputs": outputs})
             return lambda: _plain(sagemaker.describe_transform_job(TransformJobName=name))
         if action == "createProcessingJob":

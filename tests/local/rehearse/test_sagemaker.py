@@ -238,3 +238,30 @@ def test_json_path_filters_of_csv_rows() -> None:
     assert json_path_filter("$[1:3]", row) == ["b", "c"] and json_path_filter("$[2]", row) == ["c"]
     with pytest.raises(JobFailed, match=r"filter '\$.features' is not one the stand-in reads"):
         json_path_filter("$.features", row)
+
+
+def test_a_transform_with_data_capture_writes_manifests_and_inference_ids_the_batch_parser_reads(aws) -> None:
+    from lambdas.capture.records import batch_capture_part, manifest_uris, parse_joined_line
+
+    sagemaker_client = boto3.client("sagemaker", region_name=REGION)
+    sagemaker_client.create_model(ModelName="bundled", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "xgboost", "ModelDataUrl": "s3://models/bundled/model.tar.gz"})
+    aws.put_object(Bucket="datasets", Key="batch/input/night.csv", Body="".join(body(r[1:]) + "\n" for r in TEST[:4]).encode())
+    request = {
+        "TransformJobName": "night", "ModelName": "bundled",
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://datasets/batch/input/"}}, "ContentType": "text/csv", "SplitType": "Line"},
+        "TransformOutput": {"S3OutputPath": "s3://datasets/batch/runs/1/output/"},
+        "DataProcessing": {"JoinSource": "Input"},
+        "DataCaptureConfig": {"DestinationS3Uri": "s3://capture/batch/runs/1/capture", "GenerateInferenceId": True},
+    }  # fmt: skip
+    now = dt.datetime(2026, 11, 24, 2, 3, tzinfo=dt.UTC)
+    [output] = sagemaker.transform(aws, sagemaker_client, request, now=now)
+    keys = sorted(o["Key"] for o in aws.list_objects_v2(Bucket="capture", Prefix="batch/runs/1/capture/")["Contents"])
+    assert [batch_capture_part(k) for k in keys] == ["input", "output"] and all("/2026/11/24/02/" in k for k in keys)
+    named = {batch_capture_part(k): manifest_uris(aws.get_object(Bucket="capture", Key=k)["Body"].read()) for k in keys}
+    assert named == {"input": ["s3://datasets/batch/input/night.csv"], "output": [output]}
+    lines = aws.get_object(Bucket="datasets", Key="batch/runs/1/output/night.csv.out")["Body"].read().decode().splitlines()
+    parsed = [parse_joined_line(line, i, ParseOptions(), 30, "batch/input/night.csv", i) for i, line in enumerate(lines, start=1)]
+    assert all(not p.rejected for p in parsed)
+    rows = [p.rows[0] for p in parsed]
+    assert len({r.record_id for r in rows}) == 4 and all(r.inference_time == "2026-11-24T02:03:00Z" for r in rows)
+    assert np.allclose([r.probability for r in rows], BUNDLED.predict(xgb.DMatrix(TEST[:4, 1:])))
