@@ -214,7 +214,8 @@ def _mark(dynamodb: Any, table: str, key: str, run: str, status: str) -> bool:
 
 def line_problem(line: bytes | None, feature_count: int, max_bytes: int) -> str | None:
     """Why an input line cannot be sent to the model (None: it can): the model takes
-    ``feature_count`` numbers, comma-separated, no header (the training data's layout)."""
+    ``feature_count`` numbers, comma-separated, no header (the training data's layout). An empty
+    field is a missing value, which XGBoost takes (the real-time path sends it as it is too)."""
     if line is None or len(line) > max_bytes:
         return f"row too large: longer than the transform's MaxPayloadInMB ({max_bytes // _MB} MB)"
     text = line.rstrip(b"\r")
@@ -228,8 +229,8 @@ def line_problem(line: bytes | None, feature_count: int, max_bytes: int) -> str 
     except orjson.JSONDecodeError:
         values = None
     if values is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        bad = next((i for i, v in enumerate(text.split(b","), start=1) if not _number(v)), None)
-        return f"feature {bad} is not a number" if bad is not None else "not a row of numbers"
+        bad = next((i for i, v in enumerate(text.split(b","), start=1) if v.strip() and not _number(v)), None)
+        return f"feature {bad} is not a number" if bad is not None else None
     return None
 
 

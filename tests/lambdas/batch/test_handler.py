@@ -159,7 +159,7 @@ def test_a_rerun_of_the_same_night_reviews_nothing_twice(night) -> None:
 
 def test_malformed_lines_are_rejected_with_their_reasons_and_the_rest_goes_on_with_its_own_line_numbers(night) -> None:
     s3, dynamodb, review = night
-    lines = ["4,1,1", "1,2", "", "x,1,1", "3,1,1", "1,1,1,1", "8,nan,1", "2,2,2"]
+    lines = ["4,1,1", "1,2", "", "x,1,1", "3,,1", "1,1,1,1", "8,nan,1", "2,2,2"]  # line 5: a missing value, kept
     s3.put_object(Bucket=DATA, Key="batch/input/bad.csv", Body=("\n".join(lines) + "\n").encode())
     s3.put_object(Bucket=DATA, Key="batch/input/all-bad.csv", Body=b"a,b,c\n")
     s3.put_object(Bucket=DATA, Key="batch/input/notes.txt", Body=b"not an input file")
@@ -178,7 +178,7 @@ def test_malformed_lines_are_rejected_with_their_reasons_and_the_rest_goes_on_wi
     # The manifest lists a cleaned copy with the good lines only; a file with none is done at once.
     cleaned = f"batch/runs/{RUN}/input/batch/input/bad.csv"
     assert json.loads(s3.get_object(Bucket=DATA, Key=f"batch/runs/{RUN}/manifest.json")["Body"].read())[1:] == [cleaned]
-    assert s3.get_object(Bucket=DATA, Key=cleaned)["Body"].read() == b"4,1,1\n3,1,1\n2,2,2\n"
+    assert s3.get_object(Bucket=DATA, Key=cleaned)["Body"].read() == b"4,1,1\n3,,1\n2,2,2\n"
     assert status(dynamodb, "batch/input/all-bad.csv") == "done"
 
     summary = finish(s3, planned)
