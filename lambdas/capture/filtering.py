@@ -11,6 +11,10 @@ file that becomes a report next to the review data. Time is linear in the object
 cut from fixed-size chunks (botocore's ``iter_lines`` re-joins its whole pending buffer for every
 chunk, quadratic in a line's length), and a line longer than any real capture record is skipped as
 it streams, never held in memory, and reported as ``row too large``.
+
+The path from parsed lines to review groups and profiles (``reading``, ``route_rows``) is also the
+nightly batch run's (``lambdas/batch``): its transform's output lines, parsed by the capture parser's
+batch reader, are selected, grouped, handed to the same review queue and profiled the same way.
 """
 
 from __future__ import annotations
