@@ -13,7 +13,9 @@ patch them): waits and timeouts inside moto and our own progress timings measure
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from types import TracebackType
 
 import time_machine
@@ -77,6 +79,34 @@ class SimulatedClock:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def instant_waits() -> Iterator[None]:
+    """What waits for the clock to move returns at once while the clock stands still.
+
+    - Step Functions ``Wait`` states (the retraining's endpoint poll): moto's interpreter waits on a
+      real event, then checks ``time.time()`` to see whether the wait is over; with the clock
+      standing still it never is, and it would wait again for ever. The rehearsal does not model how
+      long an endpoint update takes, so a Wait ends at once;
+    - SQS long polls (``WaitTimeSeconds``, e.g. the review budget's nightly redrive): moto polls until
+      ``time.time()`` passes the wait, which it never does here. Nothing can arrive in a queue while
+      its only caller waits (one process, one call at a time), so the poll answers at once with what
+      the queue holds, as a short poll does."""
+    from moto.sqs.models import SQSBackend
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    wait, receive = WaitFunction._wait_interval, SQSBackend.receive_message
+
+    def short_poll(self: SQSBackend, queue_name: str, count: int, wait_seconds_timeout: int, *args: object, **kwargs: object) -> object:
+        return receive(self, queue_name, count, 0, *args, **kwargs)
+
+    WaitFunction._wait_interval = lambda self, env, wait_seconds: None
+    SQSBackend.receive_message = short_poll
+    try:
+        yield
+    finally:
+        WaitFunction._wait_interval, SQSBackend.receive_message = wait, receive
 
 
 def hour_starts(start: dt.datetime, hours: int) -> list[dt.datetime]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from local.rehearse import report
-from local.rehearse.clock import DEFAULT_START, SimulatedClock
+from local.rehearse.clock import DEFAULT_START, SimulatedClock, instant_waits
 from local.rehearse.report import Decision, Hour, Outcome
 from stacks.shared.config import AppConfig, load_environment
 
@@ -42,7 +42,10 @@ CAPTURE_SUFFIX = ".jsonl"
 GROUND_TRUTH = "ground-truth/"
 LOOP_REPORTS = "loop-reports/"
 REPORT_FILES = ("report.html", "statistics.json", "constraint_violations.json", "analysis.json")
-EXECUTION_WAIT_SECONDS = 300.0  # real seconds a retraining execution may take in moto before the rehearsal says so
+# The loop's step: requests, then schedules, then settling, every 5 simulated minutes (the finest
+# schedule of the templates is the reviewers' app sweep, rate(5 minutes)).
+SLICE = dt.timedelta(minutes=5)
+REVIEW_BEFORE_HOUR_END = dt.timedelta(minutes=10)  # when in each hour the simulated reviewers answer
 
 
 class RehearsalError(RuntimeError):
@@ -105,6 +108,12 @@ def as_time(at: Any, start: dt.datetime) -> dt.datetime:
     if isinstance(at, dt.timedelta):
         return start + at
     raise RehearsalError(f"a traffic row's time must be a datetime or an offset, got {at!r}")
+
+
+def slices(start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """The starts of the loop's steps in ``[start, end)``."""
+    count = int((end - start) / SLICE)
+    return [start + SLICE * i for i in range(count)]
 
 
 def peak_memory_mb() -> float:
@@ -245,14 +254,6 @@ class Observer:
                 self.executions[arn] = run
                 hour.decisions.append(Decision(at=report.iso(execution["startDate"]), what=f"{machine['name']} {execution['name']}: {status}", why=run["why"]))
 
-    def running(self) -> list[str]:
-        sfn = self._boto("stepfunctions")
-        return [
-            e["executionArn"]
-            for m in sfn.list_state_machines().get("stateMachines", [])
-            for e in sfn.list_executions(stateMachineArn=m["stateMachineArn"], statusFilter="RUNNING").get("executions", [])
-        ]
-
 
 TRIGGER_STATUS = {
     "pending": "waiting: not enough evidence yet (labels under the threshold, or a drift streak not complete)",
@@ -363,20 +364,21 @@ class Rehearsal:
         self.seams: list[str] = []
         self.shifted: dict[str, float] = {}
         workdir = self.settings.workdir or Path(tempfile.mkdtemp(prefix="rehearsal-"))
-        with self.clock:
+        with self.clock, instant_waits():
             from local.rehearse import sagemaker
             from local.rehearse.cloud import Cloud
 
             self.say(f"rehearsal of {self.settings.environment}: synthesising the app and creating what its templates declare")
             cloud = Cloud.from_app(self.settings.environment, workdir)
             cloud.start()
+            stand_ins = None
             try:
-                sagemaker.install_sagemaker(cloud)
+                stand_ins = sagemaker.install_sagemaker(cloud)
                 return self._loop(cloud, began)
             finally:
-                stop = getattr(cloud, "stop", None)
-                if callable(stop):
-                    stop()
+                if stand_ins is not None:
+                    stand_ins.uninstall()
+                cloud.stop()
 
     def _served_model(self) -> str | None:
         import boto3
@@ -407,28 +409,26 @@ class Rehearsal:
             start = settings.start + dt.timedelta(hours=index)
             end = start + dt.timedelta(hours=1)
             hour = Hour(index, report.iso(start), report.iso(end))
-            self.clock.advance_to(max(start, self.clock.now))
-            while position < len(requests) and requests[position].at < end:
-                request = requests[position]
-                self.clock.advance_to(max(request.at, self.clock.now))
-                body, content_type = request_body(self.config, request.features)
-                endpoint.invoke(body, content_type, at=request.at, inference_id=request.record_id)
-                truth[request.record_id] = request.label
-                hour.requests += 1
-                position += 1
-            endpoint.flush()  # the hour's last capture file (SageMaker writes one every few minutes)
-            self._settle(cloud)
-            if reviewers is not None:
-                answer_at = end - dt.timedelta(minutes=1)
-                self.clock.advance_to(max(answer_at, self.clock.now))
-                reviewers.answer_open_tasks(answer_at, older_than=dt.timedelta(hours=settings.review_delay_hours)) if _takes_delay(reviewers) else reviewers.answer_open_tasks(answer_at)
-                self._settle(cloud)
-            self.clock.advance_to(end)
-            fired = cloud.fire_schedules(end)
-            for item in fired or []:
-                hour.decisions.append(Decision(at=report.iso(end), what=f"schedule {_name(item)} fired", why="its expression was due"))
-            self._settle(cloud)
-            self._wait_for_executions(cloud, observer)
+            answer_at = end - REVIEW_BEFORE_HOUR_END
+            for slice_start in slices(start, end):
+                slice_end = slice_start + SLICE
+                while position < len(requests) and requests[position].at < slice_end:
+                    request = requests[position]
+                    self.clock.advance_to(max(request.at, self.clock.now))
+                    body, content_type = request_body(self.config, request.features)
+                    endpoint.invoke(body, content_type, at=request.at, inference_id=request.record_id)
+                    truth[request.record_id] = request.label
+                    hour.requests += 1
+                    position += 1
+                endpoint.flush()  # the slice's capture file (SageMaker writes one every few minutes)
+                if reviewers is not None and slice_start <= answer_at < slice_end:
+                    self.clock.advance_to(max(answer_at, self.clock.now))
+                    cloud.settle()
+                    self._answer(reviewers, answer_at)
+                self.clock.advance_to(slice_end)
+                for item in cloud.fire_schedules(slice_end) or []:
+                    hour.decisions.append(Decision(at=str(item.get("time", report.iso(slice_end))), what=f"schedule {_name(item)} fired", why="its expression was due"))
+                cloud.settle()
             observer.observe(hour)
             hour.wall_seconds = time.monotonic() - started
             hours.append(hour)
@@ -465,35 +465,11 @@ class Rehearsal:
     def _reviewers(self, cloud: Any, truth: dict[str, Any], simulated: Callable[..., Any]) -> Any:
         if self.settings.reviewers == "browser":
             raise RehearsalError("REVIEWERS=browser is not available yet: run with REVIEWERS=simulated (make review-local serves the reviewers' app on its own)")
-        return simulated(cloud, truth, error_rate=self.settings.error_rate, seed=self.settings.seed) if _takes_seed(simulated) else simulated(cloud, truth, error_rate=self.settings.error_rate)
+        return simulated(cloud, truth, error_rate=self.settings.error_rate, seed=self.settings.seed)
 
-    def _settle(self, cloud: Any) -> None:
-        cloud.settle()
-
-    def _wait_for_executions(self, cloud: Any, observer: Observer) -> None:
-        """Let a state machine execution started this hour run to its end before the next hour."""
-        deadline = time.monotonic() + EXECUTION_WAIT_SECONDS
-        while (running := observer.running()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            cloud.settle()
-        if running:
-            self.seams.append(f"still running after {EXECUTION_WAIT_SECONDS:.0f} s: {', '.join(running)}")
-        cloud.settle()
-
-
-def _takes_delay(reviewers: Any) -> bool:
-    import inspect
-
-    return "older_than" in inspect.signature(reviewers.answer_open_tasks).parameters
-
-
-def _takes_seed(factory: Callable[..., Any]) -> bool:
-    import inspect
-
-    try:
-        return "seed" in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
+    def _answer(self, reviewers: Any, at: dt.datetime) -> None:
+        """The reviewers answer the tasks that have waited the review delay."""
+        reviewers.answer_open_tasks(at, older_than=dt.timedelta(hours=self.settings.review_delay_hours))
 
 
 def _name(fired: Any) -> str:
