@@ -35,6 +35,7 @@ Development only: never deployed.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -66,7 +67,8 @@ class Traffic(list):
     about them: ``feature_names``, ``shifted`` (feature -> shift in the feature's units, from
     ``shift_from``), ``notes`` (plain sentences for the summary), ``rejected`` ((line, reason) of a
     TRAFFIC file), ``artefact`` (a stand-in model.tar.gz when the environment's model is a
-    placeholder, else None) and ``training`` (its training rows, label first, CSV text)."""
+    placeholder, else None), ``training`` (its training rows, label first, CSV text) and ``objects``
+    (each placeholder URI of the configuration -> what it should hold, for ``Cloud.start(objects=...)``)."""
 
     def __init__(self, requests: list[Request], *, feature_names: tuple[str, ...], shifted: dict[str, float] | None = None,
                  shift_from: dt.datetime | None = None, notes: list[str] | None = None) -> None:  # fmt: skip
@@ -78,6 +80,7 @@ class Traffic(list):
         self.rejected: list[tuple[int, str]] = []
         self.artefact: bytes | None = None
         self.training: str | None = None
+        self.objects: dict[str, bytes] = {}  # placeholder URI -> what it should hold (Cloud.start(objects=...))
 
     @property
     def truth(self) -> dict[int, int]:
@@ -130,7 +133,45 @@ def default(env: str = "dev", hours: float = 24, *, start: dt.datetime = START, 
     uri = str(config.model.artifact_s3_uri)
     if PLACEHOLDER not in uri:
         raise ValueError(f"environment {env!r} serves its own model ({uri}) and bundles no data: give TRAFFIC=<csv> (label first, then the model's features)")
-    return _synthetic(tuple(config.model.feature_names), count, when, first_shifted, middle, rng, env, uri)
+    traffic = _synthetic(tuple(config.model.feature_names), count, when, first_shifted, middle, rng, env, uri)
+    traffic.objects = _placeholder_objects(config, traffic, rng)
+    return traffic
+
+
+def _placeholder_objects(config, traffic: Traffic, rng: np.random.Generator) -> dict[str, bytes]:
+    """What the configuration's placeholder URIs should hold, from the synthetic data and the stand-in
+    model: the model artefact, retraining's training (and test) CSV (label first, no header), the
+    model-quality baseline (``label,probability`` header, lambdas/monitoring/quality/documents.py) and
+    the data-quality baseline (``probability`` then the features, lambdas/shared/baseline.py ``header``).
+    A placeholder this cannot fill (code, JSON Lines datasets) is named in the notes."""
+    import xgboost as xgb
+
+    from lambdas.shared.baseline import header
+    from lambdas.shared.explain.tree import TreeExplainer
+
+    booster = TreeExplainer.from_artifact(io.BytesIO(traffic.artefact), "stand-in").booster
+    names = traffic.feature_names
+    training = np.loadtxt(io.StringIO(traffic.training), delimiter=",")
+    held_out = training[rng.permutation(len(training))[: len(training) // 5]]
+    scores = booster.predict(xgb.DMatrix(held_out[:, 1:]))
+    csv = "".join(f"{int(row[0])}," + ",".join(repr(float(v)) for v in row[1:]) + "\n" for row in held_out)
+    wanted = {
+        "model.artifact_s3_uri": (config.model.artifact_s3_uri, traffic.artefact),
+        "retraining.training_data_s3_uri": (config.retraining.training_data_s3_uri, traffic.training.encode()),
+        "retraining.test_data_s3_uri": (config.retraining.test_data_s3_uri, csv.encode()),
+        "monitoring.model_quality.dataset_s3_uri": (
+            config.monitoring.model_quality.dataset_s3_uri,
+            ("label,probability\n" + "".join(f"{int(label)},{float(score)!r}\n" for label, score in zip(held_out[:, 0], scores, strict=True))).encode(),
+        ),
+        "monitoring.data_quality.dataset_s3_uri": (
+            config.monitoring.data_quality.dataset_s3_uri,
+            (",".join(header(names)) + "\n" + "".join(f"{float(score)!r}," + ",".join(repr(float(v)) for v in row) + "\n" for score, row in zip(scores, held_out[:, 1:], strict=True))).encode(),
+        ),
+    }  # fmt: skip
+    objects = {str(uri): body for uri, body in wanted.values() if uri is not None and PLACEHOLDER in str(uri)}
+    if objects:
+        traffic.notes.append("placeholder objects supplied from the synthetic data: " + ", ".join(f"{name} {uri}" for name, (uri, _) in wanted.items() if str(uri) in objects))
+    return objects
 
 
 def _synthetic(names: tuple[str, ...], count: int, when: list[dt.datetime], first_shifted: int, middle: dt.datetime,

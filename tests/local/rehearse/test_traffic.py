@@ -106,6 +106,13 @@ def test_a_placeholder_environment_gets_synthetic_rows_and_a_stand_in_model_with
     before = np.array([r.features for r in income if r.at < income.shift_from])
     after = np.array([r.features for r in income if r.at >= income.shift_from])
     assert after[:, 0].mean() - before[:, 0].mean() > 1.0 and abs(after[:, 5].mean() - before[:, 5].mean()) < 0.6
+    # What its placeholder URIs should hold, for the rehearsal's Cloud to put before deploying.
+    config = load_environment("income")
+    assert set(income.objects) == {str(config.model.artifact_s3_uri), str(config.retraining.training_data_s3_uri), str(config.monitoring.model_quality.dataset_s3_uri)}
+    assert income.objects[str(config.model.artifact_s3_uri)] == income.artefact
+    scores = income.objects[str(config.monitoring.model_quality.dataset_s3_uri)].decode().splitlines()
+    assert scores[0] == "label,probability" and all(line.split(",")[0] in ("0", "1") and 0 < float(line.split(",")[1]) < 1 for line in scores[1:])
+    assert any("placeholder objects supplied" in n and "retraining.training_data_s3_uri" in n for n in income.notes)
 
 
 def test_a_traffic_file_is_spread_in_order_and_its_bad_lines_are_kept_with_their_reason(tmp_path) -> None:
