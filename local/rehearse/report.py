@@ -47,6 +47,7 @@ class Hour:
     reviewed: int = 0  # tasks answered this hour
     labels: int = 0  # ground-truth lines written this hour
     monitor_runs: list[str] = field(default_factory=list)  # "<monitor> <outcome>" of each run this hour
+    schedules: dict[str, int] = field(default_factory=dict)  # schedule name -> times it fired this hour
     drift: dict[str, list[str]] = field(default_factory=dict)  # feature -> check types flagged this hour
     quality: dict[str, float] = field(default_factory=dict)  # model quality's figures of a run this hour
     decisions: list[Decision] = field(default_factory=list)
@@ -112,12 +113,18 @@ class Outcome:
 def progress_line(hour: Hour, total: int) -> str:
     """One line per simulated hour while the rehearsal runs."""
     drift = ",".join(sorted(hour.drift)) or "-"
-    decisions = "; ".join(d.what for d in hour.decisions) or "-"
+    decisions = "; ".join(grouped(d.what for d in hour.decisions)) or "-"
     return (
         f"[{hour.index + 1:>3}/{total}] {hour.start[:16].replace('T', ' ')} UTC  requests {hour.requests:>4}  captured {hour.captured:>4}  "
         f"selected {hour.selected:>3}  reviewed {hour.reviewed:>3}  labels {hour.labels:>3}  drift {drift}  decisions {decisions}  "
         f"({hour.wall_seconds:.1f} s)"
     )
+
+
+def grouped(texts: Iterable[str]) -> list[str]:
+    """Equal texts once each, in order, with how many times they came: "x (3x)"."""
+    counts = Counter(texts)
+    return [text if count == 1 else f"{text} ({count}x)" for text, count in counts.items()]
 
 
 def safe_path(root: Path, bucket: str, key: str) -> Path:
@@ -140,6 +147,11 @@ def copy_objects(objects: Iterable[tuple[str, str, bytes]], out: Path) -> int:
         path.write_bytes(body)
         count += 1
     return count
+
+
+def grouped_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    counts = Counter(pairs)
+    return [(what if count == 1 else f"{what} ({count}x)", why) for (what, why), count in counts.items()]
 
 
 def link(path: str) -> str:
@@ -171,12 +183,16 @@ def _hour_row(hour: Hour) -> str:
         drift = '<span class="ok">none</span>'
     quality = ", ".join(f"{html.escape(name)} {value:.3f}" for name, value in sorted(hour.quality.items()))
     runs = "<br>".join(html.escape(run) for run in hour.monitor_runs)
-    decisions = "".join(f'<li>{html.escape(d.what)} <span class="why">— {html.escape(d.why)}</span></li>' for d in hour.decisions)
+    schedules = ", ".join(html.escape(name if times == 1 else f"{name} ({times}x)") for name, times in sorted(hour.schedules.items()))
+    decisions = "".join(
+        f'<li>{html.escape(what)} <span class="why">— {html.escape(why)}</span></li>'
+        for what, why in grouped_pairs((d.what, d.why) for d in hour.decisions)
+    )
     reports = "".join(f'<li><a href="{html.escape(link(path))}">{html.escape(path)}</a></li>' for path in hour.reports)
     return (
         f"<tr><td>{html.escape(hour.start[11:16])}<br><small>{html.escape(hour.start[:10])}</small></td>"
         + "".join(_cell(v) for v in (hour.requests, hour.captured, hour.selected, hour.reviewed, hour.labels))
-        + f"<td>{runs}</td><td>{drift}</td><td>{quality}</td>"
+        + f"<td><small>{schedules}</small></td><td>{runs}</td><td>{drift}</td><td>{quality}</td>"
         + f'<td><ul class="dec">{decisions}</ul></td><td><ul class="reports">{reports}</ul></td></tr>'
     )
 
@@ -214,7 +230,7 @@ the figures in <a href="{SUMMARY}">{SUMMARY}</a></div>
 <h2>Retraining</h2><ul>{retraining}</ul>
 <h2>Timeline</h2>
 <table><thead><tr><th>hour (UTC)</th><th>requests</th><th>captured</th><th>selected</th><th>reviewed</th><th>labels</th>
-<th>monitor runs</th><th>drift per feature</th><th>quality</th><th>decisions and why</th><th>reports</th></tr></thead>
+<th>schedules fired</th><th>monitor runs</th><th>drift per feature</th><th>quality</th><th>decisions and why</th><th>reports</th></tr></thead>
 <tbody>{"".join(_hour_row(hour) for hour in outcome.hours)}</tbody></table>
 <h2>Not rehearsed</h2><ul>{items(outcome.unrehearsed)}</ul>
 <h2>Seams found during the run</h2><ul>{items(outcome.seams)}</ul>

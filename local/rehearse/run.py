@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import resource
 import sys
@@ -38,6 +37,7 @@ from local.rehearse.report import Decision, Hour, Outcome
 from stacks.shared.config import AppConfig, load_environment
 
 REVIEWERS = ("simulated", "browser")
+REGION = "eu-west-1"  # the rehearsal's (local.rehearse.templates.REGION)
 CAPTURE_SUFFIX = ".jsonl"
 GROUND_TRUTH = "ground-truth/"
 LOOP_REPORTS = "loop-reports/"
@@ -136,11 +136,14 @@ class Observer:
     seen_triggers: dict[tuple[str, str], str] = field(default_factory=dict)  # (pk, sk) -> status
     seen_executions: dict[str, str] = field(default_factory=dict)  # arn -> status
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clients: dict[str, Any] = field(default_factory=dict)
 
     def _boto(self, service: str) -> Any:
-        import boto3
+        if service not in self.clients:
+            import boto3
 
-        return boto3.client(service, region_name=os.environ.get("AWS_DEFAULT_REGION", "eu-west-1"))
+            self.clients[service] = boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+        return self.clients[service]
 
     def objects(self) -> Iterator[tuple[str, str, str]]:
         s3 = self._boto("s3")
@@ -237,9 +240,7 @@ class Observer:
                 if self.seen_triggers.get(key) == status:
                     continue
                 self.seen_triggers[key] = status
-                summary = item.get("summary") if isinstance(item.get("summary"), dict) else {}
-                detail = ", ".join(f"{k} {v}" for k, v in sorted(summary.items()) if isinstance(v, (str, int, float)))[:200]
-                hour.decisions.append(Decision(at=str(item.get("eventTime") or hour.end), what=f"retraining trigger {item['kind']}: {status}", why=detail or TRIGGER_STATUS.get(status, status)))
+                hour.decisions.append(Decision(at=str(item.get("receivedAt") or hour.end), what=f"retraining trigger {item['kind']}: {status}", why=trigger_reason(item, status)))
 
     def _executions(self, hour: Hour) -> None:
         sfn = self._boto("stepfunctions")
@@ -261,6 +262,19 @@ TRIGGER_STATUS = {
     "cooled-down": "within the cooldown after the last run's start",
     "unconfirmed": "not flagged in the consecutive periods a drift needs",
 }
+
+
+def trigger_reason(item: dict[str, Any], status: str) -> str:
+    """Why a trigger is where it is: its status's meaning, and what a monitoring run flagged."""
+    reason = TRIGGER_STATUS.get(status, status)
+    try:
+        summary = json.loads(item.get("summary") or "{}")
+    except (TypeError, ValueError):
+        summary = {}
+    flagged = summary.get("flagged") if isinstance(summary, dict) else None
+    if isinstance(flagged, dict) and flagged:
+        reason += "; flagged " + "; ".join(f"{check}: {', '.join(map(str, features))}" for check, features in sorted(flagged.items()))
+    return reason
 
 
 def drifted(document: bytes, features: set[str]) -> dict[str, list[str]]:
@@ -384,7 +398,7 @@ class Rehearsal:
         import boto3
 
         try:
-            return boto3.client("ssm", region_name=os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")).get_parameter(Name=self.config.served_model_parameter)["Parameter"]["Value"]
+            return boto3.client("ssm", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing").get_parameter(Name=self.config.served_model_parameter)["Parameter"]["Value"]
         except Exception as error:  # the parameter's absence is itself a seam, reported
             self.seams.append(f"served-model parameter {self.config.served_model_parameter} unreadable: {error}")
             return None
@@ -427,7 +441,8 @@ class Rehearsal:
                     self._answer(reviewers, answer_at)
                 self.clock.advance_to(slice_end)
                 for item in cloud.fire_schedules(slice_end) or []:
-                    hour.decisions.append(Decision(at=str(item.get("time", report.iso(slice_end))), what=f"schedule {_name(item)} fired", why="its expression was due"))
+                    name = short_name(_name(item), self.config.prefix)
+                    hour.schedules[name] = hour.schedules.get(name, 0) + 1
                 cloud.settle()
             observer.observe(hour)
             hour.wall_seconds = time.monotonic() - started
@@ -470,6 +485,12 @@ class Rehearsal:
     def _answer(self, reviewers: Any, at: dt.datetime) -> None:
         """The reviewers answer the tasks that have waited the review delay."""
         reviewers.answer_open_tasks(at, older_than=dt.timedelta(hours=self.settings.review_delay_hours))
+
+
+def short_name(name: str, prefix: str) -> str:
+    """A schedule's name without the environment's prefix and CDK's hash: "data-quality", "review-ReviewersAppSweepSchedule"."""
+    name = name.removeprefix(prefix + "-")
+    return re.sub(r"[0-9A-F]{8}$", "", name)
 
 
 def _name(fired: Any) -> str:
