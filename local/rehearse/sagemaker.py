@@ -7,7 +7,8 @@ for SageMaker is not implemented by its interpreter. What stands in here, and th
 - ``Endpoint(cloud, name).invoke(body, content_type, at, inference_id)``: InvokeEndpoint of the
   SageMaker XGBoost container on the artefact the endpoint's config's model names (``ModelDataUrl``,
   a ``model.tar.gz`` holding ``xgboost-model``), read from (moto) S3 and re-read whenever the
-  endpoint moves to another config (UpdateEndpoint after a promotion). ``text/csv`` in, one score a
+  endpoint moves to another config (UpdateEndpoint after a promotion); the config's first production
+  variant serves (the app deploys one). ``text/csv`` in, one score a
   row out (``text/csv; charset=utf-8``, a line a row). Data capture as SageMaker writes it, honouring
   the endpoint config's ``DataCaptureConfig``: ``EnableCapture``, ``InitialSamplingPercentage`` (each
   request captured with that probability: a seeded draw), ``CaptureOptions`` (Input, Output),
@@ -61,6 +62,7 @@ passed instead. Development only: never deployed.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import io
@@ -511,8 +513,6 @@ def capture_record(body: str, content_type: str, output: str, output_type: str, 
         elif media in {t.lower() for t in json_types}:
             encoding, text = "JSON", data
         else:
-            import base64
-
             encoding, text = "BASE64", base64.b64encode(data.encode()).decode()
         return {"observedContentType": observed, "mode": mode, "data": text, "encoding": encoding}
 
