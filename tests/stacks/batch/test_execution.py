@@ -276,3 +276,20 @@ def test_a_failed_transform_ends_in_a_notification_and_nothing_reviewed_and_the_
     assert night.run("night-4")["status"] == "SUCCEEDED"
     assert {(r["origin"]["file"], r["origin"]["line"]) for r in night.review_rows()} >= {(a, 1), (a, 3)}
     assert night.status(a) == "done"
+
+
+def test_a_finish_step_that_fails_notifies_and_leaves_the_files_claimed_for_a_person_to_look_at(night: Night, monkeypatch) -> None:
+    a = night.put_input("a.csv", FILE_A)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the review queue refused the groups")
+
+    monkeypatch.setattr(handler.nightly, "finish", broken)
+    execution = night.run("night-5")
+    assert execution["status"] == "FAILED"
+    [message] = [m["Body"] for m in drain(night.inbox)]
+    assert "Nightly batch run night-5 failed" in message and "the review queue refused the groups" in message
+    [event] = night.ended()
+    assert event["detail"]["status"] == "Failed" and event["detail"]["run"] == "night-5"
+    assert "the review queue refused the groups" in event["detail"]["error"]["Cause"]  # (moto names every Lambda error "Exception")
+    assert night.status(a) == "claimed"  # not given back: some of its rows may be in review (docs/batch.md)
