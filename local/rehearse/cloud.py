@@ -22,6 +22,8 @@ Deliveries, as AWS makes them:
 - S3 to EventBridge: moto emits "Object Created" for a bucket whose ``NotificationConfiguration``
   has ``EventBridgeConfiguration`` (moto's own events, in EventBridge's documented shape; the
   rehearsal does not emit any itself).
+- SQS long polling (``WaitTimeSeconds``) returns at once: moto would wait for its clock to pass
+  the wait's end, and a rehearsal's clock stands still.
 - SQS to Lambda: each event source mapping receives up to its ``BatchSize`` messages and calls the
   function with Lambda's SQS event; with ``ReportBatchItemFailures`` only the reported messages stay
   on the queue, otherwise a failed call leaves them all. A message left on the queue is made visible
@@ -650,6 +652,7 @@ class Cloud:
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.events.models import Rule
         from moto.events.utils import EventTemplateParser
+        from moto.sqs.models import SQSBackend
 
         cloud = self
         original_send = Rule.send_to_targets
@@ -707,7 +710,14 @@ class Cloud:
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps(error.payload()).encode()
 
-        for target, name, value in ((Rule, "send_to_targets", send_to_targets), (LambdaSimpleBackend, "invoke", invoke)):
+        original_receive = SQSBackend.receive_message
+
+        def receive_message(backend: Any, queue_name: str, count: int, wait_seconds_timeout: int, visibility_timeout: int, message_attribute_names: Any = None) -> Any:
+            # Long polling ends at once: moto waits until its clock passes the wait's end, and the
+            # rehearsal's clock stands still (nothing else would deliver during the wait anyway).
+            return original_receive(backend, queue_name, count, 0, visibility_timeout, message_attribute_names)
+
+        for target, name, value in ((Rule, "send_to_targets", send_to_targets), (LambdaSimpleBackend, "invoke", invoke), (SQSBackend, "receive_message", receive_message)):
             self._patches.append((target, name, getattr(target, name)))
             setattr(target, name, value)
 
