@@ -82,11 +82,6 @@ class Traffic(list):
         self.training: str | None = None
         self.objects: dict[str, bytes] = {}  # placeholder URI -> what it should hold (Cloud.start(objects=...))
 
-    @property
-    def truth(self) -> dict[int, int]:
-        """Each request's label by its position (the run gives each request its own inference ID)."""
-        return {number: request.label for number, request in enumerate(self)}
-
 
 def times(count: int, hours: float, start: dt.datetime = START) -> list[dt.datetime]:
     """``count`` instants spread evenly over ``hours`` from ``start``, in order (the first at ``start``)."""
