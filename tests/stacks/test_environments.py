@@ -188,6 +188,21 @@ def test_income_reviews_negative_outcomes_three_rows_a_loop_with_the_outcome_tem
     assert "Default" not in review.to_json()["Parameters"]["WorkteamArn"]
 
 
+def test_income_is_batch_only_nightly_and_selects_as_the_capture_filter_does(synthesised) -> None:
+    """Seed 002 runs a nightly batch job, no endpoint: the batch run's rows are selected and grouped
+    with the capture filter's own settings (one code path, lambdas/capture)."""
+    built = synthesised("income").built
+    assert not {r["Type"] for r in built.template_json("serving")["Resources"].values()} & {"AWS::SageMaker::Endpoint", "AWS::SageMaker::EndpointConfig"}
+    [schedule] = _resources(built.template("batch"), "AWS::Scheduler::Schedule")
+    assert (schedule["Properties"]["ScheduleExpression"], schedule["Properties"]["ScheduleExpressionTimezone"]) == ("cron(0 2 * * ? *)", "UTC")
+    steps = built.template_json("batch")["Resources"][built.batch.get_logical_id(built.batch.steps.function.node.default_child)]["Properties"]
+    batch = steps["Environment"]["Variables"]
+    capture_filter = _function(built, built.review.pipeline.capture_filter)["Environment"]["Variables"]
+    shared = ("REVIEW_SELECTION", "SELECTION_RULE", "SELECTED_OUTCOME", "ROWS_PER_LOOP", "AUDIT_PERCENTAGE", "SCORE_PATH", "FEATURES_PATH", "PROFILING")
+    assert {k: batch[k] for k in shared} == {k: capture_filter[k] for k in shared}
+    assert "PipelineReviewGroups" in json.dumps(batch["REVIEW_QUEUE_URL"]) and "PipelineReviewGroups" in json.dumps(capture_filter["REVIEW_QUEUE_URL"])
+
+
 def test_income_retrains_on_the_seeds_training_data_and_hyperparameters(synthesised) -> None:
     built = synthesised("income").built
     train = all_states(definition(built)["States"])["Train"]["Parameters"]
