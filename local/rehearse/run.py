@@ -137,6 +137,7 @@ class Observer:
     seen_executions: dict[str, str] = field(default_factory=dict)  # arn -> status
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
     clients: dict[str, Any] = field(default_factory=dict)
+    unweighted_labels: int = 0  # ground-truth lines without their row's inclusion probability ("sampling")
 
     def _boto(self, service: str) -> Any:
         if service not in self.clients:
@@ -171,7 +172,9 @@ class Observer:
             if key.startswith("capture/") and key.endswith(CAPTURE_SUFFIX):
                 hour.captured += sum(1 for line in self.read(bucket, key).splitlines() if line.strip())
             elif GROUND_TRUTH in key and key.endswith(".jsonl"):
-                hour.labels += sum(1 for line in self.read(bucket, key).splitlines() if line.strip())
+                lines = [line for line in self.read(bucket, key).splitlines() if line.strip()]
+                hour.labels += len(lines)
+                self.unweighted_labels += sum(1 for line in lines if b'"sampling"' not in line)
             elif "/reports/" in key and name in REPORT_FILES:
                 monitor = key.split("/reports/", 1)[0].rsplit("/", 1)[-1]
                 if name == "report.html":
@@ -313,7 +316,9 @@ def execution_outcome(machine: str, described: dict[str, Any]) -> dict[str, Any]
         run["promoted"] = bool(output.get("promoted"))
         run["evaluation"] = evaluation
         difference = evaluation.get("difference") or {}
-        if difference:
+        if evaluation.get("reason"):  # the promotion gate's own words: both figures, the interval, the tolerance
+            run["why"] = f"{'promoted' if run['promoted'] else 'kept the serving model'}: {evaluation['reason']}"
+        elif difference:
             low, high = (difference.get("interval") or [None, None])[:2]
             run["why"] = (
                 f"{evaluation.get('metric', 'metric')}: candidate {_figure(evaluation.get('candidate'))}, serving {_figure(evaluation.get('serving'))}, "
@@ -448,6 +453,12 @@ class Rehearsal:
             hour.wall_seconds = time.monotonic() - started
             hours.append(hour)
             self.say(report.progress_line(hour, settings.hours))
+        if observer.unweighted_labels:
+            self.seams.append(
+                f"{observer.unweighted_labels} labels were written without their row's inclusion probability (no \"sampling\" in the ground-truth "
+                "line): the capture filter did not learn the endpoint's capture sampling percentage (DescribeEndpoint's "
+                "DataCaptureConfig.CurrentSamplingPercentage), so these labels count only in the unweighted figures"
+            )
         served_after = self._served_model()
         runs = [run for run in observer.executions.values() if "retraining" in run["machine"]]
         why = next((run["why"] for run in reversed(runs) if run["status"] != "RUNNING"), "no retraining run ended in the rehearsal")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -171,3 +174,52 @@ def test_bad_arguments_are_usage_errors_naming_the_key(argv: list[str], message:
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+# -- a short rehearsal of the whole loop ----------------------------------------------------------------
+
+HOURS = 6
+SHIFTED = ("mean_texture", "smoothness_error", "worst_area")  # local/rehearse/traffic.py's documented shift
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
+    """``make rehearse HOURS=6`` as the Makefile runs it (dev, the default traffic, simulated
+    reviewers), in a process of its own: (output folder, summary.json, what it printed)."""
+    out = tmp_path_factory.mktemp("rehearsal") / "out"
+    root = Path(__file__).resolve().parents[3]
+    environment = {**os.environ, "PATH": f"{root / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}", "AWS_EC2_METADATA_DISABLED": "true"}
+    done = subprocess.run(
+        [sys.executable, "-m", "local.rehearse", "--env", "dev", "--hours", str(HOURS), "--out", str(out)],
+        cwd=root, env=environment, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out, json.loads((out / "summary.json").read_text()), done.stdout
+
+
+def test_a_short_rehearsal_closes_the_loop(rehearsal: tuple[Path, dict, str]) -> None:
+    out, summary, printed = rehearsal
+    # Served, captured (dev captures 100 %), reviewed and labelled.
+    assert summary["requests"] == summary["captured"] > 0
+    assert summary["review_tasks_completed"] > 0 and summary["labels_written"] > 0
+    # Drift flagged on the shifted features, and on them only (the shift starts at hour 3: the
+    # hourly runs of hours 3 and 4 judge it).
+    assert set(summary["drifted_features"]) == set(SHIFTED) and all(periods >= 2 for periods in summary["drifted_features"].values())
+    # A retraining run judged by the promotion gate, and the served model parameter updated or kept
+    # with the gate's reason.
+    judged = [run for run in summary["retraining"] if run["status"] == "SUCCEEDED" and "promote" in run["evaluation"]]
+    assert judged, summary["retraining"]
+    served = summary["served_model"]
+    assert served["updated"] == (served["before"] != served["after"]) and served["after"]
+    assert served["updated"] == any(run["promoted"] for run in judged)
+    last = judged[-1]
+    assert served["why"] == last["why"] and last["evaluation"]["reason"] in last["why"]
+    # The output folder: a progress line per simulated hour, the page, every object the loop wrote.
+    assert [line for line in printed.splitlines() if line.startswith("[")][-1].startswith(f"[  {HOURS}/{HOURS}]")
+    page = (out / "index.html").read_text()
+    assert all(feature in page for feature in SHIFTED) and "Retraining" in page
+    reports = [path for hour in summary["timeline"] for path in hour["reports"]]
+    assert any("data-quality/reports/" in path for path in reports) and all((out / "s3" / path).is_file() for path in reports)
+    assert any((out / "s3").glob("*/ground-truth/**/*.jsonl")) and any((out / "s3").glob("*/capture/**/*.jsonl"))
+    # What the rehearsal could not take from the templates is named.
+    assert any(item.startswith("CloudWatch alarms are not evaluated") for item in summary["unrehearsed"])
