@@ -245,6 +245,10 @@ BYO = {"artifact_s3_uri": "s3://bucket/model.tar.gz", "feature_names": ["a", "b"
         ({"removal_policy": "delete"}, r"removal_policy: 'delete' is not allowed; allowed values: destroy, retain"),
         ({"serving": {"endpoint": False}}, r"environments\.dev\.serving\.endpoint: false deploys no real-time endpoint, and batch\.enabled is false: nothing would serve"),
         ({"serving": {"endpoint": "no"}}, r"serving\.endpoint: 'no' is not allowed; allowed values: true, false"),
+        (
+            {"serving": {"endpoint": False}, "batch": {"enabled": True}, "monitoring": {"backend": "sagemaker", "explainability": {"enabled": False}}},
+            r"monitoring\.data_quality\.enabled: Model Monitor and Clarify schedules watch an endpoint, and serving\.endpoint is false \(batch only\)",
+        ),
         ({"batch": {"content_type": "application/json"}}, r"batch\.content_type: 'application/json' is not allowed; allowed values: text/csv \(the nightly batch splits input files into lines of CSV"),
         ({"batch": {"schedule": "rate(1 day)"}}, r"batch\.schedule: 'rate\(1 day\)' is not valid; must be an EventBridge Scheduler cron\(minutes hours"),
         ({"batch": {"schedule": "cron(0 2 * * * *)"}}, r"batch\.schedule: 'cron\(0 2 \* \* \* \*\)': exactly one of day-of-month and day-of-week must be '\?'"),
