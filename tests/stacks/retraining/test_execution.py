@@ -33,7 +33,7 @@ rehearsal uses too: one way of doing it; and why the real service is not needed 
   (``route_lambda``);
 - a Parallel branch's ``States.*`` error: moto re-raises a failed branch's error as a custom error
   name, which refuses the ``States.`` prefix (a ValueError no catch handles); Step Functions fails
-  the Parallel state with the branch's error, which ``_branch_error`` keeps;
+  the Parallel state with the branch's error, which the stand-ins keep;
 - a caught error without a cause: moto passes ``send-task-failure`` on without its cause and writes
   ``"Cause": null``; Step Functions writes ``""`` (moto's interpreter, from LocalStack, says so) and
   the review feared no field at all; ``without_cause`` makes moto leave the field out.
@@ -125,7 +125,7 @@ def resolved_definition(app, topic_arn: str, function_arn: str) -> str:
 
 
 class Harness:
-    """moto with the shims above; ``run`` executes one retraining and returns the execution."""
+    """moto with the stand-ins above; ``run`` executes one retraining and returns the execution."""
 
     def __init__(
         self, app, monkeypatch: pytest.MonkeyPatch, *, candidate: bytes, serving: bytes, candidate_metric: float | None = 0.2, rollback: bool = False
