@@ -97,7 +97,10 @@ class ReviewPipeline(Construct):
             layer=layer,
             alarm_topic=alarm_topic,
             report_bucket=review_bucket,
-            review=ReviewSelection(self.review_queue, lower, upper, endpoint.endpoint_name, endpoint.endpoint_arn),
+            # Batch only (no endpoint): no real-time capture arrives, and no capture sampling to ask for.
+            review=ReviewSelection(
+                self.review_queue, lower, upper, endpoint.endpoint_name if endpoint.deployed else None, endpoint.endpoint_arn if endpoint.deployed else None
+            ),
             profiling=profiling_target(config, storage),
         )
         # The band's thresholds as this stack's parameters give them: the nightly batch selects with them too.
