@@ -154,6 +154,13 @@ def grouped_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(what if count == 1 else f"{what} ({count}x)", why) for (what, why), count in counts.items()]
 
 
+def report_label(path: str) -> str:
+    """"data-quality 2026/11/23/03h" for a monitor's report.html under OUT/s3/."""
+    monitor, _, rest = path.partition("/reports/")
+    period = "/".join(rest.split("/")[-5:-1])
+    return f"{monitor.rsplit('/', 1)[-1]} {period}h"
+
+
 def link(path: str) -> str:
     return f"{OBJECTS}/{path}"
 
@@ -188,7 +195,11 @@ def _hour_row(hour: Hour) -> str:
         f'<li>{html.escape(what)} <span class="why">— {html.escape(why)}</span></li>'
         for what, why in grouped_pairs((d.what, d.why) for d in hour.decisions)
     )
-    reports = "".join(f'<li><a href="{html.escape(link(path))}">{html.escape(path)}</a></li>' for path in hour.reports)
+    monitors = [path for path in hour.reports if "/reports/" in path]
+    loops = [path for path in hour.reports if "/reports/" not in path]
+    reports = "".join(f'<li><a href="{html.escape(link(path))}">{html.escape(report_label(path))}</a></li>' for path in monitors)
+    if loops:
+        reports += "<li>review loops: " + " ".join(f'<a href="{html.escape(link(path))}">{number}</a>' for number, path in enumerate(loops, 1)) + "</li>"
     return (
         f"<tr><td>{html.escape(hour.start[11:16])}<br><small>{html.escape(hour.start[:10])}</small></td>"
         + "".join(_cell(v) for v in (hour.requests, hour.captured, hour.selected, hour.reviewed, hour.labels))

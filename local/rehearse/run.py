@@ -179,6 +179,7 @@ class Observer:
                 monitor = key.split("/reports/", 1)[0].rsplit("/", 1)[-1]
                 if name == "report.html":
                     hour.reports.append(f"{bucket}/{key}")
+                    hour.monitor_runs.append(self._run_line(bucket, key, monitor))
                 if name == "constraint_violations.json" and monitor == "data-quality":
                     flagged = drifted(self.read(bucket, key), features)
                     report.merge_counts(hour.drift, flagged)
@@ -186,15 +187,16 @@ class Observer:
                     hour.quality.update(quality_figures(self.read(bucket, key)))
             elif LOOP_REPORTS in key and key.endswith(".json"):
                 hour.reports.append(f"{bucket}/{key}")
-            elif name == "latest.json" and "/reports/" not in key:
-                try:
-                    latest = json.loads(self.read(bucket, key))
-                except ValueError:
-                    continue
-                outcome = latest.get("outcome") or latest.get("status")
-                monitor = key.split("/", 1)[0]
-                if outcome:
-                    hour.monitor_runs.append(f"{monitor} {outcome}")
+
+    def _run_line(self, bucket: str, key: str, monitor: str) -> str:
+        """"<monitor> <period>: <n> violations" of the report folder holding ``key``."""
+        folder = key.rsplit("/", 1)[0]
+        period = "/".join(folder.split("/")[-4:])
+        try:
+            violations = json.loads(self.read(bucket, f"{folder}/constraint_violations.json")).get("violations") or []
+        except Exception:  # no violations document (a run without data writes none): nothing flagged
+            violations = []
+        return f"{monitor} {period}h: {len(violations)} violation{'s' if len(violations) != 1 else ''}"
 
     def drift_periods(self) -> dict[str, list[str]]:
         """Each data-quality period's flagged input features, from the reports as they stand now."""
@@ -499,9 +501,9 @@ class Rehearsal:
 
 
 def short_name(name: str, prefix: str) -> str:
-    """A schedule's name without the environment's prefix and CDK's hash: "data-quality", "review-ReviewersAppSweepSchedule"."""
-    name = name.removeprefix(prefix + "-")
-    return re.sub(r"[0-9A-F]{8}$", "", name)
+    """A schedule's name without the environment's prefix, the stack's and CDK's hash: "data-quality", "ReviewersAppSweep"."""
+    name = re.sub(r"^(review|monitoring|retraining|storage|serving|operations)-", "", name.removeprefix(prefix + "-"))
+    return re.sub(r"(Schedule)?[0-9A-F]{8}$", "", name)
 
 
 def _name(fired: Any) -> str:

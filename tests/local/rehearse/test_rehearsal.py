@@ -110,7 +110,8 @@ def test_observer_counts_what_changed_since_it_last_looked() -> None:
         second = Hour(1, "2026-11-23T01:00:00Z", "2026-11-23T02:00:00Z")
         observer._objects(second)
         assert (second.captured, second.labels, second.drift) == (0, 3, {feature: ["baseline_drift_check"]})
-        assert second.reports == [f"monitoring-bucket/{folder}/report.html"]
+        assert second.reports == [f"monitoring-bucket/{folder}/report.html"] and second.monitor_runs == ["data-quality 2026/11/23/01h: 1 violation"]
+        assert report.report_label(second.reports[0]) == "data-quality 2026/11/23/01h"
         assert observer.drift_periods() == {"mlloop-dev/mlloop-dev-data-quality/2026/11/23/01": [feature]}
 
 
