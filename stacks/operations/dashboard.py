@@ -113,7 +113,7 @@ class DashboardStack(Stack):
             cloudwatch.GraphWidget(title="Nightly batch runs per day", left=outcomes, stacked=True, width=8),
             cloudwatch.GraphWidget(
                 title="Nightly batch rows per day",
-                left=[batch.steps.metric(name, period=day, label=name) for name in ("BatchRowsPredicted", "BatchRowsRejected", "RowsSelectedForReview")],
+                left=[batch.steps.metric(name, period=day, label=name) for name in ("BatchRowsPredicted", "BatchRowsRejected", "RowsSelectedForReview", "RowsSelectedForAudit")],
                 width=8,
             ),
             cloudwatch.AlarmStatusWidget(title="Nightly batch alarms (run failed, overdue)", alarms=[batch.failed_alarm, batch.overdue_alarm], width=8, height=6),
