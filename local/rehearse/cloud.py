@@ -186,8 +186,11 @@ class Cloud:
         the user provides), which a deploy reads (a baseline custom resource) but no template creates."""
         from moto import mock_aws
 
+        from lambdas.shared import aws
+
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
         self._mock.start()
+        aws.client.cache_clear()  # the functions' clients are made inside this cloud
         self._patch_moto()
         self._schedules_until = (now or datetime.now(UTC)).astimezone(UTC)
         self.runner = Runner({name for stack in self.stacks for r in stack.of_type("AWS::Lambda::Function").values() for name in r.get("Properties", {}).get("Environment", {}).get("Variables", {})})
@@ -207,8 +210,11 @@ class Cloud:
             setattr(target, name, original)
         self._patches.clear()
         if self._mock is not None:
+            from lambdas.shared import aws
+
             self._mock.stop()
             self._mock = None
+            aws.client.cache_clear()
         self._clients.clear()
 
     def __enter__(self) -> Cloud:

@@ -6,7 +6,9 @@ version; Lambda Developer Guide, "Defined runtime environment variables",
 https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime)
 and fake credentials for moto; variables another function's template sets are removed, so a
 variable missing from this function's template is missing here too. Every settings cache
-(``lambdas.shared.consumer.clear_settings``) and the boto3 clients are cleared, the handler is
+(``lambdas.shared.consumer.clear_settings``) is cleared (the boto3 clients of ``lambdas.shared.aws``
+are kept: every function has the same region and credentials here, and making clients is most of a
+small call's time; the cloud clears them when it starts and stops), the handler is
 imported by the template's ``Handler`` path and called with the event and a context object carrying
 the template's function name, memory and timeout. One call at a time (a process-wide lock): the
 environment is the process's.
@@ -142,10 +144,9 @@ class Runner:
         module_name, _, attribute = function.handler.rpartition(".")
         with _LOCK, self.environment(function):
             # Imported inside the function's environment: Powertools reads it when the module loads.
-            from lambdas.shared import aws, consumer
+            from lambdas.shared import consumer
 
             consumer.clear_settings()
-            aws.client.cache_clear()
             handler = getattr(importlib.import_module(module_name), attribute)
             context = Context(function)
             printed = io.StringIO()
@@ -158,6 +159,5 @@ class Runner:
                 raise FunctionError(function, error) from error
             finally:
                 consumer.clear_settings()
-                aws.client.cache_clear()
             seconds = time.monotonic() - started
         return result, {"seconds": round(seconds, 3), "overran": seconds > function.timeout, "printed": printed.getvalue()[-2000:]}

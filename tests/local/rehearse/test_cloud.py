@@ -235,3 +235,15 @@ def test_an_asynchronous_invocation_that_keeps_failing_goes_to_its_on_failure_de
         assert record["requestContext"]["condition"] == "RetriesExhausted" and record["requestContext"]["approximateInvokeCount"] == len(calls)
         assert record["requestPayload"] == {"scheduledTime": "2026-11-22T10:20:00Z", "schedule": "cron(0 * ? * * *)"}
         assert "MONITORING_BUCKET" in record["responsePayload"]["errorMessage"]
+
+
+def test_a_long_poll_under_the_rehearsals_standing_clock_returns(cloud) -> None:
+    """The deferred-groups redrive long-polls its queue (WaitTimeSeconds=1); with the clock pinned as a
+    rehearsal pins it, moto's wait would never end: the embedded SQS answers at once."""
+    import time_machine
+
+    with time_machine.travel(START + timedelta(days=1, minutes=5), tick=False):
+        started = time.monotonic()
+        result = cloud.invoke("lambdas.review.starter.handler.redrive_handler", {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
+        assert time.monotonic() - started < 30
+    assert invocations(cloud, "lambdas.review.starter.handler.redrive_handler")[-1]["ok"], result
