@@ -9,7 +9,9 @@ for SageMaker is not implemented by its interpreter. What stands in here, and th
   a ``model.tar.gz`` holding ``xgboost-model``), read from (moto) S3 and re-read whenever the
   endpoint moves to another config (UpdateEndpoint after a promotion); the config's first production
   variant serves (the app deploys one). ``text/csv`` in, one score a
-  row out (``text/csv; charset=utf-8``, a line a row). Data capture as SageMaker writes it, honouring
+  row out (``text/csv; charset=utf-8``, a line a row); or JSON Lines / JSON with the features under
+  ``features_path`` and each score under ``score_path`` (the configuration's ``model.features_path``
+  and ``score_path``: a JSON model, e.g. the ``jsonl`` environment's, served by the XGBoost stand-in). Data capture as SageMaker writes it, honouring
   the endpoint config's ``DataCaptureConfig``: ``EnableCapture``, ``InitialSamplingPercentage`` (each
   request captured with that probability: a seeded draw), ``CaptureOptions`` (Input, Output),
   ``CaptureContentTypeHeader`` (``CsvContentTypes`` / ``JsonContentTypes`` are captured as text,
@@ -100,7 +102,7 @@ REGION, ACCOUNT = "eu-west-1", "123456789012"  # the rehearsal's pseudo paramete
 FILE_SECONDS = 300  # how long a capture file collects requests before it is written (SageMaker: "every few minutes")
 INPUT_ENCODINGS = {"csv": "CSV", "json": "JSON"}
 OUTPUT_CONTENT_TYPE = "text/csv; charset=utf-8"  # what the XGBoost container answers to text/csv (samples/captures/*.jsonl)
-SERVED_CONTENT_TYPES = ("text/csv",)
+SERVED_CONTENT_TYPES = ("text/csv", "application/jsonlines", "application/json")  # model.content_type's choices
 _MISSING = object()
 
 
@@ -538,11 +540,13 @@ class Endpoint:
     SageMaker, with data capture as SageMaker writes it (module docstring). ``seed``: the sampling
     draws and the event and file IDs (uuid4 from a seeded generator), so a rehearsal is repeatable."""
 
-    def __init__(self, cloud: Any, endpoint_name: str, *, seed: int = 0, file_seconds: int = FILE_SECONDS) -> None:
+    def __init__(self, cloud: Any, endpoint_name: str, *, seed: int = 0, file_seconds: int = FILE_SECONDS,
+                 features_path: str = "features", score_path: str = "score") -> None:  # fmt: skip
         self.region, self.account = getattr(cloud, "region", REGION), getattr(cloud, "account", ACCOUNT)
         self.name = endpoint_name
         self._serving_now: tuple[str, dict[str, Any], dict[str, Any], xgb.Booster] | None = None
         self.file_seconds = file_seconds
+        self.features_path, self.score_path = features_path, score_path  # model.features_path / score_path, for JSON requests
         self._random = random.Random(seed)
         self._boosters: dict[str, xgb.Booster] = {}
         self._file: _File | None = None
@@ -574,17 +578,43 @@ class Endpoint:
             self._serving_now = (config_name, variant, config.get("DataCaptureConfig") or {}, self._boosters[url])
         return self._serving_now[1:]
 
+    def _rows(self, body: str, media_type: str) -> list[list[Any]]:
+        """The request's rows: CSV lines, JSON Lines objects' ``features_path``, or a JSON document's
+        ``instances`` (each its ``features_path``) or ``features_path``."""
+        try:
+            if media_type == "text/csv":
+                return [[float(v) for v in line.split(",")] for line in body.splitlines() if line.strip()]
+            if media_type == "application/jsonlines":
+                return [json.loads(line)[self.features_path] for line in body.splitlines() if line.strip()]
+            document = json.loads(body)
+            if isinstance(document, dict) and isinstance(document.get("instances"), list):
+                return [instance[self.features_path] if isinstance(instance, dict) else instance for instance in document["instances"]]
+            return [document[self.features_path]]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"body is not a {media_type} request of the model's features ({type(error).__name__}: {error}): {body[:80]!r}") from None
+
+    def _answer(self, scores: list[float], media_type: str) -> tuple[str, str]:
+        """(response body, its content type): a score a line for CSV; ``{score_path: score}`` a line for
+        JSON Lines; ``{"predictions": [{score_path: score}, ...]}`` for JSON (what the capture parser reads)."""
+        if media_type == "text/csv":
+            return "\n".join(repr(s) for s in scores), OUTPUT_CONTENT_TYPE
+        if media_type == "application/jsonlines":
+            return "\n".join(json.dumps({self.score_path: s}) for s in scores), media_type
+        return json.dumps({"predictions": [{self.score_path: s} for s in scores]}), media_type
+
     def invoke(self, body: str, content_type: str = "text/csv", at: dt.datetime | None = None, inference_id: str | None = None) -> list[float]:
-        """The model's score of each row of ``body`` (CSV, one row a line, the features in order)."""
-        if content_type.split(";")[0].strip().lower() not in SERVED_CONTENT_TYPES:
+        """The model's score of each row of ``body`` (the features in order: CSV, one row a line; or JSON
+        Lines / JSON with the features under ``features_path``)."""
+        media_type = content_type.split(";")[0].strip().lower()
+        if media_type not in SERVED_CONTENT_TYPES:
             raise ValueError(f"content_type {content_type!r} is not served by the endpoint stand-in; allowed: {', '.join(SERVED_CONTENT_TYPES)}")
         at = at or dt.datetime.now(dt.UTC)
         variant, capture, booster = self._serving()
-        rows = [line for line in body.splitlines() if line.strip()]
+        rows = self._rows(body, media_type)
         try:
-            features = np.array([[float(v) for v in line.split(",")] for line in rows])
-        except ValueError:
-            raise ValueError(f"body is not numeric CSV: {body[:80]!r}") from None
+            features = np.array(rows, dtype=float)
+        except (ValueError, TypeError):
+            raise ValueError(f"body's features are not numbers: {body[:80]!r}") from None
         if features.ndim != 2 or features.shape[1] != booster.num_features():
             raise ValueError(f"body has {features.shape[-1] if features.size else 0} features a row; the model takes {booster.num_features()}")
         scores = [float(s) for s in booster.predict(xgb.DMatrix(features, nthread=1))]  # one thread: 0.3 ms, not 22 ms, a one-row request here
@@ -593,8 +623,9 @@ class Endpoint:
         event_id = self._uuid()
         if capture.get("EnableCapture") and sampled:
             header = capture.get("CaptureContentTypeHeader") or {}
+            answer, answer_type = self._answer(scores, media_type)
             line = capture_record(
-                body, content_type, "\n".join(repr(s) for s in scores), OUTPUT_CONTENT_TYPE, event_id=event_id, at=at, inference_id=inference_id,
+                body, content_type, answer, answer_type, event_id=event_id, at=at, inference_id=inference_id,
                 modes=[o["CaptureMode"] for o in capture.get("CaptureOptions", [])],
                 csv_types=header.get("CsvContentTypes", ()), json_types=header.get("JsonContentTypes", ()),
             )  # fmt: skip

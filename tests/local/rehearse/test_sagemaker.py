@@ -136,8 +136,10 @@ def test_the_endpoint_serves_the_new_model_after_update_endpoint_and_refuses_bad
     after = endpoint.invoke(body(TEST[0, 1:]), at=AT)
     assert after == pytest.approx([float(weak.predict(xgb.DMatrix(TEST[:1, 1:]))[0])]) and after != before
     assert stand_ins.log[-1] == {"kind": "update-endpoint", "endpoint": "mlloop-dev", "config": new, "rolledBack": False}
-    with pytest.raises(ValueError, match="content_type 'application/json' is not served by the endpoint stand-in; allowed: text/csv"):
-        endpoint.invoke("{}", "application/json", at=AT)
+    with pytest.raises(ValueError, match="content_type 'application/x-recordio-protobuf' is not served by the endpoint stand-in; allowed: text/csv, application/jsonlines, application/json"):
+        endpoint.invoke("{}", "application/x-recordio-protobuf", at=AT)
+    with pytest.raises(ValueError, match=r"body is not a application/jsonlines request of the model's features \(KeyError"):
+        endpoint.invoke('{"x": [1]}', "application/jsonlines", at=AT)
     with pytest.raises(ValueError, match="body has 2 features a row; the model takes 30"):
         endpoint.invoke("1,2", at=AT)
     with pytest.raises(LookupError, match="no endpoint 'missing'"):
@@ -265,3 +267,24 @@ def test_a_transform_with_data_capture_writes_manifests_and_inference_ids_the_ba
     rows = [p.rows[0] for p in parsed]
     assert len({r.record_id for r in rows}) == 4 and all(r.inference_time == "2026-11-24T02:03:00Z" for r in rows)
     assert np.allclose([r.probability for r in rows], BUNDLED.predict(xgb.DMatrix(TEST[:4, 1:])))
+
+
+def test_a_json_lines_model_is_answered_and_captured_as_the_capture_parser_reads_it(aws) -> None:
+    """The configuration's model.features_path / score_path (the jsonl environment's "features" and "score")."""
+    create_sagemaker_resource("AWS::SageMaker::Endpoint", "Endpoint", {"EndpointName": "mlloop-dev", "EndpointConfigName": serve()})
+    endpoint = Endpoint(None, "mlloop-dev", features_path="features", score_path="score")
+    request = "\n".join(json.dumps({"features": [float(v) for v in row]}) for row in TEST[:2, 1:])
+    scores = endpoint.invoke(request, "application/jsonlines", at=AT, inference_id="r-1")
+    assert scores == pytest.approx([float(v) for v in BUNDLED.predict(xgb.DMatrix(TEST[:2, 1:]))], abs=1e-7)
+    document = endpoint.invoke(json.dumps({"instances": [{"features": [float(v) for v in TEST[2, 1:]]}]}), "application/json", at=AT)
+    assert document == pytest.approx([float(BUNDLED.predict(xgb.DMatrix(TEST[2:3, 1:]))[0])], abs=1e-7)
+    endpoint.flush()
+    [(_, lines)] = captured(aws)
+    first = json.loads(lines[0])["captureData"]
+    assert first["endpointInput"] == {"observedContentType": "application/jsonlines", "mode": "INPUT", "data": request, "encoding": "JSON"}
+    assert first["endpointOutput"]["observedContentType"] == "application/jsonlines" and first["endpointOutput"]["encoding"] == "JSON"
+    options = ParseOptions(score_path="score", features_path="features")
+    parsed = [parse_line(line, number, options) for number, line in enumerate(lines, start=1)]
+    assert [r.rejected for r in parsed] == [[], []]
+    assert [row.probability for result in parsed for row in result.rows] == pytest.approx(scores + document)
+    assert [row.record_id for row in parsed[0].rows] == ["r-1", "r-1"] and parsed[0].rows[1].row_index == 1
