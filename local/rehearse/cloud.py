@@ -145,6 +145,7 @@ class Cloud:
     def __init__(self, stacks: list[StackTemplate], workdir: Path) -> None:
         self.stacks = stacks
         self.workdir = workdir
+        self.account, self.region = ACCOUNT, REGION
         self._not_rehearsed: dict[str, list[str]] = {}  # reason -> what it applies to
         self.unrehearsed: list[str] = _Unrehearsed(self)  # what the rehearsal did not take from the templates, each with why
         self.log: list[dict[str, Any]] = []
@@ -700,9 +701,14 @@ class Cloud:
                     payload = delivered
                 try:
                     cloud._send(target["Arn"], payload, f"rule:{rule.name}", target)
-                except Exception as error:  # moto's S3 notifications swallow errors: keep them visible
+                except Exception as error:
+                    # EventBridge does not fail PutEvents for a target it cannot reach: after its
+                    # retries the event goes to the target's dead-letter queue, if it has one
+                    # (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html).
                     cloud._log("deliver-failed", f"rule:{rule.name}", target["Arn"], error=f"{type(error).__name__}: {error}")
-                    raise
+                    dead_letters = target.get("DeadLetterConfig", {}).get("Arn")
+                    if dead_letters:
+                        cloud._send(dead_letters, delivered, f"rule:{rule.name} dead-letter", {})
 
         def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict[str, str]) -> bytes:
             event = json.loads(body) if body else {}

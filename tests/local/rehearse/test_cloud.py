@@ -78,8 +78,12 @@ def test_the_dev_templates_deploy_with_their_wiring_and_name_what_is_not_rehears
         # Every function the templates declare, with its template environment; the app's ones runnable.
         capture_filter = cloud.function(CAPTURE_FILTER)
         assert capture_filter.runnable and capture_filter.environment["ROWS_PER_LOOP"] == "3"
-        assert capture_filter.environment["REVIEW_QUEUE_URL"].startswith(f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/") or capture_filter.environment["REVIEW_QUEUE_URL"].startswith("https://")
+        review_queue = capture_filter.environment["REVIEW_QUEUE_URL"]  # a Ref to a queue: its URL
+        assert cloud.client("sqs").get_queue_attributes(QueueUrl=review_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"].startswith(f"arn:aws:sqs:{REGION}:{ACCOUNT}:")
         assert capture_filter.environment["MONITORING_BUCKET"] == cloud.bucket("monitoring")  # a cross-stack reference, resolved
+        [storage] = [s for s in cloud.stacks if s.id == "Storage"]
+        [capture_bucket] = [lid for lid, r in storage.of_type("AWS::S3::Bucket").items() if lid.startswith("Capture")]
+        assert cloud.physical("Storage", capture_bucket) == cloud.physical(storage.name, capture_bucket) == cloud.bucket("capture")
         # The capture queue's mapping: the template's batch size and partial batch responses.
         [mapping] = [m for m in cloud.esms if m.function == capture_filter.name]
         assert mapping.batch_size == 1 and mapping.report_failures
@@ -247,3 +251,28 @@ def test_a_long_poll_under_the_rehearsals_standing_clock_returns(cloud) -> None:
         result = cloud.invoke("lambdas.review.starter.handler.redrive_handler", {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
         assert time.monotonic() - started < 30
     assert invocations(cloud, "lambdas.review.starter.handler.redrive_handler")[-1]["ok"], result
+
+
+def test_an_event_its_target_cannot_take_goes_to_the_rules_dead_letter_queue(dev_stacks, dev_config) -> None:
+    """The capture rule's target pointed at a queue that does not exist: the event is not lost, it is
+    in the target's dead-letter queue (as EventBridge does after its retries), and nothing is filtered."""
+    missing = f"arn:aws:sqs:{REGION}:{ACCOUNT}:no-such-queue"
+
+    def wrong_target(stacks: list[StackTemplate]) -> None:
+        [review] = [s for s in stacks if s.id == "Review"]
+        [rule] = [r for r in review.of_type("AWS::Events::Rule").values() if r["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]]
+        rule["Properties"]["Targets"][0]["Arn"] = missing
+
+    with deployed(dev_stacks, wrong_target) as cloud:
+        cloud.start(now=START)
+        key = capture_key(dev_config, START)
+        cloud.client("s3").put_object(Bucket=cloud.bucket("capture"), Key=key, Body=CAPTURE_SAMPLE.read_bytes())
+        cloud.settle()
+        assert invocations(cloud, CAPTURE_FILTER) == []
+        [failed] = [e for e in cloud.log if e["kind"] == "deliver-failed"]
+        assert failed["target"] == missing
+        [review] = [s for s in cloud.stacks if s.id == "Review"]
+        [rule] = [r for r in review.of_type("AWS::Events::Rule").values() if r["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]]
+        dead_letters = cloud.physical("Review", rule["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0])
+        [message] = cloud.client("sqs").receive_message(QueueUrl=dead_letters, MaxNumberOfMessages=10)["Messages"]
+        assert json.loads(message["Body"])["detail"]["object"]["key"] == key
