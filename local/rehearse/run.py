@@ -461,6 +461,8 @@ class Rehearsal:
                 "line): the capture filter did not learn the endpoint's capture sampling percentage (DescribeEndpoint's "
                 "DataCaptureConfig.CurrentSamplingPercentage), so these labels count only in the unweighted figures"
             )
+        if isinstance(reviewers, BrowserReviewers):
+            reviewers.stop()
         served_after = self._served_model()
         runs = [run for run in observer.executions.values() if "retraining" in run["machine"]]
         why = next((run["why"] for run in reversed(runs) if run["status"] != "RUNNING"), "no retraining run ended in the rehearsal")
@@ -492,12 +494,67 @@ class Rehearsal:
 
     def _reviewers(self, cloud: Any, truth: dict[str, Any], simulated: Callable[..., Any]) -> Any:
         if self.settings.reviewers == "browser":
-            raise RehearsalError("REVIEWERS=browser is not available yet: run with REVIEWERS=simulated (make review-local serves the reviewers' app on its own)")
+            return BrowserReviewers(cloud, self.say)
         return simulated(cloud, truth, error_rate=self.settings.error_rate, seed=self.settings.seed)
 
     def _answer(self, reviewers: Any, at: dt.datetime) -> None:
         """The reviewers answer the tasks that have waited the review delay."""
         reviewers.answer_open_tasks(at, older_than=dt.timedelta(hours=self.settings.review_delay_hours))
+
+
+class BrowserReviewers:
+    """``REVIEWERS=browser``: the reviewers' app served on 127.0.0.1 against the rehearsal, as
+    ``make review-local`` serves it (the page, the local sign-in standing in for Cognito, the JWT
+    checks the HTTP API makes: ``local.review_local``), its API routes answered by the rehearsal's
+    own reviewers' app function with its template settings. Once an hour, when tasks are open, the
+    run prints the address and waits until the person presses Enter (or the input ends)."""
+
+    def __init__(self, cloud: Any, say: Callable[[str], None], port: int = 8765) -> None:
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        from local import review_local
+        from local.rehearse.reviewers import API_HANDLER
+        from stacks.review.app import content_security_policy
+
+        self.cloud, self.say = cloud, say
+        self.table = cloud.function(API_HANDLER).environment["TASKS_TABLE"]
+        try:
+            self.server = ThreadingHTTPServer(("127.0.0.1", port), review_local._Handler)
+        except OSError:  # the port is taken (make review-local?): any free one
+            self.server = ThreadingHTTPServer(("127.0.0.1", 0), review_local._Handler)
+        origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        issuer = review_local.LocalIssuer(f"{origin}/local-login")
+        app = review_local.LocalApp(issuer, origin, lambda event, context: cloud.invoke(API_HANDLER, event), content_security_policy(origin))
+        self.server.RequestHandlerClass = type("Handler", (review_local._Handler,), {"app": app})
+        threading.Thread(target=self.server.serve_forever, name="rehearsal-reviewers-app", daemon=True).start()
+        self.url = f"{origin}/"
+        say(f"the reviewers' app is at {self.url} (signed in as the local reviewer)")
+
+    def open_tasks(self) -> int:
+        dynamodb = boto3_client("dynamodb")
+        pages = dynamodb.get_paginator("scan").paginate(TableName=self.table, FilterExpression="#s = :open", ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":open": {"S": "open"}})
+        return sum(page["Count"] for page in pages)
+
+    def answer_open_tasks(self, at: dt.datetime, older_than: dt.timedelta | None = None) -> int:
+        waiting = self.open_tasks()
+        if waiting:
+            self.say(f"{at:%Y-%m-%d %H:%M} UTC (simulated): {waiting} review tasks open at {self.url}; answer what you like, then press Enter to go on")
+            try:
+                input()
+            except EOFError:
+                pass
+        return waiting - self.open_tasks()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def boto3_client(service: str) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 def short_name(name: str, prefix: str) -> str:
