@@ -543,7 +543,12 @@ class Cloud:
             asset = stack.assets.get(object_key)
             if asset is None:
                 raise CloudError(f"{stack.id}/{lid}: BucketDeployment source {object_key} is not an asset of the cloud assembly")
-            for name, body in _asset_files(asset):
+            # Extract false: the archive itself is copied, under its own name (CDK BucketDeploymentProps.extract).
+            keep_archive = p.get("Extract") in (False, "false")
+            if keep_archive and not asset.path.is_file():
+                self._unrehearsed("BucketDeployment with extract false from a folder asset: its files are copied extracted", f"{stack.id}/{lid}")
+            files = [(Path(object_key).name, asset.path.read_bytes())] if keep_archive and asset.path.is_file() else _asset_files(asset)
+            for name, body in files:
                 if markers:
                     text = body.decode("utf-8", errors="surrogateescape")
                     for marker, value in markers.items():
