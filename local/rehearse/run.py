@@ -2,19 +2,19 @@
 from the synthesised templates, reviewers, schedules at their simulated times, and the record of
 what happened.
 
-Each simulated hour ``[start, start + 1 h)``:
-1. every request of the hour goes through the endpoint stand-in at its own time (the clock is
-   moved to it first), which writes data capture as SageMaker does; the capture bucket's events
-   then reach the capture filter through the templates' rule and queue (``cloud.settle``);
-2. the reviewers answer the tasks opened ``review_delay_hours`` before (default 1: a label arrives
-   an hour or more after its prediction, as a person's answer does), through the reviewers' app
-   API handler; their completion events reach review_results, which writes the labels;
-3. the clock moves to the hour's end and every schedule due by then fires (hourly data quality,
-   daily attribution and model quality, the review budget's redrive, the watchdogs, the sweep),
-   then everything they started settles, a retraining execution included (run to its end by moto's
-   Step Functions interpreter with the SageMaker stand-ins);
-4. what the loop wrote that hour is read back (S3 objects, the tasks and trigger tables, the
-   retraining executions) into the timeline, and one progress line is printed.
+Each simulated hour ``[start, start + 1 h)``, in steps of five simulated minutes (``SLICE``):
+1. every request of the step goes through the endpoint stand-in at its own time (the clock is moved
+   to it first), which writes data capture as SageMaker does (the step's file is written at its end);
+2. once an hour, ten minutes before its end, the reviewers answer the tasks opened at least
+   ``review_delay_hours`` before (default 1: a label arrives an hour or more after its prediction,
+   as a person's answer does), through the reviewers' app API handler;
+3. the clock moves to the step's end, every schedule due by then fires (hourly data quality, daily
+   attribution and model quality, the review budget's redrive, the watchdogs, the sweep), and the
+   cloud settles: S3 events reach the capture filter through the templates' rule and queue,
+   completion events reach review_results, monitoring events reach the retraining triggers, and a
+   retraining execution runs to its end (moto's Step Functions interpreter, the SageMaker stand-ins);
+4. at the hour's end what the loop wrote is read back (S3 objects, the tasks and trigger tables,
+   the state machine executions) into the timeline, and one progress line is printed.
 """
 
 from __future__ import annotations
@@ -355,7 +355,9 @@ class Rehearsal:
     def say(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
 
-    def traffic(self) -> list[Request]:
+    def traffic(self) -> tuple[list[Request], dict[str, bytes]]:
+        """The requests in time order, and the objects a placeholder environment's configuration
+        points at that the traffic supplies (its stand-in model, and the rows it was trained on)."""
         from local.rehearse import traffic
 
         settings = self.settings
@@ -367,9 +369,12 @@ class Rehearsal:
             extra = {"per_hour": settings.per_hour} if settings.per_hour else {}
             rows = traffic.default(settings.environment, settings.hours, start=settings.start, seed=settings.seed, **extra)
         self.notes.extend(rows.notes)
-        if getattr(rows, "artefact", None) is not None:
-            self.notes.append("the environment's model is a placeholder: the endpoint serves the stand-in model trained on the synthetic traffic")
-        self.shifted = dict(getattr(rows, "shifted", {}) or {})
+        objects: dict[str, bytes] = {}
+        if rows.artefact is not None and self.config.model.artifact_s3_uri:
+            objects[str(self.config.model.artifact_s3_uri)] = rows.artefact
+            if rows.training is not None and self.config.retraining.training_data_s3_uri:
+                objects[str(self.config.retraining.training_data_s3_uri)] = rows.training.encode()
+            self.notes.append(f"the environment's model is a placeholder: the endpoint serves a stand-in model trained on synthetic data, put at {self.config.model.artifact_s3_uri}")
         requests = [Request(as_time(at, settings.start), label, list(features), f"rehearsal-{index:07d}") for index, (at, label, features) in enumerate(rows)]
         end = settings.start + dt.timedelta(hours=settings.hours)
         outside = [r for r in requests if not settings.start <= r.at < end]
@@ -377,13 +382,12 @@ class Rehearsal:
             raise RehearsalError(f"{len(outside)} traffic rows fall outside the rehearsal's {settings.hours} hours (first at {outside[0].at.isoformat()})")
         if not requests:
             raise RehearsalError("the traffic has no request")
-        return sorted(requests, key=lambda r: r.at)
+        return sorted(requests, key=lambda r: r.at), objects
 
     def run(self) -> Outcome:
         began = time.monotonic()
         self.notes: list[str] = []
         self.seams: list[str] = []
-        self.shifted: dict[str, float] = {}
         workdir = self.settings.workdir or Path(tempfile.mkdtemp(prefix="rehearsal-"))
         with self.clock, instant_waits():
             from local.rehearse import sagemaker
@@ -391,11 +395,12 @@ class Rehearsal:
 
             self.say(f"rehearsal of {self.settings.environment}: synthesising the app and creating what its templates declare")
             cloud = Cloud.from_app(self.settings.environment, workdir)
-            cloud.start()
+            requests, objects = self.traffic()
+            cloud.start(objects=objects)
             stand_ins = None
             try:
                 stand_ins = sagemaker.install_sagemaker(cloud)
-                return self._loop(cloud, began)
+                return self._loop(cloud, requests, began)
             finally:
                 if stand_ins is not None:
                     stand_ins.uninstall()
@@ -410,16 +415,15 @@ class Rehearsal:
             self.seams.append(f"served-model parameter {self.config.served_model_parameter} unreadable: {error}")
             return None
 
-    def _loop(self, cloud: Any, began: float) -> Outcome:
+    def _loop(self, cloud: Any, requests: list[Request], began: float) -> Outcome:
         from local.rehearse import sagemaker
         from local.rehearse.reviewers import SimulatedReviewers
 
         settings = self.settings
-        requests = self.traffic()
         self.say(f"{len(requests)} requests over {settings.hours} hours from {report.iso(settings.start)}")
         endpoint = sagemaker.Endpoint(cloud, self.config.endpoint.name, seed=settings.seed)
         truth: dict[str, Any] = {}
-        reviewers = self._reviewers(cloud, truth, SimulatedReviewers)
+        reviewers = BrowserReviewers(cloud, self.say) if settings.reviewers == "browser" else SimulatedReviewers(cloud, truth, error_rate=settings.error_rate, seed=settings.seed)
         observer = Observer(cloud, self.config)
         observer.observe(Hour(-1, "", ""))  # what deploying wrote (baselines, the bundled model) is not the loop's
         served_before = self._served_model()
@@ -442,7 +446,7 @@ class Rehearsal:
                     hour.requests += 1
                     position += 1
                 endpoint.flush()  # the slice's capture file (SageMaker writes one every few minutes)
-                if reviewers is not None and slice_start <= answer_at < slice_end:
+                if slice_start <= answer_at < slice_end:
                     self.clock.advance_to(max(answer_at, self.clock.now))
                     cloud.settle()
                     self._answer(reviewers, answer_at)
@@ -491,11 +495,6 @@ class Rehearsal:
             f"retraining runs {summary['retraining_runs']}, promoted {summary['promoted']}; {copied} objects under {out / report.OBJECTS}; open {out / report.INDEX}"
         )
         return outcome
-
-    def _reviewers(self, cloud: Any, truth: dict[str, Any], simulated: Callable[..., Any]) -> Any:
-        if self.settings.reviewers == "browser":
-            return BrowserReviewers(cloud, self.say)
-        return simulated(cloud, truth, error_rate=self.settings.error_rate, seed=self.settings.seed)
 
     def _answer(self, reviewers: Any, at: dt.datetime) -> None:
         """The reviewers answer the tasks that have waited the review delay."""
