@@ -23,6 +23,7 @@ import contextlib
 import importlib
 import io
 import os
+import sys
 import threading
 import time
 import traceback
@@ -92,22 +93,48 @@ class Context:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class _ThreadStream:
+    """A stream that writes to this thread's buffer while a handler runs in it, else to ``default``:
+    a handler run in a Step Functions execution's thread must not swallow what the main thread prints
+    meanwhile (``contextlib.redirect_stdout`` would: ``sys.stdout`` is the process's)."""
+
+    def __init__(self, default: Any) -> None:
+        self.default = default
+        self.local = threading.local()
+
+    def write(self, text: str) -> int:
+        return (getattr(self.local, "buffer", None) or self.default).write(text)
+
+    def flush(self) -> None:
+        (getattr(self.local, "buffer", None) or self.default).flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.default, name)
+
+
 @contextlib.contextmanager
-def _powertools(consumer: Any, stream: io.StringIO) -> Iterator[None]:
-    """The one Powertools logger and metrics of ``lambdas.shared.consumer`` set to this function's
-    service and namespace (in Lambda each function's process reads them when the module loads; here
-    the first function to import it would name them all), its log lines written to ``stream``."""
+def _captured(consumer: Any, buffer: io.StringIO) -> Iterator[None]:
+    """What the handler prints (Powertools' metrics) and logs (its logger) goes to ``buffer``; and the
+    one Powertools logger and metrics of ``lambdas.shared.consumer`` get this function's service and
+    namespace (in Lambda each function's process reads them when the module loads; here the first
+    function to import it would name them all)."""
     service = os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
     consumer.metrics.provider.namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE")
     consumer.metrics.provider.service = service
     consumer.logger.append_keys(service=service)
+    if not isinstance(sys.stdout, _ThreadStream):
+        sys.stdout = _ThreadStream(sys.stdout)
     handler = consumer.logger.logger_handler
-    previous = handler.setStream(stream) if hasattr(handler, "setStream") else None
+    if hasattr(handler, "setStream") and not isinstance(handler.stream, _ThreadStream):
+        handler.setStream(_ThreadStream(handler.stream))
+    streams = [sys.stdout] + ([handler.stream] if isinstance(getattr(handler, "stream", None), _ThreadStream) else [])
+    for stream in streams:
+        stream.local.buffer = buffer
     try:
         yield
     finally:
-        if previous is not None:
-            handler.setStream(previous)
+        for stream in streams:
+            stream.local.buffer = None
 
 
 class Runner:
@@ -153,7 +180,7 @@ class Runner:
             started = time.monotonic()
             function.invocations += 1
             try:
-                with contextlib.redirect_stdout(printed), _powertools(consumer, printed):
+                with _captured(consumer, printed):
                     result = handler(event, context)
             except Exception as error:  # Lambda reports any exception as the invocation's error
                 raise FunctionError(function, error) from error
