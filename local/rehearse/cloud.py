@@ -192,18 +192,22 @@ class Cloud:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
         self._mock.start()
         aws.client.cache_clear()  # the functions' clients are made inside this cloud
-        self._patch_moto()
-        self._schedules_until = (now or datetime.now(UTC)).astimezone(UTC)
-        self.runner = Runner({name for stack in self.stacks for r in stack.of_type("AWS::Lambda::Function").values() for name in r.get("Properties", {}).get("Environment", {}).get("Variables", {})})
-        s3 = self.client("s3")
-        for uri, body in (objects or {}).items():
-            bucket, key = uri[len("s3://") :].split("/", 1)
-            if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-            s3.put_object(Bucket=bucket, Key=key, Body=body)
-            self._unrehearsed("objects outside the app's buckets, supplied by the rehearsal (a deploy expects them to exist)", uri)
-        for stack in self.stacks:
-            self._deploy(stack)
+        try:
+            self._patch_moto()
+            self._schedules_until = (now or datetime.now(UTC)).astimezone(UTC)
+            self.runner = Runner({name for stack in self.stacks for r in stack.of_type("AWS::Lambda::Function").values() for name in r.get("Properties", {}).get("Environment", {}).get("Variables", {})})
+            s3 = self.client("s3")
+            for uri, body in (objects or {}).items():
+                bucket, key = uri[len("s3://") :].split("/", 1)
+                if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+                    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+                s3.put_object(Bucket=bucket, Key=key, Body=body)
+                self._unrehearsed("objects outside the app's buckets, supplied by the rehearsal (a deploy expects them to exist)", uri)
+            for stack in self.stacks:
+                self._deploy(stack)
+        except BaseException:
+            self.stop()  # a deploy that fails leaves no mock or patch behind
+            raise
         return self
 
     def stop(self) -> None:

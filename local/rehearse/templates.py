@@ -188,16 +188,23 @@ class Resolver:
         return found
 
     def resolve(self, value: Any) -> Any:
+        resolved = self._resolve(value)
+        return None if resolved is _NO_VALUE else resolved
+
+    def _resolve(self, value: Any) -> Any:
+        # AWS::NoValue (directly or from Fn::If) removes the property or list item it stands for.
         if isinstance(value, list):
-            return [self.resolve(item) for item in value if not _is_no_value(item)]
+            return [item for item in (self._resolve(item) for item in value) if item is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
+        if _is_no_value(value):
+            return _NO_VALUE
         if len(value) == 1:
             [(name, argument)] = value.items()
             function = _FUNCTIONS.get(name)
             if function is not None:
                 return function(self, argument)
-        return {key: self.resolve(item) for key, item in value.items() if not _is_no_value(item)}
+        return {key: item for key, item in ((key, self._resolve(item)) for key, item in value.items()) if item is not _NO_VALUE}
 
     # -- functions ---------------------------------------------------------------------------------
     def _ref_value(self, name: str) -> Any:
@@ -253,14 +260,16 @@ class Resolver:
 
     def _if(self, argument: list[Any]) -> Any:
         name, yes, no = argument
-        chosen = yes if self.condition(name) else no
-        return None if _is_no_value(chosen) else self.resolve(chosen)
+        return self._resolve(yes if self.condition(name) else no)
 
     def _stack_output(self, argument: dict[str, Any]) -> Any:
         return self._output(self.resolve(argument["StackName"]), self.resolve(argument["OutputName"]))
 
     def _to_json_string(self, argument: Any) -> str:
         return json.dumps(self.resolve(argument), separators=(",", ":"))
+
+
+_NO_VALUE = object()
 
 
 def _is_no_value(item: Any) -> bool:

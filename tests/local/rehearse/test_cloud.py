@@ -276,3 +276,31 @@ def test_an_event_its_target_cannot_take_goes_to_the_rules_dead_letter_queue(dev
         dead_letters = cloud.physical("Review", rule["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0])
         [message] = cloud.client("sqs").receive_message(QueueUrl=dead_letters, MaxNumberOfMessages=10)["Messages"]
         assert json.loads(message["Body"])["detail"]["object"]["key"] == key
+
+
+def test_intrinsic_functions_resolve_as_cloudformation_resolves_them() -> None:
+    from local.rehearse.templates import Resolver, TemplateError
+
+    template = {
+        "Parameters": {"Email": {"Type": "String", "Default": ""}, "Schedule": {"Type": "String", "Default": "cron(0 * ? * * *)"}},
+        "Conditions": {"HasEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Email"}, ""]}]}},
+        "Mappings": {"Images": {REGION: {"uri": "image-in-region"}}},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}, "Subscription": {"Type": "AWS::SNS::Subscription", "Condition": "HasEmail"}},
+    }
+    stack = StackTemplate("Demo", "app-demo", template)
+    resolver = Resolver(
+        stack, {"Email": "", "Schedule": "cron(0 * ? * * *)"},
+        ref=lambda lid: f"https://queue/{lid}", attribute=lambda lid, name: f"arn:{lid}:{name}",
+        output=lambda stack_name, name: f"{stack_name}/{name}", export=lambda name: f"export:{name}",
+    )  # fmt: skip
+    assert resolver.resolve({"Fn::Join": ["", ["cron(20 ", {"Fn::Select": [1, {"Fn::Split": ["cron(0 ", {"Ref": "Schedule"}]}]}]]}) == "cron(20 * ? * * *)"
+    assert resolver.resolve({"Fn::Sub": "${AWS::StackName}-${Queue}-${Queue.Arn}-${!Literal}-${AWS::AccountId}"}) == f"app-demo-https://queue/Queue-arn:Queue:Arn-${{Literal}}-{ACCOUNT}"
+    assert resolver.resolve({"Fn::Sub": ["${x}/${AWS::Region}", {"x": {"Ref": "Queue"}}]}) == f"https://queue/Queue/{REGION}"
+    assert resolver.resolve({"Fn::FindInMap": ["Images", {"Ref": "AWS::Region"}, "uri"]}) == "image-in-region"
+    assert resolver.resolve({"Fn::GetStackOutput": {"StackName": "app-storage", "Region": {"Ref": "AWS::Region"}, "OutputName": "Bucket"}}) == "app-storage/Bucket"
+    assert resolver.resolve({"Fn::ImportValue": "shared-key"}) == "export:shared-key"
+    assert resolver.resolve({"a": {"Fn::If": ["HasEmail", "yes", {"Ref": "AWS::NoValue"}]}, "b": [1, {"Ref": "AWS::NoValue"}, {"Fn::If": ["HasEmail", 2, {"Ref": "AWS::NoValue"}]}]}) == {"b": [1]}
+    assert not resolver.included(template["Resources"]["Subscription"]) and resolver.included(template["Resources"]["Queue"])
+    assert resolver.references({"Fn::Sub": "${Queue.Arn}", "x": {"Ref": "Email"}}) == {"Queue"}
+    with pytest.raises(TemplateError, match="Ref Nothing"):
+        resolver.resolve({"Ref": "Nothing"})
