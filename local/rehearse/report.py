@@ -172,9 +172,10 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:12px 0}
 .card{border:1px solid #ccd;border-radius:6px;padding:8px 14px;min-width:120px}
 .card b{display:block;font-size:22px}
-table{border-collapse:collapse;width:100%} th,td{border-bottom:1px solid #e3e3ea;padding:4px 6px;text-align:left;vertical-align:top}
-th{background:#f3f3f8;position:sticky;top:0} td.n{text-align:right;font-variant-numeric:tabular-nums}
-.drift{background:#fde2e1;border-radius:3px;padding:0 4px;margin-right:3px;white-space:nowrap}
+table{border-collapse:collapse;width:100%;table-layout:fixed;font-size:13px}
+th,td{border-bottom:1px solid #e3e3ea;padding:4px 5px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f3f3f8;position:sticky;top:0;font-size:12px;overflow-wrap:normal} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.drift{background:#fde2e1;border-radius:3px;padding:0 4px;margin:0 3px 2px 0;display:inline-block}
 .ok{color:#2a7a2a} .dec{margin:0;padding-left:16px} .why{color:#555}
 ul.reports{margin:0;padding-left:16px;font-size:12px}
 """
@@ -240,7 +241,8 @@ the figures in <a href="{SUMMARY}">{SUMMARY}</a></div>
 <span class="why">— {html.escape(str(served.get("why", "")))}</span></p>
 <h2>Retraining</h2><ul>{retraining}</ul>
 <h2>Timeline</h2>
-<table><thead><tr><th>hour (UTC)</th><th>requests</th><th>captured</th><th>selected</th><th>reviewed</th><th>labels</th>
+<table><colgroup><col style="width:5%">{'<col style="width:5.2%">' * 5}<col style="width:10%"><col style="width:12%"><col style="width:11%">
+<col style="width:7%"><col style="width:19%"><col style="width:10%"></colgroup><thead><tr><th>hour (UTC)</th><th>requests</th><th>captured</th><th>selected</th><th>reviewed</th><th>labels</th>
 <th>schedules fired</th><th>monitor runs</th><th>drift per feature</th><th>quality</th><th>decisions and why</th><th>reports</th></tr></thead>
 <tbody>{"".join(_hour_row(hour) for hour in outcome.hours)}</tbody></table>
 <h2>Not rehearsed</h2><ul>{items(outcome.unrehearsed)}</ul>
