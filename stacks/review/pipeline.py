@@ -144,8 +144,12 @@ class ReviewPipeline(Construct):
                 "ATTRIBUTIONS": "on",
                 "TOP_K": str(attributions.top_k),
                 "MODEL_REFRESH_SECONDS": str(attributions.refresh_seconds),
-                "ENDPOINT_NAME": endpoint.endpoint_name,
-                "VARIANT_NAME": endpoint.variant_name,
+                # Batch only: the served-model parameter names the model the nightly run made.
+                **(
+                    {"ENDPOINT_NAME": endpoint.endpoint_name, "VARIANT_NAME": endpoint.variant_name}
+                    if endpoint.deployed
+                    else {"SERVED_MODEL_PARAMETER": config.served_model_parameter}
+                ),
             }
             # XGBoost, numpy and scipy load in about a second on a full vCPU (1,769 MB; make bench).
             explaining = {"extra_layers": (explain_layer(self),), "memory_size": 1769}
@@ -166,7 +170,7 @@ class ReviewPipeline(Construct):
             **common,
         )
         if attributions.enabled:
-            self._allow_reading_deployed_models(endpoint, storage, retraining=config.retraining.enabled)
+            self._allow_reading_deployed_models(endpoint, storage, retraining=config.retraining.enabled, served_model_parameter=config.served_model_parameter)
         back_end.allow_starting(self.starter)
         # The budget's TransactWriteItems is authorised as the Put/Update/Delete items it holds:
         # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
@@ -313,7 +317,7 @@ class ReviewPipeline(Construct):
         )
         for function in (self.starter, self.redrive, self.results):
             reason = scoped
-            if function is self.starter and review.attributions.enabled:
+            if function is self.starter and review.attributions.enabled and endpoint.deployed:
                 reason += (
                     " DescribeEndpointConfig and DescribeModel (read-only metadata) are on endpoint-config/* and model/*: "
                     "the endpoint's config and model have CloudFormation-generated or retraining-run names, which "
@@ -321,14 +325,19 @@ class ReviewPipeline(Construct):
                 )
             function.acknowledge_wildcards(reason)
 
-    def _allow_reading_deployed_models(self, endpoint: ModelEndpoint, storage: StorageStack, *, retraining: bool) -> None:
-        """Which model the endpoint serves (DescribeEndpoint -> config -> model) and its artefact."""
+    def _allow_reading_deployed_models(self, endpoint: ModelEndpoint, storage: StorageStack, *, retraining: bool, served_model_parameter: str) -> None:
+        """Which model the endpoint serves (DescribeEndpoint -> config -> model), or batch only the
+        served-model parameter, and its artefact."""
         stack = Stack.of(self)
-        self.starter.allow(["sagemaker:DescribeEndpoint"], [endpoint.endpoint_arn])
-        self.starter.allow(
-            ["sagemaker:DescribeEndpointConfig"], [stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name="*")]
-        )
-        self.starter.allow(["sagemaker:DescribeModel"], [stack.format_arn(service="sagemaker", resource="model", resource_name="*")])
+        if endpoint.deployed:
+            self.starter.allow(["sagemaker:DescribeEndpoint"], [endpoint.endpoint_arn])
+            self.starter.allow(
+                ["sagemaker:DescribeEndpointConfig"], [stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name="*")]
+            )
+            self.starter.allow(["sagemaker:DescribeModel"], [stack.format_arn(service="sagemaker", resource="model", resource_name="*")])
+        else:
+            # By name, as the batch stack's GetServedModel reads it: no reference to the storage stack's parameter.
+            self.starter.allow(["ssm:GetParameter"], [stack.format_arn(service="ssm", resource="parameter", resource_name=served_model_parameter.lstrip("/"))])
         artefacts = [endpoint.model_data_arn]
         if retraining:
             artefacts.append(storage.models.arn_for_objects(f"{RETRAINING_PREFIX}/*"))

@@ -72,16 +72,21 @@ def budget(env: Environment) -> DailyBudget:
 
 @from_environment
 def deployed_model(env: Environment) -> DeployedModel | None:
-    """The endpoint's current model, when attributions are on (XGBoost is imported only then)."""
+    """The served model (the endpoint's, or batch only the served-model parameter's), when attributions are on (XGBoost is imported only then)."""
     if env.get("ATTRIBUTIONS") != "on":
         return None
     from lambdas.shared.explain import tree  # the explain layer: numpy, scipy, xgboost
 
+    # Batch only there is no endpoint: the served-model parameter names the model the nightly run used.
+    source = (
+        {"served_model_parameter": (aws.client("ssm"), env["SERVED_MODEL_PARAMETER"])}
+        if env.get("SERVED_MODEL_PARAMETER")
+        else {"endpoint_name": env["ENDPOINT_NAME"], "variant_name": env["VARIANT_NAME"]}
+    )
     return DeployedModel(
         aws.client("sagemaker"),
         aws.client("s3"),
-        endpoint_name=env["ENDPOINT_NAME"],
-        variant_name=env["VARIANT_NAME"],
+        **source,
         refresh_seconds=env.number("MODEL_REFRESH_SECONDS"),
         load=tree.TreeExplainer.from_artifact,
     )

@@ -3,6 +3,10 @@
     DescribeEndpoint -> EndpointConfigName -> DescribeEndpointConfig -> the variant's ModelName
     -> DescribeModel -> ModelDataUrl (or ModelDataSource) -> S3 GetObject -> TreeExplainer
 
+Batch only (``serving.endpoint`` false) there is no endpoint to ask: the nightly run makes its model
+from the served-model SSM parameter's ModelDataUrl, so that parameter is the source instead
+(``served_model_parameter``: GetParameter -> ModelDataUrl -> S3 GetObject), and the URL names the model.
+
 The endpoint is asked again at most every ``refresh_seconds``; a model is downloaded only when the
 endpoint's model name changes, so after a retraining the next loops are explained by the new model
 with no redeploy of this app. During a blue/green update DescribeEndpoint names the config still
@@ -32,16 +36,20 @@ class DeployedModel:
         sagemaker: Any,
         s3: Any,
         *,
-        endpoint_name: str,
-        variant_name: str,
+        endpoint_name: str | None = None,
+        variant_name: str | None = None,
+        served_model_parameter: tuple[Any, str] | None = None,  # (SSM client, parameter name): batch only
         refresh_seconds: float,
         load: Callable[[IO[bytes], str, bool], Any],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if (endpoint_name is None) == (served_model_parameter is None):
+            raise ValueError("a deployed model is found through an endpoint or the served-model parameter: give exactly one")
         self._sagemaker = sagemaker
         self._s3 = s3
         self._endpoint = endpoint_name
         self._variant = variant_name
+        self._parameter = served_model_parameter
         self._refresh = refresh_seconds
         self._load = load
         self._clock = clock
@@ -75,6 +83,8 @@ class DeployedModel:
         return result
 
     def _describe(self) -> tuple[str, dict[str, Any]]:
+        if self._parameter is not None:
+            return self._from_parameter(*self._parameter)
         try:
             endpoint = self._sagemaker.describe_endpoint(EndpointName=self._endpoint)
             config = self._sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
@@ -90,6 +100,14 @@ class DeployedModel:
         if len(containers) != 1:
             raise Unexplainable(f"model {model['ModelName']} is an inference pipeline of {len(containers)} containers")
         return model["ModelName"], containers[0]
+
+    @staticmethod
+    def _from_parameter(ssm: Any, name: str) -> tuple[str, dict[str, Any]]:
+        try:
+            url = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except (ClientError, BotoCoreError) as error:
+            raise Unexplainable(f"could not read the served model's parameter {name} ({_describe_error(error)})", transient=True) from None
+        return url, {"ModelDataUrl": url}
 
     def _fetch(self, name: str, container: dict[str, Any]) -> Any:
         artifact = _artifact(container)

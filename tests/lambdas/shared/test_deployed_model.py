@@ -164,3 +164,46 @@ def test_endpoint_shapes_the_app_cannot_explain_say_so_and_uncompressed_models_l
     source = {"S3DataSource": {"S3Uri": f"s3://{BUCKET}/uncompressed/", "S3DataType": "S3Prefix", "CompressionType": "None"}}
     expect_served(stubber, "c3", "m-raw", {"Image": "img", "ModelDataSource": source})
     assert model.explainer().model_name == "m-raw"
+
+
+def test_batch_only_the_served_model_parameter_names_the_model_and_a_promotion_swaps_it(mocked_aws, tmp_path) -> None:
+    """No endpoint (serving.endpoint false): the model the nightly run made from the parameter explains its rows."""
+    s3 = boto3.client("s3", region_name=REGION)
+    ssm = boto3.client("ssm", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket=BUCKET, Key=BUNDLED_KEY, Body=default_model.MODEL_ARTIFACT.read_bytes())
+    ssm.put_parameter(Name="/mlloop/income/serving/model-data-url", Value=f"s3://{BUCKET}/{BUNDLED_KEY}", Type="String")
+    clock = Clock()
+    # No SageMaker client call may happen: a client with nothing stubbed fails any call.
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    with Stubber(sagemaker):
+        model = DeployedModel(sagemaker, s3, served_model_parameter=(ssm, "/mlloop/income/serving/model-data-url"), refresh_seconds=60,
+                              load=TreeExplainer.from_artifact, clock=clock)
+        first = model.explainer()
+        assert first.model_name == f"s3://{BUCKET}/{BUNDLED_KEY}"
+        bundled = TreeExplainer.from_artifact(default_model.MODEL_ARTIFACT.open("rb"), "reference").booster
+        for result, margin in zip(first.explain(rows()), margins(bundled)):
+            assert abs(result.base_value + sum(result.contributions) - float(margin)) < 1e-4
+
+        retrained, booster = retrained_artifact(tmp_path)
+        s3.put_object(Bucket=BUCKET, Key=RETRAINED_KEY, Body=retrained)
+        ssm.put_parameter(Name="/mlloop/income/serving/model-data-url", Value=f"s3://{BUCKET}/{RETRAINED_KEY}", Type="String", Overwrite=True)
+        clock.now = 30
+        assert model.explainer() is first  # within the refresh period
+        clock.now = 61  # retraining's Promote wrote the parameter: the next nights use its model
+        second = model.explainer()
+        assert second.model_name == f"s3://{BUCKET}/{RETRAINED_KEY}"
+        for result, margin in zip(second.explain(rows()), margins(booster)):
+            assert abs(result.base_value + sum(result.contributions) - float(margin)) < 1e-4
+
+    ssm.delete_parameter(Name="/mlloop/income/serving/model-data-url")
+    clock.now = 122
+    with pytest.raises(Unexplainable, match=r"could not read the served model's parameter /mlloop/income/serving/model-data-url \(ParameterNotFound") as raised:
+        model.explainer()
+    assert raised.value.transient
+
+
+def test_a_deployed_model_has_exactly_one_source() -> None:
+    for sources in ({}, {"endpoint_name": "e", "variant_name": "v", "served_model_parameter": (None, "/p")}):
+        with pytest.raises(ValueError, match="give exactly one"):
+            DeployedModel(None, None, refresh_seconds=0, load=TreeExplainer.from_artifact, **sources)

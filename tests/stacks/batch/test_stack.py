@@ -209,3 +209,15 @@ def test_batch_only_retraining_promotes_by_the_served_model_parameter(income) ->
     assert states["CreateServingModel"]["Parameters"]["PrimaryContainer"]["ModelDataUrl.$"] == "$.served.artifactS3Uri"
     assert states["ServingModel"]["Parameters"] == {"modelName.$": "$.dataset.names.servingTransformJob", "artifactS3Uri.$": "$.served.artifactS3Uri"}
     assert "DeploymentErrors" not in json.dumps(template["Resources"]) and "deployment-errors" not in json.dumps(template)  # no rollback alarm
+
+
+def test_batch_only_attributions_come_from_the_served_model_parameter(income) -> None:
+    """The starter explains a night's rows with the model the run made: the served-model parameter's artefact."""
+    [starter] = [f for f in resources_of(income, "review", "AWS::Lambda::Function").values() if f["Properties"]["Handler"] == "lambdas.review.starter.handler.handler"]
+    variables = starter["Properties"]["Environment"]["Variables"]
+    assert variables["ATTRIBUTIONS"] == "on" and variables["SERVED_MODEL_PARAMETER"] == "/mlloop/income/serving/model-data-url"
+    assert "ENDPOINT_NAME" not in variables and "VARIANT_NAME" not in variables
+    policies = statements(income, "review", role_hint="HumanLoopStarter")
+    by_action = {a: json.dumps(resources(s)) for s in policies for a in actions(s)}
+    assert "parameter/mlloop/income/serving/model-data-url" in by_action["ssm:GetParameter"]
+    assert not [a for a in by_action if a.startswith("sagemaker:Describe")]
