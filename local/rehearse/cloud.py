@@ -22,6 +22,8 @@ Deliveries, as AWS makes them:
 - S3 to EventBridge: moto emits "Object Created" for a bucket whose ``NotificationConfiguration``
   has ``EventBridgeConfiguration`` (moto's own events, in EventBridge's documented shape; the
   rehearsal does not emit any itself).
+- DescribeEndpoint's ``DataCaptureConfig`` is the summary SageMaker returns
+  (``CurrentSamplingPercentage``...), not the endpoint config's settings as moto returns them.
 - SQS long polling (``WaitTimeSeconds``) returns at once: moto would wait for its clock to pass
   the wait's end, and a rehearsal's clock stands still.
 - SQS to Lambda: each event source mapping receives up to its ``BatchSize`` messages and calls the
@@ -668,6 +670,7 @@ class Cloud:
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.events.models import Rule
         from moto.events.utils import EventTemplateParser
+        from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
         from moto.sqs.models import SQSBackend
 
         cloud = self
@@ -738,7 +741,30 @@ class Cloud:
             # rehearsal's clock stands still (nothing else would deliver during the wait anyway).
             return original_receive(backend, queue_name, count, 0, visibility_timeout, message_attribute_names)
 
-        for target, name, value in ((Rule, "send_to_targets", send_to_targets), (LambdaSimpleBackend, "invoke", invoke), (SQSBackend, "receive_message", receive_message)):
+        original_endpoint = FakeEndpoint.response_object
+
+        def endpoint_response(endpoint: Any) -> dict[str, Any]:
+            # DescribeEndpoint's DataCaptureConfig is a DataCaptureConfigSummary (EnableCapture,
+            # CaptureStatus, CurrentSamplingPercentage, DestinationS3Uri, KmsKeyId: all required, botocore's
+            # sagemaker/2017-07-24 service model) of the endpoint config it runs; moto returns the
+            # config's DataCaptureConfig as given (InitialSamplingPercentage), which the capture filter
+            # cannot read its sampling percentage from.
+            response = original_endpoint.fget(endpoint)
+            config = sagemaker_backends[ACCOUNT][REGION].endpoint_configs.get(endpoint.endpoint_config_name)
+            capture = (config.data_capture_config if config is not None else endpoint.data_capture_config) or {}
+            if capture:
+                enabled = bool(capture.get("EnableCapture"))
+                response["DataCaptureConfig"] = {
+                    "EnableCapture": enabled, "CaptureStatus": "Started" if enabled else "Stopped",
+                    "CurrentSamplingPercentage": int(capture.get("InitialSamplingPercentage", 0)),
+                    "DestinationS3Uri": capture.get("DestinationS3Uri", ""), "KmsKeyId": capture.get("KmsKeyId", ""),
+                }  # fmt: skip
+            return response
+
+        for target, name, value in (
+            (Rule, "send_to_targets", send_to_targets), (LambdaSimpleBackend, "invoke", invoke),
+            (SQSBackend, "receive_message", receive_message), (FakeEndpoint, "response_object", property(endpoint_response)),
+        ):  # fmt: skip
             self._patches.append((target, name, getattr(target, name)))
             setattr(target, name, value)
 

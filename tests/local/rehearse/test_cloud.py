@@ -304,3 +304,13 @@ def test_intrinsic_functions_resolve_as_cloudformation_resolves_them() -> None:
     assert resolver.references({"Fn::Sub": "${Queue.Arn}", "x": {"Ref": "Email"}}) == {"Queue"}
     with pytest.raises(TemplateError, match="Ref Nothing"):
         resolver.resolve({"Ref": "Nothing"})
+
+
+def test_describe_endpoint_says_how_much_the_endpoint_captures_as_sagemaker_does(cloud, dev_config) -> None:
+    """The capture filter weighs each reviewed row by the endpoint's sampling percentage, read from
+    DescribeEndpoint's DataCaptureConfig.CurrentSamplingPercentage (the template's parameter default)."""
+    capture = cloud.client("sagemaker").describe_endpoint(EndpointName=dev_config.endpoint.name)["DataCaptureConfig"]
+    [serving] = [s for s in cloud.stacks if s.id == "Serving"]
+    default = int(serving.template["Parameters"]["CaptureSamplingPercentage"]["Default"])
+    assert capture["EnableCapture"] is True and capture["CaptureStatus"] == "Started" and capture["CurrentSamplingPercentage"] == default
+    assert capture["DestinationS3Uri"] == f"s3://{cloud.bucket('capture')}/capture"
