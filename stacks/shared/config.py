@@ -768,6 +768,16 @@ class AppConfig(_Section):
                         "set it to false, or monitoring.backend to open",
                         f"monitoring.{monitor}.enabled",
                     )
+        if not self.serving.endpoint:
+            # The open data-quality monitor reads the sketches the nightly run's finish step writes; these two
+            # read the endpoint's capture files (and the attribution monitor asks the endpoint for its model).
+            for monitor in ("explainability", "model_quality"):
+                if getattr(self.monitoring, monitor).enabled:
+                    raise _invalid(
+                        f"the {monitor.replace('_', '-')} monitor reads the real-time endpoint's capture, and serving.endpoint is false "
+                        "(batch only): the nightly batch's predictions are not read by it yet; set it to false",
+                        f"monitoring.{monitor}.enabled",
+                    )
         return self
 
     @model_validator(mode="after")

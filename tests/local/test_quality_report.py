@@ -17,8 +17,11 @@ import pytest
 from sklearn import metrics as sk
 
 from local import quality_report
+from local.cli import UsageError
+from stacks.shared.config import parse_environment
 from stacks.shared.default_model import TEST_CSV
 from stacks.shared.default_model.captures import HELD_OUT, SAMPLES_DIR
+from tests.conftest import CDK_CONTEXT
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURE = SAMPLES_DIR / HELD_OUT
@@ -118,7 +121,6 @@ def test_a_later_labels_file_wins_for_a_row_labelled_twice(tmp_path, sample):
     ("arguments", "message"),
     [
         (["missing.jsonl"], "CAPTURE missing.jsonl: no such readable file"),
-        ([str(CAPTURE), "--env", "income"], "names its test-set scores s3://amzn-s3-demo-bucket/REPLACE-ME/income/test-scores-with-header.csv in S3"),
         ([str(CAPTURE), "--scores", str(TEST_CSV)], "the header is"),
     ],
 )
@@ -163,3 +165,15 @@ def test_labels_that_join_no_captured_row_are_called_out(tmp_path, sample, capsy
     assert quality_report.main([str(CAPTURE), "--labels", str(labels), "--out", str(tmp_path / "none")]) == 0
     err = capsys.readouterr().err
     assert "none of the 5 label(s) matches a captured row: are these labels for these capture files?" in err
+
+
+def test_an_environment_whose_scores_are_in_s3_is_told_to_copy_them_down():
+    """An environment naming its test-set scores in S3 (monitoring.model_quality.dataset_s3_uri) gets the command to fetch them."""
+    uri = "s3://amzn-s3-demo-bucket/REPLACE-ME/income/test-scores-with-header.csv"
+    environment = json.loads(json.dumps(CDK_CONTEXT["environments"]["income"]))
+    environment["serving"], environment["batch"] = {"endpoint": True}, {"enabled": False}
+    environment["monitoring"]["model_quality"] = {"dataset_s3_uri": uri}
+    config = parse_environment("income", environment)
+    with pytest.raises(UsageError, match=f"names its test-set scores {uri} in S3 .*aws s3 cp {uri} scores.csv"):
+        quality_report.reference(None, config, 0.05)
+

@@ -17,6 +17,8 @@ from tests.stacks.retraining.test_execution import BUNDLED, NAME, PARAMETER, RUN
 def batch_only_app(tmp_path_factory):
     environment = json.loads(json.dumps(CDK_CONTEXT["environments"]["dev"]))
     environment["serving"], environment["batch"] = {"endpoint": False}, {"enabled": True}
+    # The attribution and model-quality monitors read the endpoint's capture: refused batch only.
+    environment["monitoring"] = {**environment.get("monitoring", {}), "explainability": {"enabled": False}, "model_quality": {"enabled": False}}
     return build_app(tmp_path_factory.mktemp("batch-only"), environment=environment)
 
 

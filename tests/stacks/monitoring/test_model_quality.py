@@ -284,8 +284,12 @@ def test_with_the_sagemaker_back_end_the_stacks_lint_clean(sagemaker_app, stack:
 
 @pytest.fixture(scope="module")
 def income_app(tmp_path_factory):
-    """cdk.json's income environment: data quality and explainability off, model quality on."""
-    built = build_app(tmp_path_factory.mktemp("income"), env="income")
+    """cdk.json's income environment served by an endpoint (as it was before the nightly batch):
+    data quality and explainability off, model quality on with its placeholder test-set scores."""
+    environment = json.loads(json.dumps(CDK_CONTEXT["environments"]["income"]))
+    environment["serving"], environment["batch"] = {"endpoint": True}, {"enabled": False}
+    environment["monitoring"]["model_quality"] = {"dataset_s3_uri": "s3://amzn-s3-demo-bucket/REPLACE-ME/income/test-scores-with-header.csv"}
+    built = build_app(tmp_path_factory.mktemp("income"), env="income", environment=environment)
     built.app.synth()  # the cdk-nag packs pass
     return built
 
@@ -312,6 +316,7 @@ def test_model_quality_alone_deploys_the_monitoring_stack_with_the_configured_sc
 
 def test_without_test_set_scores_the_baseline_says_so_and_the_alarms_stay_quiet(tmp_path) -> None:
     environment = copy.deepcopy(CDK_CONTEXT["environments"]["income"])
+    environment["serving"], environment["batch"] = {"endpoint": True}, {"enabled": False}  # model quality reads the endpoint's capture
     del environment["monitoring"]["model_quality"]
     built = build_app(tmp_path, env="income", environment=environment)
     built.app.synth()

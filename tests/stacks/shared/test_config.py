@@ -27,8 +27,17 @@ def test_batch_is_off_and_nightly_by_default_and_the_endpoint_on() -> None:
     batch = config.batch
     assert (batch.schedule, batch.timezone, batch.input_prefix, batch.content_type) == ("cron(0 2 * * ? *)", "UTC", "batch/input/", "text/csv")
     assert (batch.instance_type, batch.instance_count, batch.max_payload_mb, batch.overdue_hours) == ("ml.m5.xlarge", 1, 6, 26)
-    batch_only = parse_environment("dev", {"serving": {"endpoint": False}, "batch": {"enabled": True, "timezone": "Europe/Paris"}})
+    off = {"explainability": {"enabled": False}, "model_quality": {"enabled": False}}
+    batch_only = parse_environment("dev", {"serving": {"endpoint": False}, "batch": {"enabled": True, "timezone": "Europe/Paris"}, "monitoring": off})
     assert not batch_only.serving.endpoint and batch_only.batch.enabled and batch_only.batch.timezone == "Europe/Paris"
+
+
+@pytest.mark.parametrize("monitor", ["explainability", "model_quality"])
+def test_batch_only_refuses_the_monitors_that_read_the_endpoints_capture(monitor) -> None:
+    """The attribution and model-quality monitors read real-time capture; batch only they would see nothing."""
+    monitoring = {"explainability": {"enabled": False}, "model_quality": {"enabled": False}, monitor: {"enabled": True}}
+    with pytest.raises(ConfigError, match=rf"environments.dev.monitoring.{monitor}.enabled: the .* monitor reads the real-time endpoint's capture, and serving.endpoint is false \(batch only\).*set it to false"):
+        parse_environment("dev", {"serving": {"endpoint": False}, "batch": {"enabled": True}, "monitoring": monitoring})
 
 
 def test_income_is_batch_only() -> None:
