@@ -104,15 +104,19 @@ test: setup ## every test (no account; installs Chromium with apt; ~15 min)
 # Each against a floor measured in the same run: capture-filter throughput and memory (issue 4) with
 # profiling (issue 15), evaluating 10,000 sketch files (issue 15),
 # what per-record attributions add to review and XGBoost's cold start (issue 6), `cdk synth`
-# against an empty app's (issue 14), and a day of model-quality evaluation, 1,000,000 predictions and
-# 10,000 labels (issue 21). Every one runs; make fails if any missed its target.
-bench: $(VENV)/.test-deps node_modules/.installed layer ## speed and memory against floors measured in the same run (no account; ~10 min)
+# against an empty app's (issue 14), a day of model-quality evaluation, 1,000,000 predictions and
+# 10,000 labels (issue 21), a night of 1,000,000 batch rows from transform output to review groups
+# (issue 22), and a default 24-hour rehearsal's time and memory (issue 23). Every one runs; make fails
+# if any missed its target.
+bench: $(VENV)/.test-deps node_modules/.installed layer ## speed and memory against floors measured in the same run (no account; ~20 min)
 	status=0; \
 	$(VENV)/bin/python -m tests.bench.capture_filter || status=1; \
 	$(VENV)/bin/python -m tests.bench.drift_evaluation || status=1; \
 	$(VENV)/bin/python -m tests.bench.model_quality || status=1; \
 	$(VENV)/bin/python -m tests.bench.attributions || status=1; \
 	$(VENV)/bin/python -m tests.bench.synth || status=1; \
+	$(VENV)/bin/python -m tests.bench.batch || status=1; \
+	$(VENV)/bin/python -m tests.bench.rehearsal || status=1; \
 	exit $$status
 
 # bootstrap, diff and deploy use the assembly `make synth` just wrote (--app cdk.out): one synthesis.
