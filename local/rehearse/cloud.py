@@ -829,7 +829,9 @@ class Cloud:
                 continue
             self._executions[arn] = described["status"]
             ended = True
-            detail = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in described.items() if k in ("executionArn", "stateMachineArn", "name", "status", "startDate", "stopDate", "input", "output", "error", "cause")}
+            # The event's detail: dates in epoch milliseconds, absent fields null (the guide's example event).
+            fields = ("executionArn", "stateMachineArn", "name", "status", "startDate", "stopDate", "input", "output", "error", "cause")
+            detail = {k: (int(described[k].timestamp() * 1000) if isinstance(described.get(k), datetime) else described.get(k)) for k in fields}
             self._log("execution", detail["stateMachineArn"], arn, status=described["status"])
             # What Step Functions sends to EventBridge when an execution's status changes
             # (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html)

@@ -220,6 +220,7 @@ def test_a_retraining_request_runs_the_synthesised_state_machine_and_its_end_com
     event = json.loads(back["payload"])
     assert event["detail-type"] == "Step Functions Execution Status Change" and event["detail"]["status"] == "FAILED"
     assert event["detail"]["executionArn"] == ended["target"]
+    assert isinstance(event["detail"]["startDate"], int) and event["detail"]["stopDate"] >= event["detail"]["startDate"]  # epoch milliseconds
 
 
 def test_an_asynchronous_invocation_that_keeps_failing_goes_to_its_on_failure_destination(dev_stacks, dev_config) -> None:
