@@ -30,7 +30,7 @@ PLACEHOLDER = "s3://amzn-s3-demo-bucket/REPLACE-ME/"
 
 DEPLOYED_STACKS = {
     "churn": {"Storage", "Serving", "Monitoring", "Operations"},
-    "income": {"Storage", "Serving", "Review", "Monitoring", "Retraining", "Operations", "Batch"},
+    "income": {"Storage", "Serving", "Review", "Retraining", "Operations", "Batch"},
     "jsonl": {"Storage", "Serving", "Monitoring", "Operations"},
 }
 
