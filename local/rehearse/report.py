@@ -241,8 +241,8 @@ the figures in <a href="{SUMMARY}">{SUMMARY}</a></div>
 <span class="why">— {html.escape(str(served.get("why", "")))}</span></p>
 <h2>Retraining</h2><ul>{retraining}</ul>
 <h2>Timeline</h2>
-<table><colgroup><col style="width:5%">{'<col style="width:5.2%">' * 5}<col style="width:10%"><col style="width:12%"><col style="width:11%">
-<col style="width:7%"><col style="width:19%"><col style="width:10%"></colgroup><thead><tr><th>hour (UTC)</th><th>requests</th><th>captured</th><th>selected</th><th>reviewed</th><th>labels</th>
+<table><colgroup><col style="width:5%">{'<col style="width:5.8%">' * 5}<col style="width:10%"><col style="width:12%"><col style="width:10%">
+<col style="width:7%"><col style="width:17%"><col style="width:10%"></colgroup><thead><tr><th>hour (UTC)</th><th>requests</th><th>captured</th><th>selected</th><th>reviewed</th><th>labels</th>
 <th>schedules fired</th><th>monitor runs</th><th>drift per feature</th><th>quality</th><th>decisions and why</th><th>reports</th></tr></thead>
 <tbody>{"".join(_hour_row(hour) for hour in outcome.hours)}</tbody></table>
 <h2>Not rehearsed</h2><ul>{items(outcome.unrehearsed)}</ul>
