@@ -6,8 +6,8 @@ review budget's day, the label windows, the watchdog's "overdue", the retraining
 LastModified and execution start times. Patching each call site would miss some; time-machine
 (pinned in requirements-dev.txt) replaces the C-level clock functions once, so every caller, ours
 or a library's, sees the same simulated instant. The clock does not tick by itself (``tick=False``):
-it stands still while a handler runs and moves only when the rehearsal moves it, so a run is
-reproducible. ``time.monotonic`` and ``time.perf_counter`` are left alone (time-machine does not
+it stands still while a handler runs and moves only when the rehearsal moves it, so every run
+sees the same simulated times. ``time.monotonic`` and ``time.perf_counter`` are left alone (time-machine does not
 patch them): waits and timeouts inside moto and our own progress timings measure real time.
 """
 
