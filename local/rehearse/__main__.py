@@ -17,7 +17,7 @@ from pathlib import Path
 
 from local.cli import UsageError, environment_config, main as cli_main
 from local.rehearse.clock import DEFAULT_START
-from local.rehearse.run import REVIEWERS, Rehearsal, RehearsalError, Settings
+from local.rehearse.run import REVIEWERS, Rehearsal, RehearsalError, Settings, default_start
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--reviewers", default="simulated", help=f"{' or '.join(REVIEWERS)} (default simulated)")
     parse.add_argument("--error-rate", type=float, default=0.0, help="share of the simulated reviewers' answers that are wrong (default 0)")
     parse.add_argument("--review-delay-hours", type=int, default=1, help="hours before a task is answered (default 1: labels arrive late)")
-    parse.add_argument("--start", default=DEFAULT_START.isoformat(), help=f"simulated start, ISO 8601 UTC (default {DEFAULT_START.isoformat()})")
+    parse.add_argument("--start", help=f"simulated start, ISO 8601 UTC (default {DEFAULT_START.isoformat()}; batch only, 20 hours before the next nightly run)")
     parse.add_argument("--per-hour", type=int, help="requests an hour of the default traffic (default: the traffic module's)")
     parse.add_argument("--seed", type=int, default=0, help="seed of the reviewers' mistakes (default 0)")
     return parse
@@ -46,10 +46,11 @@ def _start(text: str) -> dt.datetime:
 
 
 def run(args: argparse.Namespace) -> int:
-    environment_config(args.env)  # a bad ENV is a usage error naming the environments
+    config = environment_config(args.env)  # a bad ENV is a usage error naming the environments
+    start = _start(args.start) if args.start else default_start(config)
     settings = Settings(
         environment=args.env, out=args.out, hours=args.hours, traffic=args.traffic, reviewers=args.reviewers,
-        error_rate=args.error_rate, review_delay_hours=args.review_delay_hours, start=_start(args.start), seed=args.seed, per_hour=args.per_hour,
+        error_rate=args.error_rate, review_delay_hours=args.review_delay_hours, start=start, seed=args.seed, per_hour=args.per_hour,
     )  # fmt: skip
     try:
         settings.check()

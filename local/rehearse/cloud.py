@@ -658,7 +658,8 @@ class Cloud:
         elif service == "sns":
             self.client("sns").publish(TopicArn=arn, Message=body)
         elif service == "states":
-            execution = self.client("stepfunctions").start_execution(stateMachineArn=arn, input=body)["executionArn"]
+            # Without a name Step Functions names the execution with a UUID; moto names it "None".
+            execution = self.client("stepfunctions").start_execution(stateMachineArn=arn, name=str(uuid.uuid4()), input=body)["executionArn"]
             self._executions[execution] = "RUNNING"
         elif service == "events":
             event = json.loads(body)

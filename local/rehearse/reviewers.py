@@ -59,6 +59,15 @@ class Answered:
     rows: list[dict[str, Any]] = field(default_factory=list)  # {recordId, truth, answer, prediction, wrong}
 
 
+def truth_key(row: Mapping[str, Any], truth: Mapping[str, Any]) -> str:
+    """Where a task row's true label is: its record ID, or for a nightly batch row (whose record ID is
+    the transform's generated inference ID) its origin, ``<input file key>:<line>``."""
+    origin = row.get("origin")
+    if row["recordId"] in truth or not isinstance(origin, Mapping):
+        return row["recordId"]
+    return f"{origin.get('file')}:{origin.get('line')}"
+
+
 class SimulatedReviewers:
     """``answer_open_tasks(at)`` answers every task open at ``at`` (module docstring); ``answered``
     records each answer, ``skipped`` each task given back and why."""
@@ -132,7 +141,7 @@ class SimulatedReviewers:
         form: dict[str, str] = {}
         answered = []
         for row in rows:
-            truth = int(self.truth[row["recordId"]])
+            truth = int(self.truth[truth_key(row, self.truth)])
             label = self._answer_label(truth)
             if label == int(row["prediction"]):
                 form[f"{row['key']}-verdict"] = "agree"
@@ -185,7 +194,7 @@ class SimulatedReviewers:
             reason = None
             if cutoff is not None and dt.datetime.fromisoformat(created.replace("Z", "+00:00")) > cutoff:
                 reason = f"created {created}, less than {older_than} before {at.isoformat()}"
-            elif missing := [row["recordId"] for row in rows if row["recordId"] not in self.truth]:
+            elif missing := [row["recordId"] for row in rows if truth_key(row, self.truth) not in self.truth]:
                 reason = f"no known truth for {', '.join(missing)}"
             if reason is not None:
                 self.call(sub, at, "POST", "/api/tasks/{taskId}/release", task_id)

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 from local.rehearse import report
 from local.rehearse.clock import DEFAULT_START, SimulatedClock, instant_waits
 from local.rehearse.report import Decision, Hour, Outcome
-from stacks.shared.config import AppConfig, load_environment
+from stacks.shared.config import BATCH_RUNS_PREFIX, AppConfig, load_environment
 
 REVIEWERS = ("simulated", "browser")
 REGION = "eu-west-1"  # the rehearsal's (local.rehearse.templates.REGION)
@@ -99,6 +99,25 @@ def request_body(config: AppConfig, features: Sequence[Any]) -> tuple[str, str]:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", path):
         raise RehearsalError(f"model.features_path {path!r}: the rehearsal builds JSON requests for a plain key only")
     return json.dumps({path: list(features)}), content_type
+
+
+BATCH_HANDLER = "lambdas.batch.handler.step"  # the nightly run's steps function (stacks/batch/stack.py)
+BATCH_RUNS = BATCH_RUNS_PREFIX  # where each run writes report.json (the steps' RUNS_PREFIX)
+BATCH_RUN_HOUR = 20  # a batch-only rehearsal starts so that the night's run comes 20 hours in
+
+
+def default_start(config: AppConfig) -> dt.datetime:
+    """Where a rehearsal starts by default: ``DEFAULT_START``, or batch only, ``BATCH_RUN_HOUR`` hours
+    before the nightly run's time of day (``batch.schedule``'s cron hour and minute, read in UTC), so
+    that a 24-hour rehearsal drops a day of input files, runs one night over them, and leaves the
+    reviewers four hours for its tasks."""
+    if config.serving.endpoint:
+        return DEFAULT_START
+    matched = re.fullmatch(r"cron\((\d{1,2}) (\d{1,2}) .*\)", config.batch.schedule.strip())
+    if matched is None:
+        return DEFAULT_START
+    run_at = DEFAULT_START.replace(hour=int(matched[2]), minute=int(matched[1])) + dt.timedelta(days=1)
+    return run_at - dt.timedelta(hours=BATCH_RUN_HOUR)
 
 
 def as_time(at: Any, start: dt.datetime) -> dt.datetime:
@@ -187,6 +206,20 @@ class Observer:
                     hour.quality.update(quality_figures(self.read(bucket, key)))
             elif LOOP_REPORTS in key and key.endswith(".json"):
                 hour.reports.append(f"{bucket}/{key}")
+            elif key.startswith(BATCH_RUNS) and key.count("/") == BATCH_RUNS.count("/") + 1 and name == "report.json":
+                self._batch_run(hour, bucket, key)
+
+    def _batch_run(self, hour: Hour, bucket: str, key: str) -> None:
+        """A nightly run's report: its rows count as captured (batch data capture records every row)."""
+        run = json.loads(self.read(bucket, key))
+        hour.captured += int(run.get("rows") or 0)
+        hour.reports.append(f"{bucket}/{key.removesuffix('report.json')}report.html")
+        figures = (
+            f"{run.get('files', 0)} input files, {run.get('rows', 0)} rows predicted, {run.get('rejected', 0)} lines rejected, "
+            f"{run.get('selected', 0)} rows selected for review ({run.get('audited', 0)} by the audit), {run.get('tasks', 0)} review groups"
+        )
+        why = figures if run.get("status") != "Failed" else f"{run.get('error')}: {run.get('cause')}; {len(run.get('retriedNextNight') or [])} files retried next night"
+        hour.decisions.append(Decision(at=hour.end, what=f"nightly batch run {run.get('run')}: {run.get('status')}", why=why))
 
     def _run_line(self, bucket: str, key: str, monitor: str) -> str:
         """"<monitor> <period>: <n> violations" of the report folder holding ``key``."""
@@ -258,7 +291,7 @@ class Observer:
                 described = sfn.describe_execution(executionArn=arn)
                 run = execution_outcome(machine["name"], described)
                 self.executions[arn] = run
-                hour.decisions.append(Decision(at=report.iso(execution["startDate"]), what=f"{machine['name']} {execution['name']}: {status}", why=run["why"]))
+                hour.decisions.append(Decision(at=report.iso(execution["startDate"]), what=f"{machine['name']} {execution.get('name') or arn.rsplit(':', 1)[-1]}: {status}", why=run["why"]))
 
 
 TRIGGER_STATUS = {
@@ -421,9 +454,28 @@ class Rehearsal:
 
         settings = self.settings
         self.say(f"{len(requests)} requests over {settings.hours} hours from {report.iso(settings.start)}")
-        endpoint = sagemaker.Endpoint(cloud, self.config.endpoint.name, seed=settings.seed)
+        # Batch only there is no endpoint: each hour's requests are dropped as one input file under
+        # batch.input_prefix, and the nightly schedule's run predicts them (the transform stand-in).
+        batch_only = not self.config.serving.endpoint
+        endpoint = None if batch_only else sagemaker.Endpoint(cloud, self.config.endpoint.name, seed=settings.seed)
+        if batch_only:
+            self.notes.append(
+                f"batch only: each simulated hour's requests are one input file under {self.config.batch.input_prefix} of the datasets bucket; "
+                f"the nightly run ({self.config.batch.schedule}, {self.config.batch.timezone}) predicts the files dropped since the last run"
+            )
+        dropped: list[str] = []
         truth: dict[str, Any] = {}
-        reviewers = BrowserReviewers(cloud, self.say) if settings.reviewers == "browser" else SimulatedReviewers(cloud, truth, error_rate=settings.error_rate, seed=settings.seed)
+        if not (self.config.review.enabled and self.config.review.backend == "open"):
+            reviewers = None  # A2I's workers are not rehearsed (nor is A2I): nobody answers
+            self.notes.append(
+                "review.backend is a2i: the starter's StartHumanLoop calls reach A2I, which the rehearsal does not stand in for, so no "
+                "task is answered and no label written; set review.backend to open to rehearse the reviewers' app"
+                if self.config.review.enabled else "review is off: no task, no label"
+            )
+        elif settings.reviewers == "browser":
+            reviewers = BrowserReviewers(cloud, self.say)
+        else:
+            reviewers = SimulatedReviewers(cloud, truth, error_rate=settings.error_rate, seed=settings.seed)
         observer = Observer(cloud, self.config)
         observer.observe(Hour(-1, "", ""))  # what deploying wrote (baselines, the bundled model) is not the loop's
         served_before = self._served_model()
@@ -441,12 +493,19 @@ class Rehearsal:
                     request = requests[position]
                     self.clock.advance_to(max(request.at, self.clock.now))
                     body, content_type = request_body(self.config, request.features)
-                    endpoint.invoke(body, content_type, at=request.at, inference_id=request.record_id)
-                    truth[request.record_id] = request.label
+                    if endpoint is None:
+                        dropped.append(body)
+                    else:
+                        endpoint.invoke(body, content_type, at=request.at, inference_id=request.record_id)
+                        truth[request.record_id] = request.label
                     hour.requests += 1
                     position += 1
-                endpoint.flush()  # the slice's capture file (SageMaker writes one every few minutes)
-                if slice_start <= answer_at < slice_end:
+                if endpoint is not None:
+                    endpoint.flush()  # the slice's capture file (SageMaker writes one every few minutes)
+                elif slice_end >= end and dropped:
+                    truth.update(self._drop_input_file(cloud, start, dropped, [r.label for r in requests[position - len(dropped):position]]))
+                    dropped = []
+                if reviewers is not None and slice_start <= answer_at < slice_end:
                     self.clock.advance_to(max(answer_at, self.clock.now))
                     cloud.settle()
                     self._answer(reviewers, answer_at)
@@ -495,6 +554,16 @@ class Rehearsal:
             f"retraining runs {summary['retraining_runs']}, promoted {summary['promoted']}; {copied} objects under {out / report.OBJECTS}; open {out / report.INDEX}"
         )
         return outcome
+
+    def _drop_input_file(self, cloud: Any, hour: dt.datetime, lines: list[str], labels: list[Any]) -> dict[str, Any]:
+        """An hour's requests as one input file of the nightly batch (CSV, no header, the features in the
+        model's order); returns each row's true label under its origin, ``<key>:<line>`` (1-based)."""
+        if self.config.batch.content_type != "text/csv":
+            raise RehearsalError(f"batch.content_type {self.config.batch.content_type!r}: the rehearsal drops CSV input files only")
+        variables = cloud.function(BATCH_HANDLER).environment
+        key = f"{variables['INPUT_PREFIX']}rehearsal-{hour:%Y%m%d-%H}.csv"
+        cloud.client("s3").put_object(Bucket=variables["DATA_BUCKET"], Key=key, Body=("\n".join(lines) + "\n").encode())
+        return {f"{key}:{number}": label for number, label in enumerate(labels, start=1)}
 
     def _answer(self, reviewers: Any, at: dt.datetime) -> None:
         """The reviewers answer the tasks that have waited the review delay."""

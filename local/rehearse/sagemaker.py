@@ -261,7 +261,8 @@ def _transform_inputs(s3: Any, data_source: dict[str, Any]) -> list[tuple[str, s
     bucket, prefix = aws.split_s3_uri(source["S3Uri"])
     if source.get("S3DataType", "S3Prefix") == "ManifestFile":
         manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix)["Body"].read())
-        base_bucket, base_prefix = aws.split_s3_uri(manifest[0]["prefix"])
+        # The prefix may be the bucket alone (``s3://bucket/``), as the nightly run's plan writes it.
+        base_bucket, _, base_prefix = manifest[0]["prefix"].removeprefix("s3://").partition("/")
         return [(base_bucket, base_prefix + relative, relative) for relative in manifest[1:]]
     folder = prefix if prefix.endswith("/") else prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
     return [(bucket, key, key[len(folder):]) for key in _objects(s3, bucket, prefix)]

@@ -224,3 +224,34 @@ def test_a_short_rehearsal_closes_the_loop(rehearsal: tuple[Path, dict, str]) ->
     assert any((out / "s3").glob("*/ground-truth/**/*.jsonl")) and any((out / "s3").glob("*/capture/**/*.jsonl"))
     # What the rehearsal could not take from the templates is named.
     assert any(item.startswith("CloudWatch alarms are not evaluated") for item in summary["unrehearsed"])
+
+
+# -- a rehearsed night of the nightly batch (ENV=income: batch only, seed 002) -------------------------
+
+
+def test_a_batch_only_rehearsal_runs_one_night_over_the_days_input_files(tmp_path: Path) -> None:
+    """``make rehearse ENV=income``: each hour's requests dropped as an input file, the nightly
+    schedule's run 20 hours in predicts them through the synthesised batch state machine (plan,
+    per-run model, transform stand-in with batch capture, finish through the capture filter's code)."""
+    out = tmp_path / "out"
+    root = Path(__file__).resolve().parents[3]
+    environment = {**os.environ, "PATH": f"{root / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}", "AWS_EC2_METADATA_DISABLED": "true"}
+    done = subprocess.run(
+        [sys.executable, "-m", "local.rehearse", "--env", "income", "--hours", "24", "--out", str(out)],
+        cwd=root, env=environment, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["start"] == "2026-11-23T06:00:00Z"  # 20 hours before the 02:00 UTC run
+    [night] = [d for hour in summary["timeline"] for d in hour["decisions"] if d["what"].startswith("nightly batch run")]
+    assert night["what"].endswith(": Completed"), night
+    [report_path] = list((out / "s3").glob("*/batch/runs/*/report.json"))
+    report = json.loads(report_path.read_text())
+    # The files dropped from 06:00 to 01:00 (20 hours of 120 requests), each predicted once.
+    assert (report["files"], report["rows"], report["rejected"]) == (20, 2400, 0) and summary["captured"] == 2400
+    # Negative outcomes (and the audit) selected, three rows a review group, as the capture filter groups them.
+    assert 0 < report["selected"] < report["rows"] and report["tasks"] == sum(-(-o["selected"] // 3) for o in report["outputs"])
+    assert f"{report['rows']} rows predicted" in night["why"] and f"{report['tasks']} review groups" in night["why"]
+    # What is not rehearsed is named: A2I (income's review back end) and the placeholder model's stand-in.
+    assert any("A2I" in item for item in summary["unrehearsed"]) and any("review.backend is a2i" in note for note in summary["notes"])
+    assert any("batch only" in note for note in summary["notes"])

@@ -174,3 +174,13 @@ def test_late_labels_a_young_task_handed_out_among_due_ones_is_given_back_unansw
     assert all(stored(i).status == "open" and not stored(i).answers for i in young)
     assert reviewers.skipped and {s["taskId"] for s in reviewers.skipped} <= young  # the young tasks the claim handed out went back
     assert all("less than 1:00:00 before" in s["why"] for s in reviewers.skipped)
+
+
+def test_a_batch_rows_truth_is_found_by_its_origin_when_its_record_id_is_the_transforms() -> None:
+    from local.rehearse.reviewers import truth_key
+
+    truth = {"rehearsal-0000001": 1, "batch/input/rehearsal-20261123-06.csv:7": 0}
+    assert truth_key({"recordId": "rehearsal-0000001"}, truth) == "rehearsal-0000001"
+    generated = {"recordId": "5f0c1d2e-generated", "origin": {"file": "batch/input/rehearsal-20261123-06.csv", "line": 7}}
+    assert truth[truth_key(generated, truth)] == 0
+    assert truth_key({"recordId": "unknown"}, truth) == "unknown"  # no origin: not found, and the task is handed back

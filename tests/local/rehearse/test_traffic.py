@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ from lambdas.monitoring.drift.sketch import dumps, profile
 from lambdas.shared.explain.tree import TreeExplainer
 from local.rehearse import traffic
 from stacks.shared import default_model
+from stacks.shared.config import parse_environment
 from stacks.shared.default_model import captures
+from tests.conftest import CDK_CONTEXT
 
 HOUR = dt.timedelta(hours=1)
 
@@ -108,11 +111,17 @@ def test_a_placeholder_environment_gets_synthetic_rows_and_a_stand_in_model_with
     assert after[:, 0].mean() - before[:, 0].mean() > 1.0 and abs(after[:, 5].mean() - before[:, 5].mean()) < 0.6
     # What its placeholder URIs should hold, for the rehearsal's Cloud to put before deploying.
     config = load_environment("income")
-    assert set(income.objects) == {str(config.model.artifact_s3_uri), str(config.retraining.training_data_s3_uri), str(config.monitoring.model_quality.dataset_s3_uri)}
+    assert set(income.objects) == {str(config.model.artifact_s3_uri), str(config.retraining.training_data_s3_uri)}
     assert income.objects[str(config.model.artifact_s3_uri)] == income.artefact
-    scores = income.objects[str(config.monitoring.model_quality.dataset_s3_uri)].decode().splitlines()
-    assert scores[0] == "label,probability" and all(line.split(",")[0] in ("0", "1") and 0 < float(line.split(",")[1]) < 1 for line in scores[1:])
     assert any("placeholder objects supplied" in n and "retraining.training_data_s3_uri" in n for n in income.notes)
+    # Served by an endpoint with model quality on, its test-set scores are supplied too (label,probability).
+    environment = json.loads(json.dumps(CDK_CONTEXT["environments"]["income"]))
+    environment["serving"], environment["batch"] = {"endpoint": True}, {"enabled": False}
+    environment["monitoring"]["model_quality"] = {"dataset_s3_uri": "s3://amzn-s3-demo-bucket/REPLACE-ME/income/test-scores-with-header.csv"}
+    served = parse_environment("income", environment)
+    objects = traffic._placeholder_objects(served, income, np.random.default_rng(0))
+    scores = objects["s3://amzn-s3-demo-bucket/REPLACE-ME/income/test-scores-with-header.csv"].decode().splitlines()
+    assert scores[0] == "label,probability" and all(line.split(",")[0] in ("0", "1") and 0 < float(line.split(",")[1]) < 1 for line in scores[1:])
 
 
 def test_a_traffic_file_is_spread_in_order_and_its_bad_lines_are_kept_with_their_reason(tmp_path) -> None:
