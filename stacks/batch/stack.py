@@ -48,6 +48,7 @@ from stacks.review.stack import ReviewStack
 from stacks.serving.stack import ServingStack
 from stacks.shared import aws_facts
 from stacks.shared.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
+from stacks.shared import state_machines
 from stacks.shared.config import BATCH_RUNS_PREFIX, AppConfig
 from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation, dependency_layer, explain_layer
 from stacks.shared.images import ContainerImage
@@ -58,11 +59,8 @@ from stacks.storage.stack import StorageStack
 # "Batch Run Ended": one event per run, detail = the run's summary with ``status``.
 RUN_ENDED = "Batch Run Ended"
 STATUSES = ("Completed", "Failed", "NoInput")
-STEP_TIMEOUT = Duration.minutes(15)
 # The longest a night's transform may take before the task gives up (Step Functions stops the job).
 TRANSFORM_TIMEOUT = Duration.hours(6)
-LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"]
-SAGEMAKER_RETRY_ERRORS = ["SageMaker.ThrottlingException", "ThrottlingException", "SageMaker.AmazonSageMakerException"]
 # Scheduler retries a StartExecution it could not deliver for up to a day (then its dead-letter queue).
 DELIVERY_RETRIES = 185
 # Each run's files under batch/runs/<run>/ (lambdas/batch writes the others: report.json, report.html, rejected.jsonl).
@@ -141,7 +139,7 @@ class BatchStack(Stack):
             key=key,
             layer=layer,
             retain_logs=config.retain_data,
-            timeout=STEP_TIMEOUT,
+            timeout=state_machines.STEP_TIMEOUT,
             # A night of a million rows read, parsed, selected and profiled within 15 minutes (make bench).
             memory_size=4096,
             ephemeral_storage_mib=10_240,
@@ -335,37 +333,13 @@ class BatchStack(Stack):
     # --- the definition ------------------------------------------------------------------------
     def _state_machine(self, config: AppConfig, image: ContainerImage, model_role: iam.IRole, topic, key, bucket: str) -> sfn.StateMachine:
         batch, prefix = config.batch, config.prefix
-        stack = self
 
         def step(name: str, payload: sfn.TaskInput | None = None, input_path: str | None = None) -> tasks.LambdaInvoke:
-            task = tasks.LambdaInvoke(
-                self,
-                name,
-                lambda_function=self.steps.function,
-                payload=payload,
-                input_path=input_path,
-                payload_response_only=True,
-                result_path="$.summary" if name != "Plan" else "$.plan",
-                task_timeout=sfn.Timeout.duration(STEP_TIMEOUT),
-                retry_on_service_exceptions=False,
-            )
-            task.add_retry(errors=LAMBDA_RETRY_ERRORS, interval=Duration.seconds(2), max_attempts=6, backoff_rate=2)
-            return task
+            result_path = "$.summary" if name != "Plan" else "$.plan"
+            return state_machines.lambda_step(self, name, self.steps.function, payload, result_path, input_path=input_path)
 
         def sagemaker_task(name: str, resource: str, parameters: dict[str, Any], timeout: Duration, **state: Any) -> sfn.CustomState:
-            task = sfn.CustomState(
-                self,
-                name,
-                state_json={
-                    "Type": "Task",
-                    "Resource": f"arn:{stack.partition}:states:::sagemaker:{resource}",
-                    "Parameters": parameters,
-                    "TimeoutSeconds": int(timeout.to_seconds()),
-                    **state,
-                },
-            )
-            task.add_retry(errors=SAGEMAKER_RETRY_ERRORS, interval=Duration.seconds(10), max_attempts=4, backoff_rate=2)
-            return task
+            return state_machines.sagemaker_task(self, name, resource, parameters, timeout, **state)
 
         def outcome(status: str) -> sfn.Pass:
             return sfn.Pass(self, f"{status}Outcome", result=sfn.Result.from_string(status), result_path="$.summary.status")

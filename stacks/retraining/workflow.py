@@ -48,14 +48,12 @@ from lambdas.retraining.dataset import EVALUATION_INPUT_FILTER
 from lambdas.retraining.steps import CANDIDATE, SERVING
 from stacks.shared import aws_facts
 from stacks.shared.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
+from stacks.shared import state_machines
 from stacks.shared.config import AppConfig
 from stacks.shared.functions import AppFunction
 from stacks.shared.log_groups import encrypted_log_group
 
-LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"]
-SAGEMAKER_RETRY_ERRORS = ["SageMaker.ThrottlingException", "ThrottlingException", "SageMaker.AmazonSageMakerException"]
 ENDPOINT_POLL = Duration.minutes(1)
-STEP_TIMEOUT = Duration.minutes(15)
 TRANSFORM_TIMEOUT = Duration.hours(2)
 # The data-quality baseline's batch transform: the model reads each training row without its label
 # ("$[1:]"), and each output line is the input row followed by the prediction (JoinSource "Input";
@@ -111,33 +109,10 @@ class RetrainingWorkflow(Construct):
         retraining, prefix = config.retraining, config.prefix
 
         def lambda_step(name: str, step: str, result_path: str, **payload: Any) -> tasks.LambdaInvoke:
-            task = tasks.LambdaInvoke(
-                self,
-                name,
-                lambda_function=steps.function,
-                payload=sfn.TaskInput.from_object({"step": step, **payload}),
-                payload_response_only=True,
-                result_path=result_path,
-                task_timeout=sfn.Timeout.duration(STEP_TIMEOUT),
-                retry_on_service_exceptions=False,
-            )
-            task.add_retry(errors=LAMBDA_RETRY_ERRORS, interval=Duration.seconds(2), max_attempts=6, backoff_rate=2)
-            return task
+            return state_machines.lambda_step(self, name, steps.function, sfn.TaskInput.from_object({"step": step, **payload}), result_path)
 
         def sagemaker_task(name: str, resource: str, parameters: dict[str, Any], timeout: Duration, **state: Any) -> sfn.CustomState:
-            task = sfn.CustomState(
-                self,
-                name,
-                state_json={
-                    "Type": "Task",
-                    "Resource": f"arn:{stack.partition}:states:::sagemaker:{resource}",
-                    "Parameters": parameters,
-                    "TimeoutSeconds": int(timeout.to_seconds()),
-                    **state,
-                },
-            )
-            task.add_retry(errors=SAGEMAKER_RETRY_ERRORS, interval=Duration.seconds(10), max_attempts=4, backoff_rate=2)
-            return task
+            return state_machines.sagemaker_task(self, name, resource, parameters, timeout, **state)
 
         def notify(name: str, subject: str, *fields: str, template: str) -> tasks.SnsPublish:
             return tasks.SnsPublish(
