@@ -36,7 +36,6 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -49,6 +48,7 @@ from stacks.serving.stack import ServingStack
 from stacks.shared import aws_facts
 from stacks.shared.compliance import acknowledge, acknowledge_wildcards, ignore_lint_check
 from stacks.shared import state_machines
+from stacks.shared.schedules import app_schedule
 from stacks.shared.config import BATCH_RUNS_PREFIX, AppConfig
 from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation, dependency_layer, explain_layer
 from stacks.shared.images import ContainerImage
@@ -61,8 +61,6 @@ RUN_ENDED = "Batch Run Ended"
 STATUSES = ("Completed", "Failed", "NoInput")
 # The longest a night's transform may take before the task gives up (Step Functions stops the job).
 TRANSFORM_TIMEOUT = Duration.hours(6)
-# Scheduler retries a StartExecution it could not deliver for up to a day (then its dead-letter queue).
-DELIVERY_RETRIES = 185
 # Each run's files under batch/runs/<run>/ (lambdas/batch writes the others: report.json, report.html, rejected.jsonl).
 OUTPUT_FOLDER, CAPTURE_FOLDER, INPUT_FOLDER, MANIFEST_FILE = "output", "capture", "input", "manifest.json"
 # The transform's output: each line the input line, then the model's score (JoinSource "Input"; for
@@ -204,26 +202,12 @@ class BatchStack(Stack):
         self.schedule_role.add_to_policy(iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn]))
         acknowledge(self.schedule_role.node.find_child("DefaultPolicy"), ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
         self.schedule_input = self.to_json_string({"time": aws_facts.SCHEDULER_SCHEDULED_TIME})
-        self.schedule = scheduler.CfnSchedule(
-            self,
-            "Schedule",
-            name=self.schedule_name,
+        self.schedule = app_schedule(
+            self, "Schedule", name=self.schedule_name,
             description=f"Nightly batch predictions of the files under s3://<datasets bucket>/{batch.input_prefix}",
-            schedule_expression=batch.schedule,
-            schedule_expression_timezone=batch.timezone,
-            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
-            state=aws_facts.SCHEDULER_ENABLED,
-            target=scheduler.CfnSchedule.TargetProperty(
-                arn=self.state_machine.state_machine_arn,
-                role_arn=self.schedule_role.role_arn,
-                input=self.schedule_input,
-                dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(arn=self.failures.queue_arn),
-                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
-                    maximum_event_age_in_seconds=aws_facts.SCHEDULER_MAX_EVENT_AGE_SECONDS, maximum_retry_attempts=DELIVERY_RETRIES
-                ),
-            ),
-        )
-        self.schedule.node.add_dependency(self.schedule_role.node.find_child("DefaultPolicy"))
+            expression=batch.schedule, timezone=batch.timezone, target_arn=self.state_machine.state_machine_arn,
+            role=self.schedule_role, target_input=self.schedule_input, failures=self.failures,
+        )  # fmt: skip
 
         # --- alarms -------------------------------------------------------------------------------
         self.failed_alarm, self.overdue_alarm = self._alarms(config, topic)

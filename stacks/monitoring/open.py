@@ -28,7 +28,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from aws_cdk import custom_resources as cr
 from constructs import Construct
@@ -46,15 +45,13 @@ from stacks.shared.config import AppConfig
 from stacks.shared.functions import ACK_INLINE_POLICY, INLINE_POLICY_RULES, AppFunction, Invocation, acknowledge_provider_framework
 from stacks.shared.log_groups import encrypted_log_group
 from stacks.shared.work_queue import alarm_at_one_message, encrypted_queue
+from stacks.shared.schedules import app_schedule
 
 # An evaluation reads one period's sketch or sample files (a few KB each, read 16 at a time): 10,000
 # capture objects take about a minute locally (make bench); the limit leaves room for ten times that.
 EVALUATION_TIMEOUT = Duration.minutes(15)
 # Computing a baseline reads the whole dataset (and, for attributions, explains it with TreeSHAP).
 BASELINE_TIMEOUT = Duration.minutes(15)
-# Scheduler's delivery of a run to Lambda (an asynchronous invoke): retried for up to a day, as the
-# app's EventBridge rule targets are; a late run still evaluates its own period (scheduledTime).
-DELIVERY_RETRIES = 185
 # Lambda's own retries of a failed evaluation (its asynchronous-invocation default).
 EVALUATION_RETRIES = 2
 
@@ -229,28 +226,10 @@ class EvaluationSchedule(Construct):
         acknowledge(self.role.node.find_child("DefaultPolicy"), ACK_INLINE_POLICY, *INLINE_POLICY_RULES)
         self.expression = evaluation_expression(cadence)
         self.input = stack.to_json_string({"scheduledTime": aws_facts.SCHEDULER_SCHEDULED_TIME, "schedule": cadence})
-        self.schedule = scheduler.CfnSchedule(
-            self,
-            "Schedule",
-            name=name,
-            description=description,
-            schedule_expression=self.expression,
-            schedule_expression_timezone="UTC",
-            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
-            state=aws_facts.SCHEDULER_ENABLED,
-            target=scheduler.CfnSchedule.TargetProperty(
-                arn=function.function.function_arn,
-                role_arn=self.role.role_arn,
-                input=self.input,
-                dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(arn=self.failures.queue_arn),
-                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
-                    maximum_event_age_in_seconds=aws_facts.SCHEDULER_MAX_EVENT_AGE_SECONDS, maximum_retry_attempts=DELIVERY_RETRIES
-                ),
-            ),
-        )
-        # Scheduler checks the role's permissions when it invokes, not when the schedule is created;
-        # created after the policy all the same, so the first run never meets a half-made role.
-        self.schedule.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        self.schedule = app_schedule(
+            self, "Schedule", name=name, description=description, expression=self.expression, timezone="UTC",
+            target_arn=function.function.function_arn, role=self.role, target_input=self.input, failures=self.failures,
+        )  # fmt: skip
         self.schedule_arn = stack.format_arn(service="scheduler", resource="schedule", resource_name=f"default/{name}")
 
 
