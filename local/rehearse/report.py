@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -137,8 +138,11 @@ def safe_path(root: Path, bucket: str, key: str) -> Path:
 
 def copy_objects(objects: Iterable[tuple[str, str, bytes]], out: Path) -> int:
     """Write each ``(bucket, key, body)`` to ``out/s3/<bucket>/<key>``; a key that is also a
-    "folder" of another key (``a`` and ``a/b``) keeps its body in ``a/_object``."""
+    "folder" of another key (``a`` and ``a/b``) keeps its body in ``a/_object``. What an earlier
+    rehearsal left under ``out/s3/`` is removed first: the folder holds this run's objects only."""
     root, count = out / OBJECTS, 0
+    if root.is_dir():
+        shutil.rmtree(root)
     for bucket, key, body in objects:
         path = safe_path(root, bucket, key if not key.endswith("/") else key + "_object")
         if path.is_dir():

@@ -153,6 +153,14 @@ def test_objects_are_copied_under_s3_and_a_key_cannot_leave_the_folder(tmp_path:
         report.copy_objects([("b", "../../etc/x", b"")], tmp_path)
 
 
+def test_a_second_rehearsal_into_the_same_folder_leaves_only_its_own_objects(tmp_path: Path) -> None:
+    report.copy_objects([("b", "batch/runs/first/report.json", b"1")], tmp_path)
+    (tmp_path / "index.html").write_text("kept")  # the folder's other files are the run's to overwrite
+    assert report.copy_objects([("b", "batch/runs/second/report.json", b"2")], tmp_path) == 1
+    assert [p.relative_to(tmp_path / "s3").as_posix() for p in (tmp_path / "s3").rglob("*.json")] == ["b/batch/runs/second/report.json"]
+    assert (tmp_path / "index.html").read_text() == "kept"
+
+
 def test_progress_line_names_the_hour_and_what_happened() -> None:
     line = report.progress_line(outcome().hours[1], 24)
     assert line.startswith("[  2/24] 2026-11-23 01:00 UTC") and "labels   2" in line and "drift mean_radius" in line
