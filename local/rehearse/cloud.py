@@ -161,6 +161,7 @@ class Cloud:
         self._pending: deque[_Invocation] = deque()
         self._executions: dict[str, str] = {}  # execution ARN -> last status seen
         self._in_flight = 0
+        self._token_state_names: dict[str, set[str]] = {}  # state machine ARN -> its .waitForTaskToken states
         self._redrive: dict[str, bool] = {}
         self._queue_urls: dict[str, str] = {}
         self._clients: dict[str, Any] = {}
@@ -847,8 +848,9 @@ class Cloud:
 
     def settle(self, timeout: float = 600.0, quiet_seconds: float = 1.0) -> None:
         """Delivers asynchronous invocations and queue messages, and waits for running executions,
-        until nothing moves. An execution waiting for a task token (an approval) counts as quiet once
-        it has not moved for ``quiet_seconds``."""
+        until nothing moves. An execution counts as quiet only while it waits for a task token (an
+        approval), once it has not moved for ``quiet_seconds``; any other running execution is waited
+        for, so what the rehearsal sees does not depend on the machine's speed."""
         deadline = time.monotonic() + timeout
         quiet_since: float | None = None
         history: dict[str, int] = {}
@@ -882,11 +884,56 @@ class Cloud:
                 continue
             if not running:
                 return
+            if not self._all_awaiting_tokens():
+                # An execution mid-step (a training job or transform in its thread, a Lambda step about
+                # to start) is not quiet however long it takes: returning would let the clock move on
+                # under it, and what the run sees would depend on this machine's speed.
+                quiet_since = None
+                time.sleep(0.05)
+                continue
             quiet_since = quiet_since or time.monotonic()
             if time.monotonic() - quiet_since >= quiet_seconds:
                 return
             time.sleep(0.1)
         raise CloudError(f"the cloud did not settle within {timeout} s (pending invocations: {len(self._pending)})")
+
+    def _all_awaiting_tokens(self) -> bool:
+        """Whether every running execution waits for a task token (an approval nobody may give): the
+        state it last entered is a ``.waitForTaskToken`` task (by the definition: moto's history names
+        only the API action) and no task has ended since."""
+        sfn = self.client("stepfunctions")
+        for arn, status in self._executions.items():
+            if status != "RUNNING":
+                continue
+            events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+            entered = None
+            for event in reversed(events):
+                if event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed"):
+                    break
+                if event["type"].endswith("StateEntered"):
+                    entered = event["stateEnteredEventDetails"]["name"]
+                    break
+            if entered is None or entered not in self._token_states(sfn, arn):
+                return False
+        return True
+
+    def _token_states(self, sfn: Any, execution_arn: str) -> set[str]:
+        """Names of the execution's state machine's ``.waitForTaskToken`` task states (Parallel and Map
+        branches included)."""
+        machine = sfn.describe_execution(executionArn=execution_arn)["stateMachineArn"]
+        if machine not in self._token_state_names:
+            found: set[str] = set()
+
+            def walk(states: dict[str, Any]) -> None:
+                for name, state in states.items():
+                    if str(state.get("Resource", "")).endswith(".waitForTaskToken"):
+                        found.add(name)
+                    for branch in state.get("Branches", []) + [state.get("Iterator") or state.get("ItemProcessor") or {}]:
+                        walk(branch.get("States", {}))
+
+            walk(json.loads(sfn.describe_state_machine(stateMachineArn=machine)["definition"]).get("States", {}))
+            self._token_state_names[machine] = found
+        return self._token_state_names[machine]
 
     @contextlib.contextmanager
     def working(self) -> Iterator[None]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import re
 import resource
 import sys
@@ -419,6 +420,9 @@ class Rehearsal:
 
     def run(self) -> Outcome:
         began = time.monotonic()
+        # The reviewers' app hands out one of the oldest open tasks at random (lambdas/review/app/tasks.py):
+        # seeded, so that a rehearsal's reviews, labels and the decisions they lead to repeat.
+        random.seed(self.settings.seed)
         self.notes: list[str] = []
         self.seams: list[str] = []
         workdir = self.settings.workdir or Path(tempfile.mkdtemp(prefix="rehearsal-"))

@@ -324,3 +324,25 @@ def test_describe_endpoint_says_how_much_the_endpoint_captures_as_sagemaker_does
     default = int(serving.template["Parameters"]["CaptureSamplingPercentage"]["Default"])
     assert capture["EnableCapture"] is True and capture["CaptureStatus"] == "Started" and capture["CurrentSamplingPercentage"] == default
     assert capture["DestinationS3Uri"] == f"s3://{cloud.bucket('capture')}/capture"
+
+
+def test_settle_waits_for_an_execution_mid_step_but_not_for_one_awaiting_an_approval(cloud) -> None:
+    """A step that takes longer than settle's quiet period (here a 3 s Wait, as a training job in an
+    execution's thread would) is waited for; an execution waiting for a task token is quiet."""
+    sfn = cloud.client("stepfunctions")
+    role = "arn:aws:iam::123456789012:role/rehearsal"
+    slow = {"StartAt": "Slow", "States": {"Slow": {"Type": "Wait", "Seconds": 3, "Next": "Done"}, "Done": {"Type": "Pass", "End": True}}}
+    slow_machine = sfn.create_state_machine(name="slow-step", definition=json.dumps(slow), roleArn=role)["stateMachineArn"]
+    slow_run = sfn.start_execution(stateMachineArn=slow_machine, name="slow", input="{}")["executionArn"]
+    cloud.settle(timeout=60, quiet_seconds=1.0)
+    assert sfn.describe_execution(executionArn=slow_run)["status"] == "SUCCEEDED"
+
+    topic = cloud.client("sns").create_topic(Name="approvals")["TopicArn"]
+    approval = {"StartAt": "Approve", "States": {"Approve": {
+        "Type": "Task", "Resource": "arn:aws:states:::sns:publish.waitForTaskToken", "Parameters": {"TopicArn": topic, "Message.$": "$$.Task.Token"}, "End": True,
+    }}}  # fmt: skip
+    approval_machine = sfn.create_state_machine(name="approval", definition=json.dumps(approval), roleArn=role)["stateMachineArn"]
+    waiting = sfn.start_execution(stateMachineArn=approval_machine, name="waiting", input="{}")["executionArn"]
+    started = time.monotonic()
+    cloud.settle(timeout=60, quiet_seconds=1.0)
+    assert time.monotonic() - started < 30 and sfn.describe_execution(executionArn=waiting)["status"] == "RUNNING"
