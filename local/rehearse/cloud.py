@@ -139,6 +139,48 @@ class Deployed:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
+
+def transform_input(template: str | None, paths: dict[str, str], event: dict[str, Any]) -> Any:
+    """An InputTransformer's output as EventBridge makes it: each ``<name>`` of ``paths`` replaced by the
+    value its JSON path finds in the event, inserted as its JSON value where the placeholder stands
+    outside quotes (a string gets its quotes) and as raw text inside a quoted string; a path that
+    finds nothing gives ``null`` (outside quotes) or nothing (inside); the reserved
+    ``<aws.events.event.json>`` and ``<aws.events.event.ingestion-time>``. JSON output is parsed, any
+    other text is delivered as it is.
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html
+    moto's own parser inserts a string unquoted (invalid JSON: the monitoring alert rule's template
+    broke the function publishing its event) and leaves a missing path's placeholder in place."""
+    from jsonpath_ng.ext import parse
+
+    if template is None:
+        return event
+    values: dict[str, Any] = {"aws.events.event.json": event, "aws.events.event.ingestion-time": event.get("ingestion-time")}
+    for name, path in paths.items():
+        found = parse(path).find(event)
+        values[name] = found[0].value if found else None
+    out, quoted, position = [], False, 0
+    pattern = re.compile(r"<(" + "|".join(re.escape(name) for name in sorted(values, key=len, reverse=True)) + r")>")
+    while position < len(template):
+        character = template[position]
+        match = pattern.match(template, position)
+        if match is not None:
+            value = values[match.group(1)]
+            if quoted:
+                out.append("" if value is None else value if isinstance(value, str) else json.dumps(value))
+            else:
+                out.append(json.dumps(value))
+            position = match.end()
+            continue
+        if character == '"' and (position == 0 or template[position - 1] != "\\"):
+            quoted = not quoted
+        out.append(character)
+        position += 1
+    text = "".join(out)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
 class CloudError(Exception):
     """The rehearsal cannot go on: the message says what and where."""
 
@@ -671,7 +713,6 @@ class Cloud:
     def _patch_moto(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.events.models import Rule
-        from moto.events.utils import EventTemplateParser
         from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
         from moto.sqs.models import SQSBackend
 
@@ -709,11 +750,11 @@ class Cloud:
 
                     found = parse(target["InputPath"]).find(delivered)
                     payload = found[0].value if found else None
-                elif "InputTransformer" in target:
-                    payload = EventTemplateParser.parse(target["InputTransformer"].get("InputTemplate"), target["InputTransformer"].get("InputPathsMap", {}), event)
                 else:
                     payload = delivered
                 try:
+                    if "InputTransformer" in target:
+                        payload = transform_input(target["InputTransformer"].get("InputTemplate"), target["InputTransformer"].get("InputPathsMap", {}), event)
                     cloud._send(target["Arn"], payload, f"rule:{rule.name}", target)
                 except Exception as error:
                     # EventBridge does not fail PutEvents for a target it cannot reach: after its
@@ -973,9 +1014,7 @@ class Cloud:
                     event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events", "account": ACCOUNT, "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": REGION, "resources": [schedule.arn], "detail": {}}
                     payload = target["Input"] if "Input" in target else event
                     if "InputTransformer" in target:
-                        from moto.events.utils import EventTemplateParser
-
-                        payload = EventTemplateParser.parse(target["InputTransformer"].get("InputTemplate"), target["InputTransformer"].get("InputPathsMap", {}), {**event, "ingestion-time": at.timestamp()})
+                        payload = transform_input(target["InputTransformer"].get("InputTemplate"), target["InputTransformer"].get("InputPathsMap", {}), {**event, "ingestion-time": at.timestamp()})
                 self._send(target["Arn"], payload, f"schedule:{schedule.name}", target)
             schedule.fired += 1
             fired.append({"time": at.isoformat(), "schedule": schedule.name, "kind": schedule.kind, "targets": [t["Arn"] for t in schedule.targets]})

@@ -346,3 +346,19 @@ def test_settle_waits_for_an_execution_mid_step_but_not_for_one_awaiting_an_appr
     started = time.monotonic()
     cloud.settle(timeout=60, quiet_seconds=1.0)
     assert time.monotonic() - started < 30 and sfn.describe_execution(executionArn=waiting)["status"] == "RUNNING"
+
+
+def test_input_transformers_insert_json_values_as_eventbridge_does() -> None:
+    """The monitoring alert rule's template (every value unquoted) gives valid JSON with strings
+    quoted, arrays kept and a missing field null; inside quotes a value is raw text (moto's own parser
+    inserted strings unquoted, which broke the evaluator that published the event)."""
+    from local.rehearse.cloud import transform_input
+
+    event = {"detail": {"monitor": "data-quality", "violationCount": 3, "features": ["mean_texture", "worst_area"], "failureReason": 'a "quoted" cause'}}
+    paths = {"detail-monitor": "$.detail.monitor", "detail-violationCount": "$.detail.violationCount", "detail-features": "$.detail.features",
+             "detail-failureReason": "$.detail.failureReason", "detail-reportS3Uri": "$.detail.reportS3Uri"}  # fmt: skip
+    template = '{"alert":"A run","monitor":<detail-monitor>,"violationCount":<detail-violationCount>,"features":<detail-features>,"failureReason":<detail-failureReason>,"reportS3Uri":<detail-reportS3Uri>}'
+    assert transform_input(template, paths, event) == {
+        "alert": "A run", "monitor": "data-quality", "violationCount": 3, "features": ["mean_texture", "worst_area"], "failureReason": 'a "quoted" cause', "reportS3Uri": None,
+    }  # fmt: skip
+    assert transform_input('"<detail-monitor> found <detail-violationCount> violations"', paths, event) == "data-quality found 3 violations"
