@@ -906,13 +906,14 @@ class Cloud:
             self._track_executions()
             running, ended = self._executions_step()
             moved = moved or ended
+            histories: dict[str, list[dict[str, Any]]] = {}
             if running:
                 sfn = self.client("stepfunctions")
                 for arn, status in self._executions.items():
                     if status == "RUNNING":
-                        length = len(sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"])
-                        if history.get(arn) != length:
-                            history[arn] = length
+                        histories[arn] = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+                        if history.get(arn) != len(histories[arn]):
+                            history[arn] = len(histories[arn])
                             moved = True
             with self._state:
                 busy = self._in_flight > 0
@@ -925,7 +926,7 @@ class Cloud:
                 continue
             if not running:
                 return
-            if not self._all_awaiting_tokens():
+            if not self._all_awaiting_tokens(histories):
                 # An execution mid-step (a training job or transform in its thread, a Lambda step about
                 # to start) is not quiet however long it takes: returning would let the clock move on
                 # under it, and what the run sees would depend on this machine's speed.
@@ -938,15 +939,12 @@ class Cloud:
             time.sleep(0.1)
         raise CloudError(f"the cloud did not settle within {timeout} s (pending invocations: {len(self._pending)})")
 
-    def _all_awaiting_tokens(self) -> bool:
-        """Whether every running execution waits for a task token (an approval nobody may give): the
-        state it last entered is a ``.waitForTaskToken`` task (by the definition: moto's history names
-        only the API action) and no task has ended since."""
+    def _all_awaiting_tokens(self, histories: dict[str, list[dict[str, Any]]]) -> bool:
+        """Whether every running execution (``histories``: its events, by ARN) waits for a task token
+        (an approval nobody may give): the state it last entered is a ``.waitForTaskToken`` task (by
+        the definition: moto's history names only the API action) and no task has ended since."""
         sfn = self.client("stepfunctions")
-        for arn, status in self._executions.items():
-            if status != "RUNNING":
-                continue
-            events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        for arn, events in histories.items():
             entered = None
             for event in reversed(events):
                 if event["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed"):

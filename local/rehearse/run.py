@@ -467,7 +467,7 @@ class Rehearsal:
                 f"batch only: each simulated hour's requests are one input file under {self.config.batch.input_prefix} of the datasets bucket; "
                 f"the nightly run ({self.config.batch.schedule}, {self.config.batch.timezone}) predicts the files dropped since the last run"
             )
-        dropped: list[str] = []
+        dropped: list[tuple[str, Any]] = []  # batch only: the hour's (CSV line, true label), dropped as one file at its end
         truth: dict[str, Any] = {}
         if not (self.config.review.enabled and self.config.review.backend == "open"):
             reviewers = None  # A2I's workers are not rehearsed (nor is A2I): nobody answers
@@ -498,7 +498,7 @@ class Rehearsal:
                     self.clock.advance_to(max(request.at, self.clock.now))
                     body, content_type = request_body(self.config, request.features)
                     if endpoint is None:
-                        dropped.append(body)
+                        dropped.append((body, request.label))
                     else:
                         endpoint.invoke(body, content_type, at=request.at, inference_id=request.record_id)
                         truth[request.record_id] = request.label
@@ -507,7 +507,7 @@ class Rehearsal:
                 if endpoint is not None:
                     endpoint.flush()  # the slice's capture file (SageMaker writes one every few minutes)
                 elif slice_end >= end and dropped:
-                    truth.update(self._drop_input_file(cloud, start, dropped, [r.label for r in requests[position - len(dropped):position]]))
+                    truth.update(self._drop_input_file(cloud, start, dropped))
                     dropped = []
                 if reviewers is not None and slice_start <= answer_at < slice_end:
                     self.clock.advance_to(max(answer_at, self.clock.now))
@@ -559,15 +559,15 @@ class Rehearsal:
         )
         return outcome
 
-    def _drop_input_file(self, cloud: Any, hour: dt.datetime, lines: list[str], labels: list[Any]) -> dict[str, Any]:
+    def _drop_input_file(self, cloud: Any, hour: dt.datetime, rows: list[tuple[str, Any]]) -> dict[str, Any]:
         """An hour's requests as one input file of the nightly batch (CSV, no header, the features in the
         model's order); returns each row's true label under its origin, ``<key>:<line>`` (1-based)."""
         if self.config.batch.content_type != "text/csv":
             raise RehearsalError(f"batch.content_type {self.config.batch.content_type!r}: the rehearsal drops CSV input files only")
         variables = cloud.function(BATCH_HANDLER).environment
         key = f"{variables['INPUT_PREFIX']}rehearsal-{hour:%Y%m%d-%H}.csv"
-        cloud.client("s3").put_object(Bucket=variables["DATA_BUCKET"], Key=key, Body=("\n".join(lines) + "\n").encode())
-        return {f"{key}:{number}": label for number, label in enumerate(labels, start=1)}
+        cloud.client("s3").put_object(Bucket=variables["DATA_BUCKET"], Key=key, Body="".join(f"{line}\n" for line, _ in rows).encode())
+        return {f"{key}:{number}": label for number, (_, label) in enumerate(rows, start=1)}
 
     def _answer(self, reviewers: Any, at: dt.datetime) -> None:
         """The reviewers answer the tasks that have waited the review delay."""
