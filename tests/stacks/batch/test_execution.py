@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from typing import Any
 
 import boto3
@@ -33,7 +32,7 @@ from stacks.batch.stack import RUN_ENDED
 from tests.conftest import build_app
 from tests.lambdas.aws_env import ACCOUNT, REGION, LambdaContext, drain
 from tests.lambdas.batch import transform_stub
-from tests.stacks.retraining.test_execution import moto_sfn  # noqa: F401  (the fixture: moto with Step Functions executing)
+from tests.stacks.retraining.test_execution import execution_ended, moto_sfn  # noqa: F401  (moto_sfn: the fixture, moto with Step Functions executing)
 
 DATASETS = "datasets"
 SERVED = "s3://models/income/model.tar.gz"  # the served-model parameter's value
@@ -154,13 +153,7 @@ class Night:
 
     def run(self, name: str, *, scheduled: str | None = "2026-12-07T02:00:00Z", timeout: float = 120) -> dict:
         arn = self.sfn.start_execution(stateMachineArn=self.machine, name=name, input=json.dumps({"time": scheduled} if scheduled else {}))["executionArn"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            execution = self.sfn.describe_execution(executionArn=arn)
-            if execution["status"] != "RUNNING":
-                return execution
-            time.sleep(0.2)
-        raise AssertionError(f"{name} still running after {timeout} s")
+        return execution_ended(self.sfn, arn, timeout, poll=0.2)
 
     def ended(self) -> list[dict]:
         return [json.loads(m["Body"]) for m in drain(self.events)]

@@ -97,6 +97,17 @@ def weak() -> bytes:
     return archive(booster)
 
 
+def execution_ended(sfn, arn: str, timeout: float, poll: float) -> dict:
+    """DescribeExecution once the execution (moto runs it in a thread) is no longer RUNNING."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        execution = sfn.describe_execution(executionArn=arn)
+        if execution["status"] != "RUNNING":
+            return execution
+        time.sleep(poll)
+    raise AssertionError(f"{arn} still running after {timeout} s")
+
+
 class FakeContext:
     function_name = "steps"
     memory_limit_in_mb = 2048
@@ -209,13 +220,7 @@ class Harness:
         return self.sfn.start_execution(stateMachineArn=self.machine, name=name, input=json.dumps({"triggers": [{"kind": "manual", "id": "t"}]}))["executionArn"]
 
     def wait(self, arn: str, timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            execution = self.sfn.describe_execution(executionArn=arn)
-            if execution["status"] != "RUNNING":
-                return execution
-            time.sleep(0.5)
-        raise AssertionError(f"{arn} still running after {timeout} s")
+        return execution_ended(self.sfn, arn, timeout, poll=0.5)
 
     def messages(self, wait: float = 0) -> list[str]:
         sqs = boto3.client("sqs", region_name=REGION)
