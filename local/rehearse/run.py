@@ -161,9 +161,7 @@ class Observer:
 
     def _boto(self, service: str) -> Any:
         if service not in self.clients:
-            import boto3
-
-            self.clients[service] = boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+            self.clients[service] = boto3_client(service)
         return self.clients[service]
 
     def objects(self) -> Iterator[tuple[str, str, str]]:
@@ -444,10 +442,8 @@ class Rehearsal:
                 cloud.stop()
 
     def _served_model(self) -> str | None:
-        import boto3
-
         try:
-            return boto3.client("ssm", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing").get_parameter(Name=self.config.served_model_parameter)["Parameter"]["Value"]
+            return boto3_client("ssm").get_parameter(Name=self.config.served_model_parameter)["Parameter"]["Value"]
         except Exception as error:  # the parameter's absence is itself a seam, reported
             self.seams.append(f"served-model parameter {self.config.served_model_parameter} unreadable: {error}")
             return None
