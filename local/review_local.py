@@ -153,28 +153,25 @@ def authorizer_claims(claims: dict[str, Any]) -> dict[str, str]:
 
 @contextmanager
 def item_atomicity() -> Iterator[None]:
-    """DynamoDB applies each write (with its condition) atomically; moto does not lock, so threads
-    could interleave inside one conditional update. One lock around moto's item operations gives
-    back the guarantee the app relies on (and that DynamoDB documents), no more."""
-    from moto.dynamodb.models import DynamoDBBackend
+    """DynamoDB applies each request (a write with its condition, a read) atomically; moto does not
+    lock, so threads could interleave inside one conditional update, and moto's response reads the
+    live item after its backend call returns (another thread's write changed it mid-read: "dictionary
+    changed size during iteration"). One lock around each whole DynamoDB request gives back the
+    guarantee the app relies on (and that DynamoDB documents), no more."""
+    from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
-    names = ("put_item", "update_item", "delete_item", "get_item", "query", "scan", "transact_write_items")
-    originals = {name: getattr(DynamoDBBackend, name) for name in names}
+    original = DynamoHandler.call_action
 
-    def locked(original: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return original(*args, **kwargs)
-        return call
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
 
-    for name, original in originals.items():
-        setattr(DynamoDBBackend, name, locked(original))
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     try:
         yield
     finally:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
+        DynamoHandler.call_action = original  # type: ignore[method-assign]
 
 
 class EventLog:
