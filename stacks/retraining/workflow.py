@@ -432,10 +432,15 @@ class RetrainingWorkflow(Construct):
         # The documented reject command sends no --cause: the caught error's Cause may be missing,
         # null or empty, and formatting a missing path would be an uncatchable States.Runtime error.
         # Choice rules are tried in order, so the later ones only see a Cause that is there.
-        with_cause = sfn.Pass(
-            self, "ApprovalWithheld", parameters={"promote": False, "reason.$": "States.Format('not approved ({}: {})', $.approval.Error, $.approval.Cause)"}, result_path="$.evaluation"
-        )
-        without_cause = sfn.Pass(self, "ApprovalWithheldWithoutCause", parameters={"promote": False, "reason.$": "States.Format('not approved ({})', $.approval.Error)"}, result_path="$.evaluation")
+        # A withheld model keeps the gate's figures: the reason says who withheld it and then what the
+        # gate found (both figures, the difference, its interval), and `gate` is the whole evaluation,
+        # so the notification and the run's output still carry them.
+        withheld = lambda name, reason, *paths: sfn.Pass(  # noqa: E731
+            self, name, result_path="$.evaluation",
+            parameters={"promote": False, "gate.$": "$.evaluation", "reason.$": f"States.Format('not approved ({reason}); the gate: {{}}', {', '.join(paths)}, $.evaluation.reason)"},
+        )  # fmt: skip
+        with_cause = withheld("ApprovalWithheld", "{}: {}", "$.approval.Error", "$.approval.Cause")
+        without_cause = withheld("ApprovalWithheldWithoutCause", "{}", "$.approval.Error")
         without_cause.next(rejected)
         answer = (
             sfn.Choice(self, "ApprovalAnswer")

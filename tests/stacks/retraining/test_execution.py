@@ -410,8 +410,11 @@ def test_manual_approval_waits_for_the_token_and_a_rejection_keeps_the_model(app
     execution = harness.wait(arn)
     assert execution["status"] == "SUCCEEDED" and json.loads(execution["output"])["promoted"] is False
     assert harness.endpoint_config() == "Config-old"
+    output = json.loads(execution["output"])
+    assert output["evaluation"]["gate"] == evaluation  # the run's output keeps the gate's figures
     [message] = harness.messages(wait=1)
-    assert "did not promote its model: not approved (Rejected)." in message  # moto drops the cause of send_task_failure: null
+    assert "did not promote its model: not approved (Rejected); the gate: " in message  # moto drops the cause of send_task_failure: null
+    assert_notified_with_both_figures(message, evaluation)  # a withheld model's notice still has both figures
 
 
 def test_a_rejection_without_a_cause_still_keeps_the_model_and_notifies(approval_app, moto_sfn, monkeypatch, weak) -> None:
@@ -423,10 +426,12 @@ def test_a_rejection_without_a_cause_still_keeps_the_model_and_notifies(approval
     execution = harness.wait(arn)
     assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
     output = json.loads(execution["output"])
-    assert output["promoted"] is False and output["evaluation"]["reason"] == "not approved (Rejected)"
+    gate = output["evaluation"]["gate"]
+    assert output["promoted"] is False and output["evaluation"]["reason"] == f"not approved (Rejected); the gate: {gate['reason']}"
     assert harness.endpoint_config() == "Config-old"
     [message] = harness.messages(wait=1)
-    assert "did not promote its model: not approved (Rejected)" in message
+    assert "did not promote its model: not approved (Rejected); the gate: " in message
+    assert_notified_with_both_figures(message, gate)
 
 
 def test_manual_approval_then_deploys_when_approved(approval_app, moto_sfn, monkeypatch, weak) -> None:
