@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -100,4 +101,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+        sys.stdout.flush()  # a reader gone since the last write shows here, inside the try
+    except BrokenPipeError:
+        # The reader stopped early (`make review-preview | head -3`): it has the rows it wanted, so stop
+        # with no traceback and no error for make to report. Python flushes stdout again at exit: point
+        # it at /dev/null so that flush cannot fail too (Python's documented way, signal: "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 0
+    sys.exit(status)

@@ -88,6 +88,25 @@ def test_make_review_preview_of_a_missing_file_says_so() -> None:
     assert made.returncode != 0 and "nope.jsonl: no such capture file" in made.stderr
 
 
+def test_a_reader_that_stops_early_ends_the_preview_quietly(tmp_path: Path) -> None:
+    """`make review-preview | head -3`: once the reader closes the pipe, the preview stops with no
+    traceback and no make error. 4,000 selected rows are far more than a pipe holds, so the preview is
+    still writing when the pipe closes."""
+    capture = tmp_path / "many.jsonl"
+    capture.write_text((SEED_003_LINES[1] + "\n") * 2000)
+    args = ("--score-path", "score", "--rule", "outcome", "--outcome", "1")
+    made = subprocess.Popen(
+        ["make", "--no-print-directory", "review-preview", f"CAPTURE={capture}", f"ARGS={' '.join(args)}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert made.stdout is not None and made.stderr is not None
+    assert json.loads(made.stdout.readline())["rowIndex"] == 0
+    made.stdout.close()
+    assert made.wait(timeout=120) == 0
+    stderr = made.stderr.read()
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
 def test_a_missing_capture_file_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
     result = run_cli(tmp_path / "nope.jsonl")
     assert result.returncode == 2 and "no such capture file" in result.stderr and "Traceback" not in result.stderr
