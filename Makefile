@@ -185,11 +185,11 @@ rehearse: $(VENV)/.test-deps node_modules/.installed layer ## the whole loop off
 	@$(VENV)/bin/python -m local.rehearse --env "$(ENV)" --out "$(REHEARSAL_OUT)" --hours "$(HOURS)" --reviewers "$(REVIEWERS)" $(if $(TRAFFIC),--traffic "$(TRAFFIC)")
 
 # Retrain the bundled model; the committed artefacts must not change unless the script does.
-model: $(VENV)/.test-deps ## retrain the bundled model; the committed artefacts must not change (no account; seconds)
+model: $(VENV)/.test-deps ## retrain the bundled model; the committed artefacts must not change (no account; the first time ~1 min more for the test dependencies, ~1.2 GB; then seconds)
 	$(VENV)/bin/python -m stacks.shared.default_model.train
 
 # The sample capture files, from the bundled held-out rows and model; the committed files must not change.
-samples: $(VENV)/.test-deps ## rewrite samples/captures/ from the bundled data (no account; seconds)
+samples: $(VENV)/.test-deps ## rewrite samples/captures/ from the bundled data (no account; the first time ~1 min more for the test dependencies, ~1.2 GB; then seconds)
 	$(VENV)/bin/python -m stacks.shared.default_model.captures --out $(SAMPLES)
 
 clean: ## remove cdk.out, build and caches; the venv and node_modules stay (no account; instant)
