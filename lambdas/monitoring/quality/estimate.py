@@ -160,21 +160,25 @@ class Calibration:
             return np.asarray(scores, dtype=np.float64)
         return np.interp(scores, self.map_x, self.map_y)
 
+    def check(self) -> dict[str, Any]:
+        """The calibration check: in calibration.json and in each period's estimate (statistics.json)."""
+        return {
+            "test": "Cox: logit P(y) = a + b logit(score), likelihood ratio of a = 0, b = 1 (chi-squared, 2 df)",
+            "intercept": _finite(self.intercept),
+            "slope": _finite(self.slope),
+            "statistic": _finite(self.statistic),
+            "p_value": _finite(self.p_value),
+            "expected_calibration_error": self.ece,
+            "bins": ECE_BINS,
+            "rule": f"recalibrate (isotonic regression) when the p-value is below {SIGNIFICANCE:g}",
+            "recalibrated": self.recalibrated,
+        }
+
     def document(self) -> dict[str, Any]:
         return {
             "version": 1,
             "method": "cbpe",
-            "check": {
-                "test": "Cox: logit P(y) = a + b logit(score), likelihood ratio of a = 0, b = 1 (chi-squared, 2 df)",
-                "intercept": _finite(self.intercept),
-                "slope": _finite(self.slope),
-                "statistic": _finite(self.statistic),
-                "p_value": _finite(self.p_value),
-                "expected_calibration_error": self.ece,
-                "bins": ECE_BINS,
-                "rule": f"recalibrate (isotonic regression) when the p-value is below {SIGNIFICANCE:g}",
-                "recalibrated": self.recalibrated,
-            },
+            "check": self.check(),
             "calibration": (
                 {"method": "isotonic", "x": self.map_x.tolist(), "y": self.map_y.tolist()} if self.map_x is not None else {"method": "none"}
             ),
@@ -244,6 +248,7 @@ class Estimate:
     figures: dict[str, metrics.Figure]
     recalibrated: bool
     reference_rows: int
+    check: dict[str, Any]  # the reference's calibration check (Calibration.check)
 
     def document(self) -> dict[str, Any]:
         return {
@@ -251,6 +256,7 @@ class Estimate:
             "method": "cbpe",
             "recalibrated": self.recalibrated,
             "reference_rows": self.reference_rows,
+            "calibration_check": self.check,
             "figures": {name: {**figure.document(), "interval_95": figure.interval()} for name, figure in self.figures.items()},
         }
 
@@ -302,7 +308,7 @@ def estimate(calibration: Calibration, scores: np.ndarray, threshold: float) -> 
     scores = np.asarray(scores, dtype=np.float64)
     yhat = (scores >= threshold).astype(np.float64)
     if not len(scores):
-        return Estimate(0, {name: metrics.UNDEFINED for name in ESTIMATED}, calibration.recalibrated, calibration.reference.rows)
+        return Estimate(0, {name: metrics.UNDEFINED for name in ESTIMATED}, calibration.recalibrated, calibration.reference.rows, calibration.check())
     q = calibration.apply(scores)
     centre = expected_figures(q, scores, yhat)
     spread = _reference_variance(calibration.reference, scores, yhat)
@@ -316,7 +322,7 @@ def estimate(calibration: Calibration, scores: np.ndarray, threshold: float) -> 
             continue
         low, high = np.quantile(finite, [0.025, 0.975])
         figures[name] = metrics.Figure(value, math.sqrt(variance + spread[name]), max(0.0, min(float(low), value)), min(1.0, max(float(high), value)))
-    return Estimate(len(scores), figures, calibration.recalibrated, calibration.reference.rows)
+    return Estimate(len(scores), figures, calibration.recalibrated, calibration.reference.rows, calibration.check())
 
 
 def _realized_draws(q: np.ndarray, scores: np.ndarray, yhat: np.ndarray, spread: dict[str, float]) -> dict[str, np.ndarray]:

@@ -9,6 +9,14 @@ Bases (each labelled for what it is in the documents and the page):
   knows which captured rows went to review (Horvitz-Thompson with a weighting-class adjustment for
   non-response: tasks that expired unanswered, or not answered yet, are assumed missing at random
   within their stratum, rule or audit). Unbiased for the period's predictions as a whole.
+
+A row's stratum is where the capture filter's rule and audit draw put it (``Captured.add``), not what
+its label's ``selectedBy`` says: a row the rule selected is answered when it has a weighted label,
+a reviewer's or an upload's (``selectedBy`` ``all``, from labelling every prediction) alike. A
+stratum's response rate is its labelled rows over its selected rows, and every weighted row in it has
+its weight divided by that rate: the stratum's labelled rows stand for its unlabelled ones. (A row
+labelled ``all`` in a stratum whose other rows are unanswered therefore counts for more than itself;
+when every prediction is labelled, as ``all`` says, each rate is 1 and no weight changes.)
 - ``reviewed``: the reviewers' labels (``selectedBy`` rule or audit), unweighted: what reviewed
   rows look like, biased by design (the rule sends the uncertain ones).
 - ``labelled``: every joined label, unweighted (with uploads that say nothing of how their rows
@@ -47,8 +55,9 @@ from lambdas.monitoring.quality.estimate import Calibration, Estimate, estimate
 from lambdas.monitoring.quality.labels import Key, Latest
 
 WEIGHTED, REVIEWED, LABELLED = "weighted", "reviewed", "labelled"
+HORVITZ_THOMPSON = "each labelled row counts 1 / its inclusion probability (Horvitz-Thompson)"
 BASES = {
-    WEIGHTED: "each labelled row counts 1 / its inclusion probability (Horvitz-Thompson): all predictions",
+    WEIGHTED: f"{HORVITZ_THOMPSON}: all predictions",
     REVIEWED: "unweighted, reviewed rows only (biased by the review rule)",
     LABELLED: "unweighted, every labelled row",
 }
@@ -65,7 +74,9 @@ class Captured:
     rule: SelectionRule | None = None  # which captured rows went to review, when known
     audit: Audit | None = None
     scores: array = field(default_factory=lambda: array("d"))
-    joined: dict[Key, tuple[float, int]] = field(default_factory=dict)
+    # Each labelled row found: its score, its decision, and the stratum (RULE, AUDIT) the rule or the
+    # audit draw put it in (None: neither, or the rule is not known).
+    joined: dict[Key, tuple[float, int, str | None]] = field(default_factory=dict)
     shared_ids: int = 0  # labelled rows whose (record ID, row index) more than one captured row has
     files: int = 0
     records: int = 0
@@ -86,17 +97,20 @@ class Captured:
                 self.rejected[item.reason.split(":")[0]] += 1
             for row in result.rows:
                 scores.append(row.probability)
+                stratum = None
                 if rule is not None:
                     if rule.selects_prediction(row.probability, row.prediction):
-                        self.selected[RULE] += 1
+                        stratum = RULE
                     elif audit is not None and audit.selects(row.record_id, row.row_index):
-                        self.selected[AUDIT] += 1
+                        stratum = AUDIT
+                    if stratum is not None:
+                        self.selected[stratum] += 1
                 key = (row.record_id, row.row_index)
                 if key in wanted:
                     if key in joined:
                         self.shared_ids += 1
                     else:
-                        joined[key] = (row.probability, row.prediction)
+                        joined[key] = (row.probability, row.prediction, stratum)
 
     @property
     def rows(self) -> int:
@@ -126,15 +140,14 @@ class Violation:
 
 @dataclass(frozen=True)
 class Response:
-    """A selection stratum's response: rows selected for review, rows labelled, their ratio."""
+    """A selection stratum's response: its captured rows the rule or audit selected, those of them
+    with a weighted label (any ``selectedBy``: the module docstring), their ratio."""
 
     selected: int
     labelled: int
 
     @property
     def rate(self) -> float:
-        """Labelled over selected; above 1 when more were labelled than the rule selected (the rule
-        changed, or the labels came from elsewhere): then no adjustment is made."""
         return self.labelled / self.selected if self.selected else math.nan
 
     def document(self) -> dict[str, Any]:
@@ -163,15 +176,32 @@ class Evaluation:
     def primary_figures(self) -> metrics.Figures | None:
         return self.bases.get(self.primary) if self.primary else None
 
+    @property
+    def weighted_covers(self) -> str:
+        """Which predictions the weighted figures stand for: all of them unless a stratum is unrepresented
+        (the audit's rows stand for every row the rule does not select)."""
+        if not self.unrepresented:
+            return "all predictions"
+        if self.unrepresented == (RULE,):
+            return "predictions outside the review rule's rows"
+        if self.unrepresented == (AUDIT,):
+            return "the review rule's rows only"
+        return "the rows labelled outside review only"
 
-def _weights(probability: np.ndarray, selected: list[str | None], response: Mapping[str, Response] | None) -> np.ndarray:
+    def description(self, basis: str) -> str:
+        """What a basis's figures are, for the documents and the console (``BASES``, with what the
+        weighted ones cover)."""
+        return f"{HORVITZ_THOMPSON}: {self.weighted_covers}" if basis == WEIGHTED else BASES[basis]
+
+
+def _weights(probability: np.ndarray, strata: list[str | None], response: Mapping[str, Response] | None) -> np.ndarray:
+    """``1 / probability``, divided by the response rate of each row's stratum (``strata``: where the
+    rule or the audit draw put each row, None for neither)."""
     weights = 1.0 / probability
     if response:
         for stratum, found in response.items():
-            rate = found.rate
-            if 0 < rate <= 1:
-                mask = np.array([s == stratum for s in selected])
-                weights[mask] /= rate
+            if found.rate > 0:
+                weights[np.array([s == stratum for s in strata], dtype=bool)] /= found.rate
     return weights
 
 
@@ -193,15 +223,16 @@ def evaluate(
     yhat = (p >= threshold).astype(np.float64)
     selected = [label.selected_by for label in labels]
     probability = np.array([label.inclusion_probability or math.nan for label in labels], dtype=np.float64)
+    known = ~np.isnan(probability)
+    # The weighted rows' strata, by where the capture filter put each row (the module docstring).
+    strata = [captured.joined[key][2] for key, k in zip(keys, known, strict=True) if k]
     response = None
     if captured.rule is not None:
-        counts = Counter(selected)
+        counts = Counter(strata)
         response = {stratum: Response(captured.selected[stratum], counts[stratum]) for stratum in (RULE, AUDIT)}
     bases: dict[str, metrics.Figures] = {}
-    known = ~np.isnan(probability)
     if known.any():
-        known_selected = [s for s, k in zip(selected, known, strict=True) if k]
-        bases[WEIGHTED] = metrics.compute(y[known], p[known], yhat[known], _weights(probability[known], known_selected, response))
+        bases[WEIGHTED] = metrics.compute(y[known], p[known], yhat[known], _weights(probability[known], strata, response))
     reviewed = np.array([s in (RULE, AUDIT) for s in selected], dtype=bool)
     if reviewed.any():
         bases[REVIEWED] = metrics.compute(y[reviewed], p[reviewed], yhat[reviewed])
@@ -221,8 +252,8 @@ def evaluate(
 
     # Only the weighted basis claims all predictions from the strata review chose from (uploads without
     # sampling are the unweighted "labelled" basis, which claims nothing about how its rows were chosen).
-    strata = (response or {}).items() if primary == WEIGHTED else ()
-    unrepresented = tuple(stratum for stratum, found in strata if found.selected and not found.labelled)
+    answers = (response or {}).items() if primary == WEIGHTED else ()
+    unrepresented = tuple(stratum for stratum, found in answers if found.selected and not found.labelled)
     realized = bases.get(primary) if primary and not unrepresented else None
     violations, checked = check(constraints, realized, BASES.get(primary or "", ""), found_estimate)
     return Evaluation(

@@ -2,7 +2,7 @@
 no script, no external style, image or font; every value from data HTML-escaped).
 
 The page: a header (period, captures, labels by how they were chosen, the response rate of each
-review stratum, the estimate's basis), the violations, the figures table (weighted, unweighted over
+review stratum, the estimate's basis and the test-set scores' calibration check), the violations, the figures table (weighted, unweighted over
 reviewed rows, unweighted over all labelled rows, estimated without labels, the test set; each
 with its 95 % interval and labelled for what it is), the confusion matrix, the ROC curve and the
 calibration (reliability) plot as inline SVG, and the figures over recent periods (a plot of
@@ -21,7 +21,7 @@ from typing import Any
 from lambdas.monitoring.drift.report import CSS, FONT_UNITS, REPORT_FILE
 from lambdas.monitoring.quality import metrics
 from lambdas.monitoring.quality.evaluation import BASES, LABELLED, REVIEWED, WEIGHTED, Evaluation
-from lambdas.monitoring.quality.estimate import Calibration
+from lambdas.monitoring.quality.estimate import SIGNIFICANCE, Calibration
 
 PERIOD_COLOUR, REFERENCE_COLOUR, ESTIMATE_COLOUR = "#c2410c", "#1f5fa8", "#555"
 SIZE, MARGIN = 260, 40  # square plots: SVG user units
@@ -29,7 +29,7 @@ NAMES = {
     "accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "auc": "AUC",
     "log_loss": "Log loss", "brier_score": "Brier score",
 }  # fmt: skip
-HEADINGS = {WEIGHTED: "Weighted: all predictions", REVIEWED: "Unweighted: reviewed rows", LABELLED: "Unweighted: all labelled rows"}
+HEADINGS = {REVIEWED: "Unweighted: reviewed rows", LABELLED: "Unweighted: all labelled rows"}  # the weighted one: heading()
 QUALITY_CSS = f"""
 .plots{{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:10px}}
 .card{{background:#fff;border:1px solid #ccc;padding:8px}}
@@ -66,10 +66,17 @@ def _cell(figure: metrics.Figure | None) -> str:
     return f"<td>{_n(figure.value)}{interval}</td>"
 
 
+def heading(evaluation: Evaluation, basis: str) -> str:
+    """A basis's column heading; the weighted one says which predictions it covers (all, unless a
+    review stratum has no labelled row)."""
+    return f"Weighted: {evaluation.weighted_covers}" if basis == WEIGHTED else HEADINGS[basis]
+
+
 def figures_table(evaluation: Evaluation, baseline: Mapping[str, Any], constraints: Mapping[str, Mapping[str, Any]]) -> list[str]:
     columns = [(name, evaluation.bases.get(name)) for name in (WEIGHTED, REVIEWED, LABELLED)]
     head = "".join(
-        f'<th>{escape(HEADINGS[name])}<br><span class="interval">{figures.rows if figures else 0:,} rows</span></th>' for name, figures in columns
+        f'<th>{escape(heading(evaluation, name))}<br><span class="interval">{figures.rows if figures else 0:,} rows</span></th>'
+        for name, figures in columns
     )
     estimate = evaluation.estimate
     head += f'<th>Estimated, no labels<br><span class="interval">{estimate.rows if estimate else 0:,} rows</span></th>'
@@ -130,13 +137,19 @@ def _legend(entries: Sequence[tuple[str, str, bool]]) -> list[str]:
 
 
 def roc_plot(period: Mapping[str, Any] | None, reference: Mapping[str, Any] | None, basis: str) -> str:
-    parts = _axes("ROC curve: this period (solid) and the test set (dashed)", "false positive rate", "true positive rate")
-    legend = []
-    for curve, colour, dashed, text in ((reference, REFERENCE_COLOUR, True, "test set"), (period, PERIOD_COLOUR, False, f"period ({basis})")):
+    """The period's and the test set's ROC curves, each when it has one; the title names the curves drawn."""
+    drawn, legend = [], []
+    for curve, colour, dashed, text, titled in (
+        (reference, REFERENCE_COLOUR, True, "test set", "the test set (dashed)"),
+        (period, PERIOD_COLOUR, False, f"period ({basis})", "this period (solid)"),
+    ):
         roc = (curve or {}).get("receiver_operating_characteristic_curve")
         if roc and roc.get("false_positive_rates"):
-            parts.append(_line(roc["false_positive_rates"], roc["true_positive_rates"], colour, dashed))
+            drawn.append((_line(roc["false_positive_rates"], roc["true_positive_rates"], colour, dashed), titled))
             legend.append((text, colour, dashed))
+    title = f"ROC curve: {' and '.join(titled for _, titled in reversed(drawn))}" if drawn else "ROC curve: none (no labels and no test set)"
+    parts = _axes(title, "false positive rate", "true positive rate")
+    parts += [line for line, _ in drawn]
     parts += _legend(legend)
     parts.append("</svg>")
     return "".join(parts)
@@ -263,11 +276,17 @@ def unrepresented_note(strata: tuple[str, ...]) -> str:
 
 def _response(found: Any) -> str:
     text = f"{found.labelled:,} of {found.selected:,} selected rows labelled"
-    if math.isnan(found.rate):
-        return text
-    if found.rate > 1:
-        return f'{text} <span class="flag">(more than were selected: the review rule or audit percentage changed, or labels came from elsewhere; weights not adjusted)</span>'
-    return f"{text} ({found.rate:.0%})"
+    return text if math.isnan(found.rate) else f"{text} ({found.rate:.0%})"
+
+
+def calibration_check(calibration: Calibration) -> str:
+    """Cox's test of the test-set scores and their expected calibration error, as the page states them."""
+    decided = "recalibrated" if calibration.recalibrated else "used as they are"
+    return (
+        f"Cox's test of the test-set scores: a = {_n(calibration.intercept, 2)}, b = {_n(calibration.slope, 3)}, "
+        f"statistic {_n(calibration.statistic, 3)}, p = {_n(calibration.p_value, 2)} ({decided}: recalibrated when p &lt; {SIGNIFICANCE:g}); "
+        f"expected calibration error {_n(calibration.ece, 2)}"
+    )
 
 
 def render(
@@ -310,6 +329,12 @@ def render(
     )
     if evaluation.response is not None and not evaluation.joined:
         out.append("<dt>Response</dt><dd>no labels given or joined</dd>")
+    elif evaluation.response is not None and evaluation.primary != WEIGHTED:
+        selected = "; ".join(f"{stratum}: {found.selected:,} rows selected" for stratum, found in evaluation.response.items())
+        out.append(
+            f"<dt>Response</dt><dd>does not apply: no joined label carries an inclusion probability, so no figure is weighted "
+            f"and none is adjusted for unanswered tasks ({selected})</dd>"
+        )
     elif evaluation.response is not None:
         rates = "; ".join(f"{stratum}: {_response(found)}" for stratum, found in evaluation.response.items())
         out.append(f"<dt>Response</dt><dd>{rates}. Unanswered rows are assumed missing at random within their stratum.</dd>")
@@ -336,6 +361,8 @@ def render(
         basis_text = f"from {estimate.rows:,} scores, {how} the {estimate.reference_rows:,}-row test set"
     else:
         basis_text = e(evaluation.estimate_note or "none")
+    if calibration is not None:
+        basis_text += f". {calibration_check(calibration)}"
     out.append(f"<dt>Estimate</dt><dd>{basis_text}</dd>")
     out.append(f"<dt>Violations</dt><dd>{len(evaluation.violations)}</dd></dl>")
 
@@ -351,9 +378,9 @@ def render(
 
     out.append("<h2>Figures</h2>")
     out.append(
-        '<p class="note"><strong>Weighted</strong>: quality over all predictions; each labelled row counts '
-        "1 / (the probability it was chosen for review, capture sampling included), adjusted for unanswered tasks "
-        "(Horvitz-Thompson). <strong>Unweighted, reviewed rows</strong>: the reviewers' labels as they are, a biased "
+        '<p class="note"><strong>Weighted</strong>: quality over all predictions (over fewer when a review stratum has no '
+        "labelled row: its heading says which); each labelled row counts 1 / (the probability it was chosen for review, "
+        "capture sampling included), adjusted for unanswered tasks (Horvitz-Thompson). <strong>Unweighted, reviewed rows</strong>: the reviewers' labels as they are, a biased "
         "sample (the review rule picks uncertain rows). <strong>Unweighted, all labelled rows</strong>: with uploaded labels "
         "that say nothing of how their rows were chosen. <strong>Estimated</strong>: from the scores alone (CBPE), assuming "
         "they keep the test set's calibration (no concept change). Intervals are 95 %. Log loss and Brier score: lower is better "
