@@ -13,7 +13,6 @@ Exit code 0 with or without violations; 2 on a usage error (nothing written).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,9 +25,9 @@ from lambdas.monitoring.drift.baseline import STATISTICS_FILE, BaselineError, ba
 from lambdas.monitoring.drift.evaluate import BASELINE_DRIFT, VIOLATIONS_FILE, Evaluation, evaluate
 from lambdas.monitoring.drift.sketch import BATCH_ROWS, Layout, Sketch, dumps
 from local import cli
-from local.cli import UsageError, environment_config
+from local.cli import UsageError, environment_config, input_files
 
-USAGE = 'make drift-report CAPTURE="<capture .jsonl files>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]'
+USAGE = 'make drift-report CAPTURE="<capture .jsonl files or folders>" OUT=<dir> [BASELINE=<csv>] [ENV=<env>]'
 
 
 def baseline_text(path: Path | None, config) -> tuple[str, str]:
@@ -100,9 +99,7 @@ def summary_lines(evaluation: Evaluation, threshold: float) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    for path in args.capture:
-        if not path.is_file() or not os.access(path, os.R_OK):
-            raise UsageError(f"CAPTURE {path}: no such readable capture file")
+    args.capture = input_files("CAPTURE", args.capture)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"OUT {args.out} exists and is not a directory")
     config = environment_config(args.env)
@@ -158,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.drift_report", usage=USAGE, description=__doc__.splitlines()[0])
-    parser.add_argument("capture", type=Path, nargs="+", help="capture .jsonl files (one sketch each)")
+    parser.add_argument("capture", type=Path, nargs="+", help="capture .jsonl files (one sketch each), or folders of them (every .jsonl below, in name order)")
     parser.add_argument("--out", type=Path, required=True, help="directory for statistics.json, constraint_violations.json, report.html")
     parser.add_argument("--baseline", type=Path, default=None, help="baseline CSV (header: probability, then the features)")
     parser.add_argument("--env", default="dev", help="environment in cdk.json (default dev)")

@@ -21,7 +21,6 @@ violations; 2 on a usage error (nothing written).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,9 @@ from lambdas.capture.selection import Audit, SelectionRule
 from lambdas.monitoring.quality import documents, labels as ground_truth, report
 from lambdas.monitoring.quality.evaluation import BASES, Captured, Evaluation, evaluate
 from local import cli
-from local.cli import UsageError, environment_config
+from local.cli import UsageError, environment_config, input_files
 
-USAGE = 'make quality-report CAPTURE="<capture .jsonl files>" [LABELS="<ground-truth .jsonl files>"] OUT=<dir> [SCORES=<csv>] [ENV=<env>]'
+USAGE = 'make quality-report CAPTURE="<capture .jsonl files or folders>" [LABELS="<ground-truth .jsonl files or folders>"] OUT=<dir> [SCORES=<csv>] [ENV=<env>]'
 DECISION_THRESHOLD = 0.5  # the capture filter's and the deployed monitor's default (DECISION_THRESHOLD)
 
 
@@ -99,10 +98,7 @@ def summary_lines(evaluation: Evaluation) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    for kind, paths in (("CAPTURE", args.capture), ("LABELS", args.labels)):
-        for path in paths:
-            if not path.is_file() or not os.access(path, os.R_OK):
-                raise UsageError(f"{kind} {path}: no such readable file")
+    args.capture, args.labels = input_files("CAPTURE", args.capture), input_files("LABELS", args.labels)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"OUT {args.out} exists and is not a directory")
     config = environment_config(args.env)
@@ -128,14 +124,7 @@ def run(args: argparse.Namespace) -> int:
         captured, latest, threshold=DECISION_THRESHOLD, calibration=calibration, calibration_note=note,
         constraints=constraints, estimate_on=quality.estimate,
     )  # fmt: skip
-    intake = {
-        "files": len(args.labels),
-        "labels": len(labels),
-        "unknown_ids": sum(1 for label in labels if label.key not in captured.joined),
-        "rejected_lines": len(rejected),
-        "rejected": ground_truth.reasons(rejected),
-        "rejected_file": documents.REJECTED_LABELS_FILE if rejected else None,
-    }
+    intake, parked = documents.intake(len(args.labels), labels, captured.joined, rejected)
     window = f"the {len(args.capture)} capture file(s) given: {', '.join(p.name for p in args.capture[:5])}{', ...' if len(args.capture) > 5 else ''}"
     labels_window = f"the {len(args.labels)} ground-truth file(s) given" if args.labels else "no ground-truth files given: the estimate only"
     custom = {"period": {"capture_files": [str(p) for p in args.capture]}, "label_window": labels_window, "captures": captured.document(),
@@ -151,21 +140,27 @@ def run(args: argparse.Namespace) -> int:
     (args.out / documents.STATISTICS_FILE).write_bytes(orjson.dumps(statistics, option=orjson.OPT_INDENT_2))
     (args.out / documents.VIOLATIONS_FILE).write_bytes(orjson.dumps(documents.violations(evaluation), option=orjson.OPT_INDENT_2))
     (args.out / report.REPORT_FILE).write_text(page, encoding="utf-8")
-    parked = args.out / documents.REJECTED_LABELS_FILE
-    if rejected:
-        parked.write_bytes(b"".join(orjson.dumps(line.document()) + b"\n" for line in rejected))
-    elif parked.exists():
-        parked.unlink()  # from an earlier run into the same folder: it would describe other files
+    for name in (documents.REJECTED_LABELS_FILE, documents.UNKNOWN_LABELS_FILE):
+        if name in parked:
+            (args.out / name).write_bytes(parked[name])
+        else:
+            (args.out / name).unlink(missing_ok=True)  # from an earlier run into the same folder: it would describe other files
 
     for line in summary_lines(evaluation):
         print(line)
+    not_read = sum(captured.rejected.values())
+    reasons = f" ({'; '.join(f'{r}: {n}' for r, n in captured.rejected.most_common())})" if not_read else ""
+    if not captured.rows:
+        print(f"warning: no prediction could be read from the {captured.files} capture file(s){reasons}: are they SageMaker data-capture files "
+              f"of a model whose score is at score_path {config.model.score_path or '(the whole output)'}?", file=sys.stderr)  # fmt: skip
     if labels and not evaluation.joined:
         print(f"warning: none of the {len(labels)} label(s) matches a captured row: are these labels for these capture files? "
               "(a label joins by its eventMetadata.eventId: the capture's inferenceId, else its eventId)", file=sys.stderr)  # fmt: skip
-    written = [documents.STATISTICS_FILE, documents.VIOLATIONS_FILE, report.REPORT_FILE] + ([documents.REJECTED_LABELS_FILE] if rejected else [])
+    written = [documents.STATISTICS_FILE, documents.VIOLATIONS_FILE, report.REPORT_FILE, *parked]
+    duplicates = f", {evaluation.duplicates} labelled more than once ({evaluation.conflicts} disagreeing: the later label counts)" if evaluation.duplicates else ""
     print(
-        f"env {config.environment}: {captured.files} capture file(s), {captured.rows} rows, {sum(captured.rejected.values())} not read; "
-        f"{len(labels)} label(s), {evaluation.joined} joined, {intake['unknown_ids']} for no captured row, {len(rejected)} line(s) set aside; "
+        f"env {config.environment}: {captured.files} capture file(s), {captured.rows} rows, {not_read} not read{reasons}; "
+        f"{len(labels)} label(s), {evaluation.joined} joined{duplicates}, {intake['unknown_ids']} for no captured row, {len(rejected)} line(s) set aside; "
         f"test-set scores {source}; {len(evaluation.violations)} violation(s); written to {args.out}/{{{','.join(written)}}}"
     )
     return 0
@@ -173,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.quality_report", usage=USAGE, description=__doc__.splitlines()[0])
-    parser.add_argument("capture", type=Path, nargs="+", help="capture .jsonl files")
-    parser.add_argument("--labels", type=Path, nargs="*", default=[], help="ground-truth .jsonl files (Model Monitor's format)")
+    parser.add_argument("capture", type=Path, nargs="+", help="capture .jsonl files, or folders of them (every .jsonl below, in name order)")
+    parser.add_argument("--labels", type=Path, nargs="*", default=[], help="ground-truth .jsonl files (Model Monitor's format), or folders of them; a later file's label of a row wins")
     parser.add_argument("--out", type=Path, required=True, help="directory for statistics.json, constraint_violations.json, report.html")
     parser.add_argument("--scores", type=Path, default=None, help="the model's test-set scores (CSV: label,probability)")
     parser.add_argument("--env", default="dev", help="environment in cdk.json (default dev)")

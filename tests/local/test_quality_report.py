@@ -120,7 +120,9 @@ def test_a_later_labels_file_wins_for_a_row_labelled_twice(tmp_path, sample):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["missing.jsonl"], "CAPTURE missing.jsonl: no such readable file"),
+        (["missing.jsonl"], "CAPTURE missing.jsonl: no such file or folder"),
+        ([str(CAPTURE), "--labels", "labels/"], "LABELS labels: no such file or folder"),
+        (["tests/local/rehearse"], "CAPTURE tests/local/rehearse: a folder with no .jsonl file in it or below it"),
         ([str(CAPTURE), "--scores", str(TEST_CSV)], "the header is"),
     ],
 )
@@ -177,3 +179,49 @@ def test_an_environment_whose_scores_are_in_s3_is_told_to_copy_them_down():
     with pytest.raises(UsageError, match=f"names its test-set scores {uri} in S3 .*aws s3 cp {uri} scores.csv"):
         quality_report.reference(None, config, 0.05)
 
+
+
+def test_folders_stand_for_their_jsonl_files_as_aws_s3_cp_recursive_leaves_them(tmp_path, sample, capsys):
+    """A prefix copied down keeps S3's yyyy/mm/dd/hh/ folders: a folder gives every .jsonl below it,
+    in name order (so a later hour's label of a row wins, as in the deployed monitor)."""
+    ids, scores, truth = sample
+    captures, labels = tmp_path / "capture" / "AllTraffic" / "2026" / "11" / "22", tmp_path / "ground-truth" / "2026" / "11" / "22"
+    (captures / "10").mkdir(parents=True)
+    (captures / "10" / "part.jsonl").write_bytes(CAPTURE.read_bytes())
+    everyone = lambda i: {"inclusionProbability": 1.0, "selectedBy": "all"}  # noqa: E731
+    (labels / "15").mkdir(parents=True)
+    (labels / "16").mkdir(parents=True)
+    write_labels(labels / "16" / "b.jsonl", ids[:1], [1 - truth[0]], everyone)  # later hour: wins over 15's label of row 0
+    write_labels(labels / "15" / "a.jsonl", ids, truth, everyone)
+    (labels / "15" / "notes.txt").write_text("not a labels file")
+    out = tmp_path / "out"
+    assert quality_report.main([str(tmp_path / "capture"), "--labels", str(tmp_path / "ground-truth"), "--out", str(out)]) == 0
+    statistics = json.loads((out / "statistics.json").read_text())
+    assert statistics["open_monitor"]["intake"]["files"] == 2 and statistics["open_monitor"]["labels"]["joined"] == len(ids)
+    assert statistics["open_monitor"]["labels"]["conflicting"] == 1
+    expected = truth.copy()
+    expected[0] = 1 - truth[0]
+    assert statistics["binary_classification_metrics"]["accuracy"]["value"] == pytest.approx(sk.accuracy_score(expected, scores >= 0.5), abs=1e-9)
+    assert "1 labelled more than once (1 disagreeing: the later label counts)" in capsys.readouterr().out
+
+
+def test_labels_for_no_captured_row_are_listed_with_their_file_and_line_and_a_later_run_clears_the_list(tmp_path, sample):
+    ids, _, truth = sample
+    labels = write_labels(tmp_path / "labels.jsonl", [*ids[:3], "nobody"], [*truth[:3], 1])
+    out = tmp_path / "out"
+    assert quality_report.main([str(CAPTURE), "--labels", str(labels), "--out", str(out)]) == 0
+    assert json.loads((out / "statistics.json").read_text())["open_monitor"]["intake"]["unknown_file"] == "unknown_labels.jsonl"
+    [unknown] = [json.loads(line) for line in (out / "unknown_labels.jsonl").read_text().splitlines()]
+    assert unknown == {"source": str(labels), "line": 4, "eventId": "nobody", "rowIndex": 0, "label": 1,
+                       "reason": "no captured prediction has this eventId and rowIndex in the periods the label could label"}  # fmt: skip
+    assert quality_report.main([str(CAPTURE), "--out", str(out)]) == 0  # the same folder, no labels: nothing to list
+    assert not (out / "unknown_labels.jsonl").exists()
+
+
+def test_capture_files_with_no_readable_prediction_say_why(tmp_path, capsys):
+    capture = tmp_path / "wrong.jsonl"
+    capture.write_text('{"captureData": {}}\n{"truncated\n')
+    assert quality_report.main([str(capture), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr()
+    assert "warning: no prediction could be read from the 1 capture file(s) (no eventMetadata.eventId: 1; not JSON (truncated or malformed): 1)" in printed.err
+    assert "0 rows, 2 not read (no eventMetadata.eventId: 1; not JSON (truncated or malformed): 1)" in printed.out

@@ -17,8 +17,9 @@ period: a period's last evaluation is the first run after its window closes. For
   report folder, ``model-quality/reports/<endpoint>/<schedule>/yyyy/mm/dd/hh`` of its end.
 
 Its own period also gets the intake of the labels that arrived in its hours: how many, the lines
-set aside with their reasons (``rejected_labels.jsonl`` beside the report), and the labels that
-match no captured prediction in any period they could label (unknown IDs), all counted. The run
+set aside with their reasons (``rejected_labels.jsonl`` beside the report), the labels that
+match no captured prediction in any period they could label (unknown IDs, ``unknown_labels.jsonl``),
+and the files under the ground-truth prefix outside its hour folders (never read), all counted. The run
 ends as every open evaluator's: ``latest.json``, the metrics (``documents.metric_values``) by
 Endpoint and MonitoringSchedule, ``MonitoringRuns``, and the "Monitoring Run Ended" event. An
 earlier period is rewritten, with its event and its metrics at its own run time
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +78,7 @@ from lambdas.shared.consumer import Environment, SettingsError, from_environment
 MONITOR = "model-quality"  # the event's "monitor", and the monitor's folder in the monitoring bucket
 CURRENT_PREFIX = f"{MONITOR}/current"
 HISTORY_PERIODS = 14  # earlier periods on the page's "recent periods" plot and table
+YEAR_FOLDER = re.compile(r"\d{4}/")  # the first level of the ground-truth prefix's yyyy/mm/dd/hh/
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,18 @@ def read_label_files(s3: Any, bucket: str, prefix: str, label_hours_: Iterable[s
     return files
 
 
+def misplaced_label_files(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """Files no run reads because they are not in an hour folder: directly under the ground-truth
+    prefix, or in a folder of it that is not a year (``yyyy/``). One listing of the prefix's top
+    level (within the evaluator's ``s3:prefix`` grant); a file deeper in a misnamed folder, or in an
+    hour folder older than every open label window, is not seen (docs/model-quality.md, "Labels")."""
+    found: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        found += [item["Key"] for item in page.get("Contents") or [] if item["Key"] != prefix]
+        found += [folder["Prefix"] for folder in page.get("CommonPrefixes") or [] if not YEAR_FOLDER.fullmatch(folder["Prefix"][len(prefix) :])]
+    return found
+
+
 def capture_keys(s3: Any, bucket: str, prefix: str, period: common.Period) -> list[str]:
     """The capture files of the period's hours, every variant (``<prefix><variant>/yyyy/mm/dd/hh/``)."""
     variants = []
@@ -325,7 +340,7 @@ def report_period(
     now: dt.datetime,
     *,
     intake: dict[str, Any] | None = None,
-    rejected: list[ground_truth.RejectedLine] | None = None,
+    parked: dict[str, bytes] | None = None,
     late: dict[str, Any] | None = None,
 ) -> tuple[runs.RunEnded, Evaluation]:
     """Evaluate the period and write its files; its event (not yet published) and evaluation."""
@@ -363,9 +378,8 @@ def report_period(
         documents.STATISTICS_FILE: orjson.dumps(statistics, option=orjson.OPT_INDENT_2),
         documents.VIOLATIONS_FILE: orjson.dumps(violations, option=orjson.OPT_INDENT_2),
         report.REPORT_FILE: page,
+        **(parked or {}),
     }
-    if rejected:
-        files[documents.REJECTED_LABELS_FILE] = b"".join(orjson.dumps(line.document()) + b"\n" for line in rejected)
     uris = common.write_files(s3, settings.evaluator.bucket, prefix, files)
     outcome = "CompletedWithViolations" if violations["violations"] else "Completed"
     ended = common.completed(
@@ -419,15 +433,9 @@ def run(event: Any, settings: QualitySettings, s3: Any, events: Any) -> runs.Run
     new_files = [file for file in files if file.hour in own_hours]
     new_labels = [label for file in new_files for label in file.labels]
     rejected = [line for file in new_files for line in file.rejected]
-    intake = {
-        "files": len(new_files),
-        "labels": len(new_labels),
-        "unknown_ids": sum(1 for label in new_labels if label.key not in joined_anywhere),
-        "rejected_lines": len(rejected),
-        "rejected": ground_truth.reasons(rejected),
-        "rejected_file": documents.REJECTED_LABELS_FILE if rejected else None,
-    }
-    ended, evaluation = report_period(s3, settings, period, baseline, captured, latest, now, intake=intake, rejected=rejected)
+    misplaced = misplaced_label_files(s3, settings.labels_bucket, settings.ground_truth_prefix)
+    intake, parked = documents.intake(len(new_files), new_labels, joined_anywhere, rejected, misplaced)
+    ended, evaluation = report_period(s3, settings, period, baseline, captured, latest, now, intake=intake, parked=parked)
     common.finish(s3, events, evaluator, period, ended, metrics_of(evaluation, captured))
     return ended
 

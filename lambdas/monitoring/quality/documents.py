@@ -11,6 +11,8 @@
   less the tolerance.
 - ``constraint_violations.json``: ``{"violations": [{"constraint_check_type": <the comparison
   operator>, "description", "metric_name"}]}``.
+- beside them, the label intake's parked lines (``intake``): ``rejected_labels.jsonl``, each line set
+  aside with its reason, and ``unknown_labels.jsonl``, each label that names no captured prediction.
 
 The baseline comes from the model's scores on its labelled test set: a CSV with the header
 ``label,probability`` (label 0 or 1, probability in [0, 1]); ``calibration.json`` holds the label-free
@@ -20,17 +22,20 @@ estimate's reference (``estimate``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
-from lambdas.monitoring.quality import metrics
+from lambdas.monitoring.quality import labels as ground_truth, metrics
 from lambdas.monitoring.quality.estimate import CALIBRATION_FILE, Calibration, CalibrationError, Reference
 from lambdas.monitoring.quality.evaluation import BASES, Evaluation
 
 STATISTICS_FILE, CONSTRAINTS_FILE, VIOLATIONS_FILE = "statistics.json", "constraints.json", "constraint_violations.json"
-REJECTED_LABELS_FILE = "rejected_labels.jsonl"
+REJECTED_LABELS_FILE, UNKNOWN_LABELS_FILE = "rejected_labels.jsonl", "unknown_labels.jsonl"
+UNKNOWN_LABEL = "no captured prediction has this eventId and rowIndex in the periods the label could label"
+SHOWN_KEYS = 20  # what lies outside the hour folders, named in statistics.json and on the page (all counted)
 BASELINE_FILES = (STATISTICS_FILE, CONSTRAINTS_FILE, CALIBRATION_FILE)
 HEADER = ["label", "probability"]
 CONSTRAINED = ("accuracy", "precision", "recall", "f1", "auc")
@@ -145,6 +150,47 @@ def load_baseline(documents: Mapping[str, Any]) -> tuple[dict[str, Mapping[str, 
     if isinstance(calibration, dict) and calibration.get("method") == "none":
         return found, None, f"no reference scores: {calibration.get('reason') or 'none given'}"
     return found, Calibration.from_document(calibration), None
+
+
+def _jsonl(documents: Iterable[Mapping[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(document) + b"\n" for document in documents)
+
+
+def intake(
+    files: int,
+    labels: Sequence[ground_truth.Label],
+    joined: Container[ground_truth.Key],
+    rejected: Sequence[ground_truth.RejectedLine],
+    misplaced: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """What a run says of the labels that arrived, and the files that list what it could not use.
+
+    ``joined``: the keys of rows the labels could join, in any period they could label; a label
+    whose key is not there is counted and listed (``unknown_labels.jsonl``) with its file and line,
+    as each malformed line is (``rejected_labels.jsonl``). ``misplaced`` (the deployed run; None
+    locally): what lies under the ground-truth prefix outside its ``yyyy/mm/dd/hh/`` folders, which no
+    run reads: files directly under it and folders that are not a year, by key."""
+    unknown = [label for label in labels if label.key not in joined]
+    parked: dict[str, bytes] = {}
+    if rejected:
+        parked[REJECTED_LABELS_FILE] = _jsonl(line.document() for line in rejected)
+    if unknown:
+        parked[UNKNOWN_LABELS_FILE] = _jsonl(
+            {"source": label.source, "line": label.line, "eventId": label.record_id, "rowIndex": label.row_index, "label": label.value, "reason": UNKNOWN_LABEL}
+            for label in unknown
+        )  # fmt: skip
+    summary: dict[str, Any] = {
+        "files": files,
+        "labels": len(labels),
+        "unknown_ids": len(unknown),
+        "unknown_file": UNKNOWN_LABELS_FILE if unknown else None,
+        "rejected_lines": len(rejected),
+        "rejected": ground_truth.reasons(rejected),
+        "rejected_file": REJECTED_LABELS_FILE if rejected else None,
+    }
+    if misplaced is not None:
+        summary["outside_hour_folders"] = {"count": len(misplaced), "keys": list(misplaced[:SHOWN_KEYS])}
+    return summary, parked
 
 
 def statistics(evaluation: Evaluation, custom: Mapping[str, Any]) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def parse_line(raw: bytes, source: str, line: int, arrived: Any) -> Label:
             raw.decode("utf-8")
         except UnicodeDecodeError as bad:
             raise _Bad(f"not UTF-8: {bad.reason} at byte {bad.start}") from None
-        raise _Bad(f"not JSON: {error.msg}") from None
+        raise _Bad(f"not JSON (a ground-truth line is one JSON object, Model Monitor's record): {error.msg} at character {error.pos + 1}") from None
     if not isinstance(record, dict):
         raise _Bad(f"not a ground-truth record: a JSON {type(record).__name__}")
     metadata = record.get("eventMetadata")

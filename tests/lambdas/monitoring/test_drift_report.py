@@ -338,7 +338,8 @@ def test_a_value_beyond_the_float32_range_is_counted_and_the_report_written(tmp_
     [
         (["--out", "{tmp}/o"], "the following arguments are required: capture"),
         (["{tmp}/nope.jsonl"], "the following arguments are required: --out"),
-        (["{tmp}/nope.jsonl", "--out", "{tmp}/o"], "CAPTURE {tmp}/nope.jsonl: no such readable capture file"),
+        (["{tmp}/nope.jsonl", "--out", "{tmp}/o"], "CAPTURE {tmp}/nope.jsonl: no such file or folder"),
+        (["{tmp}/empty", "--out", "{tmp}/o"], "CAPTURE {tmp}/empty: a folder with no .jsonl file in it or below it"),
         (["{capture}", "--out", "{tmp}/o", "--env", "staging"], "env: 'staging' is not an environment in cdk.json"),
         (["{capture}", "--out", "{tmp}/o", "--env", "churn"], "copy it down (aws s3 cp s3://amzn-s3-demo-bucket/REPLACE-ME/churn/baseline-with-header.csv"),
         (["{capture}", "--out", "{tmp}/o", "--baseline", "{tmp}/none.csv"], "BASELINE {tmp}/none.csv: cannot read it"),
@@ -349,6 +350,7 @@ def test_a_value_beyond_the_float32_range_is_counted_and_the_report_written(tmp_
 def test_usage_errors_exit_2_with_a_message(tmp_path: Path, argv: list[str], message: str) -> None:
     capture = tmp_path / "c.jsonl"
     capture.write_text(capture_line([0.5, *([1.0] * 30)], 0) + "\n")
+    (tmp_path / "empty" / "2026").mkdir(parents=True)
     fill = {"tmp": tmp_path, "capture": capture}
     result = run_cli(*(a.format(**fill) for a in argv))
     assert result.returncode == 2, result.stdout
@@ -364,3 +366,15 @@ def test_make_drift_report_without_capture_reads_the_sample_shifted_file(tmp_pat
     assert "env dev: 1 capture file(s), 114 rows profiled, 0 rejected" in made.stdout and "3 violation(s) in 3 feature(s)" in made.stdout
     violations = json.loads((tmp_path / "out" / "constraint_violations.json").read_text())["violations"]
     assert sorted(v["feature_name"] for v in violations) == sorted(captures.SHIFTS)
+
+
+def test_a_folder_of_capture_files_is_every_jsonl_below_it(tmp_path: Path) -> None:
+    """What ``aws s3 cp --recursive`` leaves: the capture prefix's <variant>/yyyy/mm/dd/hh/ folders."""
+    hours = [tmp_path / "capture" / "AllTraffic" / "2026" / "11" / "22" / hour for hour in ("10", "11")]
+    lines = (captures.SAMPLES_DIR / captures.SHIFTED).read_text().splitlines(keepends=True)
+    for number, hour in enumerate(hours):
+        hour.mkdir(parents=True)
+        (hour / "part.jsonl").write_text("".join(lines[number::2]))
+    result = run_cli(tmp_path / "capture", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "env dev: 2 capture file(s), 114 rows profiled, 0 rejected" in result.stdout and "3 violation(s) in 3 feature(s)" in result.stdout

@@ -31,7 +31,8 @@ def test_a_label_line_is_read_with_its_row_index_and_sampling():
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (b'{"groundTruthData": ', "not JSON"),
+        (b'{"groundTruthData": ', "not JSON (a ground-truth line is one JSON object, Model Monitor's record): unexpected end of data at character 21"),
+        (b"junk", "not JSON (a ground-truth line is one JSON object, Model Monitor's record): unexpected character, expected a JSON value at character 1"),
         (b"\xff\xfe", "not UTF-8"),
         (b"[1, 2]", "not a ground-truth record: a JSON list"),
         (json.dumps({"groundTruthData": {"data": "1"}}).encode(), "no eventMetadata.eventId"),
