@@ -264,6 +264,20 @@ def test_late_labels_reach_their_period_at_the_next_run_and_rewrite_its_report(a
     assert ended.detail["processingJobName"] == f"{SCHEDULE}-2026112400"
     assert get_json(s3, f"{REPORTS}/2026/11/24/00/statistics.json")["open_monitor"]["intake"]["unknown_ids"] == 0
 
+    # The pages: the rewritten 22nd's figures table has the estimate beside the realized figure, and the
+    # next period's "Recent periods" has the 22nd's point as rewritten (earlier periods are evaluated
+    # first), its realized accuracy and the estimate side by side.
+    realized = statistics["open_monitor"]["bases"]["weighted"]["figures"]["accuracy"]["value"]
+    estimated = statistics["open_monitor"]["estimate"]["figures"]["accuracy"]["value"]
+    rewritten = s3.get_object(Bucket=MONITORING, Key=f"{REPORT}/report.html")["Body"].read().decode()
+    row = rewritten[rewritten.index("<tr><td>Accuracy</td>") :].split("</tr>")[0]
+    assert row.startswith(f"<tr><td>Accuracy</td><td>{realized:.4g}<br>") and f"<td>{estimated:.4g}<br>" in row
+    following = s3.get_object(Bucket=MONITORING, Key=f"{REPORTS}/2026/11/24/00/report.html")["Body"].read().decode()
+    recent = following[following.index("<h2>Recent periods</h2>") :]
+    point = recent[recent.index("<tr><td>2026-11-23T00:00:00Z</td>") :].split("</tr>")[0]
+    assert "<td>114 (weighted)</td>" in point
+    assert f"<td>{realized:.4g} " in point and f" / {estimated:.4g} " in point
+
     # Nothing new: the 22nd is evaluated again but not rewritten, and no event is published for it.
     model_quality.run(NEXT_RUN, settings(), s3, events)
     assert [e["detail"]["processingJobName"] for e in published(queue)] == [f"{SCHEDULE}-2026112400"]
