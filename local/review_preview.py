@@ -1,12 +1,13 @@
-"""Preview which captured predictions would go to human review, from a local capture file.
+"""Preview which captured predictions would go to human review, from local capture files.
 
-    make review-preview [CAPTURE=capture.jsonl] [ENV=dev] [ARGS="--lower 0.1 --upper 0.9 --score-path score
+    make review-preview [CAPTURE=capture.jsonl|folder] [ENV=dev] [ARGS="--lower 0.1 --upper 0.9 --score-path score
                                                                  --rule band|outcome --outcome 0"]
 
 The rule, its thresholds and the model's score and features paths are the environment's (``--env``,
 from cdk.json); a flag overrides one. Prints one JSON object per selected row on stdout and a
 one-line summary on stderr. Bad lines are counted with their reasons, never fatal: use it to tune
-thresholds on real capture files.
+thresholds on real capture files. A folder stands for every ``.jsonl`` file below it, as
+``aws s3 cp --recursive`` leaves a capture prefix (the report commands read folders the same way).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from lambdas.capture.records import ParseOptions, parse_line
 from lambdas.capture.selection import RULES, SelectionRule
+from local.cli import UsageError, input_files
 
 
 def environment_defaults(environment: str) -> dict:
@@ -36,8 +38,8 @@ def environment_defaults(environment: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make review-preview CAPTURE=<file> ENV=<env> ARGS=...", description=__doc__.splitlines()[0])
-    parser.add_argument("capture_file", type=Path)
+    parser = argparse.ArgumentParser(prog="make review-preview CAPTURE=<file or folder> ENV=<env> ARGS=...", description=__doc__.splitlines()[0])
+    parser.add_argument("capture", nargs="+", type=Path, help="capture files, or folders of them (every .jsonl below, in name order)")
     parser.add_argument("--env", default=None, help="take the rule, thresholds and paths from this environment of cdk.json (make: ENV, default dev)")
     parser.add_argument("--rule", choices=RULES, default="band")
     parser.add_argument("--lower", type=float, default=0.1, help="band: select p > lower (default: the environment's, else 0.1)")
@@ -64,26 +66,29 @@ def main(argv: list[str] | None = None) -> int:
         rule = SelectionRule(rule=args.rule, lower=args.lower, upper=args.upper, outcome=args.outcome)
     except ValueError as error:
         parser.error(str(error))
-    if not args.capture_file.is_file():
-        parser.error(f"{args.capture_file}: no such capture file")
+    try:
+        files = input_files("CAPTURE", args.capture)
+    except UsageError as error:
+        parser.error(str(error))
     options = ParseOptions(score_path=args.score_path, features_path=args.features_path, keep=rule.selects_prediction)
 
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    with args.capture_file.open("rb") as stream:  # line by line: never the whole file in memory
-        for number, line in enumerate(stream, start=1):
-            result = parse_line(line, number, options)
-            counts["blank" if result.blank else "records"] += 1
-            counts["rows"] += len(result.rows) + result.skipped
-            counts["rejected"] += len(result.rejected)
-            for rejected in result.rejected:
-                reasons[rejected.reason.split(":")[0]] += 1
-                print(f"line {number}: rejected: {rejected.reason}", file=sys.stderr)
-            for row in result.rows:  # only the selected rows are materialised
-                counts["selected"] += 1
-                if args.feature_count is not None and len(row.features) != args.feature_count:
-                    counts["other shape"] += 1
-                print(json.dumps({**row.to_json(), "captureFile": str(args.capture_file), "line": number}))
+    for path in files:
+        with path.open("rb") as stream:  # line by line: never the whole file in memory
+            for number, line in enumerate(stream, start=1):
+                result = parse_line(line, number, options)
+                counts["blank" if result.blank else "records"] += 1
+                counts["rows"] += len(result.rows) + result.skipped
+                counts["rejected"] += len(result.rejected)
+                for rejected in result.rejected:
+                    reasons[rejected.reason.split(":")[0]] += 1
+                    print(f"{path} line {number}: rejected: {rejected.reason}", file=sys.stderr)
+                for row in result.rows:  # only the selected rows are materialised
+                    counts["selected"] += 1
+                    if args.feature_count is not None and len(row.features) != args.feature_count:
+                        counts["other shape"] += 1
+                    print(json.dumps({**row.to_json(), "captureFile": str(path), "line": number}))
     detail = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
     print("the rows listed are the rule's; the deployed filter also sends an audit sample of the others (review.audit_percentage), not listed", file=sys.stderr)
     print(

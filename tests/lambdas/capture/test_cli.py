@@ -85,7 +85,7 @@ def test_make_review_preview_of_a_missing_file_says_so() -> None:
     made = subprocess.run(
         ["make", "--no-print-directory", "-s", "review-preview", "CAPTURE=nope.jsonl"], cwd=ROOT, capture_output=True, text=True, check=False
     )
-    assert made.returncode != 0 and "nope.jsonl: no such capture file" in made.stderr
+    assert made.returncode != 0 and "CAPTURE nope.jsonl: no such file or folder" in made.stderr
 
 
 def test_a_reader_that_stops_early_ends_the_preview_quietly(tmp_path: Path) -> None:
@@ -109,7 +109,27 @@ def test_a_reader_that_stops_early_ends_the_preview_quietly(tmp_path: Path) -> N
 
 def test_a_missing_capture_file_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
     result = run_cli(tmp_path / "nope.jsonl")
-    assert result.returncode == 2 and "no such capture file" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "no such file or folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_folder_stands_for_every_capture_file_below_it(tmp_path: Path) -> None:
+    """`CAPTURE=<folder>` as `aws s3 cp --recursive` leaves a capture prefix (yyyy/mm/dd/hh/): every
+    .jsonl file below it, in name order; it used to say the folder was no such capture file."""
+    hour = tmp_path / "capture" / "2023" / "01" / "19" / "05"
+    hour.mkdir(parents=True)
+    (hour / "a.jsonl").write_text(SEED_003_LINES[1] + "\n")
+    (hour / "b.jsonl").write_text("{truncated\n" + SEED_003_LINES[1] + "\n")
+    (hour / "notes.txt").write_text("not a capture file")
+    result = run_cli(tmp_path / "capture", "--score-path", "score")
+    assert result.returncode == 0, result.stderr
+    selected = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(Path(s["captureFile"]).name, s["line"], s["rowIndex"]) for s in selected] == [("a.jsonl", 1, 1), ("b.jsonl", 2, 1)]
+    assert f"{hour / 'b.jsonl'} line 1: rejected: not JSON" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("records read: 3, rows: 4, selected: 2, rejected: 1 (")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = run_cli(empty)
+    assert nothing.returncode == 2 and "a folder with no .jsonl file in it or below it" in nothing.stderr
 
 
 def test_the_environments_rule_is_the_default_and_a_flag_overrides_it(tmp_path: Path) -> None:
