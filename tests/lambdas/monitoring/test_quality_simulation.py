@@ -1,5 +1,5 @@
-"""A simulation with known truth: does the weighted figure's 95 % interval cover the accuracy of
-all predictions, and is the unweighted figure over reviewed rows biased?
+"""A simulation with known truth: does the weighted figure's 95 % interval cover the accuracy (and
+the precision and AUC) of all predictions, and is the unweighted figure over reviewed rows biased?
 
 Each seed draws a population of ``POPULATION`` scored predictions: scores from Beta(0.35, 0.35)
 (many confident, some uncertain, as a good classifier's), each label Bernoulli(score) (a calibrated
@@ -7,7 +7,7 @@ model), the prediction ``score >= 0.5``. Capture keeps each request with probabi
 (SageMaker's sampling). The review rule selects the captured rows in the band 0.1 < score < 0.9;
 the audit selects ``AUDIT`` of the other captured rows at random. Each reviewed row's inclusion
 probability is ``CAPTURE`` (rule) or ``CAPTURE * AUDIT`` (audit), as the capture filter writes it;
-reviewers answer the truth. The truth is the accuracy over the whole population (what the monitor
+reviewers answer the truth. The truth is each figure over the whole population (what the monitor
 claims to estimate), computed from the drawn labels.
 
 With non-response, reviewers answer 70 % of rule rows and 40 % of audit rows at random (missing at
@@ -50,10 +50,16 @@ def simulate(seed: int, answered: dict[str, float] | None = None) -> dict[str, f
     ones = np.ones(int(reviewed.sum()))
     weighted = metrics.ratio(correct[reviewed], ones, weights)
     unweighted = metrics.ratio(correct[reviewed], ones, ones)
+    precision = metrics.ratio(label[reviewed] * predicted[reviewed], predicted[reviewed], weights)
+    auc = metrics.auc(score[reviewed], label[reviewed], weights)
+    everyone = np.ones(POPULATION)
     return {
         "truth": float(correct.mean()),
         "weighted": weighted.value, "weighted_low": weighted.low, "weighted_high": weighted.high,
         "unweighted": unweighted.value, "unweighted_low": unweighted.low, "unweighted_high": unweighted.high,
+        "precision_truth": float((label * predicted).sum() / predicted.sum()),
+        "precision": precision.value, "precision_low": precision.low, "precision_high": precision.high,
+        "auc_truth": metrics.auc(score, label, everyone).value, "auc": auc.value, "auc_low": auc.low, "auc_high": auc.high,
         "reviewed": float(reviewed.sum()), "audited": float((audit & reviewed).sum()),
     }  # fmt: skip
 
@@ -63,8 +69,8 @@ def table(answered: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     return {key: np.array([run[key] for run in runs]) for key in runs[0]}
 
 
-def covered(found: dict[str, np.ndarray], kind: str) -> int:
-    return int(((found[f"{kind}_low"] <= found["truth"]) & (found["truth"] <= found[f"{kind}_high"])).sum())
+def covered(found: dict[str, np.ndarray], kind: str, truth: str = "truth") -> int:
+    return int(((found[f"{kind}_low"] <= found[truth]) & (found[truth] <= found[f"{kind}_high"])).sum())
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +84,13 @@ def test_the_weighted_interval_covers_the_accuracy_of_all_predictions_at_least_9
     error = full_response["weighted"] - full_response["truth"]
     assert abs(error.mean()) < 3 * error.std(ddof=1) / np.sqrt(SEEDS)
     assert full_response["audited"].mean() > 50  # the audit rows are few; it works on them
+
+
+@pytest.mark.parametrize("figure", ["precision", "auc"])
+def test_the_weighted_precision_and_auc_intervals_cover_those_of_all_predictions_at_least_93_times_in_100(full_response, figure):
+    assert covered(full_response, figure, f"{figure}_truth") >= 93
+    error = full_response[figure] - full_response[f"{figure}_truth"]
+    assert abs(error.mean()) < 3 * error.std(ddof=1) / np.sqrt(SEEDS)
 
 
 def test_the_unweighted_figure_over_reviewed_rows_is_biased_far_beyond_its_own_interval(full_response):
