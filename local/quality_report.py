@@ -30,7 +30,7 @@ import orjson
 from lambdas.capture.records import ParseOptions
 from lambdas.capture.selection import Audit, SelectionRule
 from lambdas.monitoring.quality import documents, labels as ground_truth, report
-from lambdas.monitoring.quality.evaluation import BASES, Captured, Evaluation, evaluate
+from lambdas.monitoring.quality.evaluation import Captured, Evaluation, evaluate
 from local import cli
 from local.cli import UsageError, environment_config, input_files
 
@@ -85,7 +85,7 @@ def summary_lines(evaluation: Evaluation) -> list[str]:
             if figure.defined:
                 interval = f" [{figure.low:.4f}, {figure.high:.4f}]" if figure.low == figure.low else ""
                 shown.append(f"{metric} {figure.value:.4f}{interval}")
-        lines.append(f"{name}: {BASES[name]}; {figures.rows} rows: {', '.join(shown)}")
+        lines.append(f"{name}: {evaluation.description(name)}; {figures.rows} rows: {', '.join(shown)}")
     if evaluation.estimate is not None:
         shown = [f"{name} {f.value:.4f} [{f.low:.4f}, {f.high:.4f}]" for name, f in evaluation.estimate.figures.items() if f.defined]
         lines.append(f"estimated (from the scores, no labels; {evaluation.estimate.rows} rows): {', '.join(shown)}")

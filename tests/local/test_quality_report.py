@@ -152,12 +152,15 @@ def test_labels_of_the_rule_alone_say_the_audit_is_unrepresented_and_the_constra
     assert quality_report.main([str(CAPTURE), "--labels", str(labels), "--out", str(out)]) == 0
     statistics = json.loads((out / "statistics.json").read_text())
     assert statistics["open_monitor"]["labels"]["unrepresented"] == ["audit"]
+    assert statistics["open_monitor"]["basis_description"].endswith("(Horvitz-Thompson): the review rule's rows only")
+    assert statistics["open_monitor"]["bases"]["weighted"]["description"] == statistics["open_monitor"]["basis_description"]
     # The band's own accuracy is far below the constraint, but it describes the band, not all predictions:
     # the check falls back on the estimate, which covers every prediction, and finds nothing.
     assert statistics["binary_classification_metrics"]["accuracy"]["value"] < 0.9
     assert json.loads((out / "constraint_violations.json").read_text()) == {"violations": []}
     printed = capsys.readouterr()
     assert "warning: no audit row is labelled yet: the weighted figures cover only the other rows" in printed.out
+    assert "(Horvitz-Thompson): the review rule's rows only;" in printed.out and "(Horvitz-Thompson): all predictions" not in printed.out
     assert "no audit row is labelled yet" in (out / "report.html").read_text()
 
 

@@ -30,7 +30,7 @@ import orjson
 
 from lambdas.monitoring.quality import labels as ground_truth, metrics
 from lambdas.monitoring.quality.estimate import CALIBRATION_FILE, Calibration, CalibrationError, Reference
-from lambdas.monitoring.quality.evaluation import BASES, Evaluation
+from lambdas.monitoring.quality.evaluation import Evaluation
 
 STATISTICS_FILE, CONSTRAINTS_FILE, VIOLATIONS_FILE = "statistics.json", "constraints.json", "constraint_violations.json"
 REJECTED_LABELS_FILE, UNKNOWN_LABELS_FILE = "rejected_labels.jsonl", "unknown_labels.jsonl"
@@ -92,9 +92,9 @@ def figure_documents(figures: metrics.Figures) -> dict[str, Any]:
     return documented
 
 
-def basis_document(name: str, figures: metrics.Figures) -> dict[str, Any]:
+def basis_document(figures: metrics.Figures, description: str) -> dict[str, Any]:
     return {
-        "description": BASES[name],
+        "description": description,
         "rows": figures.rows,
         "weight": round(figures.weight, 6),
         "confusion_matrix": figures.confusion,
@@ -202,8 +202,8 @@ def statistics(evaluation: Evaluation, custom: Mapping[str, Any]) -> dict[str, A
         document["binary_classification_metrics"] = figure_documents(primary)
     ours: dict[str, Any] = {
         "basis": evaluation.primary,
-        "basis_description": BASES.get(evaluation.primary or "", "no labels joined"),
-        "bases": {name: basis_document(name, figures) for name, figures in evaluation.bases.items()},
+        "basis_description": evaluation.description(evaluation.primary) if evaluation.primary else "no labels joined",
+        "bases": {name: basis_document(figures, evaluation.description(name)) for name, figures in evaluation.bases.items()},
         "labels": {
             "joined": evaluation.joined,
             "without_inclusion_probability": evaluation.without_probability,

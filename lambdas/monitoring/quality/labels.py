@@ -19,9 +19,13 @@ dropped; the other lines of its file are read.
 
 Two labels for one row: the latest wins, by the S3 object's LastModified, then key, then line
 (for local files: the later file on the command line, then the later line). Its ``sampling`` is
-its own, or else the latest one among the row's other labels (a user's upload of a reviewed row
-keeps the probability with which the row was reviewed). Such rows are counted (``duplicates``), and
-those whose labels disagree too (``conflicts``).
+the largest inclusion probability among the row's labels (a user's upload without ``sampling`` of a
+reviewed row keeps the probability with which the row was reviewed; an upload of every row,
+``all`` at 1.0, makes a row labelled for certain whatever a reviewer's audit label says, and a
+reviewer's answer uploaded again with its own sampling counts once). The largest is exact when one
+of the ways is certain or the same way labelled twice, and otherwise slightly overstates the
+probability, so the row counts a little less, never more. Such rows are counted (``duplicates``),
+and those whose labels disagree too (``conflicts``).
 """
 
 from __future__ import annotations
@@ -177,10 +181,10 @@ def latest(labels: Iterable[Label]) -> Latest:
         winner = found[-1]
         if len({label.value for label in found}) > 1:
             conflicting.add(key)
-        if winner.inclusion_probability is None:
-            known = [label for label in found if label.inclusion_probability is not None]
-            if known:
-                winner = replace(winner, inclusion_probability=known[-1].inclusion_probability, selected_by=known[-1].selected_by)
+        known = [label for label in found if label.inclusion_probability is not None]
+        if known:
+            likeliest = max(known, key=lambda label: (label.inclusion_probability, label.order))
+            winner = replace(winner, inclusion_probability=likeliest.inclusion_probability, selected_by=likeliest.selected_by)
         chosen[key] = winner
     return Latest(chosen, frozenset(duplicated), frozenset(conflicting))
 

@@ -350,11 +350,21 @@ def render(
     if page.intake:
         intake = page.intake
         reasons = "; ".join(f"{e(str(r))}: {n:,}" for r, n in (intake.get("rejected") or {}).items())
+        listed = lambda name: f" (listed in {e(name)})" if name else ""  # noqa: E731
         out.append(
             f"<dt>Labels arrived</dt><dd>{intake.get('labels', 0):,} label(s) in {intake.get('files', 0):,} file(s) this period; "
-            f"<strong>{intake.get('unknown_ids', 0):,} for no captured prediction</strong> (IDs unknown in the periods they could label); "
-            f"{intake.get('rejected_lines', 0):,} line(s) set aside{': ' + reasons if reasons else ''}</dd>"
+            f"<strong>{intake.get('unknown_ids', 0):,} for no captured prediction</strong> (IDs unknown in the periods they could label)"
+            f"{listed(intake.get('unknown_file'))}; "
+            f"{intake.get('rejected_lines', 0):,} line(s) set aside{': ' + reasons if reasons else ''}{listed(intake.get('rejected_file'))}</dd>"
         )
+        outside = intake.get("outside_hour_folders") or {}
+        if outside.get("count"):
+            keys = ", ".join(f"<code>{e(key)}</code>" for key in outside.get("keys") or [])
+            more = f" and {outside['count'] - len(outside.get('keys') or []):,} more" if outside["count"] > len(outside.get("keys") or []) else ""
+            out.append(
+                f"<dt>Never read</dt><dd><strong>{outside['count']:,} file(s) or folder(s) outside the ground-truth hour folders</strong> "
+                f"(<code>yyyy/mm/dd/hh/</code>): {keys}{more}. Move their labels into the hour folder of the time you write them.</dd>"
+            )
     estimate = evaluation.estimate
     if estimate is not None:
         how = "recalibrated (isotonic regression) on" if estimate.recalibrated else "as they are: calibrated on"

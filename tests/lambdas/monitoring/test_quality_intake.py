@@ -42,6 +42,8 @@ def test_labels_for_no_captured_prediction_are_listed_beside_the_report_with_the
         (key, 11, event_id(10_000), 0, 1), (key, 12, event_id(10_001), 0, 0)
     ]  # fmt: skip
     assert all(u["reason"].startswith("no captured prediction has this eventId and rowIndex") for u in listed)
+    page = s3.get_object(Bucket=MONITORING, Key=f"{REPORT}/report.html")["Body"].read().decode()
+    assert "2 for no captured prediction</strong> (IDs unknown in the periods they could label) (listed in unknown_labels.jsonl)" in page
     assert "rejected_labels.jsonl" not in {o["Key"].rsplit("/", 1)[1] for o in s3.list_objects_v2(Bucket=MONITORING, Prefix=REPORT)["Contents"]}
 
 
@@ -58,3 +60,5 @@ def test_files_outside_the_hour_folders_are_counted_and_named_since_no_run_reads
     ours = get_json(s3, f"{REPORT}/statistics.json")["open_monitor"]
     assert ours["intake"]["outside_hour_folders"] == {"count": 3, "keys": ["ground-truth/labels.jsonl", "ground-truth/11/", "ground-truth/uploads/"]}
     assert ours["labels"]["joined"] == 10  # the misplaced labels were not read
+    page = s3.get_object(Bucket=MONITORING, Key=f"{REPORT}/report.html")["Body"].read().decode()
+    assert "3 file(s) or folder(s) outside the ground-truth hour folders</strong>" in page and "<code>ground-truth/uploads/</code>" in page

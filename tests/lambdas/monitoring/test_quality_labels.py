@@ -75,6 +75,20 @@ def test_the_latest_label_of_a_row_wins_and_keeps_the_probability_it_was_reviewe
     assert latest.duplicated == {("evt-1", 0), ("evt-2", 0)} and latest.conflicting == {("evt-1", 0)}
 
 
+def test_a_row_labelled_several_ways_keeps_the_largest_inclusion_probability_among_its_labels():
+    """An upload of every row ('all', 1.0) then a reviewer's audit answer (0.02): the audit label is
+    the later and its value counts, but the row was labelled for certain, so it counts once, not 50
+    times; a reviewer's answer uploaded again with its own sampling keeps that sampling."""
+    everyone = ground_truth.parse_line(line("0", sampling={"inclusionProbability": 1.0, "selectedBy": "all"}), "upload", 1, "2026-11-22T09:00:00Z")
+    audit = ground_truth.parse_line(line("1", sampling={"inclusionProbability": 0.02, "selectedBy": "audit"}), "review", 1, "2026-11-22T10:00:00Z")
+    first = ground_truth.parse_line(line("1", event="evt-2", sampling={"inclusionProbability": 0.02, "selectedBy": "audit"}), "review", 2, "2026-11-22T10:00:00Z")
+    copied = ground_truth.parse_line(line("1", event="evt-2", sampling={"inclusionProbability": 0.02, "selectedBy": "audit"}), "copy", 1, "2026-11-22T12:00:00Z")
+    latest = ground_truth.latest([audit, everyone, copied, first])
+    winner = latest.labels[("evt-1", 0)]
+    assert (winner.value, winner.source, winner.inclusion_probability, winner.selected_by) == (1, "review", 1.0, "all")
+    assert (latest.labels[("evt-2", 0)].source, latest.labels[("evt-2", 0)].inclusion_probability) == ("copy", 0.02)
+
+
 def test_labels_are_counted_by_how_their_rows_were_chosen():
     found = [
         ground_truth.parse_line(line(event=f"e{i}", sampling={"inclusionProbability": 1.0, "selectedBy": by}), "f", i, "t")
