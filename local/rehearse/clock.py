@@ -21,9 +21,10 @@ from types import TracebackType
 import time_machine
 
 UTC = dt.UTC
-# A fixed start, so two rehearsals of the same traffic write the same timeline (a Monday, 00:00 UTC:
-# the daily schedules and the review budget's day start with the run).
-DEFAULT_START = dt.datetime(2026, 11, 23, tzinfo=UTC)
+# A fixed start, so two rehearsals of the same traffic write the same timeline (a Monday, 01:00 UTC):
+# the daily runs judge the previous UTC day shortly after midnight (model quality at 00:20), so a
+# 24-hour run from 01:00 ends after the runs over its own first day; from 00:00 it would end first.
+DEFAULT_START = dt.datetime(2026, 11, 23, 1, tzinfo=UTC)
 
 
 class ClockError(ValueError):

@@ -1,8 +1,8 @@
 """What a rehearsal leaves in its output folder, and the progress line per simulated hour.
 
 - ``index.html``: one page, no script and nothing fetched: the timeline hour by hour (requests,
-  captured, selected for review, reviewed, labels written, drift per feature, model quality, each
-  decision and why), links to every report the loop wrote (copied under ``s3/``), what the
+  captured, selected for review, reviewed, labels written, drift per feature, model quality beside
+  the true accuracy of the same predictions, each decision and why), links to every report the loop wrote (copied under ``s3/``), what the
   rehearsal could not take from the templates, and its notes;
 - ``summary.json``: ``captured``, ``review_tasks_completed``, ``labels_written``,
   ``drifted_features`` ({feature: periods flagged}), ``retraining_runs``, ``promoted``, the served
@@ -35,6 +35,25 @@ class Decision:
 
 
 @dataclass
+class Quality:
+    """A model-quality run's figures of one period, as its ``statistics.json`` gives them, and beside
+    them what no monitor can know: the true accuracy of the period's captured predictions (the
+    rehearsal knows every request's label). The open back end's fields are None for Model Monitor's
+    document, which has the headline figures only."""
+
+    figures: dict[str, float]  # the headline figures (binary_classification_metrics): accuracy, f1, auc
+    period: str | None = None  # "<start> to <end>" (open_monitor.period)
+    basis: str | None = None  # the figures' basis (open_monitor.basis): weighted, reviewed or labelled
+    interval: list[float] | None = None  # accuracy's 95 % interval on that basis
+    labelled: int | None = None  # labelled rows joined with the period's predictions
+    reviewed: float | None = None  # accuracy of the reviewed rows, unweighted (biased by the review rule)
+    estimated: float | None = None  # the estimate's accuracy from the scores alone (CBPE)
+    estimated_interval: list[float] | None = None
+    true: float | None = None  # accuracy of every captured prediction of the period against its true label
+    true_rows: int = 0  # the captured predictions whose true label the rehearsal knows
+
+
+@dataclass
 class Hour:
     """What happened in one simulated hour ``[start, end)``, counted from what the loop wrote."""
 
@@ -50,7 +69,7 @@ class Hour:
     monitor_runs: list[str] = field(default_factory=list)  # "<monitor> <outcome>" of each run this hour
     schedules: dict[str, int] = field(default_factory=dict)  # schedule name -> times it fired this hour
     drift: dict[str, list[str]] = field(default_factory=dict)  # feature -> check types flagged this hour
-    quality: dict[str, float] = field(default_factory=dict)  # model quality's figures of a run this hour
+    quality: list[Quality] = field(default_factory=list)  # each model-quality statistics.json written this hour
     decisions: list[Decision] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)  # paths under OUT/s3/ of the reports written this hour
     wall_seconds: float = 0.0
@@ -115,11 +134,37 @@ def progress_line(hour: Hour, total: int) -> str:
     """One line per simulated hour while the rehearsal runs."""
     drift = ",".join(sorted(hour.drift)) or "-"
     decisions = "; ".join(grouped(d.what for d in hour.decisions)) or "-"
+    quality = "".join(f"  quality {quality_text(q)}" for q in hour.quality)
     return (
         f"[{hour.index + 1:>3}/{total}] {hour.start[:16].replace('T', ' ')} UTC  requests {hour.requests:>4}  captured {hour.captured:>4}  "
-        f"selected {hour.selected:>3}  reviewed {hour.reviewed:>3}  labels {hour.labels:>3}  drift {drift}  decisions {decisions}  "
+        f"selected {hour.selected:>3}  reviewed {hour.reviewed:>3}  labels {hour.labels:>3}  drift {drift}  decisions {decisions}{quality}  "
         f"({hour.wall_seconds:.1f} s)"
     )
+
+
+def quality_text(quality: Quality) -> str:
+    """A model-quality run's figures, each named for what it is: "period ...: accuracy 0.980 [0.969, 0.987]
+    weighted, 400 labels; auc 0.995, f1 0.985; reviewed rows 0.913; estimated 0.918 [0.876, 0.963];
+    true 0.975 of 2760 predictions"."""
+
+    def interval(bounds: list[float] | None) -> str:
+        return f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
+
+    parts, accuracy = [], quality.figures.get("accuracy")
+    labels = f", {quality.labelled} labels" if quality.labelled is not None else ""
+    if accuracy is not None:
+        parts.append(f"accuracy {accuracy:.3f}{interval(quality.interval)}{f' {quality.basis}' if quality.basis else ''}{labels}")
+    elif labels:
+        parts.append(labels.removeprefix(", "))
+    if others := ", ".join(f"{name} {value:.3f}" for name, value in sorted(quality.figures.items()) if name != "accuracy"):
+        parts.append(others)
+    if quality.reviewed is not None:
+        parts.append(f"reviewed rows {quality.reviewed:.3f}")
+    if quality.estimated is not None:
+        parts.append(f"estimated {quality.estimated:.3f}{interval(quality.estimated_interval)}")
+    if quality.true is not None:
+        parts.append(f"true {quality.true:.3f} of {quality.true_rows} predictions")
+    return (f"period {quality.period}: " if quality.period else "") + "; ".join(parts)
 
 
 def grouped(texts: Iterable[str]) -> list[str]:
@@ -193,7 +238,7 @@ def _hour_row(hour: Hour) -> str:
     drift = "".join(f'<span class="drift" title="{html.escape(", ".join(checks))}">{html.escape(feature)}</span>' for feature, checks in sorted(hour.drift.items()))
     if not drift and any(run.startswith("data-quality") for run in hour.monitor_runs):
         drift = '<span class="ok">none</span>'
-    quality = ", ".join(f"{html.escape(name)} {value:.3f}" for name, value in sorted(hour.quality.items()))
+    quality = "<br>".join(html.escape(quality_text(q)) for q in hour.quality)
     runs = "<br>".join(html.escape(run) for run in hour.monitor_runs)
     schedules = ", ".join(html.escape(name if times == 1 else f"{name} ({times}x)") for name, times in sorted(hour.schedules.items()))
     decisions = "".join(
@@ -245,8 +290,8 @@ the figures in <a href="{SUMMARY}">{SUMMARY}</a></div>
 <span class="why">— {html.escape(str(served.get("why", "")))}</span></p>
 <h2>Retraining</h2><ul>{retraining}</ul>
 <h2>Timeline</h2>
-<table><colgroup><col style="width:5%">{'<col style="width:5.8%">' * 5}<col style="width:10%"><col style="width:12%"><col style="width:10%">
-<col style="width:7%"><col style="width:17%"><col style="width:10%"></colgroup><thead><tr><th>hour (UTC)</th><th>requests</th><th>captured</th><th>selected</th><th>reviewed</th><th>labels</th>
+<table><colgroup><col style="width:5%">{'<col style="width:5.8%">' * 5}<col style="width:8%"><col style="width:10%"><col style="width:8%">
+<col style="width:14%"><col style="width:16%"><col style="width:10%"></colgroup><thead><tr><th>hour (UTC)</th><th>requests</th><th>captured</th><th>selected</th><th>reviewed</th><th>labels</th>
 <th>schedules fired</th><th>monitor runs</th><th>drift per feature</th><th>quality</th><th>decisions and why</th><th>reports</th></tr></thead>
 <tbody>{"".join(_hour_row(hour) for hour in outcome.hours)}</tbody></table>
 <h2>Not rehearsed</h2><ul>{items(outcome.unrehearsed)}</ul>

@@ -32,14 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from lambdas.capture.records import ParseOptions, parse_line
 from local.rehearse import report
 from local.rehearse.clock import DEFAULT_START, SimulatedClock, instant_waits
-from local.rehearse.report import Decision, Hour, Outcome
+from local.rehearse.report import Decision, Hour, Outcome, Quality
 from stacks.shared.config import BATCH_RUNS_PREFIX, AppConfig, load_environment
 
 REVIEWERS = ("simulated", "browser")
 REGION = "eu-west-1"  # the rehearsal's (local.rehearse.templates.REGION)
-CAPTURE_SUFFIX = ".jsonl"
+CAPTURE, CAPTURE_SUFFIX = "capture/", ".jsonl"  # the endpoint's capture prefix (stacks/serving/inference.py) and files
 GROUND_TRUTH = "ground-truth/"
 LOOP_REPORTS = "loop-reports/"
 REPORT_FILES = ("report.html", "statistics.json", "constraint_violations.json", "analysis.json")
@@ -147,10 +148,12 @@ def peak_memory_mb() -> float:
 @dataclass
 class Observer:
     """What changed in the embedded AWS since the last look: S3 objects (new or rewritten), tasks,
-    trigger decisions and retraining executions."""
+    trigger decisions and retraining executions; with ``truth`` (record ID, or a batch row's origin,
+    -> its true label), the true accuracy beside each model-quality run's figures."""
 
     cloud: Any
     config: AppConfig
+    truth: dict[str, Any] | None = None
     seen_objects: dict[tuple[str, str], str] = field(default_factory=dict)  # (bucket, key) -> ETag
     seen_tasks: dict[str, str] = field(default_factory=dict)  # taskId -> status
     seen_triggers: dict[tuple[str, str], str] = field(default_factory=dict)  # (pk, sk) -> status
@@ -187,7 +190,7 @@ class Observer:
                 continue
             self.seen_objects[(bucket, key)] = etag
             name = key.rsplit("/", 1)[-1]
-            if key.startswith("capture/") and key.endswith(CAPTURE_SUFFIX):
+            if key.startswith(CAPTURE) and key.endswith(CAPTURE_SUFFIX):
                 hour.captured += sum(1 for line in self.read(bucket, key).splitlines() if line.strip())
             elif GROUND_TRUTH in key and key.endswith(".jsonl"):
                 lines = [line for line in self.read(bucket, key).splitlines() if line.strip()]
@@ -202,11 +205,42 @@ class Observer:
                     flagged = drifted(self.read(bucket, key), features)
                     report.merge_counts(hour.drift, flagged)
                 if name == "statistics.json" and monitor == "model-quality":
-                    hour.quality.update(quality_figures(self.read(bucket, key)))
+                    hour.quality.append(self._quality(self.read(bucket, key)))
             elif LOOP_REPORTS in key and key.endswith(".json"):
                 hour.reports.append(f"{bucket}/{key}")
             elif key.startswith(BATCH_RUNS) and key.count("/") == BATCH_RUNS.count("/") + 1 and name == "report.json":
                 self._batch_run(hour, bucket, key)
+
+    def _quality(self, document: bytes) -> Quality:
+        """A model-quality run's figures (``quality_record``), and the true accuracy of its period's predictions."""
+        quality, period = quality_record(document)
+        if period is not None and self.truth is not None:
+            quality.true, quality.true_rows = self.true_accuracy(*period)
+        return quality
+
+    def true_accuracy(self, start: dt.datetime, end: dt.datetime, threshold: float) -> tuple[float | None, int]:
+        """The accuracy of the predictions captured in ``[start, end)`` against their true labels, and how
+        many had one. The rows are the monitor's: every variant's capture files under the period's hour
+        folders (``capture/<endpoint>/<variant>/yyyy/mm/dd/hh/``), read by the capture parser with the
+        model's paths and the monitor's decision threshold."""
+        from local.rehearse.reviewers import truth_key
+
+        truth = self.truth or {}
+        options = ParseOptions(score_path=self.config.model.score_path, features_path=self.config.model.features_path, threshold=threshold)
+        prefix = f"{CAPTURE}{self.config.endpoint.name}/"
+        hours = {f"{start + dt.timedelta(hours=n):%Y/%m/%d/%H}/" for n in range(int((end - start) / dt.timedelta(hours=1)))}
+        right = rows = 0
+        for bucket, key, _ in self.objects():
+            variant_and_hour = key.removeprefix(prefix).partition("/")[2]
+            if not (key.startswith(prefix) and key.endswith(CAPTURE_SUFFIX) and variant_and_hour[:14] in hours):
+                continue
+            for number, line in enumerate(self.read(bucket, key).splitlines(), start=1):
+                for row in parse_line(line, number, options).rows:
+                    label = truth.get(truth_key({"recordId": row.record_id, "origin": row.origin}, truth))
+                    if label is not None:
+                        rows += 1
+                        right += int(label) == row.prediction
+        return (right / rows if rows else None), rows
 
     def _batch_run(self, hour: Hour, bucket: str, key: str) -> None:
         """A nightly run's report: its rows count as captured (batch data capture records every row)."""
@@ -335,6 +369,42 @@ def quality_figures(document: bytes) -> dict[str, float]:
     except (ValueError, AttributeError):
         return {}
     return {name: float(metrics[name]["value"]) for name in ("accuracy", "f1", "auc") if isinstance(metrics.get(name), dict) and isinstance(metrics[name].get("value"), (int, float))}
+
+
+def quality_record(document: bytes) -> tuple[Quality, tuple[dt.datetime, dt.datetime, float] | None]:
+    """A model-quality ``statistics.json``: its figures (``Quality``, without the truth), and its period
+    with the decision threshold its predictions were judged by (None for Model Monitor's document,
+    which names neither)."""
+    quality = Quality(quality_figures(document))
+    try:
+        ours = json.loads(document).get("open_monitor")
+    except (ValueError, AttributeError):
+        ours = None
+    if not isinstance(ours, dict):
+        return quality, None
+    bases = ours.get("bases") or {}
+    quality.basis = ours.get("basis")
+    quality.interval = _accuracy(bases.get(quality.basis))[1]
+    quality.reviewed = _accuracy(bases.get("reviewed"))[0]
+    quality.estimated, quality.estimated_interval = _accuracy(ours.get("estimate"))
+    quality.labelled = int((ours.get("labels") or {}).get("joined") or 0)
+    period = ours.get("period") or {}
+    try:
+        start, end = (dt.datetime.fromisoformat(period[side].replace("Z", "+00:00")) for side in ("start", "end"))
+    except (KeyError, AttributeError, ValueError):
+        return quality, None
+    quality.period = f"{period['start']} to {period['end']}"
+    return quality, (start, end, float(ours.get("decision_threshold", ParseOptions().threshold)))
+
+
+def _accuracy(holder: Any) -> tuple[float | None, list[float] | None]:
+    """A basis's or the estimate's accuracy and its 95 % interval (``figures.accuracy``), None when absent."""
+    figure = (holder.get("figures") or {}).get("accuracy") if isinstance(holder, dict) else None
+    if not isinstance(figure, dict) or not isinstance(figure.get("value"), (int, float)):
+        return None, None
+    bounds = figure.get("interval_95")
+    valid = isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)
+    return float(figure["value"]), [float(b) for b in bounds] if valid else None
 
 
 def execution_outcome(machine: str, described: dict[str, Any]) -> dict[str, Any]:
@@ -476,7 +546,7 @@ class Rehearsal:
             reviewers = BrowserReviewers(cloud, self.say)
         else:
             reviewers = SimulatedReviewers(cloud, truth, error_rate=settings.error_rate, seed=settings.seed)
-        observer = Observer(cloud, self.config)
+        observer = Observer(cloud, self.config, truth)
         observer.observe(Hour(-1, "", ""))  # what deploying wrote (baselines, the bundled model) is not the loop's
         served_before = self._served_model()
         hours: list[Hour] = []

@@ -19,7 +19,7 @@ from local.rehearse import report
 from local.rehearse.__main__ import main
 from local.rehearse.clock import ClockError, SimulatedClock
 from local.rehearse.report import Decision, Hour, Outcome
-from local.rehearse.run import Observer, drifted, execution_outcome, quality_figures, request_body
+from local.rehearse.run import Observer, drifted, execution_outcome, quality_figures, quality_record, request_body
 from stacks.shared.config import load_environment
 
 UTC = dt.UTC
@@ -115,6 +115,65 @@ def test_observer_counts_what_changed_since_it_last_looked() -> None:
         assert observer.drift_periods() == {"mlloop-dev/mlloop-dev-data-quality/2026/11/23/01": [feature]}
 
 
+def capture_line(record_id: str, score: float) -> bytes:
+    """One request as the endpoint stand-in captures it (SageMaker's data capture line)."""
+    return json.dumps({
+        "captureData": {
+            "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "data": "1.0,2.0", "encoding": "CSV"},
+            "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "data": str(score), "encoding": "CSV"},
+        },
+        "eventMetadata": {"eventId": f"event-{record_id}", "inferenceId": record_id, "inferenceTime": "2026-11-23T10:00:00Z"},
+        "eventVersion": "0",
+    }).encode()  # fmt: skip
+
+
+def test_observer_puts_the_true_accuracy_of_the_period_beside_model_qualitys_figures() -> None:
+    config = load_environment("dev")
+    captures = f"capture/{config.endpoint.name}"
+    figure = {"value": 0.75, "interval_95": [0.6, 0.9]}
+    statistics = {
+        "binary_classification_metrics": {"accuracy": {"value": 0.75}, "f1": {"value": 0.7}, "auc": {"value": 0.8}},
+        "open_monitor": {
+            "basis": "weighted", "decision_threshold": 0.5, "labels": {"joined": 3},
+            "period": {"start": "2026-11-23T00:00:00Z", "end": "2026-11-24T00:00:00Z"},
+            "bases": {"weighted": {"figures": {"accuracy": figure}}, "reviewed": {"figures": {"accuracy": {"value": 0.6, "interval_95": [0.2, 0.9]}}}},
+            "estimate": {"figures": {"accuracy": {"value": 0.85, "interval_95": [0.7, 0.95]}}},
+        },
+    }  # fmt: skip
+    # The period's predictions (score >= 0.5 is 1): right, wrong, right, wrong, and one whose truth is unknown.
+    truth = {"r1": 1, "r2": 0, "r3": 0, "r4": 1, "late": 0, "other": 0}
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+        for bucket in ("capture-bucket", "monitoring-bucket"):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        lines = {
+            f"{captures}/AllTraffic/2026/11/23/00/00-05-000-a.jsonl": [capture_line("r1", 0.9), capture_line("r2", 0.5)],
+            f"{captures}/Shadow/2026/11/23/23/23-55-000-b.jsonl": [capture_line("r3", 0.2), capture_line("r4", 0.4), capture_line("unknown", 0.9)],
+            # Outside the period (the next day's hour folder) and outside the endpoint's prefix: not its rows.
+            f"{captures}/AllTraffic/2026/11/24/00/00-05-000-c.jsonl": [capture_line("late", 0.9)],
+            "capture/another-endpoint/AllTraffic/2026/11/23/00/00-05-000-d.jsonl": [capture_line("other", 0.9)],
+        }
+        for key, body in lines.items():
+            s3.put_object(Bucket="capture-bucket", Key=key, Body=b"\n".join(body) + b"\n")
+        folder = "model-quality/reports/mlloop-dev/mlloop-dev-model-quality/2026/11/24/00"
+        s3.put_object(Bucket="monitoring-bucket", Key=f"{folder}/statistics.json", Body=json.dumps(statistics).encode())
+        hour = Hour(24, "2026-11-24T00:00:00Z", "2026-11-24T01:00:00Z")
+        Observer(cloud=None, config=config, truth=truth)._objects(hour)
+    [quality] = hour.quality
+    assert (quality.true, quality.true_rows) == (0.5, 4)
+    assert (quality.basis, quality.interval, quality.labelled, quality.reviewed) == ("weighted", [0.6, 0.9], 3, 0.6)
+    assert (quality.estimated, quality.estimated_interval, quality.figures) == (0.85, [0.7, 0.95], {"accuracy": 0.75, "f1": 0.7, "auc": 0.8})
+    shown = report.quality_text(quality)
+    assert shown == (
+        "period 2026-11-23T00:00:00Z to 2026-11-24T00:00:00Z: accuracy 0.750 [0.600, 0.900] weighted, 3 labels; auc 0.800, f1 0.700; "
+        "reviewed rows 0.600; estimated 0.850 [0.700, 0.950]; true 0.500 of 4 predictions"
+    )
+    assert shown in report.progress_line(hour, 24)
+    # Model Monitor's document (the SageMaker back end) has the headline figures only: no period, so no truth.
+    headline, period = quality_record(json.dumps({"binary_classification_metrics": statistics["binary_classification_metrics"]}).encode())
+    assert period is None and report.quality_text(headline) == "accuracy 0.750; auc 0.800, f1 0.700"
+
+
 # -- the output folder --------------------------------------------------------------------------------
 
 
@@ -188,18 +247,20 @@ def test_bad_arguments_are_usage_errors_naming_the_key(argv: list[str], message:
 # -- a short rehearsal of the whole loop ----------------------------------------------------------------
 
 HOURS = 6
+# From 20:00 the six hours cross midnight: the daily model-quality run (00:20) judges the first day's four hours.
+REHEARSAL_START = "2026-11-23T20:00:00+00:00"
 SHIFTED = ("mean_texture", "smoothness_error", "worst_area")  # local/rehearse/traffic.py's documented shift
 
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     """``make rehearse HOURS=6`` as the Makefile runs it (dev, the default traffic, simulated
-    reviewers), in a process of its own: (output folder, summary.json, what it printed)."""
+    reviewers), from 20:00, in a process of its own: (output folder, summary.json, what it printed)."""
     out = tmp_path_factory.mktemp("rehearsal") / "out"
     root = Path(__file__).resolve().parents[3]
     environment = {**os.environ, "PATH": f"{root / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}", "AWS_EC2_METADATA_DISABLED": "true"}
     done = subprocess.run(
-        [sys.executable, "-m", "local.rehearse", "--env", "dev", "--hours", str(HOURS), "--out", str(out)],
+        [sys.executable, "-m", "local.rehearse", "--env", "dev", "--hours", str(HOURS), "--start", REHEARSAL_START, "--out", str(out)],
         cwd=root, env=environment, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
@@ -232,6 +293,17 @@ def test_a_short_rehearsal_closes_the_loop(rehearsal: tuple[Path, dict, str]) ->
     assert any((out / "s3").glob("*/ground-truth/**/*.jsonl")) and any((out / "s3").glob("*/capture/**/*.jsonl"))
     # What the rehearsal could not take from the templates is named.
     assert any(item.startswith("CloudWatch alarms are not evaluated") for item in summary["unrehearsed"])
+    # Model quality's run at 00:20 judged the first day (its four hours of traffic), and beside its
+    # figures stands the true accuracy of every prediction of that day (each request's label is known).
+    [midnight] = [hour for hour in summary["timeline"] if hour["start"] == "2026-11-24T00:00:00Z"]
+    [quality] = midnight["quality"]
+    assert quality["period"] == "2026-11-23T00:00:00Z to 2026-11-24T00:00:00Z" and quality["basis"] == "weighted"
+    assert quality["true_rows"] == sum(hour["requests"] for hour in summary["timeline"] if hour["start"] < "2026-11-24")
+    assert 0.5 < quality["true"] <= 1 and quality["labelled"] > 0 and quality["reviewed"] is not None
+    assert quality["figures"]["accuracy"] and quality["interval"] and quality["estimated"] and quality["estimated_interval"]
+    shown = report.quality_text(report.Quality(**quality))
+    assert f"true {quality['true']:.3f} of {quality['true_rows']} predictions" in shown and shown in page and shown in printed
+    print(f"model quality of the first day: {shown}")
 
 
 # -- a rehearsed night of the nightly batch (ENV=income: batch only, seed 002) -------------------------
