@@ -17,6 +17,13 @@ stratum's response rate is its labelled rows over its selected rows, and every w
 its weight divided by that rate: the stratum's labelled rows stand for its unlabelled ones. (A row
 labelled ``all`` in a stratum whose other rows are unanswered therefore counts for more than itself;
 when every prediction is labelled, as ``all`` says, each rate is 1 and no weight changes.)
+Post-stratification: the rows a stratum's draw chose (their label's ``selectedBy`` is the stratum)
+stand for the rows it chose from, which the monitor counts: the audit's weights are scaled by
+``expected / selected``, with ``expected`` the audit fraction of the period's captured rows the
+rule leaves, so that they add up to those rows however many the draw happened to take (plain
+Horvitz-Thompson lets them add up to ``selected / fraction``: 2,550 for 51 drawn where the rule left
+2,079, a figure leaning that much towards the audit's confident rows). The rule selects with
+probability 1, so its factor is 1.
 - ``reviewed``: the reviewers' labels (``selectedBy`` rule or audit), unweighted: what reviewed
   rows look like, biased by design (the rule sends the uncertain ones).
 - ``labelled``: every joined label, unweighted (with uploads that say nothing of how their rows
@@ -141,17 +148,24 @@ class Violation:
 @dataclass(frozen=True)
 class Response:
     """A selection stratum's response: its captured rows the rule or audit selected, those of them
-    with a weighted label (any ``selectedBy``: the module docstring), their ratio."""
+    with a weighted label (any ``selectedBy``: the module docstring), their ratio; and how many rows
+    the stratum's draw selects on average from this period's captured rows (``expected``: the rule's
+    rows themselves; the audit fraction of the rows the rule leaves), which the weights of the rows
+    the draw chose are scaled to (post-stratification: the module docstring)."""
 
     selected: int
     labelled: int
+    expected: float | None = None  # None: the draw's population is not known (no scaling)
 
     @property
     def rate(self) -> float:
         return self.labelled / self.selected if self.selected else math.nan
 
     def document(self) -> dict[str, Any]:
-        return {"selected": self.selected, "labelled": self.labelled, "rate": None if math.isnan(self.rate) else round(self.rate, 6)}
+        found = {"selected": self.selected, "labelled": self.labelled, "rate": None if math.isnan(self.rate) else round(self.rate, 6)}
+        if self.expected is not None:
+            found["expected"] = round(self.expected, 6)
+        return found
 
 
 @dataclass(frozen=True)
@@ -194,14 +208,23 @@ class Evaluation:
         return f"{HORVITZ_THOMPSON}: {self.weighted_covers}" if basis == WEIGHTED else BASES[basis]
 
 
-def _weights(probability: np.ndarray, strata: list[str | None], response: Mapping[str, Response] | None) -> np.ndarray:
+def _weights(
+    probability: np.ndarray, strata: list[str | None], response: Mapping[str, Response] | None, drawn: np.ndarray | None = None
+) -> np.ndarray:
     """``1 / probability``, divided by the response rate of each row's stratum (``strata``: where the
-    rule or the audit draw put each row, None for neither)."""
+    rule or the audit draw put each row, None for neither), and for the rows the stratum's draw chose
+    (``drawn``: their label's ``selectedBy`` is the stratum; None: all of them) scaled by
+    ``expected / selected``, so that they stand for the rows the draw chose from, not for the number
+    its luck gave (post-stratification: the module docstring)."""
     weights = 1.0 / probability
     if response:
         for stratum, found in response.items():
-            if found.rate > 0:
-                weights[np.array([s == stratum for s in strata], dtype=bool)] /= found.rate
+            if not found.rate > 0:
+                continue
+            inside = np.array([s == stratum for s in strata], dtype=bool)
+            weights[inside] /= found.rate
+            if found.expected is not None and found.expected > 0:
+                weights[inside & (drawn if drawn is not None else True)] *= found.expected / found.selected
     return weights
 
 
@@ -229,10 +252,13 @@ def evaluate(
     response = None
     if captured.rule is not None:
         counts = Counter(strata)
-        response = {stratum: Response(captured.selected[stratum], counts[stratum]) for stratum in (RULE, AUDIT)}
+        left = captured.rows - captured.selected[RULE]  # the rows the audit draws from
+        expected = {RULE: float(captured.selected[RULE]), AUDIT: left * captured.audit.fraction if captured.audit is not None else None}
+        response = {stratum: Response(captured.selected[stratum], counts[stratum], expected[stratum]) for stratum in (RULE, AUDIT)}
     bases: dict[str, metrics.Figures] = {}
     if known.any():
-        bases[WEIGHTED] = metrics.compute(y[known], p[known], yhat[known], _weights(probability[known], strata, response))
+        drawn = np.array([label.selected_by for label, k in zip(labels, known, strict=True) if k], dtype=object) == np.array(strata, dtype=object)
+        bases[WEIGHTED] = metrics.compute(y[known], p[known], yhat[known], _weights(probability[known], strata, response, drawn))
     reviewed = np.array([s in (RULE, AUDIT) for s in selected], dtype=bool)
     if reviewed.any():
         bases[REVIEWED] = metrics.compute(y[reviewed], p[reviewed], yhat[reviewed])

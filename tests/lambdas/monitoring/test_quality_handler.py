@@ -309,7 +309,9 @@ def test_response_rates_adjust_the_weights_when_the_review_rule_is_known(aws, he
     review = model_quality.Review(SelectionRule("band", 0.1, 0.9), Audit(2.0))
     model_quality.run(RUN, settings(review=review), s3, events)
     ours = get_json(s3, f"{REPORT}/statistics.json")["open_monitor"]
-    assert ours["labels"]["response"]["rule"] == {"selected": len(band), "labelled": len(answered), "rate": round(len(answered) / len(band), 6)}
+    assert ours["labels"]["response"]["rule"] == {
+        "selected": len(band), "labelled": len(answered), "rate": round(len(answered) / len(band), 6), "expected": len(band)
+    }  # fmt: skip
     assert ours["labels"]["response"]["audit"]["labelled"] == 0
     weight = ours["bases"]["weighted"]["weight"]
     assert weight == pytest.approx(len(band))  # each answered row stands for 1 / rate rows
@@ -379,3 +381,30 @@ def test_settings_name_the_variable_that_is_wrong(name, value, message):
     assert model_quality.read_settings(Environment(environment)).review.audit.fraction == 0.02
     with pytest.raises(SettingsError, match=message):
         model_quality.read_settings(Environment({**environment, name: value}))
+
+
+def test_the_audit_rows_stand_for_the_rows_the_rule_left_however_many_the_draw_took(aws, held_out, truth):
+    """Every band row and every audit row answered: the audit's weights add up to the captured rows
+    the rule left (post-stratification), not to drawn / fraction; the figure is the weighted one
+    scikit-learn gives with those weights."""
+    from lambdas.capture.selection import Audit, SelectionRule
+
+    s3, events, _ = aws
+    put_captures(s3, held_out)
+    scores = held_out[:, 0]
+    audit = Audit(AUDIT_PROBABILITY * 100)
+    band = [i for i in range(len(scores)) if 0.1 < scores[i] < 0.9]
+    drawn = [i for i in range(len(scores)) if i not in band and audit.selects(event_id(i), 0)]
+    assert drawn  # the bundled sample has audit rows (samples/captures/held-out-labels.jsonl answers them)
+    lines = [label_line(i, int(truth[i]), sampling_of(scores[i])) for i in band + drawn]
+    put_labels(s3, lines)
+    model_quality.run(RUN, settings(review=model_quality.Review(SelectionRule("band", 0.1, 0.9), audit)), s3, events)
+
+    ours = get_json(s3, f"{REPORT}/statistics.json")["open_monitor"]
+    left = len(scores) - len(band)
+    assert ours["labels"]["response"]["audit"] == {"selected": len(drawn), "labelled": len(drawn), "rate": 1.0, "expected": pytest.approx(left * AUDIT_PROBABILITY)}
+    assert ours["bases"]["weighted"]["weight"] == pytest.approx(len(scores))  # 16 band rows + the 98 rows the rule left
+    weights = [1.0] * len(band) + [left / len(drawn)] * len(drawn)
+    rows = band + drawn
+    expected = sk.accuracy_score(truth[rows], (scores[rows] >= 0.5).astype(int), sample_weight=weights)
+    assert ours["bases"]["weighted"]["figures"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-9)
