@@ -45,7 +45,7 @@ import numpy as np
 from stacks.shared import default_model
 from stacks.shared.default_model import captures
 
-START = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)  # a Monday, 00:00 UTC: the rehearsal's first simulated hour
+START = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)  # a Monday, 00:00 UTC: the default when a caller gives no start (the rehearsal passes its own, clock.DEFAULT_START)
 DEFAULT_PER_HOUR = 120  # requests an hour of the default traffic: enough for the hourly monitor to judge the shifts (module docstring)
 PLACEHOLDER = "REPLACE-ME"
 SYNTHETIC_SHIFT_SDS = 1.5  # the shift of the synthetic data's three features, in their standard deviations (1)
