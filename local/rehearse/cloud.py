@@ -67,7 +67,7 @@ from zoneinfo import ZoneInfo
 
 import boto3
 
-from local.rehearse.functions import Function, FunctionError, Runner
+from local.rehearse.functions import ENVIRONMENT_LOCK, Function, FunctionError, Runner
 from local.rehearse.templates import ACCOUNT, PARTITION, REGION, Resolver, StackTemplate, TemplateError, parameter_defaults, read_assembly, resource_order, synthesise
 
 # Lambda's asynchronous invocation: two retries unless an EventInvokeConfig says otherwise
@@ -715,6 +715,8 @@ class Cloud:
         from moto.events.models import Rule
         from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
         from moto.sqs.models import SQSBackend
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_factory  # noqa: F401 - defines every service task
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
 
         cloud = self
         original_send = Rule.send_to_targets
@@ -804,10 +806,17 @@ class Cloud:
                 }  # fmt: skip
             return response
 
-        for target, name, value in (
+        patches = [
             (Rule, "send_to_targets", send_to_targets), (LambdaSimpleBackend, "invoke", invoke),
             (SQSBackend, "receive_message", receive_message), (FakeEndpoint, "response_object", property(endpoint_response)),
-        ):  # fmt: skip
+        ]  # fmt: skip
+        # Step Functions' task requests run on moto's execution threads and make boto3 clients, which
+        # read os.environ while a function's call on this thread may be swapping it: each request holds
+        # the environment's lock (the request only: a task waiting for its token must not hold it).
+        for service in _subclasses(StateTaskService):
+            if "_eval_service_task" in vars(service):
+                patches.append((service, "_eval_service_task", _holding(ENVIRONMENT_LOCK, vars(service)["_eval_service_task"])))
+        for target, name, value in patches:
             self._patches.append((target, name, getattr(target, name)))
             setattr(target, name, value)
 
@@ -1169,3 +1178,20 @@ def due_times(expression: str, timezone: str, since: datetime, until: datetime, 
             times.append(at.astimezone(UTC))
         at += timedelta(minutes=1)
     return times
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    """Every subclass of ``cls``, at any depth."""
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _holding(lock: Any, method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method``, called while holding ``lock``."""
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return method(*args, **kwargs)
+
+    return held

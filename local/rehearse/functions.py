@@ -10,8 +10,8 @@ variable missing from this function's template is missing here too. Every settin
 are kept: every function has the same region and credentials here, and making clients is most of a
 small call's time; the cloud clears them when it starts and stops), the handler is
 imported by the template's ``Handler`` path and called with the event and a context object carrying
-the template's function name, memory and timeout. One call at a time (a process-wide lock): the
-environment is the process's.
+the template's function name, memory and timeout. One call at a time (a process-wide lock,
+``ENVIRONMENT_LOCK``): the environment is the process's.
 
 What Lambda enforces and this does not: memory (reported, not limited) and the timeout (the
 context's remaining time counts down from it; a call that overruns is flagged in the log, not killed).
@@ -38,7 +38,12 @@ from local.rehearse.templates import ACCOUNT, REGION
 # BucketDeployment) is not the app's code and is not run (the cloud stands in for what it does).
 APP_PACKAGE = "lambdas."
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-_LOCK = threading.RLock()
+# Held while os.environ is a function's (each call swaps the whole process environment) and by
+# whatever else reads the environment while a call may be running: Step Functions' task requests and
+# the SageMaker stand-ins on moto's execution threads (local/rehearse/cloud.py, sagemaker.py). A
+# reader between the swap's clear and update saw a half-empty environment (a KeyError for
+# AWS_SESSION_TOKEN failed a rehearsed retraining run's Train step).
+ENVIRONMENT_LOCK = threading.RLock()
 
 
 @dataclass
@@ -169,7 +174,7 @@ class Runner:
         if not function.runnable:
             raise FunctionError(function, NotImplementedError(f"{function.runtime} handler {function.handler} is not the app's code: not run here"))
         module_name, _, attribute = function.handler.rpartition(".")
-        with _LOCK, self.environment(function):
+        with ENVIRONMENT_LOCK, self.environment(function):
             # Imported inside the function's environment: Powertools reads it when the module loads.
             from lambdas.shared import consumer
 
