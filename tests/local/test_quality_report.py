@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from lambdas.capture.selection import Audit
 from local import quality_report
 from local.cli import UsageError
-from stacks.shared.config import load_environment, parse_environment
+from stacks.shared.config import parse_environment
 from stacks.shared.default_model import TEST_CSV
-from stacks.shared.default_model.captures import HELD_OUT, SAMPLES_DIR
+from stacks.shared.default_model.captures import HELD_OUT, HELD_OUT_LABELS, SAMPLES_DIR
 from tests.conftest import CDK_CONTEXT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,12 +59,9 @@ def test_labelled_capture_files_give_the_figures_the_monitor_gives(tmp_path, sam
     assert sorted(p.name for p in out.iterdir()) == ["constraint_violations.json", "report.html", "statistics.json"]
     statistics = json.loads((out / "statistics.json").read_text())
     predicted = (scores >= 0.5).astype(int)
-    weights = np.array([1 / probability[i] for i in range(len(ids))])
-    # The rows dev's own 2 % audit drew stand for the rows the rule left (post-stratification): their
-    # weights are scaled by expected / drawn; the other "audit" labels here are no draw of the monitor's.
-    audit, band = Audit(load_environment("dev").review.audit_percentage), (scores > 0.1) & (scores < 0.9)
-    drawn = [i for i in range(len(ids)) if not band[i] and audit.selects(ids[i], 0)]
-    weights[drawn] *= (~band).sum() * audit.fraction / len(drawn)
+    # Every row is labelled: whatever the labels say of their probabilities, each row stands for
+    # itself (dev's rule and audit are known, so the weights come from the counts; evaluation._weights).
+    weights = np.ones(len(ids))
     documented = statistics["binary_classification_metrics"]
     assert documented["accuracy"]["value"] == pytest.approx(sk.accuracy_score(truth, predicted, sample_weight=weights), abs=1e-9)
     assert documented["auc"]["value"] == pytest.approx(sk.roc_auc_score(truth, scores, sample_weight=weights), abs=1e-9)
@@ -234,3 +230,20 @@ def test_capture_files_with_no_readable_prediction_say_why(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "warning: no prediction could be read from the 1 capture file(s) (no eventMetadata.eventId: 1; not JSON (truncated or malformed): 1)" in printed.err
     assert "0 rows, 2 not read (no eventMetadata.eventId: 1; not JSON (truncated or malformed): 1)" in printed.out
+
+
+def test_an_audit_row_also_uploaded_as_all_changes_no_weight(tmp_path):
+    """The shipped labels, and the same answer for one of their audit rows uploaded again as 'all'
+    (1.0): the row keeps its stratum, the audit's two rows still stand for the 98 rows the rule
+    left, and the figures are those without the upload (it shrank the weighted rows to 66 of 114)."""
+    shipped = SAMPLES_DIR / HELD_OUT_LABELS
+    audit_line = next(json.loads(line) for line in shipped.read_text().splitlines() if '"audit"' in line)
+    upload = tmp_path / "upload.jsonl"
+    upload.write_text(json.dumps({**audit_line, "sampling": {"inclusionProbability": 1.0, "selectedBy": "all"}}) + "\n")
+    figures = {}
+    for name, labels in (("shipped", [shipped]), ("with-upload", [shipped, upload])):
+        assert quality_report.main([str(CAPTURE), "--labels", *map(str, labels), "--out", str(tmp_path / name)]) == 0
+        ours = json.loads((tmp_path / name / "statistics.json").read_text())["open_monitor"]
+        assert ours["bases"]["weighted"]["weight"] == pytest.approx(114) and ours["labels"]["response"]["audit"]["stands_for"] == 98
+        figures[name] = ours["bases"]["weighted"]["figures"]
+    assert figures["with-upload"] == figures["shipped"]

@@ -4,26 +4,21 @@ monitor (``lambdas.monitoring.open.model_quality``) and ``make quality-report`` 
 
 Bases (each labelled for what it is in the documents and the page):
 
-- ``weighted``: the rows whose labels carry an inclusion probability, each weighted by
-  ``1 / inclusionProbability``, divided by its selection stratum's response rate when the monitor
-  knows which captured rows went to review (Horvitz-Thompson with a weighting-class adjustment for
-  non-response: tasks that expired unanswered, or not answered yet, are assumed missing at random
-  within their stratum, rule or audit). Unbiased for the period's predictions as a whole.
-
-A row's stratum is where the capture filter's rule and audit draw put it (``Captured.add``), not what
-its label's ``selectedBy`` says: a row the rule selected is answered when it has a weighted label,
-a reviewer's or an upload's (``selectedBy`` ``all``, from labelling every prediction) alike. A
-stratum's response rate is its labelled rows over its selected rows, and every weighted row in it has
-its weight divided by that rate: the stratum's labelled rows stand for its unlabelled ones. (A row
-labelled ``all`` in a stratum whose other rows are unanswered therefore counts for more than itself;
-when every prediction is labelled, as ``all`` says, each rate is 1 and no weight changes.)
-Post-stratification: the rows a stratum's draw chose (their label's ``selectedBy`` is the stratum)
-stand for the rows it chose from, which the monitor counts: the audit's weights are scaled by
-``expected / selected``, with ``expected`` the audit fraction of the period's captured rows the
-rule leaves, so that they add up to those rows however many the draw happened to take (plain
-Horvitz-Thompson lets them add up to ``selected / fraction``: 2,550 for 51 drawn where the rule left
-2,079, a figure leaning that much towards the audit's confident rows). The rule selects with
-probability 1, so its factor is 1.
+- ``weighted``: the rows whose labels carry an inclusion probability (``sampling``). When the monitor
+  knows which captured rows the review chose (the rule and the audit draw, applied again to the
+  captured rows: ``Captured.add``), each row's stratum is where they put it, not what its label's
+  ``selectedBy`` says, and the weights come from the counts it sees: a stratum's labelled rows share
+  the captured rows they stand for equally (the rule's: its own selected rows; the audit's: the rows
+  the rule left, less those labelled outside both draws), and a row labelled outside both draws (an
+  upload of every row, ``selectedBy`` ``all``) counts for itself. That is Horvitz-Thompson
+  post-stratified on the strata's known sizes, with the weighting-class adjustment for non-response
+  (tasks that expired unanswered, or not answered yet, are assumed missing at random within their
+  stratum) folded in: unbiased for the period's captured predictions, and so for all predictions
+  (capture sampling is a uniform draw). It needs no label to be right about its probability: labels
+  of every row make every weight 1, however they are marked, and 51 audit rows the 2 % draw happened
+  to take stand for the 2,079 rows the rule left, not for 51 / 0.02 = 2,550 (plain
+  Horvitz-Thompson's, which tilts the figure to the audit's confident rows). Without the review rule,
+  each row counts ``1 / inclusionProbability`` (plain Horvitz-Thompson), the only thing known.
 - ``reviewed``: the reviewers' labels (``selectedBy`` rule or audit), unweighted: what reviewed
   rows look like, biased by design (the rule sends the uncertain ones).
 - ``labelled``: every joined label, unweighted (with uploads that say nothing of how their rows
@@ -148,24 +143,21 @@ class Violation:
 @dataclass(frozen=True)
 class Response:
     """A selection stratum's response: its captured rows the rule or audit selected, those of them
-    with a weighted label (any ``selectedBy``: the module docstring), their ratio; and how many rows
-    the stratum's draw selects on average from this period's captured rows (``expected``: the rule's
-    rows themselves; the audit fraction of the rows the rule leaves), which the weights of the rows
-    the draw chose are scaled to (post-stratification: the module docstring)."""
+    with a weighted label (any ``selectedBy``: the module docstring), their ratio; and the captured
+    rows the stratum's labelled rows stand for (``population``: the rule's own rows; for the audit,
+    the rows the rule left, less those labelled outside both draws, which stand for themselves)."""
 
     selected: int
     labelled: int
-    expected: float | None = None  # None: the draw's population is not known (no scaling)
+    population: int
 
     @property
     def rate(self) -> float:
         return self.labelled / self.selected if self.selected else math.nan
 
     def document(self) -> dict[str, Any]:
-        found = {"selected": self.selected, "labelled": self.labelled, "rate": None if math.isnan(self.rate) else round(self.rate, 6)}
-        if self.expected is not None:
-            found["expected"] = round(self.expected, 6)
-        return found
+        rate = None if math.isnan(self.rate) else round(self.rate, 6)
+        return {"selected": self.selected, "labelled": self.labelled, "rate": rate, "stands_for": self.population}
 
 
 @dataclass(frozen=True)
@@ -208,23 +200,18 @@ class Evaluation:
         return f"{HORVITZ_THOMPSON}: {self.weighted_covers}" if basis == WEIGHTED else BASES[basis]
 
 
-def _weights(
-    probability: np.ndarray, strata: list[str | None], response: Mapping[str, Response] | None, drawn: np.ndarray | None = None
-) -> np.ndarray:
-    """``1 / probability``, divided by the response rate of each row's stratum (``strata``: where the
-    rule or the audit draw put each row, None for neither), and for the rows the stratum's draw chose
-    (``drawn``: their label's ``selectedBy`` is the stratum; None: all of them) scaled by
-    ``expected / selected``, so that they stand for the rows the draw chose from, not for the number
-    its luck gave (post-stratification: the module docstring)."""
-    weights = 1.0 / probability
-    if response:
-        for stratum, found in response.items():
-            if not found.rate > 0:
-                continue
-            inside = np.array([s == stratum for s in strata], dtype=bool)
-            weights[inside] /= found.rate
-            if found.expected is not None and found.expected > 0:
-                weights[inside & (drawn if drawn is not None else True)] *= found.expected / found.selected
+def _weights(probability: np.ndarray, strata: list[str | None], response: Mapping[str, Response] | None) -> np.ndarray:
+    """Each weighted row's weight (the module docstring). Without ``response`` (the review rule is not
+    known): ``1 / probability``, Horvitz-Thompson. With it, by where the rule and the audit draw put
+    each row (``strata``; None for neither): a stratum's labelled rows share its ``population``
+    equally (post-stratification, with the non-response of a weighting class), and a row neither
+    draw chose counts for itself."""
+    if response is None:
+        return 1.0 / probability
+    weights = np.ones(len(strata), dtype=np.float64)
+    for stratum, found in response.items():
+        if found.labelled:
+            weights[np.array([s == stratum for s in strata], dtype=bool)] = found.population / found.labelled
     return weights
 
 
@@ -252,13 +239,14 @@ def evaluate(
     response = None
     if captured.rule is not None:
         counts = Counter(strata)
-        left = captured.rows - captured.selected[RULE]  # the rows the audit draws from
-        expected = {RULE: float(captured.selected[RULE]), AUDIT: left * captured.audit.fraction if captured.audit is not None else None}
-        response = {stratum: Response(captured.selected[stratum], counts[stratum], expected[stratum]) for stratum in (RULE, AUDIT)}
+        # The audit draws from the rows the rule leaves; those labelled outside both draws (an upload
+        # of every row) stand for themselves, so the audit's rows stand for the rest.
+        left = captured.rows - captured.selected[RULE] - counts[None]
+        population = {RULE: captured.selected[RULE], AUDIT: max(left, counts[AUDIT])}
+        response = {stratum: Response(captured.selected[stratum], counts[stratum], population[stratum]) for stratum in (RULE, AUDIT)}
     bases: dict[str, metrics.Figures] = {}
     if known.any():
-        drawn = np.array([label.selected_by for label, k in zip(labels, known, strict=True) if k], dtype=object) == np.array(strata, dtype=object)
-        bases[WEIGHTED] = metrics.compute(y[known], p[known], yhat[known], _weights(probability[known], strata, response, drawn))
+        bases[WEIGHTED] = metrics.compute(y[known], p[known], yhat[known], _weights(probability[known], strata, response))
     reviewed = np.array([s in (RULE, AUDIT) for s in selected], dtype=bool)
     if reviewed.any():
         bases[REVIEWED] = metrics.compute(y[reviewed], p[reviewed], yhat[reviewed])

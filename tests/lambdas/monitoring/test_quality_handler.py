@@ -310,7 +310,7 @@ def test_response_rates_adjust_the_weights_when_the_review_rule_is_known(aws, he
     model_quality.run(RUN, settings(review=review), s3, events)
     ours = get_json(s3, f"{REPORT}/statistics.json")["open_monitor"]
     assert ours["labels"]["response"]["rule"] == {
-        "selected": len(band), "labelled": len(answered), "rate": round(len(answered) / len(band), 6), "expected": len(band)
+        "selected": len(band), "labelled": len(answered), "rate": round(len(answered) / len(band), 6), "stands_for": len(band)
     }  # fmt: skip
     assert ours["labels"]["response"]["audit"]["labelled"] == 0
     weight = ours["bases"]["weighted"]["weight"]
@@ -402,7 +402,7 @@ def test_the_audit_rows_stand_for_the_rows_the_rule_left_however_many_the_draw_t
 
     ours = get_json(s3, f"{REPORT}/statistics.json")["open_monitor"]
     left = len(scores) - len(band)
-    assert ours["labels"]["response"]["audit"] == {"selected": len(drawn), "labelled": len(drawn), "rate": 1.0, "expected": pytest.approx(left * AUDIT_PROBABILITY)}
+    assert ours["labels"]["response"]["audit"] == {"selected": len(drawn), "labelled": len(drawn), "rate": 1.0, "stands_for": left}
     assert ours["bases"]["weighted"]["weight"] == pytest.approx(len(scores))  # 16 band rows + the 98 rows the rule left
     weights = [1.0] * len(band) + [left / len(drawn)] * len(drawn)
     rows = band + drawn

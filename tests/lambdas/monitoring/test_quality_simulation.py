@@ -11,10 +11,10 @@ reviewers answer the truth. The truth is each figure over the whole population (
 claims to estimate), computed from the drawn labels.
 
 With non-response, reviewers answer 70 % of rule rows and 40 % of audit rows at random (missing at
-random within the stratum): the weights are divided by each stratum's response rate, as the monitor
-does when it knows which rows were selected (``evaluation``). The audit's weights are scaled to the
-captured rows the rule left, as the monitor's are (post-stratification), and compared with plain
-Horvitz-Thompson's.
+random within the stratum). The weights are the monitor's when it knows which rows were selected
+(``evaluation._weights``): each stratum's answered rows share the captured rows it stands for
+(post-stratification, non-response folded in); they are compared with plain Horvitz-Thompson's
+``1 / inclusion probability``.
 """
 
 from __future__ import annotations
@@ -45,16 +45,16 @@ def simulate(seed: int, answered: dict[str, float] | None = None) -> dict[str, f
         for name, rate in answered.items():
             answers |= (stratum == name) & (rng.random(POPULATION) < rate)
         reviewed &= answers
-    # What the monitor knows of the captured rows: each stratum's selected and answered rows, and
-    # what its draw takes on average (the rule's rows; the audit fraction of the rows it leaves).
-    expected = {"rule": float(rule.sum()), "audit": float((captured & ~rule).sum()) * AUDIT}
-    response = {name: Response(int((stratum == name).sum()), int(((stratum == name) & reviewed).sum()), expected[name]) for name in expected}
-    plain = {name: Response(found.selected, found.labelled) for name, found in response.items()}  # no post-stratification
+    # What the monitor knows of the captured rows: each stratum's selected and answered rows, and the
+    # captured rows it stands for (the rule's own; for the audit, every row the rule left).
+    population = {"rule": int(rule.sum()), "audit": int((captured & ~rule).sum())}
+    response = {name: Response(int((stratum == name).sum()), int(((stratum == name) & reviewed).sum()), population[name]) for name in population}
     probability = np.where(rule, CAPTURE, CAPTURE * AUDIT)[reviewed]
     weights = _weights(probability, list(stratum[reviewed]), response)
     ones = np.ones(int(reviewed.sum()))
     weighted = metrics.ratio(correct[reviewed], ones, weights)
-    horvitz_thompson = metrics.ratio(correct[reviewed], ones, _weights(probability, list(stratum[reviewed]), plain))
+    plain = _weights(probability, list(stratum[reviewed]), None)  # 1 / probability: Horvitz-Thompson without the counts
+    horvitz_thompson = metrics.ratio(correct[reviewed], ones, plain)
     unweighted = metrics.ratio(correct[reviewed], ones, ones)
     precision = metrics.ratio(label[reviewed] * predicted[reviewed], predicted[reviewed], weights)
     auc = metrics.auc(score[reviewed], label[reviewed], weights)
