@@ -22,6 +22,7 @@ Exit codes: 0 enough to deploy; 1 a quota short, or the check could not be made;
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -173,10 +174,13 @@ def main(argv: list[str] | None = None, *, client=None, region: str | None = Non
         import boto3
         from botocore.exceptions import NoRegionError
 
+        if credentials_configured():  # first: without credentials nothing else matters
+            return 1
+        # The CDK CLI reads AWS_REGION as well as AWS_DEFAULT_REGION; boto3 reads only the second.
         try:
-            client = boto3.session.Session(region_name=config.region).client("service-quotas")
+            client = boto3.session.Session(region_name=config.region or os.environ.get("AWS_REGION") or None).client("service-quotas")
         except NoRegionError:
-            print("preflight: no AWS region: set AWS_REGION (or AWS_PROFILE with a region), or region in cdk.json", file=sys.stderr)
+            print("preflight: no AWS region: set AWS_REGION or AWS_DEFAULT_REGION (or AWS_PROFILE with a region), or region in cdk.json", file=sys.stderr)
             return 1
     region = region or client.meta.region_name
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError

@@ -127,6 +127,28 @@ def test_no_credentials_says_what_to_set(no_credentials, capsys) -> None:
     assert "no AWS credentials: set AWS_PROFILE" in capsys.readouterr().err
 
 
+def test_without_credentials_or_a_region_it_names_the_credentials_first(no_credentials, capsys) -> None:
+    no_credentials.delenv("AWS_DEFAULT_REGION", raising=False)
+    no_credentials.delenv("AWS_REGION", raising=False)
+    assert preflight.main(["--env", "dev"]) == 1
+    assert "no AWS credentials: set AWS_PROFILE" in capsys.readouterr().err
+
+
+def test_a_region_from_aws_region_is_used_and_a_missing_one_names_both_variables(no_credentials, capsys) -> None:
+    """The CDK CLI reads AWS_REGION as well as AWS_DEFAULT_REGION; boto3 reads only the second."""
+    no_credentials.setenv("AWS_ACCESS_KEY_ID", "x")
+    no_credentials.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    no_credentials.delenv("AWS_DEFAULT_REGION", raising=False)
+    no_credentials.delenv("AWS_REGION", raising=False)
+    assert preflight.main(["--env", "dev"]) == 1
+    assert "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION" in capsys.readouterr().err
+    no_credentials.setenv("AWS_REGION", "eu-central-1")
+    asked = []
+    no_credentials.setattr(preflight, "quota_values", lambda client: asked.append(client.meta.region_name) or {})
+    preflight.main(["--env", "dev"])
+    assert asked == ["eu-central-1"]  # no AWS call: the quotas are stubbed out
+
+
 def test_an_unknown_environment_is_a_usage_error(capsys) -> None:
     assert preflight.main(["--env", "nope"]) == 2
     assert "env: 'nope' is not an environment in cdk.json" in capsys.readouterr().err
