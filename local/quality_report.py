@@ -21,6 +21,7 @@ violations; 2 on a usage error (nothing written).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,16 @@ def read_labels(paths: list[Path]) -> tuple[list[ground_truth.Label], list[groun
     return found, rejected
 
 
+def shown_names(paths: list[Path]) -> list[str]:
+    """Each file's name, or its path below the files' common folder when names repeat (a prefix
+    copied down holds a part.jsonl in every hour's folder)."""
+    names = [path.name for path in paths]
+    if len(set(names)) == len(names):
+        return names
+    common = Path(os.path.commonpath([path.resolve().parent for path in paths]))
+    return [path.resolve().relative_to(common).as_posix() for path in paths]
+
+
 def summary_lines(evaluation: Evaluation) -> list[str]:
     lines = []
     for name, figures in evaluation.bases.items():
@@ -125,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         constraints=constraints, estimate_on=quality.estimate,
     )  # fmt: skip
     intake, parked = documents.intake(len(args.labels), labels, captured.joined, rejected)
-    window = f"the {len(args.capture)} capture file(s) given: {', '.join(p.name for p in args.capture[:5])}{', ...' if len(args.capture) > 5 else ''}"
+    window = f"the {len(args.capture)} capture file(s) given: {', '.join(shown_names(args.capture)[:5])}{', ...' if len(args.capture) > 5 else ''}"
     labels_window = f"the {len(args.labels)} ground-truth file(s) given" if args.labels else "no ground-truth files given: the estimate only"
     custom = {"period": {"capture_files": [str(p) for p in args.capture]}, "label_window": labels_window, "captures": captured.document(),
               "intake": intake, "decision_threshold": DECISION_THRESHOLD, "test_set_scores": source}  # fmt: skip

@@ -208,6 +208,10 @@ def test_folders_stand_for_their_jsonl_files_as_aws_s3_cp_recursive_leaves_them(
     expected[0] = 1 - truth[0]
     assert statistics["binary_classification_metrics"]["accuracy"]["value"] == pytest.approx(sk.accuracy_score(expected, scores >= 0.5), abs=1e-9)
     assert "1 labelled more than once (1 disagreeing: the later label counts)" in capsys.readouterr().out
+    (captures / "11").mkdir()
+    (captures / "11" / "part.jsonl").write_text("")  # a second hour's file of the same name
+    assert quality_report.main([str(tmp_path / "capture"), "--out", str(out)]) == 0
+    assert "the 2 capture file(s) given: 10/part.jsonl, 11/part.jsonl" in (out / "report.html").read_text()
 
 
 def test_labels_for_no_captured_row_are_listed_with_their_file_and_line_and_a_later_run_clears_the_list(tmp_path, sample):
