@@ -31,8 +31,8 @@ beyond its threshold (below it, for ``LessThanThreshold``): a figure on few labe
 noise. A metric without a realized figure (no labels) is checked on its estimate, as
 ``estimated_<metric>``, when the estimate is on.
 
-A stratum with rows selected for review but no label yet (no audit row answered, say) leaves part of
-the traffic unrepresented: the weighted figures then describe the other strata only, not all
+A stratum that stands for rows but has no label (no audit row answered yet, none drawn yet in a
+small period, or the audit off) leaves part of the traffic unrepresented: the weighted figures then describe the other strata only, not all
 predictions (at a response rate of 0 no weighting can restore it). The evaluation says so
 (``Evaluation.unrepresented``: the documents, the page and the console name the strata), and the
 constraints are checked on the estimate instead, as with no labels: the figures over the uncertain
@@ -267,7 +267,9 @@ def evaluate(
     # Only the weighted basis claims all predictions from the strata review chose from (uploads without
     # sampling are the unweighted "labelled" basis, which claims nothing about how its rows were chosen).
     answers = (response or {}).items() if primary == WEIGHTED else ()
-    unrepresented = tuple(stratum for stratum, found in answers if found.selected and not found.labelled)
+    # A stratum that stands for rows but has none labelled: its draw took nothing yet, none of its
+    # rows is answered yet, or (the audit) it is off.
+    unrepresented = tuple(stratum for stratum, found in answers if found.population and not found.labelled)
     realized = bases.get(primary) if primary and not unrepresented else None
     violations, checked = check(constraints, realized, BASES.get(primary or "", ""), found_estimate)
     return Evaluation(

@@ -50,14 +50,14 @@ def label_line(event_id: str, value: int, sampling: dict | None) -> bytes:
     return json.dumps(record).encode()
 
 
-def run(sample, baseline, rows: dict[int, tuple[int, dict | None]], *, rule: SelectionRule | None = RULE):
+def run(sample, baseline, rows: dict[int, tuple[int, dict | None]], *, rule: SelectionRule | None = RULE, audit: Audit | None = AUDIT):
     """(evaluation, captured, page) of the sample with a label for each of ``rows``: index -> (label, sampling)."""
     body, ids, _, _ = sample
     upload = b"\n".join(label_line(ids[i], value, sampling) for i, (value, sampling) in rows.items())
     found, rejected = ground_truth.read_file(upload, "upload.jsonl", 0)
     assert not rejected
     latest = ground_truth.latest(found)
-    captured = Captured(latest.labels, ParseOptions(threshold=0.5), rule, AUDIT if rule else None)
+    captured = Captured(latest.labels, ParseOptions(threshold=0.5), rule, audit if rule else None)
     captured.add(body)
     constraints, calibration, note = documents.load_baseline(baseline)
     evaluation = evaluate(
@@ -141,3 +141,15 @@ def test_the_estimate_line_gives_the_calibration_check_and_without_labels_the_ro
     check = documents.statistics(evaluation, {})["open_monitor"]["estimate"]["calibration_check"]
     assert check["p_value"] == pytest.approx(0.33, abs=0.005) and check["recalibrated"] is False
     assert "<title>ROC curve: the test set (dashed)</title>" in page and "this period (solid)" not in page
+
+
+def test_with_the_audit_off_labels_of_the_rule_alone_do_not_claim_all_predictions(sample, baseline):
+    """review.audit_percentage 0: the rows the rule leaves have no chance of review, so the rule's
+    labels alone stand for the rule's rows only, as when no audit row is answered yet; the audit
+    drew nothing, which used to read as nothing to represent."""
+    band, _ = strata(sample)
+    _, _, scores, truth = sample
+    evaluation, captured, _ = run(sample, baseline, {i: (int(truth[i]), REVIEWED) for i in band}, audit=None)
+    assert captured.selected["audit"] == 0 and evaluation.response["audit"].population == len(scores) - len(band)
+    assert evaluation.unrepresented == ("audit",) and evaluation.weighted_covers == "the review rule's rows only"
+    assert all(v.metric.startswith("estimated_") for v in evaluation.violations)  # checked on the estimate, not the band
