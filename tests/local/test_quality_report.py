@@ -73,7 +73,7 @@ def test_labelled_capture_files_give_the_figures_the_monitor_gives(tmp_path, sam
     html = (out / "report.html").read_text()
     assert "Model-quality report: dev" in html and "Weighted: all predictions" in html and "Unweighted: reviewed rows" in html
     printed = capsys.readouterr().out
-    assert printed.splitlines()[0].startswith("weighted: each labelled row counts 1 / its inclusion probability")
+    assert printed.splitlines()[0].startswith("weighted: each labelled row counts for an equal share of its review stratum's captured rows")
     assert "warning" not in printed  # every stratum the review chose from is labelled
     assert "114 label(s), 114 joined, 0 for no captured row, 0 line(s) set aside" in printed
 

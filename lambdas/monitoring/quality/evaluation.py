@@ -57,9 +57,11 @@ from lambdas.monitoring.quality.estimate import Calibration, Estimate, estimate
 from lambdas.monitoring.quality.labels import Key, Latest
 
 WEIGHTED, REVIEWED, LABELLED = "weighted", "reviewed", "labelled"
+# How the weighted figures weigh their rows: from the strata's counts when the review rule is known
+# (``_weights``), else by each label's inclusion probability.
+POST_STRATIFIED = "each labelled row counts for an equal share of its review stratum's captured rows, post-stratified (Horvitz-Thompson)"
 HORVITZ_THOMPSON = "each labelled row counts 1 / its inclusion probability (Horvitz-Thompson)"
-BASES = {
-    WEIGHTED: f"{HORVITZ_THOMPSON}: all predictions",
+BASES = {  # the unweighted bases' descriptions; the weighted one's: describe()
     REVIEWED: "unweighted, reviewed rows only (biased by the review rule)",
     LABELLED: "unweighted, every labelled row",
 }
@@ -195,9 +197,17 @@ class Evaluation:
         return "the rows labelled outside review only"
 
     def description(self, basis: str) -> str:
-        """What a basis's figures are, for the documents and the console (``BASES``, with what the
+        """What a basis's figures are, for the documents and the console (``describe``, with what the
         weighted ones cover)."""
-        return f"{HORVITZ_THOMPSON}: {self.weighted_covers}" if basis == WEIGHTED else BASES[basis]
+        return describe(basis, rule_known=self.response is not None, covers=self.weighted_covers)
+
+
+def describe(basis: str, *, rule_known: bool, covers: str = "all predictions") -> str:
+    """A basis's description: ``BASES``, the weighted one saying how its rows are weighed (``_weights``)
+    and which predictions it covers."""
+    if basis != WEIGHTED:
+        return BASES[basis]
+    return f"{POST_STRATIFIED if rule_known else HORVITZ_THOMPSON}: {covers}"
 
 
 def _weights(probability: np.ndarray, strata: list[str | None], response: Mapping[str, Response] | None) -> np.ndarray:
@@ -271,7 +281,7 @@ def evaluate(
     # rows is answered yet, or (the audit) it is off.
     unrepresented = tuple(stratum for stratum, found in answers if found.population and not found.labelled)
     realized = bases.get(primary) if primary and not unrepresented else None
-    violations, checked = check(constraints, realized, BASES.get(primary or "", ""), found_estimate)
+    violations, checked = check(constraints, realized, describe(primary, rule_known=response is not None) if primary else "", found_estimate)
     return Evaluation(
         bases=bases,
         primary=primary,

@@ -20,7 +20,7 @@ from typing import Any
 
 from lambdas.monitoring.drift.report import CSS, FONT_UNITS, REPORT_FILE
 from lambdas.monitoring.quality import metrics
-from lambdas.monitoring.quality.evaluation import BASES, LABELLED, REVIEWED, WEIGHTED, Evaluation
+from lambdas.monitoring.quality.evaluation import LABELLED, REVIEWED, WEIGHTED, Evaluation
 from lambdas.monitoring.quality.estimate import SIGNIFICANCE, Calibration
 
 PERIOD_COLOUR, REFERENCE_COLOUR, ESTIMATE_COLOUR = "#c2410c", "#1f5fa8", "#555"
@@ -389,8 +389,10 @@ def render(
     out.append("<h2>Figures</h2>")
     out.append(
         '<p class="note"><strong>Weighted</strong>: quality over all predictions (over fewer when a review stratum has no '
-        "labelled row: its heading says which); each labelled row counts 1 / (the probability it was chosen for review, "
-        "capture sampling included), adjusted for unanswered tasks (Horvitz-Thompson). <strong>Unweighted, reviewed rows</strong>: the reviewers' labels as they are, a biased "
+        "labelled row: its heading says which); each labelled row counts for an equal share of its review stratum's captured "
+        "rows (the rule's selected rows; the audit's, the rows the rule left), unanswered tasks included (Horvitz-Thompson, "
+        "post-stratified), or, when the review rule is not known, 1 / (the probability it was chosen for review, capture "
+        "sampling included). <strong>Unweighted, reviewed rows</strong>: the reviewers' labels as they are, a biased "
         "sample (the review rule picks uncertain rows). <strong>Unweighted, all labelled rows</strong>: with uploaded labels "
         "that say nothing of how their rows were chosen. <strong>Estimated</strong>: from the scores alone (CBPE), assuming "
         "they keep the test set's calibration (no concept change). Intervals are 95 %. Log loss and Brier score: lower is better "

@@ -152,6 +152,8 @@ def test_a_period_with_reviewed_labels_reports_weighted_figures_equal_to_scikit_
     low, high = ours["bases"]["weighted"]["figures"]["accuracy"]["interval_95"]
     assert low <= documented["accuracy"]["value"] <= high
     assert ours["labels"]["joined"] == 114 and ours["labels"]["response"].startswith("unknown")
+    # Not told the review rule, the monitor cannot count the strata: each row counts 1 / its probability.
+    assert ours["basis_description"] == "each labelled row counts 1 / its inclusion probability (Horvitz-Thompson): all predictions"
     assert ours["estimate"]["figures"]["accuracy"]["value"] == pytest.approx(0.95, abs=0.03)
     assert ours["intake"] == {
         "files": 1, "labels": 114, "unknown_ids": 0, "unknown_file": None, "rejected_lines": 0, "rejected": {}, "rejected_file": None,
