@@ -58,7 +58,7 @@ import time
 import uuid
 import zipfile
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,7 +67,7 @@ from zoneinfo import ZoneInfo
 
 import boto3
 
-from local.rehearse.functions import ENVIRONMENT_LOCK, Function, FunctionError, Runner
+from local.rehearse.functions import Function, FunctionError, Runner, holding_environment
 from local.rehearse.templates import ACCOUNT, PARTITION, REGION, Resolver, StackTemplate, TemplateError, parameter_defaults, read_assembly, resource_order, synthesise
 
 # Lambda's asynchronous invocation: two retries unless an EventInvokeConfig says otherwise
@@ -815,7 +815,7 @@ class Cloud:
         # the environment's lock (the request only: a task waiting for its token must not hold it).
         for service in _subclasses(StateTaskService):
             if "_eval_service_task" in vars(service):
-                patches.append((service, "_eval_service_task", _holding(ENVIRONMENT_LOCK, vars(service)["_eval_service_task"])))
+                patches.append((service, "_eval_service_task", holding_environment(vars(service)["_eval_service_task"])))
         for target, name, value in patches:
             self._patches.append((target, name, getattr(target, name)))
             setattr(target, name, value)
@@ -1185,13 +1185,3 @@ def _subclasses(cls: type) -> Iterator[type]:
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)
-
-
-def _holding(lock: Any, method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method``, called while holding ``lock``."""
-
-    def held(*args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return method(*args, **kwargs)
-
-    return held

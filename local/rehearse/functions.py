@@ -28,7 +28,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,16 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 # reader between the swap's clear and update saw a half-empty environment (a KeyError for
 # AWS_SESSION_TOKEN failed a rehearsed retraining run's Train step).
 ENVIRONMENT_LOCK = threading.RLock()
+
+
+def holding_environment(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method``, called while holding ``ENVIRONMENT_LOCK``."""
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        with ENVIRONMENT_LOCK:
+            return method(*args, **kwargs)
+
+    return held
 
 
 @dataclass

@@ -220,26 +220,24 @@ class Observer:
 
     def true_accuracy(self, start: dt.datetime, end: dt.datetime, threshold: float) -> tuple[float | None, int]:
         """The accuracy of the predictions captured in ``[start, end)`` against their true labels, and how
-        many had one. The rows are the monitor's: every variant's capture files under the period's hour
-        folders (``capture/<endpoint>/<variant>/yyyy/mm/dd/hh/``), read by the capture parser with the
-        model's paths and the monitor's decision threshold."""
+        many had one. The rows are the monitor's: the capture files its own listing finds (every variant
+        under the period's hour folders, ``model_quality.capture_keys``), read by the capture parser with
+        the model's paths and the monitor's decision threshold."""
+        from lambdas.monitoring.open import common, model_quality
         from local.rehearse.reviewers import truth_key
 
-        truth = self.truth or {}
+        truth, s3 = self.truth or {}, self._boto("s3")
         options = ParseOptions(score_path=self.config.model.score_path, features_path=self.config.model.features_path, threshold=threshold)
-        prefix = f"{CAPTURE}{self.config.endpoint.name}/"
-        hours = {f"{start + dt.timedelta(hours=n):%Y/%m/%d/%H}/" for n in range(int((end - start) / dt.timedelta(hours=1)))}
+        prefix, period = f"{CAPTURE}{self.config.endpoint.name}/", common.Period(end, start, end)
         right = rows = 0
-        for bucket, key, _ in self.objects():
-            variant_and_hour = key.removeprefix(prefix).partition("/")[2]
-            if not (key.startswith(prefix) and key.endswith(CAPTURE_SUFFIX) and variant_and_hour[:14] in hours):
-                continue
-            for number, line in enumerate(self.read(bucket, key).splitlines(), start=1):
-                for row in parse_line(line, number, options).rows:
-                    label = truth.get(truth_key({"recordId": row.record_id, "origin": row.origin}, truth))
-                    if label is not None:
-                        rows += 1
-                        right += int(label) == row.prediction
+        for bucket in s3.list_buckets().get("Buckets", []):
+            for key in model_quality.capture_keys(s3, bucket["Name"], prefix, period):
+                for number, line in enumerate(self.read(bucket["Name"], key).splitlines(), start=1):
+                    for row in parse_line(line, number, options).rows:
+                        label = truth.get(truth_key({"recordId": row.record_id, "origin": row.origin}, truth))
+                        if label is not None:
+                            rows += 1
+                            right += int(label) == row.prediction
         return (right / rows if rows else None), rows
 
     def _batch_run(self, hour: Hour, bucket: str, key: str) -> None:

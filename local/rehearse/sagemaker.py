@@ -97,7 +97,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from lambdas.shared import aws
 from lambdas.shared.explain.results import Unexplainable
 from lambdas.shared.explain.tree import MODEL_FILE, TreeExplainer
-from local.rehearse.functions import ENVIRONMENT_LOCK
+from local.rehearse.functions import holding_environment
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"  # the rehearsal's pseudo parameters (local/rehearse/cloud.py), tests.lambdas.aws_env's
 FILE_SECONDS = 300  # how long a capture file collects requests before it is written (SageMaker: "every few minutes")
@@ -445,14 +445,8 @@ def install_sagemaker(cloud: Any = None, *, patch: Any = None, trainer: Trainer 
     def build_sync_resolver(task, env, resource_runtime_part, normalised_parameters, state_credentials):
         # On moto's execution thread: the stand-ins make boto3 clients, which read os.environ, while a
         # rehearsed function's call may be swapping it (functions.ENVIRONMENT_LOCK).
-        with ENVIRONMENT_LOCK:
-            resolved = stand_ins.resolver(env, task.resource.api_action, normalised_parameters)
-
-        def resolve() -> Any:
-            with ENVIRONMENT_LOCK:
-                return resolved()
-
-        return resolve
+        resolved = holding_environment(stand_ins.resolver)(env, task.resource.api_action, normalised_parameters)
+        return holding_environment(resolved)
 
     def update_endpoint(response):
         return stand_ins.update_endpoint(json.loads(response.body))
